@@ -1,0 +1,111 @@
+"""bulkexport-relay web application: ``create_app()`` wires config, services, blueprints and error handlers."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import redis
+from flask import Flask, Response, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from app.config import Settings, load_settings
+from app.context import Services, build_services
+from app.exports import Conflict, NotFound, QuotaExceeded, RequestError
+from app.logs import configure_logging
+from app.twilio_api import TwilioError, TwilioNotFound, TwilioRejected, TwilioUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
+    settings = settings or (services.settings if services else load_settings())
+    configure_logging(settings.log_level, settings.secrets)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    if settings.proxy_fix_hops:
+        hops = settings.proxy_fix_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+    app.extensions["relay"] = services or build_services(settings)
+
+    from app import api, health, intake
+    from app.cli import relay_cli
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(intake.bp)
+    app.register_blueprint(api.bp)
+    app.cli.add_command(relay_cli)
+    _register_error_handlers(app)
+
+    @app.before_request
+    def _request_id() -> None:
+        g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+
+    @app.after_request
+    def _echo_request_id(response: Response) -> Response:
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        return response
+
+    return app
+
+
+def _error(status: int, error: str, detail: str | None = None, **extra: Any) -> tuple[Response, int]:
+    return jsonify(error=error, detail=detail, **extra), status
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(RequestError)
+    def bad_request(exc: RequestError) -> tuple[Response, int]:
+        return _error(400, "invalid request", str(exc))
+
+    @app.errorhandler(NotFound)
+    @app.errorhandler(TwilioNotFound)
+    def not_found(exc: Exception) -> tuple[Response, int]:
+        return _error(404, "not found", str(exc))
+
+    @app.errorhandler(Conflict)
+    def conflict(exc: Conflict) -> tuple[Response, int]:
+        return _error(409, "conflict", str(exc))
+
+    @app.errorhandler(QuotaExceeded)
+    def quota(exc: QuotaExceeded) -> tuple[Response, int]:
+        return _error(429, "quota exceeded", str(exc), used_today=exc.used, requested=exc.wanted)
+
+    @app.errorhandler(TwilioRejected)
+    def twilio_rejected(exc: TwilioRejected) -> tuple[Response, int]:
+        return _error(422 if exc.status == 400 else 502, "rejected by Twilio", str(exc))
+
+    @app.errorhandler(TwilioUnavailable)
+    def twilio_unavailable(exc: TwilioUnavailable) -> tuple[Response, int]:
+        log.warning("Twilio unavailable: %s", exc)
+        return _error(503, "Twilio unavailable, try again later", str(exc))
+
+    @app.errorhandler(TwilioError)
+    def twilio_error(exc: TwilioError) -> tuple[Response, int]:
+        log.warning("Twilio answered unexpectedly: %s", exc)
+        return _error(502, "unexpected answer from Twilio", str(exc))
+
+    @app.errorhandler(redis.RedisError)
+    def redis_down(exc: redis.RedisError) -> tuple[Response, int]:
+        log.error("Redis unavailable: %s", exc)
+        if request.path.startswith("/hooks/"):
+            from app.metrics import WEBHOOKS
+
+            WEBHOOKS.labels("unavailable").inc()
+        return _error(503, "storage unavailable", "Redis is not reachable; retry later")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response, int]:
+        if request.path.startswith("/hooks/") and exc.code == 413:
+            from app.metrics import WEBHOOKS
+
+            WEBHOOKS.labels("too_large").inc()
+        return _error(exc.code or 500, (exc.name or "error").lower(), exc.description)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> tuple[Response, int]:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _error(500, "internal error", "see the service logs (request id in X-Request-Id)")

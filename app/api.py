@@ -1,0 +1,108 @@
+"""The HTTP API under /api: submit, list, show, cancel, adopt and requeue export jobs.
+
+Every route needs ``Authorization: Bearer $ADMIN_TOKEN`` (compared in constant time). Errors are JSON
+``{"error": ..., "detail": ...}``; the app's error handlers guarantee no stack trace leaks.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from flask import Blueprint, Response, abort, current_app, jsonify, request
+
+from app import exports
+from app.context import Services
+from app.metrics import JOBS
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+MAX_PAGE_SIZE = 200
+
+
+def _svc() -> Services:
+    return current_app.extensions["relay"]  # type: ignore[no-any-return]
+
+
+@bp.before_request
+def require_admin_token() -> None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    expected = _svc().settings.admin_token
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
+        abort(401)
+
+
+def _json_body() -> Any:
+    body = request.get_json(silent=True)
+    if body is None:
+        raise exports.RequestError("body must be JSON (Content-Type: application/json)")
+    return body
+
+
+@bp.post("/jobs")
+def submit_job() -> tuple[Response, int]:
+    svc = _svc()
+    req = exports.SubmitRequest.from_body(_json_body())
+    result = exports.submit(svc, req)
+    JOBS.labels("submitted").inc(len(result.jobs))
+    views = [exports.job_view(svc, j) for j in result.jobs]
+    if result.error is not None:
+        # Some chunks exist at Twilio and are tracked; say so rather than pretend nothing happened.
+        return jsonify(error="partially submitted", detail=str(result.error), jobs=views), 502
+    if len(views) == 1:
+        return jsonify(views[0]), 201
+    return jsonify(jobs=views), 201
+
+
+@bp.get("/jobs")
+def list_jobs() -> Response:
+    svc = _svc()
+    try:
+        page = max(0, int(request.args.get("page", 0)))
+        size = min(MAX_PAGE_SIZE, max(1, int(request.args.get("page_size", 50))))
+    except ValueError:
+        raise exports.RequestError("page and page_size must be integers") from None
+    jobs, total = svc.registry.list_jobs(offset=page * size, limit=size)
+    return jsonify(
+        jobs=[exports.job_view(svc, j) | {"days": None} for j in jobs],
+        meta={"page": page, "page_size": size, "total": total, "has_more": (page + 1) * size < total},
+    )
+
+
+@bp.get("/jobs/<job_sid>")
+def show_job(job_sid: str) -> Response:
+    svc = _svc()
+    return jsonify(exports.job_view(svc, exports.require_job(svc, job_sid)))
+
+
+@bp.delete("/jobs/<job_sid>")
+def cancel_job(job_sid: str) -> Response:
+    svc = _svc()
+    job = exports.cancel(svc, job_sid)
+    JOBS.labels("cancelled").inc()
+    return jsonify(exports.job_view(svc, job))
+
+
+@bp.post("/jobs/track")
+def track_job() -> tuple[Response, int]:
+    svc = _svc()
+    body = _json_body()
+    if not isinstance(body, dict) or set(body) - {"job_sid", "resource_type"}:
+        raise exports.RequestError("body must be {\"job_sid\": ..., \"resource_type\"?: ...}")
+    rt = body.get("resource_type")
+    if rt is not None:
+        exports.validate_resource_type(rt)
+    job = exports.adopt(svc, exports.validate_job_sid(body.get("job_sid")), rt)
+    JOBS.labels("adopted").inc()
+    return jsonify(exports.job_view(svc, job)), 201
+
+
+@bp.post("/jobs/<job_sid>/requeue")
+def requeue_job(job_sid: str) -> Response:
+    svc = _svc()
+    body = request.get_json(silent=True) or {}
+    days = body.get("days") if isinstance(body, dict) else None
+    if days is not None and (not isinstance(days, list) or not all(isinstance(d, str) for d in days)):
+        raise exports.RequestError("days must be a list of YYYY-MM-DD strings")
+    requeued = exports.requeue(svc, job_sid, days)
+    return jsonify(requeued=requeued, job=exports.job_view(svc, exports.require_job(svc, job_sid)))

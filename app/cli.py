@@ -1,0 +1,148 @@
+"""``flask --app app relay ...``: the same operations as the HTTP API, for operators at a shell.
+
+Runs in-process against Redis and Twilio with the service's own environment (no admin token needed: shell
+access to the service's environment is already full access).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+
+from app import exports
+from app.context import Services
+from app.twilio_api import TwilioError
+
+
+def _svc() -> Services:
+    return current_app.extensions["relay"]  # type: ignore[no-any-return]
+
+
+def _emit(data: Any, as_json: bool, human: Callable[[Any], str]) -> None:
+    click.echo(json.dumps(data, indent=2) if as_json else human(data))
+
+
+def _errors_to_exit(func: Callable[..., None]) -> Callable[..., None]:
+    """Domain and Twilio errors become a one-line message and exit status 1, not a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            func(*args, **kwargs)
+        except (exports.RequestError, exports.NotFound, exports.Conflict, exports.QuotaExceeded, TwilioError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def _job_line(v: dict[str, Any]) -> str:
+    counts = ", ".join(f"{k}={n}" for k, n in sorted(v["day_counts"].items())) or "no days yet"
+    return f"{v['job_sid']}  {v['resource_type']:<12} {v['start_day']}..{v['end_day']}  {v['state']:<9} {counts}"
+
+
+def _job_detail(v: dict[str, Any]) -> str:
+    lines = [_job_line(v)]
+    if v.get("error"):
+        lines.append(f"  error: {v['error']}")
+    if v.get("manifest_key"):
+        lines.append(f"  manifest: {v['manifest_key']}")
+    for d in v.get("days") or []:
+        extra = d["key"] or d["error"] or ""
+        lines.append(f"  {d['day']}  {d['state']:<8} {d['twilio_status'] or '-':<22} {d['records'] or '':>8} {extra}")
+    return "\n".join(lines)
+
+
+@click.group("relay")
+def relay_cli() -> None:
+    """Submit and follow Twilio BulkExport jobs."""
+
+
+@relay_cli.command("submit")
+@click.argument("resource_type")
+@click.argument("start_day")
+@click.argument("end_day")
+@click.option("--name", "friendly_name", default=None, help="Friendly name at Twilio")
+@click.option("--email", default=None, help="Also e-mail this address when Twilio finishes")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+@_errors_to_exit
+def submit(resource_type: str, start_day: str, end_day: str, friendly_name: str | None, email: str | None,
+           as_json: bool) -> None:
+    """Export RESOURCE_TYPE from START_DAY to END_DAY (inclusive, YYYY-MM-DD)."""
+    body = {"resource_type": resource_type, "start_day": start_day, "end_day": end_day}
+    body |= {k: v for k, v in (("friendly_name", friendly_name), ("email", email)) if v}
+    svc = _svc()
+    result = exports.submit(svc, exports.SubmitRequest.from_body(body))
+    views = [exports.job_view(svc, j) for j in result.jobs]
+    _emit(views, as_json, lambda vs: "\n".join(_job_line(v) for v in vs))
+    if result.error:
+        click.echo(f"error: later chunks failed: {result.error}", err=True)
+        sys.exit(1)
+
+
+@relay_cli.command("list")
+@click.option("--page", default=0, show_default=True)
+@click.option("--page-size", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+@_errors_to_exit
+def list_jobs(page: int, page_size: int, as_json: bool) -> None:
+    """Tracked jobs, newest first."""
+    svc = _svc()
+    jobs, total = svc.registry.list_jobs(offset=page * page_size, limit=page_size)
+    views = [exports.job_view(svc, j) for j in jobs]
+    _emit(views, as_json, lambda vs: "\n".join(_job_line(v) for v in vs) + f"\n({total} tracked)")
+
+
+@relay_cli.command("status")
+@click.argument("job_sid")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+@_errors_to_exit
+def status(job_sid: str, as_json: bool) -> None:
+    """One job with its days."""
+    svc = _svc()
+    _emit(exports.job_view(svc, exports.require_job(svc, job_sid)), as_json, _job_detail)
+
+
+@relay_cli.command("cancel")
+@click.argument("job_sid")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+@_errors_to_exit
+def cancel(job_sid: str, as_json: bool) -> None:
+    """Delete the job at Twilio and stop tracking its progress."""
+    svc = _svc()
+    _emit(exports.job_view(svc, exports.cancel(svc, job_sid)), as_json, _job_line)
+
+
+@relay_cli.command("track")
+@click.argument("job_sid")
+@click.option("--resource-type", default=None, help="Needed only if Twilio does not say it")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+@_errors_to_exit
+def track(job_sid: str, resource_type: str | None, as_json: bool) -> None:
+    """Adopt a job created elsewhere; the poller copies its days."""
+    svc = _svc()
+    _emit(exports.job_view(svc, exports.adopt(svc, job_sid, resource_type)), as_json, _job_line)
+
+
+@relay_cli.command("requeue")
+@click.argument("job_sid")
+@click.argument("days", nargs=-1)
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+@_errors_to_exit
+def requeue(job_sid: str, days: tuple[str, ...], as_json: bool) -> None:
+    """Retry the job's failed days (or only DAYS)."""
+    requeued = exports.requeue(_svc(), job_sid, list(days) or None)
+    _emit(requeued, as_json, lambda ds: f"requeued {len(ds)} day(s): {' '.join(ds)}" if ds else "nothing to requeue")

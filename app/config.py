@@ -1,0 +1,163 @@
+"""Settings from the environment, validated once at start-up.
+
+The variable names are a contract shared with the deploy files, the README and external checks. S3 endpoint,
+credentials, region, CA bundle and checksum mode are *not* here: boto3 reads its own standard ``AWS_*``
+variables (``AWS_ENDPOINT_URL_S3``, ``AWS_REQUEST_CHECKSUM_CALCULATION``, ``AWS_CA_BUNDLE``, ...), and we let it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+ACCOUNT_SID_RE = re.compile(r"^AC[0-9a-fA-F]{32}$")
+API_KEY_SID_RE = re.compile(r"^SK[0-9a-fA-F]{32}$")
+RESOURCE_TYPES = ("Messages", "Calls", "Conferences", "Participants")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message names the variable and never echoes a secret."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str
+    twilio_account_sid: str
+    twilio_auth_token: str | None
+    twilio_auth_token_secondary: str | None
+    twilio_api_key_sid: str | None
+    twilio_api_key_secret: str | None
+    twilio_base_url: str
+    public_base_url: str
+    webhook_method: str
+    webhook_signature: str
+    s3_bucket: str
+    s3_prefix: str
+    s3_key_template: str | None
+    s3_sse: str | None
+    s3_sse_kms_key_id: str | None
+    s3_storage_class: str | None
+    admin_token: str
+    poll_interval_seconds: int = 60
+    webhook_max_body_bytes: int = 64 * 1024
+    proxy_fix_hops: int = 0
+    log_level: str = "INFO"
+    job_retention_days: int = 30
+    copy_retry_intervals: tuple[int, ...] = (30, 120, 600, 1800, 3600)
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def webhook_path(self) -> str:
+        return urlsplit(self.public_base_url).path.rstrip("/") + "/hooks/bulkexport"
+
+    @property
+    def auth_tokens(self) -> tuple[str, ...]:
+        """Tokens a webhook signature may be made with: primary first, then the one being rotated in/out."""
+        return tuple(t for t in (self.twilio_auth_token, self.twilio_auth_token_secondary) if t)
+
+    def __repr__(self) -> str:  # never print secrets, even by accident in a traceback
+        return f"Settings(account={self.twilio_account_sid}, bucket={self.s3_bucket}, base={self.public_base_url})"
+
+
+def _get(env: Mapping[str, str], name: str, default: str | None = None, *, required: bool = False) -> str | None:
+    value = env.get(name, "").strip()
+    if value:
+        return value
+    if required and default is None:
+        raise ConfigError(f"{name} is required but not set")
+    return default
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = (_get(env, name, default) or default).strip()
+    normalized = {c.lower(): c for c in choices}.get(value.lower())
+    if normalized is None:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)} (got {value!r})")
+    return normalized
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = _get(env, name, str(default)) or str(default)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer (got {raw!r})") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum} (got {value})")
+    return value
+
+
+def _intervals(env: Mapping[str, str], name: str, default: str) -> tuple[int, ...]:
+    raw = _get(env, name, default) or default
+    try:
+        values = tuple(int(v) for v in raw.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"{name} must be comma-separated seconds, e.g. {default}") from None
+    if not values or any(v < 0 for v in values):
+        raise ConfigError(f"{name} needs at least one non-negative number of seconds")
+    return values
+
+
+def _base_url(env: Mapping[str, str], name: str, default: str | None = None) -> str:
+    raw = _get(env, name, default, required=True)
+    assert raw is not None
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ConfigError(f"{name} must be an http(s) URL without query or fragment (got {raw!r})")
+    return raw.rstrip("/")
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise ConfigError naming the first bad variable."""
+    env = os.environ if env is None else env
+    account_sid = _get(env, "TWILIO_ACCOUNT_SID", required=True)
+    if not ACCOUNT_SID_RE.match(account_sid or ""):
+        raise ConfigError("TWILIO_ACCOUNT_SID must look like AC followed by 32 hex digits")
+    auth_token = _get(env, "TWILIO_AUTH_TOKEN")
+    key_sid = _get(env, "TWILIO_API_KEY_SID")
+    key_secret = _get(env, "TWILIO_API_KEY_SECRET")
+    if bool(key_sid) != bool(key_secret):
+        raise ConfigError("TWILIO_API_KEY_SID and TWILIO_API_KEY_SECRET must be set together")
+    if key_sid and not API_KEY_SID_RE.match(key_sid):
+        raise ConfigError("TWILIO_API_KEY_SID must look like SK followed by 32 hex digits")
+    if not auth_token and not key_sid:
+        raise ConfigError("TWILIO_AUTH_TOKEN is required (or TWILIO_API_KEY_SID + TWILIO_API_KEY_SECRET)")
+    admin_token = _get(env, "ADMIN_TOKEN", required=True) or ""
+    if len(admin_token) < 16:
+        raise ConfigError("ADMIN_TOKEN must be at least 16 characters")
+    s3_prefix = _get(env, "S3_PREFIX", "") or ""
+    if s3_prefix and not s3_prefix.endswith("/"):
+        s3_prefix += "/"
+    sse = _get(env, "S3_SSE")
+    if sse is not None and sse not in ("AES256", "aws:kms"):
+        raise ConfigError(f"S3_SSE must be AES256 or aws:kms (got {sse!r})")
+    secondary = _get(env, "TWILIO_AUTH_TOKEN_SECONDARY")
+    return Settings(
+        redis_url=_get(env, "REDIS_URL", "redis://127.0.0.1:6379/0") or "",
+        twilio_account_sid=account_sid or "",
+        twilio_auth_token=auth_token,
+        twilio_auth_token_secondary=secondary,
+        twilio_api_key_sid=key_sid,
+        twilio_api_key_secret=key_secret,
+        twilio_base_url=_base_url(env, "TWILIO_BULKEXPORTS_BASE_URL", "https://bulkexports.twilio.com"),
+        public_base_url=_base_url(env, "PUBLIC_BASE_URL"),
+        webhook_method=_choice(env, "WEBHOOK_METHOD", "POST", ("POST", "GET")),
+        webhook_signature=_choice(env, "WEBHOOK_SIGNATURE", "if-present", ("if-present", "required")),
+        s3_bucket=_get(env, "S3_BUCKET", required=True) or "",
+        s3_prefix=s3_prefix,
+        s3_key_template=_get(env, "S3_KEY_TEMPLATE"),
+        s3_sse=sse,
+        s3_sse_kms_key_id=_get(env, "S3_SSE_KMS_KEY_ID"),
+        s3_storage_class=_get(env, "S3_STORAGE_CLASS"),
+        admin_token=admin_token,
+        poll_interval_seconds=_int(env, "POLL_INTERVAL_SECONDS", 60, minimum=1),
+        webhook_max_body_bytes=_int(env, "WEBHOOK_MAX_BODY_BYTES", 64 * 1024, minimum=1024),
+        proxy_fix_hops=_int(env, "PROXY_FIX_HOPS", 0),
+        log_level=_choice(env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+        job_retention_days=_int(env, "JOB_RETENTION_DAYS", 30, minimum=1),
+        copy_retry_intervals=_intervals(env, "COPY_RETRY_INTERVALS", "30,120,600,1800,3600"),
+        secrets=tuple(s for s in (auth_token, secondary, key_secret, admin_token) if s),
+    )

@@ -1,0 +1,463 @@
+"""Domain operations shared by the HTTP API, the CLI and the workers: submit, track, cancel, status, requeue, sync.
+
+Twilio is the source of truth for a job's state; the webhook only tells us *when* to look. ``sync_job`` reads the
+job from Twilio, records the per-day plan and enqueues one unique copy task per completed day. Finishing a job
+(manifest in S3) is the workers' business, because it needs the S3 sink.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from app.config import RESOURCE_TYPES
+from app.context import Services
+from app.registry import DayRecord, DayState, JobRecord, JobState, QuotaExceeded, hash_token
+from app.twilio_api import (
+    DAY_RE,
+    JOB_SID_RE,
+    DayDetail,
+    TwilioError,
+    TwilioJob,
+    TwilioNotFound,
+    TwilioRejected,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_DAYS_PER_JOB = 366
+TOKEN_BYTES = 32  # 256 bits in every webhook URL
+MAX_SYNC_DELAY = 900
+
+# Twilio's day statuses, lower-cased (Twilio's casing has varied); which are final and which mean "copy it".
+COPY_STATUSES = {"completed", "completedemptyrecords"}
+FAILED_STATUSES = {"failed"}
+CANCELLED_STATUSES = {"deletedbyuserrequest", "runningtobedeleted"}
+WAITING_STATUSES = {"submitted", "running", "errorduringrun"}
+
+
+class RequestError(ValueError):
+    """Bad input from a user: the API answers 400 with this message."""
+
+
+class NotFound(LookupError):
+    pass
+
+
+class Conflict(RuntimeError):
+    pass
+
+
+# -- validation -------------------------------------------------------------------------------------------
+
+
+def utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
+def parse_day(value: Any, name: str) -> date:
+    if not isinstance(value, str) or not DAY_RE.match(value):
+        raise RequestError(f"{name} must be a day as YYYY-MM-DD")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise RequestError(f"{name} is not a real calendar day: {value}") from None
+
+
+def validate_resource_type(value: Any) -> str:
+    if value not in RESOURCE_TYPES:
+        raise RequestError(f"resource_type must be one of {', '.join(RESOURCE_TYPES)}")
+    return str(value)
+
+
+def validate_job_sid(value: Any) -> str:
+    if not isinstance(value, str) or not JOB_SID_RE.match(value):
+        raise RequestError("job_sid must look like JS followed by 32 hex digits")
+    return value
+
+
+def split_range(start: date, end: date, max_days: int = MAX_DAYS_PER_JOB) -> list[tuple[date, date]]:
+    """Consecutive chunks of at most ``max_days`` days covering start..end inclusive."""
+    chunks = []
+    cursor = start
+    while cursor <= end:
+        chunk_end = min(end, cursor + timedelta(days=max_days - 1))
+        chunks.append((cursor, chunk_end))
+        cursor = chunk_end + timedelta(days=1)
+    return chunks
+
+
+def days_between(start: date, end: date) -> list[str]:
+    return [(start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+
+
+@dataclass(frozen=True)
+class SubmitRequest:
+    resource_type: str
+    start_day: date
+    end_day: date
+    friendly_name: str
+    email: str | None
+
+    @classmethod
+    def from_body(cls, body: Any, today: date | None = None) -> SubmitRequest:
+        if not isinstance(body, dict):
+            raise RequestError("body must be a JSON object")
+        unknown = set(body) - {"resource_type", "start_day", "end_day", "friendly_name", "email"}
+        if unknown:
+            raise RequestError(f"unknown field(s): {', '.join(sorted(unknown))}")
+        rt = validate_resource_type(body.get("resource_type"))
+        start = parse_day(body.get("start_day"), "start_day")
+        end = parse_day(body.get("end_day"), "end_day")
+        if start > end:
+            raise RequestError("start_day must not be after end_day")
+        latest = (today or utc_today()) - timedelta(days=2)
+        if end > latest:
+            raise RequestError(f"end_day must be at most {latest.isoformat()} (two days before today, UTC)")
+        name = body.get("friendly_name") or f"bulkexport-relay {rt} {start}..{end}"
+        if not isinstance(name, str) or len(name) > 200:
+            raise RequestError("friendly_name must be a string of at most 200 characters")
+        email = body.get("email")
+        if email is not None and (not isinstance(email, str) or "@" not in email or len(email) > 254):
+            raise RequestError("email must be an e-mail address")
+        return cls(rt, start, end, name, email)
+
+
+# -- submit / track / cancel ------------------------------------------------------------------------------
+
+
+def webhook_url(svc: Services, token: str) -> str:
+    return f"{svc.settings.public_base_url}/hooks/bulkexport?{urlencode({'token': token})}"
+
+
+@dataclass
+class SubmitResult:
+    jobs: list[JobRecord]
+    error: TwilioError | None = None  # set when a later chunk failed after earlier ones were created
+
+
+def submit(svc: Services, req: SubmitRequest) -> SubmitResult:
+    """Create one Twilio job per ≤366-day chunk, after reserving today's quota for all of them."""
+    chunks = split_range(req.start_day, req.end_day)
+    total_days = (req.end_day - req.start_day).days + 1
+    today = utc_today().isoformat()
+    svc.registry.reserve_quota(today, total_days)  # raises QuotaExceeded
+    created: list[JobRecord] = []
+    for index, (start, end) in enumerate(chunks):
+        name = req.friendly_name if len(chunks) == 1 else f"{req.friendly_name} ({index + 1}/{len(chunks)})"
+        try:
+            created.append(_submit_chunk(svc, req, start, end, name))
+        except TwilioError as exc:
+            unused = sum((e - s).days + 1 for s, e in chunks[index:])
+            svc.registry.release_quota(today, unused)
+            if not created:
+                raise
+            return SubmitResult(created, exc)
+    return SubmitResult(created)
+
+
+def _submit_chunk(svc: Services, req: SubmitRequest, start: date, end: date, name: str) -> JobRecord:
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    token_hash = hash_token(token)
+    svc.registry.add_pending(
+        token_hash, {"resource_type": req.resource_type, "start_day": start.isoformat(), "end_day": end.isoformat()}
+    )
+    try:
+        tj = svc.twilio.create_job(
+            req.resource_type,
+            start.isoformat(),
+            end.isoformat(),
+            name,
+            webhook_url(svc, token),
+            svc.settings.webhook_method,
+            req.email,
+            token=token,
+        )
+    except TwilioError:
+        svc.registry.drop_pending(token_hash)
+        raise
+    # Keep what we sent: Twilio's create answer may echo nulls.
+    record = JobRecord(
+        job_sid=tj.job_sid,
+        resource_type=req.resource_type,
+        start_day=start.isoformat(),
+        end_day=end.isoformat(),
+        friendly_name=name,
+        email=req.email or "",
+        origin="api",
+        token_hash=token_hash,
+        twilio=tj.snapshot(),
+    )
+    svc.registry.add_job(record)
+    log.info("submitted job", extra={"job_sid": tj.job_sid, "resource_type": req.resource_type})
+    return record
+
+
+def adopt(svc: Services, job_sid: str, resource_type: str | None = None) -> JobRecord:
+    """Track a job created elsewhere; its webhook is not ours, so the poller will finish it."""
+    validate_job_sid(job_sid)
+    existing = svc.registry.get_job(job_sid)
+    if existing is not None:
+        return existing
+    tj = svc.twilio.fetch_job(job_sid)  # TwilioNotFound -> 404 to the caller
+    rt = tj.resource_type or resource_type
+    if rt not in RESOURCE_TYPES:
+        raise RequestError("Twilio did not say the job's resource_type; pass resource_type")
+    if not (tj.start_day and tj.end_day and DAY_RE.match(tj.start_day) and DAY_RE.match(tj.end_day)):
+        raise TwilioError(f"Twilio's job {job_sid} has no valid start_day/end_day")
+    record = JobRecord(
+        job_sid=job_sid,
+        resource_type=str(rt),
+        start_day=tj.start_day,
+        end_day=tj.end_day,
+        friendly_name=tj.friendly_name or "",
+        origin="adopted",
+        twilio=tj.snapshot(),
+    )
+    svc.registry.add_job(record)
+    svc.enqueuer.sync(job_sid)
+    return svc.registry.get_job(job_sid) or record
+
+
+def cancel(svc: Services, job_sid: str) -> JobRecord:
+    job = require_job(svc, job_sid)
+    if job.state.final:
+        raise Conflict(f"job {job_sid} is already {job.state.value}")
+    try:
+        svc.twilio.delete_job(job_sid)
+    except TwilioNotFound:
+        log.warning("cancel: Twilio no longer has job %s", job_sid)
+    svc.registry.finish_job(job_sid, JobState.CANCELLED, error="cancelled on request")
+    return require_job(svc, job_sid)
+
+
+def require_job(svc: Services, job_sid: str) -> JobRecord:
+    validate_job_sid(job_sid)
+    job = svc.registry.get_job(job_sid)
+    if job is None:
+        raise NotFound(f"job {job_sid} is not tracked here")
+    return job
+
+
+def requeue(svc: Services, job_sid: str, days: list[str] | None = None) -> list[str]:
+    """Put failed days (or the given ones) back to pending and queue their copies; reopens a final job."""
+    job = require_job(svc, job_sid)
+    if job.state == JobState.CANCELLED:
+        raise Conflict(f"job {job_sid} was cancelled")
+    records = svc.registry.get_days(job_sid)
+    wanted = days or [d for d, r in records.items() if r.state == DayState.FAILED]
+    for day in wanted:
+        if day not in records:
+            raise RequestError(f"day {day} is not part of job {job_sid}")
+    if not wanted:
+        return []
+    for day in wanted:
+        rec = records[day]
+        rec.state, rec.error, rec.attempts = DayState.PENDING, None, 0
+        if rec.twilio_status == "failed":
+            rec.twilio_status = None  # let Twilio's current answer decide again
+        svc.registry.put_day(job_sid, rec)
+    if job.state.final:
+        svc.registry.reopen_job(job_sid)
+    svc.enqueuer.sync(job_sid)
+    return wanted
+
+
+def job_view(svc: Services, job: JobRecord) -> dict[str, Any]:
+    """The status document the API and CLI show: our record, Twilio's last view, per-day copy state."""
+    days = svc.registry.get_days(job.job_sid)
+    counts: dict[str, int] = {}
+    for rec in days.values():
+        counts[rec.state.value] = counts.get(rec.state.value, 0) + 1
+    return {
+        "job_sid": job.job_sid,
+        "resource_type": job.resource_type,
+        "start_day": job.start_day,
+        "end_day": job.end_day,
+        "friendly_name": job.friendly_name,
+        "email": job.email or None,
+        "origin": job.origin,
+        "state": job.state.value,
+        "error": job.error or None,
+        "manifest_key": job.manifest_key or None,
+        "created_at": _iso(job.created_at),
+        "updated_at": _iso(job.updated_at),
+        "webhooks_received": job.webhooks_received,
+        "twilio": job.twilio,
+        "day_counts": counts,
+        "days": [
+            {
+                "day": r.day,
+                "state": r.state.value,
+                "twilio_status": r.twilio_status,
+                "key": r.key,
+                "size": r.size,
+                "sha256": r.sha256,
+                "records": r.records,
+                "attempts": r.attempts,
+                "error": r.error,
+            }
+            for r in days.values()
+        ],
+    }
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# -- sync ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SyncPlan:
+    """What Twilio's answer means for each day of the job."""
+
+    statuses: dict[str, str] = field(default_factory=dict)  # day -> lower-cased Twilio status
+    cancelled: bool = False
+
+    @property
+    def twilio_final(self) -> bool:
+        return bool(self.statuses) and not any(s in WAITING_STATUSES for s in self.statuses.values())
+
+
+def plan_days(job: JobRecord, details: list[DayDetail], files: set[str] | None) -> SyncPlan:
+    """Map every day of the job to a status, filling the gaps when Twilio lists no days (``days: null``).
+
+    ``files`` is the set of days Twilio holds files for (from ListDay), used only for the gaps: if every
+    detail without days is final, a day with a file is Completed and one without is CompletedEmptyRecords.
+    """
+    all_days = days_between(date.fromisoformat(job.start_day), date.fromisoformat(job.end_day))
+    plan = SyncPlan()
+    unlisted = []
+    for d in details:
+        status = d.status.lower()
+        if status in CANCELLED_STATUSES:
+            plan.cancelled = True
+        if d.days is None:
+            unlisted.append(status)
+            continue
+        for day in d.days:
+            plan.statuses[day] = status
+    missing = [day for day in all_days if day not in plan.statuses]
+    if missing and unlisted:
+        if len(set(unlisted)) == 1:
+            plan.statuses.update(dict.fromkeys(missing, unlisted[0]))
+        elif all(s not in WAITING_STATUSES for s in unlisted):
+            for day in missing:
+                plan.statuses[day] = "completed" if files and day in files else "completedemptyrecords"
+        else:
+            plan.statuses.update(dict.fromkeys(missing, "running"))
+    elif missing and not details:
+        plan.statuses.update(dict.fromkeys(missing, "submitted"))
+    return plan
+
+
+@dataclass
+class SyncResult:
+    job_sid: str
+    state: JobState
+    queued_copies: int = 0
+    ready_to_finish: bool = False
+
+
+def sync_job(svc: Services, job_sid: str) -> SyncResult:
+    """Ask Twilio for the job, record the day plan, queue copies; tell the caller when all days are final."""
+    job = svc.registry.get_job(job_sid)
+    if job is None:
+        raise NotFound(f"sync: job {job_sid} is not tracked")
+    if job.state.final:
+        return SyncResult(job_sid, job.state)
+    svc.registry.count_sync(job_sid)
+    try:
+        tj = svc.twilio.fetch_job(job_sid)
+    except TwilioNotFound:
+        return _twilio_lost_job(svc, job)
+    svc.registry.update_job(job_sid, twilio=tj.snapshot())
+    needs_files = any(d.days is None for d in tj.details)
+    sizes = _day_files(svc, job.resource_type) if needs_files or _has_copyable(tj) else {}
+    plan = plan_days(job, tj.details, set(sizes))
+    if plan.cancelled:
+        svc.registry.finish_job(job_sid, JobState.CANCELLED, error="deleted at Twilio")
+        return SyncResult(job_sid, JobState.CANCELLED)
+    queued = _apply_plan(svc, job, plan, sizes)
+    records = svc.registry.get_days(job_sid)
+    all_final = plan.twilio_final and all(r.state.final for r in records.values())
+    if not plan.twilio_final:
+        _schedule_next_sync(svc, job)
+    elif queued or not all_final:
+        svc.registry.update_job(job_sid, state=JobState.COPYING.value)
+        _schedule_next_sync(svc, job)  # the poller re-checks in case a copy task is lost
+    return SyncResult(job_sid, JobState.COPYING if plan.twilio_final else JobState.WAITING, queued, all_final)
+
+
+def _has_copyable(tj: TwilioJob) -> bool:
+    return any(d.status.lower() in COPY_STATUSES for d in tj.details)
+
+
+def _day_files(svc: Services, resource_type: str) -> dict[str, tuple[int, str | None]]:
+    """day -> (size, create_date) for every file Twilio holds; one paged ListDay per sync."""
+    try:
+        return {f.day: (f.size, f.create_date) for f in svc.twilio.list_days(resource_type)}
+    except TwilioRejected as exc:
+        log.warning("ListDay refused (%s); copying without expected sizes", exc)
+        return {}
+
+
+def _apply_plan(
+    svc: Services, job: JobRecord, plan: SyncPlan, sizes: dict[str, tuple[int, str | None]]
+) -> int:
+    svc.registry.ensure_days(job.job_sid, [DayRecord(day=d) for d in plan.statuses])
+    records = svc.registry.get_days(job.job_sid)
+    queued = 0
+    for day, status in sorted(plan.statuses.items()):
+        rec = records[day]
+        if rec.twilio_status != status and not rec.state.final:
+            rec.twilio_status = status
+            if status in FAILED_STATUSES:
+                rec.state, rec.error = DayState.FAILED, "Twilio reported the day as Failed"
+            svc.registry.put_day(job.job_sid, rec)
+        if status in COPY_STATUSES and rec.state in (DayState.PENDING, DayState.COPYING):
+            size, create_date = sizes.get(day, (None, None))
+            if svc.enqueuer.copy_day(job.job_sid, job.resource_type, day, size, create_date):
+                queued += 1
+    return queued
+
+
+def _schedule_next_sync(svc: Services, job: JobRecord) -> None:
+    base = svc.settings.poll_interval_seconds
+    delay = min(base * 2 ** min(job.syncs // 3, 6), max(base, MAX_SYNC_DELAY))
+    svc.registry.schedule_sync(job.job_sid, time.time() + delay)
+
+
+def _twilio_lost_job(svc: Services, job: JobRecord) -> SyncResult:
+    """Twilio forgot the job (deleted, or past its 7-day retention): days not yet copied cannot be any more."""
+    records = svc.registry.get_days(job.job_sid)
+    for rec in records.values():
+        if not rec.state.final:
+            rec.state, rec.error = DayState.FAILED, "job no longer exists at Twilio"
+            svc.registry.put_day(job.job_sid, rec)
+    if not records:
+        svc.registry.finish_job(job.job_sid, JobState.FAILED, error="job no longer exists at Twilio")
+        return SyncResult(job.job_sid, JobState.FAILED)
+    return SyncResult(job.job_sid, JobState.COPYING, ready_to_finish=True)
+
+
+__all__ = [
+    "Conflict",
+    "NotFound",
+    "QuotaExceeded",
+    "RequestError",
+    "SubmitRequest",
+    "adopt",
+    "cancel",
+    "job_view",
+    "requeue",
+    "submit",
+    "sync_job",
+]

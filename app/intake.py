@@ -1,0 +1,106 @@
+"""Webhook intake: the completion callback Twilio sends to ``/hooks/bulkexport?token=...``.
+
+Twilio documents no payload for this callback (one report: a form POST with ``status=completed``, sometimes
+delivered 4 times; another: never delivered) and it is unconfirmed whether it is signed. So the request is only
+a *hint*: it identifies the job through our own unguessable token, never through anything in its body, and all
+it does is queue one sync task (deduplicated). No Twilio or S3 I/O happens here, and no URL it carries is ever
+fetched.
+
+Checks, in order: token names a tracked job (else 404) -> ``X-Twilio-Signature`` validates with twilio's
+``RequestValidator`` against the URL Twilio called, rebuilt from ``PUBLIC_BASE_URL`` + path + raw query, with
+the primary or the secondary auth token (else 403; a missing signature is a 403 only when
+``WEBHOOK_SIGNATURE=required``) -> record + enqueue -> 204. Redis down -> 503, so a retrying sender retries.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from flask import Blueprint, Response, current_app, request
+from twilio.request_validator import RequestValidator
+
+from app.context import Services
+from app.metrics import WEBHOOKS
+from app.registry import hash_token
+
+log = logging.getLogger(__name__)
+bp = Blueprint("intake", __name__)
+
+TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
+REDACTED_HEADERS = {"authorization", "cookie", "x-twilio-signature", "proxy-authorization"}
+BODY_LOG_LIMIT = 2048
+
+
+def _svc() -> Services:
+    return current_app.extensions["relay"]  # type: ignore[no-any-return]
+
+
+def called_url() -> str:
+    """The URL as Twilio called it: our public base + path + the query string exactly as received."""
+    base = _svc().settings.public_base_url
+    query = request.query_string.decode("latin-1")
+    return f"{base}{request.path}" + (f"?{query}" if query else "")
+
+
+def signature_valid(signature: str, tokens: tuple[str, ...]) -> bool:
+    url = called_url()
+    if request.method == "GET":
+        params: object = {}
+    elif request.mimetype == "application/x-www-form-urlencoded":
+        params = request.form  # a Werkzeug MultiDict: repeated names survive (RequestValidator uses getlist)
+    else:
+        # JSON (or any raw body): Twilio signs the URL carrying bodySHA256; the validator checks the body hash.
+        params = request.get_data(as_text=True)
+    # The validator compares with a constant-time loop and tries the URL with and without the port.
+    return any(RequestValidator(t).validate(url, params, signature) for t in tokens)
+
+
+def _log_request(outcome: str, job_sid: str | None) -> None:
+    headers = {k: ("[redacted]" if k.lower() in REDACTED_HEADERS else v) for k, v in request.headers.items()}
+    query = {k: ("[redacted]" if k == "token" else v) for k, v in request.args.items(multi=True)}
+    body = request.get_data(cache=True)[:BODY_LOG_LIMIT].decode("utf-8", "replace")
+    log.info(
+        "webhook %s",
+        outcome,
+        extra={
+            "job_sid": job_sid,
+            "webhook": {"method": request.method, "content_type": request.mimetype, "headers": headers,
+                        "query": query, "body": body},
+        },
+    )
+
+
+def _reject(status: int, outcome: str, job_sid: str | None = None) -> Response:
+    WEBHOOKS.labels(outcome).inc()
+    _log_request(outcome, job_sid)
+    return Response(status=status)
+
+
+@bp.route("/hooks/bulkexport", methods=["GET", "POST"])
+def bulkexport_webhook() -> Response:
+    svc = _svc()
+    token = request.args.get("token", "")
+    if not TOKEN_RE.match(token):
+        return _reject(404, "rejected_token")
+    token_hash = hash_token(token)
+    job_sid = svc.registry.sid_for_token(token_hash)
+    if job_sid is None:
+        if svc.registry.pending_exists(token_hash):
+            # Twilio called back before its create answer reached us; the poller syncs the job once stored.
+            WEBHOOKS.labels("early").inc()
+            _log_request("early", None)
+            return Response(status=202)
+        return _reject(404, "rejected_token")
+    signature = request.headers.get("X-Twilio-Signature")
+    if signature is None:
+        if svc.settings.webhook_signature == "required":
+            return _reject(403, "rejected_signature", job_sid)
+    elif not svc.settings.auth_tokens or not signature_valid(signature, svc.settings.auth_tokens):
+        return _reject(403, "rejected_signature", job_sid)
+    svc.registry.count_webhook(job_sid)
+    queued = svc.enqueuer.sync(job_sid)
+    outcome = "accepted" if queued else "duplicate"
+    WEBHOOKS.labels(outcome).inc()
+    _log_request(outcome, job_sid)
+    return Response(status=204)

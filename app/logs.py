@@ -1,0 +1,61 @@
+"""JSON-lines logging for web, workers and gunicorn, with ids where they apply and secrets scrubbed.
+
+Secrets (auth tokens, API key secret, admin token) are replaced wherever they appear in a message, and webhook
+tokens (``token=...`` in any URL) are masked, so even a library that logs a URL cannot leak one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from collections.abc import Iterable
+from typing import Any
+
+_TOKEN_IN_URL = re.compile(r"(token=)[^&\s\"']+")
+_SIGNATURE_IN_URL = re.compile(r"(X-Amz-(?:Signature|Security-Token|Credential)=)[^&\s\"']+", re.IGNORECASE)
+CONTEXT_FIELDS = ("request_id", "job_sid", "resource_type", "day", "task_id", "webhook")
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+def scrub(text: str, secrets: Iterable[str] = ()) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    text = _TOKEN_IN_URL.sub(r"\1[redacted]", text)
+    return _SIGNATURE_IN_URL.sub(r"\1[redacted]", text)
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets = tuple(s for s in secrets if s)
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_") and value is not None:
+                data[key] = value
+        if record.exc_info:
+            data["exc"] = self.formatException(record.exc_info)
+        return scrub(json.dumps(data, default=str), self.secrets)
+
+
+def configure_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
+    """Route the root logger (and so Flask, RQ and gunicorn's loggers) to stdout as JSON lines."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter(secrets))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("gunicorn.error", "gunicorn.access", "rq.worker", "rq.scheduler", "rq.cron"):
+        lg = logging.getLogger(name)
+        lg.handlers[:] = []
+        lg.propagate = True

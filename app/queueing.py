@@ -1,0 +1,98 @@
+"""Queue names, unique RQ job ids, Retry policies and enqueue helpers.
+
+Tasks are referenced by dotted path, so the web process never imports worker code. Every enqueue uses a
+deterministic job id with RQ's ``unique=True`` (atomic in Redis), which is what turns many webhook deliveries,
+polls and re-syncs into one queued task. A job that already *ended* under the same id (finished, failed,
+stopped) is replaced, so a requeue or a later sync is never blocked by history.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+from rq import Callback, Queue, Retry
+from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.job import Job, JobStatus
+
+log = logging.getLogger(__name__)
+
+CONTROL_QUEUE = "relay-control"  # syncs and polls: small, latency matters
+COPY_QUEUE = "relay-copy"  # day copies: long, bandwidth bound
+QUEUES = (CONTROL_QUEUE, COPY_QUEUE)
+
+SYNC_TASK = "workers.tasks.sync_job"
+COPY_TASK = "workers.tasks.copy_day"
+COPY_FAILED_CALLBACK = "workers.tasks.on_copy_failure"
+
+_ENDED = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
+MIN_COPY_BYTES_PER_SECOND = 2 * 1024 * 1024  # job timeout assumes at least this rate, plus a fixed margin
+
+
+def sync_job_id(job_sid: str) -> str:
+    return f"sync-{job_sid}"
+
+
+def copy_job_id(job_sid: str, resource_type: str, day: str) -> str:
+    return f"copy-{job_sid}-{resource_type}-{day}"
+
+
+def copy_timeout(size: int | None) -> int:
+    """Seconds a copy may run: generous for the size, so RQ only kills copies that are really stuck."""
+    return 300 + math.ceil((size or 0) / MIN_COPY_BYTES_PER_SECOND)
+
+
+class Enqueuer:
+    def __init__(self, connection: redis.Redis, copy_retry_intervals: Sequence[int]) -> None:
+        self.connection = connection
+        self.control = Queue(CONTROL_QUEUE, connection=connection)
+        self.copy = Queue(COPY_QUEUE, connection=connection)
+        self.copy_retry_intervals = list(copy_retry_intervals)
+
+    def _enqueue_unique(self, queue: Queue, func: str, args: tuple[Any, ...], job_id: str, **opts: Any) -> bool:
+        """True if this call queued the task; False if an identical one is already queued or running."""
+        for _ in range(2):
+            try:
+                queue.enqueue(func, *args, job_id=job_id, unique=True, **opts)
+                return True
+            except DuplicateJobError:
+                try:
+                    existing = Job.fetch(job_id, connection=self.connection)
+                    status = existing.get_status(refresh=True)
+                except NoSuchJobError:
+                    continue  # it just ended and was cleaned up: try again
+                if status not in _ENDED:
+                    return False
+                existing.delete()
+        return False
+
+    def sync(self, job_sid: str) -> bool:
+        return self._enqueue_unique(
+            self.control,
+            SYNC_TASK,
+            (job_sid,),
+            sync_job_id(job_sid),
+            result_ttl=0,
+            failure_ttl=24 * 3600,
+            job_timeout=300,
+            retry=Retry(max=3, interval=[5, 30, 120]),
+        )
+
+    def copy_day(self, job_sid: str, resource_type: str, day: str, size: int | None, create_date: str | None) -> bool:
+        return self._enqueue_unique(
+            self.copy,
+            COPY_TASK,
+            (job_sid, resource_type, day, size, create_date),
+            copy_job_id(job_sid, resource_type, day),
+            result_ttl=24 * 3600,
+            failure_ttl=7 * 24 * 3600,
+            job_timeout=copy_timeout(size),
+            retry=Retry(max=len(self.copy_retry_intervals), interval=self.copy_retry_intervals),
+            on_failure=Callback(COPY_FAILED_CALLBACK),
+        )
+
+    def depths(self) -> dict[str, int]:
+        return {q.name: q.count for q in (self.control, self.copy)}

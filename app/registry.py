@@ -1,0 +1,360 @@
+"""The job registry: every Redis key this service owns for jobs, days, tokens and quota lives here.
+
+Key layout (prefix ``ber:``; RQ keeps its own ``rq:`` keys):
+
+==================================  ======  ===========================================================  ==========
+key                                 type    content                                                      expiry
+==================================  ======  ===========================================================  ==========
+ber:pending:{token_hash}            hash    a submission before Twilio answered (request fields)          1 day
+ber:token:{token_hash}              string  job_sid the webhook token belongs to                          retention*
+ber:job:{sid}                       hash    our job record (request, state, Twilio snapshot, timestamps)  retention*
+ber:job:{sid}:days                  hash    day -> JSON day record (state, key, size, sha256, records)    retention*
+ber:jobs                            zset    every tracked job_sid by creation time (for listing)          pruned
+ber:jobs:active                     zset    non-final job_sid -> when the poller should next sync it      until final
+ber:quota:{YYYY-MM-DD}              string  days requested at Twilio on that UTC day (366 max)            2 days
+ber:lock:copy:{resource}:{day}      string  owner of the single in-flight copy of that S3 object          job timeout
+ber:poller:last_run                 string  unix time of the last completed poll                          none
+==================================  ======  ===========================================================  ==========
+
+``retention*``: set once the job is final (``JOB_RETENTION_DAYS``); ``ber:jobs`` is pruned by the poller, so
+nothing grows without bound. Webhook tokens are stored only as SHA-256 hashes: a Redis dump does not reveal them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import redis
+
+PREFIX = "ber:"
+PENDING_TTL = 24 * 3600
+QUOTA_TTL = 2 * 24 * 3600
+DAILY_DAY_QUOTA = 366
+
+
+class JobState(StrEnum):
+    WAITING = "waiting"  # Twilio still exporting (or we have not looked yet)
+    COPYING = "copying"  # Twilio finished; days are being copied
+    DONE = "done"  # every day final, none failed
+    FAILED = "failed"  # every day final, at least one failed (or Twilio lost the job)
+    CANCELLED = "cancelled"  # deleted at Twilio on request
+
+    @property
+    def final(self) -> bool:
+        return self in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
+
+
+class DayState(StrEnum):
+    PENDING = "pending"
+    COPYING = "copying"
+    COPIED = "copied"
+    EMPTY = "empty"
+    FAILED = "failed"
+
+    @property
+    def final(self) -> bool:
+        return self in (DayState.COPIED, DayState.EMPTY, DayState.FAILED)
+
+
+@dataclass
+class DayRecord:
+    day: str
+    state: DayState = DayState.PENDING
+    key: str | None = None
+    size: int | None = None
+    sha256: str | None = None
+    records: int | None = None
+    attempts: int = 0
+    error: str | None = None
+    twilio_status: str | None = None
+    updated_at: float = field(default_factory=time.time)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str) -> DayRecord:
+        data = json.loads(raw)
+        data["state"] = DayState(data["state"])
+        return cls(**data)
+
+
+@dataclass
+class JobRecord:
+    job_sid: str
+    resource_type: str
+    start_day: str
+    end_day: str
+    friendly_name: str = ""
+    email: str = ""
+    origin: str = "api"  # "api" (we created it, webhook is ours) or "adopted" (found only by the poller)
+    state: JobState = JobState.WAITING
+    token_hash: str = ""
+    twilio: dict[str, Any] | None = None
+    error: str = ""
+    manifest_key: str = ""
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+    webhooks_received: int = 0
+    syncs: int = 0
+
+    def to_redis(self) -> dict[str, str]:
+        data = asdict(self)
+        data["twilio"] = json.dumps(self.twilio) if self.twilio is not None else ""
+        return {k: str(v) for k, v in data.items()}
+
+    @classmethod
+    def from_redis(cls, data: dict[str, str]) -> JobRecord:
+        return cls(
+            job_sid=data["job_sid"],
+            resource_type=data["resource_type"],
+            start_day=data["start_day"],
+            end_day=data["end_day"],
+            friendly_name=data.get("friendly_name", ""),
+            email=data.get("email", ""),
+            origin=data.get("origin", "api"),
+            state=JobState(data.get("state", JobState.WAITING)),
+            token_hash=data.get("token_hash", ""),
+            twilio=json.loads(data["twilio"]) if data.get("twilio") else None,
+            error=data.get("error", ""),
+            manifest_key=data.get("manifest_key", ""),
+            created_at=float(data.get("created_at", 0)),
+            updated_at=float(data.get("updated_at", 0)),
+            webhooks_received=int(data.get("webhooks_received", 0)),
+            syncs=int(data.get("syncs", 0)),
+        )
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+# Atomically refuse a submission that would take today's requested days past the quota.
+_QUOTA_LUA = """
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+local want = tonumber(ARGV[1])
+if used + want > tonumber(ARGV[2]) then return -1 - used end
+local now = redis.call('INCRBY', KEYS[1], want)
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[3]))
+return now
+"""
+
+# Move a day to COPYING only if it is not already final; returns the previous state ('' if none).
+_CLAIM_DAY_LUA = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+local state = ''
+local rec
+if raw then rec = cjson.decode(raw); state = rec['state'] else rec = cjson.decode(ARGV[2]) end
+if state == 'copied' or state == 'empty' then return state end
+rec['state'] = 'copying'
+rec['attempts'] = (rec['attempts'] or 0) + 1
+rec['updated_at'] = tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))
+return state
+"""
+
+
+class QuotaExceeded(Exception):
+    def __init__(self, used: int, wanted: int) -> None:
+        super().__init__(
+            f"Twilio allows {DAILY_DAY_QUOTA} requested days per UTC day per account; {used} already "
+            f"requested today, this request needs {wanted}"
+        )
+        self.used = used
+        self.wanted = wanted
+
+
+class Registry:
+    """All reads and writes of our Redis keys. Methods are small and atomic where concurrency matters."""
+
+    def __init__(self, client: redis.Redis, retention_days: int = 30) -> None:
+        self.r = client
+        self.retention = retention_days * 24 * 3600
+        self._quota = client.register_script(_QUOTA_LUA)
+        self._claim = client.register_script(_CLAIM_DAY_LUA)
+
+    # -- keys ---------------------------------------------------------------------------------------------
+    @staticmethod
+    def job_key(sid: str) -> str:
+        return f"{PREFIX}job:{sid}"
+
+    @staticmethod
+    def days_key(sid: str) -> str:
+        return f"{PREFIX}job:{sid}:days"
+
+    # -- quota --------------------------------------------------------------------------------------------
+    def reserve_quota(self, utc_date: str, days: int) -> int:
+        """Count ``days`` against today's quota or raise QuotaExceeded (atomic across web processes)."""
+        result = int(self._quota(keys=[f"{PREFIX}quota:{utc_date}"], args=[days, DAILY_DAY_QUOTA, QUOTA_TTL]))
+        if result < 0:
+            raise QuotaExceeded(used=-1 - result, wanted=days)
+        return result
+
+    def release_quota(self, utc_date: str, days: int) -> None:
+        """Give back days reserved for a submission Twilio refused outright."""
+        self.r.decrby(f"{PREFIX}quota:{utc_date}", days)
+
+    def quota_used(self, utc_date: str) -> int:
+        return int(self.r.get(f"{PREFIX}quota:{utc_date}") or 0)
+
+    # -- submissions and tokens ---------------------------------------------------------------------------
+    def add_pending(self, token_hash: str, request: dict[str, str]) -> None:
+        """Record the token before Twilio is called, so an early webhook is recognised, never refused."""
+        key = f"{PREFIX}pending:{token_hash}"
+        with self.r.pipeline() as p:
+            p.hset(key, mapping={**request, "created_at": str(time.time())})
+            p.expire(key, PENDING_TTL)
+            p.execute()
+
+    def pending_exists(self, token_hash: str) -> bool:
+        return bool(self.r.exists(f"{PREFIX}pending:{token_hash}"))
+
+    def drop_pending(self, token_hash: str) -> None:
+        self.r.delete(f"{PREFIX}pending:{token_hash}")
+
+    def sid_for_token(self, token_hash: str) -> str | None:
+        value = self.r.get(f"{PREFIX}token:{token_hash}")
+        return str(value) if value else None
+
+    # -- jobs ---------------------------------------------------------------------------------------------
+    def add_job(self, job: JobRecord) -> bool:
+        """Store a new job (and its token mapping) atomically; False if the sid is already tracked."""
+        if not self.r.hsetnx(self.job_key(job.job_sid), "job_sid", job.job_sid):
+            return False
+        with self.r.pipeline() as p:
+            p.hset(self.job_key(job.job_sid), mapping=job.to_redis())
+            p.zadd(f"{PREFIX}jobs", {job.job_sid: job.created_at})
+            p.zadd(f"{PREFIX}jobs:active", {job.job_sid: time.time()})
+            if job.token_hash:
+                p.set(f"{PREFIX}token:{job.token_hash}", job.job_sid)
+                p.delete(f"{PREFIX}pending:{job.token_hash}")
+            p.execute()
+        return True
+
+    def get_job(self, sid: str) -> JobRecord | None:
+        data = self.r.hgetall(self.job_key(sid))
+        if not data or "resource_type" not in data:
+            return None
+        return JobRecord.from_redis(data)  # type: ignore[arg-type]
+
+    def update_job(self, sid: str, **fields: Any) -> None:
+        mapping = {k: (json.dumps(v) if k == "twilio" else str(v)) for k, v in fields.items()}
+        mapping["updated_at"] = str(time.time())
+        self.r.hset(self.job_key(sid), mapping=mapping)
+
+    def count_webhook(self, sid: str) -> int:
+        return int(self.r.hincrby(self.job_key(sid), "webhooks_received", 1))
+
+    def count_sync(self, sid: str) -> int:
+        return int(self.r.hincrby(self.job_key(sid), "syncs", 1))
+
+    def list_jobs(self, offset: int = 0, limit: int = 50) -> tuple[list[JobRecord], int]:
+        """Newest first, with the total count for paging."""
+        sids = self.r.zrevrange(f"{PREFIX}jobs", offset, offset + limit - 1)
+        total = int(self.r.zcard(f"{PREFIX}jobs"))
+        jobs = [j for j in (self.get_job(str(s)) for s in sids) if j is not None]
+        return jobs, total
+
+    def schedule_sync(self, sid: str, at: float) -> None:
+        """Tell the poller when to look at a non-final job next (only moves the time earlier or later)."""
+        self.r.zadd(f"{PREFIX}jobs:active", {sid: at})
+
+    def due_jobs(self, now: float | None = None, limit: int = 1000) -> list[str]:
+        now = time.time() if now is None else now
+        return [str(s) for s in self.r.zrangebyscore(f"{PREFIX}jobs:active", "-inf", now, start=0, num=limit)]
+
+    def active_jobs(self) -> list[str]:
+        return [str(s) for s in self.r.zrange(f"{PREFIX}jobs:active", 0, -1)]
+
+    def finish_job(self, sid: str, state: JobState, **fields: Any) -> bool:
+        """Mark a job final exactly once (HSETNX on ``finalized_at``); start its retention clock."""
+        if not self.r.hsetnx(self.job_key(sid), "finalized_at", str(time.time())):
+            return False
+        job = self.get_job(sid)
+        with self.r.pipeline() as p:
+            p.hset(self.job_key(sid), mapping={"state": state.value, "updated_at": str(time.time()), **{
+                k: str(v) for k, v in fields.items()
+            }})
+            p.zrem(f"{PREFIX}jobs:active", sid)
+            p.expire(self.job_key(sid), self.retention)
+            p.expire(self.days_key(sid), self.retention)
+            if job and job.token_hash:
+                p.expire(f"{PREFIX}token:{job.token_hash}", self.retention)
+            p.execute()
+        return True
+
+    def reopen_job(self, sid: str) -> None:
+        """Undo finality so a requeued day can complete the job again."""
+        with self.r.pipeline() as p:
+            p.hdel(self.job_key(sid), "finalized_at")
+            p.hset(self.job_key(sid), mapping={"state": JobState.COPYING.value, "updated_at": str(time.time())})
+            p.persist(self.job_key(sid))
+            p.persist(self.days_key(sid))
+            p.zadd(f"{PREFIX}jobs:active", {sid: time.time()})
+            p.execute()
+
+    def prune_jobs(self, now: float | None = None) -> int:
+        """Drop listing entries whose job records have expired (the records expire by TTL)."""
+        now = time.time() if now is None else now
+        old = self.r.zrangebyscore(f"{PREFIX}jobs", "-inf", now - self.retention)
+        gone = [s for s in old if not self.r.exists(self.job_key(str(s)))]
+        if gone:
+            self.r.zrem(f"{PREFIX}jobs", *gone)
+        return len(gone)
+
+    # -- days ---------------------------------------------------------------------------------------------
+    def get_days(self, sid: str) -> dict[str, DayRecord]:
+        raw = self.r.hgetall(self.days_key(sid))
+        return {str(d): DayRecord.from_json(str(v)) for d, v in sorted(raw.items())}
+
+    def get_day(self, sid: str, day: str) -> DayRecord | None:
+        raw = self.r.hget(self.days_key(sid), day)
+        return DayRecord.from_json(str(raw)) if raw else None
+
+    def ensure_days(self, sid: str, days: Iterable[DayRecord]) -> None:
+        """Add day records that do not exist yet (never overwrite progress)."""
+        with self.r.pipeline() as p:
+            for rec in days:
+                p.hsetnx(self.days_key(sid), rec.day, rec.to_json())
+            p.execute()
+
+    def put_day(self, sid: str, rec: DayRecord) -> None:
+        rec.updated_at = time.time()
+        self.r.hset(self.days_key(sid), rec.day, rec.to_json())
+
+    def claim_day(self, sid: str, day: str) -> DayState | None:
+        """Atomically mark a day COPYING unless it is already copied/empty. Returns the previous state."""
+        template = DayRecord(day=day).to_json()
+        prev = self._claim(keys=[self.days_key(sid)], args=[day, template, time.time()])
+        return DayState(str(prev)) if prev else None
+
+    # -- copy locks (one in-flight copy per S3 object, across jobs that export the same day) ---------------
+    def acquire_copy_lock(self, resource_type: str, day: str, owner: str, ttl_seconds: int) -> bool:
+        return bool(self.r.set(f"{PREFIX}lock:copy:{resource_type}:{day}", owner, nx=True, ex=ttl_seconds))
+
+    def release_copy_lock(self, resource_type: str, day: str, owner: str) -> None:
+        key = f"{PREFIX}lock:copy:{resource_type}:{day}"
+        # Delete only our own lock (compare-and-delete), so an expired-then-retaken lock is not stolen.
+        self.r.eval(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+            1,
+            key,
+            owner,
+        )
+
+    # -- poller bookkeeping -------------------------------------------------------------------------------
+    def mark_poll(self, at: float | None = None) -> None:
+        self.r.set(f"{PREFIX}poller:last_run", str(time.time() if at is None else at))
+
+    def last_poll(self) -> float | None:
+        value = self.r.get(f"{PREFIX}poller:last_run")
+        return float(str(value)) if value else None
+
+    def ping(self) -> bool:
+        return bool(self.r.ping())

@@ -1,0 +1,323 @@
+"""The BulkExports client: every HTTP call to Twilio goes through here.
+
+Built on twilio-python's REST client (auth, paging, error parsing) with one addition: a urllib3 ``Retry`` policy
+mounted on its session, so 429 (honouring ``Retry-After``, capped) and 5xx/connection errors are retried with
+backoff and jitter below the SDK. A POST is only retried on 429 (Twilio never processed it) or a failed connect:
+a 5xx or a timeout after sending may have created the job, so ``create_job`` looks for it by our webhook token
+before reporting failure — that is how a retry never creates a duplicate job.
+
+Answers are validated: Twilio may return nulls (a fresh job's ``resource_type`` and ``details``), so callers keep
+what they sent and use :func:`parse_details` for the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from requests.adapters import HTTPAdapter
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+from urllib3.util.retry import Retry
+
+from app.config import Settings
+
+log = logging.getLogger(__name__)
+# twilio-python logs response headers at INFO, including the presigned Location of FetchDay: keep it quiet.
+logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
+
+DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+JOB_SID_RE = re.compile(r"^JS[0-9a-fA-F]{32}$")
+LIST_DAYS_PAGE_SIZE = 400  # the spec's maximum since July 2025
+LIST_JOBS_PAGE_SIZE = 1000
+
+
+class TwilioError(Exception):
+    """Base class; ``status`` is the HTTP status (0 when no answer was received)."""
+
+    def __init__(self, message: str, status: int = 0, code: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class TwilioUnavailable(TwilioError):
+    """Rate limited, server error or network failure after our retries: try again later."""
+
+
+class TwilioRejected(TwilioError):
+    """Twilio refused the request (4xx): retrying the same request will not help."""
+
+
+class TwilioNotFound(TwilioRejected):
+    """404: the job or day does not exist (any more)."""
+
+
+class _Retry(Retry):
+    """urllib3 Retry that never repeats a POST unless Twilio said 429, and caps how long Retry-After waits."""
+
+    max_retry_after = 10.0
+
+    def _is_method_retryable(self, method: str) -> bool:
+        return method.upper() in ("GET", "DELETE", "HEAD")
+
+    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+        if status_code == 429 and self.total:
+            return True
+        return super().is_retry(method, status_code, has_retry_after)
+
+    def get_retry_after(self, response: Any) -> float | None:
+        value = super().get_retry_after(response)
+        return None if value is None else min(value, self.max_retry_after)
+
+
+@dataclass(frozen=True)
+class RetryProfile:
+    """How hard to try before giving up; the API profile keeps a user request under ~30 s."""
+
+    attempts: int
+    read_timeout: float
+    backoff_factor: float
+    max_retry_after: float
+
+
+API_PROFILE = RetryProfile(attempts=3, read_timeout=6, backoff_factor=0.5, max_retry_after=5)
+WORKER_PROFILE = RetryProfile(attempts=5, read_timeout=20, backoff_factor=1, max_retry_after=30)
+
+
+def _http_client(profile: RetryProfile) -> TwilioHttpClient:
+    http = TwilioHttpClient(timeout=profile.read_timeout)
+    retry = _Retry(
+        total=profile.attempts - 1,
+        connect=profile.attempts - 1,
+        read=profile.attempts - 1,
+        status=profile.attempts - 1,
+        status_forcelist=(429, 500, 502, 503, 504),
+        backoff_factor=profile.backoff_factor,
+        backoff_jitter=profile.backoff_factor,
+        backoff_max=8,
+        respect_retry_after_header=True,
+        raise_on_status=False,  # hand the last answer to the SDK, which raises TwilioRestException
+        raise_on_redirect=False,
+        redirect=0,
+    )
+    retry.max_retry_after = profile.max_retry_after
+    adapter = HTTPAdapter(max_retries=retry, pool_maxsize=16)
+    assert http.session is not None
+    http.session.mount("https://", adapter)
+    http.session.mount("http://", adapter)
+    http.session.trust_env = False  # no netrc or proxy surprises from the environment
+    return http
+
+
+@dataclass
+class DayDetail:
+    status: str
+    days: list[str] | None
+    count: int | None
+
+
+@dataclass
+class TwilioJob:
+    job_sid: str
+    resource_type: str | None
+    start_day: str | None
+    end_day: str | None
+    friendly_name: str | None
+    webhook_url: str | None
+    webhook_method: str | None
+    details: list[DayDetail]
+    job_queue_position: str | None = None
+    estimated_completion_time: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def snapshot(self) -> dict[str, Any]:
+        """What we keep of Twilio's view (no webhook URL: it carries our token)."""
+        return {
+            "details": [{"status": d.status, "count": d.count, "days": d.days} for d in self.details],
+            "job_queue_position": self.job_queue_position,
+            "estimated_completion_time": self.estimated_completion_time,
+        }
+
+
+@dataclass(frozen=True)
+class DayFile:
+    day: str
+    size: int
+    create_date: str | None
+    resource_type: str | None
+
+
+def parse_details(raw: Any) -> list[DayDetail]:
+    """Accept every shape ``details`` has had: a list, a legacy dict keyed "0","1",..., a single object, or null."""
+    if raw is None:
+        return []
+    if isinstance(raw, dict):
+        items = list(raw.values()) if all(str(k).isdigit() for k in raw) else [raw]
+    elif isinstance(raw, list):
+        items = raw
+    else:
+        raise TwilioError(f"unexpected 'details' shape from Twilio: {type(raw).__name__}")
+    out = []
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("status"), str):
+            raise TwilioError(f"unexpected 'details' entry from Twilio: {item!r:.200}")
+        days = item.get("days")
+        if days is not None:
+            if not isinstance(days, list) or not all(isinstance(d, str) and DAY_RE.match(d) for d in days):
+                raise TwilioError(f"unexpected 'days' list in Twilio details: {days!r:.200}")
+        count = item.get("count")
+        out.append(DayDetail(status=item["status"], days=days, count=int(count) if count is not None else None))
+    return out
+
+
+def _job_from_payload(payload: dict[str, Any]) -> TwilioJob:
+    sid = payload.get("job_sid")
+    if not isinstance(sid, str) or not JOB_SID_RE.match(sid):
+        raise TwilioError(f"Twilio answered without a valid job_sid: {sid!r}")
+    return TwilioJob(
+        job_sid=sid,
+        resource_type=payload.get("resource_type"),
+        start_day=payload.get("start_day"),
+        end_day=payload.get("end_day"),
+        friendly_name=payload.get("friendly_name"),
+        webhook_url=payload.get("webhook_url"),
+        webhook_method=payload.get("webhook_method"),
+        details=parse_details(payload.get("details")),
+        job_queue_position=_str_or_none(payload.get("job_queue_position")),
+        estimated_completion_time=_str_or_none(payload.get("estimated_completion_time")),
+        raw=payload,
+    )
+
+
+_JOB_FIELDS = (
+    "job_sid", "resource_type", "start_day", "end_day", "friendly_name", "webhook_url", "webhook_method",
+    "details", "job_queue_position", "estimated_completion_time",
+)
+
+
+def _fields(instance: Any) -> dict[str, Any]:
+    """The SDK's instance attributes back as the JSON payload they were parsed from."""
+    return {name: getattr(instance, name, None) for name in _JOB_FIELDS}
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _translate(exc: Exception, what: str) -> TwilioError:
+    if isinstance(exc, TwilioRestException):
+        status = int(exc.status or 0)
+        text = f"{what}: Twilio answered {status}: {exc.msg}"
+        if status == 404:
+            return TwilioNotFound(text, status, exc.code)
+        if status == 429 or status >= 500:
+            return TwilioUnavailable(text, status, exc.code)
+        return TwilioRejected(text, status, exc.code)
+    return TwilioUnavailable(f"{what}: {type(exc).__name__}: {exc}", 0)
+
+
+_NETWORK_ERRORS: tuple[type[Exception], ...] = (TwilioException, OSError, ValueError)
+
+
+class BulkExportsClient:
+    """Thin, typed wrapper over twilio-python's BulkExports v1 resources."""
+
+    def __init__(self, settings: Settings, profile: RetryProfile = WORKER_PROFILE) -> None:
+        username = settings.twilio_api_key_sid or settings.twilio_account_sid
+        password = settings.twilio_api_key_secret or settings.twilio_auth_token
+        self._client = Client(
+            username, password, account_sid=settings.twilio_account_sid, http_client=_http_client(profile)
+        )
+        self._client.bulkexports.base_url = settings.twilio_base_url
+        self._v1 = self._client.bulkexports.v1
+
+    def create_job(
+        self,
+        resource_type: str,
+        start_day: str,
+        end_day: str,
+        friendly_name: str,
+        webhook_url: str,
+        webhook_method: str,
+        email: str | None = None,
+        token: str | None = None,
+    ) -> TwilioJob:
+        """Create an ExportCustomJob; on an ambiguous failure, find it by ``token`` instead of creating twice."""
+        jobs = self._v1.exports(resource_type).export_custom_jobs
+        kwargs: dict[str, Any] = {"webhook_url": webhook_url, "webhook_method": webhook_method}
+        if email:
+            kwargs["email"] = email
+        try:
+            instance = jobs.create(start_day=start_day, end_day=end_day, friendly_name=friendly_name, **kwargs)
+        except _NETWORK_ERRORS as exc:
+            err = _translate(exc, f"create {resource_type} job")
+            if isinstance(err, TwilioUnavailable) and err.status != 429 and token:
+                found = self.find_job_by_token(resource_type, token)
+                if found is not None:
+                    log.warning("create answered %s but the job exists: %s", err.status, found.job_sid)
+                    return found
+            raise err from exc
+        return _job_from_payload(_fields(instance))
+
+    def find_job_by_token(self, resource_type: str, token: str) -> TwilioJob | None:
+        """A job whose webhook URL carries our token (used to recover from ambiguous create failures)."""
+        try:
+            for job in self.list_jobs(resource_type):
+                if job.webhook_url and token in job.webhook_url:
+                    return job
+        except TwilioError:
+            return None
+        return None
+
+    def list_jobs(self, resource_type: str) -> Iterator[TwilioJob]:
+        try:
+            for instance in self._v1.exports(resource_type).export_custom_jobs.stream(
+                page_size=LIST_JOBS_PAGE_SIZE
+            ):
+                yield _job_from_payload(_fields(instance))
+        except _NETWORK_ERRORS as exc:
+            raise _translate(exc, f"list {resource_type} jobs") from exc
+
+    def fetch_job(self, job_sid: str) -> TwilioJob:
+        try:
+            instance = self._v1.exports.jobs(job_sid).fetch()
+        except _NETWORK_ERRORS as exc:
+            raise _translate(exc, f"fetch job {job_sid}") from exc
+        return _job_from_payload(_fields(instance))
+
+    def delete_job(self, job_sid: str) -> None:
+        try:
+            self._v1.exports.jobs(job_sid).delete()
+        except _NETWORK_ERRORS as exc:
+            raise _translate(exc, f"delete job {job_sid}") from exc
+
+    def day_link(self, resource_type: str, day: str) -> str:
+        """FetchDay without following the 307: a fresh single-use presigned link, never fetched here."""
+        try:
+            instance = self._v1.exports(resource_type).days(day).fetch()
+        except _NETWORK_ERRORS as exc:
+            raise _translate(exc, f"fetch day {resource_type}/{day}") from exc
+        link = instance.redirect_to
+        if not isinstance(link, str) or not link.startswith(("https://", "http://")):
+            raise TwilioError(f"FetchDay {resource_type}/{day} gave no usable redirect_to")
+        return link
+
+    def list_days(self, resource_type: str) -> Iterator[DayFile]:
+        """Every day file Twilio holds for the resource type (paged by the SDK, 400 a page)."""
+        try:
+            for inst in self._v1.exports(resource_type).days.stream(page_size=LIST_DAYS_PAGE_SIZE):
+                if not isinstance(inst.day, str) or not DAY_RE.match(inst.day):
+                    log.warning("ignoring a Day entry without a valid day: %r", inst.day)
+                    continue
+                if not isinstance(inst.size, int) or inst.size < 0:
+                    log.warning("ignoring Day %s with invalid size %r", inst.day, inst.size)
+                    continue
+                yield DayFile(day=inst.day, size=inst.size, create_date=inst.create_date,
+                              resource_type=inst.resource_type)
+        except _NETWORK_ERRORS as exc:
+            raise _translate(exc, f"list {resource_type} days") from exc

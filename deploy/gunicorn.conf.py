@@ -1,0 +1,62 @@
+"""gunicorn settings for the web process (all overridable from the environment).
+
+- workers: 2 x CPU + 1 (``WEB_CONCURRENCY`` overrides); requests are short (the webhook does no external I/O).
+- keepalive 75 s: longer than common load balancer idle timeouts (AWS ALB 60 s), so the LB never reuses a
+  connection gunicorn already closed (which shows up as sporadic 502s).
+- graceful_timeout: in-flight requests finish on SIGTERM before the pod goes away.
+- forwarded_allow_ips: which proxies may set X-Forwarded-*; signatures do not depend on it (they use
+  PUBLIC_BASE_URL), it only affects logged client addresses.
+- access log: JSON, path only (``%(U)s``) — the query string carries the webhook token and is never logged.
+- Prometheus multiprocess: the metrics directory is wiped at start and dead workers are marked on exit.
+"""
+
+import multiprocessing
+import os
+import shutil
+
+bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
+worker_class = "sync"
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+limit_request_line = 8190
+limit_request_fields = 100
+accesslog = "-"
+errorlog = "-"
+access_log_format = (
+    '{"remote": "%(h)s", "method": "%(m)s", "path": "%(U)s", "status": %(s)s, "bytes": "%(B)s", '
+    '"duration_us": %(D)s, "request_id": "%({x-request-id}o)s", "user_agent": "%(a)s"}'
+)
+
+_SECRETS = [
+    os.environ.get(n, "")
+    for n in ("TWILIO_AUTH_TOKEN", "TWILIO_AUTH_TOKEN_SECONDARY", "TWILIO_API_KEY_SECRET", "ADMIN_TOKEN")
+]
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "app.logs.JsonFormatter", "secrets": [s for s in _SECRETS if s]}},
+    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}},
+    "root": {"handlers": ["stdout"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "gunicorn.error": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
+        "gunicorn.access": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
+    },
+}
+
+
+def on_starting(server):  # noqa: ANN001, ARG001 - gunicorn hook signature
+    """Start every run with an empty Prometheus multiprocess directory (stale files would double count)."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if path:
+        shutil.rmtree(path, ignore_errors=True)
+        os.makedirs(path, exist_ok=True)
+
+
+def child_exit(server, worker):  # noqa: ANN001, ARG001 - gunicorn hook signature
+    from prometheus_client import multiprocess
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(worker.pid)

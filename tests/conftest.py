@@ -1,0 +1,89 @@
+"""Shared fixtures: real servers on free loopback ports, started once per session, isolated per test.
+
+- ``redis_server``: a real redis-server (AOF on); every test that uses ``redis_url`` starts from an empty db.
+- ``s3``: moto's S3 server over TLS (boto3 sends its default checksums only over HTTPS); ``bucket`` is new per test.
+- ``sandbox``: the project's Twilio BulkExports sandbox, reset per test.
+- ``relay_env``: the environment contract for the service's processes, pointing at all of the above.
+A failing test that started processes prints the tail of each log (see ``stack`` in tests/e2e).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sandbox.testing import SandboxProcess
+from tests.harness.procs import stop_all
+from tests.harness.redis_server import RedisServer
+from tests.harness.s3_server import MotoS3Server
+
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("run")
+
+
+@pytest.fixture(scope="session")
+def redis_server(run_dir: Path) -> Iterator[RedisServer]:
+    with RedisServer(run_dir / "redis") as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    redis_server.client().flushall()
+    return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def s3(run_dir: Path) -> Iterator[MotoS3Server]:
+    with MotoS3Server(tls=True, log_dir=run_dir) as server:
+        yield server
+
+
+@pytest.fixture
+def bucket(s3: MotoS3Server) -> str:
+    name = f"relay-{uuid.uuid4().hex[:12]}"
+    s3.client().create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def sandbox_session(run_dir: Path) -> Iterator[SandboxProcess]:
+    with SandboxProcess(log_path=run_dir / "sandbox.log") as sb:
+        yield sb
+
+
+@pytest.fixture
+def sandbox(sandbox_session: SandboxProcess) -> SandboxProcess:
+    sandbox_session.reset()
+    return sandbox_session
+
+
+def make_env(redis_url: str, s3: MotoS3Server, bucket: str, sandbox: SandboxProcess, public_base_url: str,
+             **overrides: str) -> dict[str, str]:
+    env = {
+        "REDIS_URL": redis_url,
+        "TWILIO_ACCOUNT_SID": sandbox.account_sid,
+        "TWILIO_AUTH_TOKEN": sandbox.auth_token,
+        "TWILIO_BULKEXPORTS_BASE_URL": sandbox.api_url,
+        "PUBLIC_BASE_URL": public_base_url,
+        "S3_BUCKET": bucket,
+        "S3_PREFIX": "twilio/",
+        "ADMIN_TOKEN": ADMIN_TOKEN,
+        "POLL_INTERVAL_SECONDS": "1",
+        "COPY_RETRY_INTERVALS": "1,1,2,2,3",
+        "LOG_LEVEL": "INFO",
+        **s3.env(),
+    }
+    env.update(overrides)
+    return env
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    stop_all()  # never leave a process behind, whatever happened

@@ -1,0 +1,43 @@
+"""Launch the service's own process types exactly as the Procfile declares them (web, worker, poller)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import requests
+
+from tests.harness.procs import ManagedProcess, free_port
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def procfile() -> dict[str, str]:
+    lines = (REPO_ROOT / "Procfile").read_text().splitlines()
+    return dict(line.split(": ", 1) for line in lines if line.strip() and not line.startswith("#"))
+
+
+def process_env(extra: dict[str, str]) -> dict[str, str]:
+    """The venv's bin first on PATH (so gunicorn/rq resolve to the project's), repo root importable."""
+    venv_bin = str(Path(sys.executable).parent)
+    return {
+        "PATH": f"{venv_bin}:{os.environ.get('PATH', '')}",
+        "PYTHONPATH": str(REPO_ROOT),
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
+
+
+def start_process(kind: str, env: dict[str, str], log_dir: Path, name: str | None = None) -> ManagedProcess:
+    command = procfile()[kind]
+    proc = ManagedProcess(name or kind, ["bash", "-c", f"exec {command}"], log_dir, env=process_env(env), cwd=REPO_ROOT)
+    return proc.start()
+
+
+def start_web(env: dict[str, str], log_dir: Path, port: int | None = None) -> tuple[ManagedProcess, str]:
+    port = port or free_port()
+    proc = start_process("web", {**env, "PORT": str(port)}, log_dir)
+    url = f"http://127.0.0.1:{port}"
+    proc.wait_ready(lambda: requests.get(f"{url}/livez", timeout=1).status_code == 200, timeout=30)
+    return proc, url

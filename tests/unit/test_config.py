@@ -1,0 +1,56 @@
+import pytest
+
+from app.config import ConfigError, load_settings
+
+BASE = {
+    "TWILIO_ACCOUNT_SID": "AC" + "a" * 32,
+    "TWILIO_AUTH_TOKEN": "t" * 32,
+    "PUBLIC_BASE_URL": "https://relay.example.com/",
+    "S3_BUCKET": "b",
+    "ADMIN_TOKEN": "x" * 20,
+}
+
+
+def test_defaults_and_normalisation():
+    s = load_settings(BASE | {"S3_PREFIX": "exports", "WEBHOOK_METHOD": "get"})
+    assert s.public_base_url == "https://relay.example.com"
+    assert s.s3_prefix == "exports/"
+    assert s.webhook_method == "GET"
+    assert s.webhook_signature == "if-present"
+    assert s.twilio_base_url == "https://bulkexports.twilio.com"
+    assert s.webhook_path == "/hooks/bulkexport"
+
+
+@pytest.mark.parametrize(
+    ("change", "variable"),
+    [
+        ({"TWILIO_ACCOUNT_SID": ""}, "TWILIO_ACCOUNT_SID"),
+        ({"TWILIO_ACCOUNT_SID": "ACnothex"}, "TWILIO_ACCOUNT_SID"),
+        ({"TWILIO_AUTH_TOKEN": ""}, "TWILIO_AUTH_TOKEN"),
+        ({"PUBLIC_BASE_URL": "ftp://x"}, "PUBLIC_BASE_URL"),
+        ({"PUBLIC_BASE_URL": "https://x/?a=1"}, "PUBLIC_BASE_URL"),
+        ({"S3_BUCKET": ""}, "S3_BUCKET"),
+        ({"ADMIN_TOKEN": "short"}, "ADMIN_TOKEN"),
+        ({"WEBHOOK_METHOD": "PUT"}, "WEBHOOK_METHOD"),
+        ({"WEBHOOK_SIGNATURE": "sometimes"}, "WEBHOOK_SIGNATURE"),
+        ({"POLL_INTERVAL_SECONDS": "soon"}, "POLL_INTERVAL_SECONDS"),
+        ({"S3_SSE": "rot13"}, "S3_SSE"),
+        ({"TWILIO_API_KEY_SID": "SK" + "1" * 32}, "TWILIO_API_KEY_SECRET"),
+        ({"COPY_RETRY_INTERVALS": "1,x"}, "COPY_RETRY_INTERVALS"),
+    ],
+)
+def test_invalid_settings_name_the_variable(change, variable):
+    with pytest.raises(ConfigError, match=variable):
+        load_settings(BASE | change)
+
+
+def test_api_key_replaces_auth_token_for_rest_calls():
+    s = load_settings(BASE | {"TWILIO_AUTH_TOKEN": "", "TWILIO_API_KEY_SID": "SK" + "1" * 32,
+                              "TWILIO_API_KEY_SECRET": "s" * 32})
+    assert s.auth_tokens == ()
+
+
+def test_secrets_never_in_repr():
+    s = load_settings(BASE | {"TWILIO_AUTH_TOKEN_SECONDARY": "second-token-value"})
+    assert "t" * 32 not in repr(s) and "second-token-value" not in repr(s)
+    assert s.auth_tokens == ("t" * 32, "second-token-value")

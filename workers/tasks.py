@@ -1,0 +1,125 @@
+"""RQ task functions: thin entry points that build the process's services and call the domain core.
+
+Referenced by dotted path from ``app/queueing.py`` (the web never imports this module) and from
+``workers/cron_config.py`` (the poller and janitor schedule).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from datetime import timedelta
+from typing import Any
+
+from rq import get_current_job
+from rq.job import Job
+
+from app import exports
+from app.context import Services, worker_services
+from app.metrics import OLDEST_PENDING_DAY, POLLS, QUEUE_DEPTH, RETENTION_WARNINGS
+from app.queueing import copy_timeout
+from app.registry import DayState
+from workers.day_copier import DayTask, copy_day as copy_one_day, finish_if_done, record_failure
+from workers.s3_sink import S3Sink, SinkSettings, make_s3_client
+
+log = logging.getLogger(__name__)
+
+TWILIO_RETENTION = timedelta(days=7)
+RETENTION_WARN_AFTER = timedelta(days=5)
+STALE_UPLOAD_AGE = timedelta(hours=24)
+
+
+@functools.cache
+def _sink() -> S3Sink:
+    s = worker_services().settings
+    settings = SinkSettings(
+        bucket=s.s3_bucket,
+        prefix=s.s3_prefix,
+        sse=s.s3_sse,
+        kms_key_id=s.s3_sse_kms_key_id,
+        storage_class=s.s3_storage_class,
+        **({"key_template": s.s3_key_template} if s.s3_key_template else {}),
+    )
+    return S3Sink(make_s3_client(), settings)
+
+
+def _task_id() -> str:
+    job = get_current_job()
+    return job.id if job else "inline"
+
+
+def sync_job(job_sid: str) -> dict[str, Any]:
+    svc = worker_services()
+    result = exports.sync_job(svc, job_sid)
+    finished = result.ready_to_finish and finish_if_done(svc, _sink(), job_sid)
+    log.info("synced", extra={"job_sid": job_sid, "task_id": _task_id(), "state": result.state.value,
+                              "queued_copies": result.queued_copies, "finished": finished})
+    return {"state": result.state.value, "queued_copies": result.queued_copies, "finished": finished}
+
+
+def copy_day(job_sid: str, resource_type: str, day: str, size: int | None, create_date: str | None) -> str:
+    svc = worker_services()
+    task = DayTask(job_sid, resource_type, day, size, create_date, _task_id())
+    rec = copy_one_day(svc, _sink(), task, lock_seconds=copy_timeout(size) + 60)
+    finish_if_done(svc, _sink(), job_sid)
+    return rec.state.value if rec else "already-done"
+
+
+def on_copy_failure(job: Job, connection: Any, exc_type: type, exc: BaseException, tb: Any) -> None:
+    """RQ calls this after every failed attempt (and for abandoned jobs); the last attempt fails the day."""
+    job_sid, _rt, day = job.args[0], job.args[1], job.args[2]
+    final = not job.retries_left
+    svc = worker_services()
+    record_failure(svc, job_sid, day, f"{exc_type.__name__}: {exc}", final, exc_type.__name__)
+    if final:
+        finish_if_done(svc, _sink(), job_sid)
+
+
+def poll() -> dict[str, int]:
+    """Re-sync every due non-final job (missed webhooks, adopted jobs, lost tasks); warn on retention."""
+    svc = worker_services()
+    if not svc.registry.r.set("ber:lock:poll", _task_id(), nx=True, ex=300):
+        POLLS.labels("skipped").inc()
+        return {"queued": 0}
+    try:
+        queued = sum(svc.enqueuer.sync(sid) for sid in svc.registry.due_jobs())
+        _retention_check(svc)
+        svc.registry.prune_jobs()
+        for name, depth in svc.enqueuer.depths().items():
+            QUEUE_DEPTH.labels(name).set(depth)
+        svc.registry.mark_poll()
+        POLLS.labels("ok").inc()
+        return {"queued": queued}
+    finally:
+        svc.registry.r.delete("ber:lock:poll")
+
+
+def _retention_check(svc: Services) -> None:
+    """Warn when a completed day is still not copied and Twilio will delete its file soon."""
+    oldest = 0.0
+    now = time.time()
+    for sid in svc.registry.active_jobs():
+        job = svc.registry.get_job(sid)
+        if job is None:
+            continue
+        for rec in svc.registry.get_days(sid).values():
+            if rec.state.final or rec.twilio_status not in exports.COPY_STATUSES:
+                continue
+            age = now - job.created_at
+            oldest = max(oldest, age)
+            if age > RETENTION_WARN_AFTER.total_seconds():
+                RETENTION_WARNINGS.inc()
+                log.warning("day not copied %.1f days after the job was created; Twilio deletes files after 7",
+                            age / 86400, extra={"job_sid": sid, "day": rec.day, "state": rec.state.value})
+    OLDEST_PENDING_DAY.set(oldest)
+
+
+def janitor() -> int:
+    """Abort multipart uploads and staging objects left by killed workers."""
+    count = _sink().abort_stale_uploads(STALE_UPLOAD_AGE)
+    log.info("janitor removed %d stale upload(s)", count)
+    return count
+
+
+__all__ = ["DayState", "copy_day", "janitor", "on_copy_failure", "poll", "sync_job"]
