@@ -1,0 +1,293 @@
+"""Run the sandbox as a real process from tests, ``make demo`` and benchmarks.
+
+    with SandboxProcess(log_path=tmp / "sandbox.log") as sb:
+        sb.set_scenario(step_seconds=0.05, days={"2026-11-02": "failed"})
+        client = sb.twilio_client()
+        ...
+
+The child runs in its own session/process group; stop() sends SIGTERM to the group, then SIGKILL, and
+an atexit hook stops any instance the caller forgot. Readiness is the one ``SANDBOX READY`` line.
+Imports nothing from tests/ so that any caller can use it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import requests
+
+from sandbox import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
+
+_READY = re.compile(rb"^SANDBOX READY api=(\S+) files=(\S+)\s*$", re.MULTILINE)
+_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+_LIVE: set[SandboxProcess] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+class SandboxError(RuntimeError):
+    """The sandbox did not start, or a control call failed (message carries the log tail or the body)."""
+
+
+class SandboxProcess:
+    """A sandbox server subprocess plus typed helpers for its control API."""
+
+    def __init__(
+        self,
+        *,
+        log_path: str | os.PathLike[str] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        files_port: int = 0,
+        account_sid: str = DEFAULT_ACCOUNT_SID,
+        auth_token: str = DEFAULT_AUTH_TOKEN,
+        api_key_sid: str | None = None,
+        api_key_secret: str | None = None,
+        scenario: Mapping[str, Any] | None = None,
+        log_level: str = "INFO",
+        extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+        python: str | None = None,
+        startup_timeout: float = 30.0,
+        stop_timeout: float = 10.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.files_port = files_port
+        self.account_sid = account_sid
+        self.auth_token = auth_token
+        self.api_key_sid = api_key_sid
+        self.api_key_secret = api_key_secret
+        self.scenario = dict(scenario) if scenario else None
+        self.log_level = log_level
+        self.extra_args = list(extra_args)
+        self.env = dict(env or {})
+        self.python = python or sys.executable
+        self.startup_timeout = startup_timeout
+        self.stop_timeout = stop_timeout
+        if log_path is None:
+            fd, name = tempfile.mkstemp(prefix="sandbox-", suffix=".log")
+            os.close(fd)
+            log_path = name
+        self.log_path = Path(log_path)
+        self.api_url = ""
+        self.files_url = ""
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._scenario_file: str | None = None
+        self._http = requests.Session()
+
+    # ---- lifecycle -----------------------------------------------------------------------------------
+    def argv(self) -> list[str]:
+        args = [
+            self.python,
+            "-m",
+            "sandbox",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--files-port",
+            str(self.files_port),
+            "--account-sid",
+            self.account_sid,
+            "--auth-token",
+            self.auth_token,
+            "--log-level",
+            self.log_level,
+        ]
+        if self.api_key_sid and self.api_key_secret:
+            args += ["--api-key-sid", self.api_key_sid, "--api-key-secret", self.api_key_secret]
+        if self._scenario_file:
+            args += ["--scenario", self._scenario_file]
+        return args + self.extra_args
+
+    def start(self) -> SandboxProcess:
+        """Start the process and wait for its READY line; on failure stop it and raise with the log tail."""
+        if self.alive():
+            return self
+        if self.scenario is not None:
+            fd, self._scenario_file = tempfile.mkstemp(prefix="sandbox-scenario-", suffix=".json")
+            with os.fdopen(fd, "w") as fh:
+                json.dump(self.scenario, fh)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self._log_offset = offset
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        with _LIVE_LOCK:
+            _LIVE.add(self)
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            match = _READY.search(self._read_log(offset))
+            if match:
+                self.api_url, self.files_url = match.group(1).decode(), match.group(2).decode()
+                return self
+            if not self.alive():
+                code = self.proc.poll()
+                self.stop()
+                raise SandboxError(f"sandbox exited with code {code} before READY. Log tail:\n{self.tail()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise SandboxError(f"sandbox not ready after {self.startup_timeout}s. Log tail:\n{self.tail()}")
+            time.sleep(0.02)  # polling the log file, bounded by the deadline above
+
+    def _read_log(self, offset: int) -> bytes:
+        try:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(offset)
+                return fh.read()
+        except FileNotFoundError:
+            return b""
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        """SIGTERM the process group, wait, then SIGKILL whatever is left. Safe to call twice."""
+        proc = self.proc
+        if proc is not None:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    proc.wait(timeout=self.stop_timeout)
+                except (ProcessLookupError, PermissionError):
+                    pass
+                except subprocess.TimeoutExpired:
+                    pass
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)  # anything the leader left behind
+            if proc.poll() is None:
+                proc.wait(timeout=5)
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
+        if self._scenario_file:
+            Path(self._scenario_file).unlink(missing_ok=True)
+            self._scenario_file = None
+        self._http.close()
+        self._http = requests.Session()
+
+    def __enter__(self) -> SandboxProcess:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def tail(self, lines: int = 60) -> str:
+        """The last lines this process wrote to its log."""
+        text = self._read_log(getattr(self, "_log_offset", 0)).decode(errors="replace")
+        return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+    # ---- clients ------------------------------------------------------------------------------------
+    @property
+    def auth(self) -> tuple[str, str]:
+        """Basic-auth pair for /v1 requests."""
+        return (self.account_sid, self.auth_token)
+
+    def twilio_client(self, username: str | None = None, password: str | None = None) -> Any:
+        """A twilio.rest.Client whose BulkExports domain points at this sandbox."""
+        from twilio.rest import Client
+
+        client = Client(username or self.account_sid, password or self.auth_token, account_sid=self.account_sid)
+        client.bulkexports.base_url = self.api_url
+        return client
+
+    # ---- control API -----------------------------------------------------------------------------------
+    def _control(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
+        if not self.api_url:
+            raise SandboxError("sandbox is not running")
+        resp = self._http.request(method, f"{self.api_url}/_sandbox{path}", json=body, timeout=30)
+        if resp.status_code >= 400:
+            raise SandboxError(f"{method} /_sandbox{path} -> {resp.status_code}: {resp.text}")
+        return resp.json()
+
+    def health(self) -> dict[str, Any]:
+        return dict(self._control("GET", "/health"))
+
+    def reset(self) -> None:
+        """Forget jobs, files, links, logs, faults; scenario back to defaults."""
+        self._control("POST", "/reset")
+
+    def set_scenario(self, **scenario: Any) -> dict[str, Any]:
+        """Replace the scenario (keys not given take their defaults). Returns the effective scenario."""
+        return dict(self._control("PUT", "/scenario", scenario))
+
+    def update_scenario(self, **changes: Any) -> dict[str, Any]:
+        """Merge into the scenario (``days`` and ``webhook`` are merged key by key)."""
+        return dict(self._control("PATCH", "/scenario", changes))
+
+    def get_scenario(self) -> dict[str, Any]:
+        return dict(self._control("GET", "/scenario"))
+
+    def set_faults(self, **faults: Any) -> dict[str, Any]:
+        """Replace the fault plan, e.g. ``set_faults(api={"429": 2}, files={"cut": 1})``."""
+        return dict(self._control("PUT", "/faults", faults))
+
+    def faults(self) -> dict[str, Any]:
+        """Current fault plan with the counters that remain."""
+        return dict(self._control("GET", "/faults"))
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return list(self._control("GET", "/jobs")["jobs"])
+
+    def job(self, sid: str) -> dict[str, Any]:
+        return dict(self._control("GET", f"/jobs/{sid}"))
+
+    def complete(self, sid: str) -> dict[str, Any]:
+        """Finish every unfinished day of the job now (its webhook fires as on natural completion)."""
+        return dict(self._control("POST", f"/jobs/{sid}/complete"))
+
+    def redeliver(self, sid: str) -> dict[str, Any]:
+        """Send the job's webhook once more, now."""
+        return dict(self._control("POST", f"/jobs/{sid}/webhook"))
+
+    def webhooks(self) -> list[dict[str, Any]]:
+        return list(self._control("GET", "/webhooks")["deliveries"])
+
+    def downloads(self) -> list[dict[str, Any]]:
+        return list(self._control("GET", "/downloads")["downloads"])
+
+    def requests(self) -> list[dict[str, Any]]:
+        return list(self._control("GET", "/requests")["requests"])
+
+    def expected_day(self, resource_type: str, day: str) -> dict[str, Any]:
+        """{size, sha256, records, outcome, exists, ...} of that day's file (existing, else per scenario)."""
+        return dict(self._control("GET", f"/days/{resource_type}/{day}"))
+
+
+def _stop_all() -> None:
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for sb in live:
+        with contextlib.suppress(Exception):  # best effort at interpreter exit
+            sb.stop()
+
+
+atexit.register(_stop_all)
