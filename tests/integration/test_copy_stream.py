@@ -1,0 +1,429 @@
+"""copy_link_to_s3 end to end: a local HTTP server plays the presigned link, moto S3 over TLS the bucket."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import random
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from tests.harness.procs import free_port
+from tests.harness.s3_server import MotoS3Server
+from workers.copy import (
+    CopyIntegrityError,
+    LinkExpiredError,
+    LinkNotFoundError,
+    LinkRejectedError,
+    RetryableCopyError,
+    TransientDownloadError,
+    copy_link_to_s3,
+    open_link,
+)
+from workers.s3_sink import S3Sink, SinkSettings
+
+MiB = 1024 * 1024
+SIGNED = (
+    "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=s3cr3tsig&X-Amz-Security-Token=t0ken&X-Amz-Expires=240"
+)
+META = {
+    "job_sid": "JS0123",
+    "day": "2024-05-01",
+    "resource_type": "Messages",
+    "twilio_create_date": "2024-05-03",
+}
+
+
+# -- the link server ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Route:
+    body: bytes = b""
+    status: int = 200
+    cut_at: int | None = None  # announce the full length, send this many bytes, hang up
+    location: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Seen:
+    path: str
+    headers: dict[str, str]
+
+
+class LinkServer:
+    """A threaded HTTP server in this process standing in for S3's presigned GET."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Route] = {}
+        self.seen: list[Seen] = []
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), self._handler())
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="link-server", daemon=True)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def add(self, route: Route) -> str:
+        path = f"/daily/{uuid.uuid4().hex}/part-0.json.gz"
+        self.routes[path] = route
+        return f"{self.base}{path}{SIGNED}"
+
+    def hits(self, url: str) -> list[Seen]:
+        path = urlsplit(url).path
+        return [s for s in self.seen if urlsplit(s.path).path == path]
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                server.seen.append(Seen(self.path, dict(self.headers.items())))
+                route = server.routes.get(urlsplit(self.path).path)
+                try:
+                    if route is None:
+                        self._xml(404, "NoSuchKey")
+                    elif route.location:
+                        self.send_response(route.status)
+                        self.send_header("Location", route.location)
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                    elif route.status != 200:
+                        self._xml(
+                            route.status, {403: "AccessDenied", 500: "InternalError"}.get(route.status, "X")
+                        )
+                    else:
+                        self._body(route)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True
+
+            def _xml(self, status: int, code: str) -> None:
+                body = f"<Error><Code>{code}</Code><Message>Request has expired</Message></Error>".encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _body(self, route: Route) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(route.body)))
+                for name, value in route.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                end = len(route.body) if route.cut_at is None else route.cut_at
+                view = memoryview(route.body)
+                for start in range(0, end, MiB):
+                    self.wfile.write(view[start : min(start + MiB, end)])
+                if route.cut_at is not None:
+                    self.wfile.flush()
+                    self.close_connection = True
+
+        return Handler
+
+    def __enter__(self) -> LinkServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=10)
+
+
+# -- fixtures ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3Server]:
+    with MotoS3Server(tls=True, log_dir=tmp_path_factory.mktemp("moto-s3")) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def client(server: MotoS3Server) -> Any:
+    return server.client()
+
+
+@pytest.fixture(scope="module")
+def links() -> Iterator[LinkServer]:
+    with LinkServer() as link_server:
+        yield link_server
+
+
+@pytest.fixture
+def bucket(client: Any) -> str:
+    name = f"relay-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def sink(client: Any, bucket: str) -> S3Sink:
+    return S3Sink(client, SinkSettings(bucket=bucket, prefix="twilio/"))
+
+
+def day_file(size: int, seed: int = 7) -> bytes:
+    """Gzip JSON lines of about ``size`` bytes; random text so it barely compresses."""
+    rng = random.Random(seed)
+    line = rng.randbytes(int(size / 1.15)).hex().encode()  # hex gzips to ~0.58 of its size
+    return gzip.compress(b"\n".join(line[i : i + 200] for i in range(0, len(line), 200)) + b"\n", 1, mtime=0)
+
+
+def records_of(data: bytes) -> int:
+    return gzip.decompress(data).count(b"\n")
+
+
+def key_for(sink: S3Sink) -> str:
+    return sink.day_key("Messages", f"2024-05-{random.randint(1, 28):02d}", "JS0123") + uuid.uuid4().hex[:6]
+
+
+def assert_nothing_left(client: Any, bucket: str, key: str) -> None:
+    assert "Contents" not in client.list_objects_v2(Bucket=bucket, Prefix=key)
+    assert "Contents" not in client.list_objects_v2(Bucket=bucket, Prefix="twilio/_staging/")
+    assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+
+def staged_ops(server: MotoS3Server, bucket: str) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for key, ops in server.counts().items():
+        if key.startswith(f"{bucket}/twilio/_staging/"):
+            for op, n in ops.items():
+                total[op] = total.get(op, 0) + n
+    return total
+
+
+# -- copies that succeed -----------------------------------------------------------------------------
+
+
+def test_small_copy_is_byte_exact_with_metadata(
+    server: MotoS3Server, client: Any, bucket: str, sink: S3Sink, links: LinkServer
+) -> None:
+    data = day_file(50_000)
+    url = links.add(Route(body=data))
+    key = key_for(sink)
+    result = copy_link_to_s3(url, len(data), sink, key, META)
+
+    sha = hashlib.sha256(data).hexdigest()
+    assert (result.key, result.size, result.sha256, result.records, result.skipped) == (
+        key,
+        len(data),
+        sha,
+        records_of(data),
+        False,
+    )
+    obj = client.get_object(Bucket=bucket, Key=key)
+    assert hashlib.sha256(obj["Body"].read()).hexdigest() == sha
+    assert obj["Metadata"] == {**META, "size": str(len(data)), "sha256": sha, "records": str(result.records)}
+    assert obj["ContentType"] == "application/gzip" and "ContentEncoding" not in obj
+    assert server.writes(bucket, key) == 1
+    assert "Contents" not in client.list_objects_v2(Bucket=bucket, Prefix="twilio/_staging/")
+
+
+def test_large_copy_uses_multipart(
+    server: MotoS3Server, client: Any, bucket: str, sink: S3Sink, links: LinkServer
+) -> None:
+    data = day_file(20 * MiB)
+    assert len(data) > 16 * MiB
+    url = links.add(Route(body=data))
+    key = key_for(sink)
+    result = copy_link_to_s3(url, len(data), sink, key, META)
+
+    staged = staged_ops(server, bucket)
+    assert staged["create_multipart_upload"] == 1 and staged["upload_part"] == 3  # 8 + 8 + rest MiB
+    assert staged["aws_chunked"] == 3  # every part streamed with a checksum trailer over TLS
+    body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == result.sha256 == hashlib.sha256(data).hexdigest()
+    assert result.records == records_of(data)
+    assert server.writes(bucket, key) == 1
+    assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+
+def test_content_encoding_gzip_on_the_link_is_not_inflated(
+    client: Any, bucket: str, sink: S3Sink, links: LinkServer
+) -> None:
+    data = day_file(10_000)
+    url = links.add(
+        Route(body=data, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
+    )
+    key = key_for(sink)
+    copy_link_to_s3(url, len(data), sink, key, META)
+    obj = client.get_object(Bucket=bucket, Key=key)
+    assert obj["Body"].read() == data and "ContentEncoding" not in obj
+
+
+def test_size_unknown_falls_back_to_content_length(
+    client: Any, bucket: str, sink: S3Sink, links: LinkServer
+) -> None:
+    data = day_file(10_000)
+    result = copy_link_to_s3(links.add(Route(body=data)), None, sink, key_for(sink), META)
+    assert result.size == len(data)
+
+
+def test_redirect_is_followed_without_carrying_anything(sink: S3Sink, links: LinkServer) -> None:
+    data = day_file(10_000)
+    target = links.add(Route(body=data))
+    hop = links.add(Route(status=307, location=target))
+    result = copy_link_to_s3(hop, len(data), sink, key_for(sink), META)
+    assert result.size == len(data)
+    assert len(links.hits(target)) == 1
+
+
+# -- idempotence -------------------------------------------------------------------------------------
+
+
+def test_second_copy_of_the_same_file_is_skipped(
+    server: MotoS3Server, bucket: str, sink: S3Sink, links: LinkServer
+) -> None:
+    data = day_file(30_000)
+    key = key_for(sink)
+    first = copy_link_to_s3(links.add(Route(body=data)), len(data), sink, key, META)
+    again_url = links.add(Route(body=data))
+    second = copy_link_to_s3(again_url, len(data), sink, key, META)
+
+    assert (first.skipped, second.skipped) == (False, True)
+    assert (second.sha256, second.size, second.records) == (first.sha256, first.size, first.records)
+    assert links.hits(again_url) == []  # not even downloaded
+    assert server.writes(bucket, key) == 1
+
+
+def test_second_copy_without_precheck_is_verified_then_skipped(
+    server: MotoS3Server, bucket: str, sink: S3Sink, links: LinkServer
+) -> None:
+    data = day_file(30_000)
+    key = key_for(sink)
+    copy_link_to_s3(links.add(Route(body=data)), len(data), sink, key, META)
+    again_url = links.add(Route(body=data))
+    second = copy_link_to_s3(
+        again_url, len(data), sink, key, {**META, "twilio_create_date": ""}, skip_existing=False
+    )
+
+    assert second.skipped and len(links.hits(again_url)) == 1
+    assert server.writes(bucket, key) == 1  # downloaded and verified, but the final key is not written again
+
+
+# -- copies that fail --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [200_000, 20 * MiB], ids=["put", "multipart"])
+def test_cut_connection_leaves_nothing(
+    client: Any, bucket: str, sink: S3Sink, links: LinkServer, size: int
+) -> None:
+    data = day_file(size)
+    url = links.add(Route(body=data, cut_at=len(data) * 2 // 3))
+    key = key_for(sink)
+    with pytest.raises(TransientDownloadError) as info:
+        copy_link_to_s3(url, len(data), sink, key, META)
+    assert isinstance(info.value, RetryableCopyError)
+    assert "s3cr3tsig" not in str(info.value)
+    assert_nothing_left(client, bucket, key)
+
+
+def test_corrupt_file_leaves_nothing(client: Any, bucket: str, sink: S3Sink, links: LinkServer) -> None:
+    data = bytearray(day_file(20 * MiB))
+    data[-6] ^= 0x10  # CRC trailer: the damage shows only after the last byte
+    url = links.add(Route(body=bytes(data)))
+    key = key_for(sink)
+    with pytest.raises(CopyIntegrityError, match="corrupt"):
+        copy_link_to_s3(url, len(data), sink, key, META)
+    assert_nothing_left(client, bucket, key)
+
+
+def test_size_mismatch_fails_before_uploading(
+    server: MotoS3Server, client: Any, bucket: str, sink: S3Sink, links: LinkServer
+) -> None:
+    data = day_file(10_000)
+    key = key_for(sink)
+    with pytest.raises(CopyIntegrityError, match="size"):
+        copy_link_to_s3(links.add(Route(body=data)), len(data) + 1, sink, key, META)
+    assert staged_ops(server, bucket) == {}
+    assert_nothing_left(client, bucket, key)
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (403, LinkExpiredError),
+        (404, LinkNotFoundError),
+        (500, TransientDownloadError),
+        (503, TransientDownloadError),
+        (429, TransientDownloadError),
+        (401, LinkRejectedError),
+    ],
+)
+def test_link_statuses_are_classified(
+    client: Any, bucket: str, sink: S3Sink, links: LinkServer, status: int, error: type
+) -> None:
+    url = links.add(Route(status=status)) if status != 404 else f"{links.base}/gone{SIGNED}"
+    key = key_for(sink)
+    with pytest.raises(error) as info:
+        copy_link_to_s3(url, 100, sink, key, META)
+    assert "s3cr3tsig" not in str(info.value) and "t0ken" not in str(info.value)
+    assert_nothing_left(client, bucket, key)
+
+
+def test_403_says_expired_and_keeps_the_s3_code(links: LinkServer) -> None:
+    with pytest.raises(LinkExpiredError, match="AccessDenied"):
+        open_link(links.add(Route(status=403)), timeout=5)
+
+
+def test_unreachable_link_is_transient() -> None:
+    with pytest.raises(TransientDownloadError, match="unreachable") as info:
+        open_link(f"http://127.0.0.1:{free_port()}/x.json.gz{SIGNED}", timeout=5)
+    assert "s3cr3tsig" not in str(info.value)
+
+
+def test_https_to_http_redirect_is_refused(links: LinkServer) -> None:
+    from workers.copy import _next_hop
+
+    with pytest.raises(LinkRejectedError):
+        _next_hop("https://bucket.s3.amazonaws.com/a?sig=1", "http://evil.example/a")
+    assert _next_hop("https://h/a/b?x=1", "/c?y=2") == "https://h/c?y=2"
+
+
+def test_too_many_redirects(links: LinkServer) -> None:
+    loop = links.add(Route())
+    links.routes[urlsplit(loop).path] = Route(status=302, location=loop)
+    with pytest.raises(TransientDownloadError, match="redirects"):
+        open_link(loop, timeout=5)
+
+
+# -- nothing but the request goes to the link --------------------------------------------------------
+
+
+def test_no_credentials_are_sent_to_the_link(
+    links: LinkServer, sink: S3Sink, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login ACxxxxxxxx password twilio-auth-token\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    probe = links.add(Route(body=b"x"))
+    requests.get(probe, timeout=5).close()  # sanity: a default requests call would leak these
+    assert "Authorization" in links.hits(probe)[0].headers
+
+    data = day_file(10_000)
+    url = links.add(Route(body=data))
+    copy_link_to_s3(url, len(data), sink, key_for(sink), META)
+    (seen,) = links.hits(url)
+    names = {name.lower() for name in seen.headers}
+    assert "authorization" not in names and "cookie" not in names
+    assert not any(name.startswith("x-twilio") for name in names)
+    assert seen.headers.get("Accept-Encoding") == "identity"
+    assert seen.path.endswith(SIGNED)  # the presigned query string is passed through untouched

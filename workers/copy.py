@@ -1,0 +1,415 @@
+"""The streaming copy of one day file: presigned link -> verified bytes -> S3Sink. No S3 calls here.
+
+The link (a Day's ``redirect_to``) is a presigned, single-use, short-lived S3 GET URL. It is fetched
+with a bare ``requests`` session: no auth, no Twilio headers, ``trust_env=False`` so no ~/.netrc
+credentials are attached (proxies from the environment are still honoured, explicitly). The body is
+read raw (``decode_content=False``) so a ``Content-Encoding: gzip`` on Twilio's object can never make
+us store inflated bytes. The URL's query string is a credential: it never appears in our errors.
+
+``VerifyingReader`` sits between the HTTP body and s3transfer: it hashes (SHA-256), counts, and
+inflates the gzip members as bytes pass, in bounded chunks, and raises ``CopyIntegrityError``
+*before handing over the last bytes* when the body is not exactly the expected, intact gzip file. The
+sink relies on that: an upload whose reader raised is aborted and never published.
+
+Errors: everything raised on purpose derives from ``RetryableCopyError`` (try again, with a fresh
+link from FetchDay) or ``PermanentCopyError`` (give up and record the day as failed). The bases live in
+``workers.s3_sink`` (so the S3 errors share them) and are re-exported here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import zlib
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import closing
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+import requests
+import urllib3
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_environ_proxies
+
+from workers.s3_sink import (
+    CopyError,
+    PermanentCopyError,
+    RetryableCopyError,
+    S3Sink,
+    StreamDigest,
+)
+
+__all__ = [
+    "CopyError",
+    "CopyIntegrityError",
+    "CopyResult",
+    "LinkExpiredError",
+    "LinkNotFoundError",
+    "LinkRejectedError",
+    "PermanentCopyError",
+    "RetryableCopyError",
+    "TransientDownloadError",
+    "VerifyingReader",
+    "copy_link_to_s3",
+    "open_link",
+]
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+READ_CHUNK = MiB  # bytes pulled from the socket per step
+INFLATE_CHUNK = MiB  # max decompressed bytes per zlib call: bounds memory for highly compressible data
+DEFAULT_TIMEOUT = (10.0, 60.0)  # (connect, read) seconds; read = longest silence between bytes
+MAX_REDIRECTS = 3
+_EXPIRED_400_CODES = (
+    "ExpiredToken",
+    "TokenRefreshRequired",
+    "InvalidToken",
+    "AuthorizationQueryParametersError",
+)
+
+
+# -- errors ------------------------------------------------------------------------------------------
+
+
+class CopyIntegrityError(RetryableCopyError):
+    """The bytes are not the intact day file (size, gzip framing, CRC). Retried with a fresh link: a
+    cut or mangled transfer heals that way; a file that is really corrupt at Twilio fails every try."""
+
+
+class LinkExpiredError(RetryableCopyError):
+    """403 (or an expired-token 400): the link is spent or expired. Fetch a fresh one and retry."""
+
+
+class LinkNotFoundError(PermanentCopyError):
+    """404/410: the file is gone (Twilio deletes day files 7 days after creation)."""
+
+
+class LinkRejectedError(PermanentCopyError):
+    """Another 4xx: the request itself is wrong; retrying the same way will not help."""
+
+
+class TransientDownloadError(RetryableCopyError):
+    """5xx, 429, timeouts, refused or cut connections, redirect trouble: try again later."""
+
+
+# -- verification ------------------------------------------------------------------------------------
+
+
+class _GzipCheck:
+    """Inflate a (multi-member) gzip stream in bounded steps: CRC/length trailers and record count."""
+
+    def __init__(self) -> None:
+        self._inflater = zlib.decompressobj(wbits=31)
+        self.members = 1
+        self._member_out = 0
+        self._newlines = 0
+        self._out = 0
+        self._last = 0
+
+    def feed(self, data: bytes) -> None:
+        inflater = self._inflater
+        if inflater.eof:
+            inflater = self._next_member()
+        while True:
+            try:
+                out = inflater.decompress(data, INFLATE_CHUNK)
+            except zlib.error as exc:
+                raise self._corrupt(exc) from None
+            self._count(out)
+            if inflater.eof:
+                if not inflater.unused_data:
+                    return  # member ended with this data; the next feed starts a new one
+                data = inflater.unused_data
+                inflater = self._next_member()
+                continue
+            data = inflater.unconsumed_tail
+            if not data and len(out) < INFLATE_CHUNK:
+                return  # all input consumed and no output held back by the size cap
+
+    def finish(self, compressed_size: int) -> int:
+        """Raise unless the stream ended exactly at the end of a gzip member; return the record count."""
+        if compressed_size == 0:
+            return 0  # an empty body is only accepted when Twilio announced size 0 (checked by the caller)
+        if not self._inflater.eof:
+            what = "truncated or has trailing garbage" if self.members > 1 else "truncated"
+            raise CopyIntegrityError(f"gzip stream {what}: ends inside member {self.members}")
+        return self._newlines + (1 if self._out and self._last != 0x0A else 0)
+
+    def _next_member(self) -> zlib._Decompress:
+        self._inflater = zlib.decompressobj(wbits=31)
+        self.members += 1
+        self._member_out = 0
+        return self._inflater
+
+    def _count(self, out: bytes) -> None:
+        if out:
+            self._newlines += out.count(b"\n")
+            self._out += len(out)
+            self._member_out += len(out)
+            self._last = out[-1]
+
+    def _corrupt(self, exc: zlib.error) -> CopyIntegrityError:
+        if self.members > 1 and self._member_out == 0:
+            return CopyIntegrityError(f"trailing garbage after gzip member {self.members - 1}: {exc}")
+        return CopyIntegrityError(f"corrupt gzip data in member {self.members}: {exc}")
+
+
+class VerifyingReader:
+    """File-like ``read(n)`` over an iterator of byte chunks that verifies what passes through.
+
+    Computes SHA-256, byte count and record count (newlines of the inflated data; a last line without
+    a newline counts), and checks the gzip framing, CRC-32 and length trailers of every member. It
+    raises ``CopyIntegrityError`` as soon as more bytes than ``expected_size`` arrive or the gzip data
+    is corrupt, and at the end of the source if the size is short or the gzip stream is truncated.
+    Once ``expected_size`` bytes are buffered it pulls the source to its end *before* returning them,
+    so the last bytes are only ever handed out verified. Errors of the source propagate unchanged.
+    """
+
+    def __init__(self, source: Iterable[bytes], expected_size: int) -> None:
+        if expected_size < 0:
+            raise ValueError(f"expected_size must be >= 0, not {expected_size}")
+        self._source: Iterator[bytes] = iter(source)
+        self.expected_size = expected_size
+        self._sha = hashlib.sha256()
+        self._gzip = _GzipCheck()
+        self._buf = bytearray()
+        self.bytes_read = 0
+        self._digest: StreamDigest | None = None
+        self._error: BaseException | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False  # tells s3transfer to buffer parts itself instead of seeking
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        """Up to ``size`` bytes (all that remain if negative); fewer only at the verified end."""
+        if self._error is not None:
+            raise self._error
+        want = None if size is None or size < 0 else size
+        while self._digest is None and (
+            want is None or len(self._buf) < want or self.bytes_read == self.expected_size
+        ):
+            self._pull()
+        if want is None or want >= len(self._buf):
+            out = bytes(self._buf)
+            self._buf.clear()
+        else:
+            out = bytes(self._buf[:want])
+            del self._buf[:want]
+        return out
+
+    def digest(self) -> StreamDigest:
+        """The verified result; raises CopyIntegrityError if the source was not read to a verified end."""
+        if self._digest is None:
+            raise CopyIntegrityError(
+                f"stream not verified: read {self.bytes_read} of {self.expected_size} bytes, not to the end"
+            )
+        return self._digest
+
+    def _pull(self) -> None:
+        try:
+            chunk = next(self._source, None)
+            if chunk is None:
+                self._finish()
+            elif chunk:
+                self._take(chunk)
+        except BaseException as exc:
+            self._error = exc  # a failed reader stays failed
+            raise
+
+    def _take(self, chunk: bytes) -> None:
+        self.bytes_read += len(chunk)
+        if self.bytes_read > self.expected_size:
+            raise CopyIntegrityError(
+                f"body is longer than the expected {self.expected_size} bytes (got {self.bytes_read} so far)"
+            )
+        self._sha.update(chunk)
+        self._gzip.feed(chunk)
+        self._buf += chunk
+
+    def _finish(self) -> None:
+        if self.bytes_read != self.expected_size:
+            raise CopyIntegrityError(
+                f"body is short: got {self.bytes_read} of the expected {self.expected_size} bytes"
+            )
+        records = self._gzip.finish(self.bytes_read)
+        self._digest = StreamDigest(self.bytes_read, self._sha.hexdigest(), records)
+
+
+# -- the link ----------------------------------------------------------------------------------------
+
+
+def redact(url: str) -> str:
+    """The URL without its query string (which holds the presigned signature and token)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}" + ("?<redacted>" if parts.query else "")
+
+
+def _scrub(text: str) -> str:
+    """Remove query strings from an exception message (requests puts whole URLs in them)."""
+    return re.sub(r"\?[^\s'\"()]*", "?<redacted>", text)
+
+
+def _clean_session() -> requests.Session:
+    """A session that sends nothing but the request: no auth, no netrc, no Twilio headers."""
+    session = requests.Session()
+    session.trust_env = False  # no ~/.netrc, no REQUESTS_CA_BUNDLE; proxies are added explicitly
+    session.auth = None
+    session.headers = CaseInsensitiveDict(
+        {"User-Agent": "bulkexport-relay", "Accept": "*/*", "Accept-Encoding": "identity"}
+    )
+    return session
+
+
+def open_link(
+    url: str,
+    timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+    *,
+    verify: bool | str = True,
+) -> requests.Response:
+    """GET the presigned link (streaming) and return the open 200 response, or raise a typed error.
+
+    Redirects are followed by hand, at most MAX_REDIRECTS, never from https to http, with nothing
+    but the URL carried over. The caller must close the response.
+    """
+    session = _clean_session()
+    try:
+        for _ in range(MAX_REDIRECTS + 1):
+            resp = _get(session, url, timeout, verify)
+            if not resp.is_redirect:
+                _raise_for_status(resp, url)
+                return resp
+            location = resp.headers.get("Location", "")
+            resp.close()
+            url = _next_hop(url, location)
+        raise TransientDownloadError(f"more than {MAX_REDIRECTS} redirects from {redact(url)}")
+    finally:
+        session.close()  # the returned response keeps its own connection
+
+
+def _get(
+    session: requests.Session, url: str, timeout: float | tuple[float, float], verify: bool | str
+) -> requests.Response:
+    try:
+        return session.get(
+            url,
+            stream=True,
+            allow_redirects=False,
+            timeout=timeout,
+            verify=verify,
+            proxies=get_environ_proxies(url),
+        )
+    except requests.RequestException as exc:
+        raise TransientDownloadError(
+            f"download link {redact(url)} unreachable: {type(exc).__name__}: {_scrub(str(exc))}"
+        ) from None
+
+
+def _next_hop(url: str, location: str) -> str:
+    if not location:
+        raise TransientDownloadError(f"redirect without Location from {redact(url)}")
+    target = urljoin(url, location)
+    scheme = urlsplit(target).scheme
+    if scheme not in ("http", "https") or (urlsplit(url).scheme == "https" and scheme != "https"):
+        raise LinkRejectedError(f"refusing redirect from {redact(url)} to {redact(target)}")
+    return target
+
+
+def _raise_for_status(resp: requests.Response, url: str) -> None:
+    status = resp.status_code
+    if status == 200:
+        return
+    code = _s3_error_code(resp)
+    resp.close()
+    where = f"download link {redact(url)} answered HTTP {status}" + (f" {code}" if code else "")
+    if status == 403 or (status == 400 and code in _EXPIRED_400_CODES):
+        raise LinkExpiredError(f"{where}: expired or already used, fetch a fresh link")
+    if status in (404, 410):
+        raise LinkNotFoundError(f"{where}: the day file is gone")
+    if status in (408, 429) or status >= 500:
+        raise TransientDownloadError(where)
+    if 400 <= status < 500:
+        raise LinkRejectedError(where)
+    raise TransientDownloadError(f"{where}: unexpected status")
+
+
+def _s3_error_code(resp: requests.Response) -> str:
+    """The <Code> of an S3 XML error body (read at most 16 KiB of it), or ''."""
+    try:
+        head = resp.raw.read(16 * 1024, decode_content=True) or b""
+    except Exception:  # the error body is a courtesy; the status decides
+        return ""
+    match = re.search(rb"<Code>([A-Za-z0-9.]{1,64})</Code>", head)
+    return match.group(1).decode() if match else ""
+
+
+def body_chunks(resp: requests.Response, chunk_size: int = READ_CHUNK) -> Iterator[bytes]:
+    """The raw (still gzip) body in chunks; a cut or stalled connection becomes TransientDownloadError."""
+    try:
+        yield from resp.raw.stream(chunk_size, decode_content=False)
+    except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+        raise TransientDownloadError(f"download cut: {type(exc).__name__}: {_scrub(str(exc))}") from None
+
+
+def _resolve_size(resp: requests.Response, expected_size: int | None) -> int:
+    """The size to verify against; fails before uploading anything if the link announces another."""
+    length = resp.headers.get("Content-Length", "")
+    announced = int(length) if length.isdigit() else None
+    if expected_size is None:
+        if announced is None:
+            raise CopyIntegrityError(
+                "the size is unknown: Twilio gave none and the link sends no Content-Length"
+            )
+        return announced
+    if announced is not None and announced != expected_size:
+        raise CopyIntegrityError(f"link serves {announced} bytes but the Day's size is {expected_size}")
+    return expected_size
+
+
+# -- the copy ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    key: str
+    size: int
+    sha256: str
+    records: int
+    skipped: bool  # already stored: nothing was downloaded, or nothing written to the final key
+
+
+def copy_link_to_s3(
+    url: str,
+    expected_size: int | None,
+    sink: S3Sink,
+    key: str,
+    metadata: Mapping[str, str],
+    timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+    *,
+    skip_existing: bool = True,
+    verify: bool | str = True,
+) -> CopyResult:
+    """Stream the day file at ``url`` into ``key`` via ``sink``, verified, with bounded memory.
+
+    ``expected_size`` is the Day's ``size`` from Twilio; if Twilio gave none, the link's Content-Length
+    is used instead (and the gzip trailers remain the integrity check). ``metadata`` should hold
+    job_sid, day, resource_type and twilio_create_date; the sink adds size, sha256 and records. With
+    ``skip_existing`` and a ``twilio_create_date``, a key that already holds this very file (same size
+    and create_date, verified) is not downloaded again.
+    """
+    if skip_existing and expected_size is not None:
+        stored = sink.verified_copy(key, expected_size, metadata.get("twilio_create_date"))
+        if stored is not None:
+            log.info("%s already stored (sha256 %s): skipped", key, stored.metadata.get("sha256"))
+            meta = stored.metadata
+            records = int(meta["records"]) if meta.get("records", "").isdigit() else -1
+            return CopyResult(key, stored.size, meta["sha256"], records, skipped=True)
+    with closing(open_link(url, timeout, verify=verify)) as resp:
+        size = _resolve_size(resp, expected_size)
+        reader = VerifyingReader(body_chunks(resp), size)
+        result = sink.upload_verified(reader, key, size, metadata)
+    return CopyResult(result.key, result.size, result.sha256, result.records, result.skipped)
