@@ -20,7 +20,7 @@ MAX_PAGE_SIZE = 200
 
 
 def _svc() -> Services:
-    return current_app.extensions["relay"]  # type: ignore[no-any-return]
+    return current_app.extensions["relay"]
 
 
 @bp.before_request
@@ -88,7 +88,7 @@ def track_job() -> tuple[Response, int]:
     svc = _svc()
     body = _json_body()
     if not isinstance(body, dict) or set(body) - {"job_sid", "resource_type"}:
-        raise exports.RequestError("body must be {\"job_sid\": ..., \"resource_type\"?: ...}")
+        raise exports.RequestError('body must be {"job_sid": ..., "resource_type"?: ...}')
     rt = body.get("resource_type")
     if rt is not None:
         exports.validate_resource_type(rt)

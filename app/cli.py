@@ -22,7 +22,7 @@ from app.twilio_api import TwilioError
 
 
 def _svc() -> Services:
-    return current_app.extensions["relay"]  # type: ignore[no-any-return]
+    return current_app.extensions["relay"]
 
 
 def _emit(data: Any, as_json: bool, human: Callable[[Any], str]) -> None:
@@ -36,7 +36,13 @@ def _errors_to_exit(func: Callable[..., None]) -> Callable[..., None]:
     def wrapper(*args: Any, **kwargs: Any) -> None:
         try:
             func(*args, **kwargs)
-        except (exports.RequestError, exports.NotFound, exports.Conflict, exports.QuotaExceeded, TwilioError) as exc:
+        except (
+            exports.RequestError,
+            exports.NotFound,
+            exports.Conflict,
+            exports.QuotaExceeded,
+            TwilioError,
+        ) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
 
@@ -74,8 +80,14 @@ def relay_cli() -> None:
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 @_errors_to_exit
-def submit(resource_type: str, start_day: str, end_day: str, friendly_name: str | None, email: str | None,
-           as_json: bool) -> None:
+def submit(
+    resource_type: str,
+    start_day: str,
+    end_day: str,
+    friendly_name: str | None,
+    email: str | None,
+    as_json: bool,
+) -> None:
     """Export RESOURCE_TYPE from START_DAY to END_DAY (inclusive, YYYY-MM-DD)."""
     body = {"resource_type": resource_type, "start_day": start_day, "end_day": end_day}
     body |= {k: v for k, v in (("friendly_name", friendly_name), ("email", email)) if v}
@@ -145,4 +157,8 @@ def track(job_sid: str, resource_type: str | None, as_json: bool) -> None:
 def requeue(job_sid: str, days: tuple[str, ...], as_json: bool) -> None:
     """Retry the job's failed days (or only DAYS)."""
     requeued = exports.requeue(_svc(), job_sid, list(days) or None)
-    _emit(requeued, as_json, lambda ds: f"requeued {len(ds)} day(s): {' '.join(ds)}" if ds else "nothing to requeue")
+    _emit(
+        requeued,
+        as_json,
+        lambda ds: f"requeued {len(ds)} day(s): {' '.join(ds)}" if ds else "nothing to requeue",
+    )

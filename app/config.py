@@ -46,6 +46,7 @@ class Settings:
     proxy_fix_hops: int = 0
     log_level: str = "INFO"
     job_retention_days: int = 30
+    daily_day_quota: int = 366
     copy_retry_intervals: tuple[int, ...] = (30, 120, 600, 1800, 3600)
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
@@ -158,6 +159,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         proxy_fix_hops=_int(env, "PROXY_FIX_HOPS", 0),
         log_level=_choice(env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         job_retention_days=_int(env, "JOB_RETENTION_DAYS", 30, minimum=1),
+        daily_day_quota=_int(env, "TWILIO_DAILY_DAY_QUOTA", 366, minimum=1),
         copy_retry_intervals=_intervals(env, "COPY_RETRY_INTERVALS", "30,120,600,1800,3600"),
         secrets=tuple(s for s in (auth_token, secondary, key_secret, admin_token) if s),
     )

@@ -26,11 +26,11 @@ class Services:
 
 def build_services(settings: Settings, profile: RetryProfile = API_PROFILE) -> Services:
     # Registry reads text; RQ needs bytes (it pickles), hence two clients on the same URL.
-    text = redis.Redis.from_url(settings.redis_url, decode_responses=True, **REDIS_TIMEOUTS)  # type: ignore[arg-type]
-    raw = redis.Redis.from_url(settings.redis_url, **REDIS_TIMEOUTS)  # type: ignore[arg-type]
+    text = redis.Redis.from_url(settings.redis_url, decode_responses=True, **REDIS_TIMEOUTS)
+    raw = redis.Redis.from_url(settings.redis_url, **REDIS_TIMEOUTS)
     return Services(
         settings=settings,
-        registry=Registry(text, retention_days=settings.job_retention_days),
+        registry=Registry(text, settings.job_retention_days, settings.daily_day_quota),
         enqueuer=Enqueuer(raw, settings.copy_retry_intervals),
         twilio=BulkExportsClient(settings, profile),
         rq_connection=raw,

@@ -165,7 +165,8 @@ def _submit_chunk(svc: Services, req: SubmitRequest, start: date, end: date, nam
     token = secrets.token_urlsafe(TOKEN_BYTES)
     token_hash = hash_token(token)
     svc.registry.add_pending(
-        token_hash, {"resource_type": req.resource_type, "start_day": start.isoformat(), "end_day": end.isoformat()}
+        token_hash,
+        {"resource_type": req.resource_type, "start_day": start.isoformat(), "end_day": end.isoformat()},
     )
     try:
         tj = svc.twilio.create_job(
@@ -409,9 +410,7 @@ def _day_files(svc: Services, resource_type: str) -> dict[str, tuple[int, str | 
         return {}
 
 
-def _apply_plan(
-    svc: Services, job: JobRecord, plan: SyncPlan, sizes: dict[str, tuple[int, str | None]]
-) -> int:
+def _apply_plan(svc: Services, job: JobRecord, plan: SyncPlan, sizes: dict[str, tuple[int, str | None]]) -> int:
     svc.registry.ensure_days(job.job_sid, [DayRecord(day=d) for d in plan.statuses])
     records = svc.registry.get_days(job.job_sid)
     queued = 0

@@ -1,18 +1,165 @@
-"""Health and metrics endpoints: cheap, unauthenticated, nothing secret in them."""
+"""Health and metrics endpoints: cheap (results cached ~2 s), unauthenticated, nothing secret in them.
+
+- ``/livez``: the process answers; no dependency checks, so a Redis outage never restarts every pod.
+- ``/readyz``: Redis reachable, S3 bucket reachable with our credentials, configuration valid -> 200, else 503
+  naming the failing check (the load balancer's target health check).
+- ``/health``: ``application/health+json`` (draft-inadarei-api-health-check): pass / warn / fail with details.
+- ``/metrics``: Prometheus text format, aggregated across gunicorn workers and RQ work horses.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+import functools
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
 
-from app.metrics import render
+from flask import Blueprint, Response, current_app, jsonify
+from rq import Worker
+
+from app.context import Services
+from app.metrics import OLDEST_PENDING_DAY, QUEUE_DEPTH, render
+from app.registry import DayState
 
 bp = Blueprint("health", __name__)
+
+CACHE_SECONDS = 2.0
+TWILIO_RETENTION_S = 7 * 86400
+RETENTION_WARN_S = 5 * 86400
+RETENTION_FAIL_S = 6 * 86400
+
+
+class _Cached:
+    """Memoise a check for a couple of seconds so probes and scrapers cannot hammer Redis or S3."""
+
+    def __init__(self, func: Callable[[Services], Any]) -> None:
+        self.func = func
+        self.lock = threading.Lock()
+        self.entries: dict[int, tuple[float, Any]] = {}  # per Services object (one per app)
+
+    def __call__(self, svc: Services) -> Any:
+        with self.lock:
+            at, value = self.entries.get(id(svc), (0.0, None))
+            if time.monotonic() - at > CACHE_SECONDS:
+                value = self.func(svc)
+                self.entries[id(svc)] = (time.monotonic(), value)
+            return value
+
+
+def _svc() -> Services:
+    return current_app.extensions["relay"]
+
+
+@functools.cache
+def _s3_client() -> Any:
+    from workers.s3_sink import make_s3_client  # boto3 client built from the standard AWS_* variables
+
+    return make_s3_client()
+
+
+def _check(name: str, func: Callable[[], Any]) -> dict[str, Any]:
+    started = time.monotonic()
+    try:
+        func()
+        return {
+            "status": "pass",
+            "observedValue": round((time.monotonic() - started) * 1000, 1),
+            "observedUnit": "ms",
+        }
+    except Exception as exc:
+        return {"status": "fail", "output": f"{name}: {type(exc).__name__}: {str(exc)[:200]}"}
+
+
+def _readiness(svc: Services) -> dict[str, dict[str, Any]]:
+    return {
+        "redis": _check("redis", svc.registry.ping),
+        "s3": _check("s3", lambda: _s3_client().head_bucket(Bucket=svc.settings.s3_bucket)),
+        "config": {"status": "pass"},  # the app would not have started with an invalid configuration
+    }
+
+
+_ready = _Cached(_readiness)
 
 
 @bp.get("/livez")
 def livez() -> Response:
-    """Liveness: the process answers. No dependency checks, so a Redis outage never restarts every pod."""
     return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    checks = _ready(_svc())
+    failing = sorted(name for name, c in checks.items() if c["status"] != "pass")
+    if failing:
+        return jsonify(status="unavailable", failing=failing, checks=checks), 503
+    return jsonify(status="ok", checks=checks), 200
+
+
+def _day_summary(svc: Services) -> tuple[int, float]:
+    """Failed days of unfinished jobs, and the age of the oldest completed-but-uncopied day (by job age)."""
+    failed, oldest, now = 0, 0.0, time.time()
+    for sid in svc.registry.active_jobs():
+        job = svc.registry.get_job(sid)
+        if job is None:
+            continue
+        for rec in svc.registry.get_days(sid).values():
+            if rec.state == DayState.FAILED:
+                failed += 1
+            elif not rec.state.final and rec.twilio_status in ("completed", "completedemptyrecords"):
+                oldest = max(oldest, now - job.created_at)
+    return failed, oldest
+
+
+def _health(svc: Services) -> dict[str, Any]:
+    checks: dict[str, list[dict[str, Any]]] = {}
+    ready = _readiness(svc)
+    checks["redis:responseTime"] = [ready["redis"]]
+    checks["s3:bucket"] = [ready["s3"]]
+    if ready["redis"]["status"] == "pass":
+        workers = Worker.all(connection=svc.rq_connection)
+        checks["workers:count"] = [{"status": "pass" if workers else "fail", "observedValue": len(workers)}]
+        depths = svc.enqueuer.depths()
+        for name, depth in depths.items():
+            QUEUE_DEPTH.labels(name).set(depth)
+        checks["queues:depth"] = [{"componentId": n, "status": "pass", "observedValue": d} for n, d in depths.items()]
+        failed, oldest = _day_summary(svc)
+        OLDEST_PENDING_DAY.set(oldest)
+        checks["days:failed"] = [{"status": "warn" if failed else "pass", "observedValue": failed}]
+        age_status = "fail" if oldest > RETENTION_FAIL_S else "warn" if oldest > RETENTION_WARN_S else "pass"
+        checks["days:oldestUncopiedAge"] = [
+            {
+                "status": age_status,
+                "observedValue": round(oldest),
+                "observedUnit": "s",
+                "output": f"Twilio deletes day files {TWILIO_RETENTION_S // 86400} days after creation",
+            }
+        ]
+        last = svc.registry.last_poll()
+        stale = last is None or time.time() - last > 3 * svc.settings.poll_interval_seconds + 60
+        checks["poller:lastRun"] = [
+            {
+                "status": "warn" if stale else "pass",
+                "observedValue": None if last is None else round(time.time() - last),
+                "observedUnit": "s",
+            }
+        ]
+    statuses = {c["status"] for entries in checks.values() for c in entries}
+    overall = "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass"
+    return {"status": overall, "serviceId": "bulkexport-relay", "checks": checks}
+
+
+_health_cached = _Cached(_health)
+
+
+@bp.get("/health")
+def health() -> Response:
+    doc = _health_cached(_svc())
+    return Response(
+        current_app.json.dumps(doc),
+        status=503 if doc["status"] == "fail" else 200,
+        content_type="application/health+json",
+    )
 
 
 @bp.get("/metrics")

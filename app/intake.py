@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, request
 from twilio.request_validator import RequestValidator
@@ -33,7 +34,7 @@ BODY_LOG_LIMIT = 2048
 
 
 def _svc() -> Services:
-    return current_app.extensions["relay"]  # type: ignore[no-any-return]
+    return current_app.extensions["relay"]
 
 
 def called_url() -> str:
@@ -56,17 +57,29 @@ def signature_valid(signature: str, tokens: tuple[str, ...]) -> bool:
     return any(RequestValidator(t).validate(url, params, signature) for t in tokens)
 
 
+def _read_body() -> str:
+    """Read the whole body once, up front: this is where the size limit (413) applies, before any work."""
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        return urlencode(list(request.form.items(multi=True)))
+    return request.get_data(cache=True).decode("utf-8", "replace")
+
+
 def _log_request(outcome: str, job_sid: str | None) -> None:
     headers = {k: ("[redacted]" if k.lower() in REDACTED_HEADERS else v) for k, v in request.headers.items()}
     query = {k: ("[redacted]" if k == "token" else v) for k, v in request.args.items(multi=True)}
-    body = request.get_data(cache=True)[:BODY_LOG_LIMIT].decode("utf-8", "replace")
+    body = _read_body()[:BODY_LOG_LIMIT]
     log.info(
         "webhook %s",
         outcome,
         extra={
             "job_sid": job_sid,
-            "webhook": {"method": request.method, "content_type": request.mimetype, "headers": headers,
-                        "query": query, "body": body},
+            "webhook": {
+                "method": request.method,
+                "content_type": request.mimetype,
+                "headers": headers,
+                "query": query,
+                "body": body,
+            },
         },
     )
 
@@ -80,6 +93,7 @@ def _reject(status: int, outcome: str, job_sid: str | None = None) -> Response:
 @bp.route("/hooks/bulkexport", methods=["GET", "POST"])
 def bulkexport_webhook() -> Response:
     svc = _svc()
+    _read_body()
     token = request.args.get("token", "")
     if not TOKEN_RE.match(token):
         return _reject(404, "rejected_token")

@@ -104,7 +104,7 @@ class JobRecord:
     webhooks_received: int = 0
     syncs: int = 0
 
-    def to_redis(self) -> dict[str, str]:
+    def to_redis(self) -> dict[Any, Any]:
         data = asdict(self)
         data["twilio"] = json.dumps(self.twilio) if self.twilio is not None else ""
         return {k: str(v) for k, v in data.items()}
@@ -161,10 +161,10 @@ return state
 
 
 class QuotaExceeded(Exception):
-    def __init__(self, used: int, wanted: int) -> None:
+    def __init__(self, used: int, wanted: int, quota: int) -> None:
         super().__init__(
-            f"Twilio allows {DAILY_DAY_QUOTA} requested days per UTC day per account; {used} already "
-            f"requested today, this request needs {wanted}"
+            f"Twilio allows {quota} requested days per UTC day per account; {used} already requested today "
+            f"through this service and this request needs {wanted}. Submit the rest after 00:00 UTC."
         )
         self.used = used
         self.wanted = wanted
@@ -173,8 +173,9 @@ class QuotaExceeded(Exception):
 class Registry:
     """All reads and writes of our Redis keys. Methods are small and atomic where concurrency matters."""
 
-    def __init__(self, client: redis.Redis, retention_days: int = 30) -> None:
+    def __init__(self, client: redis.Redis, retention_days: int = 30, daily_quota: int = DAILY_DAY_QUOTA) -> None:
         self.r = client
+        self.daily_quota = daily_quota
         self.retention = retention_days * 24 * 3600
         self._quota = client.register_script(_QUOTA_LUA)
         self._claim = client.register_script(_CLAIM_DAY_LUA)
@@ -191,9 +192,9 @@ class Registry:
     # -- quota --------------------------------------------------------------------------------------------
     def reserve_quota(self, utc_date: str, days: int) -> int:
         """Count ``days`` against today's quota or raise QuotaExceeded (atomic across web processes)."""
-        result = int(self._quota(keys=[f"{PREFIX}quota:{utc_date}"], args=[days, DAILY_DAY_QUOTA, QUOTA_TTL]))
+        result = int(self._quota(keys=[f"{PREFIX}quota:{utc_date}"], args=[days, self.daily_quota, QUOTA_TTL]))
         if result < 0:
-            raise QuotaExceeded(used=-1 - result, wanted=days)
+            raise QuotaExceeded(used=-1 - result, wanted=days, quota=self.daily_quota)
         return result
 
     def release_quota(self, utc_date: str, days: int) -> None:
@@ -204,7 +205,7 @@ class Registry:
         return int(self.r.get(f"{PREFIX}quota:{utc_date}") or 0)
 
     # -- submissions and tokens ---------------------------------------------------------------------------
-    def add_pending(self, token_hash: str, request: dict[str, str]) -> None:
+    def add_pending(self, token_hash: str, request: dict[Any, Any]) -> None:
         """Record the token before Twilio is called, so an early webhook is recognised, never refused."""
         key = f"{PREFIX}pending:{token_hash}"
         with self.r.pipeline() as p:
@@ -244,7 +245,7 @@ class Registry:
         return JobRecord.from_redis(data)  # type: ignore[arg-type]
 
     def update_job(self, sid: str, **fields: Any) -> None:
-        mapping = {k: (json.dumps(v) if k == "twilio" else str(v)) for k, v in fields.items()}
+        mapping: dict[Any, Any] = {k: (json.dumps(v) if k == "twilio" else str(v)) for k, v in fields.items()}
         mapping["updated_at"] = str(time.time())
         self.r.hset(self.job_key(sid), mapping=mapping)
 
@@ -278,9 +279,14 @@ class Registry:
             return False
         job = self.get_job(sid)
         with self.r.pipeline() as p:
-            p.hset(self.job_key(sid), mapping={"state": state.value, "updated_at": str(time.time()), **{
-                k: str(v) for k, v in fields.items()
-            }})
+            p.hset(
+                self.job_key(sid),
+                mapping={
+                    "state": state.value,
+                    "updated_at": str(time.time()),
+                    **{k: str(v) for k, v in fields.items()},
+                },
+            )
             p.zrem(f"{PREFIX}jobs:active", sid)
             p.expire(self.job_key(sid), self.retention)
             p.expire(self.days_key(sid), self.retention)
@@ -303,7 +309,7 @@ class Registry:
         """Drop listing entries whose job records have expired (the records expire by TTL)."""
         now = time.time() if now is None else now
         old = self.r.zrangebyscore(f"{PREFIX}jobs", "-inf", now - self.retention)
-        gone = [s for s in old if not self.r.exists(self.job_key(str(s)))]
+        gone: list[Any] = [s for s in old if not self.r.exists(self.job_key(str(s)))]
         if gone:
             self.r.zrem(f"{PREFIX}jobs", *gone)
         return len(gone)

@@ -167,9 +167,10 @@ def parse_details(raw: Any) -> list[DayDetail]:
         if not isinstance(item, dict) or not isinstance(item.get("status"), str):
             raise TwilioError(f"unexpected 'details' entry from Twilio: {item!r:.200}")
         days = item.get("days")
-        if days is not None:
-            if not isinstance(days, list) or not all(isinstance(d, str) and DAY_RE.match(d) for d in days):
-                raise TwilioError(f"unexpected 'days' list in Twilio details: {days!r:.200}")
+        if days is not None and (
+            not isinstance(days, list) or not all(isinstance(d, str) and DAY_RE.match(d) for d in days)
+        ):
+            raise TwilioError(f"unexpected 'days' list in Twilio details: {days!r:.200}")
         count = item.get("count")
         out.append(DayDetail(status=item["status"], days=days, count=int(count) if count is not None else None))
     return out
@@ -195,8 +196,16 @@ def _job_from_payload(payload: dict[str, Any]) -> TwilioJob:
 
 
 _JOB_FIELDS = (
-    "job_sid", "resource_type", "start_day", "end_day", "friendly_name", "webhook_url", "webhook_method",
-    "details", "job_queue_position", "estimated_completion_time",
+    "job_sid",
+    "resource_type",
+    "start_day",
+    "end_day",
+    "friendly_name",
+    "webhook_url",
+    "webhook_method",
+    "details",
+    "job_queue_position",
+    "estimated_completion_time",
 )
 
 
@@ -276,9 +285,7 @@ class BulkExportsClient:
 
     def list_jobs(self, resource_type: str) -> Iterator[TwilioJob]:
         try:
-            for instance in self._v1.exports(resource_type).export_custom_jobs.stream(
-                page_size=LIST_JOBS_PAGE_SIZE
-            ):
+            for instance in self._v1.exports(resource_type).export_custom_jobs.stream(page_size=LIST_JOBS_PAGE_SIZE):
                 yield _job_from_payload(_fields(instance))
         except _NETWORK_ERRORS as exc:
             raise _translate(exc, f"list {resource_type} jobs") from exc
@@ -317,7 +324,11 @@ class BulkExportsClient:
                 if not isinstance(inst.size, int) or inst.size < 0:
                     log.warning("ignoring Day %s with invalid size %r", inst.day, inst.size)
                     continue
-                yield DayFile(day=inst.day, size=inst.size, create_date=inst.create_date,
-                              resource_type=inst.resource_type)
+                yield DayFile(
+                    day=inst.day,
+                    size=inst.size,
+                    create_date=inst.create_date,
+                    resource_type=inst.resource_type,
+                )
         except _NETWORK_ERRORS as exc:
             raise _translate(exc, f"list {resource_type} days") from exc

@@ -47,7 +47,7 @@ logconfig_dict = {
 }
 
 
-def on_starting(server):  # noqa: ANN001, ARG001 - gunicorn hook signature
+def on_starting(server):
     """Start every run with an empty Prometheus multiprocess directory (stale files would double count)."""
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if path:
@@ -55,7 +55,7 @@ def on_starting(server):  # noqa: ANN001, ARG001 - gunicorn hook signature
         os.makedirs(path, exist_ok=True)
 
 
-def child_exit(server, worker):  # noqa: ANN001, ARG001 - gunicorn hook signature
+def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

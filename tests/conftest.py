@@ -12,13 +12,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from sandbox.testing import SandboxProcess
 from tests.harness.procs import stop_all
 from tests.harness.redis_server import RedisServer
-from tests.harness.s3_server import MotoS3Server
+
+if TYPE_CHECKING:
+    from sandbox.testing import SandboxProcess
+    from tests.harness.s3_server import MotoS3Server
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 
@@ -42,6 +45,8 @@ def redis_url(redis_server: RedisServer) -> str:
 
 @pytest.fixture(scope="session")
 def s3(run_dir: Path) -> Iterator[MotoS3Server]:
+    from tests.harness.s3_server import MotoS3Server
+
     with MotoS3Server(tls=True, log_dir=run_dir) as server:
         yield server
 
@@ -55,6 +60,8 @@ def bucket(s3: MotoS3Server) -> str:
 
 @pytest.fixture(scope="session")
 def sandbox_session(run_dir: Path) -> Iterator[SandboxProcess]:
+    from sandbox.testing import SandboxProcess
+
     with SandboxProcess(log_path=run_dir / "sandbox.log") as sb:
         yield sb
 
@@ -65,8 +72,14 @@ def sandbox(sandbox_session: SandboxProcess) -> SandboxProcess:
     return sandbox_session
 
 
-def make_env(redis_url: str, s3: MotoS3Server, bucket: str, sandbox: SandboxProcess, public_base_url: str,
-             **overrides: str) -> dict[str, str]:
+def make_env(
+    redis_url: str,
+    s3: MotoS3Server,
+    bucket: str,
+    sandbox: SandboxProcess,
+    public_base_url: str,
+    **overrides: str,
+) -> dict[str, str]:
     env = {
         "REDIS_URL": redis_url,
         "TWILIO_ACCOUNT_SID": sandbox.account_sid,

@@ -44,8 +44,12 @@ class DayTask:
 
     @property
     def log_extra(self) -> dict[str, Any]:
-        return {"job_sid": self.job_sid, "resource_type": self.resource_type, "day": self.day,
-                "task_id": self.task_id}
+        return {
+            "job_sid": self.job_sid,
+            "resource_type": self.resource_type,
+            "day": self.day,
+            "task_id": self.task_id,
+        }
 
 
 def copy_day(svc: Services, sink: S3Sink, task: DayTask, lock_seconds: int) -> DayRecord | None:
@@ -70,8 +74,13 @@ def _copy_locked(svc: Services, sink: S3Sink, task: DayTask) -> DayRecord:
     key = sink.day_key(task.resource_type, task.day, task.job_sid)
     existing = sink.head(key)
     if existing is not None and _same_file(existing.metadata, task):
-        return _done(current, key, int(existing.metadata["size"]), existing.metadata.get("sha256"),
-                     int(existing.metadata.get("records", 0)))
+        return _done(
+            current,
+            key,
+            int(existing.metadata["size"]),
+            existing.metadata.get("sha256"),
+            int(existing.metadata.get("records", 0)),
+        )
     try:
         link = svc.twilio.day_link(task.resource_type, task.day)
     except TwilioNotFound:
@@ -145,8 +154,15 @@ def finish_if_done(svc: Services, sink: S3Sink, job_sid: str) -> bool:
         "state": state.value,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "days": [
-            {"day": r.day, "state": r.state.value, "key": r.key, "size": r.size, "sha256": r.sha256,
-             "records": r.records, "error": r.error}
+            {
+                "day": r.day,
+                "state": r.state.value,
+                "key": r.key,
+                "size": r.size,
+                "sha256": r.sha256,
+                "records": r.records,
+                "error": r.error,
+            }
             for r in days.values()
         ],
         "copied_days": sum(r.state == DayState.COPIED for r in days.values()),
@@ -157,6 +173,9 @@ def finish_if_done(svc: Services, sink: S3Sink, job_sid: str) -> bool:
     error = f"{len(failed)} day(s) failed" if failed else ""
     if svc.registry.finish_job(job_sid, state, manifest_key=key, error=error):
         JOBS.labels(state.value).inc()
-        log.info("job %s", state.value, extra={"job_sid": job_sid, "manifest": key,
-                                                "summary": json.dumps(manifest["failed_days"])})
+        log.info(
+            "job %s",
+            state.value,
+            extra={"job_sid": job_sid, "manifest": key, "summary": json.dumps(manifest["failed_days"])},
+        )
     return True

@@ -6,6 +6,7 @@ Referenced by dotted path from ``app/queueing.py`` (the web never imports this m
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
@@ -20,7 +21,8 @@ from app.context import Services, worker_services
 from app.metrics import OLDEST_PENDING_DAY, POLLS, QUEUE_DEPTH, RETENTION_WARNINGS
 from app.queueing import copy_timeout
 from app.registry import DayState
-from workers.day_copier import DayTask, copy_day as copy_one_day, finish_if_done, record_failure
+from workers.day_copier import DayTask, finish_if_done, record_failure
+from workers.day_copier import copy_day as copy_one_day
 from workers.s3_sink import S3Sink, SinkSettings, make_s3_client
 
 log = logging.getLogger(__name__)
@@ -39,8 +41,9 @@ def _sink() -> S3Sink:
         sse=s.s3_sse,
         kms_key_id=s.s3_sse_kms_key_id,
         storage_class=s.s3_storage_class,
-        **({"key_template": s.s3_key_template} if s.s3_key_template else {}),
     )
+    if s.s3_key_template:
+        settings = dataclasses.replace(settings, key_template=s.s3_key_template)
     return S3Sink(make_s3_client(), settings)
 
 
@@ -53,8 +56,16 @@ def sync_job(job_sid: str) -> dict[str, Any]:
     svc = worker_services()
     result = exports.sync_job(svc, job_sid)
     finished = result.ready_to_finish and finish_if_done(svc, _sink(), job_sid)
-    log.info("synced", extra={"job_sid": job_sid, "task_id": _task_id(), "state": result.state.value,
-                              "queued_copies": result.queued_copies, "finished": finished})
+    log.info(
+        "synced",
+        extra={
+            "job_sid": job_sid,
+            "task_id": _task_id(),
+            "state": result.state.value,
+            "queued_copies": result.queued_copies,
+            "finished": finished,
+        },
+    )
     return {"state": result.state.value, "queued_copies": result.queued_copies, "finished": finished}
 
 
@@ -110,8 +121,11 @@ def _retention_check(svc: Services) -> None:
             oldest = max(oldest, age)
             if age > RETENTION_WARN_AFTER.total_seconds():
                 RETENTION_WARNINGS.inc()
-                log.warning("day not copied %.1f days after the job was created; Twilio deletes files after 7",
-                            age / 86400, extra={"job_sid": sid, "day": rec.day, "state": rec.state.value})
+                log.warning(
+                    "day not copied %.1f days after the job was created; Twilio deletes files after 7",
+                    age / 86400,
+                    extra={"job_sid": sid, "day": rec.day, "state": rec.state.value},
+                )
     OLDEST_PENDING_DAY.set(oldest)
 
 

@@ -45,8 +45,9 @@ def test_invalid_settings_name_the_variable(change, variable):
 
 
 def test_api_key_replaces_auth_token_for_rest_calls():
-    s = load_settings(BASE | {"TWILIO_AUTH_TOKEN": "", "TWILIO_API_KEY_SID": "SK" + "1" * 32,
-                              "TWILIO_API_KEY_SECRET": "s" * 32})
+    s = load_settings(
+        BASE | {"TWILIO_AUTH_TOKEN": "", "TWILIO_API_KEY_SID": "SK" + "1" * 32, "TWILIO_API_KEY_SECRET": "s" * 32}
+    )
     assert s.auth_tokens == ()
 
 

@@ -67,9 +67,20 @@ def job(start="2026-11-01", end="2026-11-03"):
 
 
 def test_plan_listed_days_and_case_insensitive_statuses():
-    plan = plan_days(job(), [DayDetail("COMPLETED", ["2026-11-01"], 1), DayDetail("Failed", ["2026-11-02"], 1),
-                             DayDetail("CompletedEmptyRecords", ["2026-11-03"], 1)], None)
-    assert plan.statuses == {"2026-11-01": "completed", "2026-11-02": "failed", "2026-11-03": "completedemptyrecords"}
+    plan = plan_days(
+        job(),
+        [
+            DayDetail("COMPLETED", ["2026-11-01"], 1),
+            DayDetail("Failed", ["2026-11-02"], 1),
+            DayDetail("CompletedEmptyRecords", ["2026-11-03"], 1),
+        ],
+        None,
+    )
+    assert plan.statuses == {
+        "2026-11-01": "completed",
+        "2026-11-02": "failed",
+        "2026-11-03": "completedemptyrecords",
+    }
     assert plan.twilio_final
 
 
@@ -80,10 +91,16 @@ def test_plan_waits_while_days_are_running():
 
 
 def test_plan_null_days_falls_back_to_range_and_day_files():
-    plan = plan_days(job(), [DayDetail("Completed", None, 2), DayDetail("CompletedEmptyRecords", None, 1)],
-                     {"2026-11-01", "2026-11-03"})
-    assert plan.statuses == {"2026-11-01": "completed", "2026-11-02": "completedemptyrecords",
-                             "2026-11-03": "completed"}
+    plan = plan_days(
+        job(),
+        [DayDetail("Completed", None, 2), DayDetail("CompletedEmptyRecords", None, 1)],
+        {"2026-11-01", "2026-11-03"},
+    )
+    assert plan.statuses == {
+        "2026-11-01": "completed",
+        "2026-11-02": "completedemptyrecords",
+        "2026-11-03": "completed",
+    }
 
 
 def test_plan_null_details_means_submitted():

@@ -1,0 +1,235 @@
+"""Webhook intake against a real Redis: token, signature (twilio's RequestValidator as reference signer), dedupe."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from urllib.parse import urlencode
+
+import pytest
+from rq import Queue
+from twilio.request_validator import RequestValidator
+from werkzeug.datastructures import MultiDict
+
+from app import create_app
+from app.config import load_settings
+from app.queueing import CONTROL_QUEUE
+from app.registry import JobRecord, hash_token
+
+SID = "JS" + "ab" * 16
+TOKEN = "tok_" + "x" * 40
+AUTH = "a" * 32
+PUBLIC = "https://relay.example.com"
+
+
+def settings_env(redis_url: str, **kw: str) -> dict[str, str]:
+    return {
+        "REDIS_URL": redis_url,
+        "TWILIO_ACCOUNT_SID": "AC" + "1" * 32,
+        "TWILIO_AUTH_TOKEN": AUTH,
+        "TWILIO_BULKEXPORTS_BASE_URL": "http://127.0.0.1:9",
+        "PUBLIC_BASE_URL": PUBLIC,
+        "S3_BUCKET": "unused",
+        "ADMIN_TOKEN": "admin-token-0123456789",
+        **kw,
+    }
+
+
+@pytest.fixture
+def make_client(redis_url):
+    def factory(**env):
+        app = create_app(load_settings(settings_env(redis_url, **env)))
+        svc = app.extensions["relay"]
+        svc.registry.add_job(
+            JobRecord(
+                job_sid=SID,
+                resource_type="Calls",
+                start_day="2026-11-01",
+                end_day="2026-11-01",
+                token_hash=hash_token(TOKEN),
+            )
+        )
+        client = app.test_client()
+        client.svc = svc
+        return client
+
+    return factory
+
+
+@pytest.fixture
+def client(make_client):
+    return make_client()
+
+
+def queued_syncs(client) -> list[str]:
+    return Queue(CONTROL_QUEUE, connection=client.svc.rq_connection).job_ids
+
+
+def sign(url: str, params: dict | None = None, token: str = AUTH) -> str:
+    return RequestValidator(token).compute_signature(url, params or {})
+
+
+def hook_url(**query: str) -> str:
+    return f"{PUBLIC}/hooks/bulkexport?" + urlencode({"token": TOKEN, **query})
+
+
+def post_form(client, url: str, form: dict, signature: str | None, **kw):
+    headers = {"X-Twilio-Signature": signature} if signature else {}
+    path = url.removeprefix(PUBLIC)
+    return client.post(path, data=form, headers=headers, **kw)
+
+
+def test_signed_form_post_enqueues_one_sync(client):
+    form = {"status": "completed", "job_sid": SID}
+    r = post_form(client, hook_url(), form, sign(hook_url(), form))
+    assert r.status_code == 204
+    assert queued_syncs(client) == [f"sync-{SID}"]
+
+
+def test_duplicate_deliveries_queue_one_sync(client):
+    form = {"status": "completed"}
+    for _ in range(4):
+        assert post_form(client, hook_url(), form, sign(hook_url(), form)).status_code == 204
+    assert queued_syncs(client) == [f"sync-{SID}"]
+    assert client.svc.registry.get_job(SID).webhooks_received == 4
+
+
+def test_signature_with_explicit_port_in_public_url(make_client):
+    client = make_client(PUBLIC_BASE_URL="https://relay.example.com:443")
+    url = f"https://relay.example.com:443/hooks/bulkexport?token={TOKEN}"
+    # Twilio may sign with or without the port; RequestValidator tries both.
+    no_port = url.replace(":443", "")
+    assert (
+        client.post(
+            f"/hooks/bulkexport?token={TOKEN}",
+            data={"a": "1"},
+            headers={"X-Twilio-Signature": sign(no_port, {"a": "1"})},
+        ).status_code
+        == 204
+    )
+
+
+def test_get_with_params_in_query(client):
+    url = hook_url(status="completed", extra="x y")
+    r = client.get(url.removeprefix(PUBLIC), headers={"X-Twilio-Signature": sign(url)})
+    assert r.status_code == 204
+
+
+def test_json_body_with_body_sha256(client):
+    body = json.dumps({"status": "completed", "job_sid": SID})
+    url = hook_url(bodySHA256=hashlib.sha256(body.encode()).hexdigest())
+    r = client.post(
+        url.removeprefix(PUBLIC),
+        data=body,
+        content_type="application/json",
+        headers={"X-Twilio-Signature": sign(url)},
+    )
+    assert r.status_code == 204
+
+
+def test_json_body_tampered_is_rejected(client):
+    body = json.dumps({"status": "completed"})
+    url = hook_url(bodySHA256=hashlib.sha256(body.encode()).hexdigest())
+    r = client.post(
+        url.removeprefix(PUBLIC),
+        data=body.replace("completed", "failed"),
+        content_type="application/json",
+        headers={"X-Twilio-Signature": sign(url)},
+    )
+    assert r.status_code == 403
+    assert queued_syncs(client) == []
+
+
+def test_tampered_param_is_rejected(client):
+    sig = sign(hook_url(), {"status": "completed"})
+    assert post_form(client, hook_url(), {"status": "failed"}, sig).status_code == 403
+    assert queued_syncs(client) == []
+
+
+def test_tampered_url_is_rejected(client):
+    sig = sign(hook_url(a="1"), {"status": "completed"})
+    assert post_form(client, hook_url(a="2"), {"status": "completed"}, sig).status_code == 403
+
+
+def test_repeated_form_names_are_signed_as_twilio_does(client):
+    form = {"tag": ["b", "a"], "status": "completed"}
+    multi = MultiDict([("tag", "b"), ("tag", "a"), ("status", "completed")])
+    sig = RequestValidator(AUTH).compute_signature(hook_url(), multi)
+    assert post_form(client, hook_url(), form, sig).status_code == 204
+
+
+def test_rotated_secondary_token_is_accepted(make_client):
+    client = make_client(TWILIO_AUTH_TOKEN="n" * 32, TWILIO_AUTH_TOKEN_SECONDARY=AUTH)
+    form = {"status": "completed"}
+    assert post_form(client, hook_url(), form, sign(hook_url(), form)).status_code == 204
+    assert post_form(client, hook_url(), form, sign(hook_url(), form, token="z" * 32)).status_code == 403
+
+
+def test_behind_tls_terminating_proxy(make_client):
+    """The app sees http://internal:8000; Twilio called (and signed) the public https URL."""
+    client = make_client(PROXY_FIX_HOPS="1")
+    form = {"status": "completed"}
+    r = client.post(
+        f"/hooks/bulkexport?token={TOKEN}",
+        data=form,
+        base_url="http://10.0.0.5:8000",
+        headers={
+            "X-Twilio-Signature": sign(hook_url(), form),
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-Host": "relay.example.com",
+        },
+    )
+    assert r.status_code == 204
+
+
+def test_missing_signature_policy(make_client):
+    assert post_form(make_client(), hook_url(), {"status": "completed"}, None).status_code == 204
+    strict = make_client(WEBHOOK_SIGNATURE="required")
+    assert post_form(strict, hook_url(), {"status": "completed"}, None).status_code == 403
+
+
+@pytest.mark.parametrize("query", ["", "?token=", "?token=short", f"?token={'y' * 40}"])
+def test_unknown_or_missing_token_is_404_and_enqueues_nothing(client, query):
+    assert client.post(f"/hooks/bulkexport{query}", data={"status": "completed"}).status_code == 404
+    assert queued_syncs(client) == []
+
+
+def test_methods_and_size_limits(client):
+    assert client.put(f"/hooks/bulkexport?token={TOKEN}").status_code == 405
+    big = {"status": "x" * (70 * 1024)}
+    assert client.post(f"/hooks/bulkexport?token={TOKEN}", data=big).status_code == 413
+    assert queued_syncs(client) == []
+
+
+def test_token_never_logged(client, caplog):
+    caplog.set_level("INFO")
+    post_form(client, hook_url(), {"status": "completed"}, sign(hook_url(), {"status": "completed"}))
+    assert TOKEN not in caplog.text
+
+
+def test_redis_outage_gives_503_then_recovers(tmp_path):
+    """A webhook that could not be recorded must not be acknowledged: the sender retries the 503."""
+    from tests.harness.redis_server import RedisServer
+
+    with RedisServer(tmp_path / "redis") as server:
+        app = create_app(load_settings(settings_env(server.url)))
+        svc = app.extensions["relay"]
+        svc.registry.add_job(
+            JobRecord(
+                job_sid=SID,
+                resource_type="Calls",
+                start_day="2026-11-01",
+                end_day="2026-11-01",
+                token_hash=hash_token(TOKEN),
+            )
+        )
+        client = app.test_client()
+        form = {"status": "completed"}
+        server.stop()
+        r = post_form(client, hook_url(), form, sign(hook_url(), form))
+        assert r.status_code == 503
+        assert r.get_json()["error"] == "storage unavailable"
+        server.start()  # same port, AOF replays the job record
+        r = post_form(client, hook_url(), form, sign(hook_url(), form))
+        assert r.status_code == 204
+        assert Queue(CONTROL_QUEUE, connection=svc.rq_connection).job_ids == [f"sync-{SID}"]
