@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 demo: $(STAMP)
-	$(BIN)/python -m bench.demo
+	$(BIN)/python -m scripts.demo
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
