@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
 
     threads = [
-        threading.Thread(target=s.serve_forever, name=name, daemon=True)
+        threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}, name=name, daemon=True)
         for name, s in (("api", api_server), ("files", files_server))
     ]
     threads.append(threading.Thread(target=_tick, args=(store, stop), name="ticker", daemon=True))

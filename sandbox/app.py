@@ -479,6 +479,13 @@ def create_app(store: Store, notifier: Notifier, settings: ApiSettings) -> Flask
             store.set_faults(Faults.from_json(json_body()))
         return jsonify(store.get_faults())
 
+    @app.post("/_sandbox/clock")
+    def clock() -> Response:
+        seconds = json_body().get("advance", 0)
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+            raise ScenarioError("advance must be a number of seconds >= 0")
+        return jsonify({"offset_seconds": store.advance_clock(float(seconds))})
+
     @app.get("/_sandbox/jobs")
     def control_jobs() -> Response:
         return jsonify({"jobs": store.control_jobs()})

@@ -195,7 +195,7 @@ class Store:
         self._lock = threading.RLock()
         self._on_job_final = on_job_final
         self._pending: list[WebhookCall] = []
-        self._clock: Callable[[], float] = time.monotonic
+        self._clock_offset = 0.0  # moved forward by advance_clock(); never backwards
         self._reset_locked(Scenario())
 
     # ---- plumbing -------------------------------------------------------------------------------
@@ -222,7 +222,7 @@ class Store:
     def _op(self) -> Iterator[float]:
         """Lock, advance to now, run the body; fire webhooks after the lock is released."""
         with self._lock:
-            now = self._clock()
+            now = time.monotonic() + self._clock_offset
             self._advance_locked(now)
             try:
                 yield now
@@ -295,6 +295,13 @@ class Store:
                 del self.links[s]
 
     # ---- control ----------------------------------------------------------------------------------
+    def advance_clock(self, seconds: float) -> float:
+        """Jump the sandbox clock forward (jobs progress, links expire) and return the total offset."""
+        with self._lock:
+            self._clock_offset += max(0.0, seconds)
+        with self._op():
+            return self._clock_offset
+
     def reset(self) -> None:
         with self._op():
             self._reset_locked(Scenario())

@@ -254,6 +254,10 @@ class SandboxProcess:
         """Current fault plan with the counters that remain."""
         return dict(self._control("GET", "/faults"))
 
+    def advance_clock(self, seconds: float) -> float:
+        """Move the sandbox clock forward: jobs progress and links age as if that much time passed."""
+        return float(self._control("POST", "/clock", {"advance": seconds})["offset_seconds"])
+
     def jobs(self) -> list[dict[str, Any]]:
         return list(self._control("GET", "/jobs")["jobs"])
 
