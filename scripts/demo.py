@@ -51,11 +51,15 @@ def run(workdir: Path, resource_type: str, days: int) -> int:
     workdir.mkdir(parents=True)
     procs: list[ManagedProcess] = []
     print(f"demo: logs in {workdir}")
-    with RedisServer(workdir / "redis") as redis_server, MotoS3Server(tls=True, log_dir=workdir) as s3, \
-            SandboxProcess(log_path=workdir / "sandbox.log") as sandbox:
+    with (
+        RedisServer(workdir / "redis") as redis_server,
+        MotoS3Server(tls=True, log_dir=workdir) as s3,
+        SandboxProcess(log_path=workdir / "sandbox.log") as sandbox,
+    ):
         s3.client().create_bucket(Bucket=BUCKET)
-        sandbox.set_scenario(days={f"{resource_type}/{_days_ago(3 + days - 1)}": {"outcome": "empty_file"}},
-                             default_day_size=256 * 1024)
+        sandbox.set_scenario(
+            days={f"{resource_type}/{_days_ago(3 + days - 1)}": {"outcome": "empty_file"}}, default_day_size=256 * 1024
+        )
         port = free_port()
         env = {
             "REDIS_URL": redis_server.url,
@@ -89,8 +93,10 @@ def run(workdir: Path, resource_type: str, days: int) -> int:
 
             view = wait_until(final, timeout=120, interval=0.5, what="the job to finish")
             assert isinstance(view, dict)
-            print(f"demo: job finished in {time.monotonic() - started:.1f}s "
-                  f"({view['webhooks_received']} webhook delivery received)")
+            print(
+                f"demo: job finished in {time.monotonic() - started:.1f}s "
+                f"({view['webhooks_received']} webhook delivery received)"
+            )
             _print_table(view, s3)
             health = requests.get(f"{url}/health", timeout=10).json()
             print(f"health: {health['status']}")

@@ -1,0 +1,87 @@
+"""Metrics aggregated across gunicorn workers, and JSON logs with ids but without any secret."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+
+from tests.conftest import ADMIN_TOKEN
+
+pytestmark = pytest.mark.e2e
+
+
+def day(offset: int) -> str:
+    return (datetime.now(UTC).date() - timedelta(days=offset)).isoformat()
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    pattern = re.compile(
+        rf"^{re.escape(name)}(\{{{re.escape(want)}\}})? ([0-9.e+-]+)$"
+        if want
+        else rf"^{re.escape(name)} ([0-9.e+-]+)$",
+        re.M,
+    )
+    match = pattern.search(text)
+    return float(match.groups()[-1]) if match else 0.0
+
+
+def test_metrics_aggregate_across_gunicorn_workers(make_stack):
+    stack = make_stack(workers=0)  # WEB_CONCURRENCY=2
+    for _ in range(30):
+        # new connection each time, so the requests spread over both gunicorn workers
+        r = requests.post(
+            f"{stack.url}/hooks/bulkexport?token={'z' * 43}",
+            data={"status": "completed"},
+            timeout=5,
+            headers={"Connection": "close"},
+        )
+        assert r.status_code == 404
+    scrapes = [requests.get(f"{stack.url}/metrics", timeout=5, headers={"Connection": "close"}).text for _ in range(4)]
+    for text in scrapes:  # whichever worker answers the scrape, it reports the sum over all workers
+        assert metric(text, "relay_webhooks_total", outcome="rejected_token") == 30
+    writers = {f.stem.split("_")[-1] for f in Path(stack.env["PROMETHEUS_MULTIPROC_DIR"]).glob("counter_*.db")}
+    assert len(writers) >= 2, "the deliveries should have been served by both gunicorn workers"
+
+
+def test_logs_are_json_with_ids_and_no_secrets(make_stack, sandbox, s3, bucket):
+    stack = make_stack(workers=1, poller=True)
+    r = stack.api("POST", "/api/jobs", json={"resource_type": "Calls", "start_day": day(4), "end_day": day(3)})
+    sid = r.json()["job_sid"]
+    view = stack.wait_job(sid)
+    assert view["state"] == "done"
+    (remote,) = [j for j in sandbox.jobs() if j["job_sid"] == sid]
+    token = parse_qs(urlsplit(remote["webhook_url"]).query)["token"][0]
+    signatures = [w["headers"].get("X-Twilio-Signature") for w in sandbox.webhooks() if w.get("headers")]
+    secrets = [
+        sandbox.auth_token,
+        ADMIN_TOKEN,
+        token,
+        stack.env["AWS_SECRET_ACCESS_KEY"],
+        *[s for s in signatures if s],
+    ]
+    links = [d.get("path", "") for d in sandbox.downloads()]
+    for proc in stack.procs.values():
+        proc.stop()
+    records = []
+    for name in ("web", "worker1", "poller"):
+        text = (Path(stack.log_dir) / f"{name}.log").read_text()
+        for secret in secrets:
+            assert secret not in text, f"a secret leaked into the {name} log"
+        assert "X-Amz-Signature=" not in text or "X-Amz-Signature=[redacted]" in text
+        for line in text.splitlines():
+            if line.strip():
+                records.append(json.loads(line))  # every line is JSON
+    assert links  # the presigned links existed, and none is in the logs (checked via the signature param)
+    with_sid = [r for r in records if r.get("job_sid") == sid]
+    assert any(r["logger"] == "app.intake" for r in with_sid)  # webhook log line carries the job
+    assert any(r.get("day") and r.get("task_id") for r in with_sid)  # copy lines carry day and task id
+    access = [r for r in records if r["logger"] == "gunicorn.access"]
+    assert access and all("token" not in r["msg"] for r in access)
+    assert all(json.loads(r["msg"]).get("request_id") for r in access)

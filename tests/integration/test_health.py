@@ -1,0 +1,103 @@
+"""/livez, /readyz and /health against real Redis and S3: each failing dependency is named."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from app import create_app
+from app.config import load_settings
+from app.registry import DayRecord, JobRecord
+from tests.conftest import make_env
+from tests.harness.redis_server import RedisServer
+
+PUBLIC = "https://relay.example.com"
+SID = "JS" + "cd" * 16
+
+
+@pytest.fixture
+def make_client(redis_url, s3, bucket, sandbox, monkeypatch):
+    for name, value in s3.env().items():
+        monkeypatch.setenv(name, value)  # the S3 client reads boto3's standard variables
+
+    def factory(redis: str = redis_url, **env):
+        app = create_app(load_settings(make_env(redis, s3, bucket, sandbox, PUBLIC, **env)))
+        client = app.test_client()
+        client.svc = app.extensions["relay"]
+        return client
+
+    return factory
+
+
+def test_livez_has_no_dependencies(make_client, tmp_path):
+    with RedisServer(tmp_path / "r") as server:
+        client = make_client(server.url)
+        server.stop()
+        assert client.get("/livez").status_code == 200
+
+
+def test_readyz_ok(make_client):
+    r = make_client().get("/readyz")
+    assert r.status_code == 200 and r.get_json()["status"] == "ok"
+
+
+def test_readyz_names_redis_when_down(make_client, tmp_path):
+    with RedisServer(tmp_path / "r") as server:
+        client = make_client(server.url)
+        server.stop()
+        r = client.get("/readyz")
+        assert r.status_code == 503 and r.get_json()["failing"] == ["redis"]
+
+
+def test_readyz_names_s3_when_bucket_missing(make_client):
+    r = make_client(S3_BUCKET="no-such-bucket-here").get("/readyz")
+    assert r.status_code == 503 and r.get_json()["failing"] == ["s3"]
+
+
+def _track_uncopied_day(client, age_days: float) -> None:
+    job = JobRecord(
+        job_sid=SID,
+        resource_type="Calls",
+        start_day="2026-11-01",
+        end_day="2026-11-01",
+        created_at=time.time() - age_days * 86400,
+    )
+    client.svc.registry.add_job(job)
+    client.svc.registry.ensure_days(SID, [DayRecord(day="2026-11-01", twilio_status="completed")])
+    client.svc.registry.mark_poll()
+
+
+def test_health_document_shape_and_no_workers_fails(make_client):
+    client = make_client()
+    client.svc.registry.mark_poll()
+    r = client.get("/health")
+    assert r.content_type == "application/health+json"
+    doc = r.get_json(force=True)
+    assert doc["status"] == "fail"  # no RQ worker registered
+    assert doc["checks"]["workers:count"][0] == {"status": "fail", "observedValue": 0}
+    for name in (
+        "redis:responseTime",
+        "s3:bucket",
+        "queues:depth",
+        "days:failed",
+        "days:oldestUncopiedAge",
+        "poller:lastRun",
+    ):
+        assert name in doc["checks"]
+
+
+@pytest.mark.parametrize(("age_days", "expected"), [(1, "pass"), (5.5, "warn"), (6.5, "fail")])
+def test_health_retention_warning(make_client, age_days, expected):
+    client = make_client()
+    _track_uncopied_day(client, age_days)
+    doc = client.get("/health").get_json(force=True)
+    check = doc["checks"]["days:oldestUncopiedAge"][0]
+    assert check["status"] == expected
+    assert check["observedValue"] == pytest.approx(age_days * 86400, abs=60)
+
+
+def test_health_reports_stale_poller(make_client):
+    client = make_client()
+    doc = client.get("/health").get_json(force=True)
+    assert doc["checks"]["poller:lastRun"][0]["status"] == "warn"  # never ran
