@@ -45,6 +45,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="host name put into URLs (default: the bind address, or 127.0.0.1 for 0.0.0.0)",
     )
     p.add_argument("--scenario", default=env("SANDBOX_SCENARIO"), help="JSON file with the initial scenario")
+    p.add_argument(
+        "--parent-pid",
+        type=int,
+        default=int(env("SANDBOX_PARENT_PID", "0")),
+        help="exit when this process is gone (SandboxProcess passes its own pid, so no sandbox outlives it)",
+    )
     p.add_argument("--log-level", default=env("SANDBOX_LOG_LEVEL", "INFO"), help="DEBUG logs every request")
     args = p.parse_args(argv)
     if bool(args.api_key_sid) != bool(args.api_key_secret):
@@ -89,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}, name=name, daemon=True)
         for name, s in (("api", api_server), ("files", files_server))
     ]
-    threads.append(threading.Thread(target=_tick, args=(store, stop), name="ticker", daemon=True))
+    threads.append(threading.Thread(target=_tick, args=(store, stop, args.parent_pid), name="ticker", daemon=True))
     for t in threads:
         t.start()
     print(f"SANDBOX READY api={settings.api_url} files={settings.files_url}", flush=True)
@@ -100,13 +106,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _tick(store: Store, stop: threading.Event) -> None:
+def _tick(store: Store, stop: threading.Event, parent_pid: int) -> None:
     """Apply time-driven events (files appearing, jobs finishing, webhooks) even when nobody asks."""
+    ticks = 0
     while not stop.wait(0.02):
         try:
             store.tick()
         except Exception:  # keep ticking; the error is in the log
             log.exception("tick failed")
+        ticks += 1
+        if parent_pid and ticks % 25 == 0 and not _alive(parent_pid):
+            log.warning("parent process %d is gone: stopping", parent_pid)
+            stop.set()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _shutdown(servers: list[BaseWSGIServer], notifier: Notifier) -> None:

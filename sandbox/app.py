@@ -341,11 +341,12 @@ def create_app(store: Store, notifier: Notifier, settings: ApiSettings) -> Flask
         if email and "@" not in email:
             raise bad_param(f"Invalid Email: {email!r}")
         try:
-            job, now = store.create_job(rt, start, end, form["FriendlyName"], webhook_url, webhook_method, email)
+            job = store.create_job(rt, start, end, form["FriendlyName"], webhook_url, webhook_method, email)
         except QuotaExceeded as exc:
             raise bad_param(str(exc)) from None
         log.info("job %s created: %s %s..%s", job.sid, rt, start, end)
-        body = job_fields(job, now, store.queue_position(job.sid) or 1)
+        with store.transaction() as now:
+            body = job_fields(job, now, store.queue_positions(now).get(job.sid, 1))
         body["resource_type"] = None  # quirk seen in a real 2020 capture: a fresh job answers these as null
         body["details"] = None
         resp = jsonify(body)
@@ -356,18 +357,21 @@ def create_app(store: Store, notifier: Notifier, settings: ApiSettings) -> Flask
     def list_jobs(rt: str) -> Response:
         rt = _resource_type(rt)
         page, page_size, offset = paging(JOBS_MAX_PAGE_SIZE)
-        jobs, now, queue = store.jobs_of(rt)
-        items = [job_fields(j, now, queue.get(j.sid, 0)) for j in jobs[offset : offset + page_size]]
+        with store.transaction() as now:
+            jobs = store.jobs_of(rt)
+            queue = store.queue_positions(now)
+            items = [job_fields(j, now, queue.get(j.sid, 0)) for j in jobs[offset : offset + page_size]]
         return jsonify({"jobs": items, "meta": meta("jobs", page, page_size, offset, len(jobs))})
 
     @app.get("/v1/Exports/Jobs/<sid>", endpoint="FetchJob")
     def fetch_job(sid: str) -> Response:
         if not _JOB_SID_RE.match(sid):
             raise not_found()
-        job, now = store.job(sid)
-        if job is None:
-            raise not_found()
-        fields = job_fields(job, now, store.queue_position(sid))
+        with store.transaction() as now:
+            job = store.job(sid)
+            if job is None:
+                raise not_found()
+            fields = job_fields(job, now, store.queue_positions(now).get(sid, 0))
         # The job schema's property order (it also has `url`).
         fields["url"] = f"{base()}/v1/Exports/Jobs/{sid}"
         return jsonify({k: fields[k] for k in JOB_ORDER})

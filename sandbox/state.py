@@ -2,8 +2,8 @@
 
 Job progress is a pure function of time (creation time, ``step_seconds``, the day's planned outcome), so
 reads never race with a background thread. Side effects of time passing (a day file appearing, a job
-finishing and its webhook firing) are queued as timed events and applied by :meth:`Store.advance`, which
-every public method runs first under the lock, and which a ticker thread also calls. A client that sees
+finishing and its webhook firing) are queued as timed events and applied in time order at the start of
+every public method, under the lock, and by a ticker thread that calls :meth:`Store.tick`. A client that sees
 ``Completed`` for a day can therefore always fetch that day's file in the very next request.
 """
 
@@ -374,7 +374,7 @@ class Store:
             "webhook_method": job.webhook_method,
             "email": job.email,
             "created_at": _iso(job.created_wall),
-            "state": state,
+            "status": state,
             "final": final,
             "deleted": job.deleted_at is not None,
             "webhook_fired": job.webhook_fired,
@@ -474,7 +474,7 @@ class Store:
         webhook_url: str | None,
         webhook_method: str | None,
         email: str | None,
-    ) -> tuple[Job, float]:
+    ) -> Job:
         """Register a job; raises QuotaExceeded when the day's requested-days quota would be passed."""
         with self._op() as now:
             sc = self.scenario
@@ -499,7 +499,7 @@ class Store:
                 webhook_method=webhook_method,
                 email=email,
                 created_mono=now,
-                created_wall=datetime.now(UTC).replace(tzinfo=None),
+                created_wall=_wall_now(sc),
                 days=days,
                 plans=[sc.plan_for(resource_type, d) for d in days],
                 scenario=sc,
@@ -508,24 +508,28 @@ class Store:
             for i in range(n):
                 self._push(job.natural_final(i), "day", job.sid, i)
             self._push(job.completion_mono(), "job", job.sid)
-            return job, now
+            return job
 
-    def job(self, sid: str) -> tuple[Job | None, float]:
+    @contextmanager
+    def transaction(self) -> Iterator[float]:
+        """Hold the lock (time advanced to the yielded ``now``) while a caller renders jobs consistently."""
         with self._op() as now:
-            return self.jobs.get(sid), now
+            yield now
 
-    def jobs_of(self, resource_type: str) -> tuple[list[Job], float, dict[str, int]]:
-        """Jobs of one type in creation order, plus the queue position of every unfinished job."""
-        with self._op() as now:
-            return [j for j in self.jobs.values() if j.resource_type == resource_type], now, self._queue(now)
+    def job(self, sid: str) -> Job | None:
+        with self._op():
+            return self.jobs.get(sid)
 
-    def queue_position(self, sid: str) -> int:
-        with self._op() as now:
-            return self._queue(now).get(sid, 0)
+    def jobs_of(self, resource_type: str) -> list[Job]:
+        """Jobs of one type, in creation order (so offset paging stays stable as jobs are added)."""
+        with self._op():
+            return [j for j in self.jobs.values() if j.resource_type == resource_type]
 
-    def _queue(self, now: float) -> dict[str, int]:
-        pending = [j for j in self.jobs.values() if j.deleted_at is None and not j.is_final(now)]
-        return {j.sid: k + 1 for k, j in enumerate(pending)}
+    def queue_positions(self, now: float) -> dict[str, int]:
+        """1-based position of every unfinished, undeleted job, oldest first (it can only go down)."""
+        with self._lock:
+            pending = [j for j in self.jobs.values() if j.deleted_at is None and not j.is_final(now)]
+            return {j.sid: k + 1 for k, j in enumerate(pending)}
 
     def delete_job(self, sid: str) -> bool:
         with self._op() as now:
@@ -550,7 +554,7 @@ class Store:
                 signature=secrets.token_hex(32),
                 file=f,
                 created_mono=now,
-                created_wall=datetime.now(UTC).replace(tzinfo=None),
+                created_wall=_wall_now(self.scenario),
                 ttl=self.scenario.link_ttl_seconds,
             )
             self.links[link.signature] = link
@@ -577,6 +581,12 @@ class Store:
         with self._op():
             self.configs[resource_type].update(changes)
             return dict(self.configs[resource_type])
+
+
+def _wall_now(sc: Scenario) -> datetime:
+    """UTC wall time (naive), moved onto the scenario's pinned day if there is one."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    return datetime.combine(sc.today, now.time()) if sc.today else now
 
 
 def _iso(dt: datetime) -> str:

@@ -107,6 +107,8 @@ class SandboxProcess:
             self.auth_token,
             "--log-level",
             self.log_level,
+            "--parent-pid",
+            str(os.getpid()),
         ]
         if self.api_key_sid and self.api_key_secret:
             args += ["--api-key-sid", self.api_key_sid, "--api-key-secret", self.api_key_secret]

@@ -71,7 +71,7 @@ def test_statuses_progress_step_by_step_for_every_outcome(sb: SandboxProcess, ap
         "2026-11-05": "Failed",
     }
     assert set(listed_days(api, sb)) == {"2026-11-01", "2026-11-02"}  # empty_404 and failed have no file
-    assert not sb.job(sid)["final"] and sb.job(sid)["state"] == "running"
+    assert not sb.job(sid)["final"] and sb.job(sid)["status"] == "running"
 
     sb.advance_clock(STEP)
     assert details_by_day(fetch(api, sb, sid))["2026-11-04"] == "ErrorDuringRun"  # still retrying
@@ -81,7 +81,7 @@ def test_statuses_progress_step_by_step_for_every_outcome(sb: SandboxProcess, ap
     assert details_by_day(job)["2026-11-04"] == "Completed"
     assert [g["status"] for g in job["details"]] == ["Completed", "CompletedEmptyRecords", "Failed"]
     assert job["job_queue_position"] == "0"
-    assert sb.job(sid)["final"] and sb.job(sid)["state"] == "final"
+    assert sb.job(sid)["final"] and sb.job(sid)["status"] == "final"
     assert set(listed_days(api, sb)) == {"2026-11-01", "2026-11-02", "2026-11-04"}
 
 
@@ -133,7 +133,7 @@ def test_delete_cancels_unfinished_days_and_keeps_the_job_listed(sb: SandboxProc
     jobs = api.get(f"{sb.api_url}/v1/Exports/Calls/Jobs").json()["jobs"]
     assert [j["job_sid"] for j in jobs] == [sid]
     assert api.delete(f"{sb.api_url}/v1/Exports/Jobs/{sid}").status_code == 204  # idempotent
-    assert sb.job(sid)["state"] == "deleted"
+    assert sb.job(sid)["status"] == "deleted"
 
 
 def test_later_export_of_the_same_day_replaces_the_file(sb: SandboxProcess, api: requests.Session) -> None:
@@ -148,6 +148,7 @@ def test_later_export_of_the_same_day_replaces_the_file(sb: SandboxProcess, api:
         ("2026-11-02", "second"),  # regenerated, so listed after the first job's day
         ("2026-11-03", "second"),
     ]
+    assert {d["create_date"] for d in body} == {"2026-11-10"}  # generated "today" (the pinned day)
 
 
 def test_day_rules_per_type_and_size_overrides(sb: SandboxProcess, api: requests.Session) -> None:

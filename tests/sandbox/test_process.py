@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -112,3 +113,36 @@ def test_many_concurrent_requests(sb: SandboxProcess) -> None:
     with ThreadPoolExecutor(max_workers=28) as pool:
         sizes = list(pool.map(download, [f"2026-10-{d:02d}" for d in range(1, 29)]))
     assert sizes == [4096] * 28
+
+
+def test_sandbox_exits_when_its_parent_dies(tmp_path: Path) -> None:
+    """A SIGKILLed test runner must not leave a sandbox behind: the child watches --parent-pid."""
+    script = (
+        "import sys, time\n"
+        "from sandbox.testing import SandboxProcess\n"
+        f"sb = SandboxProcess(log_path={str(tmp_path / 'orphan.log')!r}).start()\n"
+        "print(sb.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, env=env, start_new_session=True)
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert not gone(child)
+        parent.kill()  # no atexit, no cleanup: only the watch can stop the child
+        parent.wait(timeout=10)
+        wait_until(lambda: gone(child) or _reaped_zombie(child), timeout=15, what="orphaned sandbox to exit")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(parent.pid, signal.SIGKILL)
+
+
+def _reaped_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
