@@ -1,7 +1,49 @@
 """The API listener: Twilio BulkExports v1 under /v1 (Basic auth) and the control API under /_sandbox.
 
 Field lists follow the OpenAPI schemas exactly (tests cross-check them against Twilio's spec file).
-Every error is Twilio's JSON shape ``{code, message, more_info, status}``.
+Every /v1 error is Twilio's JSON shape ``{code, message, more_info, status}``; control errors are
+``{"error": "...", "status": 400|404}``.
+
+Control API (no auth; JSON in and out)
+    GET  /_sandbox/health            {"status": "ok", "api_url", "files_url", "account_sid"}
+    POST /_sandbox/reset             forget jobs, files, links, logs, faults, export configs, quota;
+                                     scenario back to defaults -> {"status": "reset"}
+    GET|PUT|PATCH /_sandbox/scenario PUT replaces (missing keys take defaults), PATCH merges (``days``
+                                     and ``webhook`` key by key). Body/answer:
+        {"step_seconds": 0.2, "days_per_step": 10, "error_steps": 2, "default_day_size": 4096,
+         "default_outcome": "completed", "link_ttl_seconds": 240, "daily_quota_days": 366, "seed": 0,
+         "today": null | "yyyy-mm-dd",
+         "days": {"Calls/2026-11-01": {"outcome": "empty_404", "size": 123}, "2026-11-02": "failed"},
+         "webhook": {"copies": 1, "drop": false, "sign": true, "body": "form" | "json",
+                     "extra_params": {}}}
+        outcomes: completed | empty_file | empty_404 | error_then_completed | failed
+    GET|PUT /_sandbox/faults         PUT replaces the plan ({} clears it); GET shows remaining counters:
+        {"api": {"429": 0, "500": 0, "slow_ms": 0, "retry_after": 1, "only": ["FetchDay", ...],
+                 "rate": 0.0, "kinds": ["429", "500"]},
+         "files": {"cut": 0, "expired": 0, "500": 0, "slow_ms": 0, "chunk_delay_ms": 0,
+                   "cut_at": null | bytes, "rate": 0.0, "kinds": ["cut", "500"]},
+         "rate": 0.0, "seed": 0}
+        Counters fail the next N matching requests (api order: 429, 500; files: expired, 500, cut);
+        ``rate`` (top level, or per section) fails requests at random with a ``seed``-ed generator.
+    POST /_sandbox/clock             {"advance": seconds} -> {"offset_seconds": total}; jobs progress
+                                     and links age as if that much time had passed.
+    GET  /_sandbox/jobs              {"jobs": [view, ...]}; GET /_sandbox/jobs/<sid> -> view, where view =
+        {"job_sid", "resource_type", "friendly_name", "start_day", "end_day", "webhook_url",
+         "webhook_method", "email", "created_at", "status": submitted|running|final|deleted,
+         "final": bool, "deleted": bool, "webhook_fired": bool, "details": [...],
+         "days": {"yyyy-mm-dd": {"status", "outcome", "size"}}}
+    POST /_sandbox/jobs/<sid>/complete  finish every unfinished day now (webhook fires) -> view
+    POST /_sandbox/jobs/<sid>/webhook   one more delivery now -> {"queued": true, "job_sid", "url", "method"}
+    GET  /_sandbox/webhooks          {"deliveries": [{"job_sid", "resource_type", "reason", "webhook_url",
+        "method", "dropped", "copy", "attempt", "url", "mode", "params", "headers", "body", "at",
+        "status_code", "error", "ok"}]}
+    GET  /_sandbox/downloads         {"downloads": [{"path", "method", "resource_type", "day", "status",
+        "problem", "fault", "size", "bytes_sent", "completed", "started_at", "finished_at"}]}
+    GET  /_sandbox/requests          {"requests": [{"method", "path", "query", "operation", "status",
+        "fault", "at", "duration_ms"}]}  (/v1 requests only)
+    GET  /_sandbox/days/<rt>/<day>   {"resource_type", "day", "source": "file"|"scenario", "exists",
+        "outcome", "target", "seed", "job_sid", "size", "sha256", "records"}: the existing file, else
+        what the current scenario would produce (size/sha256 null when no file would exist).
 """
 
 from __future__ import annotations
@@ -12,7 +54,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -169,7 +211,7 @@ def create_app(store: Store, notifier: Notifier, settings: ApiSettings) -> Flask
                     "operation": request.endpoint,
                     "status": resp.status_code,
                     "fault": request.environ.get("sandbox.fault"),
-                    "at": datetime.now().astimezone().isoformat(),
+                    "at": datetime.now(UTC).isoformat(),
                     "duration_ms": round((time.monotonic() - request.environ["sandbox.started"]) * 1000, 2),
                 },
             )

@@ -87,6 +87,7 @@ class SandboxProcess:
         self.files_url = ""
         self.proc: subprocess.Popen[bytes] | None = None
         self._scenario_file: str | None = None
+        self._log_offset = 0
         self._http = requests.Session()
 
     # ---- lifecycle -----------------------------------------------------------------------------------
@@ -126,7 +127,7 @@ class SandboxProcess:
                 json.dump(self.scenario, fh)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        self._log_offset = offset
+        self._log_offset = offset  # the log may be shared/appended: only our part counts
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
         with open(self.log_path, "ab") as log:
@@ -204,7 +205,7 @@ class SandboxProcess:
 
     def tail(self, lines: int = 60) -> str:
         """The last lines this process wrote to its log."""
-        text = self._read_log(getattr(self, "_log_offset", 0)).decode(errors="replace")
+        text = self._read_log(self._log_offset).decode(errors="replace")
         return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
 
     # ---- clients ------------------------------------------------------------------------------------

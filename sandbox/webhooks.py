@@ -17,8 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import queue
+import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -97,20 +98,27 @@ class Notifier:
         self._store = store
         self._auth_token = auth_token
         self._timeouts = (connect_timeout, read_timeout)
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="webhook")
+        # Daemon workers (not a ThreadPoolExecutor, whose threads are joined at exit): a delivery stuck
+        # in a 15 s read must not delay SIGTERM shutdown.
+        self._queue: queue.Queue[WebhookCall | None] = queue.Queue()
+        self._workers = [threading.Thread(target=self._work, name=f"webhook-{i}", daemon=True) for i in range(workers)]
+        for t in self._workers:
+            t.start()
 
     def submit(self, call: WebhookCall) -> None:
         if call.config.drop:
             self._store.log("deliveries", {**self._base(call), "dropped": True, "copy": 0, "attempt": 0})
             log.info("webhook for %s dropped by scenario", call.job_sid)
             return
-        try:
-            self._pool.submit(self._deliver_all, call)
-        except RuntimeError:  # pool shut down: the process is stopping
-            log.warning("webhook for %s not sent: shutting down", call.job_sid)
+        self._queue.put(call)
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for _ in self._workers:
+            self._queue.put(None)
+
+    def _work(self) -> None:
+        while (call := self._queue.get()) is not None:
+            self._deliver_all(call)
 
     @staticmethod
     def _base(call: WebhookCall) -> dict[str, Any]:

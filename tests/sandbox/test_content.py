@@ -113,7 +113,7 @@ def test_fifty_mib_target_is_described_and_streamed_from_a_few_members() -> None
     assert max(distinct.values()) <= 2 * MEMBER_SIZE
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, deadline=None, database=None)
 @given(size=st.integers(min_value=400, max_value=40_000), seed=st.integers(min_value=0, max_value=3))
 def test_any_target_above_the_minimum_is_hit_exactly(size: int, seed: int) -> None:
     data = b"".join(iter_day_file("Conferences", DAY, size, seed))
