@@ -106,6 +106,8 @@ class Job:
         return [{"status": st, "count": len(groups[st]), "days": groups[st]} for st in STATUS_ORDER if st in groups]
 
     def is_final(self, now: float) -> bool:
+        if self.finished_at is not None and now >= self.finished_at:
+            return True  # cheap path: queue positions check every job on every list request
         return all(st in FINAL_STATUSES for st in self.statuses(now))
 
     def completion_mono(self) -> float:
