@@ -5,6 +5,7 @@
   naming the failing check (the load balancer's target health check).
 - ``/health``: ``application/health+json`` (draft-inadarei-api-health-check): pass / warn / fail with details.
 - ``/metrics``: Prometheus text format, aggregated across gunicorn workers and RQ work horses.
+- ``/openapi.json``: the API description kept in the repo (app/openapi.json).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import functools
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify
@@ -23,6 +25,7 @@ from app.metrics import OLDEST_PENDING_DAY, QUEUE_DEPTH, render
 from app.registry import DayState
 
 bp = Blueprint("health", __name__)
+_OPENAPI = Path(__file__).with_name("openapi.json")
 
 CACHE_SECONDS = 2.0
 TWILIO_RETENTION_S = 7 * 86400
@@ -160,6 +163,12 @@ def health() -> Response:
         status=503 if doc["status"] == "fail" else 200,
         content_type="application/health+json",
     )
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """The API description (also what the fuzz tests generate requests from)."""
+    return Response(_OPENAPI.read_bytes(), content_type="application/json")
 
 
 @bp.get("/metrics")

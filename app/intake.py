@@ -50,9 +50,11 @@ def signature_valid(signature: str, tokens: tuple[str, ...]) -> bool:
         params: object = {}
     elif request.mimetype == "application/x-www-form-urlencoded":
         params = request.form  # a Werkzeug MultiDict: repeated names survive (RequestValidator uses getlist)
-    else:
+    elif "bodySHA256" in request.args:
         # JSON (or any raw body): Twilio signs the URL carrying bodySHA256; the validator checks the body hash.
         params = request.get_data(as_text=True)
+    else:
+        params = {}  # any other body is not part of the signature: only the URL is signed
     # The validator compares with a constant-time loop and tries the URL with and without the port.
     return any(RequestValidator(t).validate(url, params, signature) for t in tokens)
 

@@ -103,7 +103,7 @@ def test_not_json_and_auth(client):
 
 
 def test_range_over_366_days_is_split(make_client, sandbox):
-    sandbox.set_scenario(daily_quota=2000)
+    sandbox.set_scenario(daily_quota_days=2000)
     client = make_client(TWILIO_DAILY_DAY_QUOTA="2000")
     r = submit(client, start_day=day(402), end_day=day(3))
     assert r.status_code == 201, r.get_json()

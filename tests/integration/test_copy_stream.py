@@ -32,9 +32,7 @@ from workers.copy import (
 from workers.s3_sink import S3Sink, SinkSettings
 
 MiB = 1024 * 1024
-SIGNED = (
-    "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=s3cr3tsig&X-Amz-Security-Token=t0ken&X-Amz-Expires=240"
-)
+SIGNED = "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=s3cr3tsig&X-Amz-Security-Token=t0ken&X-Amz-Expires=240"
 META = {
     "job_sid": "JS0123",
     "day": "2024-05-01",
@@ -105,9 +103,7 @@ class LinkServer:
                         self.send_header("Content-Length", "0")
                         self.end_headers()
                     elif route.status != 200:
-                        self._xml(
-                            route.status, {403: "AccessDenied", 500: "InternalError"}.get(route.status, "X")
-                        )
+                        self._xml(route.status, {403: "AccessDenied", 500: "InternalError"}.get(route.status, "X"))
                     else:
                         self._body(route)
                 except (BrokenPipeError, ConnectionResetError):
@@ -259,18 +255,14 @@ def test_content_encoding_gzip_on_the_link_is_not_inflated(
     client: Any, bucket: str, sink: S3Sink, links: LinkServer
 ) -> None:
     data = day_file(10_000)
-    url = links.add(
-        Route(body=data, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
-    )
+    url = links.add(Route(body=data, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}))
     key = key_for(sink)
     copy_link_to_s3(url, len(data), sink, key, META)
     obj = client.get_object(Bucket=bucket, Key=key)
     assert obj["Body"].read() == data and "ContentEncoding" not in obj
 
 
-def test_size_unknown_falls_back_to_content_length(
-    client: Any, bucket: str, sink: S3Sink, links: LinkServer
-) -> None:
+def test_size_unknown_falls_back_to_content_length(client: Any, bucket: str, sink: S3Sink, links: LinkServer) -> None:
     data = day_file(10_000)
     result = copy_link_to_s3(links.add(Route(body=data)), None, sink, key_for(sink), META)
     assert result.size == len(data)
@@ -310,9 +302,7 @@ def test_second_copy_without_precheck_is_verified_then_skipped(
     key = key_for(sink)
     copy_link_to_s3(links.add(Route(body=data)), len(data), sink, key, META)
     again_url = links.add(Route(body=data))
-    second = copy_link_to_s3(
-        again_url, len(data), sink, key, {**META, "twilio_create_date": ""}, skip_existing=False
-    )
+    second = copy_link_to_s3(again_url, len(data), sink, key, {**META, "twilio_create_date": ""}, skip_existing=False)
 
     assert second.skipped and len(links.hits(again_url)) == 1
     assert server.writes(bucket, key) == 1  # downloaded and verified, but the final key is not written again
@@ -322,9 +312,7 @@ def test_second_copy_without_precheck_is_verified_then_skipped(
 
 
 @pytest.mark.parametrize("size", [200_000, 20 * MiB], ids=["put", "multipart"])
-def test_cut_connection_leaves_nothing(
-    client: Any, bucket: str, sink: S3Sink, links: LinkServer, size: int
-) -> None:
+def test_cut_connection_leaves_nothing(client: Any, bucket: str, sink: S3Sink, links: LinkServer, size: int) -> None:
     data = day_file(size)
     url = links.add(Route(body=data, cut_at=len(data) * 2 // 3))
     key = key_for(sink)

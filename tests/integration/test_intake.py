@@ -233,3 +233,15 @@ def test_redis_outage_gives_503_then_recovers(tmp_path):
         r = post_form(client, hook_url(), form, sign(hook_url(), form))
         assert r.status_code == 204
         assert Queue(CONTROL_QUEUE, connection=svc.rq_connection).job_ids == [f"sync-{SID}"]
+
+
+def test_raw_body_without_body_sha256_is_not_signed(client):
+    """Only the URL is signed for a non-form body without bodySHA256 (and such bodies must not crash validation)."""
+    url = hook_url()
+    r = client.post(
+        url.removeprefix(PUBLIC),
+        data="status=completed;raw",
+        content_type="text/plain",
+        headers={"X-Twilio-Signature": sign(url)},
+    )
+    assert r.status_code == 204
