@@ -19,12 +19,16 @@ link from FetchDay) or ``PermanentCopyError`` (give up and record the day as fai
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
 import re
 import zlib
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import closing
 from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -94,6 +98,22 @@ class TransientDownloadError(RetryableCopyError):
     """5xx, 429, timeouts, refused or cut connections, redirect trouble: try again later."""
 
 
+def _inflate_backend() -> ModuleType:
+    """ISA-L's zlib-compatible inflater if the optional ``isal`` package is installed, else zlib.
+
+    Inflating is most of the reader's CPU time; ISA-L does it about 2x faster (measured here: the
+    whole reader goes from ~70 to ~115 MiB/s of gzip JSON), with the same gzip framing, CRC-32 and
+    ISIZE checks and the same decompressobj interface. Both backends run the same unit tests.
+    """
+    try:
+        return importlib.import_module("isal.isal_zlib")
+    except ImportError:
+        return zlib
+
+
+INFLATE: ModuleType = _inflate_backend()  # tests swap it to check both backends
+
+
 # -- verification ------------------------------------------------------------------------------------
 
 
@@ -101,7 +121,9 @@ class _GzipCheck:
     """Inflate a (multi-member) gzip stream in bounded steps: CRC/length trailers and record count."""
 
     def __init__(self) -> None:
-        self._inflater = zlib.decompressobj(wbits=31)
+        self._backend = INFLATE
+        self._errors: tuple[type[Exception], ...] = (zlib.error, self._backend.error)
+        self._inflater: Any = self._backend.decompressobj(wbits=31)
         self.members = 1
         self._member_out = 0
         self._newlines = 0
@@ -115,7 +137,7 @@ class _GzipCheck:
         while True:
             try:
                 out = inflater.decompress(data, INFLATE_CHUNK)
-            except zlib.error as exc:
+            except self._errors as exc:
                 raise self._corrupt(exc) from None
             self._count(out)
             if inflater.eof:
@@ -137,8 +159,8 @@ class _GzipCheck:
             raise CopyIntegrityError(f"gzip stream {what}: ends inside member {self.members}")
         return self._newlines + (1 if self._out and self._last != 0x0A else 0)
 
-    def _next_member(self) -> zlib._Decompress:
-        self._inflater = zlib.decompressobj(wbits=31)
+    def _next_member(self) -> Any:
+        self._inflater = self._backend.decompressobj(wbits=31)
         self.members += 1
         self._member_out = 0
         return self._inflater
@@ -150,7 +172,7 @@ class _GzipCheck:
             self._member_out += len(out)
             self._last = out[-1]
 
-    def _corrupt(self, exc: zlib.error) -> CopyIntegrityError:
+    def _corrupt(self, exc: Exception) -> CopyIntegrityError:
         if self.members > 1 and self._member_out == 0:
             return CopyIntegrityError(f"trailing garbage after gzip member {self.members - 1}: {exc}")
         return CopyIntegrityError(f"corrupt gzip data in member {self.members}: {exc}")
@@ -174,7 +196,8 @@ class VerifyingReader:
         self.expected_size = expected_size
         self._sha = hashlib.sha256()
         self._gzip = _GzipCheck()
-        self._buf = bytearray()
+        self._chunks: deque[bytes] = deque()  # verified-so-far bytes not yet handed out
+        self._buffered = 0
         self.bytes_read = 0
         self._digest: StreamDigest | None = None
         self._error: BaseException | None = None
@@ -190,17 +213,25 @@ class VerifyingReader:
         if self._error is not None:
             raise self._error
         want = None if size is None or size < 0 else size
-        while self._digest is None and (
-            want is None or len(self._buf) < want or self.bytes_read == self.expected_size
-        ):
+        while self._digest is None and (want is None or self._buffered < want or self.bytes_read == self.expected_size):
             self._pull()
-        if want is None or want >= len(self._buf):
-            out = bytes(self._buf)
-            self._buf.clear()
-        else:
-            out = bytes(self._buf[:want])
-            del self._buf[:want]
-        return out
+        return self._take_out(self._buffered if want is None else min(want, self._buffered))
+
+    def _take_out(self, n: int) -> bytes:
+        """The first ``n`` buffered bytes, joined once (one copy; a single whole chunk is not copied)."""
+        parts: list[bytes] = []
+        need = n
+        while need:
+            head = self._chunks[0]
+            if len(head) <= need:
+                parts.append(self._chunks.popleft())
+                need -= len(head)
+            else:
+                parts.append(head[:need])
+                self._chunks[0] = head[need:]
+                need = 0
+        self._buffered -= n
+        return b"".join(parts)
 
     def digest(self) -> StreamDigest:
         """The verified result; raises CopyIntegrityError if the source was not read to a verified end."""
@@ -229,13 +260,12 @@ class VerifyingReader:
             )
         self._sha.update(chunk)
         self._gzip.feed(chunk)
-        self._buf += chunk
+        self._chunks.append(chunk)
+        self._buffered += len(chunk)
 
     def _finish(self) -> None:
         if self.bytes_read != self.expected_size:
-            raise CopyIntegrityError(
-                f"body is short: got {self.bytes_read} of the expected {self.expected_size} bytes"
-            )
+            raise CopyIntegrityError(f"body is short: got {self.bytes_read} of the expected {self.expected_size} bytes")
         records = self._gzip.finish(self.bytes_read)
         self._digest = StreamDigest(self.bytes_read, self._sha.hexdigest(), records)
 
@@ -361,9 +391,7 @@ def _resolve_size(resp: requests.Response, expected_size: int | None) -> int:
     announced = int(length) if length.isdigit() else None
     if expected_size is None:
         if announced is None:
-            raise CopyIntegrityError(
-                "the size is unknown: Twilio gave none and the link sends no Content-Length"
-            )
+            raise CopyIntegrityError("the size is unknown: Twilio gave none and the link sends no Content-Length")
         return announced
     if announced is not None and announced != expected_size:
         raise CopyIntegrityError(f"link serves {announced} bytes but the Day's size is {expected_size}")

@@ -428,6 +428,9 @@ class S3Sink:
     def abort_stale_uploads(self, older_than: timedelta) -> int:
         """Abort incomplete multipart uploads under the prefix and delete staging objects older than
         ``older_than``; returns how many were removed. Keep the threshold far above the longest copy.
+
+        With an empty prefix the whole bucket would be in scope, and other writers' uploads are not ours
+        to abort: then only uploads under the staging prefix are (leave the rest to a lifecycle rule).
         """
         cutoff = datetime.now(UTC) - older_than
         return self._abort_stale_multipart(cutoff) + self._delete_stale_staging(cutoff)
@@ -451,12 +454,13 @@ class S3Sink:
         return aborted
 
     def _iter_multipart_uploads(self) -> Iterator[dict[str, Any]]:
+        prefix = self.settings.prefix or self.staging_prefix
         paginator = self.client.get_paginator("list_multipart_uploads")
         try:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.settings.prefix):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 yield from page.get("Uploads") or []
         except (ClientError, BotoCoreError) as exc:
-            raise classify_s3_error(exc, "ListMultipartUploads", self.bucket, self.settings.prefix) from exc
+            raise classify_s3_error(exc, "ListMultipartUploads", self.bucket, prefix) from exc
 
     def _delete_stale_staging(self, cutoff: datetime) -> int:
         stale: list[str] = []

@@ -10,9 +10,13 @@ HTTP it puts the checksum in a header instead. ``tls=True`` makes a throwaway CA
 with a leaf certificate for 127.0.0.1, and exposes the CA PEM as ``ca_bundle`` (``AWS_CA_BUNDLE``).
 
 Counting: this module is also the server's entry point (``python -m tests.harness.s3_server``). It
-serves moto's own WSGI app behind a tiny middleware that counts successful (2xx) S3 writes per
-``bucket/key`` and answers ``GET /_harness/counts`` (JSON) and ``POST /_harness/reset``. Requests
-must use path-style addressing, which botocore picks by itself for an IP-address endpoint.
+serves moto's own WSGI app behind a tiny middleware that counts successful (2xx) S3 object operations
+per ``bucket/key`` (put_object, copy_object, create/complete/abort_multipart_upload, upload_part,
+upload_part_copy, delete_object, plus ``aws_chunked`` for bodies that came with a checksum trailer)
+and answers ``GET /_harness/counts`` (JSON) and ``POST /_harness/reset``. ``writes(bucket, key)`` is
+how many times an object became visible there. Requests must use path-style addressing, which
+botocore picks by itself for an IP-address endpoint. moto reports every multipart upload as
+initiated in 2010, so age-based janitor tests need a threshold of 0 (or a century).
 
 State: moto keeps everything in memory, so ``restart()`` (stop, then start on the same port) loses
 every bucket, object, multipart upload and count. Tests that restart must recreate their buckets.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
 import random
 import uuid
 from collections.abc import Iterator
@@ -302,6 +303,16 @@ def test_janitor_aborts_stale_uploads_and_staging_objects(client: Any, bucket: s
     assert sink.abort_stale_uploads(timedelta(0)) == 0
 
 
+def test_janitor_with_empty_prefix_leaves_other_writers_alone(client: Any, bucket: str) -> None:
+    sink = make_sink(client, bucket, prefix="")
+    client.create_multipart_upload(Bucket=bucket, Key="someone-else/upload.bin")
+    client.create_multipart_upload(Bucket=bucket, Key="_staging/abc/x.json.gz")
+    client.put_object(Bucket=bucket, Key="_staging/def/y.json.gz", Body=b"partial")
+    assert sink.abort_stale_uploads(timedelta(0)) == 2
+    assert [u["Key"] for u in open_uploads(client, bucket)] == ["someone-else/upload.bin"]
+    assert staging_keys(client, bucket, prefix="") == []
+
+
 # -- errors ------------------------------------------------------------------------------------------
 
 
@@ -420,3 +431,27 @@ def test_upload_fileobj_of_a_plain_stream_is_not_verified(client: Any, bucket: s
         make_sink(client, bucket).upload_verified(Plain(b"x"), "twilio/p.json.gz", 1, META)
     assert make_sink(client, bucket).head("twilio/p.json.gz") is None
     assert staging_keys(client, bucket) == []
+
+
+# -- the harness itself ---------------------------------------------------------------------------------
+
+
+def test_plain_server_counts_and_restart_loses_state(tmp_path: Path) -> None:
+    with MotoS3Server(tls=False, log_dir=tmp_path) as plain:
+        assert plain.ca_bundle is None and "AWS_CA_BUNDLE" not in plain.env()
+        assert plain.endpoint_url.startswith("http://")
+        c = plain.client()
+        c.create_bucket(Bucket="relay-plain")
+        c.put_object(Bucket="relay-plain", Key="a/b", Body=b"x")
+        c.put_object(Bucket="relay-plain", Key="a/b", Body=b"y")
+        assert plain.writes("relay-plain", "a/b") == 2
+        assert plain.counts()["relay-plain/a/b"].get("aws_chunked", 0) == 0  # checksum in a header over http
+        plain.reset_counts()
+        assert plain.counts() == {}
+        port, pid = plain.port, plain.pid
+        plain.restart()
+        assert plain.port == port and plain.pid != pid
+        assert "relay-plain" not in [b["Name"] for b in c.list_buckets()["Buckets"]]  # state is gone
+        pid = plain.pid
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # stopped and reaped on exit

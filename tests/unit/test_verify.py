@@ -6,15 +6,26 @@ import gzip
 import hashlib
 import itertools
 import tracemalloc
+import zlib
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from workers import copy as copy_module
 from workers.copy import CopyIntegrityError, RetryableCopyError, VerifyingReader
 
 MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="module", autouse=True, params=["zlib", "isal"])
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run every test with the stdlib inflater and with ISA-L's (when the optional package is there)."""
+    module = zlib if request.param == "zlib" else pytest.importorskip("isal.isal_zlib")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(copy_module, "INFLATE", module)
+        yield request.param
 
 
 def gz(text: bytes) -> bytes:
