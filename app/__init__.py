@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import redis
 from flask import Flask, Response, g, jsonify, request
-from werkzeug.exceptions import HTTPException
-from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app.config import Settings, load_settings
-from app.context import Services, build_services
-from app.exports import Conflict, NotFound, QuotaExceeded, RequestError
-from app.logs import configure_logging
-from app.twilio_api import TwilioError, TwilioNotFound, TwilioRejected, TwilioUnavailable
+if TYPE_CHECKING:
+    from app.config import Settings
+    from app.context import Services
 
 log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
+    # Imported here so that importing a light module of the package (app.logs, from gunicorn's logging config in
+    # the master process) does not pull in the whole application.
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    from app.config import load_settings
+    from app.context import build_services
+    from app.logs import configure_logging
+
     settings = settings or (services.settings if services else load_settings())
     configure_logging(settings.log_level, settings.secrets)
     app = Flask(__name__)
@@ -57,6 +60,12 @@ def _error(status: int, error: str, detail: str | None = None, **extra: Any) -> 
 
 
 def _register_error_handlers(app: Flask) -> None:
+    import redis
+    from werkzeug.exceptions import HTTPException
+
+    from app.exports import Conflict, NotFound, QuotaExceeded, RequestError
+    from app.twilio_api import TwilioError, TwilioNotFound, TwilioRejected, TwilioUnavailable
+
     @app.errorhandler(RequestError)
     def bad_request(exc: RequestError) -> tuple[Response, int]:
         return _error(400, "invalid request", str(exc))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import redis
 
+from app import metrics
 from app.config import Settings, load_settings
 from app.queueing import Enqueuer
 from app.registry import Registry
@@ -28,6 +29,7 @@ def build_services(settings: Settings, profile: RetryProfile = API_PROFILE) -> S
     # Registry reads text; RQ needs bytes (it pickles), hence two clients on the same URL.
     text = redis.Redis.from_url(settings.redis_url, decode_responses=True, **REDIS_TIMEOUTS)
     raw = redis.Redis.from_url(settings.redis_url, **REDIS_TIMEOUTS)
+    metrics.bind_redis(text)
     return Services(
         settings=settings,
         registry=Registry(text, settings.job_retention_days, settings.daily_day_quota),

@@ -21,7 +21,7 @@ from flask import Blueprint, Response, current_app, jsonify
 from rq import Worker
 
 from app.context import Services
-from app.metrics import OLDEST_PENDING_DAY, QUEUE_DEPTH, render
+from app.metrics import ClusterCollector, render
 from app.registry import DayState
 
 bp = Blueprint("health", __name__)
@@ -123,11 +123,8 @@ def _health(svc: Services) -> dict[str, Any]:
         workers = Worker.all(connection=svc.rq_connection)
         checks["workers:count"] = [{"status": "pass" if workers else "fail", "observedValue": len(workers)}]
         depths = svc.enqueuer.depths()
-        for name, depth in depths.items():
-            QUEUE_DEPTH.labels(name).set(depth)
         checks["queues:depth"] = [{"componentId": n, "status": "pass", "observedValue": d} for n, d in depths.items()]
         failed, oldest = _day_summary(svc)
-        OLDEST_PENDING_DAY.set(oldest)
         checks["days:failed"] = [{"status": "warn" if failed else "pass", "observedValue": failed}]
         age_status = "fail" if oldest > RETENTION_FAIL_S else "warn" if oldest > RETENTION_WARN_S else "pass"
         checks["days:oldestUncopiedAge"] = [
@@ -171,7 +168,21 @@ def openapi() -> Response:
     return Response(_OPENAPI.read_bytes(), content_type="application/json")
 
 
+def _gauges(svc: Services) -> dict[str, Any]:
+    failed, oldest = _day_summary(svc)
+    return {
+        "queues": svc.enqueuer.depths(),
+        "workers": Worker.count(connection=svc.rq_connection),
+        "oldest_uncopied": oldest,
+        "failed": failed,
+    }
+
+
+_gauges_cached = _Cached(_gauges)
+
+
 @bp.get("/metrics")
 def metrics() -> Response:
-    body, content_type = render()
+    svc = _svc()
+    body, content_type = render(ClusterCollector(svc.registry.r, lambda: _gauges_cached(svc)))
     return Response(body, content_type=content_type)

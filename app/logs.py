@@ -16,13 +16,14 @@ from typing import Any
 
 _TOKEN_IN_URL = re.compile(r"(token=)[^&\s\"']+")
 _SIGNATURE_IN_URL = re.compile(r"(X-Amz-(?:Signature|Security-Token|Credential)=)[^&\s\"']+", re.IGNORECASE)
+MIN_SECRET_LENGTH = 8
 CONTEXT_FIELDS = ("request_id", "job_sid", "resource_type", "day", "task_id", "webhook")
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
 def scrub(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in secrets:
-        if secret:
+        if len(secret) >= MIN_SECRET_LENGTH:  # a 1-char "secret" would shred every message
             text = text.replace(secret, "[redacted]")
     text = _TOKEN_IN_URL.sub(r"\1[redacted]", text)
     return _SIGNATURE_IN_URL.sub(r"\1[redacted]", text)

@@ -1,58 +1,190 @@
-"""Prometheus metrics, one definition each, shared by web and workers.
+"""Prometheus metrics, one definition each, in two kinds.
 
-Under gunicorn (several processes) and RQ (a forked work horse per job) the values live in
-``PROMETHEUS_MULTIPROC_DIR``: prometheus-client's multiprocess mode aggregates them at scrape time. The
-directory is wiped when gunicorn starts (``deploy/gunicorn.conf.py``) and dead workers are marked in
-``child_exit``.
+- **Request metrics** (webhook outcomes) are counted by the web process that served the request with
+  prometheus-client. gunicorn runs several processes, so they use multiprocess mode: values live in
+  ``PROMETHEUS_MULTIPROC_DIR``, wiped when gunicorn starts (``deploy/gunicorn.conf.py``); dead workers are marked
+  in ``child_exit``. They must not depend on Redis: "Redis unavailable" is one of the outcomes they count.
+- **Cluster metrics** (days, bytes, copy durations, Twilio calls, jobs, polls) are produced mostly by RQ work
+  horses: short-lived forks on many hosts that nothing scrapes. They are kept in one Redis hash
+  (``ber:metrics``) and reported at scrape time by every web replica, so one scrape target sees the whole
+  system and nothing grows per forked process. Gauges (queue depth, oldest uncopied day) are computed at scrape.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-    multiprocess,
-)
+import redis
+
+# prometheus-client opens its per-process files in this directory as soon as a metric is created: make sure it
+# exists whichever process imports this first (gunicorn's on_starting hook empties it at server start).
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest, multiprocess
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
+log = logging.getLogger(__name__)
+HASH_KEY = "ber:metrics"
+_redis: redis.Redis | None = None
 
 WEBHOOKS = Counter(
     "relay_webhooks_total",
     "Webhook deliveries by outcome",
-    ["outcome"],  # accepted, duplicate, rejected_token, rejected_signature, unavailable, too_large
+    ["outcome"],  # accepted, duplicate, early, rejected_token, rejected_signature, unavailable, too_large
 )
-TWILIO_CALLS = Counter("relay_twilio_api_calls_total", "Twilio API calls by operation and outcome", ["op", "status"])
-DAYS = Counter("relay_days_total", "Days finished by the copy task, by result", ["result"])  # copied/empty/failed
-COPY_BYTES = Counter("relay_copy_bytes_total", "Bytes copied into S3")
-COPY_SECONDS = Histogram(
+
+
+def bind_redis(client: redis.Redis) -> None:
+    """Where cluster metrics are counted (called once per process when its services are built)."""
+    global _redis
+    _redis = client
+
+
+def _field(name: str, labelnames: Sequence[str], values: Sequence[str]) -> str:
+    return name + "|" + ",".join(f"{k}={v}" for k, v in zip(labelnames, values, strict=True))
+
+
+def _parse_field(field: str) -> tuple[str, dict[str, str]]:
+    name, _, labels = field.partition("|")
+    return name, dict(pair.split("=", 1) for pair in labels.split(",") if pair)
+
+
+def _write(ops: Callable[[Any], None]) -> None:
+    """Metrics are best effort: a Redis hiccup must never fail the work being measured."""
+    if _redis is None:
+        return
+    try:
+        with _redis.pipeline(transaction=False) as pipe:
+            ops(pipe)
+            pipe.execute()
+    except redis.RedisError as exc:
+        log.debug("metric not recorded: %s", exc)
+
+
+class ClusterCounter:
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str] = ()) -> None:
+        self.name, self.documentation, self.labelnames = name, documentation, tuple(labelnames)
+        _CLUSTER.append(self)
+
+    def labels(self, *values: str) -> _Child:
+        return _Child(self, tuple(str(v) for v in values))
+
+    def inc(self, amount: float = 1) -> None:
+        _Child(self, ()).inc(amount)
+
+
+class _Child:
+    def __init__(self, parent: ClusterCounter, values: tuple[str, ...]) -> None:
+        self.field = _field(parent.name, parent.labelnames, values)
+
+    def inc(self, amount: float = 1) -> None:
+        _write(lambda p: p.hincrbyfloat(HASH_KEY, self.field, amount))
+
+
+class ClusterHistogram:
+    def __init__(self, name: str, documentation: str, buckets: Sequence[float]) -> None:
+        self.name, self.documentation, self.labelnames = name, documentation, ()
+        self.buckets = tuple(sorted(buckets))
+        _CLUSTER.append(self)
+
+    def observe(self, value: float) -> None:
+        def ops(p: Any) -> None:
+            for bound in self.buckets:
+                if value <= bound:
+                    p.hincrby(HASH_KEY, f"{self.name}|le={bound}", 1)
+            p.hincrby(HASH_KEY, f"{self.name}|le=+Inf", 1)
+            p.hincrbyfloat(HASH_KEY, f"{self.name}|", value)  # no labels: the sum
+
+        _write(ops)
+
+
+_CLUSTER: list[ClusterCounter | ClusterHistogram] = []
+
+TWILIO_CALLS = ClusterCounter("relay_twilio_api_calls", "Twilio API calls by operation and outcome", ["op", "status"])
+DAYS = ClusterCounter("relay_days", "Days finished by the copy task, by result", ["result"])  # copied/empty/failed
+COPY_BYTES = ClusterCounter("relay_copy_bytes", "Bytes copied into S3")
+COPY_SECONDS = ClusterHistogram(
     "relay_copy_duration_seconds",
     "Time to copy one day file into S3",
     buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
 )
-COPY_RETRIES = Counter("relay_copy_attempt_failures_total", "Copy attempts that failed (retried or final)", ["reason"])
-JOBS = Counter("relay_jobs_total", "Jobs by lifecycle event", ["event"])  # submitted, adopted, done, failed, cancelled
-QUEUE_DEPTH = Gauge("relay_queue_depth", "Tasks waiting per RQ queue", ["queue"], multiprocess_mode="livemax")
-OLDEST_PENDING_DAY = Gauge(
-    "relay_oldest_uncopied_day_age_seconds",
-    "Age of the oldest completed-but-not-copied day file (Twilio deletes files after 7 days)",
-    multiprocess_mode="livemax",
+COPY_RETRIES = ClusterCounter("relay_copy_attempt_failures", "Copy attempts that failed (retried or final)", ["reason"])
+JOBS = ClusterCounter("relay_jobs", "Jobs by lifecycle event", ["event"])  # submitted, adopted, done, failed, cancelled
+RETENTION_WARNINGS = ClusterCounter(
+    "relay_retention_warnings", "Days found uncopied while their Twilio file nears deletion"
 )
-RETENTION_WARNINGS = Counter(
-    "relay_retention_warnings_total", "Days found uncopied while their Twilio file nears deletion"
-)
-POLLS = Counter("relay_polls_total", "Poller runs", ["outcome"])
+POLLS = ClusterCounter("relay_polls", "Poller runs", ["outcome"])
 
 
-def render() -> tuple[bytes, str]:
-    """The scrape body: aggregated over processes when multiprocess mode is on."""
+class ClusterCollector:
+    """Reads the cluster metrics hash and the live gauges at scrape time."""
+
+    def __init__(self, client: redis.Redis, gauges: Callable[[], dict[str, Any]]) -> None:
+        self.client = client
+        self.gauges = gauges
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            raw = self.client.hgetall(HASH_KEY)
+            gauges = self.gauges()
+        except redis.RedisError as exc:
+            log.warning("cluster metrics unavailable: %s", exc)
+            return
+        values: dict[str, list[tuple[dict[str, str], float]]] = {}
+        for field, value in raw.items():
+            name, labels = _parse_field(field.decode() if isinstance(field, bytes) else str(field))
+            values.setdefault(name, []).append((labels, float(value)))
+        for metric in _CLUSTER:
+            yield from _family(metric, values.get(metric.name, []))
+        depth = GaugeMetricFamily("relay_queue_depth", "Tasks waiting per RQ queue", labels=["queue"])
+        for queue, count in gauges.get("queues", {}).items():
+            depth.add_metric([queue], count)
+        yield depth
+        yield GaugeMetricFamily("relay_workers", "RQ workers registered", value=gauges.get("workers", 0))
+        yield GaugeMetricFamily(
+            "relay_oldest_uncopied_day_age_seconds",
+            "Age of the oldest completed-but-not-copied day (Twilio deletes files after 7 days)",
+            value=gauges.get("oldest_uncopied", 0),
+        )
+        yield GaugeMetricFamily("relay_failed_days", "Failed days of unfinished jobs", value=gauges.get("failed", 0))
+
+
+def _family(
+    metric: ClusterCounter | ClusterHistogram, samples: Iterable[tuple[dict[str, str], float]]
+) -> Iterator[Metric]:
+    if isinstance(metric, ClusterHistogram):
+        by_bound = {labels.get("le"): v for labels, v in samples if "le" in labels}
+        total = next((v for labels, v in samples if not labels), 0.0)
+        buckets = [(str(float(b)), by_bound.get(str(b), 0.0)) for b in metric.buckets]
+        buckets.append(("+Inf", by_bound.get("+Inf", 0.0)))
+        family = HistogramMetricFamily(metric.name, metric.documentation)
+        family.add_metric([], buckets, total)
+        yield family
+        return
+    family_c = CounterMetricFamily(metric.name, metric.documentation, labels=list(metric.labelnames))
+    for labels, value in samples:
+        family_c.add_metric([labels.get(k, "") for k in metric.labelnames], value)
+    yield family_c
+
+
+def render(cluster: ClusterCollector | None = None) -> tuple[bytes, str]:
+    """The scrape body: request metrics (aggregated over processes in multiprocess mode) plus cluster metrics."""
+    registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    from prometheus_client import REGISTRY
+    else:
+        registry.register(_ProcessLocal())
+    if cluster is not None:
+        registry.register(cluster)
+    return generate_latest(registry), CONTENT_TYPE_LATEST
 
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+class _ProcessLocal:
+    """This process's own request metrics when not running under a multiprocess server (tests, CLI)."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield from WEBHOOKS.collect()

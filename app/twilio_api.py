@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from requests.adapters import HTTPAdapter
 from twilio.base.exceptions import TwilioException, TwilioRestException
@@ -25,11 +25,13 @@ from twilio.rest import Client
 from urllib3.util.retry import Retry
 
 from app.config import Settings
+from app.metrics import TWILIO_CALLS
 
 log = logging.getLogger(__name__)
 # twilio-python logs response headers at INFO, including the presigned Location of FetchDay: keep it quiet.
 logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
 
+T = TypeVar("T")
 DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 JOB_SID_RE = re.compile(r"^JS[0-9a-fA-F]{32}$")
 LIST_DAYS_PAGE_SIZE = 400  # the spec's maximum since July 2025
@@ -233,6 +235,26 @@ def _translate(exc: Exception, what: str) -> TwilioError:
 _NETWORK_ERRORS: tuple[type[Exception], ...] = (TwilioException, OSError, ValueError)
 
 
+def _call(op: str, what: str, func: Callable[[], T]) -> T:
+    """Run one SDK call: count it by outcome, and turn SDK/network errors into our typed errors."""
+    try:
+        result = func()
+    except _NETWORK_ERRORS as exc:
+        err = _translate(exc, what)
+        TWILIO_CALLS.labels(op, str(err.status or "error")).inc()
+        raise err from exc
+    TWILIO_CALLS.labels(op, "ok").inc()
+    return result
+
+
+def _paged(op: str, what: str, first_page: Callable[[], Any]) -> Iterator[Any]:
+    """Follow Twilio's next_page_url through the SDK's Page objects, metering each page request."""
+    page = _call(op, what, first_page)
+    while page is not None:
+        yield from page
+        page = _call(op, what, page.next_page)
+
+
 class BulkExportsClient:
     """Thin, typed wrapper over twilio-python's BulkExports v1 resources."""
 
@@ -262,15 +284,18 @@ class BulkExportsClient:
         if email:
             kwargs["email"] = email
         try:
-            instance = jobs.create(start_day=start_day, end_day=end_day, friendly_name=friendly_name, **kwargs)
-        except _NETWORK_ERRORS as exc:
-            err = _translate(exc, f"create {resource_type} job")
-            if isinstance(err, TwilioUnavailable) and err.status != 429 and token:
+            instance = _call(
+                "create_job",
+                f"create {resource_type} job",
+                lambda: jobs.create(start_day=start_day, end_day=end_day, friendly_name=friendly_name, **kwargs),
+            )
+        except TwilioUnavailable as err:
+            if err.status != 429 and token:
                 found = self.find_job_by_token(resource_type, token)
                 if found is not None:
                     log.warning("create answered %s but the job exists: %s", err.status, found.job_sid)
                     return found
-            raise err from exc
+            raise
         return _job_from_payload(_fields(instance))
 
     def find_job_by_token(self, resource_type: str, token: str) -> TwilioJob | None:
@@ -284,31 +309,23 @@ class BulkExportsClient:
         return None
 
     def list_jobs(self, resource_type: str) -> Iterator[TwilioJob]:
-        try:
-            for instance in self._v1.exports(resource_type).export_custom_jobs.stream(page_size=LIST_JOBS_PAGE_SIZE):
-                yield _job_from_payload(_fields(instance))
-        except _NETWORK_ERRORS as exc:
-            raise _translate(exc, f"list {resource_type} jobs") from exc
+        resource = self._v1.exports(resource_type).export_custom_jobs
+        pages = _paged("list_jobs", f"list {resource_type} jobs", lambda: resource.page(page_size=LIST_JOBS_PAGE_SIZE))
+        for instance in pages:
+            yield _job_from_payload(_fields(instance))
 
     def fetch_job(self, job_sid: str) -> TwilioJob:
-        try:
-            instance = self._v1.exports.jobs(job_sid).fetch()
-        except _NETWORK_ERRORS as exc:
-            raise _translate(exc, f"fetch job {job_sid}") from exc
+        instance = _call("fetch_job", f"fetch job {job_sid}", self._v1.exports.jobs(job_sid).fetch)
         return _job_from_payload(_fields(instance))
 
     def delete_job(self, job_sid: str) -> None:
-        try:
-            self._v1.exports.jobs(job_sid).delete()
-        except _NETWORK_ERRORS as exc:
-            raise _translate(exc, f"delete job {job_sid}") from exc
+        _call("delete_job", f"delete job {job_sid}", self._v1.exports.jobs(job_sid).delete)
 
     def day_link(self, resource_type: str, day: str) -> str:
         """FetchDay without following the 307: a fresh single-use presigned link, never fetched here."""
-        try:
-            instance = self._v1.exports(resource_type).days(day).fetch()
-        except _NETWORK_ERRORS as exc:
-            raise _translate(exc, f"fetch day {resource_type}/{day}") from exc
+        instance = _call(
+            "fetch_day", f"fetch day {resource_type}/{day}", self._v1.exports(resource_type).days(day).fetch
+        )
         link = instance.redirect_to
         if not isinstance(link, str) or not link.startswith(("https://", "http://")):
             raise TwilioError(f"FetchDay {resource_type}/{day} gave no usable redirect_to")
@@ -316,19 +333,13 @@ class BulkExportsClient:
 
     def list_days(self, resource_type: str) -> Iterator[DayFile]:
         """Every day file Twilio holds for the resource type (paged by the SDK, 400 a page)."""
-        try:
-            for inst in self._v1.exports(resource_type).days.stream(page_size=LIST_DAYS_PAGE_SIZE):
-                if not isinstance(inst.day, str) or not DAY_RE.match(inst.day):
-                    log.warning("ignoring a Day entry without a valid day: %r", inst.day)
-                    continue
-                if not isinstance(inst.size, int) or inst.size < 0:
-                    log.warning("ignoring Day %s with invalid size %r", inst.day, inst.size)
-                    continue
-                yield DayFile(
-                    day=inst.day,
-                    size=inst.size,
-                    create_date=inst.create_date,
-                    resource_type=inst.resource_type,
-                )
-        except _NETWORK_ERRORS as exc:
-            raise _translate(exc, f"list {resource_type} days") from exc
+        resource = self._v1.exports(resource_type).days
+        pages = _paged("list_days", f"list {resource_type} days", lambda: resource.page(page_size=LIST_DAYS_PAGE_SIZE))
+        for inst in pages:
+            if not isinstance(inst.day, str) or not DAY_RE.match(inst.day):
+                log.warning("ignoring a Day entry without a valid day: %r", inst.day)
+                continue
+            if not isinstance(inst.size, int) or inst.size < 0:
+                log.warning("ignoring Day %s with invalid size %r", inst.day, inst.size)
+                continue
+            yield DayFile(day=inst.day, size=inst.size, create_date=inst.create_date, resource_type=inst.resource_type)

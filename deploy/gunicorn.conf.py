@@ -1,6 +1,7 @@
 """gunicorn settings for the web process (all overridable from the environment).
 
-- workers: 2 x CPU + 1 (``WEB_CONCURRENCY`` overrides); requests are short (the webhook does no external I/O).
+- workers: 2 x CPU + 1 (``WEB_CONCURRENCY`` overrides), 4 threads each (``GUNICORN_THREADS``); requests are short
+  (the webhook does no external I/O).
 - keepalive 75 s: longer than common load balancer idle timeouts (AWS ALB 60 s), so the LB never reuses a
   connection gunicorn already closed (which shows up as sporadic 502s).
 - graceful_timeout: in-flight requests finish on SIGTERM before the pod goes away.
@@ -16,7 +17,10 @@ import shutil
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
-worker_class = "sync"
+# gthread, not sync: the sync worker closes the connection after every response (no keep-alive at all), which
+# makes a load balancer open a new connection per webhook; gthread keeps connections open for `keepalive`.
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))

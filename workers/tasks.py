@@ -18,7 +18,7 @@ from rq.job import Job
 
 from app import exports
 from app.context import Services, worker_services
-from app.metrics import OLDEST_PENDING_DAY, POLLS, QUEUE_DEPTH, RETENTION_WARNINGS
+from app.metrics import POLLS, RETENTION_WARNINGS
 from app.queueing import copy_timeout
 from app.registry import DayState
 from workers.day_copier import DayTask, finish_if_done, record_failure
@@ -97,8 +97,6 @@ def poll() -> dict[str, int]:
         queued = sum(svc.enqueuer.sync(sid) for sid in svc.registry.due_jobs())
         _retention_check(svc)
         svc.registry.prune_jobs()
-        for name, depth in svc.enqueuer.depths().items():
-            QUEUE_DEPTH.labels(name).set(depth)
         svc.registry.mark_poll()
         POLLS.labels("ok").inc()
         return {"queued": queued}
@@ -108,7 +106,6 @@ def poll() -> dict[str, int]:
 
 def _retention_check(svc: Services) -> None:
     """Warn when a completed day is still not copied and Twilio will delete its file soon."""
-    oldest = 0.0
     now = time.time()
     for sid in svc.registry.active_jobs():
         job = svc.registry.get_job(sid)
@@ -118,7 +115,6 @@ def _retention_check(svc: Services) -> None:
             if rec.state.final or rec.twilio_status not in exports.COPY_STATUSES:
                 continue
             age = now - job.created_at
-            oldest = max(oldest, age)
             if age > RETENTION_WARN_AFTER.total_seconds():
                 RETENTION_WARNINGS.inc()
                 log.warning(
@@ -126,7 +122,6 @@ def _retention_check(svc: Services) -> None:
                     age / 86400,
                     extra={"job_sid": sid, "day": rec.day, "state": rec.state.value},
                 )
-    OLDEST_PENDING_DAY.set(oldest)
 
 
 def janitor() -> int:

@@ -85,3 +85,23 @@ def test_logs_are_json_with_ids_and_no_secrets(make_stack, sandbox, s3, bucket):
     access = [r for r in records if r["logger"] == "gunicorn.access"]
     assert access and all("token" not in r["msg"] for r in access)
     assert all(json.loads(r["msg"]).get("request_id") for r in access)
+
+
+def test_cluster_metrics_count_worker_activity(make_stack, sandbox):
+    """Work done in RQ's forked work horses shows up in any web replica's scrape."""
+    sandbox.set_scenario(days={f"Calls/{day(4)}": {"outcome": "empty_404"}}, default_day_size=50_000)
+    stack = make_stack(workers=1)
+    sid = stack.api("POST", "/api/jobs", json={"resource_type": "Calls", "start_day": day(5),
+                                                 "end_day": day(3)}).json()["job_sid"]
+    view = stack.wait_job(sid)
+    assert view["state"] == "done"
+    text = requests.get(f"{stack.url}/metrics", timeout=5).text
+    assert metric(text, "relay_days_total", result="copied") == 2
+    assert metric(text, "relay_days_total", result="empty") == 1
+    assert metric(text, "relay_copy_bytes_total") == sum(d["size"] or 0 for d in view["days"])
+    assert metric(text, "relay_copy_duration_seconds_count") == 2
+    assert metric(text, "relay_jobs_total", event="done") == 1
+    assert metric(text, "relay_twilio_api_calls_total", op="fetch_job", status="ok") >= 1
+    assert metric(text, "relay_twilio_api_calls_total", op="create_job", status="ok") == 1
+    assert metric(text, "relay_workers") == 1
+    assert metric(text, "relay_queue_depth", queue="relay-copy") == 0
