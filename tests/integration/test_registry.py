@@ -1,0 +1,103 @@
+"""The registry's atomic operations against a real Redis, including under concurrency."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import redis
+
+from app.registry import DayRecord, DayState, JobRecord, JobState, QuotaExceeded, Registry
+
+SID = "JS" + "12" * 16
+
+
+@pytest.fixture
+def registry(redis_url):
+    return Registry(redis.Redis.from_url(redis_url, decode_responses=True), retention_days=1)
+
+
+def job(**kw) -> JobRecord:
+    return JobRecord(job_sid=SID, resource_type="Calls", start_day="2026-11-01", end_day="2026-11-02", **kw)
+
+
+def test_quota_is_atomic_under_concurrency(registry):
+    def take(_: int) -> bool:
+        try:
+            registry.reserve_quota("2026-11-29", 10)
+            return True
+        except QuotaExceeded:
+            return False
+
+    with ThreadPoolExecutor(16) as pool:
+        granted = sum(pool.map(take, range(60)))
+    assert granted == 36  # 36 x 10 = 360 <= 366 < 370
+    assert registry.quota_used("2026-11-29") == 360
+    with pytest.raises(QuotaExceeded, match="360 already requested"):
+        registry.reserve_quota("2026-11-29", 7)
+    registry.reserve_quota("2026-11-29", 6)
+    assert registry.r.ttl("ber:quota:2026-11-29") > 0  # expires: nothing unbounded
+
+
+def test_add_job_once_and_token_mapping(registry):
+    assert registry.add_job(job(token_hash="h1"))
+    assert not registry.add_job(job(token_hash="h2"))
+    assert registry.sid_for_token("h1") == SID and registry.sid_for_token("h2") is None
+    assert registry.get_job(SID).state == JobState.WAITING
+    assert registry.due_jobs() == [SID]
+
+
+def test_claim_day_is_exclusive_and_never_reclaims_a_copied_day(registry):
+    registry.add_job(job())
+    registry.ensure_days(SID, [DayRecord(day="2026-11-01")])
+    assert registry.claim_day(SID, "2026-11-01") == DayState.PENDING
+    rec = registry.get_day(SID, "2026-11-01")
+    assert rec.state == DayState.COPYING and rec.attempts == 1
+    rec.state = DayState.COPIED
+    registry.put_day(SID, rec)
+    assert registry.claim_day(SID, "2026-11-01") == DayState.COPIED
+    assert registry.get_day(SID, "2026-11-01").state == DayState.COPIED
+
+
+def test_ensure_days_never_overwrites_progress(registry):
+    registry.put_day(SID, DayRecord(day="2026-11-01", state=DayState.COPIED, key="k"))
+    registry.ensure_days(SID, [DayRecord(day="2026-11-01"), DayRecord(day="2026-11-02")])
+    days = registry.get_days(SID)
+    assert days["2026-11-01"].state == DayState.COPIED and days["2026-11-02"].state == DayState.PENDING
+
+
+def test_finish_job_exactly_once_with_retention(registry):
+    registry.add_job(job(token_hash="h1"))
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: registry.finish_job(SID, JobState.DONE), range(20)))
+    assert results.count(True) == 1
+    assert registry.get_job(SID).state == JobState.DONE
+    assert registry.due_jobs() == []
+    assert 0 < registry.r.ttl(registry.job_key(SID)) <= 86400
+    assert 0 < registry.r.ttl("ber:token:h1") <= 86400
+    registry.reopen_job(SID)
+    assert registry.get_job(SID).state == JobState.COPYING and registry.r.ttl(registry.job_key(SID)) == -1
+
+
+def test_copy_lock_owner_only_release(registry):
+    assert registry.acquire_copy_lock("Calls", "2026-11-01", "a", 60)
+    assert not registry.acquire_copy_lock("Calls", "2026-11-01", "b", 60)
+    registry.release_copy_lock("Calls", "2026-11-01", "b")  # not the owner: no effect
+    assert not registry.acquire_copy_lock("Calls", "2026-11-01", "b", 60)
+    registry.release_copy_lock("Calls", "2026-11-01", "a")
+    assert registry.acquire_copy_lock("Calls", "2026-11-01", "b", 60)
+
+
+def test_list_jobs_pages_newest_first(registry):
+    for i in range(5):
+        registry.add_job(
+            JobRecord(
+                job_sid=f"JS{i:032x}",
+                resource_type="Calls",
+                start_day="2026-11-01",
+                end_day="2026-11-01",
+                created_at=1000 + i,
+            )
+        )
+    page, total = registry.list_jobs(offset=0, limit=2)
+    assert total == 5 and [j.job_sid for j in page] == [f"JS{4:032x}", f"JS{3:032x}"]
