@@ -143,3 +143,25 @@ def test_adopted_job_is_copied_by_the_poller(make_stack, sandbox, s3, bucket):
     view = stack.wait_job(sid)
     assert view["state"] == "done" and view["origin"] == "adopted"
     assert_day_in_s3(s3, bucket, sandbox, view["days"][0], "Participants")
+
+
+def test_exhausted_retries_fail_the_day_then_requeue_copies_it(make_stack, sandbox, s3, bucket, redis_server):
+    from rq.registry import FailedJobRegistry
+
+    stack = make_stack(workers=1, COPY_RETRY_INTERVALS="1,1")
+    sandbox.set_faults(files={"500": 1000})  # every download of the link fails
+    sid = submit(stack, "Calls", 3, 3)
+    view = stack.wait_job(sid, timeout=120)
+    (failed,) = view["days"]
+    assert view["state"] == "failed" and failed["state"] == "failed" and failed["attempts"] == 3
+    assert "500" in failed["error"] or "Transient" in failed["error"]
+    failed_registry = FailedJobRegistry("relay-copy", connection=redis_server.client())
+    assert f"copy-{sid}-Calls-{day(3)}" in failed_registry.get_job_ids()
+    metrics = requests.get(f"{stack.url}/metrics", timeout=5).text
+    assert 'relay_days_total{result="failed"} 1.0' in metrics
+
+    sandbox.set_faults()
+    r = stack.api("POST", f"/api/jobs/{sid}/requeue")
+    assert r.status_code == 200 and r.json()["requeued"] == [day(3)]
+    view = stack.wait_job(sid, states=("done",), timeout=120)
+    assert_day_in_s3(s3, bucket, sandbox, view["days"][0], "Calls")

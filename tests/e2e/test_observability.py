@@ -91,8 +91,9 @@ def test_cluster_metrics_count_worker_activity(make_stack, sandbox):
     """Work done in RQ's forked work horses shows up in any web replica's scrape."""
     sandbox.set_scenario(days={f"Calls/{day(4)}": {"outcome": "empty_404"}}, default_day_size=50_000)
     stack = make_stack(workers=1)
-    sid = stack.api("POST", "/api/jobs", json={"resource_type": "Calls", "start_day": day(5),
-                                                 "end_day": day(3)}).json()["job_sid"]
+    sid = stack.api(
+        "POST", "/api/jobs", json={"resource_type": "Calls", "start_day": day(5), "end_day": day(3)}
+    ).json()["job_sid"]
     view = stack.wait_job(sid)
     assert view["state"] == "done"
     text = requests.get(f"{stack.url}/metrics", timeout=5).text
