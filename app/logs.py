@@ -60,3 +60,21 @@ def configure_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
         lg = logging.getLogger(name)
         lg.handlers[:] = []
         lg.propagate = True
+
+
+SECRET_ENV_VARS = ("TWILIO_AUTH_TOKEN", "TWILIO_AUTH_TOKEN_SECONDARY", "TWILIO_API_KEY_SECRET", "ADMIN_TOKEN")
+
+
+def logging_dict_config(extra_loggers: dict[str, Any] | None = None) -> dict[str, Any]:
+    """dictConfig for processes configured before our settings load (gunicorn, rq): JSON to stdout, scrubbed."""
+    import os
+
+    secrets = [os.environ.get(name, "") for name in SECRET_ENV_VARS]
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "app.logs.JsonFormatter", "secrets": [s for s in secrets if s]}},
+        "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}},
+        "root": {"handlers": ["stdout"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+        "loggers": {"twilio.http_client": {"level": "WARNING"}, **(extra_loggers or {})},
+    }

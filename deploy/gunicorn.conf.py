@@ -15,6 +15,8 @@ import multiprocessing
 import os
 import shutil
 
+from app.logs import logging_dict_config
+
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1))
 # gthread, not sync: the sync worker closes the connection after every response (no keep-alive at all), which
@@ -34,21 +36,12 @@ access_log_format = (
     '"duration_us": %(D)s, "request_id": "%({x-request-id}o)s", "user_agent": "%(a)s"}'
 )
 
-_SECRETS = [
-    os.environ.get(n, "")
-    for n in ("TWILIO_AUTH_TOKEN", "TWILIO_AUTH_TOKEN_SECONDARY", "TWILIO_API_KEY_SECRET", "ADMIN_TOKEN")
-]
-logconfig_dict = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "app.logs.JsonFormatter", "secrets": [s for s in _SECRETS if s]}},
-    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}},
-    "root": {"handlers": ["stdout"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {
+logconfig_dict = logging_dict_config(
+    {
         "gunicorn.error": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
         "gunicorn.access": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
-    },
-}
+    }
+)
 
 
 def on_starting(server):

@@ -35,20 +35,21 @@ def settings_env(redis_url: str, **kw: str) -> dict[str, str]:
     }
 
 
+def tracked_app(redis_url: str, **env: str):
+    """The app with one tracked job whose webhook token is TOKEN."""
+    app = create_app(load_settings(settings_env(redis_url, **env)))
+    job = JobRecord(
+        job_sid=SID, resource_type="Calls", start_day="2026-11-01", end_day="2026-11-01", token_hash=hash_token(TOKEN)
+    )
+    app.extensions["relay"].registry.add_job(job)
+    return app
+
+
 @pytest.fixture
 def make_client(redis_url):
     def factory(**env):
-        app = create_app(load_settings(settings_env(redis_url, **env)))
+        app = tracked_app(redis_url, **env)
         svc = app.extensions["relay"]
-        svc.registry.add_job(
-            JobRecord(
-                job_sid=SID,
-                resource_type="Calls",
-                start_day="2026-11-01",
-                end_day="2026-11-01",
-                token_hash=hash_token(TOKEN),
-            )
-        )
         client = app.test_client()
         client.svc = svc
         return client
@@ -212,17 +213,8 @@ def test_redis_outage_gives_503_then_recovers(tmp_path):
     from tests.harness.redis_server import RedisServer
 
     with RedisServer(tmp_path / "redis") as server:
-        app = create_app(load_settings(settings_env(server.url)))
+        app = tracked_app(server.url)
         svc = app.extensions["relay"]
-        svc.registry.add_job(
-            JobRecord(
-                job_sid=SID,
-                resource_type="Calls",
-                start_day="2026-11-01",
-                end_day="2026-11-01",
-                token_hash=hash_token(TOKEN),
-            )
-        )
         client = app.test_client()
         form = {"status": "completed"}
         server.stop()
