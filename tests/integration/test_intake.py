@@ -237,3 +237,12 @@ def test_raw_body_without_body_sha256_is_not_signed(client):
         headers={"X-Twilio-Signature": sign(url)},
     )
     assert r.status_code == 204
+
+
+def test_callback_before_twilio_answered_is_accepted_without_enqueue(client):
+    """Twilio may call back before our create request got its answer: 202, and the poller syncs the job later."""
+    early = "early_" + "e" * 40
+    client.svc.registry.add_pending(hash_token(early), {"resource_type": "Calls"})
+    r = client.post(f"/hooks/bulkexport?token={early}", data={"status": "completed"})
+    assert r.status_code == 202
+    assert queued_syncs(client) == []
