@@ -1,0 +1,1 @@
+"""Benchmarks: each script measures against an in-run baseline and reports ratios (see bench/README.md)."""

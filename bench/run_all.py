@@ -1,0 +1,123 @@
+"""Run every benchmark, write the figures to bench/results.json and print a summary table.
+
+    make bench                                  # = .venv/bin/python -m bench.run_all
+    .venv/bin/python -m bench.run_all --quick   # smaller sizes; writes .bench/results-quick.json
+    .venv/bin/python -m bench.run_all --only copy_throughput --profile
+
+Each benchmark starts its own servers on free 127.0.0.1 ports and stops every process it started, also
+when it fails (a failure is recorded in the results and the others still run). The exit status is 0 when
+every benchmark ran (missed targets are reported, not fatal; ``--strict`` makes them fatal too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import copy_throughput, fanout, webhook_intake
+from bench.common import REPO_ROOT, WORK_ROOT, BenchResult, machine_info
+from tests.harness.procs import stop_all
+
+BENCHES: dict[str, Callable[..., BenchResult]] = {
+    "webhook_intake": webhook_intake.run,
+    "copy_throughput": copy_throughput.run,
+    "fanout": fanout.run,
+}
+PROFILED = {"webhook_intake", "copy_throughput"}  # the ones with a --profile pass
+
+
+def git_state() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+
+    dirty = [line[3:] for line in git("status", "--porcelain").splitlines() if not line[3:].startswith("bench/")]
+    return {"commit": git("rev-parse", "HEAD").strip(), "dirty_outside_bench": dirty}
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    text = f"{value:.0f}" if abs(value) >= 100 else f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}"
+    return f"{text} {unit}"
+
+
+def summary(results: list[dict[str, Any]]) -> str:
+    rows = [("benchmark", "figure", "value", "target", "result")]
+    for res in results:
+        if res["error"]:
+            rows.append((res["name"], "ERROR", res["error"].splitlines()[0][:60], "", "error"))
+        for f in res["figures"]:
+            target = "" if f["target"] is None else f"{f['op']} {_fmt(f['target'], f['unit'])}"
+            verdict = {True: "pass", False: "FAIL", None: ""}[f["passed"]]
+            rows.append((res["name"], f["name"], _fmt(f["value"], f["unit"]), target, verdict))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and shorter phases")
+    parser.add_argument("--only", nargs="+", choices=sorted(BENCHES), help="run only these")
+    parser.add_argument("--profile", action="store_true", help="add a py-spy pass where supported (not measured)")
+    parser.add_argument("--output", type=Path, help="default: bench/results.json, or .bench/results-quick.json")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(argv)
+    output = args.output or (WORK_ROOT / "results-quick.json" if args.quick else REPO_ROOT / "bench" / "results.json")
+    names = args.only or list(BENCHES)
+    started = time.monotonic()
+    load_before = os.getloadavg()
+    results: list[dict[str, Any]] = []
+    for name in names:
+        print(f"\n=== {name} ===", flush=True)
+        t0 = time.monotonic()
+        kwargs: dict[str, Any] = {"quick": args.quick}
+        if args.profile and name in PROFILED:
+            kwargs["profile"] = True
+        try:
+            res = BENCHES[name](**kwargs)
+        except Exception as exc:  # one broken benchmark must not hide the others' figures
+            res = BenchResult(name, error=f"{type(exc).__name__}: {exc}")
+            traceback.print_exc()
+        finally:
+            stop_all()  # whatever a benchmark left running
+        data = res.to_json()
+        data["seconds"] = round(time.monotonic() - t0, 1)
+        results.append(data)
+    report = {
+        "mode": "quick" if args.quick else "full",
+        "machine": machine_info(),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "git": git_state(),
+        "seconds": round(time.monotonic() - started, 1),
+        "command": "make bench" if not args.quick else ".venv/bin/python -m bench.run_all --quick",
+        "results": results,
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    table = summary(results)
+    print(f"\n{table}\n\nwritten to {output} ({report['seconds']:.0f} s)")
+    errors = [r["name"] for r in results if r["error"]]
+    missed = [f"{r['name']}: {f['name']}" for r in results for f in r["figures"] if f["passed"] is False]
+    met = sum(f["passed"] is True for r in results for f in r["figures"])
+    print(f"targets met: {met} of {met + len(missed)}" + (f"; errors in {errors}" if errors else ""))
+    if errors:
+        return 1
+    return 1 if args.strict and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
