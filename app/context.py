@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 
@@ -23,6 +24,17 @@ class Services:
     enqueuer: Enqueuer
     twilio: BulkExportsClient
     rq_connection: redis.Redis
+    _s3: Any = field(default=None, repr=False)
+    cache: dict[str, tuple[float, Any]] = field(default_factory=dict, repr=False)  # short-lived health results
+
+    def s3_client(self) -> Any:
+        """A boto3 S3 client from the standard AWS_* variables, made on first use (the web needs it only for
+        readiness; workers build their sink from it)."""
+        if self._s3 is None:
+            from workers.s3_sink import make_s3_client
+
+            self._s3 = make_s3_client()
+        return self._s3
 
 
 def build_services(settings: Settings, profile: RetryProfile = API_PROFILE) -> Services:

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections.abc import Callable
@@ -39,26 +38,18 @@ class _Cached:
     def __init__(self, func: Callable[[Services], Any]) -> None:
         self.func = func
         self.lock = threading.Lock()
-        self.entries: dict[int, tuple[float, Any]] = {}  # per Services object (one per app)
 
     def __call__(self, svc: Services) -> Any:
-        with self.lock:
-            at, value = self.entries.get(id(svc), (0.0, None))
+        with self.lock:  # also keeps concurrent probes in one process from all running the checks
+            at, value = svc.cache.get(self.func.__name__, (0.0, None))
             if time.monotonic() - at > CACHE_SECONDS:
                 value = self.func(svc)
-                self.entries[id(svc)] = (time.monotonic(), value)
+                svc.cache[self.func.__name__] = (time.monotonic(), value)
             return value
 
 
 def _svc() -> Services:
     return current_app.extensions["relay"]
-
-
-@functools.cache
-def _s3_client() -> Any:
-    from workers.s3_sink import make_s3_client  # boto3 client built from the standard AWS_* variables
-
-    return make_s3_client()
 
 
 def _check(name: str, func: Callable[[], Any]) -> dict[str, Any]:
@@ -77,7 +68,7 @@ def _check(name: str, func: Callable[[], Any]) -> dict[str, Any]:
 def _readiness(svc: Services) -> dict[str, dict[str, Any]]:
     return {
         "redis": _check("redis", svc.registry.ping),
-        "s3": _check("s3", lambda: _s3_client().head_bucket(Bucket=svc.settings.s3_bucket)),
+        "s3": _check("s3", lambda: svc.s3_client().head_bucket(Bucket=svc.settings.s3_bucket)),
         "config": {"status": "pass"},  # the app would not have started with an invalid configuration
     }
 

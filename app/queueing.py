@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 from rq import Callback, Queue, Retry
-from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,10 @@ class Enqueuer:
                 try:
                     existing = Job.fetch(job_id, connection=self.connection)
                     status = existing.get_status(refresh=True)
-                except NoSuchJobError:
-                    continue  # it just ended and was cleaned up: try again
+                except (NoSuchJobError, InvalidJobOperation):
+                    # It just ended and was cleaned up (between the fetch and the status read, RQ raises
+                    # InvalidJobOperation: a sync's result_ttl is 0): try again.
+                    continue
                 if status not in _ENDED:
                     return False
                 existing.delete()

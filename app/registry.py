@@ -159,6 +159,16 @@ redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(rec))
 return state
 """
 
+# Take a copy lock if free, or renew it if the same owner holds it (see Registry.acquire_copy_lock).
+_ACQUIRE_LOCK_LUA = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
 
 class QuotaExceeded(Exception):
     def __init__(self, used: int, wanted: int, quota: int) -> None:
@@ -179,6 +189,7 @@ class Registry:
         self.retention = retention_days * 24 * 3600
         self._quota = client.register_script(_QUOTA_LUA)
         self._claim = client.register_script(_CLAIM_DAY_LUA)
+        self._acquire_lock = client.register_script(_ACQUIRE_LOCK_LUA)
 
     # -- keys ---------------------------------------------------------------------------------------------
     @staticmethod
@@ -342,7 +353,15 @@ class Registry:
 
     # -- copy locks (one in-flight copy per S3 object, across jobs that export the same day) ---------------
     def acquire_copy_lock(self, resource_type: str, day: str, owner: str, ttl_seconds: int) -> bool:
-        return bool(self.r.set(f"{PREFIX}lock:copy:{resource_type}:{day}", owner, nx=True, ex=ttl_seconds))
+        """Take the lock, or take it back when ``owner`` already holds it.
+
+        The owner is the copy task's RQ job id, the same for every attempt of that task, and RQ runs an attempt
+        only once the previous one has ended or been given up as abandoned. So a lock held by the same owner
+        was left by an attempt that died without releasing it (a SIGKILLed work horse): without taking it
+        back, every retry would fail with CopyBusy until the lock expired and the day would end up FAILED.
+        """
+        key = f"{PREFIX}lock:copy:{resource_type}:{day}"
+        return bool(self._acquire_lock(keys=[key], args=[owner, ttl_seconds]))
 
     def release_copy_lock(self, resource_type: str, day: str, owner: str) -> None:
         key = f"{PREFIX}lock:copy:{resource_type}:{day}"

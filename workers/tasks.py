@@ -23,7 +23,7 @@ from app.queueing import copy_timeout
 from app.registry import DayState
 from workers.day_copier import DayTask, finish_if_done, record_failure
 from workers.day_copier import copy_day as copy_one_day
-from workers.s3_sink import S3Sink, SinkSettings, make_s3_client
+from workers.s3_sink import S3Sink, SinkSettings
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def _sink() -> S3Sink:
     )
     if s.s3_key_template:
         settings = dataclasses.replace(settings, key_template=s.s3_key_template)
-    return S3Sink(make_s3_client(), settings)
+    return S3Sink(worker_services().s3_client(), settings)
 
 
 def _task_id() -> str:

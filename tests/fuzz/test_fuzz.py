@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,9 @@ COUNTS = {"schemathesis": 0, "webhook": 0}
 
 
 @pytest.fixture(scope="module")
-def fuzz_app(redis_server, s3, sandbox_session, tmp_path_factory):
+def fuzz_app(redis_server, s3, sandbox_session):
+    saved = {name: os.environ.get(name) for name in s3.env()}
+    os.environ.update(s3.env())  # /readyz and /health reach the test S3 through boto3's standard variables
     s3.client().create_bucket(Bucket="fuzz-bucket")
     redis_server.client().flushall()
     sandbox_session.reset()
@@ -48,6 +51,11 @@ def fuzz_app(redis_server, s3, sandbox_session, tmp_path_factory):
     )
     yield app
     print(f"\nfuzz: {COUNTS['schemathesis']} schemathesis + {COUNTS['webhook']} webhook requests")
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 schema = schemathesis.openapi.from_path(str(SPEC))
