@@ -31,6 +31,7 @@ from typing import Any
 import requests
 
 from bench.common import BenchRedis, BenchResult, CpuMeter, Figure, workdir
+from bench.profiling import PySpy, summarize
 from sandbox.testing import SandboxProcess
 from tests.harness.procs import ManagedProcess, free_port, stop_all, wait_until
 from tests.harness.s3_server import MotoS3Server
@@ -46,15 +47,16 @@ def _day(offset: int) -> str:
     return (datetime.now(UTC).date() - timedelta(days=offset)).isoformat()
 
 
-VARIANTS = {
-    "shipped": "workers.rq_settings",
-    "proposed_preload": "bench.rq_preload_settings",
-    "proposed_preload_warm": "bench.rq_warm_settings",
+VARIANTS: dict[str, tuple[str, str]] = {  # name: (rq --config module, extra rq worker options)
+    "shipped": ("workers.rq_settings", ""),
+    "proposed_preload": ("bench.rq_preload_settings", ""),
+    "proposed_preload_warm": ("bench.rq_warm_settings", ""),
+    "proposed_no_fork": ("bench.rq_warm_settings", "--worker-class rq.worker.SimpleWorker"),
 }
 
 
 def run(quick: bool = False, days: int | None = None, day_kib: int = 100, fsync: str = "everysec",
-        variants: bool = True) -> BenchResult:
+        variants: bool = True, profile: bool = False) -> BenchResult:
     n_days = days or (60 if quick else 366)
     day_size = day_kib * 1024
     result = BenchResult("fanout")
@@ -92,7 +94,8 @@ def run(quick: bool = False, days: int | None = None, day_kib: int = 100, fsync:
                     sandbox.reset()
                     _clean_bucket(s3)
                     s3.reset_counts()
-                runs[name] = _one_job(name, env, url, work, redis_server, s3, sandbox, web, n_days, day_size)
+                spy = profile and index == len(names) - 1  # the last variant, under py-spy (figure not used)
+                runs[name] = _one_job(name, env, url, work, redis_server, s3, sandbox, web, n_days, day_size, spy)
                 if index == 0:
                     raw = _raw_transfer(sandbox, s3, runs[name]["day_list"], day_size)
                     print(f"  raw transfer: {raw['seconds']:.2f} s ({1000 * raw['seconds'] / n_days:.1f} ms/day)",
@@ -110,12 +113,13 @@ def run(quick: bool = False, days: int | None = None, day_kib: int = 100, fsync:
         Figure("raw transfer per day", 1000 * raw["seconds"] / n_days, "ms", note="sequential GET + put_object"),
         Figure("overhead per day", overhead_ms, "ms", TARGET_OVERHEAD_MS, "<=", note="(T_e2e - T_raw) / days"),
     )
-    for name, module in VARIANTS.items():
+    for name, (module, options) in VARIANTS.items():
         if name in runs and name != "shipped":
             t_var = runs[name]["t_e2e_seconds"]
+            how = f"{module.replace('.', '/')}.py" + (f" + {options}" if options else "")
             result.add(
                 Figure(f"{name.replace('_', ' ')}: overhead per day", 1000 * (t_var - raw["seconds"]) / n_days,
-                       "ms", note=f"{module.replace('.', '/')}.py, not shipped: informational"),
+                       "ms", note=f"{how}, not shipped: informational"),
             )
     for r in runs.values():
         r.pop("day_list", None)
@@ -134,19 +138,25 @@ def run(quick: bool = False, days: int | None = None, day_kib: int = 100, fsync:
 
 def _one_job(
     name: str, env: dict[str, str], url: str, work: Path, redis_server: BenchRedis, s3: MotoS3Server,
-    sandbox: SandboxProcess, web: ManagedProcess, n_days: int, day_size: int,
+    sandbox: SandboxProcess, web: ManagedProcess, n_days: int, day_size: int, profile: bool = False,
 ) -> dict[str, Any]:
     """Two workers with the variant's --config, one job of n_days, timed from complete() to done."""
     # step_seconds: the job does not progress on its own; complete() finishes it at a chosen moment.
     sandbox.set_scenario(default_day_size=day_size, step_seconds=3600, link_ttl_seconds=3600)
-    command = procfile()["worker"].replace("workers.rq_settings", VARIANTS[name])
-    assert VARIANTS[name] in command, command
+    config, options = VARIANTS[name]
+    command = procfile()["worker"].replace("workers.rq_settings", config)
+    assert config in command and command.startswith("rq worker "), command
+    if options:
+        command = command.replace("rq worker ", f"rq worker {options} ", 1)
     workers = [
         ManagedProcess(f"{name}-worker{i + 1}", ["bash", "-c", f"exec {command}"], work, env=process_env(env),
                        cwd=REPO_ROOT).start()
         for i in range(2)
     ]
+    spy = PySpy(workers[0].pid, work / f"{name}-worker1.pyspy.txt", rate=250, idle=False) if profile else None
     try:
+        if spy is not None:
+            spy.start()
         headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
         r = requests.post(
             f"{url}/api/jobs",
@@ -177,9 +187,15 @@ def _one_job(
         t_e2e = time.monotonic() - t0
         cpu = meter.stop()
     finally:
+        if spy is not None:
+            spy.stop()
         for w in workers:
             w.stop()
     assert isinstance(view, dict)
+    if spy is not None:
+        text = summarize(spy.out, top=40)
+        (work / f"{name}-profile.txt").write_text(text + "\n")
+        print(text, flush=True)
     if view["state"] != "done":
         raise RuntimeError(f"{name}: job ended {view['state']}: {view.get('error')}")
     check = _verify(s3, view, n_days)
@@ -187,7 +203,7 @@ def _one_job(
     print(f"  {name}: end to end {t_e2e:.2f} s for {n_days} days ({1000 * t_e2e / n_days:.1f} ms/day); "
           f"cores: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()), flush=True)
     return {
-        "worker_config": VARIANTS[name],
+        "worker_command": command,
         "t_e2e_seconds": round(t_e2e, 3),
         "cpu_cores": cpu,
         "cpu_ms_per_day": {k: round(v * t_e2e / n_days * 1000, 1) for k, v in cpu.items()},
@@ -273,10 +289,12 @@ def main() -> None:
     parser.add_argument("--day-kib", type=int, default=100)
     parser.add_argument("--fsync", choices=("always", "everysec", "no"), default="everysec")
     parser.add_argument("--no-variants", action="store_true", help="skip the proposed-preload workers")
+    parser.add_argument("--profile", action="store_true", help="py-spy the first worker of the last variant")
     args = parser.parse_args()
     if args.days is not None and not 1 <= args.days <= 366:
         parser.error("--days must be 1..366 (the sandbox's and the relay's daily quota)")
-    res = run(args.quick, args.days, args.day_kib, args.fsync, not args.no_variants)
+    parser_profile = args.profile
+    res = run(args.quick, args.days, args.day_kib, args.fsync, not args.no_variants, parser_profile)
     print(json.dumps(res.to_json(), indent=2))
     sys.exit(0 if res.passed else 1)
 
