@@ -42,6 +42,7 @@ class Settings:
     s3_storage_class: str | None
     admin_token: str
     poll_interval_seconds: int = 60
+    janitor_interval_seconds: int = 3600
     webhook_max_body_bytes: int = 64 * 1024
     proxy_fix_hops: int = 0
     log_level: str = "INFO"
@@ -49,10 +50,6 @@ class Settings:
     daily_day_quota: int = 366
     copy_retry_intervals: tuple[int, ...] = (30, 120, 600, 1800, 3600)
     secrets: tuple[str, ...] = field(default=(), repr=False)
-
-    @property
-    def webhook_path(self) -> str:
-        return urlsplit(self.public_base_url).path.rstrip("/") + "/hooks/bulkexport"
 
     @property
     def auth_tokens(self) -> tuple[str, ...]:
@@ -102,6 +99,21 @@ def _intervals(env: Mapping[str, str], name: str, default: str) -> tuple[int, ..
     return values
 
 
+def _check_key_template(template: str) -> None:
+    """Every day must get its own key: a template without {day} and {resource_type} would overwrite objects."""
+    import string
+
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+    except ValueError as exc:
+        raise ConfigError(f"S3_KEY_TEMPLATE is not a valid template: {exc}") from None
+    unknown = fields - {"prefix", "resource_type", "day", "job_sid"}
+    if unknown:
+        raise ConfigError(f"S3_KEY_TEMPLATE uses unknown field(s) {sorted(unknown)}")
+    if not {"day", "resource_type"} <= fields:
+        raise ConfigError("S3_KEY_TEMPLATE must contain {resource_type} and {day}")
+
+
 def _base_url(env: Mapping[str, str], name: str, default: str | None = None) -> str:
     raw = _get(env, name, default, required=True)
     assert raw is not None
@@ -136,6 +148,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if sse is not None and sse not in ("AES256", "aws:kms"):
         raise ConfigError(f"S3_SSE must be AES256 or aws:kms (got {sse!r})")
     secondary = _get(env, "TWILIO_AUTH_TOKEN_SECONDARY")
+    signature_policy = _choice(env, "WEBHOOK_SIGNATURE", "if-present", ("if-present", "required"))
+    if signature_policy == "required" and not auth_token:
+        raise ConfigError("WEBHOOK_SIGNATURE=required needs TWILIO_AUTH_TOKEN (signatures are made with it)")
+    key_template = _get(env, "S3_KEY_TEMPLATE")
+    if key_template is not None:
+        _check_key_template(key_template)
+    kms_key = _get(env, "S3_SSE_KMS_KEY_ID")
+    if kms_key and sse != "aws:kms":
+        raise ConfigError("S3_SSE_KMS_KEY_ID needs S3_SSE=aws:kms")
     return Settings(
         redis_url=_get(env, "REDIS_URL", "redis://127.0.0.1:6379/0") or "",
         twilio_account_sid=account_sid or "",
@@ -146,15 +167,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         twilio_base_url=_base_url(env, "TWILIO_BULKEXPORTS_BASE_URL", "https://bulkexports.twilio.com"),
         public_base_url=_base_url(env, "PUBLIC_BASE_URL"),
         webhook_method=_choice(env, "WEBHOOK_METHOD", "POST", ("POST", "GET")),
-        webhook_signature=_choice(env, "WEBHOOK_SIGNATURE", "if-present", ("if-present", "required")),
+        webhook_signature=signature_policy,
         s3_bucket=_get(env, "S3_BUCKET", required=True) or "",
         s3_prefix=s3_prefix,
-        s3_key_template=_get(env, "S3_KEY_TEMPLATE"),
+        s3_key_template=key_template,
         s3_sse=sse,
-        s3_sse_kms_key_id=_get(env, "S3_SSE_KMS_KEY_ID"),
+        s3_sse_kms_key_id=kms_key,
         s3_storage_class=_get(env, "S3_STORAGE_CLASS"),
         admin_token=admin_token,
         poll_interval_seconds=_int(env, "POLL_INTERVAL_SECONDS", 60, minimum=1),
+        janitor_interval_seconds=_int(env, "JANITOR_INTERVAL_SECONDS", 3600, minimum=1),
         webhook_max_body_bytes=_int(env, "WEBHOOK_MAX_BODY_BYTES", 64 * 1024, minimum=1024),
         proxy_fix_hops=_int(env, "PROXY_FIX_HOPS", 0),
         log_level=_choice(env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),

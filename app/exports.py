@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from app.config import RESOURCE_TYPES
 from app.context import Services
@@ -26,6 +26,7 @@ from app.twilio_api import (
     TwilioJob,
     TwilioNotFound,
     TwilioRejected,
+    TwilioUnavailable,
 )
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 MAX_DAYS_PER_JOB = 366
 TOKEN_BYTES = 32  # 256 bits in every webhook URL
 MAX_SYNC_DELAY = 900
+TWILIO_RETENTION_S = 7 * 86400
 
 # Twilio's day statuses, lower-cased (Twilio's casing has varied); which are final and which mean "copy it".
 COPY_STATUSES = {"completed", "completedemptyrecords"}
@@ -179,6 +181,12 @@ def _submit_chunk(svc: Services, req: SubmitRequest, start: date, end: date, nam
             req.email,
             token=token,
         )
+    except TwilioUnavailable as exc:
+        if exc.status == 429:
+            svc.registry.drop_pending(token_hash)  # Twilio never processed it
+        # else ambiguous (5xx or no answer after sending): the job may exist. The pending record stays so the
+        # poller can find it by its token (reconcile_pending) instead of leaving an untracked job at Twilio.
+        raise
     except TwilioError:
         svc.registry.drop_pending(token_hash)
         raise
@@ -308,11 +316,23 @@ def job_view(svc: Services, job: JobRecord) -> dict[str, Any]:
     }
 
 
+def file_created_at(rec: DayRecord, job: JobRecord) -> float:
+    """When Twilio made the day's file (it deletes it 7 days later); our job's creation time if unknown."""
+    if rec.twilio_create_date:
+        try:
+            return datetime.fromisoformat(rec.twilio_create_date.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            log.warning("unparseable Twilio create_date %r", rec.twilio_create_date)
+    return job.created_at
+
+
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 # -- sync ---------------------------------------------------------------------------------------------------
+
+LOST_AFTER_NOT_FOUND = 3  # consecutive 404s (over several polls) before a job counts as gone from Twilio
 
 
 @dataclass
@@ -320,6 +340,7 @@ class SyncPlan:
     """What Twilio's answer means for each day of the job."""
 
     statuses: dict[str, str] = field(default_factory=dict)  # day -> lower-cased Twilio status
+    failed_reasons: dict[str, str] = field(default_factory=dict)  # day -> why we count it as failed
     cancelled: bool = False
 
     @property
@@ -327,35 +348,55 @@ class SyncPlan:
         return bool(self.statuses) and not any(s in WAITING_STATUSES for s in self.statuses.values())
 
 
-def plan_days(job: JobRecord, details: list[DayDetail], files: set[str] | None) -> SyncPlan:
-    """Map every day of the job to a status, filling the gaps when Twilio lists no days (``days: null``).
+def _normalise(status: str) -> str:
+    """Lower-case; any status we do not know counts as still running (waiting is safe, guessing final is not)."""
+    value = status.lower()
+    if value not in COPY_STATUSES | FAILED_STATUSES | CANCELLED_STATUSES | WAITING_STATUSES:
+        log.warning("unknown Twilio day status %r: treated as still running", status)
+        return "running"
+    return value
 
-    ``files`` is the set of days Twilio holds files for (from ListDay), used only for the gaps: if every
-    detail without days is final, a day with a file is Completed and one without is CompletedEmptyRecords.
+
+def plan_days(job: JobRecord, details: list[DayDetail], files: set[str] | None) -> SyncPlan:
+    """Map every day of the job's range to a status.
+
+    Days Twilio lists outside the range are ignored. Days in the range that no entry lists are still running,
+    unless some entries carry ``days: null``; then ``files`` (the days Twilio holds files for, from ListDay)
+    fills the gaps: a day with a file is Completed; one without is CompletedEmptyRecords when that is the only
+    other final status, and Failed (requeue-able, never silently "empty") when Twilio also reports failures.
     """
     all_days = days_between(date.fromisoformat(job.start_day), date.fromisoformat(job.end_day))
+    in_range = set(all_days)
     plan = SyncPlan()
-    unlisted = []
+    unlisted: list[str] = []
     for d in details:
-        status = d.status.lower()
+        status = _normalise(d.status)
         if status in CANCELLED_STATUSES:
             plan.cancelled = True
         if d.days is None:
             unlisted.append(status)
             continue
         for day in d.days:
-            plan.statuses[day] = status
+            if day in in_range:
+                plan.statuses[day] = status
     missing = [day for day in all_days if day not in plan.statuses]
-    if missing and unlisted:
-        if len(set(unlisted)) == 1:
-            plan.statuses.update(dict.fromkeys(missing, unlisted[0]))
-        elif all(s not in WAITING_STATUSES for s in unlisted):
-            for day in missing:
-                plan.statuses[day] = "completed" if files and day in files else "completedemptyrecords"
-        else:
-            plan.statuses.update(dict.fromkeys(missing, "running"))
-    elif missing and not details:
-        plan.statuses.update(dict.fromkeys(missing, "submitted"))
+    if not missing:
+        return plan
+    if not unlisted:
+        plan.statuses.update(dict.fromkeys(missing, "running" if details else "submitted"))
+    elif len(set(unlisted)) == 1:
+        plan.statuses.update(dict.fromkeys(missing, unlisted[0]))
+    elif any(s in WAITING_STATUSES for s in unlisted):
+        plan.statuses.update(dict.fromkeys(missing, "running"))
+    else:
+        for day in missing:
+            if files and day in files:
+                plan.statuses[day] = "completed"
+            elif "failed" in unlisted:
+                plan.statuses[day] = "failed"
+                plan.failed_reasons[day] = "Twilio listed no days; no file and the job reports failed days"
+            else:
+                plan.statuses[day] = "completedemptyrecords"
     return plan
 
 
@@ -371,30 +412,31 @@ def sync_job(svc: Services, job_sid: str) -> SyncResult:
     """Ask Twilio for the job, record the day plan, queue copies; tell the caller when all days are final."""
     job = svc.registry.get_job(job_sid)
     if job is None:
+        svc.registry.deactivate(job_sid)
         raise NotFound(f"sync: job {job_sid} is not tracked")
     if job.state.final:
+        svc.registry.deactivate(job_sid)
         return SyncResult(job_sid, job.state)
     svc.registry.count_sync(job_sid)
     try:
         tj = svc.twilio.fetch_job(job_sid)
     except TwilioNotFound:
         return _twilio_lost_job(svc, job)
-    svc.registry.update_job(job_sid, twilio=tj.snapshot())
+    svc.registry.update_job(job_sid, twilio=tj.snapshot(), not_found=0)
     needs_files = any(d.days is None for d in tj.details)
-    sizes = _day_files(svc, job.resource_type) if needs_files or _has_copyable(tj) else {}
-    plan = plan_days(job, tj.details, set(sizes))
+    files = _day_files(svc, job.resource_type) if needs_files or _has_copyable(tj) else {}
+    plan = plan_days(job, tj.details, set(files))
     if plan.cancelled:
         svc.registry.finish_job(job_sid, JobState.CANCELLED, error="deleted at Twilio")
         return SyncResult(job_sid, JobState.CANCELLED)
-    queued = _apply_plan(svc, job, plan, sizes)
+    queued = _apply_plan(svc, job, plan, files)
     records = svc.registry.get_days(job_sid)
-    all_final = plan.twilio_final and all(r.state.final for r in records.values())
-    if not plan.twilio_final:
-        _schedule_next_sync(svc, job)
-    elif queued or not all_final:
-        svc.registry.update_job(job_sid, state=JobState.COPYING.value)
-        _schedule_next_sync(svc, job)  # the poller re-checks in case a copy task is lost
-    return SyncResult(job_sid, JobState.COPYING if plan.twilio_final else JobState.WAITING, queued, all_final)
+    all_final = plan.twilio_final and all(records.get(d) and records[d].state.final for d in plan.statuses)
+    state = JobState.COPYING if plan.twilio_final else JobState.WAITING
+    if not all_final:
+        # The poller looks again later: Twilio still working, or copies in flight (in case one is lost).
+        svc.registry.schedule_sync(job_sid, time.time() + _next_sync_delay(svc, job), state)
+    return SyncResult(job_sid, state, queued, all_final)
 
 
 def _has_copyable(tj: TwilioJob) -> bool:
@@ -410,41 +452,85 @@ def _day_files(svc: Services, resource_type: str) -> dict[str, tuple[int, str | 
         return {}
 
 
-def _apply_plan(svc: Services, job: JobRecord, plan: SyncPlan, sizes: dict[str, tuple[int, str | None]]) -> int:
+def _apply_plan(svc: Services, job: JobRecord, plan: SyncPlan, files: dict[str, tuple[int, str | None]]) -> int:
     svc.registry.ensure_days(job.job_sid, [DayRecord(day=d) for d in plan.statuses])
     records = svc.registry.get_days(job.job_sid)
     queued = 0
     for day, status in sorted(plan.statuses.items()):
         rec = records[day]
-        if rec.twilio_status != status and not rec.state.final:
+        size, create_date = files.get(day, (None, None))
+        changed = rec.twilio_status != status or (create_date and rec.twilio_create_date != create_date)
+        if changed and not rec.state.final:
             rec.twilio_status = status
+            rec.twilio_create_date = create_date or rec.twilio_create_date
             if status in FAILED_STATUSES:
-                rec.state, rec.error = DayState.FAILED, "Twilio reported the day as Failed"
+                rec.state = DayState.FAILED
+                rec.error = plan.failed_reasons.get(day, "Twilio reported the day as Failed")
             svc.registry.put_day(job.job_sid, rec)
-        if status in COPY_STATUSES and rec.state in (DayState.PENDING, DayState.COPYING):
-            size, create_date = sizes.get(day, (None, None))
-            if svc.enqueuer.copy_day(job.job_sid, job.resource_type, day, size, create_date):
-                queued += 1
+        copyable = status in COPY_STATUSES and rec.state in (DayState.PENDING, DayState.COPYING)
+        if copyable and svc.enqueuer.copy_day(job.job_sid, job.resource_type, day, size, create_date):
+            queued += 1
     return queued
 
 
-def _schedule_next_sync(svc: Services, job: JobRecord) -> None:
+def _next_sync_delay(svc: Services, job: JobRecord) -> float:
     base = svc.settings.poll_interval_seconds
-    delay = min(base * 2 ** min(job.syncs // 3, 6), max(base, MAX_SYNC_DELAY))
-    svc.registry.schedule_sync(job.job_sid, time.time() + delay)
+    return float(min(base * 2 ** min(job.syncs // 3, 6), max(base, MAX_SYNC_DELAY)))
 
 
 def _twilio_lost_job(svc: Services, job: JobRecord) -> SyncResult:
-    """Twilio forgot the job (deleted, or past its 7-day retention): days not yet copied cannot be any more."""
+    """Twilio answered 404 for the job. Only after several such answers over time (or past Twilio's 7-day
+    retention) is it gone: then days not yet copied fail (copies already in flight may still finish)."""
+    misses = int(svc.registry.r.hincrby(svc.registry.job_key(job.job_sid), "not_found", 1))
+    retention_over = time.time() - job.created_at > TWILIO_RETENTION_S
+    if misses < LOST_AFTER_NOT_FOUND and not retention_over:
+        svc.registry.schedule_sync(job.job_sid, time.time() + _next_sync_delay(svc, job))
+        return SyncResult(job.job_sid, job.state)
     records = svc.registry.get_days(job.job_sid)
     for rec in records.values():
-        if not rec.state.final:
+        if rec.state == DayState.PENDING:
             rec.state, rec.error = DayState.FAILED, "job no longer exists at Twilio"
             svc.registry.put_day(job.job_sid, rec)
     if not records:
         svc.registry.finish_job(job.job_sid, JobState.FAILED, error="job no longer exists at Twilio")
         return SyncResult(job.job_sid, JobState.FAILED)
+    if not all(r.state.final for r in svc.registry.get_days(job.job_sid).values()):
+        svc.registry.schedule_sync(job.job_sid, time.time() + _next_sync_delay(svc, job))
+        return SyncResult(job.job_sid, JobState.COPYING)
     return SyncResult(job.job_sid, JobState.COPYING, ready_to_finish=True)
+
+
+def reconcile_pending(svc: Services, older_than: float = 60.0) -> list[str]:
+    """Adopt jobs whose create call failed ambiguously but that Twilio did create (found by our token)."""
+    adopted: list[str] = []
+    now = time.time()
+    pending = {
+        h: req
+        for h, req in svc.registry.pending_submissions().items()
+        if now - float(req.get("created_at", now)) > older_than and req.get("resource_type") in RESOURCE_TYPES
+    }
+    for rt in sorted({req["resource_type"] for req in pending.values()}):
+        for tj in svc.twilio.list_jobs(rt):
+            token = parse_qs(urlsplit(tj.webhook_url or "").query).get("token", [""])[0]
+            token_hash = hash_token(token) if token else ""
+            if token_hash not in pending or svc.registry.get_job(tj.job_sid) is not None:
+                continue
+            req = pending[token_hash]
+            svc.registry.add_job(
+                JobRecord(
+                    job_sid=tj.job_sid,
+                    resource_type=rt,
+                    start_day=req["start_day"],
+                    end_day=req["end_day"],
+                    friendly_name=tj.friendly_name or "",
+                    origin="api",
+                    token_hash=token_hash,
+                    twilio=tj.snapshot(),
+                )
+            )
+            log.warning("recovered a job created despite an error answer", extra={"job_sid": tj.job_sid})
+            adopted.append(tj.job_sid)
+    return adopted
 
 
 __all__ = [

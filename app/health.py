@@ -20,6 +20,7 @@ from flask import Blueprint, Response, current_app, jsonify
 from rq import Worker
 
 from app.context import Services
+from app.exports import file_created_at
 from app.metrics import ClusterCollector, render
 from app.registry import DayState
 
@@ -91,7 +92,7 @@ def readyz() -> tuple[Response, int]:
 
 
 def _day_summary(svc: Services) -> tuple[int, float]:
-    """Failed days of unfinished jobs, and the age of the oldest completed-but-uncopied day (by job age)."""
+    """Failed days of unfinished jobs, and the age of the oldest completed-but-uncopied day file."""
     failed, oldest, now = 0, 0.0, time.time()
     for sid in svc.registry.active_jobs():
         job = svc.registry.get_job(sid)
@@ -101,7 +102,7 @@ def _day_summary(svc: Services) -> tuple[int, float]:
             if rec.state == DayState.FAILED:
                 failed += 1
             elif not rec.state.final and rec.twilio_status in ("completed", "completedemptyrecords"):
-                oldest = max(oldest, now - job.created_at)
+                oldest = max(oldest, now - file_created_at(rec, job))
     return failed, oldest
 
 

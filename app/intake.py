@@ -88,7 +88,11 @@ def _log_request(outcome: str, job_sid: str | None) -> None:
 
 def _reject(status: int, outcome: str, job_sid: str | None = None) -> Response:
     WEBHOOKS.labels(outcome).inc()
-    _log_request(outcome, job_sid)
+    if job_sid is None:
+        # Unauthenticated noise: one short line, so anyone on the internet cannot flood the logs with bodies.
+        log.info("webhook %s", outcome, extra={"webhook": {"method": request.method, "path": request.path}})
+    else:
+        _log_request(outcome, job_sid)
     return Response(status=status)
 
 

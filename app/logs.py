@@ -56,12 +56,18 @@ def configure_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     for name in ("gunicorn.error", "gunicorn.access", "rq.worker", "rq.scheduler", "rq.cron"):
         lg = logging.getLogger(name)
         lg.handlers[:] = []
         lg.propagate = True
 
 
+# Libraries that log request headers (AWS session tokens, presigned URLs) at DEBUG/INFO: never below WARNING.
+QUIET_LOGGERS = {
+    name: {"level": "WARNING"} for name in ("twilio.http_client", "botocore", "boto3", "urllib3", "s3transfer")
+}
 SECRET_ENV_VARS = ("TWILIO_AUTH_TOKEN", "TWILIO_AUTH_TOKEN_SECONDARY", "TWILIO_API_KEY_SECRET", "ADMIN_TOKEN")
 
 
@@ -76,5 +82,5 @@ def logging_dict_config(extra_loggers: dict[str, Any] | None = None) -> dict[str
         "formatters": {"json": {"()": "app.logs.JsonFormatter", "secrets": [s for s in secrets if s]}},
         "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}},
         "root": {"handlers": ["stdout"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-        "loggers": {"twilio.http_client": {"level": "WARNING"}, **(extra_loggers or {})},
+        "loggers": {**QUIET_LOGGERS, **(extra_loggers or {})},
     }

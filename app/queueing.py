@@ -68,7 +68,18 @@ class Enqueuer:
                     continue
                 if status not in _ENDED:
                     return False
-                existing.delete()
+                # Replace the ended job under a short lock: two callers must not both delete-and-enqueue (the
+                # second delete could remove the first one's fresh job and run the same id twice).
+                if not self.connection.set(f"ber:lock:enqueue:{job_id}", "1", nx=True, ex=10):
+                    return False
+                try:
+                    existing.delete()
+                    queue.enqueue(func, *args, job_id=job_id, unique=True, **opts)
+                    return True
+                except DuplicateJobError:
+                    return False
+                finally:
+                    self.connection.delete(f"ber:lock:enqueue:{job_id}")
         return False
 
     def sync(self, job_sid: str) -> bool:

@@ -73,6 +73,7 @@ class DayRecord:
     attempts: int = 0
     error: str | None = None
     twilio_status: str | None = None
+    twilio_create_date: str | None = None  # when Twilio made the file: it deletes it 7 days later
     updated_at: float = field(default_factory=time.time)
 
     def to_json(self) -> str:
@@ -82,7 +83,8 @@ class DayRecord:
     def from_json(cls, raw: str) -> DayRecord:
         data = json.loads(raw)
         data["state"] = DayState(data["state"])
-        return cls(**data)
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})  # tolerate records written by other versions
 
 
 @dataclass
@@ -170,6 +172,18 @@ return 0
 """
 
 
+# Re-schedule a job (and set its state) only while it is not final and still exists.
+_SCHEDULE_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'finalized_at') == 1 then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return 0
+end
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'state', ARGV[3], 'updated_at', ARGV[4]) end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+return 1
+"""
+
+
 class QuotaExceeded(Exception):
     def __init__(self, used: int, wanted: int, quota: int) -> None:
         super().__init__(
@@ -189,6 +203,7 @@ class Registry:
         self.retention = retention_days * 24 * 3600
         self._quota = client.register_script(_QUOTA_LUA)
         self._claim = client.register_script(_CLAIM_DAY_LUA)
+        self._schedule = client.register_script(_SCHEDULE_LUA)
         self._acquire_lock = client.register_script(_ACQUIRE_LOCK_LUA)
 
     # -- keys ---------------------------------------------------------------------------------------------
@@ -229,6 +244,15 @@ class Registry:
 
     def drop_pending(self, token_hash: str) -> None:
         self.r.delete(f"{PREFIX}pending:{token_hash}")
+
+    def pending_submissions(self) -> dict[str, dict[str, str]]:
+        """token_hash -> request of submissions whose Twilio answer never arrived (kept to reconcile them)."""
+        out = {}
+        for key in self.r.scan_iter(f"{PREFIX}pending:*", count=500):
+            data = self.r.hgetall(key)
+            if data:
+                out[str(key).removeprefix(f"{PREFIX}pending:")] = {str(k): str(v) for k, v in data.items()}
+        return out
 
     def sid_for_token(self, token_hash: str) -> str | None:
         value = self.r.get(f"{PREFIX}token:{token_hash}")
@@ -273,9 +297,19 @@ class Registry:
         jobs = [j for j in (self.get_job(str(s)) for s in sids) if j is not None]
         return jobs, total
 
-    def schedule_sync(self, sid: str, at: float) -> None:
-        """Tell the poller when to look at a non-final job next (only moves the time earlier or later)."""
-        self.r.zadd(f"{PREFIX}jobs:active", {sid: at})
+    def schedule_sync(self, sid: str, at: float, state: JobState | None = None) -> bool:
+        """Tell the poller when to look at a job next (and optionally set its state), unless the job went final
+        meanwhile: a sync racing with a cancel or with the last copy must not resurrect a finished job."""
+        return bool(
+            self._schedule(
+                keys=[self.job_key(sid), f"{PREFIX}jobs:active"],
+                args=[sid, at, state.value if state else "", time.time()],
+            )
+        )
+
+    def deactivate(self, sid: str) -> None:
+        """Stop polling a job (it is final, or no longer tracked)."""
+        self.r.zrem(f"{PREFIX}jobs:active", sid)
 
     def due_jobs(self, now: float | None = None, limit: int = 1000) -> list[str]:
         now = time.time() if now is None else now

@@ -174,6 +174,8 @@ def parse_details(raw: Any) -> list[DayDetail]:
         ):
             raise TwilioError(f"unexpected 'days' list in Twilio details: {days!r:.200}")
         count = item.get("count")
+        if count is not None and (isinstance(count, bool) or not str(count).isdigit()):
+            raise TwilioError(f"unexpected 'count' in Twilio details: {count!r:.50}")
         out.append(DayDetail(status=item["status"], days=days, count=int(count) if count is not None else None))
     return out
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
 from typing import Any
 
 from app.context import Services
+from app.exports import days_between
 from app.metrics import COPY_BYTES, COPY_RETRIES, COPY_SECONDS, DAYS, JOBS
 from app.registry import DayRecord, DayState, JobState
 from app.twilio_api import TwilioNotFound
@@ -52,15 +53,25 @@ class DayTask:
         }
 
 
-def copy_day(svc: Services, sink: S3Sink, task: DayTask, lock_seconds: int) -> DayRecord | None:
+def copy_day(svc: Services, sink: S3Sink, task: DayTask, lock_seconds: int, max_attempts: int) -> DayRecord | None:
+    job = svc.registry.get_job(task.job_sid)
+    if job is None or job.state == JobState.CANCELLED:
+        log.info("job cancelled or gone: copy skipped", extra=task.log_extra)
+        return None
     prev = svc.registry.claim_day(task.job_sid, task.day)
     if prev in (DayState.COPIED, DayState.EMPTY):
         log.info("day already done", extra=task.log_extra)
         return None
+    current = svc.registry.get_day(task.job_sid, task.day)
+    if current is not None and current.attempts > max_attempts:
+        # RQ's retry budget restarts when a task is re-enqueued (e.g. after its work horse was killed without
+        # running our failure callback); the attempts counted in the registry do not.
+        record_failure(svc, task.job_sid, task.day, f"gave up after {max_attempts} attempts", True, "attempts")
+        return None
     if not svc.registry.acquire_copy_lock(task.resource_type, task.day, task.task_id, lock_seconds):
         raise CopyBusy(f"{task.resource_type}/{task.day} is being copied by another task")
     try:
-        rec = _copy_locked(svc, sink, task)
+        rec = _copy_locked(svc, sink, _fresh(svc, task, current))
     finally:
         svc.registry.release_copy_lock(task.resource_type, task.day, task.task_id)
     svc.registry.put_day(task.job_sid, rec)
@@ -69,18 +80,24 @@ def copy_day(svc: Services, sink: S3Sink, task: DayTask, lock_seconds: int) -> D
     return rec
 
 
+def _fresh(svc: Services, task: DayTask, current: DayRecord | None) -> DayTask:
+    """On a retry, or without a size, ask ListDay again: a newer export may have replaced the file meanwhile."""
+    if task.size is not None and (current is None or current.attempts <= 1):
+        return task
+    for f in svc.twilio.list_days(task.resource_type):
+        if f.day == task.day:
+            return replace(task, size=f.size, create_date=f.create_date)
+    return task
+
+
 def _copy_locked(svc: Services, sink: S3Sink, task: DayTask) -> DayRecord:
     current = svc.registry.get_day(task.job_sid, task.day) or DayRecord(day=task.day)
     key = sink.day_key(task.resource_type, task.day, task.job_sid)
-    existing = sink.head(key)
-    if existing is not None and _same_file(existing.metadata, task):
-        return _done(
-            current,
-            key,
-            int(existing.metadata["size"]),
-            existing.metadata.get("sha256"),
-            int(existing.metadata.get("records", 0)),
-        )
+    if task.size is not None:
+        existing = sink.verified_copy(key, task.size, task.create_date)
+        if existing is not None:  # this very Twilio file is already there, verified: no download
+            meta = existing.metadata
+            return _done(current, key, existing.size, meta.get("sha256"), int(meta.get("records", 0)))
     try:
         link = svc.twilio.day_link(task.resource_type, task.day)
     except TwilioNotFound:
@@ -96,18 +113,12 @@ def _copy_locked(svc: Services, sink: S3Sink, task: DayTask) -> DayRecord:
         "twilio_create_date": task.create_date or "",
     }
     started = time.monotonic()
-    result = copy_link_to_s3(link, task.size, sink, key, metadata)
+    result = copy_link_to_s3(link, task.size, sink, key, metadata, skip_existing=False)
     COPY_SECONDS.observe(time.monotonic() - started)
     if not result.skipped:
         COPY_BYTES.inc(result.size)
+    current.twilio_create_date = task.create_date or current.twilio_create_date
     return _done(current, result.key, result.size, result.sha256, result.records)
-
-
-def _same_file(metadata: dict[str, str], task: DayTask) -> bool:
-    """The object in S3 came from the same Twilio file (same size and creation), so copying again is a no-op."""
-    if not metadata.get("sha256") or task.size is None:
-        return False
-    return metadata.get("size") == str(task.size) and metadata.get("twilio_create_date") == (task.create_date or "")
 
 
 def _done(rec: DayRecord, key: str, size: int, sha256: str | None, records: int) -> DayRecord:
@@ -141,8 +152,9 @@ def finish_if_done(svc: Services, sink: S3Sink, job_sid: str) -> bool:
     if job is None or job.state.final or not job.twilio:
         return False
     days = svc.registry.get_days(job_sid)
-    if not days or not all(r.state.final for r in days.values()):
-        return False
+    every_day = days_between(date.fromisoformat(job.start_day), date.fromisoformat(job.end_day))
+    if not all(d in days and days[d].state.final for d in every_day):
+        return False  # every day of the range needs a final record, not just the ones seen so far
     failed = [r.day for r in days.values() if r.state == DayState.FAILED]
     state = JobState.FAILED if failed else JobState.DONE
     key = manifest_key(sink, job.resource_type, job_sid)

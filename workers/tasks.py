@@ -23,7 +23,7 @@ from app.queueing import copy_timeout
 from app.registry import DayState
 from workers.day_copier import DayTask, finish_if_done, record_failure
 from workers.day_copier import copy_day as copy_one_day
-from workers.s3_sink import S3Sink, SinkSettings
+from workers.s3_sink import PermanentCopyError, S3Sink, SinkSettings
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +72,22 @@ def sync_job(job_sid: str) -> dict[str, Any]:
 def copy_day(job_sid: str, resource_type: str, day: str, size: int | None, create_date: str | None) -> str:
     svc = worker_services()
     task = DayTask(job_sid, resource_type, day, size, create_date, _task_id())
-    rec = copy_one_day(svc, _sink(), task, lock_seconds=copy_timeout(size) + 60)
+    max_attempts = len(svc.settings.copy_retry_intervals) + 1
+    rec = copy_one_day(svc, _sink(), task, lock_seconds=copy_timeout(size) + 60, max_attempts=max_attempts)
     finish_if_done(svc, _sink(), job_sid)
     return rec.state.value if rec else "already-done"
 
 
 def on_copy_failure(job: Job, connection: Any, exc_type: type, exc: BaseException, tb: Any) -> None:
-    """RQ calls this after every failed attempt (and for abandoned jobs); the last attempt fails the day."""
+    """RQ calls this after a failed attempt that raised (and for abandoned jobs); the last attempt fails the day.
+
+    A permanent error (link gone, access denied, missing bucket) is not retried: RQ reads ``retries_left`` from
+    this same job object after the callback. A work horse killed outright (OOM) skips this callback: the
+    attempts cap in ``day_copier.copy_day`` covers that path.
+    """
     job_sid, _rt, day = job.args[0], job.args[1], job.args[2]
+    if issubclass(exc_type, PermanentCopyError):
+        job.retries_left = 0
     final = not job.retries_left
     svc = worker_services()
     record_failure(svc, job_sid, day, f"{exc_type.__name__}: {exc}", final, exc_type.__name__)
@@ -94,6 +102,7 @@ def poll() -> dict[str, int]:
         POLLS.labels("skipped").inc()
         return {"queued": 0}
     try:
+        exports.reconcile_pending(svc)
         queued = sum(svc.enqueuer.sync(sid) for sid in svc.registry.due_jobs())
         _retention_check(svc)
         svc.registry.prune_jobs()
@@ -114,7 +123,7 @@ def _retention_check(svc: Services) -> None:
         for rec in svc.registry.get_days(sid).values():
             if rec.state.final or rec.twilio_status not in exports.COPY_STATUSES:
                 continue
-            age = now - job.created_at
+            age = now - exports.file_created_at(rec, job)
             if age > RETENTION_WARN_AFTER.total_seconds():
                 RETENTION_WARNINGS.inc()
                 log.warning(

@@ -18,7 +18,6 @@ def test_defaults_and_normalisation():
     assert s.webhook_method == "GET"
     assert s.webhook_signature == "if-present"
     assert s.twilio_base_url == "https://bulkexports.twilio.com"
-    assert s.webhook_path == "/hooks/bulkexport"
 
 
 @pytest.mark.parametrize(
@@ -37,6 +36,13 @@ def test_defaults_and_normalisation():
         ({"S3_SSE": "rot13"}, "S3_SSE"),
         ({"TWILIO_API_KEY_SID": "SK" + "1" * 32}, "TWILIO_API_KEY_SECRET"),
         ({"COPY_RETRY_INTERVALS": "1,x"}, "COPY_RETRY_INTERVALS"),
+        ({"S3_KEY_TEMPLATE": "{prefix}{resource_type}/all.json.gz"}, "S3_KEY_TEMPLATE"),
+        ({"S3_KEY_TEMPLATE": "{prefix}{resource_type}/{day}/{bucket}.gz"}, "S3_KEY_TEMPLATE"),
+        ({"S3_KEY_TEMPLATE": "{day"}, "S3_KEY_TEMPLATE"),
+        ({"S3_SSE_KMS_KEY_ID": "alias/x"}, "S3_SSE_KMS_KEY_ID"),
+        ({"JANITOR_INTERVAL_SECONDS": "0"}, "JANITOR_INTERVAL_SECONDS"),
+        ({"TWILIO_AUTH_TOKEN": "", "TWILIO_API_KEY_SID": "SK" + "1" * 32, "TWILIO_API_KEY_SECRET": "s" * 32,
+          "WEBHOOK_SIGNATURE": "required"}, "TWILIO_AUTH_TOKEN"),
     ],
 )
 def test_invalid_settings_name_the_variable(change, variable):

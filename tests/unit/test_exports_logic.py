@@ -110,3 +110,27 @@ def test_plan_null_details_means_submitted():
 
 def test_plan_detects_deletion():
     assert plan_days(job(), [DayDetail("DeletedByUserRequest", None, 3)], None).cancelled
+
+
+def test_plan_days_missing_from_every_list_are_still_running():
+    """Twilio listing only some days must never let the job finish without the others."""
+    plan = plan_days(job(), [DayDetail("Completed", ["2026-11-01"], 1), DayDetail("Running", [], 0)], None)
+    assert plan.statuses["2026-11-02"] == "running" and plan.statuses["2026-11-03"] == "running"
+    assert not plan.twilio_final
+
+
+def test_plan_ignores_days_outside_the_range():
+    plan = plan_days(job(), [DayDetail("Completed", ["2026-10-01", "2026-11-01", "2026-11-02", "2026-11-03"], 4)],
+                     None)
+    assert set(plan.statuses) == {"2026-11-01", "2026-11-02", "2026-11-03"}
+
+
+def test_plan_null_days_with_failures_never_guesses_empty():
+    plan = plan_days(job(), [DayDetail("Completed", None, 1), DayDetail("Failed", None, 2)], {"2026-11-01"})
+    assert plan.statuses == {"2026-11-01": "completed", "2026-11-02": "failed", "2026-11-03": "failed"}
+    assert "no file" in plan.failed_reasons["2026-11-02"]
+
+
+def test_plan_unknown_status_counts_as_running():
+    plan = plan_days(job(), [DayDetail("Queued", ["2026-11-01", "2026-11-02", "2026-11-03"], 3)], None)
+    assert set(plan.statuses.values()) == {"running"} and not plan.twilio_final
