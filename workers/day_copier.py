@@ -21,7 +21,7 @@ from app.metrics import COPY_BYTES, COPY_RETRIES, COPY_SECONDS, DAYS, JOBS
 from app.registry import DayRecord, DayState, JobState
 from app.twilio_api import TwilioNotFound
 from workers.copy import copy_link_to_s3
-from workers.s3_sink import S3Sink
+from workers.s3_sink import PermanentS3Error, S3Sink
 
 log = logging.getLogger(__name__)
 
@@ -181,8 +181,13 @@ def finish_if_done(svc: Services, sink: S3Sink, job_sid: str) -> bool:
         "empty_days": [r.day for r in days.values() if r.state == DayState.EMPTY],
         "failed_days": failed,
     }
-    sink.put_json(key, manifest)
     error = f"{len(failed)} day(s) failed" if failed else ""
+    try:
+        sink.put_json(key, manifest)
+    except PermanentS3Error as exc:
+        # Waiting will not help (missing bucket, access denied): make it visible; a requeue writes it later.
+        state, key, error = JobState.FAILED, "", f"{error + '; ' if error else ''}manifest not written: {exc}"
+    # A transient S3 error propagates: the task is retried, or the poller's next sync finishes the job.
     if svc.registry.finish_job(job_sid, state, manifest_key=key, error=error):
         JOBS.labels(state.value).inc()
         log.info(

@@ -92,7 +92,10 @@ def on_copy_failure(job: Job, connection: Any, exc_type: type, exc: BaseExceptio
     svc = worker_services()
     record_failure(svc, job_sid, day, f"{exc_type.__name__}: {exc}", final, exc_type.__name__)
     if final:
-        finish_if_done(svc, _sink(), job_sid)
+        try:
+            finish_if_done(svc, _sink(), job_sid)
+        except Exception:  # never replace the copy's own error; the poller's next sync finishes the job
+            log.exception("could not finish the job after a failed day", extra={"job_sid": job_sid})
 
 
 def poll() -> dict[str, int]:

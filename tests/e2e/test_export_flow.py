@@ -165,3 +165,14 @@ def test_exhausted_retries_fail_the_day_then_requeue_copies_it(make_stack, sandb
     assert r.status_code == 200 and r.json()["requeued"] == [day(3)]
     view = stack.wait_job(sid, states=("done",), timeout=120)
     assert_day_in_s3(s3, bucket, sandbox, view["days"][0], "Calls")
+
+
+def test_permanent_s3_error_fails_the_day_without_retries(make_stack, sandbox):
+    """A missing bucket will not fix itself by waiting: fail at once (visible), requeue after fixing it."""
+    stack = make_stack(workers=1, S3_BUCKET="no-such-bucket-anywhere", COPY_RETRY_INTERVALS="30,30,30")
+    sid = submit(stack, "Calls", 3, 3)
+    view = stack.wait_job(sid, timeout=60)
+    (failed,) = view["days"]
+    assert view["state"] == "failed" and failed["attempts"] == 1
+    assert "NoSuchBucket" in failed["error"]
+    assert "manifest not written" in view["error"] and view["manifest_key"] is None

@@ -1,0 +1,82 @@
+"""Edge cases of sync and copy bookkeeping against real Redis, the sandbox and S3."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import requests
+
+from app import exports
+from app.config import load_settings
+from app.context import build_services
+from app.registry import DayRecord, DayState, JobRecord, JobState, hash_token
+from tests.conftest import make_env
+from workers.day_copier import DayTask, copy_day
+from workers.s3_sink import S3Sink, SinkSettings
+
+PUBLIC = "https://relay.example.com"
+
+
+def day(offset: int) -> str:
+    return (datetime.now(UTC).date() - timedelta(days=offset)).isoformat()
+
+
+@pytest.fixture
+def svc(redis_url, s3, bucket, sandbox):
+    return build_services(load_settings(make_env(redis_url, s3, bucket, sandbox, PUBLIC)))
+
+
+def test_sync_never_resurrects_a_cancelled_job(svc):
+    sid = "JS" + "34" * 16
+    svc.registry.add_job(JobRecord(job_sid=sid, resource_type="Calls", start_day=day(3), end_day=day(3)))
+    svc.registry.finish_job(sid, JobState.CANCELLED)
+    assert not svc.registry.schedule_sync(sid, time.time(), JobState.COPYING)  # a sync that raced the cancel
+    assert svc.registry.get_job(sid).state == JobState.CANCELLED
+    assert sid not in svc.registry.active_jobs()
+
+
+def test_attempts_cap_fails_the_day_without_copying(svc, s3, bucket, sandbox):
+    sid = "JS" + "56" * 16
+    svc.registry.add_job(JobRecord(job_sid=sid, resource_type="Calls", start_day=day(3), end_day=day(3)))
+    svc.registry.put_day(sid, DayRecord(day=day(3), state=DayState.COPYING, attempts=6, twilio_status="completed"))
+    sink = S3Sink(s3.client(), SinkSettings(bucket=bucket, prefix="twilio/"))
+    assert copy_day(svc, sink, DayTask(sid, "Calls", day(3), 10, None, "t1"), lock_seconds=60, max_attempts=6) is None
+    rec = svc.registry.get_day(sid, day(3))
+    assert rec.state == DayState.FAILED and "gave up after 6 attempts" in rec.error
+    assert not [r for r in sandbox.requests() if "/Days/" in r["path"]]  # no download was even attempted
+
+
+def test_ambiguous_create_is_reconciled_by_token(svc, sandbox):
+    """Twilio created the job but our create call got no usable answer: the poller adopts it by its token."""
+    token = "tok_" + "r" * 40
+    svc.registry.add_pending(hash_token(token), {"resource_type": "Messages", "start_day": day(4), "end_day": day(3)})
+    r = requests.post(
+        f"{sandbox.api_url}/v1/Exports/Messages/Jobs",
+        auth=(sandbox.account_sid, sandbox.auth_token),
+        data={
+            "StartDay": day(4),
+            "EndDay": day(3),
+            "FriendlyName": "x",
+            "WebhookUrl": exports.webhook_url(svc, token),
+            "WebhookMethod": "POST",
+        },
+        timeout=10,
+    )
+    sid = r.json()["job_sid"]
+    assert exports.reconcile_pending(svc, older_than=0) == [sid]
+    job = svc.registry.get_job(sid)
+    assert job.origin == "api" and job.token_hash == hash_token(token)
+    assert svc.registry.sid_for_token(hash_token(token)) == sid  # its webhook is recognised from now on
+    assert exports.reconcile_pending(svc, older_than=0) == []
+
+
+def test_twilio_404_needs_repeated_answers(svc):
+    sid = "JS" + "78" * 16  # unknown to the sandbox
+    svc.registry.add_job(JobRecord(job_sid=sid, resource_type="Calls", start_day=day(3), end_day=day(3)))
+    for _ in range(exports.LOST_AFTER_NOT_FOUND - 1):
+        assert exports.sync_job(svc, sid).state == JobState.WAITING
+        assert svc.registry.get_job(sid).state == JobState.WAITING
+    assert exports.sync_job(svc, sid).state == JobState.FAILED
+    assert svc.registry.get_job(sid).error == "job no longer exists at Twilio"
