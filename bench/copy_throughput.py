@@ -220,6 +220,11 @@ def _cpu(pid: int) -> float:
         return 0.0
 
 
+def _machine_busy() -> float:
+    t = psutil.cpu_times()
+    return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
+
+
 def _measure(mode: str, source: str, size: int, key: str, s3: MotoS3Server, sandbox: SandboxProcess,
              work: Path, profile_to: Path | None = None) -> dict[str, Any]:
     env = child_env({**s3.env(), "BENCH_BUCKET": BUCKET, "AWS_CONFIG_FILE": os.devnull,
@@ -229,12 +234,15 @@ def _measure(mode: str, source: str, size: int, key: str, s3: MotoS3Server, sand
         spy = py_spy_binary()
         assert spy is not None
         argv = [spy, "record", "--format", "raw", "--threads", "-r", "100", "-o", str(profile_to), "--", *argv]
-    moto0, sandbox0 = _cpu(s3.pid), _cpu(sandbox.pid or 0)
+    moto0, sandbox0, machine0 = _cpu(s3.pid), _cpu(sandbox.pid or 0), _machine_busy()
     rss0 = psutil.Process(s3.pid).memory_info().rss
     timeout = 120 + size / MiB * 2  # >= 0.5 MiB/s, far below anything plausible: a bound, not a target
     out = run_json_child(argv, env, timeout, work / f"child-{mode}.log")
     out["moto_cpu_seconds"] = _cpu(s3.pid) - moto0
     out["sandbox_cpu_seconds"] = _cpu(sandbox.pid or 0) - sandbox0
+    # The rest of the machine's busy CPU over the run (includes the child's start-up and anything else running).
+    out["other_cpu_seconds"] = max(0.0, _machine_busy() - machine0 - out["cpu_seconds"] - out["moto_cpu_seconds"]
+                                   - out["sandbox_cpu_seconds"])
     out["moto_rss_growth_mib"] = (psutil.Process(s3.pid).memory_info().rss - rss0) / MiB
     out["mib_per_s"] = size / MiB / out["seconds"]
     return out
@@ -282,7 +290,8 @@ def run(quick: bool = False, sizes_mib: list[int] | None = None, rounds: int | N
                         print(
                             f"  {size // MiB:5d} MiB {mode:<11} {r['mib_per_s']:7.1f} MiB/s  {r['seconds']:6.2f} s  "
                             f"peak RSS {r['peak_rss_mib']:6.1f} MiB  cpu: child {r['cpu_seconds']:5.1f} s, "
-                            f"moto {r['moto_cpu_seconds']:5.1f} s, sandbox {r['sandbox_cpu_seconds']:5.1f} s",
+                            f"moto {r['moto_cpu_seconds']:5.1f} s, sandbox {r['sandbox_cpu_seconds']:5.1f} s, "
+                            f"other {r['other_cpu_seconds']:5.1f} s",
                             flush=True,
                         )
                 local.unlink()
@@ -346,7 +355,8 @@ def _figures(result: BenchResult, sizes: list[int], runs: dict[int, dict[str, li
     secs = copy_l["seconds"]
     result.details["bound"] = (
         f"{large // MiB} MiB copy: {secs:.1f} s wall; CPU seconds over it: copy child {copy_l['cpu_seconds']:.1f}, "
-        f"moto {copy_l['moto_cpu_seconds']:.1f}, sandbox {copy_l['sandbox_cpu_seconds']:.1f} "
+        f"moto {copy_l['moto_cpu_seconds']:.1f}, sandbox {copy_l['sandbox_cpu_seconds']:.1f}, "
+        f"rest of the machine {copy_l['other_cpu_seconds']:.1f} "
         f"(2 cores = {2 * secs:.1f} CPU-s available). Phases: "
         + ", ".join(f"{k} {v:.1f} s" for k, v in copy_l["phases"].items())
     )
