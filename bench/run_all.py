@@ -67,6 +67,19 @@ def summary(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """The figures of a results file as a Markdown table (for bench/README.md)."""
+    lines = ["| benchmark | figure | value | target | result |", "| --- | --- | --- | --- | --- |"]
+    for res in report["results"]:
+        if res["error"]:
+            lines.append(f"| {res['name']} | ERROR | {res['error'].splitlines()[0][:80]} | | error |")
+        for f in res["figures"]:
+            target = "" if f["target"] is None else f"{f['op']} {_fmt(f['target'], f['unit'])}"
+            verdict = {True: "pass", False: "**FAIL**", None: ""}[f["passed"]]
+            lines.append(f"| {res['name']} | {f['name']} | {_fmt(f['value'], f['unit'])} | {target} | {verdict} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes and shorter phases")
@@ -74,7 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="add a py-spy pass where supported (not measured)")
     parser.add_argument("--output", type=Path, help="default: bench/results.json, or .bench/results-quick.json")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--markdown", type=Path, metavar="RESULTS", help="print RESULTS as Markdown, run nothing")
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return 0
     output = args.output or (WORK_ROOT / "results-quick.json" if args.quick else REPO_ROOT / "bench" / "results.json")
     names = args.only or list(BENCHES)
     started = time.monotonic()
