@@ -104,9 +104,9 @@ def bulkexport_webhook() -> Response:
     if not TOKEN_RE.match(token):
         return _reject(404, "rejected_token")
     token_hash = hash_token(token)
-    job_sid = svc.registry.sid_for_token(token_hash)
+    job_sid, pending, sync_status = svc.registry.webhook_lookup(token_hash, svc.enqueuer.sync_key_prefix())
     if job_sid is None:
-        if svc.registry.pending_exists(token_hash):
+        if pending:
             # Twilio called back before its create answer reached us; the poller syncs the job once stored.
             WEBHOOKS.labels("early").inc()
             _log_request("early", None)
@@ -119,8 +119,12 @@ def bulkexport_webhook() -> Response:
     elif not svc.settings.auth_tokens or not signature_valid(signature, svc.settings.auth_tokens):
         return _reject(403, "rejected_signature", job_sid)
     svc.registry.count_webhook(job_sid)
-    queued = svc.enqueuer.sync(job_sid)
-    outcome = "accepted" if queued else "duplicate"
-    WEBHOOKS.labels(outcome).inc()
-    _log_request(outcome, job_sid)
+    # A sync already queued or running covers this delivery (the steady state of duplicate deliveries).
+    queued = not svc.enqueuer.is_active(sync_status) and svc.enqueuer.sync(job_sid)
+    if queued:
+        WEBHOOKS.labels("accepted").inc()
+        _log_request("accepted", job_sid)  # the full request: how we learn Twilio's real payload
+    else:
+        WEBHOOKS.labels("duplicate").inc()
+        log.info("webhook duplicate", extra={"job_sid": job_sid})
     return Response(status=204)

@@ -29,6 +29,7 @@ COPY_TASK = "workers.tasks.copy_day"
 COPY_FAILED_CALLBACK = "workers.tasks.on_copy_failure"
 
 _ENDED = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
+_ACTIVE = {s.value.encode() for s in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED)}
 MIN_COPY_BYTES_PER_SECOND = 2 * 1024 * 1024  # job timeout assumes at least this rate, plus a fixed margin
 
 
@@ -54,6 +55,11 @@ class Enqueuer:
 
     def _enqueue_unique(self, queue: Queue, func: str, args: tuple[Any, ...], job_id: str, **opts: Any) -> bool:
         """True if this call queued the task; False if an identical one is already queued or running."""
+        # Fast path for the steady state (duplicate webhooks, repeated polls): one HGET instead of building,
+        # serialising and discarding an RQ Job. A status changing right after this read is indistinguishable
+        # from the caller arriving a moment earlier; anything else takes the atomic unique enqueue below.
+        if self.connection.hget(Job.key_for(job_id), "status") in _ACTIVE:
+            return False
         for _ in range(2):
             try:
                 queue.enqueue(func, *args, job_id=job_id, unique=True, **opts)
@@ -81,6 +87,15 @@ class Enqueuer:
                 finally:
                     self.connection.delete(f"ber:lock:enqueue:{job_id}")
         return False
+
+    @staticmethod
+    def sync_key_prefix() -> str:
+        """RQ's hash key of a sync task is this prefix + job_sid (read by the webhook's one-round-trip lookup)."""
+        return Job.key_for(sync_job_id(""))
+
+    @staticmethod
+    def is_active(status: str) -> bool:
+        return status.encode() in _ACTIVE
 
     def sync(self, job_sid: str) -> bool:
         return self._enqueue_unique(

@@ -184,6 +184,18 @@ return 1
 """
 
 
+# Webhook hot path in one round trip: token -> job_sid (or "pending"), plus the status of the job's queued sync.
+_WEBHOOK_LOOKUP_LUA = """
+local sid = redis.call('GET', KEYS[1])
+if not sid then
+  if redis.call('EXISTS', KEYS[2]) == 1 then return {'', 'pending'} end
+  return {'', ''}
+end
+local status = redis.call('HGET', ARGV[1] .. sid, 'status')
+return {sid, status or ''}
+"""
+
+
 class QuotaExceeded(Exception):
     def __init__(self, used: int, wanted: int, quota: int) -> None:
         super().__init__(
@@ -204,6 +216,7 @@ class Registry:
         self._quota = client.register_script(_QUOTA_LUA)
         self._claim = client.register_script(_CLAIM_DAY_LUA)
         self._schedule = client.register_script(_SCHEDULE_LUA)
+        self._webhook_lookup = client.register_script(_WEBHOOK_LOOKUP_LUA)
         self._acquire_lock = client.register_script(_ACQUIRE_LOCK_LUA)
 
     # -- keys ---------------------------------------------------------------------------------------------
@@ -239,9 +252,6 @@ class Registry:
             p.expire(key, PENDING_TTL)
             p.execute()
 
-    def pending_exists(self, token_hash: str) -> bool:
-        return bool(self.r.exists(f"{PREFIX}pending:{token_hash}"))
-
     def drop_pending(self, token_hash: str) -> None:
         self.r.delete(f"{PREFIX}pending:{token_hash}")
 
@@ -254,9 +264,18 @@ class Registry:
                 out[str(key).removeprefix(f"{PREFIX}pending:")] = {str(k): str(v) for k, v in data.items()}
         return out
 
-    def sid_for_token(self, token_hash: str) -> str | None:
-        value = self.r.get(f"{PREFIX}token:{token_hash}")
-        return str(value) if value else None
+    def webhook_lookup(self, token_hash: str, sync_job_key_prefix: str) -> tuple[str | None, bool, str]:
+        """(job_sid or None, whether a submission with this token is still pending, its sync task's RQ status).
+
+        One round trip on the webhook's hot path; the RQ key prefix comes from the caller so this module does
+        not need to know RQ's key layout.
+        """
+        sid, extra = self._webhook_lookup(
+            keys=[f"{PREFIX}token:{token_hash}", f"{PREFIX}pending:{token_hash}"], args=[sync_job_key_prefix]
+        )
+        if not sid:
+            return None, extra == "pending", ""
+        return str(sid), False, str(extra)
 
     # -- jobs ---------------------------------------------------------------------------------------------
     def add_job(self, job: JobRecord) -> bool:

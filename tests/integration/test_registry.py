@@ -42,7 +42,10 @@ def test_quota_is_atomic_under_concurrency(registry):
 def test_add_job_once_and_token_mapping(registry):
     assert registry.add_job(job(token_hash="h1"))
     assert not registry.add_job(job(token_hash="h2"))
-    assert registry.sid_for_token("h1") == SID and registry.sid_for_token("h2") is None
+    assert registry.webhook_lookup("h1", "rq:job:sync-") == (SID, False, "")
+    assert registry.webhook_lookup("h2", "rq:job:sync-") == (None, False, "")
+    registry.add_pending("h3", {"resource_type": "Calls"})
+    assert registry.webhook_lookup("h3", "rq:job:sync-") == (None, True, "")
     assert registry.get_job(SID).state == JobState.WAITING
     assert registry.due_jobs() == [SID]
 

@@ -68,7 +68,9 @@ def test_ambiguous_create_is_reconciled_by_token(svc, sandbox):
     assert exports.reconcile_pending(svc, older_than=0) == [sid]
     job = svc.registry.get_job(sid)
     assert job.origin == "api" and job.token_hash == hash_token(token)
-    assert svc.registry.sid_for_token(hash_token(token)) == sid  # its webhook is recognised from now on
+    assert (
+        svc.registry.webhook_lookup(hash_token(token), "rq:job:sync-")[0] == sid
+    )  # its webhook is recognised from now on
     assert exports.reconcile_pending(svc, older_than=0) == []
 
 
