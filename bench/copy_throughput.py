@@ -344,6 +344,10 @@ def _figures(result: BenchResult, sizes: list[int], runs: dict[int, dict[str, li
             fast = _pooled(runs[size]["copy_isal"])
             result.add(Figure(f"copy with ISA-L inflate/upload_file {label}", fast["mib_per_s"] / base["mib_per_s"],
                               "x", note="isal installed (not in requirements.txt): informational"))
+        cpu_copy = copy["cpu_seconds"] + copy["moto_cpu_seconds"] + copy["sandbox_cpu_seconds"]
+        cpu_base = base["cpu_seconds"] + base["moto_cpu_seconds"] + base["sandbox_cpu_seconds"]
+        result.add(Figure(f"CPU-s per byte upload_file/copy {label}", cpu_base / cpu_copy, "x",
+                          note="child+moto+sandbox CPU: the ratio's ceiling when CPU bound, robust to other load"))
         staging = copy["phases"].get("download+verify+upload to staging")
         if staging:
             result.add(Figure(f"copy staging phase only/upload_file {label}", copy["size"] / MiB / staging

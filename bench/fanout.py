@@ -112,6 +112,8 @@ def run(quick: bool = False, days: int | None = None, day_kib: int = 100, fsync:
         Figure("end-to-end per day", 1000 * t_e2e / n_days, "ms"),
         Figure("raw transfer per day", 1000 * raw["seconds"] / n_days, "ms", note="sequential GET + put_object"),
         Figure("overhead per day", overhead_ms, "ms", TARGET_OVERHEAD_MS, "<=", note="(T_e2e - T_raw) / days"),
+        Figure("worker CPU per day", shipped["cpu_ms_per_day"]["workers"], "ms",
+               note="both rq workers and their work horses; robust to other load on the machine"),
     )
     for name, (module, options) in VARIANTS.items():
         if name in runs and name != "shipped":
@@ -120,6 +122,8 @@ def run(quick: bool = False, days: int | None = None, day_kib: int = 100, fsync:
             result.add(
                 Figure(f"{name.replace('_', ' ')}: overhead per day", 1000 * (t_var - raw["seconds"]) / n_days,
                        "ms", note=f"{how}, not shipped: informational"),
+                Figure(f"{name.replace('_', ' ')}: worker CPU per day", runs[name]["cpu_ms_per_day"]["workers"],
+                       "ms", note="informational"),
             )
     for r in runs.values():
         r.pop("day_list", None)
