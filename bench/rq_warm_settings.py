@@ -13,4 +13,4 @@ from app.context import worker_services
 from workers.rq_settings import *  # noqa: F403  (the same REDIS_URL and logging as shipped)
 
 worker_services()
-workers.tasks._sink()
+workers.tasks.sink()

@@ -33,7 +33,7 @@ STALE_UPLOAD_AGE = timedelta(hours=24)
 
 
 @functools.cache
-def _sink() -> S3Sink:
+def sink() -> S3Sink:
     s = worker_services().settings
     settings = SinkSettings(
         bucket=s.s3_bucket,
@@ -55,7 +55,7 @@ def _task_id() -> str:
 def sync_job(job_sid: str) -> dict[str, Any]:
     svc = worker_services()
     result = exports.sync_job(svc, job_sid)
-    finished = result.ready_to_finish and finish_if_done(svc, _sink(), job_sid)
+    finished = result.ready_to_finish and finish_if_done(svc, sink(), job_sid)
     log.info(
         "synced",
         extra={
@@ -73,8 +73,8 @@ def copy_day(job_sid: str, resource_type: str, day: str, size: int | None, creat
     svc = worker_services()
     task = DayTask(job_sid, resource_type, day, size, create_date, _task_id())
     max_attempts = len(svc.settings.copy_retry_intervals) + 1
-    rec = copy_one_day(svc, _sink(), task, lock_seconds=copy_timeout(size) + 60, max_attempts=max_attempts)
-    finish_if_done(svc, _sink(), job_sid)
+    rec = copy_one_day(svc, sink(), task, lock_seconds=copy_timeout(size) + 60, max_attempts=max_attempts)
+    finish_if_done(svc, sink(), job_sid)
     return rec.state.value if rec else "already-done"
 
 
@@ -93,7 +93,7 @@ def on_copy_failure(job: Job, connection: Any, exc_type: type, exc: BaseExceptio
     record_failure(svc, job_sid, day, f"{exc_type.__name__}: {exc}", final, exc_type.__name__)
     if final:
         try:
-            finish_if_done(svc, _sink(), job_sid)
+            finish_if_done(svc, sink(), job_sid)
         except Exception:  # never replace the copy's own error; the poller's next sync finishes the job
             log.exception("could not finish the job after a failed day", extra={"job_sid": job_sid})
 
@@ -138,7 +138,7 @@ def _retention_check(svc: Services) -> None:
 
 def janitor() -> int:
     """Abort multipart uploads and staging objects left by killed workers."""
-    count = _sink().abort_stale_uploads(STALE_UPLOAD_AGE)
+    count = sink().abort_stale_uploads(STALE_UPLOAD_AGE)
     log.info("janitor removed %d stale upload(s)", count)
     return count
 
