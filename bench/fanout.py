@@ -49,9 +49,7 @@ def _day(offset: int) -> str:
 
 VARIANTS: dict[str, tuple[str, str]] = {  # name: (rq --config module, extra rq worker options)
     "shipped": ("workers.rq_settings", ""),
-    "proposed_preload": ("bench.rq_preload_settings", ""),
-    "proposed_preload_warm": ("bench.rq_warm_settings", ""),
-    "proposed_no_fork": ("bench.rq_warm_settings", "--worker-class rq.worker.SimpleWorker"),
+    "proposed_no_fork": ("workers.rq_settings", "--worker-class rq.worker.SimpleWorker"),
 }
 
 
@@ -118,7 +116,7 @@ def run(quick: bool = False, days: int | None = None, day_kib: int = 100, fsync:
     for name, (module, options) in VARIANTS.items():
         if name in runs and name != "shipped":
             t_var = runs[name]["t_e2e_seconds"]
-            how = f"{module.replace('.', '/')}.py" + (f" + {options}" if options else "")
+            how = f"--config {module}" + (f" {options}" if options else "")
             result.add(
                 Figure(f"{name.replace('_', ' ')}: overhead per day", 1000 * (t_var - raw["seconds"]) / n_days,
                        "ms", note=f"{how}, not shipped: informational"),
@@ -149,7 +147,7 @@ def _one_job(
     sandbox.set_scenario(default_day_size=day_size, step_seconds=3600, link_ttl_seconds=3600)
     config, options = VARIANTS[name]
     command = procfile()["worker"].replace("workers.rq_settings", config)
-    assert config in command and command.startswith("rq worker "), command
+    assert config in command and command.startswith("rq worker "), command  # the Procfile line, as deployed
     if options:
         command = command.replace("rq worker ", f"rq worker {options} ", 1)
     workers = [
@@ -292,7 +290,7 @@ def main() -> None:
     parser.add_argument("--days", type=int)
     parser.add_argument("--day-kib", type=int, default=100)
     parser.add_argument("--fsync", choices=("always", "everysec", "no"), default="everysec")
-    parser.add_argument("--no-variants", action="store_true", help="skip the proposed-preload workers")
+    parser.add_argument("--no-variants", action="store_true", help="skip the proposed no-fork workers")
     parser.add_argument("--profile", action="store_true", help="py-spy the first worker of the last variant")
     args = parser.parse_args()
     if args.days is not None and not 1 <= args.days <= 366:

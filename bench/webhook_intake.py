@@ -37,7 +37,7 @@ from bench.profiling import PySpy, summarize
 from sandbox.testing import SandboxProcess
 from tests.harness.procs import ManagedProcess, free_port, python_argv, stop_all
 from tests.harness.s3_server import MotoS3Server
-from tests.harness.stack import REPO_ROOT, process_env, procfile, start_web
+from tests.harness.stack import start_web
 
 ADMIN_TOKEN = "bench-admin-token-0123456789abcdef"
 BUCKET = "relay-bench"
@@ -136,7 +136,7 @@ def _aggregate(phases: list[dict[str, Any]], name: str) -> dict[str, Any]:
 
 
 def run(quick: bool = False, connections: int = 16, duration: float | None = None, rounds: int | None = None,
-        fsync: str = "everysec", profile: bool = False, variants: bool = True) -> BenchResult:
+        fsync: str = "everysec", profile: bool = False) -> BenchResult:
     duration = duration or (2.0 if quick else 8.0)
     rounds = rounds or (1 if quick else 3)
     warmup = 1.0
@@ -205,21 +205,6 @@ def run(quick: bool = False, connections: int = 16, duration: float | None = Non
                 },
             ]
             groups = {"gunicorn": [web.pid], "redis": [redis_server.pid]}
-            if variants:
-                fast_web, fast_base = _start_fastpath_web(env, work)
-                procs.append(fast_web)
-                groups["gunicorn_fastpath"] = [fast_web.pid]
-                fast_headers = {
-                    **hook_headers,
-                    "X-Twilio-Signature": RequestValidator(sandbox.auth_token).compute_signature(
-                        fast_base + path, params
-                    ),
-                }
-                resp = requests.post(fast_base + path, data=params, headers=fast_headers, timeout=10)
-                if resp.status_code != 204:
-                    raise RuntimeError(f"fast-path delivery answered {resp.status_code}: {resp.text[:200]}")
-                specs.append({**specs[1], "name": "webhook_fastpath", "headers": fast_headers,
-                              "port": int(fast_base.rsplit(":", 1)[1])})
             phases = _run_loadgen(port, specs, connections, duration, warmup, rounds, groups, work / "loadgen.log")
             metrics = requests.get(f"{url}/metrics", timeout=10).text
             if profile:
@@ -236,7 +221,6 @@ def run(quick: bool = False, connections: int = 16, duration: float | None = Non
             p.stop()
         stop_all()
     ratio = hooks["rps"] / livez["rps"]
-    fast = _aggregate(phases, "webhook_fastpath") if variants else None
     result.add(
         Figure("webhook req/s", hooks["rps"], "req/s", note=f"{connections} connections"),
         Figure("livez req/s", livez["rps"], "req/s", note="same server, same run"),
@@ -246,12 +230,6 @@ def run(quick: bool = False, connections: int = 16, duration: float | None = Non
         Figure("livez p50", livez["p50_ms"], "ms"),
         Figure("livez p99", livez["p99_ms"], "ms"),
     )
-    if fast is not None:
-        result.add(
-            Figure("proposed fast path: webhook/livez", fast["rps"] / livez["rps"], "x",
-                   note="bench/fastpath_wsgi.py, not shipped: informational"),
-            Figure("proposed fast path: webhook p99", fast["p99_ms"], "ms", note="informational"),
-        )
     hook_cpu = hooks["cpu_ms_per_request"]["gunicorn"] + hooks["cpu_ms_per_request"]["redis"]
     livez_cpu = livez["cpu_ms_per_request"]["gunicorn"] + livez["cpu_ms_per_request"]["redis"]
     result.add(Figure("server CPU per request: livez/webhook", livez_cpu / hook_cpu, "x",
@@ -271,8 +249,6 @@ def run(quick: bool = False, connections: int = 16, duration: float | None = Non
         },
         "bound": _bound(hooks, livez),
     }
-    if fast is not None:
-        result.details["webhook_fastpath"] = fast
     if profile_text:
         result.details["profile"] = profile_text.splitlines()
     if hooks["unexpected_status"] or livez["unexpected_status"]:
@@ -298,20 +274,6 @@ def _profile(
     return text
 
 
-def _start_fastpath_web(env: dict[str, str], work: Path) -> tuple[ManagedProcess, str]:
-    """The Procfile web command with the proposed fast path (bench/fastpath_wsgi.py) on its own port."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    command = procfile()["web"].replace("app.wsgi:app", "bench.fastpath_wsgi:app")
-    assert "bench.fastpath_wsgi:app" in command, command
-    (work / "prom-fast").mkdir(exist_ok=True)
-    env = {**env, "PORT": str(port), "PUBLIC_BASE_URL": base, "PROMETHEUS_MULTIPROC_DIR": str(work / "prom-fast")}
-    proc = ManagedProcess("web-fastpath", ["bash", "-c", f"exec {command}"], work, env=process_env(env), cwd=REPO_ROOT)
-    proc.start()
-    proc.wait_ready(lambda: requests.get(f"{base}/livez", timeout=1).status_code == 200, timeout=30)
-    return proc, base
-
-
 def _bound(hooks: dict[str, Any], livez: dict[str, Any]) -> str:
     cpu = hooks["cpu_cores"]
     busiest = max(cpu, key=lambda k: cpu[k])
@@ -331,9 +293,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--fsync", choices=("always", "everysec", "no"), default="everysec")
     parser.add_argument("--profile", action="store_true", help="one more webhook run under py-spy (not measured)")
-    parser.add_argument("--no-variants", action="store_true", help="skip the proposed fast-path server")
     args = parser.parse_args()
-    res = run(args.quick, args.connections, args.duration, args.rounds, args.fsync, args.profile, not args.no_variants)
+    res = run(args.quick, args.connections, args.duration, args.rounds, args.fsync, args.profile)
     print(json.dumps(res.to_json(), indent=2))
 
 
