@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     names = args.only or list(BENCHES)
     started = time.monotonic()
     load_before = os.getloadavg()
+    git_before = git_state()  # other people commit while a run goes on: say so if the code changed under it
     results: list[dict[str, Any]] = []
     for name in names:
         print(f"\n=== {name} ===", flush=True)
@@ -118,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_info(),
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "git": git_state(),
+        "git": git_before,
+        "git_changed_during_run": git_state() != git_before,
         "seconds": round(time.monotonic() - started, 1),
         "command": "make bench" if not args.quick else ".venv/bin/python -m bench.run_all --quick",
         "results": results,

@@ -6,9 +6,10 @@ The server is the Procfile ``web`` line (gunicorn with deploy/gunicorn.conf.py, 
 2 x CPUs + 1) on 127.0.0.1, with Redis (AOF ``everysec`` as in deploy/compose.yaml), moto S3 and the Twilio
 sandbox behind it, and no RQ worker. One job is submitted through the real API and its webhook is delivered
 once, which queues its sync task; from then on every delivery is the steady state this measures: a signed,
-valid, *duplicate* delivery (token lookup, HMAC-SHA1 signature check, webhook counter, RQ unique-enqueue
-that finds the queued sync, JSON request log, 204). The signature is computed once with twilio's
-``RequestValidator.compute_signature`` (Twilio signs the URL it calls plus the form parameters).
+valid, *duplicate* delivery (token and sync-status lookup, HMAC-SHA1 signature check, webhook counter, log
+line, 204: whatever app/intake.py does for it). The queue is checked to still hold exactly that one sync.
+The signature is computed once with twilio's ``RequestValidator.compute_signature`` (Twilio signs the URL it
+calls plus the form parameters).
 
 The load generator (bench.loadgen) is a second process: 16 threads, one persistent connection each, closed
 loop. Phases alternate ``/livez`` and the webhook ``--rounds`` times; figures aggregate the rounds. CPU of
@@ -259,9 +260,9 @@ def run(quick: bool = False, connections: int = 16, duration: float | None = Non
 def _profile(
     port: int, spec: dict[str, Any], connections: int, duration: float, groups: dict[str, list[int]], work: Path
 ) -> str:
-    """Webhook load once more, under py-spy (gunicorn master and workers, idle included); not measured."""
+    """Webhook load once more, under py-spy (gunicorn master and workers, CPU samples); not measured."""
     out = work / "webhook.pyspy.txt"
-    spy = PySpy(groups["gunicorn"][0], out)
+    spy = PySpy(groups["gunicorn"][0], out, idle=False)  # CPU samples: the figure is CPU bound
     if not spy.start():
         return ""
     try:
