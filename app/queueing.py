@@ -8,15 +8,19 @@ stopped) is replaced, so a requeue or a later sync is never blocked by history.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
 from rq import Callback, Queue, Retry
 from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
+from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus
+from rq.utils import utcparse
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +32,8 @@ SYNC_TASK = "workers.tasks.sync_job"
 COPY_TASK = "workers.tasks.copy_day"
 COPY_FAILED_CALLBACK = "workers.tasks.on_copy_failure"
 
-_ENDED = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
 _ACTIVE = {s.value.encode() for s in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED)}
+ORPHAN_AFTER_SECONDS = 10  # a live worker marks a dequeued task started within milliseconds
 MIN_COPY_BYTES_PER_SECOND = 2 * 1024 * 1024  # job timeout assumes at least this rate, plus a fixed margin
 
 
@@ -58,35 +62,60 @@ class Enqueuer:
         # Fast path for the steady state (duplicate webhooks, repeated polls): one HGET instead of building,
         # serialising and discarding an RQ Job. A status changing right after this read is indistinguishable
         # from the caller arriving a moment earlier; anything else takes the atomic unique enqueue below.
-        if self.connection.hget(Job.key_for(job_id), "status") in _ACTIVE:
+        if self._still_pending(queue, job_id):
             return False
         for _ in range(2):
             try:
                 queue.enqueue(func, *args, job_id=job_id, unique=True, **opts)
                 return True
             except DuplicateJobError:
-                try:
-                    existing = Job.fetch(job_id, connection=self.connection)
-                    status = existing.get_status(refresh=True)
-                except (NoSuchJobError, InvalidJobOperation):
-                    # It just ended and was cleaned up (between the fetch and the status read, RQ raises
-                    # InvalidJobOperation: a sync's result_ttl is 0): try again.
-                    continue
-                if status not in _ENDED:
+                if not self.connection.exists(Job.key_for(job_id)):
+                    continue  # it just ended and was cleaned up (a sync's result_ttl is 0): try again
+                if self._still_pending(queue, job_id):
                     return False
-                # Replace the ended job under a short lock: two callers must not both delete-and-enqueue (the
-                # second delete could remove the first one's fresh job and run the same id twice).
-                if not self.connection.set(f"ber:lock:enqueue:{job_id}", "1", nx=True, ex=10):
-                    return False
-                try:
-                    existing.delete()
-                    queue.enqueue(func, *args, job_id=job_id, unique=True, **opts)
-                    return True
-                except DuplicateJobError:
-                    return False
-                finally:
-                    self.connection.delete(f"ber:lock:enqueue:{job_id}")
+                return self._replace(queue, func, args, job_id, **opts)
         return False
+
+    def _still_pending(self, queue: Queue, job_id: str) -> bool:
+        """The task is queued, scheduled, deferred or running, and will run or is running."""
+        status = self.connection.hget(Job.key_for(job_id), "status")
+        if status not in _ACTIVE:
+            return False
+        return not (status == b"queued" and self._orphaned(queue, job_id))
+
+    def _orphaned(self, queue: Queue, job_id: str) -> bool:
+        """A 'queued' task in no queue list: its worker died between dequeuing it and starting it, so RQ will
+        never run it (and, kept, it would make every later enqueue of this id look like a duplicate).
+
+        Only after ORPHAN_AFTER_SECONDS, so a live worker that has just popped it is never second-guessed."""
+        raw = self.connection.hget(Job.key_for(job_id), "enqueued_at")
+        if not raw:
+            return False
+        text = raw.decode() if isinstance(raw, bytes) else str(raw)
+        age = (datetime.now(UTC) - utcparse(text).replace(tzinfo=UTC)).total_seconds()
+        if age < ORPHAN_AFTER_SECONDS:
+            return False
+        intermediate = IntermediateQueue.get_intermediate_queue_key(queue.key)
+        if any(self.connection.lpos(key, job_id) is not None for key in (queue.key, intermediate)):
+            return False
+        log.warning("task %s is marked queued but is in no queue (worker died after dequeuing): replacing", job_id)
+        return True
+
+    def _replace(self, queue: Queue, func: str, args: tuple[Any, ...], job_id: str, **opts: Any) -> bool:
+        """Replace an ended (or orphaned) task under a short lock: two callers must not both delete-and-enqueue
+        (the second delete could remove the first one's fresh task and run the same id twice)."""
+        lock = f"ber:lock:enqueue:{job_id}"
+        if not self.connection.set(lock, "1", nx=True, ex=10):
+            return False
+        try:
+            with contextlib.suppress(NoSuchJobError, InvalidJobOperation):
+                Job.fetch(job_id, connection=self.connection).delete()
+            queue.enqueue(func, *args, job_id=job_id, unique=True, **opts)
+            return True
+        except DuplicateJobError:
+            return False
+        finally:
+            self.connection.delete(lock)
 
     @staticmethod
     def sync_key_prefix() -> str:
