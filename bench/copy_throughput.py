@@ -226,10 +226,19 @@ def _machine_busy() -> float:
     return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
 
 
-def _measure(mode: str, source: str, size: int, key: str, s3: MotoS3Server, sandbox: SandboxProcess,
-             work: Path, profile_to: Path | None = None) -> dict[str, Any]:
-    env = child_env({**s3.env(), "BENCH_BUCKET": BUCKET, "AWS_CONFIG_FILE": os.devnull,
-                     "AWS_SHARED_CREDENTIALS_FILE": os.devnull})
+def _measure(
+    mode: str,
+    source: str,
+    size: int,
+    key: str,
+    s3: MotoS3Server,
+    sandbox: SandboxProcess,
+    work: Path,
+    profile_to: Path | None = None,
+) -> dict[str, Any]:
+    env = child_env(
+        {**s3.env(), "BENCH_BUCKET": BUCKET, "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+    )
     argv = python_argv("-m", "bench.copy_throughput", "--child", mode, source, str(size), key)
     if profile_to is not None:
         spy = py_spy_binary()
@@ -242,8 +251,9 @@ def _measure(mode: str, source: str, size: int, key: str, s3: MotoS3Server, sand
     out["moto_cpu_seconds"] = _cpu(s3.pid) - moto0
     out["sandbox_cpu_seconds"] = _cpu(sandbox.pid or 0) - sandbox0
     # The rest of the machine's busy CPU over the run (includes the child's start-up and anything else running).
-    out["other_cpu_seconds"] = max(0.0, _machine_busy() - machine0 - out["cpu_seconds"] - out["moto_cpu_seconds"]
-                                   - out["sandbox_cpu_seconds"])
+    out["other_cpu_seconds"] = max(
+        0.0, _machine_busy() - machine0 - out["cpu_seconds"] - out["moto_cpu_seconds"] - out["sandbox_cpu_seconds"]
+    )
     out["moto_rss_growth_mib"] = (psutil.Process(s3.pid).memory_info().rss - rss0) / MiB
     out["mib_per_s"] = size / MiB / out["seconds"]
     return out
@@ -262,8 +272,9 @@ def _clean_bucket(s3: MotoS3Server) -> int:
     return removed
 
 
-def run(quick: bool = False, sizes_mib: list[int] | None = None, rounds: int | None = None,
-        profile: bool = False) -> BenchResult:
+def run(
+    quick: bool = False, sizes_mib: list[int] | None = None, rounds: int | None = None, profile: bool = False
+) -> BenchResult:
     sizes = [s * MiB for s in (sizes_mib or ([32, 256] if quick else [64, 1024]))]
     rounds = rounds or (1 if quick else 2)
     result = BenchResult("copy_throughput")
@@ -325,11 +336,18 @@ def _pooled(rs: list[dict[str, Any]]) -> dict[str, Any]:
     for r in rs:
         for k, v in r["phases"].items():
             phases[k] = phases.get(k, 0.0) + v / len(rs)
-    pooled = {k: sum(r[k] for r in rs) / len(rs) for k in ("cpu_seconds", "moto_cpu_seconds",
-                                                             "sandbox_cpu_seconds", "other_cpu_seconds")
-              if all(k in r for r in rs)}
-    return {**pooled, "size": size, "seconds": seconds / len(rs), "mib_per_s": size * len(rs) / MiB / seconds,
-            "phases": phases}
+    pooled = {
+        k: sum(r[k] for r in rs) / len(rs)
+        for k in ("cpu_seconds", "moto_cpu_seconds", "sandbox_cpu_seconds", "other_cpu_seconds")
+        if all(k in r for r in rs)
+    }
+    return {
+        **pooled,
+        "size": size,
+        "seconds": seconds / len(rs),
+        "mib_per_s": size * len(rs) / MiB / seconds,
+        "phases": phases,
+    }
 
 
 def _figures(result: BenchResult, sizes: list[int], runs: dict[int, dict[str, list[dict[str, Any]]]]) -> None:
@@ -345,26 +363,48 @@ def _figures(result: BenchResult, sizes: list[int], runs: dict[int, dict[str, li
         for alt, what in (("copy_isal", "ISA-L (not shipped)"), ("copy_zlib", "zlib (not shipped)")):
             if alt in runs[size]:
                 other = _pooled(runs[size][alt])
-                result.add(Figure(f"copy with {what} inflate/upload_file {label}",
-                                  other["mib_per_s"] / base["mib_per_s"], "x", note="informational"))
+                result.add(
+                    Figure(
+                        f"copy with {what} inflate/upload_file {label}",
+                        other["mib_per_s"] / base["mib_per_s"],
+                        "x",
+                        note="informational",
+                    )
+                )
         cpu_copy = copy["cpu_seconds"] + copy["moto_cpu_seconds"] + copy["sandbox_cpu_seconds"]
         cpu_base = base["cpu_seconds"] + base["moto_cpu_seconds"] + base["sandbox_cpu_seconds"]
-        result.add(Figure(f"CPU-s per byte upload_file/copy {label}", cpu_base / cpu_copy, "x",
-                          note="child+moto+sandbox CPU: the ratio's ceiling when CPU bound, robust to other load"))
+        result.add(
+            Figure(
+                f"CPU-s per byte upload_file/copy {label}",
+                cpu_base / cpu_copy,
+                "x",
+                note="child+moto+sandbox CPU: the ratio's ceiling when CPU bound, robust to other load",
+            )
+        )
         staging = copy["phases"].get("download+verify+upload to staging")
         if staging:
-            result.add(Figure(f"copy staging phase only/upload_file {label}", copy["size"] / MiB / staging
-                              / base["mib_per_s"], "x",
-                              note="without the server-side copy, which S3 (not the worker) does: informational"))
+            result.add(
+                Figure(
+                    f"copy staging phase only/upload_file {label}",
+                    copy["size"] / MiB / staging / base["mib_per_s"],
+                    "x",
+                    note="without the server-side copy, which S3 (not the worker) does: informational",
+                )
+            )
     peak_large = max(r["peak_rss_mib"] for r in runs[large]["copy"])
     peak_small = max(r["peak_rss_mib"] for r in runs[small]["copy"])
     result.add(
         Figure(f"copy worker peak RSS {large // MiB} MiB", peak_large, "MiB", TARGET_RSS_MIB, "<="),
         Figure(f"copy worker peak RSS {small // MiB} MiB", peak_small, "MiB"),
-        Figure(f"peak RSS {large // MiB} MiB / {small // MiB} MiB", peak_large / peak_small, "x", TARGET_RSS_GROWTH,
-               "<="),
-        Figure(f"upload_file peak RSS {large // MiB} MiB", max(r["peak_rss_mib"] for r in runs[large]["upload_file"]),
-               "MiB", note="baseline, for comparison"),
+        Figure(
+            f"peak RSS {large // MiB} MiB / {small // MiB} MiB", peak_large / peak_small, "x", TARGET_RSS_GROWTH, "<="
+        ),
+        Figure(
+            f"upload_file peak RSS {large // MiB} MiB",
+            max(r["peak_rss_mib"] for r in runs[large]["upload_file"]),
+            "MiB",
+            note="baseline, for comparison",
+        ),
     )
     result.details["runs"] = {str(size // MiB): r for size, r in runs.items()}
     result.details["inflate_backend_of_copy"] = "isal" if shipped_with_isal() else "zlib"

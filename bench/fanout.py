@@ -53,8 +53,14 @@ VARIANTS: dict[str, tuple[str, str]] = {  # name: (rq --config module, extra rq 
 }
 
 
-def run(quick: bool = False, days: int | None = None, day_kib: int = 100, fsync: str = "everysec",
-        variants: bool = True, profile: bool = False) -> BenchResult:
+def run(
+    quick: bool = False,
+    days: int | None = None,
+    day_kib: int = 100,
+    fsync: str = "everysec",
+    variants: bool = True,
+    profile: bool = False,
+) -> BenchResult:
     n_days = days or (60 if quick else 366)
     day_size = day_kib * 1024
     result = BenchResult("fanout")
@@ -64,8 +70,11 @@ def run(quick: bool = False, days: int | None = None, day_kib: int = 100, fsync:
     raw: dict[str, Any] = {}
     print(f"fanout: {n_days} days x {day_kib} KiB, web + 2 workers; logs in {work}")
     try:
-        with BenchRedis(work / "redis", fsync) as redis_server, MotoS3Server(tls=True, log_dir=work) as s3, \
-                SandboxProcess(log_path=work / "sandbox.log") as sandbox:
+        with (
+            BenchRedis(work / "redis", fsync) as redis_server,
+            MotoS3Server(tls=True, log_dir=work) as s3,
+            SandboxProcess(log_path=work / "sandbox.log") as sandbox,
+        ):
             s3.client().create_bucket(Bucket=BUCKET)
             port = free_port()
             env = {
@@ -96,8 +105,10 @@ def run(quick: bool = False, days: int | None = None, day_kib: int = 100, fsync:
                 runs[name] = _one_job(name, env, url, work, redis_server, s3, sandbox, web, n_days, day_size, spy)
                 if index == 0:
                     raw = _raw_transfer(sandbox, s3, runs[name]["day_list"], day_size)
-                    print(f"  raw transfer: {raw['seconds']:.2f} s ({1000 * raw['seconds'] / n_days:.1f} ms/day)",
-                          flush=True)
+                    print(
+                        f"  raw transfer: {raw['seconds']:.2f} s ({1000 * raw['seconds'] / n_days:.1f} ms/day)",
+                        flush=True,
+                    )
     finally:
         for p in procs:
             p.stop()
@@ -110,18 +121,30 @@ def run(quick: bool = False, days: int | None = None, day_kib: int = 100, fsync:
         Figure("end-to-end per day", 1000 * t_e2e / n_days, "ms"),
         Figure("raw transfer per day", 1000 * raw["seconds"] / n_days, "ms", note="sequential GET + put_object"),
         Figure("overhead per day", overhead_ms, "ms", TARGET_OVERHEAD_MS, "<=", note="(T_e2e - T_raw) / days"),
-        Figure("worker CPU per day", shipped["cpu_ms_per_day"]["workers"], "ms",
-               note="both rq workers and their work horses; robust to other load on the machine"),
+        Figure(
+            "worker CPU per day",
+            shipped["cpu_ms_per_day"]["workers"],
+            "ms",
+            note="both rq workers and their work horses; robust to other load on the machine",
+        ),
     )
     for name, (module, options) in VARIANTS.items():
         if name in runs and name != "shipped":
             t_var = runs[name]["t_e2e_seconds"]
             how = f"--config {module}" + (f" {options}" if options else "")
             result.add(
-                Figure(f"{name.replace('_', ' ')}: overhead per day", 1000 * (t_var - raw["seconds"]) / n_days,
-                       "ms", note=f"{how}, not shipped: informational"),
-                Figure(f"{name.replace('_', ' ')}: worker CPU per day", runs[name]["cpu_ms_per_day"]["workers"],
-                       "ms", note="informational"),
+                Figure(
+                    f"{name.replace('_', ' ')}: overhead per day",
+                    1000 * (t_var - raw["seconds"]) / n_days,
+                    "ms",
+                    note=f"{how}, not shipped: informational",
+                ),
+                Figure(
+                    f"{name.replace('_', ' ')}: worker CPU per day",
+                    runs[name]["cpu_ms_per_day"]["workers"],
+                    "ms",
+                    note="informational",
+                ),
             )
     for r in runs.values():
         r.pop("day_list", None)
@@ -139,8 +162,17 @@ def run(quick: bool = False, days: int | None = None, day_kib: int = 100, fsync:
 
 
 def _one_job(
-    name: str, env: dict[str, str], url: str, work: Path, redis_server: BenchRedis, s3: MotoS3Server,
-    sandbox: SandboxProcess, web: ManagedProcess, n_days: int, day_size: int, profile: bool = False,
+    name: str,
+    env: dict[str, str],
+    url: str,
+    work: Path,
+    redis_server: BenchRedis,
+    s3: MotoS3Server,
+    sandbox: SandboxProcess,
+    web: ManagedProcess,
+    n_days: int,
+    day_size: int,
+    profile: bool = False,
 ) -> dict[str, Any]:
     """Two workers with the variant's --config, one job of n_days, timed from complete() to done."""
     # step_seconds: the job does not progress on its own; complete() finishes it at a chosen moment.
@@ -151,8 +183,9 @@ def _one_job(
     if options:
         command = command.replace("rq worker ", f"rq worker {options} ", 1)
     workers = [
-        ManagedProcess(f"{name}-worker{i + 1}", ["bash", "-c", f"exec {command}"], work, env=process_env(env),
-                       cwd=REPO_ROOT).start()
+        ManagedProcess(
+            f"{name}-worker{i + 1}", ["bash", "-c", f"exec {command}"], work, env=process_env(env), cwd=REPO_ROOT
+        ).start()
         for i in range(2)
     ]
     spy = PySpy(workers[0].pid, work / f"{name}-worker1.pyspy.txt", rate=250, idle=False) if profile else None
@@ -170,13 +203,15 @@ def _one_job(
             raise RuntimeError(f"submit answered {r.status_code}: {r.text[:300]}")
         sid = r.json()["job_sid"]
         _wait_workers_idle(redis_server, timeout=30)
-        meter = CpuMeter({
-            "workers": [w.pid for w in workers],
-            "web": [web.pid],
-            "redis": [redis_server.pid],
-            "moto": [s3.pid],
-            "sandbox": [sandbox.pid or 0],
-        })
+        meter = CpuMeter(
+            {
+                "workers": [w.pid for w in workers],
+                "web": [web.pid],
+                "redis": [redis_server.pid],
+                "moto": [s3.pid],
+                "sandbox": [sandbox.pid or 0],
+            }
+        )
         meter.start()
         t0 = time.monotonic()
         sandbox.complete(sid)
@@ -202,8 +237,11 @@ def _one_job(
         raise RuntimeError(f"{name}: job ended {view['state']}: {view.get('error')}")
     check = _verify(s3, view, n_days)
     hooks = [w for w in sandbox.webhooks() if w["job_sid"] == sid]
-    print(f"  {name}: end to end {t_e2e:.2f} s for {n_days} days ({1000 * t_e2e / n_days:.1f} ms/day); "
-          f"cores: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()), flush=True)
+    print(
+        f"  {name}: end to end {t_e2e:.2f} s for {n_days} days ({1000 * t_e2e / n_days:.1f} ms/day); "
+        f"cores: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()),
+        flush=True,
+    )
     return {
         "worker_command": command,
         "t_e2e_seconds": round(t_e2e, 3),
@@ -239,9 +277,13 @@ def _verify(s3: MotoS3Server, view: dict[str, Any], n_days: int) -> dict[str, An
     if len(days) != n_days or len(copied) != n_days:
         raise RuntimeError(f"{len(copied)} of {n_days} days copied ({len(days)} days in the job)")
     counts = s3.counts()
-    writes = [sum(counts.get(f"{BUCKET}/{d['key']}", {}).get(op, 0) for op in ("put_object", "copy_object",
-                                                                             "complete_multipart_upload"))
-              for d in copied]
+    writes = [
+        sum(
+            counts.get(f"{BUCKET}/{d['key']}", {}).get(op, 0)
+            for op in ("put_object", "copy_object", "complete_multipart_upload")
+        )
+        for d in copied
+    ]
     manifest = json.loads(s3.client().get_object(Bucket=BUCKET, Key=view["manifest_key"])["Body"].read())
     if manifest["copied_days"] != n_days:
         raise RuntimeError(f"manifest lists {manifest['copied_days']} copied days, expected {n_days}")
@@ -259,8 +301,9 @@ def _raw_transfer(sandbox: SandboxProcess, s3: MotoS3Server, days: list[str], si
     auth = sandbox.auth
     get_s = put_s = 0.0
     for day in days:
-        r = http.get(f"{sandbox.api_url}/v1/Exports/{RESOURCE_TYPE}/Days/{day}", auth=auth,
-                     allow_redirects=False, timeout=30)
+        r = http.get(
+            f"{sandbox.api_url}/v1/Exports/{RESOURCE_TYPE}/Days/{day}", auth=auth, allow_redirects=False, timeout=30
+        )
         link = r.json()["redirect_to"]
         t0 = time.perf_counter()
         body = http.get(link, timeout=30).content
@@ -303,4 +346,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-

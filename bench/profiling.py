@@ -35,8 +35,22 @@ class PySpy:
         if binary is None:
             print("  (py-spy not installed: no profile)", flush=True)
             return False
-        argv = [binary, "record", "-p", str(self.pid), "--subprocesses", "--format", "raw", "-o", str(self.out),
-                "-r", str(self.rate), "-d", str(self.duration), "--nonblocking"]
+        argv = [
+            binary,
+            "record",
+            "-p",
+            str(self.pid),
+            "--subprocesses",
+            "--format",
+            "raw",
+            "-o",
+            str(self.out),
+            "-r",
+            str(self.rate),
+            "-d",
+            str(self.duration),
+            "--nonblocking",
+        ]
         if self.idle:
             argv.append("--idle")
         log = open(self.out.with_suffix(".log"), "ab")  # noqa: SIM115 - owned by the child

@@ -61,13 +61,30 @@ def _metric(text: str, name: str, **labels: str) -> float:
 
 
 def _run_loadgen(
-    port: int, specs: list[dict[str, Any]], connections: int, duration: float, warmup: float, rounds: int,
-    cpu_groups: dict[str, list[int]], log_path: Path,
+    port: int,
+    specs: list[dict[str, Any]],
+    connections: int,
+    duration: float,
+    warmup: float,
+    rounds: int,
+    cpu_groups: dict[str, list[int]],
+    log_path: Path,
 ) -> list[dict[str, Any]]:
     """Run bench.loadgen; account CPU per measured window; return its phases (each with ``cpu``)."""
     argv = python_argv(
-        "-m", "bench.loadgen", "--port", str(port), "--connections", str(connections), "--duration", str(duration),
-        "--warmup", str(warmup), "--rounds", str(rounds), *[a for s in specs for a in ("--spec", json.dumps(s))],
+        "-m",
+        "bench.loadgen",
+        "--port",
+        str(port),
+        "--connections",
+        str(connections),
+        "--duration",
+        str(duration),
+        "--warmup",
+        str(warmup),
+        "--rounds",
+        str(rounds),
+        *[a for s in specs for a in ("--spec", json.dumps(s))],
     )
     deadline = rounds * len(specs) * (warmup + duration + 25) + 30
     with open(log_path, "ab") as log:
@@ -136,8 +153,14 @@ def _aggregate(phases: list[dict[str, Any]], name: str) -> dict[str, Any]:
     return out
 
 
-def run(quick: bool = False, connections: int = 16, duration: float | None = None, rounds: int | None = None,
-        fsync: str = "everysec", profile: bool = False) -> BenchResult:
+def run(
+    quick: bool = False,
+    connections: int = 16,
+    duration: float | None = None,
+    rounds: int | None = None,
+    fsync: str = "everysec",
+    profile: bool = False,
+) -> BenchResult:
     duration = duration or (2.0 if quick else 8.0)
     rounds = rounds or (1 if quick else 3)
     warmup = 1.0
@@ -147,8 +170,11 @@ def run(quick: bool = False, connections: int = 16, duration: float | None = Non
     profile_text = ""
     print(f"webhook_intake: {connections} connections, {rounds} x {duration:.0f} s per endpoint; logs in {work}")
     try:
-        with BenchRedis(work / "redis", fsync) as redis_server, MotoS3Server(tls=True, log_dir=work) as s3, \
-                SandboxProcess(log_path=work / "sandbox.log") as sandbox:
+        with (
+            BenchRedis(work / "redis", fsync) as redis_server,
+            MotoS3Server(tls=True, log_dir=work) as s3,
+            SandboxProcess(log_path=work / "sandbox.log") as sandbox,
+        ):
             s3.client().create_bucket(Bucket=BUCKET)
             sandbox.set_scenario(webhook={"drop": True})  # only our deliveries reach the web process
             port = free_port()
@@ -193,7 +219,7 @@ def run(quick: bool = False, connections: int = 16, duration: float | None = Non
             queue = Queue(CONTROL_QUEUE, connection=redis_server.client())
             if queue.job_ids != [f"sync-{sid}"]:
                 raise RuntimeError(f"expected exactly the queued sync of {sid}, found {queue.job_ids}")
-            path = hook_url[len(base):]
+            path = hook_url[len(base) :]
             specs = [
                 {"name": "livez", "method": "GET", "path": "/livez", "expect": 200},
                 {
@@ -233,8 +259,14 @@ def run(quick: bool = False, connections: int = 16, duration: float | None = Non
     )
     hook_cpu = hooks["cpu_ms_per_request"]["gunicorn"] + hooks["cpu_ms_per_request"]["redis"]
     livez_cpu = livez["cpu_ms_per_request"]["gunicorn"] + livez["cpu_ms_per_request"]["redis"]
-    result.add(Figure("server CPU per request: livez/webhook", livez_cpu / hook_cpu, "x",
-                      note="gunicorn+redis CPU ms per request; the ratio's ceiling when CPU bound"))
+    result.add(
+        Figure(
+            "server CPU per request: livez/webhook",
+            livez_cpu / hook_cpu,
+            "x",
+            note="gunicorn+redis CPU ms per request; the ratio's ceiling when CPU bound",
+        )
+    )
     result.details = {
         "connections": connections,
         "rounds": rounds,
@@ -281,8 +313,7 @@ def _bound(hooks: dict[str, Any], livez: dict[str, Any]) -> str:
     total = sum(cpu.values())
     return (
         f"webhook phases used {total:.2f} of 2 cores ({', '.join(f'{k} {v:.2f}' for k, v in cpu.items())}); "
-        f"busiest: {busiest}. livez phases: "
-        + ", ".join(f"{k} {v:.2f}" for k, v in livez["cpu_cores"].items())
+        f"busiest: {busiest}. livez phases: " + ", ".join(f"{k} {v:.2f}" for k, v in livez["cpu_cores"].items())
     )
 
 

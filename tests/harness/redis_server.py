@@ -57,7 +57,7 @@ class RedisServer:
         return self
 
     def client(self, **kwargs: object) -> redis.Redis:
-        return redis.Redis.from_url(self.url, socket_timeout=2, **kwargs)  # type: ignore[arg-type]
+        return redis.Redis.from_url(self.url, socket_timeout=2, **kwargs)
 
     def stop(self) -> None:
         if self.proc:

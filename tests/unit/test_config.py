@@ -41,8 +41,15 @@ def test_defaults_and_normalisation():
         ({"S3_KEY_TEMPLATE": "{day"}, "S3_KEY_TEMPLATE"),
         ({"S3_SSE_KMS_KEY_ID": "alias/x"}, "S3_SSE_KMS_KEY_ID"),
         ({"JANITOR_INTERVAL_SECONDS": "0"}, "JANITOR_INTERVAL_SECONDS"),
-        ({"TWILIO_AUTH_TOKEN": "", "TWILIO_API_KEY_SID": "SK" + "1" * 32, "TWILIO_API_KEY_SECRET": "s" * 32,
-          "WEBHOOK_SIGNATURE": "required"}, "TWILIO_AUTH_TOKEN"),
+        (
+            {
+                "TWILIO_AUTH_TOKEN": "",
+                "TWILIO_API_KEY_SID": "SK" + "1" * 32,
+                "TWILIO_API_KEY_SECRET": "s" * 32,
+                "WEBHOOK_SIGNATURE": "required",
+            },
+            "TWILIO_AUTH_TOKEN",
+        ),
     ],
 )
 def test_invalid_settings_name_the_variable(change, variable):

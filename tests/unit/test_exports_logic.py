@@ -120,8 +120,7 @@ def test_plan_days_missing_from_every_list_are_still_running():
 
 
 def test_plan_ignores_days_outside_the_range():
-    plan = plan_days(job(), [DayDetail("Completed", ["2026-10-01", "2026-11-01", "2026-11-02", "2026-11-03"], 4)],
-                     None)
+    plan = plan_days(job(), [DayDetail("Completed", ["2026-10-01", "2026-11-01", "2026-11-02", "2026-11-03"], 4)], None)
     assert set(plan.statuses) == {"2026-11-01", "2026-11-02", "2026-11-03"}
 
 
