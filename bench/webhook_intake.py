@@ -33,10 +33,11 @@ from rq import Queue
 from twilio.request_validator import RequestValidator
 
 from app.queueing import CONTROL_QUEUE
-from bench.common import BenchRedis, BenchResult, CpuMeter, Figure, child_env, percentile, workdir
+from bench.common import BenchResult, CpuMeter, Figure, child_env, percentile, workdir
 from bench.profiling import PySpy, summarize
 from sandbox.testing import SandboxProcess
 from tests.harness.procs import ManagedProcess, free_port, python_argv, stop_all
+from tests.harness.redis_server import RedisServer
 from tests.harness.s3_server import MotoS3Server
 from tests.harness.stack import start_web
 
@@ -171,7 +172,7 @@ def run(
     print(f"webhook_intake: {connections} connections, {rounds} x {duration:.0f} s per endpoint; logs in {work}")
     try:
         with (
-            BenchRedis(work / "redis", fsync) as redis_server,
+            RedisServer(work / "redis", fsync=fsync) as redis_server,
             MotoS3Server(tls=True, log_dir=work) as s3,
             SandboxProcess(log_path=work / "sandbox.log") as sandbox,
         ):

@@ -22,9 +22,10 @@ def redis_binary() -> str:
 class RedisServer:
     """``appendonly`` on, so a restart (kill -9 included) keeps what was acknowledged, as in production."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, fsync: str = "always") -> None:
         self.workdir = Path(workdir)
         self.port = port or free_port()
+        self.fsync = fsync  # tests: "always"; benchmarks: "everysec", as deploy/compose.yaml runs Redis
         self.proc: ManagedProcess | None = None
 
     @property
@@ -44,7 +45,7 @@ class RedisServer:
             "--appendonly",
             "yes",
             "--appendfsync",
-            "always",
+            self.fsync,
             "--save",
             "",
             "--maxmemory-policy",
@@ -55,6 +56,11 @@ class RedisServer:
         self.proc = ManagedProcess(f"redis-{self.port}", argv, self.workdir).start()
         self.proc.wait_ready(lambda: self.client().ping(), timeout=20)
         return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
 
     def client(self, **kwargs: object) -> redis.Redis:
         return redis.Redis.from_url(self.url, socket_timeout=2, **kwargs)
