@@ -36,7 +36,7 @@ from sandbox.testing import SandboxProcess
 from tests.harness.procs import ManagedProcess, free_port, stop_all, wait_until
 from tests.harness.redis_server import RedisServer
 from tests.harness.s3_server import MotoS3Server
-from tests.harness.stack import REPO_ROOT, process_env, procfile, start_web
+from tests.harness.stack import REPO_ROOT, process_env, procfile, relay_env, start_web
 
 ADMIN_TOKEN = "bench-admin-token-0123456789abcdef"
 BUCKET = "relay-bench-fanout"
@@ -78,20 +78,16 @@ def run(
         ):
             s3.client().create_bucket(Bucket=BUCKET)
             port = free_port()
-            env = {
-                "REDIS_URL": redis_server.url,
-                "TWILIO_ACCOUNT_SID": sandbox.account_sid,
-                "TWILIO_AUTH_TOKEN": sandbox.auth_token,
-                "TWILIO_BULKEXPORTS_BASE_URL": sandbox.api_url,
-                "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
-                "WEBHOOK_SIGNATURE": "required",
-                "S3_BUCKET": BUCKET,
-                "S3_PREFIX": "twilio/",
-                "ADMIN_TOKEN": ADMIN_TOKEN,
-                "LOG_LEVEL": "INFO",
-                "PROMETHEUS_MULTIPROC_DIR": str(work / "prometheus"),
-                **s3.env(),
-            }
+            env = relay_env(
+                redis_server.url,
+                s3,
+                sandbox,
+                f"http://127.0.0.1:{port}",
+                BUCKET,
+                ADMIN_TOKEN,
+                WEBHOOK_SIGNATURE="required",
+                PROMETHEUS_MULTIPROC_DIR=str(work / "prometheus"),
+            )
             (work / "prometheus").mkdir()
             web, url = start_web(env, work, port=port)
             procs.append(web)

@@ -39,7 +39,7 @@ from sandbox.testing import SandboxProcess
 from tests.harness.procs import ManagedProcess, free_port, python_argv, stop_all
 from tests.harness.redis_server import RedisServer
 from tests.harness.s3_server import MotoS3Server
-from tests.harness.stack import start_web
+from tests.harness.stack import relay_env, start_web
 
 ADMIN_TOKEN = "bench-admin-token-0123456789abcdef"
 BUCKET = "relay-bench"
@@ -181,21 +181,17 @@ def run(
             port = free_port()
             base = f"http://127.0.0.1:{port}"
             web_workers = (os.cpu_count() or 1) * 2 + 1  # gunicorn.conf.py's default, pinned against a stray env
-            env = {
-                "REDIS_URL": redis_server.url,
-                "TWILIO_ACCOUNT_SID": sandbox.account_sid,
-                "TWILIO_AUTH_TOKEN": sandbox.auth_token,
-                "TWILIO_BULKEXPORTS_BASE_URL": sandbox.api_url,
-                "PUBLIC_BASE_URL": base,
-                "WEBHOOK_SIGNATURE": "required",
-                "S3_BUCKET": BUCKET,
-                "S3_PREFIX": "twilio/",
-                "ADMIN_TOKEN": ADMIN_TOKEN,
-                "LOG_LEVEL": "INFO",
-                "WEB_CONCURRENCY": str(web_workers),
-                "PROMETHEUS_MULTIPROC_DIR": str(work / "prometheus"),
-                **s3.env(),
-            }
+            env = relay_env(
+                redis_server.url,
+                s3,
+                sandbox,
+                base,
+                BUCKET,
+                ADMIN_TOKEN,
+                WEBHOOK_SIGNATURE="required",
+                WEB_CONCURRENCY=str(web_workers),
+                PROMETHEUS_MULTIPROC_DIR=str(work / "prometheus"),
+            )
             (work / "prometheus").mkdir()  # must exist before gunicorn loads its logconfig (imports app)
             web, url = start_web(env, work, port=port)
             procs.append(web)

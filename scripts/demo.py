@@ -21,7 +21,7 @@ from sandbox.testing import SandboxProcess
 from tests.harness.procs import ManagedProcess, free_port, stop_all, wait_until
 from tests.harness.redis_server import RedisServer
 from tests.harness.s3_server import MotoS3Server
-from tests.harness.stack import start_process, start_web
+from tests.harness.stack import relay_env, start_process, start_web
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_TOKEN = "demo-admin-token-please-change"
@@ -61,21 +61,18 @@ def run(workdir: Path, resource_type: str, days: int) -> int:
             days={f"{resource_type}/{_days_ago(3 + days - 1)}": {"outcome": "empty_file"}}, default_day_size=256 * 1024
         )
         port = free_port()
-        env = {
-            "REDIS_URL": redis_server.url,
-            "TWILIO_ACCOUNT_SID": sandbox.account_sid,
-            "TWILIO_AUTH_TOKEN": sandbox.auth_token,
-            "TWILIO_BULKEXPORTS_BASE_URL": sandbox.api_url,
-            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
-            "WEBHOOK_SIGNATURE": "required",
-            "S3_BUCKET": BUCKET,
-            "S3_PREFIX": "twilio/",
-            "ADMIN_TOKEN": ADMIN_TOKEN,
-            "POLL_INTERVAL_SECONDS": "2",
-            "WEB_CONCURRENCY": "2",
-            "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus"),
-            **s3.env(),
-        }
+        env = relay_env(
+            redis_server.url,
+            s3,
+            sandbox,
+            f"http://127.0.0.1:{port}",
+            BUCKET,
+            ADMIN_TOKEN,
+            WEBHOOK_SIGNATURE="required",
+            POLL_INTERVAL_SECONDS="2",
+            WEB_CONCURRENCY="2",
+            PROMETHEUS_MULTIPROC_DIR=str(workdir / "prometheus"),
+        )
         try:
             web, url = start_web(env, workdir, port=port)
             procs += [web, start_process("worker", env, workdir), start_process("poller", env, workdir)]

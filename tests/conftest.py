@@ -18,6 +18,7 @@ import pytest
 
 from tests.harness.procs import stop_all
 from tests.harness.redis_server import RedisServer
+from tests.harness.stack import relay_env
 
 if TYPE_CHECKING:
     from sandbox.testing import SandboxProcess
@@ -73,29 +74,20 @@ def sandbox(sandbox_session: SandboxProcess) -> SandboxProcess:
 
 
 def make_env(
-    redis_url: str,
-    s3: MotoS3Server,
-    bucket: str,
-    sandbox: SandboxProcess,
-    public_base_url: str,
-    **overrides: str,
+    redis_url: str, s3: MotoS3Server, bucket: str, sandbox: SandboxProcess, public_base_url: str, **overrides: str
 ) -> dict[str, str]:
-    env = {
-        "REDIS_URL": redis_url,
-        "TWILIO_ACCOUNT_SID": sandbox.account_sid,
-        "TWILIO_AUTH_TOKEN": sandbox.auth_token,
-        "TWILIO_BULKEXPORTS_BASE_URL": sandbox.api_url,
-        "PUBLIC_BASE_URL": public_base_url,
-        "S3_BUCKET": bucket,
-        "S3_PREFIX": "twilio/",
-        "ADMIN_TOKEN": ADMIN_TOKEN,
-        "POLL_INTERVAL_SECONDS": "1",
-        "COPY_RETRY_INTERVALS": "1,1,2,2,3",
-        "LOG_LEVEL": "INFO",
-        **s3.env(),
-    }
-    env.update(overrides)
-    return env
+    """The contract for tests: fast polls and short copy retries."""
+    return relay_env(
+        redis_url,
+        s3,
+        sandbox,
+        public_base_url,
+        bucket,
+        ADMIN_TOKEN,
+        POLL_INTERVAL_SECONDS="1",
+        COPY_RETRY_INTERVALS="1,1,2,2,3",
+        **overrides,
+    )
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -5,12 +5,32 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import requests
 
 from tests.harness.procs import ManagedProcess, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def relay_env(
+    redis_url: str, s3: Any, sandbox: Any, public_base_url: str, bucket: str, admin_token: str, **overrides: str
+) -> dict[str, str]:
+    """The service's environment contract pointing at local servers (tests, `make demo` and bench share it)."""
+    return {
+        "REDIS_URL": redis_url,
+        "TWILIO_ACCOUNT_SID": sandbox.account_sid,
+        "TWILIO_AUTH_TOKEN": sandbox.auth_token,
+        "TWILIO_BULKEXPORTS_BASE_URL": sandbox.api_url,
+        "PUBLIC_BASE_URL": public_base_url,
+        "S3_BUCKET": bucket,
+        "S3_PREFIX": "twilio/",
+        "ADMIN_TOKEN": admin_token,
+        "LOG_LEVEL": "INFO",
+        **s3.env(),
+        **overrides,
+    }
 
 
 def procfile() -> dict[str, str]:
