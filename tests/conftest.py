@@ -77,17 +77,8 @@ def make_env(
     redis_url: str, s3: MotoS3Server, bucket: str, sandbox: SandboxProcess, public_base_url: str, **overrides: str
 ) -> dict[str, str]:
     """The contract for tests: fast polls and short copy retries."""
-    return relay_env(
-        redis_url,
-        s3,
-        sandbox,
-        public_base_url,
-        bucket,
-        ADMIN_TOKEN,
-        POLL_INTERVAL_SECONDS="1",
-        COPY_RETRY_INTERVALS="1,1,2,2,3",
-        **overrides,
-    )
+    fast = {"POLL_INTERVAL_SECONDS": "1", "COPY_RETRY_INTERVALS": "1,1,2,2,3"}
+    return relay_env(redis_url, s3, sandbox, public_base_url, bucket, ADMIN_TOKEN, **{**fast, **overrides})
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

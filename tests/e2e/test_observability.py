@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -12,6 +13,7 @@ import pytest
 import requests
 
 from tests.conftest import ADMIN_TOKEN
+from tests.harness.procs import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -34,20 +36,32 @@ def metric(text: str, name: str, **labels: str) -> float:
 
 def test_metrics_aggregate_across_gunicorn_workers(make_stack):
     stack = make_stack(workers=0)  # WEB_CONCURRENCY=2
-    for _ in range(30):
-        # new connection each time, so the requests spread over both gunicorn workers
-        r = requests.post(
-            f"{stack.url}/hooks/bulkexport?token={'z' * 43}",
-            data={"status": "completed"},
-            timeout=5,
-            headers={"Connection": "close"},
-        )
-        assert r.status_code == 404
-    scrapes = [requests.get(f"{stack.url}/metrics", timeout=5, headers={"Connection": "close"}).text for _ in range(4)]
-    for text in scrapes:  # whichever worker answers the scrape, it reports the sum over all workers
-        assert metric(text, "relay_webhooks_total", outcome="rejected_token") == 30
-    writers = {f.stem.split("_")[-1] for f in Path(stack.env["PROMETHEUS_MULTIPROC_DIR"]).glob("counter_*.db")}
-    assert len(writers) >= 2, "the deliveries should have been served by both gunicorn workers"
+    prom = Path(stack.env["PROMETHEUS_MULTIPROC_DIR"])
+    url = f"{stack.url}/hooks/bulkexport?token={'z' * 43}"
+    sent = 0
+
+    def send_batch() -> bool:
+        """Concurrent connections, so both gunicorn workers accept some; done once both have written metrics."""
+        nonlocal sent
+        with ThreadPoolExecutor(8) as pool:
+            codes = list(
+                pool.map(
+                    lambda _: (
+                        requests.post(
+                            url, data={"status": "completed"}, timeout=5, headers={"Connection": "close"}
+                        ).status_code
+                    ),
+                    range(16),
+                )
+            )
+        assert set(codes) == {404}
+        sent += len(codes)
+        return len({f.stem.split("_")[-1] for f in prom.glob("counter_*.db")}) >= 2
+
+    wait_until(send_batch, timeout=60, interval=0, what="deliveries served by both gunicorn workers")
+    for _ in range(4):  # whichever worker answers the scrape, it reports the sum over all workers
+        text = requests.get(f"{stack.url}/metrics", timeout=5, headers={"Connection": "close"}).text
+        assert metric(text, "relay_webhooks_total", outcome="rejected_token") == sent
 
 
 def test_logs_are_json_with_ids_and_no_secrets(make_stack, sandbox, s3, bucket):
