@@ -119,8 +119,9 @@ def chaos_stack(make_stack) -> Iterator[Any]:  # noqa: F811 - the fixture import
 
 
 class Supervisor:
-    """Restarts any ``worker*`` process of a stack that exits, as a Procfile runner or Kubernetes would
-    (``rq worker`` exits when it cannot reach Redis at start-up). Bounded: at most ``max_restarts``."""
+    """Restarts any ``worker*`` or ``poller`` process of a stack that exits, as a Procfile runner or Kubernetes
+    would (``rq worker`` and ``rq cron`` exit when they lose Redis at the wrong moment). Bounded: at most
+    ``max_restarts``."""
 
     def __init__(self, stack: Any, max_restarts: int = 20) -> None:
         self.stack = stack
@@ -140,9 +141,13 @@ class Supervisor:
     def _run(self) -> None:
         while not self._stop.is_set() and len(self.restarts) < self.max_restarts:
             for name, proc in list(self.stack.procs.items()):
-                if name.startswith("worker") and proc.proc is not None and not proc.alive():
-                    self.stack.procs[f"exited-{name}"] = self.stack.procs.pop(name)  # its log still printed
-                    self.restarts.append(name)
+                if not (name.startswith("worker") or name == "poller") or proc.proc is None or proc.alive():
+                    continue
+                self.restarts.append(name)
+                self.stack.procs[f"exited{len(self.restarts)}-{name}"] = self.stack.procs.pop(name)  # log kept
+                if name == "poller":
+                    self.stack.start_poller()
+                else:
                     self.stack.start_worker(f"worker-r{len(self.restarts)}")
             self._stop.wait(0.2)  # bounded pause of a watch loop
 

@@ -1,11 +1,12 @@
 """Redis SIGKILLed and restarted (AOF on, same port) under webhook load.
 
 A delivery thread plays Twilio for several jobs: it POSTs each job's signed callback until one is answered 2xx,
-then stops for that job, so each job's copy depends on exactly one acknowledged delivery (no poller runs).
-Jobs are released in groups: acknowledged just before the kill (their syncs are still queued: no worker runs
-during the first outage, so what survives is what Redis acknowledged), released during the outage (answered
-503, retried until Redis is back), and released after the restart. Workers start once Redis is back; in the
-long variant two more outages hit them while idle (a supervisor would restart any that gave up).
+then stops for that job, so each job's copy depends on exactly one acknowledged delivery. Jobs are released in
+groups: acknowledged just before the kill, released during the outage (answered 503, retried until Redis is
+back), and released after the restart. During the first outage no worker and no poller runs, so the syncs
+acknowledged before the kill are still queued and nothing but those acknowledgements gets their jobs copied.
+In the long variant two more outages strike right after acknowledgements, while the workers run those syncs
+and copies, with the poller on (as in production) and a supervisor restarting any worker that gives up.
 
 Every answer must be 204 or 503, every answer to a delivery sent and answered while Redis was down must be 503,
 and every job acknowledged with a 2xx must end with its day copied byte-exact, written once.
@@ -83,9 +84,8 @@ def test_redis_sigkill_under_webhook_load(redis_srv, chaos_stack, sandbox, s3, b
     n_jobs = 14 if LONG else 9
     outages = 3 if LONG else 1
     sandbox.set_scenario(webhook={"drop": True}, default_day_size=30_000)
-    # No worker during the first outage: the syncs acknowledged before the kill wait in the queue. (A worker
-    # cut off between dequeuing a task and starting it loses the task for good: that known bug is
-    # test_worker_kills.py::test_worker_killed_right_after_dequeue, kept out of this scenario.)
+    # No worker and no poller during the first outage: the syncs acknowledged before the kill wait in the queue,
+    # and nothing but those acknowledgements can get their jobs copied.
     stack = chaos_stack(workers=0, REDIS_URL=redis_srv.url, RQ_JOB_MONITORING_INTERVAL="2", RQ_MAINTENANCE_INTERVAL="5")
     sids = []
     for i in range(n_jobs):
@@ -98,6 +98,7 @@ def test_redis_sigkill_under_webhook_load(redis_srv, chaos_stack, sandbox, s3, b
     thread = threading.Thread(target=twilio.run, name="twilio-deliveries", daemon=True)
     thread.start()
     windows: list[tuple[float, float]] = []  # (Redis confirmed dead, restart begins)
+    rconn = redis_srv.client()  # reconnects by itself after a restart
     groups = [sids[i :: 2 * outages + 1] for i in range(2 * outages + 1)]
     with contextlib.ExitStack() as running:
         running.callback(thread.join, timeout=30)
@@ -105,10 +106,15 @@ def test_redis_sigkill_under_webhook_load(redis_srv, chaos_stack, sandbox, s3, b
         supervisor = running.enter_context(Supervisor(stack))
         twilio.release(groups[0])
         for n in range(outages):
+            if n:  # long variant: Redis dies while the workers run the syncs and copies just acknowledged
+                if n == 1:
+                    for sid in twilio.released:  # the first outage's promise, kept without a poller
+                        stack.wait_job(sid, timeout=60)
+                    stack.start_poller()  # from here on it re-syncs what a crash abandons or orphans
+                    rconn.delete("ber:poller:last_run")
+                    wait_until(lambda: rconn.get("ber:poller:last_run"), timeout=30, what="the poller to poll")
+                twilio.release(groups[2 * n])
             wait_until(twilio.all_acked, timeout=60, what="deliveries before the kill acknowledged")
-            if n:  # workers idle: every job acknowledged so far is done
-                for sid in twilio.released:
-                    stack.wait_job(sid, timeout=60)
             redis_srv.kill()  # SIGKILL: whatever was acknowledged must be in the AOF
             down = time.monotonic()
             twilio.release(groups[2 * n + 1])
@@ -119,13 +125,14 @@ def test_redis_sigkill_under_webhook_load(redis_srv, chaos_stack, sandbox, s3, b
             wait_until(refused_during_outage, timeout=30, what="503 answers while Redis is down")
             windows.append((down, time.monotonic()))
             redis_srv.start()  # same port, same AOF directory
-            twilio.release(groups[2 * n + 2])
             if n == 0:
                 for i in range(2):
                     stack.start_worker(f"worker{i + 1}")
+        twilio.release(groups[2 * outages])
         wait_until(twilio.all_acked, timeout=60, what="every job's delivery acknowledged")
         twilio.stop.set()
-        views = {sid: stack.wait_job(sid, timeout=120) for sid in sids}
+        # A task running when Redis died is recovered by RQ's abandoned-job handling: monitoring interval + 60 s.
+        views = {sid: stack.wait_job(sid, timeout=180) for sid in sids}
     statuses = Counter(d.status for d in twilio.log)
     in_outage = [d for d in twilio.log if any(a < d.sent and d.answered < b for a, b in windows)]
     client = s3.client()
@@ -142,11 +149,12 @@ def test_redis_sigkill_under_webhook_load(redis_srv, chaos_stack, sandbox, s3, b
         first.setdefault(d.sid, d.status)
     acked_before_kill = len(groups[0])
     print(
-        f"\nchaos: Redis SIGKILLed {outages}x under webhook load ({n_jobs} jobs, 1 acknowledged delivery each): "
+        f"\nchaos: Redis SIGKILLed {outages}x under webhook load ({outages - 1} with busy workers; {n_jobs} jobs, "
+        f"1 acknowledged delivery each): "
         f"{len(twilio.log)} deliveries, {statuses[204]} answered 204, {statuses[503]} answered 503 "
         f"({len(in_outage)} sent and answered while Redis was down, all 503); "
         f"{acked_before_kill} job(s) acknowledged just before the kill, "
         f"{sum(1 for s in first.values() if s == 503)} first refused with 503 -> "
         f"{n_jobs}/{n_jobs} acknowledged jobs copied byte-exact, 1 write each; "
-        f"worker restarts by the supervisor: {len(supervisor.restarts)}"
+        f"restarts by the supervisor: {', '.join(supervisor.restarts) or 'none'}"
     )
