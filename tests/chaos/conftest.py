@@ -26,7 +26,6 @@ import signal
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,7 +33,7 @@ import requests
 from twilio.request_validator import RequestValidator
 
 from tests.e2e.conftest import make_stack, pytest_runtest_makereport  # noqa: F401
-from tests.harness.procs import ManagedProcess
+from tests.harness.procs import ManagedProcess, descendants
 
 LONG = os.environ.get("CHAOS_LONG", "") not in ("", "0")
 PREFIX = "twilio/"
@@ -52,31 +51,6 @@ def data_key(rt: str, the_day: str) -> str:
 
 
 # -- processes ---------------------------------------------------------------------------------------------
-
-
-def _ppid(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[1])  # fields after "(comm)": state, ppid, ...
-
-
-def descendants(pid: int) -> list[int]:
-    """Every live descendant of ``pid`` (children first), found through /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            parent = _ppid(int(entry))
-            if parent is not None:
-                children.setdefault(parent, []).append(int(entry))
-    found: list[int] = []
-    todo = [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 def crash(proc: ManagedProcess) -> int:

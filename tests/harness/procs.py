@@ -46,6 +46,31 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def _ppid(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])  # fields after "(comm)": state, ppid, ...
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (children first), found through /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            parent = _ppid(int(entry))
+            if parent is not None:
+                children.setdefault(parent, []).append(int(entry))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 class ManagedProcess:
     """A subprocess with its output in a log file, started in its own process group and always stopped."""
 
@@ -105,9 +130,11 @@ class ManagedProcess:
             os.killpg(self.proc.pid, sig)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM the whole process group, then SIGKILL whatever is still there."""
+        """SIGTERM the whole process group, then SIGKILL whatever is still there, descendants in other process
+        groups included (rq's work horse calls setpgid: a group signal alone would leave it running)."""
         if self.proc is None:
             return
+        kids = descendants(self.proc.pid) if self.proc.poll() is None else []
         if self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGTERM)
@@ -116,12 +143,16 @@ class ManagedProcess:
                 pass
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)  # children that outlived the leader
+        _kill_all(kids)
         if self.proc.poll() is None:
             self.proc.wait(timeout=5)
         _LIVE.discard(self)
 
     def kill(self) -> None:
-        """SIGKILL the group at once (crash simulation)."""
+        """SIGKILL the process, its group and every descendant at once (crash simulation)."""
+        if self.alive():
+            assert self.proc is not None
+            _kill_all(descendants(self.proc.pid))
         self.signal(signal.SIGKILL)
         if self.proc is not None:
             self.proc.wait(timeout=10)
@@ -132,6 +163,12 @@ class ManagedProcess:
         except FileNotFoundError:
             return "(no log)"
         return "\n".join(text[-lines:])
+
+
+def _kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def stop_all() -> None:
