@@ -17,7 +17,6 @@ from typing import Any
 _TOKEN_IN_URL = re.compile(r"(token=)[^&\s\"']+")
 _SIGNATURE_IN_URL = re.compile(r"(X-Amz-(?:Signature|Security-Token|Credential)=)[^&\s\"']+", re.IGNORECASE)
 MIN_SECRET_LENGTH = 8
-CONTEXT_FIELDS = ("request_id", "job_sid", "resource_type", "day", "task_id", "webhook")
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
