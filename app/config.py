@@ -41,6 +41,7 @@ class Settings:
     s3_sse_kms_key_id: str | None
     s3_storage_class: str | None
     admin_token: str
+    s3_single_put_max_mib: int = 64
     poll_interval_seconds: int = 60
     janitor_interval_seconds: int = 3600
     webhook_max_body_bytes: int = 64 * 1024
@@ -97,6 +98,14 @@ def _intervals(env: Mapping[str, str], name: str, default: str) -> tuple[int, ..
     if not values or any(v < 0 for v in values):
         raise ConfigError(f"{name} needs at least one non-negative number of seconds")
     return values
+
+
+def _single_put_max(env: Mapping[str, str]) -> int:
+    """Day files up to this many MiB are held in memory and written with one PutObject (see workers.s3_sink)."""
+    value = _int(env, "S3_SINGLE_PUT_MAX_MIB", 64)
+    if value > 1024:
+        raise ConfigError(f"S3_SINGLE_PUT_MAX_MIB must be <= 1024: each worker holds that much in memory (got {value})")
+    return value
 
 
 def _check_key_template(template: str) -> None:
@@ -175,6 +184,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         s3_sse_kms_key_id=kms_key,
         s3_storage_class=_get(env, "S3_STORAGE_CLASS"),
         admin_token=admin_token,
+        s3_single_put_max_mib=_single_put_max(env),
         poll_interval_seconds=_int(env, "POLL_INTERVAL_SECONDS", 60, minimum=1),
         janitor_interval_seconds=_int(env, "JANITOR_INTERVAL_SECONDS", 3600, minimum=1),
         webhook_max_body_bytes=_int(env, "WEBHOOK_MAX_BODY_BYTES", 64 * 1024, minimum=1024),

@@ -4,8 +4,17 @@ How a day file gets to its final key without ever being visible half-done or unv
 -------------------------------------------------------------------------------------------
 The sha256 and the record count are only known after the last byte, but they must be in the final
 object's user metadata, and S3 fixes user metadata when an upload *starts* (PutObject headers,
-CreateMultipartUpload). So the bytes go up once, to a private staging key
-``{prefix}_staging/<uuid>/<basename>``, through boto3's managed transfer (``upload_fileobj``):
+CreateMultipartUpload). Two paths, by the Day's size:
+
+Up to ``SinkSettings.single_put_max`` (64 MiB by default, the same memory budget the multipart path
+spends on part buffers), the file is read through the verifying reader into one preallocated buffer,
+then written with a single PutObject straight to the final key, with the metadata and
+``ChecksumSHA256`` (S3 recomputes it over the received body and refuses a mismatch). A PutObject is
+atomic, so nothing partial is ever visible, and a day costs one write request instead of four (upload,
+copy, read-back, delete): most Twilio day files are far below 64 MiB.
+
+Bigger files go up once, to a private staging key ``{prefix}_staging/<uuid>/<basename>``, through
+boto3's managed transfer (``upload_fileobj``), so memory stays bounded whatever the size:
 
 1. The reader (``workers.copy.VerifyingReader``) hashes and gunzip-checks the bytes as s3transfer pulls
    them, and raises *instead of returning the last bytes* if the size, gzip framing, CRC or length
@@ -20,8 +29,8 @@ CreateMultipartUpload). So the bytes go up once, to a private staging key
 3. The staging object is deleted on every path; what a crash leaves behind (a staging object, an
    incomplete multipart upload) is removed by ``abort_stale_uploads``.
 
-Alternatives considered and rejected: uploading straight to the final key cannot carry the sha256 in
-its metadata (it is unknown when the upload starts); tags or a sidecar object written after the
+Alternatives considered and rejected for big files: uploading straight to the final key cannot carry
+the sha256 in its metadata (it is unknown when the upload starts); tags or a sidecar object written after the
 upload would leave a window where the day file is visible without them; S3's own full-object
 checksums (CRC64NVME) are not a sha256; spooling to local disk first needs several GiB of disk and
 reads every byte twice. The copy is server-side, costs no bandwidth here, and the staging object is
@@ -66,6 +75,11 @@ MIN_PART_SIZE = 8 * MiB
 # s3transfer buffers whole parts in memory when reading from a stream: keep that buffer (parts being
 # sent plus parts waiting) near this budget so a worker stays well under 150 MiB RSS.
 UPLOAD_BUFFER_BUDGET = 64 * MiB
+# Day files up to this size are held in memory, verified, and written with one PutObject straight to the
+# final key (see the module docstring); the same memory the multipart path may hold in part buffers.
+SINGLE_PUT_MAX = UPLOAD_BUFFER_BUDGET
+SINGLE_PUT_LIMIT = 5 * GiB  # S3's own PutObject limit
+UPLOAD_READ_STEP = 8 * MiB
 # Server-side copies move no bytes through the worker: big parts, multipart only for big objects.
 COPY_MULTIPART_THRESHOLD = 256 * MiB
 COPY_PART_SIZE = 256 * MiB
@@ -177,6 +191,7 @@ class SinkSettings:
     kms_key_id: str | None = None
     storage_class: str | None = None
     multipart_concurrency: int = 4
+    single_put_max: int = SINGLE_PUT_MAX  # bytes; 0 sends every file through the staging path
 
     def __post_init__(self) -> None:
         if not self.bucket:
@@ -187,6 +202,8 @@ class SinkSettings:
             raise ValueError("SinkSettings.kms_key_id needs sse='aws:kms'")
         if self.multipart_concurrency < 1:
             raise ValueError("SinkSettings.multipart_concurrency must be at least 1")
+        if not 0 <= self.single_put_max <= SINGLE_PUT_LIMIT:
+            raise ValueError(f"SinkSettings.single_put_max must be within 0..{SINGLE_PUT_LIMIT}")
         try:
             self.key_template.format(prefix="p/", resource_type="Messages", day="2024-01-02", job_sid="JS1")
         except (KeyError, IndexError, ValueError) as exc:
@@ -399,6 +416,8 @@ class S3Sink:
         Errors raised by the reader (integrity, download) propagate unchanged; S3 errors are classified.
         """
         _check_metadata(metadata)
+        if expected_size <= self.settings.single_put_max:
+            return self._put_verified(reader, key, expected_size, metadata)
         staging = self.staging_key(key)
         try:
             self._upload_staging(reader, staging, expected_size, metadata)
@@ -413,6 +432,45 @@ class S3Sink:
             return _result(key, digest, skipped=False, etag=stored.etag)
         finally:
             self._delete_quietly(staging)
+
+    def _put_verified(
+        self, reader: VerifiedStream, key: str, expected_size: int, metadata: Mapping[str, str]
+    ) -> UploadResult:
+        """Small files: verify in memory, then one PutObject carrying the metadata and our SHA-256.
+
+        S3 checks the body against ``ChecksumSHA256`` and refuses a mismatch (BadDigest), so what is stored
+        is proven to be what we hashed, and a PutObject is atomic: no staging object, no copy, no read-back.
+        """
+        body = read_verified(reader, expected_size)
+        digest = reader.digest()
+        existing = self.head(key)
+        if existing is not None and _holds(existing, digest):
+            log.info("s3://%s/%s already holds sha256 %s: not written again", self.bucket, key, digest.sha256)
+            return _result(key, digest, skipped=True, etag=existing.etag)
+        checksum = base64.b64encode(bytes.fromhex(digest.sha256)).decode()
+        extra = {
+            "Metadata": {**metadata, **_digest_metadata(digest)},
+            "ContentType": GZIP_CONTENT_TYPE,
+            "ChecksumAlgorithm": "SHA256",  # both: botocore then sends our value instead of computing one
+            "ChecksumSHA256": checksum,
+            **self._encryption_args(),
+            **self._storage_args(),
+        }
+        try:
+            resp = self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **extra)
+        except (ClientError, BotoCoreError) as exc:
+            raise classify_s3_error(exc, "PutObject", self.bucket, key) from exc
+        echoed = resp.get("ChecksumSHA256")
+        if echoed is not None and echoed != checksum:
+            self._delete_quietly(key)
+            raise TransientS3Error(
+                f"s3://{self.bucket}/{key} stored bytes whose SHA-256 is {echoed}, not {checksum}",
+                operation="PutObject",
+                bucket=self.bucket,
+                key=key,
+                code="VerifyAfterPut",
+            )
+        return _result(key, digest, skipped=False, etag=str(resp.get("ETag", "")).strip('"'))
 
     def put_json(self, key: str, obj: Any) -> None:
         """Write a small JSON document (the per-job manifest) with the same SSE and storage class."""
@@ -557,6 +615,20 @@ class S3Sink:
 
     def _storage_args(self) -> dict[str, str]:
         return {"StorageClass": self.settings.storage_class} if self.settings.storage_class else {}
+
+
+def read_verified(reader: VerifiedStream, expected_size: int) -> bytearray:
+    """The whole verified stream in one preallocated buffer (no second copy of the file in memory)."""
+    body = bytearray(expected_size)
+    view = memoryview(body)
+    filled = 0
+    while chunk := reader.read(min(UPLOAD_READ_STEP, expected_size - filled) or 1):
+        view[filled : filled + len(chunk)] = chunk
+        filled += len(chunk)
+    view.release()
+    if filled != expected_size:  # the reader raises first; this guards a reader that does not
+        raise ValueError(f"stream ended after {filled} of {expected_size} bytes")
+    return body
 
 
 def _full_object_sha256(head: Mapping[str, Any]) -> str | None:

@@ -23,7 +23,7 @@ from app.queueing import copy_timeout
 from app.registry import DayState
 from workers.day_copier import DayTask, finish_if_done, record_failure
 from workers.day_copier import copy_day as copy_one_day
-from workers.s3_sink import PermanentCopyError, S3Sink, SinkSettings
+from workers.s3_sink import MiB, PermanentCopyError, S3Sink, SinkSettings
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ def sink() -> S3Sink:
         sse=s.s3_sse,
         kms_key_id=s.s3_sse_kms_key_id,
         storage_class=s.s3_storage_class,
+        single_put_max=s.s3_single_put_max_mib * MiB,
     )
     if s.s3_key_template:
         settings = dataclasses.replace(settings, key_template=s.s3_key_template)

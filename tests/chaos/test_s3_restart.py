@@ -55,7 +55,8 @@ def test_s3_restarted_mid_copy(s3_dedicated, chaos_stack, sandbox):
     keys = [data_key(RT, d) for d in days]
     sandbox.set_scenario(default_day_size=DAY_SIZE)
     sandbox.set_faults(files={"chunk_delay_ms": CHUNK_DELAY_MS})
-    stack = chaos_stack(workers=2, poller=True, S3_BUCKET=BUCKET, **s3.env())
+    # Days bigger than S3_SINGLE_PUT_MAX_MIB stream through a multipart upload: the long-lived S3 state to lose.
+    stack = chaos_stack(workers=2, poller=True, S3_BUCKET=BUCKET, S3_SINGLE_PUT_MAX_MIB="4", **s3.env())
     r = stack.api("POST", "/api/jobs", json={"resource_type": RT, "start_day": days[-1], "end_day": days[0]})
     assert r.status_code == 201, r.text
     sid = r.json()["job_sid"]

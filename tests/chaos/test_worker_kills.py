@@ -47,7 +47,8 @@ pytestmark = pytest.mark.chaos
 
 RT = "Calls"
 MiB = 1024 * 1024
-SIZES = (9 * MiB, 3 * MiB)  # 9 MiB goes up as a multipart upload (8 MiB parts), 3 MiB as one PutObject
+# 9 MiB goes through a staging multipart upload (8 MiB parts), 3 MiB as one PutObject (S3_SINGLE_PUT_MAX_MIB=4)
+SIZES = (9 * MiB, 3 * MiB)
 CHUNK_DELAY_MS = 15  # per 64 KiB chunk: a 9 MiB download takes ~2 s
 WORKERS = 5
 MAX_KILLS_PER_DAY = 2  # every abandoned attempt uses up one of the day's 5 retries
@@ -75,7 +76,13 @@ def test_sigkill_workers_at_random_points_of_copies(chaos_stack, sandbox, s3, bu
     size_of = {d: SIZES[i % 2] for i, d in enumerate(days)}
     sandbox.set_scenario(days={f"{RT}/{d}": {"outcome": "completed", "size": size_of[d]} for d in days})
     sandbox.set_faults(files={"chunk_delay_ms": CHUNK_DELAY_MS})
-    stack = chaos_stack(workers=WORKERS, poller=True, RQ_JOB_MONITORING_INTERVAL="2", RQ_MAINTENANCE_INTERVAL="5")
+    stack = chaos_stack(
+        workers=WORKERS,
+        poller=True,
+        RQ_JOB_MONITORING_INTERVAL="2",
+        RQ_MAINTENANCE_INTERVAL="5",
+        S3_SINGLE_PUT_MAX_MIB="4",
+    )
     r = stack.api("POST", "/api/jobs", json={"resource_type": RT, "start_day": days[-1], "end_day": days[0]})
     assert r.status_code == 201, r.text
     sid = r.json()["job_sid"]

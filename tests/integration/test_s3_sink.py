@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import io
@@ -119,6 +120,8 @@ def test_day_key_custom_template_and_date() -> None:
         {"sse": "aws:fancy"},
         {"kms_key_id": "k", "sse": "AES256"},
         {"multipart_concurrency": 0},
+        {"single_put_max": -1},
+        {"single_put_max": 6 * 1024 * MiB},
         {"bucket": ""},
     ],
 )
@@ -143,8 +146,14 @@ def test_part_size_fits_ten_thousand_parts_and_bounded_buffers() -> None:
 # -- uploads -----------------------------------------------------------------------------------------
 
 
-def test_upload_verified_publishes_with_full_metadata(server: MotoS3Server, client: Any, bucket: str) -> None:
-    sink = make_sink(client, bucket)
+STAGED = {"single_put_max": 0}  # sends even small files through the staging path
+
+
+@pytest.mark.parametrize("settings", [{}, STAGED], ids=["single-put", "staging"])
+def test_upload_verified_publishes_with_full_metadata(
+    server: MotoS3Server, client: Any, bucket: str, settings: dict[str, Any]
+) -> None:
+    sink = make_sink(client, bucket, **settings)
     data = gzip.compress(b'{"a": 1}\n{"b": 2}\n{"c": 3}', mtime=0)
     key = sink.day_key("Messages", "2024-05-01", "JS0123")
     result = sink.upload_verified(reader_for(data), key, len(data), META)
@@ -157,10 +166,26 @@ def test_upload_verified_publishes_with_full_metadata(server: MotoS3Server, clie
     assert "ContentEncoding" not in head
     assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == data
     stored = sink.head(key)
-    assert stored is not None and stored.s3_sha256 == result.sha256  # S3's own SHA-256 of the copy
+    assert stored is not None and stored.s3_sha256 == result.sha256  # the full-object SHA-256 S3 checked
     assert staging_keys(client, bucket) == [] and open_uploads(client, bucket) == []
     assert server.writes(bucket, key) == 1
-    assert ops_under(server, bucket, "twilio/_staging/").get("aws_chunked", 0) >= 1  # checksummed over TLS
+    staged = ops_under(server, bucket, "twilio/_staging/")
+    if settings:
+        assert staged.get("aws_chunked", 0) >= 1  # checksummed over TLS
+        assert server.counts()[f"{bucket}/{key}"].get("copy_object") == 1
+    else:
+        assert staged == {}  # one PutObject straight to the final key
+        assert server.counts()[f"{bucket}/{key}"].get("put_object") == 1
+
+
+def test_files_up_to_single_put_max_skip_staging(server: MotoS3Server, client: Any, bucket: str) -> None:
+    small, big = day_file(1000, seed=3), day_file(3000, seed=4)
+    sink = make_sink(client, bucket, single_put_max=len(small))
+    sink.upload_verified(reader_for(small), "twilio/small.json.gz", len(small), META)
+    assert ops_under(server, bucket, "twilio/_staging/") == {}
+    sink.upload_verified(reader_for(big), "twilio/big.json.gz", len(big), META)
+    assert ops_under(server, bucket, "twilio/_staging/").get("put_object") == 1
+    assert client.get_object(Bucket=bucket, Key="twilio/big.json.gz")["Body"].read() == big
 
 
 def test_multipart_upload_and_multipart_copy(
@@ -168,7 +193,7 @@ def test_multipart_upload_and_multipart_copy(
 ) -> None:
     monkeypatch.setattr(s3_sink, "COPY_MULTIPART_THRESHOLD", 8 * MiB)
     monkeypatch.setattr(s3_sink, "COPY_PART_SIZE", 8 * MiB)
-    sink = make_sink(client, bucket)
+    sink = make_sink(client, bucket, **STAGED)
     data = day_file(20 * MiB)
     key = "twilio/Calls/big.json.gz"
     result = sink.upload_verified(reader_for(data), key, len(data), META)
@@ -186,9 +211,13 @@ def test_multipart_upload_and_multipart_copy(
     assert staging_keys(client, bucket) == [] and open_uploads(client, bucket) == []
 
 
-@pytest.mark.parametrize("size", [1000, 20 * MiB], ids=["put", "multipart"])
-def test_failed_verification_leaves_nothing(client: Any, bucket: str, size: int) -> None:
-    sink = make_sink(client, bucket)
+@pytest.mark.parametrize(
+    ("size", "settings"),
+    [(1000, {}), (1000, STAGED), (20 * MiB, STAGED)],
+    ids=["single-put", "staging-put", "staging-multipart"],
+)
+def test_failed_verification_leaves_nothing(client: Any, bucket: str, size: int, settings: dict[str, Any]) -> None:
+    sink = make_sink(client, bucket, **settings)
     data = bytearray(day_file(size))
     data[-8] ^= 0xFF  # CRC trailer: only detectable at the very end
     key = "twilio/Messages/bad.json.gz"
@@ -226,11 +255,26 @@ def test_a_copy_that_s3_hashes_differently_is_removed(
     client: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(s3_sink, "_full_object_sha256", lambda head: "00" * 32)
-    sink = make_sink(client, bucket)
+    sink = make_sink(client, bucket, **STAGED)
     data = day_file(2048)
     with pytest.raises(TransientS3Error, match="SHA-256"):
         sink.upload_verified(reader_for(data), "twilio/x.json.gz", len(data), META)
     assert sink.head("twilio/x.json.gz") is None and staging_keys(client, bucket) == []
+
+
+def test_a_put_that_s3_hashes_differently_is_removed(server: MotoS3Server, bucket: str) -> None:
+    """Real S3 refuses a body that does not match ChecksumSHA256 (BadDigest); should it ever answer with
+    another checksum instead, the object is removed. moto stores what it is sent, so its answer is altered."""
+    client = server.client()  # its own client: the hook below must not leak into other tests
+
+    def wrong_checksum(parsed: dict[str, Any], **_: Any) -> None:
+        parsed["ChecksumSHA256"] = base64.b64encode(b"\0" * 32).decode()
+
+    client.meta.events.register("after-call.s3.PutObject", wrong_checksum)
+    data = day_file(2048)
+    with pytest.raises(TransientS3Error, match="SHA-256"):
+        make_sink(client, bucket).upload_verified(reader_for(data), "twilio/x.json.gz", len(data), META)
+    assert make_sink(server.client(), bucket).head("twilio/x.json.gz") is None
 
 
 def test_verified_copy_matches_size_and_create_date(client: Any, bucket: str) -> None:
@@ -323,14 +367,15 @@ def test_check_bucket(client: Any, bucket: str) -> None:
     assert isinstance(info.value, PermanentCopyError)
 
 
-def test_upload_to_missing_bucket_is_permanent(client: Any) -> None:
-    sink = make_sink(client, "relay-no-such-bucket")
+@pytest.mark.parametrize(("settings", "where"), [({}, "twilio/x.json.gz"), (STAGED, "_staging")])
+def test_upload_to_missing_bucket_is_permanent(client: Any, settings: dict[str, Any], where: str) -> None:
+    sink = make_sink(client, "relay-no-such-bucket", **settings)
     data = day_file(1000)
     with pytest.raises(PermanentS3Error) as info:
         sink.upload_verified(reader_for(data), "twilio/x.json.gz", len(data), META)
     err = info.value
     assert err.bucket == "relay-no-such-bucket" and err.code == "NoSuchBucket"
-    assert "relay-no-such-bucket" in str(err) and "_staging" in str(err)
+    assert "relay-no-such-bucket" in str(err) and where in str(err)
 
 
 def test_unreachable_endpoint_is_transient() -> None:

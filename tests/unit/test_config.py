@@ -41,6 +41,8 @@ def test_defaults_and_normalisation():
         ({"S3_KEY_TEMPLATE": "{day"}, "S3_KEY_TEMPLATE"),
         ({"S3_SSE_KMS_KEY_ID": "alias/x"}, "S3_SSE_KMS_KEY_ID"),
         ({"JANITOR_INTERVAL_SECONDS": "0"}, "JANITOR_INTERVAL_SECONDS"),
+        ({"S3_SINGLE_PUT_MAX_MIB": "-1"}, "S3_SINGLE_PUT_MAX_MIB"),
+        ({"S3_SINGLE_PUT_MAX_MIB": "2048"}, "S3_SINGLE_PUT_MAX_MIB"),
         (
             {
                 "TWILIO_AUTH_TOKEN": "",
