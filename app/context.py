@@ -53,5 +53,5 @@ def build_services(settings: Settings, profile: RetryProfile = API_PROFILE) -> S
 
 @functools.cache
 def worker_services() -> Services:
-    """One Services per worker process (RQ forks a work horse per job; the fork inherits nothing it needs)."""
+    """One Services per worker process, built once and reused by every task it runs (no fork per task)."""
     return build_services(load_settings(), WORKER_PROFILE)

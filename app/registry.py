@@ -192,6 +192,9 @@ if not sid then
   return {'', ''}
 end
 local status = redis.call('HGET', ARGV[1] .. sid, 'status')
+if ARGV[2] == '1' and redis.call('EXISTS', ARGV[3] .. sid) == 1 then
+  redis.call('HINCRBY', ARGV[3] .. sid, 'webhooks_received', 1)
+end
 return {sid, status or ''}
 """
 
@@ -264,14 +267,18 @@ class Registry:
                 out[str(key).removeprefix(f"{PREFIX}pending:")] = {str(k): str(v) for k, v in data.items()}
         return out
 
-    def webhook_lookup(self, token_hash: str, sync_job_key_prefix: str) -> tuple[str | None, bool, str]:
+    def webhook_lookup(
+        self, token_hash: str, sync_job_key_prefix: str, count_delivery: bool = False
+    ) -> tuple[str | None, bool, str]:
         """(job_sid or None, whether a submission with this token is still pending, its sync task's RQ status).
 
-        One round trip on the webhook's hot path; the RQ key prefix comes from the caller so this module does
-        not need to know RQ's key layout.
+        With ``count_delivery`` the job's ``webhooks_received`` is incremented in the same script (the caller
+        has already checked the signature). One round trip on the webhook's hot path; the RQ key prefix comes
+        from the caller so this module does not need to know RQ's key layout.
         """
         sid, extra = self._webhook_lookup(
-            keys=[f"{PREFIX}token:{token_hash}", f"{PREFIX}pending:{token_hash}"], args=[sync_job_key_prefix]
+            keys=[f"{PREFIX}token:{token_hash}", f"{PREFIX}pending:{token_hash}"],
+            args=[sync_job_key_prefix, "1" if count_delivery else "0", f"{PREFIX}job:"],
         )
         if not sid:
             return None, extra == "pending", ""
@@ -302,9 +309,6 @@ class Registry:
         mapping: dict[Any, Any] = {k: (json.dumps(v) if k == "twilio" else str(v)) for k, v in fields.items()}
         mapping["updated_at"] = str(time.time())
         self.r.hset(self.job_key(sid), mapping=mapping)
-
-    def count_webhook(self, sid: str) -> int:
-        return int(self.r.hincrby(self.job_key(sid), "webhooks_received", 1))
 
     def count_sync(self, sid: str) -> int:
         return int(self.r.hincrby(self.job_key(sid), "syncs", 1))

@@ -1,11 +1,12 @@
 """Settings module for ``rq worker -c workers.rq_settings`` and ``rq cron -c workers.rq_settings``.
 
-Gives RQ the same Redis URL and JSON logging (secrets scrubbed) as the web process, and warms the worker up:
-RQ forks a work horse per task, so everything built here, once, in the long-lived parent is inherited by every
-task instead of being rebuilt per task (imports of boto3/botocore/twilio, parsing botocore's S3 service model,
-the Twilio client). Nothing is connected yet at fork time: redis-py's pools reset themselves in a child (they
-check the pid) and the boto3/requests pools are still empty, so no socket is shared between processes.
-Measured in bench/fanout.py: per-day overhead 370 ms -> 66 ms. It also validates the configuration at start-up.
+Gives RQ the same Redis URL and JSON logging (secrets scrubbed) as the web process, validates the configuration
+at start-up, and builds the long-lived pieces once, before the first task: imports of boto3/botocore/twilio,
+botocore's S3 service model, the services and the S3 sink. The Procfile's worker runs tasks in process
+(``workers.inprocess_worker``), so every task reuses them and their kept-alive connections; were RQ's forking
+``Worker`` used instead, each work horse would at least inherit them (measured in bench/fanout.py: 370 ms of
+overhead per day without this warm-up, 66 ms with it; in process 9.5 ms). Nothing is connected yet here: redis-py's
+pools reset themselves in a forked child (they check the pid) and the boto3/requests pools are still empty.
 """
 
 import os

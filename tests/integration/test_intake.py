@@ -145,6 +145,13 @@ def test_tampered_param_is_rejected(client):
     sig = sign(hook_url(), {"status": "completed"})
     assert post_form(client, hook_url(), {"status": "failed"}, sig).status_code == 403
     assert queued_syncs(client) == []
+    assert client.svc.registry.get_job(SID).webhooks_received == 0  # only authentic deliveries are counted
+
+
+def test_unknown_token_is_404_even_with_a_bad_signature(client):
+    url = f"{PUBLIC}/hooks/bulkexport?" + urlencode({"token": "tok_" + "y" * 40})
+    assert post_form(client, url, {"status": "completed"}, "bm90LWEtc2lnbmF0dXJl").status_code == 404
+    assert queued_syncs(client) == []
 
 
 def test_tampered_url_is_rejected(client):
