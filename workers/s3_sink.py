@@ -79,7 +79,7 @@ UPLOAD_BUFFER_BUDGET = 64 * MiB
 # final key (see the module docstring); the same memory the multipart path may hold in part buffers.
 SINGLE_PUT_MAX = UPLOAD_BUFFER_BUDGET
 SINGLE_PUT_LIMIT = 5 * GiB  # S3's own PutObject limit
-UPLOAD_READ_STEP = 8 * MiB
+UPLOAD_READ_STEP = MiB  # small steps: the reader's own buffer stays tiny next to the body buffer
 # Server-side copies move no bytes through the worker: big parts, multipart only for big objects.
 COPY_MULTIPART_THRESHOLD = 256 * MiB
 COPY_PART_SIZE = 256 * MiB
