@@ -36,10 +36,10 @@ import requests
 from bench.common import BenchResult, CpuMeter, Figure, workdir
 from bench.profiling import PySpy, summarize
 from sandbox.testing import SandboxProcess
-from tests.harness.procs import ManagedProcess, free_port, stop_all, wait_until
+from tests.harness.procs import ManagedProcess, stop_all, wait_until
 from tests.harness.redis_server import RedisServer
 from tests.harness.s3_server import MotoS3Server
-from tests.harness.stack import REPO_ROOT, process_env, procfile, relay_env, start_web
+from tests.harness.stack import REPO_ROOT, local_stack, process_env, procfile, start_web
 
 ADMIN_TOKEN = "bench-admin-token-0123456789abcdef"
 BUCKET = "relay-bench-fanout"
@@ -75,25 +75,9 @@ def run(
     raw: dict[str, Any] = {}
     print(f"fanout: {n_days} days x {day_kib} KiB, web + 2 workers; logs in {work}")
     try:
-        with (
-            RedisServer(work / "redis", fsync=fsync) as redis_server,
-            MotoS3Server(tls=True, log_dir=work) as s3,
-            SandboxProcess(log_path=work / "sandbox.log") as sandbox,
-        ):
-            s3.client().create_bucket(Bucket=BUCKET)
-            port = free_port()
-            env = relay_env(
-                redis_server.url,
-                s3,
-                sandbox,
-                f"http://127.0.0.1:{port}",
-                BUCKET,
-                ADMIN_TOKEN,
-                WEBHOOK_SIGNATURE="required",
-                PROMETHEUS_MULTIPROC_DIR=str(work / "prometheus"),
-            )
-            (work / "prometheus").mkdir()
-            web, url = start_web(env, work, port=port)
+        with local_stack(work, BUCKET, ADMIN_TOKEN, fsync=fsync) as stack:
+            redis_server, s3, sandbox, env = stack.redis, stack.s3, stack.sandbox, stack.env
+            web, url = start_web(env, work, port=stack.port)
             procs.append(web)
             names = list(VARIANTS) if variants else ["shipped"]
             for index, name in enumerate(names):

@@ -35,11 +35,8 @@ from twilio.request_validator import RequestValidator
 from app.queueing import CONTROL_QUEUE
 from bench.common import BenchResult, CpuMeter, Figure, child_env, percentile, workdir
 from bench.profiling import PySpy, summarize
-from sandbox.testing import SandboxProcess
-from tests.harness.procs import ManagedProcess, free_port, python_argv, stop_all
-from tests.harness.redis_server import RedisServer
-from tests.harness.s3_server import MotoS3Server
-from tests.harness.stack import relay_env, start_web
+from tests.harness.procs import ManagedProcess, python_argv, stop_all
+from tests.harness.stack import local_stack, start_web
 
 ADMIN_TOKEN = "bench-admin-token-0123456789abcdef"
 BUCKET = "relay-bench"
@@ -174,29 +171,12 @@ def run(
         f"warm-up round (the first two lines); logs in {work}"
     )
     try:
-        with (
-            RedisServer(work / "redis", fsync=fsync) as redis_server,
-            MotoS3Server(tls=True, log_dir=work) as s3,
-            SandboxProcess(log_path=work / "sandbox.log") as sandbox,
-        ):
-            s3.client().create_bucket(Bucket=BUCKET)
+        web_workers = (os.cpu_count() or 1) * 2 + 1  # gunicorn.conf.py's default, pinned against a stray env
+        with local_stack(work, BUCKET, ADMIN_TOKEN, fsync=fsync, WEB_CONCURRENCY=str(web_workers)) as stack:
+            redis_server, sandbox, port = stack.redis, stack.sandbox, stack.port
             sandbox.set_scenario(webhook={"drop": True})  # only our deliveries reach the web process
-            port = free_port()
             base = f"http://127.0.0.1:{port}"
-            web_workers = (os.cpu_count() or 1) * 2 + 1  # gunicorn.conf.py's default, pinned against a stray env
-            env = relay_env(
-                redis_server.url,
-                s3,
-                sandbox,
-                base,
-                BUCKET,
-                ADMIN_TOKEN,
-                WEBHOOK_SIGNATURE="required",
-                WEB_CONCURRENCY=str(web_workers),
-                PROMETHEUS_MULTIPROC_DIR=str(work / "prometheus"),
-            )
-            (work / "prometheus").mkdir()  # must exist before gunicorn loads its logconfig (imports app)
-            web, url = start_web(env, work, port=port)
+            web, url = start_web(stack.env, work, port=port)
             procs.append(web)
             headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
             body = {"resource_type": "Messages", "start_day": _day(3), "end_day": _day(3)}

@@ -17,11 +17,9 @@ from pathlib import Path
 
 import requests
 
-from sandbox.testing import SandboxProcess
-from tests.harness.procs import ManagedProcess, free_port, stop_all, wait_until
-from tests.harness.redis_server import RedisServer
+from tests.harness.procs import ManagedProcess, stop_all, wait_until
 from tests.harness.s3_server import MotoS3Server
-from tests.harness.stack import relay_env, start_process, start_web
+from tests.harness.stack import local_stack, start_process, start_web
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_TOKEN = "demo-admin-token-please-change"
@@ -51,30 +49,13 @@ def run(workdir: Path, resource_type: str, days: int) -> int:
     workdir.mkdir(parents=True)
     procs: list[ManagedProcess] = []
     print(f"demo: logs in {workdir}")
-    with (
-        RedisServer(workdir / "redis") as redis_server,
-        MotoS3Server(tls=True, log_dir=workdir) as s3,
-        SandboxProcess(log_path=workdir / "sandbox.log") as sandbox,
-    ):
-        s3.client().create_bucket(Bucket=BUCKET)
-        sandbox.set_scenario(
+    with local_stack(workdir, BUCKET, ADMIN_TOKEN, POLL_INTERVAL_SECONDS="2", WEB_CONCURRENCY="2") as stack:
+        s3, env = stack.s3, stack.env
+        stack.sandbox.set_scenario(
             days={f"{resource_type}/{_days_ago(3 + days - 1)}": {"outcome": "empty_file"}}, default_day_size=256 * 1024
         )
-        port = free_port()
-        env = relay_env(
-            redis_server.url,
-            s3,
-            sandbox,
-            f"http://127.0.0.1:{port}",
-            BUCKET,
-            ADMIN_TOKEN,
-            WEBHOOK_SIGNATURE="required",
-            POLL_INTERVAL_SECONDS="2",
-            WEB_CONCURRENCY="2",
-            PROMETHEUS_MULTIPROC_DIR=str(workdir / "prometheus"),
-        )
         try:
-            web, url = start_web(env, workdir, port=port)
+            web, url = start_web(env, workdir, port=stack.port)
             procs += [web, start_process("worker", env, workdir), start_process("poller", env, workdir)]
             print(f"demo: web {url}, worker and poller running; submitting a {days}-day {resource_type} export")
             headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

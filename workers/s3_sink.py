@@ -463,13 +463,7 @@ class S3Sink:
         echoed = resp.get("ChecksumSHA256")
         if echoed is not None and echoed != checksum:
             self._delete_quietly(key)
-            raise TransientS3Error(
-                f"s3://{self.bucket}/{key} stored bytes whose SHA-256 is {echoed}, not {checksum}",
-                operation="PutObject",
-                bucket=self.bucket,
-                key=key,
-                code="VerifyAfterPut",
-            )
+            raise self._not_verified(key, f"stored bytes whose SHA-256 is {echoed}, not {checksum}", "PutObject")
         return _result(key, digest, skipped=False, etag=str(resp.get("ETag", "")).strip('"'))
 
     def put_json(self, key: str, obj: Any) -> None:
@@ -589,14 +583,18 @@ class S3Sink:
             problem = f"holds bytes whose S3 SHA-256 is {stored.s3_sha256}, not {digest.sha256}"
             self._delete_quietly(key)
         if stored is None or problem:
-            raise TransientS3Error(
-                f"s3://{self.bucket}/{key} {problem} after the copy",
-                operation="CopyObject",
-                bucket=self.bucket,
-                key=key,
-                code="VerifyAfterCopy",
-            )
+            raise self._not_verified(key, f"{problem} after the copy", "CopyObject")
         return stored
+
+    def _not_verified(self, key: str, problem: str, operation: str) -> TransientS3Error:
+        """What S3 holds at ``key`` is not what we verified: retried (the object has been removed)."""
+        return TransientS3Error(
+            f"s3://{self.bucket}/{key} {problem}",
+            operation=operation,
+            bucket=self.bucket,
+            key=key,
+            code=f"VerifyAfter{operation.removesuffix('Object')}",
+        )
 
     def _delete_quietly(self, key: str) -> None:
         """Best effort: a staging object left behind is the janitor's job, never a copy failure."""

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +64,40 @@ def start_web(env: dict[str, str], log_dir: Path, port: int | None = None) -> tu
     url = f"http://127.0.0.1:{port}"
     proc.wait_ready(lambda: requests.get(f"{url}/livez", timeout=1).status_code == 200, timeout=30)
     return proc, url
+
+
+@dataclass(frozen=True)
+class LocalStack:
+    """The servers the relay talks to, and its environment pointing at them (web, workers not started)."""
+
+    redis: Any  # tests.harness.redis_server.RedisServer
+    s3: Any  # tests.harness.s3_server.MotoS3Server
+    sandbox: Any  # sandbox.testing.SandboxProcess
+    env: dict[str, str]
+    port: int  # the web's port, already in PUBLIC_BASE_URL
+
+
+@contextmanager
+def local_stack(
+    workdir: Path, bucket: str, admin_token: str, fsync: str = "always", **overrides: str
+) -> Iterator[LocalStack]:
+    """Redis, moto S3 over TLS (``bucket`` created) and the Twilio sandbox on free loopback ports, for the
+    demo and the benchmarks; stopped on exit. Webhooks must be signed; Prometheus multiprocess files go to
+    ``workdir/prometheus``."""
+    from sandbox.testing import SandboxProcess
+    from tests.harness.redis_server import RedisServer
+    from tests.harness.s3_server import MotoS3Server
+
+    with (
+        RedisServer(workdir / "redis", fsync=fsync) as redis_server,
+        MotoS3Server(tls=True, log_dir=workdir) as s3,
+        SandboxProcess(log_path=workdir / "sandbox.log") as sandbox,
+    ):
+        s3.client().create_bucket(Bucket=bucket)
+        port = free_port()
+        (workdir / "prometheus").mkdir(exist_ok=True)  # must exist before gunicorn loads its logconfig
+        settings = {"WEBHOOK_SIGNATURE": "required", "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus")}
+        env = relay_env(
+            redis_server.url, s3, sandbox, f"http://127.0.0.1:{port}", bucket, admin_token, **(settings | overrides)
+        )
+        yield LocalStack(redis_server, s3, sandbox, env, port)

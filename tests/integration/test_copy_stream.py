@@ -147,17 +147,6 @@ class LinkServer:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3Server]:
-    with MotoS3Server(tls=True, log_dir=tmp_path_factory.mktemp("moto-s3")) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def client(server: MotoS3Server) -> Any:
-    return server.client()
-
-
-@pytest.fixture(scope="module")
 def links() -> Iterator[LinkServer]:
     with LinkServer() as link_server:
         yield link_server

@@ -9,7 +9,6 @@ import io
 import os
 import random
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -44,17 +43,6 @@ META = {
 
 
 # -- fixtures ----------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3Server]:
-    with MotoS3Server(tls=True, log_dir=tmp_path_factory.mktemp("moto-s3")) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def client(server: MotoS3Server) -> Any:
-    return server.client()
 
 
 @pytest.fixture
