@@ -108,7 +108,7 @@ def _day_summary(svc: Services) -> tuple[int, float]:
 
 def _health(svc: Services) -> dict[str, Any]:
     checks: dict[str, list[dict[str, Any]]] = {}
-    ready = _readiness(svc)
+    ready = _ready(svc)  # shares /readyz's 2-second cache: probes and dashboards polling both cost one check
     checks["redis:responseTime"] = [ready["redis"]]
     checks["s3:bucket"] = [ready["s3"]]
     if ready["redis"]["status"] == "pass":

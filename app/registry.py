@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -185,6 +185,18 @@ return 1
 
 
 # Webhook hot path in one round trip: token -> job_sid (or "pending"), plus the status of the job's queued sync.
+# 1 if every listed day has a final record. Decoded inside Redis so that the check after each copy costs one
+# round trip and no transfer of the records (a 366-day job would otherwise read 366 records per copy).
+_ALL_DAYS_FINAL_LUA = """
+local recs = redis.call('HMGET', KEYS[1], unpack(ARGV))
+for _, raw in ipairs(recs) do
+  if not raw then return 0 end
+  local state = cjson.decode(raw)['state']
+  if state ~= 'copied' and state ~= 'empty' and state ~= 'failed' then return 0 end
+end
+return 1
+"""
+
 _WEBHOOK_LOOKUP_LUA = """
 local sid = redis.call('GET', KEYS[1])
 if not sid then
@@ -220,6 +232,7 @@ class Registry:
         self._claim = client.register_script(_CLAIM_DAY_LUA)
         self._schedule = client.register_script(_SCHEDULE_LUA)
         self._webhook_lookup = client.register_script(_WEBHOOK_LOOKUP_LUA)
+        self._all_days_final = client.register_script(_ALL_DAYS_FINAL_LUA)
         self._acquire_lock = client.register_script(_ACQUIRE_LOCK_LUA)
 
     # -- keys ---------------------------------------------------------------------------------------------
@@ -386,6 +399,13 @@ class Registry:
     def get_days(self, sid: str) -> dict[str, DayRecord]:
         raw = self.r.hgetall(self.days_key(sid))
         return {str(d): DayRecord.from_json(str(v)) for d, v in sorted(raw.items())}
+
+    def all_days_final(self, sid: str, days: Sequence[str]) -> bool:
+        """Whether each of ``days`` has a record in a final state (copied, empty, failed)."""
+        for start in range(0, len(days), 1000):  # unpack() in Lua has a stack limit of a few thousand
+            if not int(self._all_days_final(keys=[self.days_key(sid)], args=list(days[start : start + 1000]))):
+                return False
+        return True
 
     def get_day(self, sid: str, day: str) -> DayRecord | None:
         raw = self.r.hget(self.days_key(sid), day)

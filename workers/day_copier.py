@@ -151,10 +151,10 @@ def finish_if_done(svc: Services, sink: S3Sink, job_sid: str) -> bool:
     job = svc.registry.get_job(job_sid)
     if job is None or job.state.final or not job.twilio:
         return False
-    days = svc.registry.get_days(job_sid)
     every_day = days_between(date.fromisoformat(job.start_day), date.fromisoformat(job.end_day))
-    if not all(d in days and days[d].state.final for d in every_day):
+    if not svc.registry.all_days_final(job_sid, every_day):
         return False  # every day of the range needs a final record, not just the ones seen so far
+    days = svc.registry.get_days(job_sid)
     failed = [r.day for r in days.values() if r.state == DayState.FAILED]
     state = JobState.FAILED if failed else JobState.DONE
     key = manifest_key(sink, job.resource_type, job_sid)

@@ -104,3 +104,19 @@ def test_list_jobs_pages_newest_first(registry):
         )
     page, total = registry.list_jobs(offset=0, limit=2)
     assert total == 5 and [j.job_sid for j in page] == [f"JS{4:032x}", f"JS{3:032x}"]
+
+
+def test_all_days_final_needs_a_final_record_for_every_listed_day(registry):
+    days = [f"2026-{m:02d}-{d:02d}" for m in (1, 2, 3, 4) for d in range(1, 29)] * 10  # > 1000: chunked calls
+    assert not registry.all_days_final(SID, ["2026-01-01"])  # no record at all
+    registry.ensure_days(SID, [DayRecord(day=d) for d in sorted(set(days))])
+    assert not registry.all_days_final(SID, days)  # pending
+    for i, d in enumerate(sorted(set(days))):
+        state = (DayState.COPIED, DayState.EMPTY, DayState.FAILED)[i % 3]
+        registry.put_day(SID, DayRecord(day=d, state=state))
+    assert registry.all_days_final(SID, days)
+    registry.put_day(SID, DayRecord(day="2026-04-28", state=DayState.COPYING))
+    assert not registry.all_days_final(SID, days)
+    registry.put_day(SID, DayRecord(day="2026-04-28", state=DayState.COPIED))
+    assert registry.all_days_final(SID, days)
+    assert not registry.all_days_final(SID, [*days, "2026-05-01"])  # a day of the range not seen yet
