@@ -103,8 +103,8 @@ def _intervals(env: Mapping[str, str], name: str, default: str) -> tuple[int, ..
 def _single_put_max(env: Mapping[str, str]) -> int:
     """Day files up to this many MiB are held in memory and written with one PutObject (see workers.s3_sink)."""
     value = _int(env, "S3_SINGLE_PUT_MAX_MIB", 64)
-    if value > 1024:
-        raise ConfigError(f"S3_SINGLE_PUT_MAX_MIB must be <= 1024: each worker holds that much in memory (got {value})")
+    if value > 256:
+        raise ConfigError(f"S3_SINGLE_PUT_MAX_MIB must be <= 256: each worker holds that much in memory (got {value})")
     return value
 
 

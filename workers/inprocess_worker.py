@@ -6,12 +6,19 @@ fork is most of the cost: the horse dirties its copy-on-write pages, opens fresh
 about 65 CPU-ms per day forked against about 25 in process. Long-lived worker processes that run task after
 task are also what Celery and most job systems do.
 
-What is kept from the forking worker: heart-beats while a task runs. RQ's ``SimpleWorker`` beats once, with
-a TTL of the whole job timeout plus 60 s, so a worker SIGKILLed mid-copy would only be seen as dead after
-the copy's timeout (5 minutes or more). Here a thread renews the worker's, the execution's and the job's
-heart-beat every ``--job-monitoring-interval`` seconds with the forking worker's short TTL, so RQ's
-abandoned-job handling retries a crashed worker's task as soon as it would for a killed work horse. The job
-timeout is still enforced (``SIGALRM`` in the main thread, where the task runs).
+What is kept from the forking worker:
+
+- Heart-beats while a task runs. RQ's ``SimpleWorker`` beats once, with a TTL of the whole job timeout plus
+  60 s, so a worker SIGKILLed mid-copy would only be seen as dead after the copy's timeout (5 minutes or
+  more). Here a thread renews the worker's, the execution's and the job's heart-beat every
+  ``--job-monitoring-interval`` seconds with the forking worker's short TTL, so RQ's abandoned-job handling
+  retries a crashed worker's task as soon as it would for a killed work horse.
+- The job timeout. ``SIGALRM`` raises in the main thread, where the task runs; and, as the forking worker
+  kills a horse still alive 60 s after its timeout, the heart-beat thread ends this process if the task
+  is still running ``KILL_GRACE_SECONDS`` after its timeout (a task that swallowed the exception, or a
+  thread that keeps it busy: s3transfer's reader drains the stream before an aborted upload returns).
+  Otherwise the task would outlive its heart-beat TTL, look abandoned and be retried while still running.
+  The supervisor restarts the worker and the abandoned task is retried once, like a killed horse's.
 
 What is given up, deliberately: a task that crashes the interpreter (a segfault, the OOM killer) takes the
 worker process with it instead of only a horse. The supervisor (Kubernetes, compose ``restart:``) restarts
@@ -23,7 +30,9 @@ buffers) and released when the task ends.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 
 from rq.executions import Execution
 from rq.job import Job
@@ -36,6 +45,8 @@ log = logging.getLogger(__name__)
 class InProcessWorker(SimpleWorker):
     """``SimpleWorker`` plus a heart-beat thread while a task runs (see the module docstring)."""
 
+    KILL_GRACE_SECONDS = 60  # as RQ's forking worker: a task still running this long after its timeout is ended
+
     def execute_job(self, job: Job, queue: Queue) -> None:
         execution = self.prepare_execution(job)
         done = threading.Event()
@@ -47,7 +58,7 @@ class InProcessWorker(SimpleWorker):
             self.perform_job(job, queue, execution)
         finally:
             done.set()
-            beat.join()
+            beat.join(timeout=self.job_monitoring_interval + 10)  # a beat stuck on Redis must not hang the worker
         self.set_state(WorkerStatus.IDLE)
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
@@ -55,7 +66,17 @@ class InProcessWorker(SimpleWorker):
         return BaseWorker.get_heartbeat_ttl(self, job, working_time)
 
     def _beat_until(self, job: Job, execution: Execution, done: threading.Event) -> None:
+        started = time.monotonic()
         while not done.wait(self.job_monitoring_interval):
+            if job.timeout and job.timeout > 0 and time.monotonic() - started > job.timeout + self.KILL_GRACE_SECONDS:
+                log.error(
+                    "task %s still running %s s after its %s s timeout: ending this worker process",
+                    job.id,
+                    self.KILL_GRACE_SECONDS,
+                    job.timeout,
+                )
+                logging.shutdown()
+                os._exit(1)  # the supervisor restarts the worker; RQ retries the abandoned task
             try:
                 self.maintain_heartbeats(job, execution)
             except Exception:  # a missed beat is retried next interval; the task itself goes on

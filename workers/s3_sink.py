@@ -597,11 +597,12 @@ class S3Sink:
         )
 
     def _delete_quietly(self, key: str) -> None:
-        """Best effort: a staging object left behind is the janitor's job, never a copy failure."""
+        """Best effort, never a copy failure: a staging object left behind is the janitor's job, an unverified
+        final object is replaced by the retry."""
         try:
             self.client.delete_object(Bucket=self.bucket, Key=key)
         except (ClientError, BotoCoreError) as exc:
-            log.warning("could not delete staging object s3://%s/%s: %s", self.bucket, key, exc)
+            log.warning("could not delete s3://%s/%s (the janitor retries staging objects): %s", self.bucket, key, exc)
 
     def _encryption_args(self) -> dict[str, str]:
         args: dict[str, str] = {}
@@ -620,9 +621,16 @@ def read_verified(reader: VerifiedStream, expected_size: int) -> bytearray:
     body = bytearray(expected_size)
     view = memoryview(body)
     filled = 0
-    while chunk := reader.read(min(UPLOAD_READ_STEP, expected_size - filled) or 1):
-        view[filled : filled + len(chunk)] = chunk
-        filled += len(chunk)
+    try:
+        while chunk := reader.read(min(UPLOAD_READ_STEP, expected_size - filled) or 1):
+            view[filled : filled + len(chunk)] = chunk
+            filled += len(chunk)
+    except BaseException:
+        # The exception's traceback (kept by the failed reader too) holds this frame: free the buffer now, not
+        # at the next full garbage collection, so the worker's next task does not find it still allocated.
+        view.release()
+        body.clear()
+        raise
     view.release()
     if filled != expected_size:  # the reader raises first; this guards a reader that does not
         raise ValueError(f"stream ended after {filled} of {expected_size} bytes")

@@ -1,7 +1,8 @@
-"""workers.inprocess_worker.InProcessWorker: tasks run in the worker process, heart-beats stay short and renewed.
+"""workers.inprocess_worker.InProcessWorker: tasks run in the worker process, heart-beats stay short and renewed,
+the job timeout is enforced, and a task that outlives its timeout by the grace period ends the worker.
 
-A real ``rq worker --worker-class workers.inprocess_worker.InProcessWorker`` process against the session's real
-Redis; the task below reports its pid and waits (polling Redis, with a deadline) until the test releases it.
+Real ``rq worker --worker-class ...`` processes against the session's real Redis; the tasks below report their
+pid and wait (polling Redis, with a deadline) until the test releases them.
 """
 
 from __future__ import annotations
@@ -13,18 +14,27 @@ from pathlib import Path
 
 import redis
 from rq import Queue, Worker
+from rq.job import Job
 from rq.registry import StartedJobRegistry
+from rq.timeouts import JobTimeoutException
 
 from tests.harness.procs import ManagedProcess, wait_until
 from tests.harness.redis_server import RedisServer
 from tests.harness.stack import REPO_ROOT, process_env
+from workers.inprocess_worker import InProcessWorker
 
 QUEUE = "inprocess-test"
 JOB_TIMEOUT = 3600  # SimpleWorker would keep its heart-beat alive for this + 60 s after a crash
 MONITORING_INTERVAL = 1
 
 
-def report_pid_and_wait(redis_url: str) -> int:
+class QuickGraceWorker(InProcessWorker):
+    """The shipped class with a 1-second grace, so that the overrun test does not wait a minute."""
+
+    KILL_GRACE_SECONDS = 1
+
+
+def report_pid_and_wait(redis_url: str, swallow_timeout: bool = False) -> int:
     """The task: publish this process's pid, then wait for the test's release (at most 60 s)."""
     conn = redis.Redis.from_url(redis_url)
     conn.set("task:pid", os.getpid())
@@ -32,39 +42,50 @@ def report_pid_and_wait(redis_url: str) -> int:
     while not conn.exists("task:release"):
         if time.monotonic() > deadline:
             raise TimeoutError("never released")
-        time.sleep(0.05)  # the task's own polling loop, not a test synchronisation
+        try:
+            time.sleep(0.05)  # the task's own polling loop, not a test synchronisation
+        except JobTimeoutException:
+            if not swallow_timeout:
+                raise
+            conn.set("task:swallowed", 1)  # a misbehaving task: carries on past its timeout
     return os.getpid()
+
+
+def start_worker(redis_url: str, tmp_path: Path, worker_class: str) -> ManagedProcess:
+    rq_bin = str(Path(sys.executable).parent / "rq")
+    argv = [
+        rq_bin, "worker", "--burst", "--url", redis_url, "--worker-class", worker_class,
+        "--job-monitoring-interval", str(MONITORING_INTERVAL), QUEUE,
+    ]  # fmt: skip
+    return ManagedProcess("inprocess-worker", argv, tmp_path, env=process_env({}), cwd=REPO_ROOT).start()
 
 
 def test_tasks_run_in_process_with_renewed_short_heartbeats(
     redis_server: RedisServer, redis_url: str, tmp_path: Path
 ) -> None:
     conn = redis_server.client()
-    queue = Queue(QUEUE, connection=conn)
-    job = queue.enqueue(report_pid_and_wait, redis_url, job_timeout=JOB_TIMEOUT)
-    rq_bin = str(Path(sys.executable).parent / "rq")
-    argv = [
-        rq_bin, "worker", "--burst", "--url", redis_url,
-        "--worker-class", "workers.inprocess_worker.InProcessWorker",
-        "--job-monitoring-interval", str(MONITORING_INTERVAL), QUEUE,
-    ]  # fmt: skip
-    worker = ManagedProcess("inprocess-worker", argv, tmp_path, env=process_env({}), cwd=REPO_ROOT).start()
+    job = Queue(QUEUE, connection=conn).enqueue(report_pid_and_wait, redis_url, job_timeout=JOB_TIMEOUT)
+    worker = start_worker(redis_url, tmp_path, "workers.inprocess_worker.InProcessWorker")
     try:
         pid = wait_until(lambda: conn.get("task:pid"), timeout=30, what="the task to start")
         assert int(pid) == worker.pid  # no work horse: the worker process runs the task itself
 
         registry = StartedJobRegistry(QUEUE, connection=conn)
-        first = conn.hget(job.key, "last_heartbeat")
-        renewed = wait_until(
-            lambda: (beat := conn.hget(job.key, "last_heartbeat")) != first and beat,
-            timeout=15,
-            what="a renewed heart-beat while the task runs",
-        )
-        assert renewed
-        expiries = [score for _, score in conn.zrange(registry.key, 0, -1, withscores=True)]
-        assert expiries, "the running task is not in the StartedJobRegistry"
+
+        def expiry() -> float:
+            scores = [score for _, score in conn.zrange(registry.key, 0, -1, withscores=True)]
+            assert len(scores) == 1, f"expected the running task in the StartedJobRegistry, found {scores}"
+            return scores[0]
+
+        first_beat, first_expiry = conn.hget(job.key, "last_heartbeat"), expiry()
         # the forking worker's TTL (interval + 60 s), so a crashed worker's task is retried within about a minute
-        assert max(expiries) - time.time() <= MONITORING_INTERVAL + 60 + 5
+        assert first_expiry - time.time() <= MONITORING_INTERVAL + 60 + 5
+        wait_until(
+            lambda: conn.hget(job.key, "last_heartbeat") != first_beat and expiry() > first_expiry,
+            timeout=15,
+            what="the job's heart-beat and its registry expiry renewed while the task runs",
+        )
+        assert expiry() > time.time()
         (rq_worker,) = Worker.all(connection=conn)
         assert 0 < conn.ttl(rq_worker.key) <= MONITORING_INTERVAL + 60
 
@@ -72,5 +93,35 @@ def test_tasks_run_in_process_with_renewed_short_heartbeats(
         wait_until(lambda: not worker.alive(), timeout=30, what="the burst worker to exit")
         job.refresh()
         assert job.get_status() == "finished" and job.return_value() == worker.pid
+    finally:
+        worker.stop()
+
+
+def test_the_job_timeout_is_enforced_in_process(redis_server: RedisServer, redis_url: str, tmp_path: Path) -> None:
+    conn = redis_server.client()
+    job = Queue(QUEUE, connection=conn).enqueue(report_pid_and_wait, redis_url, job_timeout=1)
+    worker = start_worker(redis_url, tmp_path, "workers.inprocess_worker.InProcessWorker")
+    try:
+        wait_until(lambda: not worker.alive(), timeout=30, what="the burst worker to finish")
+        assert worker.proc is not None and worker.proc.returncode == 0  # the worker survived its task's timeout
+        job = Job.fetch(job.id, connection=conn)
+        assert job.get_status() == "failed"
+        assert "JobTimeoutException" in (job.latest_result().exc_string or "")
+    finally:
+        worker.stop()
+
+
+def test_a_task_running_past_timeout_and_grace_ends_the_worker(
+    redis_server: RedisServer, redis_url: str, tmp_path: Path
+) -> None:
+    conn = redis_server.client()
+    Queue(QUEUE, connection=conn).enqueue(report_pid_and_wait, redis_url, True, job_timeout=1)
+    worker = start_worker(redis_url, tmp_path, f"{__name__}.QuickGraceWorker")
+    try:
+        wait_until(lambda: conn.get("task:swallowed"), timeout=30, what="the task to swallow its timeout")
+        wait_until(lambda: not worker.alive(), timeout=30, what="the worker to end itself")
+        assert worker.proc is not None and worker.proc.returncode == 1
+        assert not conn.exists("task:release")  # it was ended, not released
+        assert "still running 1 s after its 1 s timeout" in worker.tail()
     finally:
         worker.stop()

@@ -9,11 +9,13 @@ import io
 import os
 import random
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
 from tests.harness.procs import free_port
@@ -248,6 +250,33 @@ def test_a_copy_that_s3_hashes_differently_is_removed(
     with pytest.raises(TransientS3Error, match="SHA-256"):
         sink.upload_verified(reader_for(data), "twilio/x.json.gz", len(data), META)
     assert sink.head("twilio/x.json.gz") is None and staging_keys(client, bucket) == []
+
+
+def test_a_put_refused_with_bad_digest_is_retried_and_leaves_nothing(server: MotoS3Server, bucket: str) -> None:
+    """Real S3 re-hashes a PutObject body against ChecksumSHA256 and answers 400 BadDigest on a mismatch (a
+    body corrupted on the way). moto does not check, so its answer is played here: the request must carry our
+    SHA-256, the error must be a retryable one, and no object may exist."""
+    client = server.client()
+    seen: dict[str, str] = {}
+
+    class Raw:
+        def stream(self, **_: Any) -> Iterator[bytes]:
+            yield (
+                b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>BadDigest</Code>'
+                b"<Message>The SHA256 you specified did not match the calculated checksum.</Message></Error>"
+            )
+
+    def refuse(request: Any, **_: Any) -> AWSResponse:
+        seen["checksum"] = request.headers["x-amz-checksum-sha256"].decode()
+        return AWSResponse(request.url, 400, {"Content-Type": "application/xml"}, Raw())
+
+    client.meta.events.register("before-send.s3.PutObject", refuse)
+    data = day_file(2048)
+    with pytest.raises(TransientS3Error) as info:
+        make_sink(client, bucket).upload_verified(reader_for(data), "twilio/x.json.gz", len(data), META)
+    assert info.value.code == "BadDigest" and info.value.operation == "PutObject"
+    assert seen["checksum"] == base64.b64encode(hashlib.sha256(data).digest()).decode()
+    assert make_sink(server.client(), bucket).head("twilio/x.json.gz") is None
 
 
 def test_a_put_that_s3_hashes_differently_is_removed(server: MotoS3Server, bucket: str) -> None:

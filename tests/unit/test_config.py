@@ -42,7 +42,7 @@ def test_defaults_and_normalisation():
         ({"S3_SSE_KMS_KEY_ID": "alias/x"}, "S3_SSE_KMS_KEY_ID"),
         ({"JANITOR_INTERVAL_SECONDS": "0"}, "JANITOR_INTERVAL_SECONDS"),
         ({"S3_SINGLE_PUT_MAX_MIB": "-1"}, "S3_SINGLE_PUT_MAX_MIB"),
-        ({"S3_SINGLE_PUT_MAX_MIB": "2048"}, "S3_SINGLE_PUT_MAX_MIB"),
+        ({"S3_SINGLE_PUT_MAX_MIB": "257"}, "S3_SINGLE_PUT_MAX_MIB"),
         (
             {
                 "TWILIO_AUTH_TOKEN": "",
