@@ -184,7 +184,6 @@ return 1
 """
 
 
-# Webhook hot path in one round trip: token -> job_sid (or "pending"), plus the status of the job's queued sync.
 # 1 if every listed day has a final record. Decoded inside Redis so that the check after each copy costs one
 # round trip and no transfer of the records (a 366-day job would otherwise read 366 records per copy).
 _ALL_DAYS_FINAL_LUA = """
@@ -197,6 +196,8 @@ end
 return 1
 """
 
+# Webhook hot path in one round trip: token -> job_sid (or "pending"), plus the status of the job's queued sync;
+# with ARGV[2] == '1' (a signature the caller accepted) it also counts the delivery on the job.
 _WEBHOOK_LOOKUP_LUA = """
 local sid = redis.call('GET', KEYS[1])
 if not sid then

@@ -5,7 +5,7 @@ at start-up, and builds the long-lived pieces once, before the first task: impor
 botocore's S3 service model, the services and the S3 sink. The Procfile's worker runs tasks in process
 (``workers.inprocess_worker``), so every task reuses them and their kept-alive connections; were RQ's forking
 ``Worker`` used instead, each work horse would at least inherit them (measured in bench/fanout.py: 370 ms of
-overhead per day without this warm-up, 66 ms with it; in process 9.5 ms). Nothing is connected yet here: redis-py's
+overhead per day without this warm-up, 66 ms with it; in process -2 to 10 ms). Nothing is connected yet here: redis-py's
 pools reset themselves in a forked child (they check the pid) and the boto3/requests pools are still empty.
 """
 
