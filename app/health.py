@@ -4,7 +4,7 @@
 - ``/readyz``: Redis reachable, S3 bucket reachable with our credentials, configuration valid -> 200, else 503
   naming the failing check (the load balancer's target health check).
 - ``/health``: ``application/health+json`` (draft-inadarei-api-health-check): pass / warn / fail with details.
-- ``/metrics``: Prometheus text format, aggregated across gunicorn workers and RQ work horses.
+- ``/metrics``: Prometheus text format, aggregated across gunicorn workers and RQ workers.
 - ``/openapi.json``: the API description kept in the repo (app/openapi.json).
 """
 

@@ -4,10 +4,11 @@
   prometheus-client. gunicorn runs several processes, so they use multiprocess mode: values live in
   ``PROMETHEUS_MULTIPROC_DIR``, wiped when gunicorn starts (``deploy/gunicorn.conf.py``); dead workers are marked
   in ``child_exit``. They must not depend on Redis: "Redis unavailable" is one of the outcomes they count.
-- **Cluster metrics** (days, bytes, copy durations, Twilio calls, jobs, polls) are produced mostly by RQ work
-  horses: short-lived forks on many hosts that nothing scrapes. They are kept in one Redis hash
-  (``ber:metrics``) and reported at scrape time by every web replica, so one scrape target sees the whole
-  system and nothing grows per forked process. Gauges (queue depth, oldest uncopied day) are computed at scrape.
+- **Cluster metrics** (days, bytes, copy durations, Twilio calls, jobs, polls) are produced mostly by RQ
+  workers on many hosts that nothing scrapes (and by forked work horses, were RQ's forking worker class used).
+  They are kept in one Redis hash (``ber:metrics``) and reported at scrape time by every web replica, so one
+  scrape target sees the whole system and nothing grows per process. Gauges (queue depth, oldest uncopied
+  day) are computed at scrape.
 """
 
 from __future__ import annotations

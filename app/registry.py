@@ -435,7 +435,7 @@ class Registry:
 
         The owner is the copy task's RQ job id, the same for every attempt of that task, and RQ runs an attempt
         only once the previous one has ended or been given up as abandoned. So a lock held by the same owner
-        was left by an attempt that died without releasing it (a SIGKILLed work horse): without taking it
+        was left by an attempt that died without releasing it (a SIGKILLed worker): without taking it
         back, every retry would fail with CopyBusy until the lock expired and the day would end up FAILED.
         """
         key = f"{PREFIX}lock:copy:{resource_type}:{day}"

@@ -64,7 +64,7 @@ def copy_day(svc: Services, sink: S3Sink, task: DayTask, lock_seconds: int, max_
         return None
     current = svc.registry.get_day(task.job_sid, task.day)
     if current is not None and current.attempts > max_attempts:
-        # RQ's retry budget restarts when a task is re-enqueued (e.g. after its work horse was killed without
+        # RQ's retry budget restarts when a task is re-enqueued (e.g. after its worker was killed without
         # running our failure callback); the attempts counted in the registry do not.
         record_failure(svc, task.job_sid, task.day, f"gave up after {max_attempts} attempts", True, "attempts")
         return None
