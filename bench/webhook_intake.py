@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.webhook_intake [--quick] [--connections 16] [--duration 8] [--rounds 3]
 
 The server is the Procfile ``web`` line (gunicorn with deploy/gunicorn.conf.py, its default worker count
-2 x CPUs + 1) on 127.0.0.1, with Redis (AOF ``everysec`` as in deploy/compose.yaml), moto S3 and the Twilio
+one per usable CPU) on 127.0.0.1, with Redis (AOF ``everysec`` as in deploy/compose.yaml), moto S3 and the Twilio
 sandbox behind it, and no RQ worker. One job is submitted through the real API and its webhook is delivered
 once, which queues its sync task; from then on every delivery is the steady state this measures: a signed,
 valid, *duplicate* delivery (token and sync-status lookup, HMAC-SHA1 signature check, webhook counter, log
@@ -171,7 +171,7 @@ def run(
         f"warm-up round (the first two lines); logs in {work}"
     )
     try:
-        web_workers = (os.cpu_count() or 1) * 2 + 1  # gunicorn.conf.py's default, pinned against a stray env
+        web_workers = len(os.sched_getaffinity(0))  # gunicorn.conf.py's default, pinned against a stray env
         with local_stack(work, BUCKET, ADMIN_TOKEN, fsync=fsync, WEB_CONCURRENCY=str(web_workers)) as stack:
             redis_server, sandbox, port = stack.redis, stack.sandbox, stack.port
             sandbox.set_scenario(webhook={"drop": True})  # only our deliveries reach the web process
