@@ -37,11 +37,14 @@ from requests.structures import CaseInsensitiveDict
 from requests.utils import get_environ_proxies
 
 from workers.s3_sink import (
+    UNKNOWN,
     CopyError,
+    MaybeStored,
     PermanentCopyError,
     RetryableCopyError,
     S3Sink,
     StreamDigest,
+    holds_twilio_file,
 )
 
 __all__ = [
@@ -419,6 +422,7 @@ def copy_link_to_s3(
     timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
     *,
     skip_existing: bool = True,
+    existing: MaybeStored = UNKNOWN,
     verify: bool | str = True,
 ) -> CopyResult:
     """Stream the day file at ``url`` into ``key`` via ``sink``, verified, with bounded memory.
@@ -427,17 +431,19 @@ def copy_link_to_s3(
     is used instead (and the gzip trailers remain the integrity check). ``metadata`` should hold
     job_sid, day, resource_type and twilio_create_date; the sink adds size, sha256 and records. With
     ``skip_existing`` and a ``twilio_create_date``, a key that already holds this very file (same size
-    and create_date, verified) is not downloaded again.
+    and create_date, verified) is not downloaded again. ``existing``: what HeadObject said about ``key``
+    if the caller already asked (see ``S3Sink.upload_verified``), so it is not asked twice.
     """
-    if skip_existing and expected_size is not None:
-        stored = sink.verified_copy(key, expected_size, metadata.get("twilio_create_date"))
-        if stored is not None:
-            log.info("%s already stored (sha256 %s): skipped", key, stored.metadata.get("sha256"))
-            meta = stored.metadata
+    create_date = metadata.get("twilio_create_date")
+    if skip_existing and expected_size is not None and create_date:
+        existing = sink.head(key) if existing is UNKNOWN else existing
+        if existing is not None and holds_twilio_file(existing, expected_size, create_date):
+            log.info("%s already stored (sha256 %s): skipped", key, existing.metadata.get("sha256"))
+            meta = existing.metadata
             records = int(meta["records"]) if meta.get("records", "").isdigit() else -1
-            return CopyResult(key, stored.size, meta["sha256"], records, skipped=True)
+            return CopyResult(key, existing.size, meta["sha256"], records, skipped=True)
     with closing(open_link(url, timeout, verify=verify)) as resp:
         size = _resolve_size(resp, expected_size)
         reader = VerifyingReader(body_chunks(resp), size)
-        result = sink.upload_verified(reader, key, size, metadata)
+        result = sink.upload_verified(reader, key, size, metadata, existing)
     return CopyResult(result.key, result.size, result.sha256, result.records, result.skipped)

@@ -21,7 +21,7 @@ from app.metrics import COPY_BYTES, COPY_RETRIES, COPY_SECONDS, DAYS, JOBS
 from app.registry import DayRecord, DayState, JobState
 from app.twilio_api import TwilioNotFound
 from workers.copy import copy_link_to_s3
-from workers.s3_sink import PermanentS3Error, S3Sink
+from workers.s3_sink import UNKNOWN, MaybeStored, PermanentS3Error, S3Sink, holds_twilio_file
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def copy_day(svc: Services, sink: S3Sink, task: DayTask, lock_seconds: int, max_
     if not svc.registry.acquire_copy_lock(task.resource_type, task.day, task.task_id, lock_seconds):
         raise CopyBusy(f"{task.resource_type}/{task.day} is being copied by another task")
     try:
-        rec = _copy_locked(svc, sink, _fresh(svc, task, current))
+        rec = _copy_locked(svc, sink, _fresh(svc, task, current), current or DayRecord(day=task.day))
     finally:
         svc.registry.release_copy_lock(task.resource_type, task.day, task.task_id)
     svc.registry.put_day(task.job_sid, rec)
@@ -90,13 +90,14 @@ def _fresh(svc: Services, task: DayTask, current: DayRecord | None) -> DayTask:
     return task
 
 
-def _copy_locked(svc: Services, sink: S3Sink, task: DayTask) -> DayRecord:
-    current = svc.registry.get_day(task.job_sid, task.day) or DayRecord(day=task.day)
+def _copy_locked(svc: Services, sink: S3Sink, task: DayTask, current: DayRecord) -> DayRecord:
+    """Runs under the per-object lock, so what HeadObject says here still holds when the sink writes."""
     key = sink.day_key(task.resource_type, task.day, task.job_sid)
-    if task.size is not None:
-        existing = sink.verified_copy(key, task.size, task.create_date)
-        if existing is not None:  # this very Twilio file is already there, verified: no download
-            meta = existing.metadata
+    existing: MaybeStored = UNKNOWN
+    if task.size is not None and task.create_date:
+        existing = sink.head(key)
+        if existing is not None and holds_twilio_file(existing, task.size, task.create_date):
+            meta = existing.metadata  # this very Twilio file is already there, verified: no download
             return _done(current, key, existing.size, meta.get("sha256"), int(meta.get("records", 0)))
     try:
         link = svc.twilio.day_link(task.resource_type, task.day)
@@ -113,7 +114,7 @@ def _copy_locked(svc: Services, sink: S3Sink, task: DayTask) -> DayRecord:
         "twilio_create_date": task.create_date or "",
     }
     started = time.monotonic()
-    result = copy_link_to_s3(link, task.size, sink, key, metadata, skip_existing=False)
+    result = copy_link_to_s3(link, task.size, sink, key, metadata, skip_existing=False, existing=existing)
     COPY_SECONDS.observe(time.monotonic() - started)
     if not result.skipped:
         COPY_BYTES.inc(result.size)

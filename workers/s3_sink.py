@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import json
 import logging
 import math
@@ -240,6 +241,14 @@ class UploadResult:
     etag: str
 
 
+class _Unknown(enum.Enum):
+    UNKNOWN = "unknown"
+
+
+UNKNOWN = _Unknown.UNKNOWN  # "not looked up yet", as opposed to None: "looked up, no object there"
+MaybeStored = StoredObject | None | _Unknown
+
+
 class VerifiedStream(Protocol):
     """A non-seekable byte stream that verifies itself; ``read`` raises instead of returning bad data."""
 
@@ -371,22 +380,13 @@ class S3Sink:
     def verified_copy(self, key: str, expected_size: int, twilio_create_date: str | None) -> StoredObject | None:
         """The object at ``key`` if this sink already stored this very Twilio file there, else None.
 
-        Lets a re-run skip the download: the object carries a sha256 (so it passed verification) and the
-        same size and Twilio ``create_date``. Without a create_date nothing can be matched: None.
+        Lets a re-run skip the download (see ``holds_twilio_file``). Without a create_date nothing can be
+        matched: None, and no request is made.
         """
         if not twilio_create_date:
             return None
         stored = self.head(key)
-        if stored is None:
-            return None
-        meta = stored.metadata
-        same = (
-            stored.size == expected_size
-            and meta.get("size") == str(expected_size)
-            and meta.get("twilio_create_date") == twilio_create_date
-            and bool(meta.get("sha256"))
-        )
-        return stored if same else None
+        return stored if holds_twilio_file(stored, expected_size, twilio_create_date) else None
 
     def check_bucket(self) -> None:
         """Readiness: raise PermanentS3Error/TransientS3Error unless the bucket answers HeadBucket."""
@@ -409,20 +409,28 @@ class S3Sink:
     # -- writes ---------------------------------------------------------------------------------------
 
     def upload_verified(
-        self, reader: VerifiedStream, key: str, expected_size: int, metadata: Mapping[str, str]
+        self,
+        reader: VerifiedStream,
+        key: str,
+        expected_size: int,
+        metadata: Mapping[str, str],
+        existing: MaybeStored = UNKNOWN,
     ) -> UploadResult:
         """Upload a self-verifying stream once and publish it at ``key`` with its digest in the metadata.
 
-        Errors raised by the reader (integrity, download) propagate unchanged; S3 errors are classified.
+        ``existing`` is what HeadObject said about ``key`` if the caller already asked while holding its
+        per-key lock (so nothing else writes the key meanwhile); otherwise the sink asks itself, once the
+        bytes are verified, to skip writing what is already there. Errors raised by the reader (integrity,
+        download) propagate unchanged; S3 errors are classified.
         """
         _check_metadata(metadata)
         if expected_size <= self.settings.single_put_max:
-            return self._put_verified(reader, key, expected_size, metadata)
+            return self._put_verified(reader, key, expected_size, metadata, existing)
         staging = self.staging_key(key)
         try:
             self._upload_staging(reader, staging, expected_size, metadata)
             digest = reader.digest()
-            existing = self.head(key)
+            existing = self.head(key) if existing is UNKNOWN else existing
             if existing is not None and _holds(existing, digest):
                 log.info("s3://%s/%s already holds sha256 %s: not copied again", self.bucket, key, digest.sha256)
                 return _result(key, digest, skipped=True, etag=existing.etag)
@@ -434,7 +442,7 @@ class S3Sink:
             self._delete_quietly(staging)
 
     def _put_verified(
-        self, reader: VerifiedStream, key: str, expected_size: int, metadata: Mapping[str, str]
+        self, reader: VerifiedStream, key: str, expected_size: int, metadata: Mapping[str, str], existing: MaybeStored
     ) -> UploadResult:
         """Small files: verify in memory, then one PutObject carrying the metadata and our SHA-256.
 
@@ -443,7 +451,7 @@ class S3Sink:
         """
         body = read_verified(reader, expected_size)
         digest = reader.digest()
-        existing = self.head(key)
+        existing = self.head(key) if existing is UNKNOWN else existing
         if existing is not None and _holds(existing, digest):
             log.info("s3://%s/%s already holds sha256 %s: not written again", self.bucket, key, digest.sha256)
             return _result(key, digest, skipped=True, etag=existing.etag)
@@ -646,6 +654,20 @@ def _full_object_sha256(head: Mapping[str, Any]) -> str | None:
         return base64.b64decode(value, validate=True).hex()
     except (ValueError, binascii.Error):
         return None
+
+
+def holds_twilio_file(stored: StoredObject | None, expected_size: int, twilio_create_date: str | None) -> bool:
+    """Whether ``stored`` is this very Twilio file, stored by this sink: it carries a sha256 (so it passed
+    verification) and the same size and Twilio ``create_date``."""
+    if stored is None or not twilio_create_date:
+        return False
+    meta = stored.metadata
+    return (
+        stored.size == expected_size
+        and meta.get("size") == str(expected_size)
+        and meta.get("twilio_create_date") == twilio_create_date
+        and bool(meta.get("sha256"))
+    )
 
 
 def _digest_metadata(digest: StreamDigest) -> dict[str, str]:

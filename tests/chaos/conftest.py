@@ -26,7 +26,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Self
 
 import pytest
 import requests
@@ -92,25 +92,35 @@ def chaos_stack(make_stack) -> Iterator[Any]:  # noqa: F811 - the fixture import
                         os.kill(pid, signal.SIGKILL)
 
 
-class Supervisor:
-    """Restarts any ``worker*`` or ``poller`` process of a stack that exits, as a Procfile runner or Kubernetes
-    would (``rq worker`` and ``rq cron`` exit when they lose Redis at the wrong moment). Bounded: at most
-    ``max_restarts``."""
+class _Background:
+    """A watch loop (``_run``, polling ``self._stop``) on a daemon thread for the duration of a ``with`` block."""
 
-    def __init__(self, stack: Any, max_restarts: int = 20) -> None:
-        self.stack = stack
-        self.max_restarts = max_restarts
-        self.restarts: list[str] = []
+    def __init__(self, name: str) -> None:
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="worker-supervisor", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def __enter__(self) -> Supervisor:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class Supervisor(_Background):
+    """Restarts any ``worker*`` or ``poller`` process of a stack that exits, as a Procfile runner or Kubernetes
+    would (``rq worker`` and ``rq cron`` exit when they lose Redis at the wrong moment). Bounded: at most
+    ``max_restarts``."""
+
+    def __init__(self, stack: Any, max_restarts: int = 20) -> None:
+        super().__init__("worker-supervisor")
+        self.stack = stack
+        self.max_restarts = max_restarts
+        self.restarts: list[str] = []
 
     def _run(self) -> None:
         while not self._stop.is_set() and len(self.restarts) < self.max_restarts:
@@ -146,26 +156,17 @@ def webhook_url(sandbox: Any, sid: str) -> str:
 # -- S3 ------------------------------------------------------------------------------------------------------
 
 
-class DataKeyWatcher:
+class DataKeyWatcher(_Background):
     """Lists the data keys (not staging, not manifests) over and over; records objects that are not full size."""
 
     def __init__(self, client: Any, bucket: str, expected_sizes: dict[str, int]) -> None:
+        super().__init__("data-key-watcher")
         self.client = client
         self.bucket = bucket
         self.expected = expected_sizes
         self.violations: list[str] = []
         self.listings = 0
         self.seen: set[str] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="data-key-watcher", daemon=True)
-
-    def __enter__(self) -> DataKeyWatcher:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
 
     def _run(self) -> None:
         while not self._stop.is_set():

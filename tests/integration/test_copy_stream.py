@@ -221,6 +221,27 @@ def test_small_copy_is_byte_exact_with_metadata(
     assert staged_ops(server, bucket) == {}  # one PutObject straight to the final key
 
 
+@pytest.mark.parametrize("single_put_max", [16 * MiB, 0], ids=["single-put", "staging"])
+def test_an_object_already_looked_up_is_not_looked_up_again(
+    server: MotoS3Server, bucket: str, links: LinkServer, single_put_max: int
+) -> None:
+    """The day task heads the key under its lock before fetching a link; the sink reuses that answer."""
+    client = server.client()  # its own client: the counting hook must not leak into other tests
+    heads: list[str] = []
+    client.meta.events.register("before-parameter-build.s3.HeadObject", lambda params, **_: heads.append(params["Key"]))
+    sink = S3Sink(client, SinkSettings(bucket=bucket, prefix="twilio/", single_put_max=single_put_max))
+    data = day_file(50_000)
+    key = key_for(sink)
+    read_back = 0 if single_put_max else 1  # the staging path reads the final object back after its copy
+    copy_link_to_s3(links.add(Route(body=data)), len(data), sink, key, META, skip_existing=False, existing=None)
+    assert heads.count(key) == read_back
+    heads.clear()
+    again = day_file(60_000, seed=9)
+    copy_link_to_s3(links.add(Route(body=again)), len(again), sink, key, META, skip_existing=False)
+    assert heads.count(key) == read_back + 1  # not told: the sink asks once, after verifying
+    assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == again
+
+
 def test_large_copy_uses_multipart(server: MotoS3Server, client: Any, bucket: str, links: LinkServer) -> None:
     data = day_file(20 * MiB)
     assert len(data) > 16 * MiB

@@ -443,13 +443,18 @@ def test_error_classification(exc: Exception, cls: type) -> None:
 # -- the client factory ------------------------------------------------------------------------------
 
 
-def test_make_s3_client_reads_boto3_environment(
-    server: MotoS3Server, bucket: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def use_boto3_environment(server: MotoS3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The server's AWS_* variables, and no config or credentials file of whoever runs the tests."""
     for name, value in server.env().items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+
+
+def test_make_s3_client_reads_boto3_environment(
+    server: MotoS3Server, bucket: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    use_boto3_environment(server, monkeypatch, tmp_path)
     monkeypatch.delenv("AWS_MAX_ATTEMPTS", raising=False)
     monkeypatch.delenv("AWS_RETRY_MODE", raising=False)
     monkeypatch.setenv("AWS_S3_ADDRESSING_STYLE", "path")
@@ -471,9 +476,7 @@ def test_checksum_mode_from_environment(
     server: MotoS3Server, bucket: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """AWS_REQUEST_CHECKSUM_CALCULATION=when_required: no default checksum, so no aws-chunked body."""
-    for name, value in server.env().items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    use_boto3_environment(server, monkeypatch, tmp_path)
     monkeypatch.setenv("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
     sink = make_sink(make_s3_client(), bucket)
     data = day_file(2048)
