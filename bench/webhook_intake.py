@@ -158,6 +158,7 @@ def run(
     rounds: int | None = None,
     fsync: str = "everysec",
     profile: bool = False,
+    web_workers: int | None = None,
 ) -> BenchResult:
     duration = duration or (2.0 if quick else 8.0)
     rounds = rounds or (1 if quick else 3)
@@ -171,7 +172,8 @@ def run(
         f"warm-up round (the first two lines); logs in {work}"
     )
     try:
-        web_workers = len(os.sched_getaffinity(0))  # gunicorn.conf.py's default, pinned against a stray env
+        # gunicorn.conf.py's default unless asked for another count; pinned either way against a stray env
+        web_workers = web_workers or len(os.sched_getaffinity(0))
         with local_stack(work, BUCKET, ADMIN_TOKEN, fsync=fsync, WEB_CONCURRENCY=str(web_workers)) as stack:
             redis_server, sandbox, port = stack.redis, stack.sandbox, stack.port
             sandbox.set_scenario(webhook={"drop": True})  # only our deliveries reach the web process
@@ -308,8 +310,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--fsync", choices=("always", "everysec", "no"), default="everysec")
     parser.add_argument("--profile", action="store_true", help="one more webhook run under py-spy (not measured)")
+    parser.add_argument("--web-workers", type=int, help="gunicorn workers (default: deploy/gunicorn.conf.py's)")
     args = parser.parse_args()
-    res = run(args.quick, args.connections, args.duration, args.rounds, args.fsync, args.profile)
+    res = run(args.quick, args.connections, args.duration, args.rounds, args.fsync, args.profile, args.web_workers)
     print(json.dumps(res.to_json(), indent=2))
 
 
