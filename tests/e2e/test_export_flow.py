@@ -155,10 +155,19 @@ def test_exhausted_retries_fail_the_day_then_requeue_copies_it(make_stack, sandb
     (failed,) = view["days"]
     assert view["state"] == "failed" and failed["state"] == "failed" and failed["attempts"] == 3
     assert "500" in failed["error"] or "Transient" in failed["error"]
+    # RQ runs our failure callback (which marks the day failed) before it files the task as failed, and the
+    # callback counts the day just after saving it: both may trail the state the API shows by a moment.
     failed_registry = FailedJobRegistry("relay-copy", connection=redis_server.client())
-    assert f"copy-{sid}-Calls-{day(3)}" in failed_registry.get_job_ids()
-    metrics = requests.get(f"{stack.url}/metrics", timeout=5).text
-    assert 'relay_days_total{result="failed"} 1.0' in metrics
+    wait_until(
+        lambda: f"copy-{sid}-Calls-{day(3)}" in failed_registry.get_job_ids(),
+        timeout=20,
+        what="the copy task in RQ's FailedJobRegistry",
+    )
+    wait_until(
+        lambda: 'relay_days_total{result="failed"} 1.0' in requests.get(f"{stack.url}/metrics", timeout=5).text,
+        timeout=20,
+        what="the failed day counted in /metrics",
+    )
 
     sandbox.set_faults()
     r = stack.api("POST", f"/api/jobs/{sid}/requeue")

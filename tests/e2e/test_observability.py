@@ -110,7 +110,13 @@ def test_cluster_metrics_count_worker_activity(make_stack, sandbox):
     ).json()["job_sid"]
     view = stack.wait_job(sid)
     assert view["state"] == "done"
-    text = requests.get(f"{stack.url}/metrics", timeout=5).text
+
+    def scrape_once_job_counted() -> str:
+        """The worker counts the job just after marking it done, so the first scrape may come between."""
+        text = requests.get(f"{stack.url}/metrics", timeout=5).text
+        return text if metric(text, "relay_jobs_total", event="done") >= 1 else ""
+
+    text = str(wait_until(scrape_once_job_counted, timeout=20, what="relay_jobs_total{event=done} counted"))
     assert metric(text, "relay_days_total", result="copied") == 2
     assert metric(text, "relay_days_total", result="empty") == 1
     assert metric(text, "relay_copy_bytes_total") == sum(d["size"] or 0 for d in view["days"])
