@@ -13,8 +13,14 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import redis
+from rq import Queue
+from rq.job import Job
+from rq.registry import StartedJobRegistry
 
+from app.queueing import QUEUES, sync_job_id
 from tests.chaos.conftest import LONG, assert_days_exact, day, signed_webhook, webhook_url
+from tests.harness.procs import wait_until
 
 pytestmark = pytest.mark.chaos
 
@@ -32,6 +38,14 @@ def storm(url: str, auth_token: str, n: int) -> Counter[int]:
 
     with ThreadPoolExecutor(max_workers=n) as pool:
         return Counter(pool.map(deliver, range(n)))
+
+
+def settled(rconn: redis.Redis, sid: str) -> bool:
+    """A 204 only means a sync was queued: wait until it (and anything it queued) has run."""
+    sync_gone = not rconn.exists(Job.key_for(sync_job_id(sid)))  # result_ttl=0: deleted once it ends
+    idle = all(Queue(q, connection=rconn).count == 0 for q in QUEUES)
+    running = sum(StartedJobRegistry(q, connection=rconn).count for q in QUEUES)
+    return sync_gone and idle and running == 0
 
 
 def test_concurrent_duplicate_webhooks_copy_each_day_once(chaos_stack, sandbox, s3, bucket, redis_server):
@@ -65,6 +79,7 @@ def test_concurrent_duplicate_webhooks_copy_each_day_once(chaos_stack, sandbox, 
     # The same storm once the job is done: answered, and nothing is copied again.
     late = storm(url, sandbox.auth_token, DELIVERIES)
     assert late == {204: DELIVERIES}, late
+    wait_until(lambda: settled(redis_server.client(), sid), timeout=60, what="the late storm's sync to end")
     assert stack.api("GET", f"/api/jobs/{sid}").json()["state"] == "done"
     assert {d["day"]: s3.writes(bucket, d["key"]) for d in view["days"]} == writes
     assert sum(1 for d in sandbox.downloads() if d["status"] == 200) == n_days

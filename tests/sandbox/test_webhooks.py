@@ -113,6 +113,7 @@ def test_complete_and_redeliver(sb: SandboxProcess, api: requests.Session, recei
     assert sb.job(sid)["final"] is False and receiver.received() == []
     sb.complete(sid)
     wait_for(receiver, 1)
+    wait_until(lambda: len(sb.webhooks()) == 1, timeout=10)  # logged once answered: keeps the order checkable
     sb.redeliver(sid)
     reqs = wait_for(receiver, 2)
     assert [r.path for r in reqs] == ["/later", "/later"]
