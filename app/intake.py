@@ -119,11 +119,10 @@ def bulkexport_webhook() -> Response:
     # unknown token is a 404 whatever its signature.
     signed = _signature_acceptable(svc)
     token_hash = hash_token(token)
-    job_sid, pending, sync_status = svc.registry.webhook_lookup(
-        token_hash, svc.enqueuer.sync_key_prefix(), count_delivery=signed
-    )
+    found = svc.registry.webhook_lookup(token_hash, svc.enqueuer.sync_key_prefix(), count_delivery=signed)
+    job_sid = found.job_sid
     if job_sid is None:
-        if pending:
+        if found.pending:
             # Twilio called back before its create answer reached us; the poller syncs the job once stored.
             WEBHOOKS.labels("early").inc()
             _log_request("early", None)
@@ -132,13 +131,15 @@ def bulkexport_webhook() -> Response:
     if not signed:
         return _reject(403, "rejected_signature", job_sid)
     # A sync already queued or running covers this delivery (the steady state of duplicate deliveries).
-    queued = not svc.enqueuer.is_active(sync_status) and svc.enqueuer.sync(job_sid)
-    if queued:
-        WEBHOOKS.labels("accepted").inc()
-        _log_request("accepted", job_sid)  # the full request: how we learn Twilio's real payload
+    queued = not svc.enqueuer.is_active(found.sync_status) and svc.enqueuer.sync(job_sid)
+    outcome = "accepted" if queued else "duplicate"
+    WEBHOOKS.labels(outcome).inc()
+    if queued or found.delivery == 1:
+        # The full request: how we learn Twilio's real payload. A job's first delivery is logged even when a
+        # poller's sync already covers it, so every job's payload is on record.
+        _log_request(outcome, job_sid)
     else:
         # Counted (metric, the job's webhooks_received) and in the access log; the line is for debugging only.
-        WEBHOOKS.labels("duplicate").inc()
         log.debug("webhook duplicate", extra={"job_sid": job_sid})
     return Response(status=204)
 

@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
@@ -205,11 +205,21 @@ if not sid then
   return {'', ''}
 end
 local status = redis.call('HGET', ARGV[1] .. sid, 'status')
+local delivery = 0
 if ARGV[2] == '1' and redis.call('EXISTS', ARGV[3] .. sid) == 1 then
-  redis.call('HINCRBY', ARGV[3] .. sid, 'webhooks_received', 1)
+  delivery = redis.call('HINCRBY', ARGV[3] .. sid, 'webhooks_received', 1)
 end
-return {sid, status or ''}
+return {sid, status or '', delivery}
 """
+
+
+class WebhookLookup(NamedTuple):
+    """What the webhook needs to know about a token, in one round trip."""
+
+    job_sid: str | None
+    pending: bool  # no job yet, but a submission with this token is in flight
+    sync_status: str  # RQ status of the job's sync task ('' if none)
+    delivery: int = 0  # this delivery's number for the job when it was counted, else 0
 
 
 class QuotaExceeded(Exception):
@@ -281,22 +291,20 @@ class Registry:
                 out[str(key).removeprefix(f"{PREFIX}pending:")] = {str(k): str(v) for k, v in data.items()}
         return out
 
-    def webhook_lookup(
-        self, token_hash: str, sync_job_key_prefix: str, count_delivery: bool = False
-    ) -> tuple[str | None, bool, str]:
-        """(job_sid or None, whether a submission with this token is still pending, its sync task's RQ status).
+    def webhook_lookup(self, token_hash: str, sync_job_key_prefix: str, count_delivery: bool = False) -> WebhookLookup:
+        """The job a webhook token belongs to, whether its submission is still pending, its sync task's status.
 
         With ``count_delivery`` the job's ``webhooks_received`` is incremented in the same script (the caller
-        has already checked the signature). One round trip on the webhook's hot path; the RQ key prefix comes
-        from the caller so this module does not need to know RQ's key layout.
+        has already checked the signature) and the new count returned. One round trip on the webhook's hot
+        path; the RQ key prefix comes from the caller so this module does not need to know RQ's key layout.
         """
-        sid, extra = self._webhook_lookup(
+        sid, extra, *rest = self._webhook_lookup(
             keys=[f"{PREFIX}token:{token_hash}", f"{PREFIX}pending:{token_hash}"],
             args=[sync_job_key_prefix, "1" if count_delivery else "0", f"{PREFIX}job:"],
         )
         if not sid:
-            return None, extra == "pending", ""
-        return str(sid), False, str(extra)
+            return WebhookLookup(None, extra == "pending", "")
+        return WebhookLookup(str(sid), False, str(extra), int(rest[0]) if rest else 0)
 
     # -- jobs ---------------------------------------------------------------------------------------------
     def add_job(self, job: JobRecord) -> bool:

@@ -202,6 +202,20 @@ def test_unknown_or_missing_token_is_404_and_enqueues_nothing(client, query):
     assert queued_syncs(client) == []
 
 
+def test_first_delivery_is_logged_in_full_even_when_a_sync_already_covers_it(client, caplog):
+    """How we learn Twilio's undocumented payload: every job's first delivery is on record at INFO."""
+    client.svc.enqueuer.sync(SID)  # e.g. the poller got there first
+    caplog.set_level("INFO", logger="app.intake")
+    for status in ("first", "second"):
+        form = {"status": status}
+        assert post_form(client, hook_url(), form, sign(hook_url(), form)).status_code == 204
+    logged = [r for r in caplog.records if r.name == "app.intake" and r.levelname == "INFO"]
+    assert [(r.getMessage(), r.job_sid, r.webhook["body"]) for r in logged] == [
+        ("webhook duplicate", SID, "status=first")
+    ]
+    assert queued_syncs(client) == [f"sync-{SID}"]
+
+
 def test_methods_and_size_limits(client):
     assert client.put(f"/hooks/bulkexport?token={TOKEN}").status_code == 405
     big = {"status": "x" * (70 * 1024)}

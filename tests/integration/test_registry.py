@@ -42,10 +42,12 @@ def test_quota_is_atomic_under_concurrency(registry):
 def test_add_job_once_and_token_mapping(registry):
     assert registry.add_job(job(token_hash="h1"))
     assert not registry.add_job(job(token_hash="h2"))
-    assert registry.webhook_lookup("h1", "rq:job:sync-") == (SID, False, "")
-    assert registry.webhook_lookup("h2", "rq:job:sync-") == (None, False, "")
+    assert registry.webhook_lookup("h1", "rq:job:sync-") == (SID, False, "", 0)
+    assert registry.webhook_lookup("h2", "rq:job:sync-") == (None, False, "", 0)
     registry.add_pending("h3", {"resource_type": "Calls"})
-    assert registry.webhook_lookup("h3", "rq:job:sync-") == (None, True, "")
+    assert registry.webhook_lookup("h3", "rq:job:sync-") == (None, True, "", 0)
+    counted = [registry.webhook_lookup("h1", "rq:job:sync-", count_delivery=True).delivery for _ in range(2)]
+    assert counted == [1, 2] and registry.get_job(SID).webhooks_received == 2
     assert registry.get_job(SID).state == JobState.WAITING
     assert registry.due_jobs() == [SID]
 
