@@ -406,10 +406,29 @@ class SyncResult:
     state: JobState
     queued_copies: int = 0
     ready_to_finish: bool = False
+    twilio_final: bool = False  # Twilio has said its last word on every day
+
+
+MAX_RESYNCS = 3  # a sync repeats itself at most this often for webhooks that arrived while it ran
 
 
 def sync_job(svc: Services, job_sid: str) -> SyncResult:
-    """Ask Twilio for the job, record the day plan, queue copies; tell the caller when all days are final."""
+    """Ask Twilio for the job, record the day plan, queue copies; tell the caller when all days are final.
+
+    A completion webhook that arrives while this job's sync is running is not queued (the sync's unique id is
+    taken) but flags the job: if Twilio was not final when we looked, we look again at once rather than leave
+    the job to the poller's backoff (up to 15 minutes).
+    """
+    result = _sync_once(svc, job_sid)
+    for _ in range(MAX_RESYNCS):
+        if result.twilio_final or result.state.final or not svc.registry.take_resync_request(job_sid):
+            break
+        log.info("webhook arrived during the sync: syncing again", extra={"job_sid": job_sid})
+        result = _sync_once(svc, job_sid)
+    return result
+
+
+def _sync_once(svc: Services, job_sid: str) -> SyncResult:
     job = svc.registry.get_job(job_sid)
     if job is None:
         svc.registry.deactivate(job_sid)
@@ -436,7 +455,7 @@ def sync_job(svc: Services, job_sid: str) -> SyncResult:
     if not all_final:
         # The poller looks again later: Twilio still working, or copies in flight (in case one is lost).
         svc.registry.schedule_sync(job_sid, time.time() + _next_sync_delay(svc, job), state)
-    return SyncResult(job_sid, state, queued, all_final)
+    return SyncResult(job_sid, state, queued, all_final, plan.twilio_final)
 
 
 def _has_copyable(tj: TwilioJob) -> bool:

@@ -7,7 +7,8 @@ key                                 type    content                             
 ==================================  ======  ===========================================================  ==========
 ber:pending:{token_hash}            hash    a submission before Twilio answered (request fields)          1 day
 ber:token:{token_hash}              string  job_sid the webhook token belongs to                          retention*
-ber:job:{sid}                       hash    our job record (request, state, Twilio snapshot, timestamps)  retention*
+ber:job:{sid}                       hash    our job record (request, state, Twilio snapshot, counters,    retention*
+                                            timestamps, ``resync`` flag: webhook during a running sync)
 ber:job:{sid}:days                  hash    day -> JSON day record (state, key, size, sha256, records)    retention*
 ber:jobs                            zset    every tracked job_sid by creation time (for listing)          pruned
 ber:jobs:active                     zset    non-final job_sid -> when the poller should next sync it      until final
@@ -208,6 +209,10 @@ local status = redis.call('HGET', ARGV[1] .. sid, 'status')
 local delivery = 0
 if ARGV[2] == '1' and redis.call('EXISTS', ARGV[3] .. sid) == 1 then
   delivery = redis.call('HINCRBY', ARGV[3] .. sid, 'webhooks_received', 1)
+  if status == 'started' then
+    -- the running sync may have read Twilio before this completion: it looks again before it ends
+    redis.call('HSET', ARGV[3] .. sid, 'resync', '1')
+  end
 end
 return {sid, status or '', delivery}
 """
@@ -295,7 +300,8 @@ class Registry:
         """The job a webhook token belongs to, whether its submission is still pending, its sync task's status.
 
         With ``count_delivery`` the job's ``webhooks_received`` is incremented in the same script (the caller
-        has already checked the signature) and the new count returned. One round trip on the webhook's hot
+        has already checked the signature) and the new count returned; if the job's sync is running at that
+        moment, a re-sync is requested (``take_resync_request``). One round trip on the webhook's hot
         path; the RQ key prefix comes from the caller so this module does not need to know RQ's key layout.
         """
         sid, extra, *rest = self._webhook_lookup(
@@ -333,7 +339,16 @@ class Registry:
         self.r.hset(self.job_key(sid), mapping=mapping)
 
     def count_sync(self, sid: str) -> int:
-        return int(self.r.hincrby(self.job_key(sid), "syncs", 1))
+        """Count a sync starting; it clears any re-sync request, since what it reads from Twilio is newer."""
+        with self.r.pipeline() as p:
+            p.hincrby(self.job_key(sid), "syncs", 1)
+            p.hdel(self.job_key(sid), "resync")
+            syncs, _ = p.execute()
+        return int(syncs)
+
+    def take_resync_request(self, sid: str) -> bool:
+        """True once if a signed webhook arrived while a sync of this job was running (see webhook_lookup)."""
+        return bool(self.r.hdel(self.job_key(sid), "resync"))
 
     def list_jobs(self, offset: int = 0, limit: int = 50) -> tuple[list[JobRecord], int]:
         """Newest first, with the total count for paging."""

@@ -216,6 +216,17 @@ def test_first_delivery_is_logged_in_full_even_when_a_sync_already_covers_it(cli
     assert queued_syncs(client) == [f"sync-{SID}"]
 
 
+@pytest.mark.parametrize(("sync_status", "resync"), [("started", True), ("queued", False)])
+def test_a_delivery_during_a_running_sync_asks_it_to_look_again(client, sync_status, resync):
+    """A running sync may have read Twilio before the job completed; a queued one will read it afterwards."""
+    client.svc.rq_connection.hset(client.svc.enqueuer.sync_key_prefix() + SID, "status", sync_status)
+    form = {"status": "completed"}
+    assert post_form(client, hook_url(), form, sign(hook_url(), form)).status_code == 204
+    assert client.svc.registry.take_resync_request(SID) is resync
+    unsigned = client.post(hook_url().removeprefix(PUBLIC), data=form, headers={"X-Twilio-Signature": "bad"})
+    assert unsigned.status_code == 403 and not client.svc.registry.take_resync_request(SID)
+
+
 def test_methods_and_size_limits(client):
     assert client.put(f"/hooks/bulkexport?token={TOKEN}").status_code == 405
     big = {"status": "x" * (70 * 1024)}

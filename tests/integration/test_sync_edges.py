@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import requests
@@ -82,3 +82,41 @@ def test_twilio_404_needs_repeated_answers(svc):
         assert svc.registry.get_job(sid).state == JobState.WAITING
     assert exports.sync_job(svc, sid).state == JobState.FAILED
     assert svc.registry.get_job(sid).error == "job no longer exists at Twilio"
+
+
+def test_a_webhook_arriving_while_the_sync_runs_makes_it_look_again(svc, sandbox, monkeypatch):
+    """The sync read Twilio just before the job completed; the completion webhook found that sync running (so
+    queued nothing): the same sync looks again at once instead of leaving the job to the poller's backoff."""
+    sandbox.set_scenario(step_seconds=3600)  # "Twilio" is still working on the job
+    req = exports.SubmitRequest("Calls", date.fromisoformat(day(4)), date.fromisoformat(day(3)), "race", None)
+    job = exports.submit(svc, req).jobs[0]
+    svc.rq_connection.hset(svc.enqueuer.sync_key_prefix() + job.job_sid, "status", "started")  # this very sync
+    real_fetch = svc.twilio.fetch_job
+    fetched: list[bool] = []
+
+    def fetch_then_complete(job_sid: str):
+        answer = real_fetch(job_sid)
+        fetched.append(all(d.status == "Completed" for d in answer.details))
+        if len(fetched) == 1:  # Twilio completes the job and calls back while the sync is still running
+            sandbox.complete(job_sid)
+            found = svc.registry.webhook_lookup(job.token_hash, svc.enqueuer.sync_key_prefix(), count_delivery=True)
+            assert found.job_sid == job_sid and found.sync_status == "started"
+        return answer
+
+    monkeypatch.setattr(svc.twilio, "fetch_job", fetch_then_complete)
+    result = exports.sync_job(svc, job.job_sid)
+    assert fetched == [False, True]
+    assert result.twilio_final and result.queued_copies == 2
+    assert not svc.registry.take_resync_request(job.job_sid)  # consumed
+
+
+def test_a_webhook_before_the_sync_starts_needs_no_second_look(svc, sandbox):
+    req = exports.SubmitRequest("Calls", date.fromisoformat(day(3)), date.fromisoformat(day(3)), "queued", None)
+    job = exports.submit(svc, req).jobs[0]
+    svc.rq_connection.hset(svc.enqueuer.sync_key_prefix() + job.job_sid, "status", "queued")
+    svc.registry.webhook_lookup(job.token_hash, svc.enqueuer.sync_key_prefix(), count_delivery=True)
+    assert not svc.registry.take_resync_request(job.job_sid)  # the queued sync will read Twilio afterwards
+    svc.rq_connection.hset(svc.enqueuer.sync_key_prefix() + job.job_sid, "status", "started")
+    svc.registry.webhook_lookup(job.token_hash, svc.enqueuer.sync_key_prefix(), count_delivery=True)
+    svc.registry.count_sync(job.job_sid)  # a sync starting reads Twilio after that delivery: request cleared
+    assert not svc.registry.take_resync_request(job.job_sid)
