@@ -78,6 +78,11 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     return normalized
 
 
+def log_level(env: Mapping[str, str]) -> str:
+    """LOG_LEVEL as logging wants it; also read by gunicorn's and RQ's logging setup, before settings load."""
+    return _choice(env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
+
+
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
     raw = _get(env, name, str(default)) or str(default)
     try:
@@ -189,7 +194,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         janitor_interval_seconds=_int(env, "JANITOR_INTERVAL_SECONDS", 3600, minimum=1),
         webhook_max_body_bytes=_int(env, "WEBHOOK_MAX_BODY_BYTES", 64 * 1024, minimum=1024),
         proxy_fix_hops=_int(env, "PROXY_FIX_HOPS", 0),
-        log_level=_choice(env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+        log_level=log_level(env),
         job_retention_days=_int(env, "JOB_RETENTION_DAYS", 30, minimum=1),
         daily_day_quota=_int(env, "TWILIO_DAILY_DAY_QUOTA", 366, minimum=1),
         copy_retry_intervals=_intervals(env, "COPY_RETRY_INTERVALS", "30,120,600,1800,3600"),

@@ -74,12 +74,14 @@ def logging_dict_config(extra_loggers: dict[str, Any] | None = None) -> dict[str
     """dictConfig for processes configured before our settings load (gunicorn, rq): JSON to stdout, scrubbed."""
     import os
 
+    from app.config import log_level
+
     secrets = [os.environ.get(name, "") for name in SECRET_ENV_VARS]
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": "app.logs.JsonFormatter", "secrets": [s for s in secrets if s]}},
         "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}},
-        "root": {"handlers": ["stdout"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+        "root": {"handlers": ["stdout"], "level": log_level(os.environ)},
         "loggers": {**QUIET_LOGGERS, **(extra_loggers or {})},
     }

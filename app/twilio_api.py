@@ -60,9 +60,8 @@ class TwilioNotFound(TwilioRejected):
 
 
 class _Retry(Retry):
-    """urllib3 Retry that never repeats a POST unless Twilio said 429, and caps how long Retry-After waits."""
-
-    max_retry_after = 10.0
+    """urllib3 Retry that never repeats a POST unless Twilio said 429 (Retry-After is capped by urllib3's own
+    ``retry_after_max``, which, unlike an attribute of ours, survives the copy urllib3 makes at every retry)."""
 
     def _is_method_retryable(self, method: str) -> bool:
         return method.upper() in ("GET", "DELETE", "HEAD")
@@ -72,10 +71,6 @@ class _Retry(Retry):
             return True
         return super().is_retry(method, status_code, has_retry_after)
 
-    def get_retry_after(self, response: Any) -> float | None:
-        value = super().get_retry_after(response)
-        return None if value is None else min(value, self.max_retry_after)
-
 
 @dataclass(frozen=True)
 class RetryProfile:
@@ -84,7 +79,7 @@ class RetryProfile:
     attempts: int
     read_timeout: float
     backoff_factor: float
-    max_retry_after: float
+    max_retry_after: int
 
 
 API_PROFILE = RetryProfile(attempts=3, read_timeout=6, backoff_factor=0.5, max_retry_after=5)
@@ -103,11 +98,11 @@ def _http_client(profile: RetryProfile) -> TwilioHttpClient:
         backoff_jitter=profile.backoff_factor,
         backoff_max=8,
         respect_retry_after_header=True,
+        retry_after_max=profile.max_retry_after,
         raise_on_status=False,  # hand the last answer to the SDK, which raises TwilioRestException
         raise_on_redirect=False,
         redirect=0,
     )
-    retry.max_retry_after = profile.max_retry_after
     adapter = HTTPAdapter(max_retries=retry, pool_maxsize=16)
     assert http.session is not None
     http.session.mount("https://", adapter)

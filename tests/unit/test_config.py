@@ -70,3 +70,32 @@ def test_secrets_never_in_repr():
     s = load_settings(BASE | {"TWILIO_AUTH_TOKEN_SECONDARY": "second-token-value"})
     assert "t" * 32 not in repr(s) and "second-token-value" not in repr(s)
     assert s.auth_tokens == ("t" * 32, "second-token-value")
+
+
+@pytest.mark.parametrize(
+    ("raw", "level"), [("info", "INFO"), ("", "INFO"), (" debug ", "DEBUG"), ("WARNING", "WARNING")]
+)
+def test_gunicorn_and_rq_logging_take_log_level_as_the_settings_do(monkeypatch, raw, level):
+    """gunicorn and rq configure logging before settings load; a value the settings accept must work there too."""
+    import logging.config
+
+    from app.logs import logging_dict_config
+
+    monkeypatch.setenv("LOG_LEVEL", raw)
+    config = logging_dict_config()
+    assert config["root"]["level"] == level == load_settings(BASE | {"LOG_LEVEL": raw}).log_level
+    root = logging.getLogger()
+    before = (root.level, list(root.handlers))
+    try:
+        logging.config.dictConfig(config)  # raised "Unknown level" for 'info' and ''
+    finally:
+        root.setLevel(before[0])
+        root.handlers[:] = before[1]
+
+
+def test_a_log_level_logging_does_not_know_stops_the_process(monkeypatch):
+    from app.logs import logging_dict_config
+
+    monkeypatch.setenv("LOG_LEVEL", "verbose")
+    with pytest.raises(ConfigError, match="LOG_LEVEL"):
+        logging_dict_config()
