@@ -63,7 +63,7 @@ def _register_error_handlers(app: Flask) -> None:
     import redis
     from werkzeug.exceptions import HTTPException
 
-    from app.exports import Conflict, NotFound, QuotaExceeded, RequestError
+    from app.exports import Conflict, NotFound, QuotaExceeded, RequestError, SubmitUncertain
     from app.twilio_api import TwilioError, TwilioNotFound, TwilioRejected, TwilioUnavailable
 
     @app.errorhandler(RequestError)
@@ -82,6 +82,11 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(QuotaExceeded)
     def quota(exc: QuotaExceeded) -> tuple[Response, int]:
         return _error(429, "quota exceeded", str(exc), used_today=exc.used, requested=exc.wanted)
+
+    @app.errorhandler(SubmitUncertain)
+    def submit_uncertain(exc: SubmitUncertain) -> tuple[Response, int]:
+        log.warning("submission outcome unknown: %s", exc)
+        return _error(502, "submission outcome unknown", str(exc))
 
     @app.errorhandler(TwilioRejected)
     def twilio_rejected(exc: TwilioRejected) -> tuple[Response, int]:

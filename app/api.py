@@ -17,6 +17,7 @@ from app.metrics import JOBS
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 MAX_PAGE_SIZE = 200
+MAX_PAGE = 1_000_000  # keeps page * page_size inside Redis' 64-bit range
 
 
 def _svc() -> Services:
@@ -32,8 +33,14 @@ def require_admin_token() -> None:
         abort(401)
 
 
-def _json_body() -> Any:
-    body = request.get_json(silent=True)
+def _json_body(optional: bool = False) -> Any:
+    """The parsed JSON body; ``optional`` allows an empty one (None). Anything else that is not JSON is a 400."""
+    if optional and not request.get_data(cache=True):
+        return None
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # nesting deeper than the parser goes: werkzeug only catches ValueError
+        body = None
     if body is None:
         raise exports.RequestError("body must be JSON (Content-Type: application/json)")
     return body
@@ -54,14 +61,22 @@ def submit_job() -> tuple[Response, int]:
     return jsonify(jobs=views), 201
 
 
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    try:
+        value = default if raw is None else int(raw)
+    except ValueError:
+        raise exports.RequestError(f"{name} must be an integer") from None
+    if not low <= value <= high:
+        raise exports.RequestError(f"{name} must be between {low} and {high}")
+    return value
+
+
 @bp.get("/jobs")
 def list_jobs() -> Response:
     svc = _svc()
-    try:
-        page = max(0, int(request.args.get("page", 0)))
-        size = min(MAX_PAGE_SIZE, max(1, int(request.args.get("page_size", 50))))
-    except ValueError:
-        raise exports.RequestError("page and page_size must be integers") from None
+    page = _int_arg("page", 0, 0, MAX_PAGE)
+    size = _int_arg("page_size", 50, 1, MAX_PAGE_SIZE)
     jobs, total = svc.registry.list_jobs(offset=page * size, limit=size)
     return jsonify(
         jobs=[exports.job_view(svc, j) | {"days": None} for j in jobs],
@@ -100,9 +115,13 @@ def track_job() -> tuple[Response, int]:
 @bp.post("/jobs/<job_sid>/requeue")
 def requeue_job(job_sid: str) -> Response:
     svc = _svc()
-    body = request.get_json(silent=True) or {}
-    days = body.get("days") if isinstance(body, dict) else None
-    if days is not None and (not isinstance(days, list) or not all(isinstance(d, str) for d in days)):
-        raise exports.RequestError("days must be a list of YYYY-MM-DD strings")
+    body = _json_body(optional=True)
+    if body is None:
+        body = {}
+    if not isinstance(body, dict) or set(body) - {"days"}:
+        raise exports.RequestError('body must be empty (every failed day) or {"days": ["YYYY-MM-DD", ...]}')
+    days = body.get("days")
+    if days is not None and (not isinstance(days, list) or not days or not all(isinstance(d, str) for d in days)):
+        raise exports.RequestError("days must be a non-empty list of YYYY-MM-DD strings (omit it for every failed day)")
     requeued = exports.requeue(svc, job_sid, days)
     return jsonify(requeued=requeued, job=exports.job_view(svc, exports.require_job(svc, job_sid)))

@@ -41,6 +41,7 @@ def _errors_to_exit(func: Callable[..., None]) -> Callable[..., None]:
             exports.NotFound,
             exports.Conflict,
             exports.QuotaExceeded,
+            exports.SubmitUncertain,
             TwilioError,
         ) as exc:
             click.echo(f"error: {exc}", err=True)

@@ -15,6 +15,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from redis.exceptions import RedisError
+
 from app.config import RESOURCE_TYPES
 from app.context import Services
 from app.registry import DayRecord, DayState, JobRecord, JobState, QuotaExceeded, hash_token
@@ -53,6 +55,14 @@ class NotFound(LookupError):
 
 class Conflict(RuntimeError):
     pass
+
+
+class SubmitUncertain(RuntimeError):
+    """Twilio may have created the job but we could not learn or record it: retrying could duplicate it.
+
+    Its pending record (saved before the create call, keyed by the webhook token) lets the poller adopt the
+    job if it exists (``reconcile_pending``), so the user should look at the job list rather than resubmit.
+    """
 
 
 # -- validation -------------------------------------------------------------------------------------------
@@ -140,13 +150,20 @@ def webhook_url(svc: Services, token: str) -> str:
 @dataclass
 class SubmitResult:
     jobs: list[JobRecord]
-    error: TwilioError | None = None  # set when a later chunk failed after earlier ones were created
+    error: Exception | None = None  # set when a later chunk failed after earlier ones were created
 
 
 def submit(svc: Services, req: SubmitRequest) -> SubmitResult:
     """Create one Twilio job per ≤366-day chunk, after reserving today's quota for all of them."""
     chunks = split_range(req.start_day, req.end_day)
     total_days = (req.end_day - req.start_day).days + 1
+    quota = svc.settings.daily_day_quota
+    if total_days > quota:
+        # Waiting for tomorrow would not help (a 429 would make clients retry forever): say what to do instead.
+        raise RequestError(
+            f"{total_days} days exceed Twilio's {quota} requested days per UTC day: submit at most {quota} days "
+            "per request, one request per UTC day"
+        )
     today = utc_today().isoformat()
     svc.registry.reserve_quota(today, total_days)  # raises QuotaExceeded
     created: list[JobRecord] = []
@@ -154,13 +171,21 @@ def submit(svc: Services, req: SubmitRequest) -> SubmitResult:
         name = req.friendly_name if len(chunks) == 1 else f"{req.friendly_name} ({index + 1}/{len(chunks)})"
         try:
             created.append(_submit_chunk(svc, req, start, end, name))
-        except TwilioError as exc:
-            unused = sum((e - s).days + 1 for s, e in chunks[index:])
-            svc.registry.release_quota(today, unused)
+        except (TwilioError, SubmitUncertain, RedisError) as exc:
+            # A chunk that may exist at Twilio keeps its share of the quota (Twilio may have counted it).
+            maybe_created = index + 1 if isinstance(exc, SubmitUncertain) else index
+            _release_quota(svc, today, sum((e - s).days + 1 for s, e in chunks[maybe_created:]))
             if not created:
                 raise
             return SubmitResult(created, exc)
     return SubmitResult(created)
+
+
+def _release_quota(svc: Services, today: str, days: int) -> None:
+    try:
+        svc.registry.release_quota(today, days)
+    except RedisError:  # the quota then errs on the safe side (too little left today), never the other way
+        log.warning("could not give back %d days of today's quota (Redis unavailable)", days)
 
 
 def _submit_chunk(svc: Services, req: SubmitRequest, start: date, end: date, name: str) -> JobRecord:
@@ -184,9 +209,18 @@ def _submit_chunk(svc: Services, req: SubmitRequest, start: date, end: date, nam
     except TwilioUnavailable as exc:
         if exc.status == 429:
             svc.registry.drop_pending(token_hash)  # Twilio never processed it
-        # else ambiguous (5xx or no answer after sending): the job may exist. The pending record stays so the
+            raise
+        # Ambiguous (5xx or no answer after sending): the job may exist. The pending record stays so the
         # poller can find it by its token (reconcile_pending) instead of leaving an untracked job at Twilio.
-        raise
+        raise SubmitUncertain(
+            f"Twilio's answer to creating the {req.resource_type} job for {start}..{end} was lost ({exc}); the job "
+            "may exist: if it does, the poller starts tracking it within minutes. Check the job list before "
+            "submitting again."
+        ) from exc
+    except TwilioNotFound as exc:
+        svc.registry.drop_pending(token_hash)
+        # Not "no such job" for the caller: the create endpoint itself is missing (wrong base URL, API change).
+        raise TwilioError(f"Twilio answered 404 to creating a job ({exc})", exc.status, exc.code) from exc
     except TwilioError:
         svc.registry.drop_pending(token_hash)
         raise
@@ -202,7 +236,13 @@ def _submit_chunk(svc: Services, req: SubmitRequest, start: date, end: date, nam
         token_hash=token_hash,
         twilio=tj.snapshot(),
     )
-    svc.registry.add_job(record)
+    try:
+        svc.registry.add_job(record)
+    except RedisError as exc:
+        raise SubmitUncertain(
+            f"Twilio created job {tj.job_sid} but it could not be recorded ({exc}); the poller starts tracking it "
+            "once storage is back. Do not submit it again."
+        ) from exc
     log.info("submitted job", extra={"job_sid": tj.job_sid, "resource_type": req.resource_type})
     return record
 

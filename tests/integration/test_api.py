@@ -128,11 +128,48 @@ def test_twilio_429_is_retried_honouring_retry_after(client, sandbox):
     assert len(sandbox.jobs()) == 1
 
 
-def test_twilio_down_gives_503_and_no_duplicate_job(client, sandbox):
-    sandbox.set_faults(api={"500": 50})
+def test_twilio_refusing_with_429_gives_503_and_gives_the_quota_back(client, sandbox):
+    sandbox.set_faults(api={"429": 50, "retry_after": 0})
     r = submit(client)
     assert r.status_code == 503 and r.get_json()["error"].startswith("Twilio unavailable")
     sandbox.set_faults()
+    assert len(sandbox.jobs()) == 0
+    assert client.svc.registry.quota_used(datetime.now(UTC).date().isoformat()) == 0
+    assert client.svc.registry.pending_submissions() == {}  # Twilio processed nothing: nothing to reconcile
+
+
+def test_a_lost_create_answer_is_reported_as_uncertain_not_as_retryable(client, sandbox):
+    """A 5xx after sending may or may not have created the job: a 503 would invite a duplicate."""
+    sandbox.set_faults(api={"500": 50})
+    r = submit(client)
+    assert r.status_code == 502 and r.get_json()["error"] == "submission outcome unknown"
+    assert "Check the job list before submitting again" in r.get_json()["detail"]
+    sandbox.set_faults()
+    assert len(sandbox.jobs()) == 0  # (this sandbox answered before creating; the relay cannot know that)
+    assert client.svc.registry.quota_used(datetime.now(UTC).date().isoformat()) == 3  # Twilio may count it
+    assert len(client.svc.registry.pending_submissions()) == 1  # the poller looks for it by its token
+
+
+def test_a_created_job_that_cannot_be_recorded_is_named_and_adopted_later(client, sandbox, monkeypatch):
+    import redis
+
+    from app import exports
+
+    def storage_down(record):
+        raise redis.ConnectionError("Redis went away")
+
+    with monkeypatch.context() as m:
+        m.setattr(client.svc.registry, "add_job", storage_down)  # Redis fails right after Twilio created it
+        r = submit(client)
+    (created,) = sandbox.jobs()
+    assert r.status_code == 502 and r.get_json()["error"] == "submission outcome unknown"
+    assert created["job_sid"] in r.get_json()["detail"] and "Do not submit it again" in r.get_json()["detail"]
+    assert exports.reconcile_pending(client.svc, older_than=0) == [created["job_sid"]]
+
+
+def test_a_range_over_the_daily_quota_is_a_400_not_a_429(client, sandbox):
+    r = submit(client, start_day=day(402), end_day=day(3))  # 400 days, quota 366: no retry can ever succeed
+    assert r.status_code == 400 and "at most 366 days per request" in r.get_json()["detail"]
     assert len(sandbox.jobs()) == 0
     assert client.svc.registry.quota_used(datetime.now(UTC).date().isoformat()) == 0
 
@@ -144,3 +181,31 @@ def test_track_adopts_a_job_created_elsewhere(client, sandbox, redis_url):
     assert r.status_code == 201 and r.get_json()["origin"] == "adopted"
     assert Queue(CONTROL_QUEUE, connection=client.svc.rq_connection).job_ids == [f"sync-{other}"]
     assert client.post("/api/jobs/track", json={"job_sid": "JS" + "f" * 32}, headers=AUTH).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "detail"),
+    [
+        ({"data": '{"days":["2026-11-03"]}'}, "must be JSON"),  # curl -d: form content type, not "every day"
+        ({"json": {"days": []}}, "non-empty list"),
+        ({"json": {"day": ["2026-11-03"]}}, "body must be empty"),
+        ({"json": ["2026-11-03"]}, "body must be empty"),
+    ],
+)
+def test_requeue_refuses_a_body_it_cannot_read_instead_of_requeueing_everything(client, kwargs, detail):
+    sid = submit(client).get_json()["job_sid"]
+    r = client.post(f"/api/jobs/{sid}/requeue", headers=AUTH, **kwargs)
+    assert r.status_code == 400 and detail in r.get_json()["detail"]
+    assert client.post(f"/api/jobs/{sid}/requeue", headers=AUTH).status_code == 200  # no body: every failed day
+
+
+@pytest.mark.parametrize("query", ["page=-1", "page=1000000000000000000", "page_size=0", "page_size=201", "page=x"])
+def test_paging_out_of_range_is_a_400_not_a_storage_error(client, query):
+    r = client.get(f"/api/jobs?{query}", headers=AUTH)
+    assert r.status_code == 400 and r.get_json()["error"] == "invalid request"
+
+
+def test_json_nested_past_the_parser_limit_is_a_400(client):
+    deep = "[" * 5000 + "]" * 5000
+    r = client.post("/api/jobs", data=deep, headers=AUTH | {"Content-Type": "application/json"})
+    assert r.status_code == 400
