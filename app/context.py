@@ -25,16 +25,25 @@ class Services:
     twilio: BulkExportsClient
     rq_connection: redis.Redis
     _s3: Any = field(default=None, repr=False)
+    _s3_probe: Any = field(default=None, repr=False)
     cache: dict[str, tuple[float, Any]] = field(default_factory=dict, repr=False)  # short-lived health results
 
     def s3_client(self) -> Any:
-        """A boto3 S3 client from the standard AWS_* variables, made on first use (the web needs it only for
-        readiness; workers build their sink from it)."""
+        """A boto3 S3 client from the standard AWS_* variables, made on first use (workers build their sink
+        from it)."""
         if self._s3 is None:
             from workers.s3_sink import make_s3_client
 
             self._s3 = make_s3_client()
         return self._s3
+
+    def s3_probe_client(self) -> Any:
+        """The same, for health checks: 2-s timeouts and a single attempt, so a hung S3 answers in seconds."""
+        if self._s3_probe is None:
+            from workers.s3_sink import make_s3_client
+
+            self._s3_probe = make_s3_client(max_pool_connections=2, quick=True)
+        return self._s3_probe
 
 
 def build_services(settings: Settings, profile: RetryProfile = API_PROFILE) -> Services:

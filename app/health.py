@@ -1,9 +1,11 @@
 """Health and metrics endpoints: cheap (results cached ~2 s), unauthenticated, nothing secret in them.
 
 - ``/livez``: the process answers; no dependency checks, so a Redis outage never restarts every pod.
-- ``/readyz``: Redis reachable, S3 bucket reachable with our credentials, configuration valid -> 200, else 503
-  naming the failing check (the load balancer's target health check).
-- ``/health``: ``application/health+json`` (draft-inadarei-api-health-check): pass / warn / fail with details.
+- ``/readyz``: what the web needs to do its job (Redis; the configuration was valid at start) -> 200, else 503
+  naming the failing check (the load balancer's target health check). Not S3: the web never writes to it, so an
+  S3 outage must not take webhook intake and the API out of the load balancer (workers retry the copies).
+- ``/health``: ``application/health+json`` (draft-inadarei-api-health-check): pass / warn / fail with details,
+  S3 bucket reachability included (short timeouts, one attempt).
 - ``/metrics``: Prometheus text format, aggregated across gunicorn workers and RQ workers.
 - ``/openapi.json``: the API description kept in the repo (app/openapi.json).
 """
@@ -34,19 +36,29 @@ RETENTION_FAIL_S = 6 * 86400
 
 
 class _Cached:
-    """Memoise a check for a couple of seconds so probes and scrapers cannot hammer Redis or S3."""
+    """Memoise a check for a couple of seconds so probes and scrapers cannot hammer Redis or S3.
+
+    One thread refreshes at a time; the others get the previous result at once rather than queue behind a
+    slow dependency (a hung check must not tie up every request thread of the web)."""
 
     def __init__(self, func: Callable[[Services], Any]) -> None:
         self.func = func
         self.lock = threading.Lock()
 
     def __call__(self, svc: Services) -> Any:
-        with self.lock:  # also keeps concurrent probes in one process from all running the checks
+        at, value = svc.cache.get(self.func.__name__, (0.0, None))
+        if time.monotonic() - at <= CACHE_SECONDS:
+            return value
+        if not self.lock.acquire(blocking=value is None):  # wait only when there is nothing to answer yet
+            return value
+        try:
             at, value = svc.cache.get(self.func.__name__, (0.0, None))
-            if time.monotonic() - at > CACHE_SECONDS:
+            if time.monotonic() - at > CACHE_SECONDS:  # another thread may have refreshed it meanwhile
                 value = self.func(svc)
                 svc.cache[self.func.__name__] = (time.monotonic(), value)
             return value
+        finally:
+            self.lock.release()
 
 
 def _svc() -> Services:
@@ -69,12 +81,16 @@ def _check(name: str, func: Callable[[], Any]) -> dict[str, Any]:
 def _readiness(svc: Services) -> dict[str, dict[str, Any]]:
     return {
         "redis": _check("redis", svc.registry.ping),
-        "s3": _check("s3", lambda: svc.s3_client().head_bucket(Bucket=svc.settings.s3_bucket)),
         "config": {"status": "pass"},  # the app would not have started with an invalid configuration
     }
 
 
+def _s3_bucket(svc: Services) -> dict[str, Any]:
+    return _check("s3", lambda: svc.s3_probe_client().head_bucket(Bucket=svc.settings.s3_bucket))
+
+
 _ready = _Cached(_readiness)
+_s3 = _Cached(_s3_bucket)
 
 
 @bp.get("/livez")
@@ -110,7 +126,7 @@ def _health(svc: Services) -> dict[str, Any]:
     checks: dict[str, list[dict[str, Any]]] = {}
     ready = _ready(svc)  # shares /readyz's 2-second cache: probes and dashboards polling both cost one check
     checks["redis:responseTime"] = [ready["redis"]]
-    checks["s3:bucket"] = [ready["s3"]]
+    checks["s3:bucket"] = [_s3(svc)]
     if ready["redis"]["status"] == "pass":
         workers = Worker.all(connection=svc.rq_connection)
         checks["workers:count"] = [{"status": "pass" if workers else "fail", "observedValue": len(workers)}]

@@ -302,18 +302,20 @@ def copy_transfer_config(size: int, concurrency: int) -> TransferConfig:
 # -- the client --------------------------------------------------------------------------------------
 
 
-def make_s3_client(max_pool_connections: int = 10) -> S3Client:
+def make_s3_client(max_pool_connections: int = 10, quick: bool = False) -> S3Client:
     """A boto3 S3 client configured from boto3's own environment variables and config files.
 
     Endpoint (AWS_ENDPOINT_URL_S3), credentials, region, CA bundle (AWS_CA_BUNDLE), request checksums
     (AWS_REQUEST_CHECKSUM_CALCULATION), AWS_RETRY_MODE and AWS_MAX_ATTEMPTS are all read by botocore.
     We only fill in what they leave unset: "standard" retries with 5 attempts in total, and the
     addressing style from AWS_S3_ADDRESSING_STYLE (botocore reads ``s3.addressing_style`` only from
-    the config file, never from the environment).
+    the config file, never from the environment). ``quick``: 2-s timeouts and one attempt (health checks).
     """
     session = botocore.session.get_session()
     retries: dict[str, Any] = {"mode": session.get_config_variable("retry_mode") or "standard"}
-    if session.get_config_variable("max_attempts") is None:
+    if quick:
+        retries["total_max_attempts"] = 1
+    elif session.get_config_variable("max_attempts") is None:
         retries["total_max_attempts"] = DEFAULT_MAX_ATTEMPTS
     s3_options: dict[str, Any] = {}
     style = os.environ.get("AWS_S3_ADDRESSING_STYLE", "").strip().lower()
@@ -326,6 +328,7 @@ def make_s3_client(max_pool_connections: int = 10) -> S3Client:
         max_pool_connections=max_pool_connections,
         s3=s3_options or None,
         tcp_keepalive=True,
+        **({"connect_timeout": 2, "read_timeout": 2} if quick else {}),
     )
     return boto3.session.Session(botocore_session=session).client("s3", config=config)
 

@@ -613,7 +613,7 @@ def test_k8s_config_and_example_secret_form_a_valid_configuration() -> None:
 # (and in deploy/iam-policy.json).
 S3_CALL_ACTIONS = {
     "head_object": {"s3:GetObject"},  # plus s3:ListBucket, or a missing key is 403 instead of 404
-    "head_bucket": {"s3:ListBucket"},  # /readyz
+    "head_bucket": {"s3:ListBucket"},  # /health
     "put_object": {"s3:PutObject"},
     "upload_fileobj": {"s3:PutObject", "s3:AbortMultipartUpload"},  # multipart: Create/UploadPart/Complete
     "copy": {"s3:GetObject", "s3:PutObject"},  # CopyObject / UploadPartCopy from the staging key
@@ -672,7 +672,7 @@ def test_iam_policy_is_least_privilege() -> None:
     listing = statements["RelayBucketListing"]
     assert set(listing["Action"]) == {"s3:ListBucket", "s3:ListBucketMultipartUploads"}
     assert listing["Resource"] == "arn:aws:s3:::YOUR_BUCKET"
-    # Deliberately unconditioned: HeadBucket (/readyz) carries no s3:prefix, so a prefix condition would
+    # Deliberately unconditioned: HeadBucket (/health) carries no s3:prefix, so a prefix condition would
     # deny it, and HeadObject needs ListBucket to answer 404 for a missing key instead of 403.
     assert "Condition" not in listing
     kms = statements["RelaySseKmsKey"]

@@ -50,9 +50,13 @@ def test_readyz_names_redis_when_down(make_client, tmp_path):
         assert r.status_code == 503 and r.get_json()["failing"] == ["redis"]
 
 
-def test_readyz_names_s3_when_bucket_missing(make_client):
-    r = make_client(S3_BUCKET="no-such-bucket-here").get("/readyz")
-    assert r.status_code == 503 and r.get_json()["failing"] == ["s3"]
+def test_s3_trouble_fails_health_but_keeps_the_web_ready(make_client):
+    """The web never writes to S3: an S3 outage must not take webhook intake out of the load balancer."""
+    client = make_client(S3_BUCKET="no-such-bucket-here")
+    r = client.get("/readyz")
+    assert r.status_code == 200 and "s3" not in r.get_json()["checks"]
+    (s3_check,) = client.get("/health").get_json(force=True)["checks"]["s3:bucket"]
+    assert s3_check["status"] == "fail" and "404" in s3_check["output"]
 
 
 def _track_uncopied_day(client, age_days: float) -> None:
