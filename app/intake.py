@@ -6,10 +6,13 @@ a *hint*: it identifies the job through our own unguessable token, never through
 it does is queue one sync task (deduplicated). No Twilio or S3 I/O happens here, and no URL it carries is ever
 fetched.
 
-Checks, in order: token names a tracked job (else 404) -> ``X-Twilio-Signature`` validates with twilio's
-``RequestValidator`` against the URL Twilio called, rebuilt from ``PUBLIC_BASE_URL`` + path + raw query, with
-the primary or the secondary auth token (else 403; a missing signature is a 403 only when
-``WEBHOOK_SIGNATURE=required``) -> record + enqueue -> 204. Redis down -> 503, so a retrying sender retries.
+Answers, in order of precedence: a token that names no tracked job -> 404 (a token whose submission is still
+waiting for Twilio's answer -> 202, the poller takes the job); ``X-Twilio-Signature`` does not validate with
+twilio's ``RequestValidator`` against the URL Twilio called (rebuilt from ``PUBLIC_BASE_URL`` + path + raw
+query) with the primary or the secondary auth token -> 403 (a missing signature is a 403 only when
+``WEBHOOK_SIGNATURE=required``); else the delivery is counted, a sync is queued unless one already queued or
+running covers it, -> 204. Redis down -> 503, so a retrying sender retries. The signature is computed before
+the token lookup (it needs no I/O), so the lookup, the count and the sync status are one Redis round trip.
 """
 
 from __future__ import annotations
@@ -122,6 +125,8 @@ def bulkexport_webhook() -> Response:
     found = svc.registry.webhook_lookup(token_hash, svc.enqueuer.sync_key_prefix(), count_delivery=signed)
     job_sid = found.job_sid
     if job_sid is None:
+        if found.pending and not signed:
+            return _reject(403, "rejected_signature")
         if found.pending:
             # Twilio called back before its create answer reached us; the poller syncs the job once stored.
             WEBHOOKS.labels("early").inc()
@@ -147,6 +152,8 @@ def bulkexport_webhook() -> Response:
 def _signature_acceptable(svc: Services) -> bool:
     """A valid signature, or none at all unless ``WEBHOOK_SIGNATURE=required``."""
     signature = request.headers.get("X-Twilio-Signature")
-    if signature is None:
+    if signature is None or not svc.settings.auth_tokens:
+        # Without TWILIO_AUTH_TOKEN (API-key credentials) no signature can be checked: a signed delivery is then
+        # as trustworthy as an unsigned one, and `required` is refused at start-up for that configuration.
         return svc.settings.webhook_signature != "required"
-    return bool(svc.settings.auth_tokens) and signature_valid(signature, svc.settings.auth_tokens)
+    return signature_valid(signature, svc.settings.auth_tokens)

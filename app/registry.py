@@ -210,8 +210,10 @@ local delivery = 0
 if ARGV[2] == '1' and redis.call('EXISTS', ARGV[3] .. sid) == 1 then
   delivery = redis.call('HINCRBY', ARGV[3] .. sid, 'webhooks_received', 1)
   if status == 'started' then
-    -- the running sync may have read Twilio before this completion: it looks again before it ends
+    -- the running sync may have read Twilio before this completion: it looks again before it ends, and the
+    -- job is due for the poller at once in case the sync had already made its last check
     redis.call('HSET', ARGV[3] .. sid, 'resync', '1')
+    redis.call('ZADD', ARGV[4], 'XX', ARGV[5], sid)
   end
 end
 return {sid, status or '', delivery}
@@ -304,9 +306,10 @@ class Registry:
         moment, a re-sync is requested (``take_resync_request``). One round trip on the webhook's hot
         path; the RQ key prefix comes from the caller so this module does not need to know RQ's key layout.
         """
+        now = str(time.time())
         sid, extra, *rest = self._webhook_lookup(
             keys=[f"{PREFIX}token:{token_hash}", f"{PREFIX}pending:{token_hash}"],
-            args=[sync_job_key_prefix, "1" if count_delivery else "0", f"{PREFIX}job:"],
+            args=[sync_job_key_prefix, "1" if count_delivery else "0", f"{PREFIX}job:", f"{PREFIX}jobs:active", now],
         )
         if not sid:
             return WebhookLookup(None, extra == "pending", "")

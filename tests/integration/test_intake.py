@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from urllib.parse import urlencode
 
 import pytest
@@ -218,11 +219,15 @@ def test_first_delivery_is_logged_in_full_even_when_a_sync_already_covers_it(cli
 
 @pytest.mark.parametrize(("sync_status", "resync"), [("started", True), ("queued", False)])
 def test_a_delivery_during_a_running_sync_asks_it_to_look_again(client, sync_status, resync):
-    """A running sync may have read Twilio before the job completed; a queued one will read it afterwards."""
+    """A running sync may have read Twilio before the job completed; a queued one will read it afterwards.
+
+    The job is also made due for the poller at once, in case the running sync had already made its last check."""
     client.svc.rq_connection.hset(client.svc.enqueuer.sync_key_prefix() + SID, "status", sync_status)
+    client.svc.registry.schedule_sync(SID, time.time() + 3600)  # backed off: not due for an hour
     form = {"status": "completed"}
     assert post_form(client, hook_url(), form, sign(hook_url(), form)).status_code == 204
     assert client.svc.registry.take_resync_request(SID) is resync
+    assert (SID in client.svc.registry.due_jobs()) is resync
     unsigned = client.post(hook_url().removeprefix(PUBLIC), data=form, headers={"X-Twilio-Signature": "bad"})
     assert unsigned.status_code == 403 and not client.svc.registry.take_resync_request(SID)
 
@@ -277,4 +282,17 @@ def test_callback_before_twilio_answered_is_accepted_without_enqueue(client):
     client.svc.registry.add_pending(hash_token(early), {"resource_type": "Calls"})
     r = client.post(f"/hooks/bulkexport?token={early}", data={"status": "completed"})
     assert r.status_code == 202
+    forged = client.post(
+        f"/hooks/bulkexport?token={early}", data={"status": "completed"}, headers={"X-Twilio-Signature": "forged"}
+    )
+    assert forged.status_code == 403  # a known (pending) token: the signature verdict comes first
     assert queued_syncs(client) == []
+
+
+def test_without_an_auth_token_signed_deliveries_are_taken_as_unsigned(make_client):
+    """API-key credentials cannot check Twilio's signatures; refusing every signed delivery would turn the
+    webhook off without a word (`required` is refused at start-up for this configuration)."""
+    client = make_client(TWILIO_AUTH_TOKEN="", TWILIO_API_KEY_SID="SK" + "1" * 32, TWILIO_API_KEY_SECRET="s" * 32)
+    form = {"status": "completed"}
+    assert post_form(client, hook_url(), form, sign(hook_url(), form)).status_code == 204
+    assert queued_syncs(client) == [f"sync-{SID}"]
