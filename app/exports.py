@@ -404,6 +404,8 @@ def plan_days(job: JobRecord, details: list[DayDetail], files: set[str] | None) 
     unless some entries carry ``days: null``; then ``files`` (the days Twilio holds files for, from ListDay)
     fills the gaps: a day with a file is Completed; one without is CompletedEmptyRecords when that is the only
     other final status, and Failed (requeue-able, never silently "empty") when Twilio also reports failures.
+    ``files=None`` (ListDay refused or not asked): such days are Completed, so the copy task asks FetchDay,
+    whose answer decides (a file is copied; none is retried, then failed and requeue-able), never a guess.
     """
     all_days = days_between(date.fromisoformat(job.start_day), date.fromisoformat(job.end_day))
     in_range = set(all_days)
@@ -430,7 +432,7 @@ def plan_days(job: JobRecord, details: list[DayDetail], files: set[str] | None) 
         plan.statuses.update(dict.fromkeys(missing, "running"))
     else:
         for day in missing:
-            if files and day in files:
+            if files is None or day in files:
                 plan.statuses[day] = "completed"
             elif "failed" in unlisted:
                 plan.statuses[day] = "failed"
@@ -484,7 +486,8 @@ def _sync_once(svc: Services, job_sid: str) -> SyncResult:
     svc.registry.update_job(job_sid, twilio=tj.snapshot(), not_found=0)
     needs_files = any(d.days is None for d in tj.details)
     files = _day_files(svc, job.resource_type) if needs_files or _has_copyable(tj) else {}
-    plan = plan_days(job, tj.details, set(files))
+    plan = plan_days(job, tj.details, None if files is None else set(files))
+    files = files or {}
     if plan.cancelled:
         svc.registry.finish_job(job_sid, JobState.CANCELLED, error="deleted at Twilio")
         return SyncResult(job_sid, JobState.CANCELLED)
@@ -502,13 +505,14 @@ def _has_copyable(tj: TwilioJob) -> bool:
     return any(d.status.lower() in COPY_STATUSES for d in tj.details)
 
 
-def _day_files(svc: Services, resource_type: str) -> dict[str, tuple[int, str | None]]:
-    """day -> (size, create_date) for every file Twilio holds; one paged ListDay per sync."""
+def _day_files(svc: Services, resource_type: str) -> dict[str, tuple[int, str | None]] | None:
+    """day -> (size, create_date) for every file Twilio holds (one paged ListDay per sync); None if refused."""
     try:
-        return {f.day: (f.size, f.create_date) for f in svc.twilio.list_days(resource_type)}
+        listed = sorted(svc.twilio.list_days(resource_type), key=lambda f: f.create_date or "")
+        return {f.day: (f.size, f.create_date) for f in listed}  # a day listed twice: the newest export wins
     except TwilioRejected as exc:
         log.warning("ListDay refused (%s); copying without expected sizes", exc)
-        return {}
+        return None
 
 
 def _apply_plan(svc: Services, job: JobRecord, plan: SyncPlan, files: dict[str, tuple[int, str | None]]) -> int:

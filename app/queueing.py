@@ -35,6 +35,7 @@ COPY_FAILED_CALLBACK = "workers.tasks.on_copy_failure"
 _ACTIVE = {s.value.encode() for s in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED)}
 ORPHAN_AFTER_SECONDS = 10  # a live worker marks a dequeued task started within milliseconds
 MIN_COPY_BYTES_PER_SECOND = 2 * 1024 * 1024  # job timeout assumes at least this rate, plus a fixed margin
+ASSUMED_SIZE_IF_UNKNOWN = 4 * 1024**3  # bigger than any day file seen; see copy_timeout
 
 
 def sync_job_id(job_sid: str) -> str:
@@ -46,8 +47,11 @@ def copy_job_id(job_sid: str, resource_type: str, day: str) -> str:
 
 
 def copy_timeout(size: int | None) -> int:
-    """Seconds a copy may run: generous for the size, so RQ only kills copies that are really stuck."""
-    return 300 + math.ceil((size or 0) / MIN_COPY_BYTES_PER_SECOND)
+    """Seconds a copy may run: generous for the size, so RQ only kills copies that are really stuck.
+
+    An unknown size (ListDay refused) is taken as ASSUMED_SIZE_IF_UNKNOWN: the copy learns the real size only
+    once it runs, after RQ has fixed its timeout, and a stuck transfer is cut by socket timeouts anyway."""
+    return 300 + math.ceil((ASSUMED_SIZE_IF_UNKNOWN if size is None else size) / MIN_COPY_BYTES_PER_SECOND)
 
 
 class Enqueuer:

@@ -12,6 +12,7 @@ what they sent and use :func:`parse_details` for the rest.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Callable, Iterator
@@ -219,14 +220,35 @@ def _str_or_none(value: Any) -> str | None:
 
 def _translate(exc: Exception, what: str) -> TwilioError:
     if isinstance(exc, TwilioRestException):
-        status = int(exc.status or 0)
-        text = f"{what}: Twilio answered {status}: {exc.msg}"
-        if status == 404:
-            return TwilioNotFound(text, status, exc.code)
-        if status == 429 or status >= 500:
-            return TwilioUnavailable(text, status, exc.code)
-        return TwilioRejected(text, status, exc.code)
+        return _by_status(int(exc.status or 0), exc.code, exc.msg, what)
+    page_answer = exc.args[1] if isinstance(exc, TwilioException) and len(exc.args) > 1 else None
+    if page_answer is not None and isinstance(getattr(page_answer, "status_code", None), int):
+        # The SDK's list paging raises a bare TwilioException("Unable to fetch page", response) on any non-200:
+        # classify it by the answer as well, or a refused ListDay (403) would be retried as if Twilio were down.
+        code, message = _error_body(getattr(page_answer, "text", ""))
+        return _by_status(page_answer.status_code, code, message, what)
     return TwilioUnavailable(f"{what}: {type(exc).__name__}: {exc}", 0)
+
+
+def _by_status(status: int, code: int | None, message: str, what: str) -> TwilioError:
+    text = f"{what}: Twilio answered {status}: {message}"
+    if status == 404:
+        return TwilioNotFound(text, status, code)
+    if status == 429 or status >= 500 or status == 0:
+        return TwilioUnavailable(text, status, code)
+    return TwilioRejected(text, status, code)
+
+
+def _error_body(text: Any) -> tuple[int | None, str]:
+    """Twilio's error JSON ({code, message, ...}), tolerating anything else."""
+    try:
+        body = json.loads(text)
+    except (TypeError, ValueError):
+        return None, str(text)[:200]
+    if not isinstance(body, dict):
+        return None, str(text)[:200]
+    code = body.get("code")
+    return (code if isinstance(code, int) and not isinstance(code, bool) else None), str(body.get("message", ""))[:200]
 
 
 _NETWORK_ERRORS: tuple[type[Exception], ...] = (TwilioException, OSError, ValueError)

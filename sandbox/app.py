@@ -18,12 +18,12 @@ Control API (no auth; JSON in and out)
                      "extra_params": {}}}
         outcomes: completed | empty_file | empty_404 | error_then_completed | failed
     GET|PUT /_sandbox/faults         PUT replaces the plan ({} clears it); GET shows remaining counters:
-        {"api": {"429": 0, "500": 0, "slow_ms": 0, "retry_after": 1, "only": ["FetchDay", ...],
+        {"api": {"429": 0, "500": 0, "403": 0, "slow_ms": 0, "retry_after": 1, "only": ["FetchDay", ...],
                  "rate": 0.0, "kinds": ["429", "500"]},
          "files": {"cut": 0, "expired": 0, "500": 0, "slow_ms": 0, "chunk_delay_ms": 0,
                    "cut_at": null | bytes, "rate": 0.0, "kinds": ["cut", "500"]},
          "rate": 0.0, "seed": 0}
-        Counters fail the next N matching requests (api order: 429, 500; files: expired, 500, cut);
+        Counters fail the next N matching requests (api order: 429, 500, 403; files: expired, 500, cut);
         ``rate`` (top level, or per section) fails requests at random with a ``seed``-ed generator.
     POST /_sandbox/clock             {"advance": seconds} -> {"offset_seconds": total}; jobs progress
                                      and links age as if that much time had passed.
@@ -195,6 +195,8 @@ def create_app(store: Store, notifier: Notifier, settings: ApiSettings) -> Flask
             return twilio_error_response(429, 20429, "Too Many Requests", {"Retry-After": str(retry_after)})
         if fault == "500":
             return twilio_error_response(500, 20500, "Internal Server Error")
+        if fault == "403":
+            return twilio_error_response(403, 20403, "Forbidden")
         return None
 
     @app.after_request

@@ -208,6 +208,7 @@ class Faults:
 
     api_429: int = 0
     api_500: int = 0
+    api_403: int = 0  # refused (e.g. an API key without the permission): not retryable, unlike 429/500
     api_slow_ms: int = 0
     retry_after: int = 1
     api_only: frozenset[str] = frozenset()
@@ -224,7 +225,7 @@ class Faults:
     seed: int = 0
     rng: random.Random = field(default_factory=lambda: random.Random(0))
 
-    API_KEYS = frozenset({"429", "500", "slow_ms", "retry_after", "only", "rate", "kinds"})
+    API_KEYS = frozenset({"429", "500", "403", "slow_ms", "retry_after", "only", "rate", "kinds"})
     FILES_KEYS = frozenset({"cut", "expired", "500", "slow_ms", "chunk_delay_ms", "cut_at", "rate", "kinds"})
 
     @classmethod
@@ -258,6 +259,7 @@ class Faults:
         return cls(
             api_429=_int(api, "429", 0),
             api_500=_int(api, "500", 0),
+            api_403=_int(api, "403", 0),
             api_slow_ms=_int(api, "slow_ms", 0),
             retry_after=_int(api, "retry_after", 1),
             api_only=frozenset(str(o) for o in only),
@@ -280,6 +282,7 @@ class Faults:
             "api": {
                 "429": self.api_429,
                 "500": self.api_500,
+                "403": self.api_403,
                 "slow_ms": self.api_slow_ms,
                 "retry_after": self.retry_after,
                 "only": sorted(self.api_only),

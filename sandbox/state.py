@@ -440,6 +440,9 @@ class Store:
             elif f.api_500 > 0:
                 f.api_500 -= 1
                 kind = "500"
+            elif f.api_403 > 0:
+                f.api_403 -= 1
+                kind = "403"
             elif f.api_rate > 0 and f.rng.random() < f.api_rate:
                 kind = f.rng.choice(f.api_kinds)
             return kind, f.retry_after, f.api_slow_ms

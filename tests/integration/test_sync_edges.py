@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from datetime import UTC, date, datetime, timedelta
 
@@ -120,3 +121,19 @@ def test_a_webhook_before_the_sync_starts_needs_no_second_look(svc, sandbox):
     svc.registry.webhook_lookup(job.token_hash, svc.enqueuer.sync_key_prefix(), count_delivery=True)
     svc.registry.count_sync(job.job_sid)  # a sync starting reads Twilio after that delivery: request cleared
     assert not svc.registry.take_resync_request(job.job_sid)
+
+
+def test_a_refused_listday_still_copies_the_day(svc, sandbox, s3, bucket):
+    """An account or API key without ListDay: the sync queues the copy without a size and the copy goes ahead
+    (it failed every attempt on the refused ListDay before)."""
+    sandbox.set_faults(api={"403": 1000, "only": ["ListDay"]})
+    req = exports.SubmitRequest("Calls", date.fromisoformat(day(3)), date.fromisoformat(day(3)), "no ListDay", None)
+    sid = exports.submit(svc, req).jobs[0].job_sid
+    sandbox.complete(sid)
+    assert exports.sync_job(svc, sid).queued_copies == 1
+    sink = S3Sink(s3.client(), SinkSettings(bucket=bucket, prefix="twilio/"))
+    rec = copy_day(svc, sink, DayTask(sid, "Calls", day(3), None, None, "t1"), lock_seconds=60, max_attempts=6)
+    assert rec is not None and rec.state == DayState.COPIED
+    body = s3.client().get_object(Bucket=bucket, Key=rec.key)["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == sandbox.expected_day("Calls", day(3))["sha256"]
+    assert {r["status"] for r in sandbox.requests() if r["operation"] == "ListDay"} == {403}

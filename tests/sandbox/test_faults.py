@@ -74,3 +74,11 @@ def test_invalid_fault_plans_are_refused(sb: SandboxProcess) -> None:
     for bad in ({"api": {"418": 1}}, {"files": {"cut": -1}}, {"api": {"kinds": ["cut"]}}, {"rate": "often"}):
         assert requests.put(f"{sb.api_url}/_sandbox/faults", json=bad).status_code == 400
     assert sb.faults()["api"]["429"] == 0
+
+
+def test_403_refuses_and_is_counted_after_429_and_500(sb: SandboxProcess, api: requests.Session) -> None:
+    sb.set_faults(api={"403": 1, "only": ["ListDay"]})
+    resp = api.get(f"{sb.api_url}/v1/Exports/Calls/Days")
+    assert resp.status_code == 403 and resp.json()["code"] == 20403
+    assert api.get(f"{sb.api_url}/v1/Exports/Calls/Days").status_code == 200
+    assert sb.faults()["api"]["403"] == 0

@@ -133,3 +133,9 @@ def test_plan_null_days_with_failures_never_guesses_empty():
 def test_plan_unknown_status_counts_as_running():
     plan = plan_days(job(), [DayDetail("Queued", ["2026-11-01", "2026-11-02", "2026-11-03"], 3)], None)
     assert set(plan.statuses.values()) == {"running"} and not plan.twilio_final
+
+
+def test_plan_null_days_without_listday_lets_fetchday_decide():
+    """ListDay refused (files=None): a day that might have a file is tried, never failed or called empty unseen."""
+    plan = plan_days(job(), [DayDetail("Completed", None, 1), DayDetail("Failed", None, 2)], None)
+    assert set(plan.statuses.values()) == {"completed"} and not plan.failed_reasons
