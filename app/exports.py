@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from app.config import RESOURCE_TYPES
 from app.context import Services
+from app.metrics import SYNC_FAILURES
 from app.registry import DayRecord, DayState, JobRecord, JobState, QuotaExceeded, hash_token
 from app.twilio_api import (
     DAY_RE,
@@ -333,6 +334,7 @@ def job_view(svc: Services, job: JobRecord) -> dict[str, Any]:
         "origin": job.origin,
         "state": job.state.value,
         "error": job.error or None,
+        "last_sync_error": job.last_sync_error or None,
         "manifest_key": job.manifest_key or None,
         "created_at": _iso(job.created_at),
         "updated_at": _iso(job.updated_at),
@@ -397,11 +399,17 @@ def _normalise(status: str) -> str:
     return value
 
 
+def _counts_cover_every_day(details: list[DayDetail], n_days: int) -> bool:
+    final = all(_normalise(d.status) not in WAITING_STATUSES for d in details)
+    return bool(details) and final and sum(d.count or 0 for d in details) >= n_days
+
+
 def plan_days(job: JobRecord, details: list[DayDetail], files: set[str] | None) -> SyncPlan:
     """Map every day of the job's range to a status.
 
     Days Twilio lists outside the range are ignored. Days in the range that no entry lists are still running,
-    unless some entries carry ``days: null``; then ``files`` (the days Twilio holds files for, from ListDay)
+    unless some entries carry ``days: null``, or every entry is final and their counts cover the range; then
+    ``files`` (the days Twilio holds files for, from ListDay)
     fills the gaps: a day with a file is Completed; one without is CompletedEmptyRecords when that is the only
     other final status, and Failed (requeue-able, never silently "empty") when Twilio also reports failures.
     ``files=None`` (ListDay refused or not asked): such days are Completed, so the copy task asks FetchDay,
@@ -424,6 +432,11 @@ def plan_days(job: JobRecord, details: list[DayDetail], files: set[str] | None) 
     missing = [day for day in all_days if day not in plan.statuses]
     if not missing:
         return plan
+    if not unlisted and _counts_cover_every_day(details, len(all_days)):
+        # Every group is final and their counts account for every day, yet some days are in no list (Twilio
+        # has been seen to leave days out): the files decide.
+        _decide_from_files(plan, missing, {_normalise(d.status) for d in details}, files)
+        return plan
     if not unlisted:
         plan.statuses.update(dict.fromkeys(missing, "running" if details else "submitted"))
     elif len(set(unlisted)) == 1:
@@ -431,15 +444,21 @@ def plan_days(job: JobRecord, details: list[DayDetail], files: set[str] | None) 
     elif any(s in WAITING_STATUSES for s in unlisted):
         plan.statuses.update(dict.fromkeys(missing, "running"))
     else:
-        for day in missing:
-            if files is None or day in files:
-                plan.statuses[day] = "completed"
-            elif "failed" in unlisted:
-                plan.statuses[day] = "failed"
-                plan.failed_reasons[day] = "Twilio listed no days; no file and the job reports failed days"
-            else:
-                plan.statuses[day] = "completedemptyrecords"
+        _decide_from_files(plan, missing, set(unlisted), files)
     return plan
+
+
+def _decide_from_files(plan: SyncPlan, missing: list[str], statuses: set[str], files: set[str] | None) -> None:
+    """A day with a file (or, files unknown, possibly one) is Completed; one without is empty, unless the job
+    also reports failures: then Failed (requeue-able), never silently "empty"."""
+    for day in missing:
+        if files is None or day in files:
+            plan.statuses[day] = "completed"
+        elif "failed" in statuses:
+            plan.statuses[day] = "failed"
+            plan.failed_reasons[day] = "Twilio listed no such day; no file and the job reports failed days"
+        else:
+            plan.statuses[day] = "completedemptyrecords"
 
 
 @dataclass
@@ -483,7 +502,10 @@ def _sync_once(svc: Services, job_sid: str) -> SyncResult:
         tj = svc.twilio.fetch_job(job_sid)
     except TwilioNotFound:
         return _twilio_lost_job(svc, job)
-    svc.registry.update_job(job_sid, twilio=tj.snapshot(), not_found=0)
+    except TwilioError as exc:
+        _sync_failed(svc, job, exc)
+        raise  # RQ retries the sync a few times; the poller takes it up again after the backoff
+    svc.registry.update_job(job_sid, twilio=tj.snapshot(), not_found=0, last_sync_error="")
     needs_files = any(d.days is None for d in tj.details)
     files = _day_files(svc, job.resource_type) if needs_files or _has_copyable(tj) else {}
     plan = plan_days(job, tj.details, None if files is None else set(files))
@@ -499,6 +521,17 @@ def _sync_once(svc: Services, job_sid: str) -> SyncResult:
         # The poller looks again later: Twilio still working, or copies in flight (in case one is lost).
         svc.registry.schedule_sync(job_sid, time.time() + _next_sync_delay(svc, job), state)
     return SyncResult(job_sid, state, queued, all_final, plan.twilio_final)
+
+
+def _sync_failed(svc: Services, job: JobRecord, exc: TwilioError) -> None:
+    """Make a failing sync visible (job status, metric, log) and keep the poller from retrying it every poll.
+
+    An answer we cannot read (a new ``details`` shape, a 401/403 after a key change) would otherwise fail the
+    sync forever with nothing on the job to show for it."""
+    SYNC_FAILURES.labels(type(exc).__name__).inc()
+    svc.registry.update_job(job.job_sid, last_sync_error=str(exc)[:500])
+    svc.registry.schedule_sync(job.job_sid, time.time() + _next_sync_delay(svc, job))
+    log.warning("sync failed: %s", exc, extra={"job_sid": job.job_sid})
 
 
 def _has_copyable(tj: TwilioJob) -> bool:

@@ -119,6 +119,7 @@ RETENTION_WARNINGS = ClusterCounter(
     "relay_retention_warnings", "Days found uncopied while their Twilio file nears deletion"
 )
 POLLS = ClusterCounter("relay_polls", "Poller runs", ["outcome"])
+SYNC_FAILURES = ClusterCounter("relay_sync_failures", "Syncs that could not use Twilio's answer", ["reason"])
 
 
 class ClusterCollector:

@@ -12,9 +12,12 @@ ber:job:{sid}                       hash    our job record (request, state, Twil
 ber:job:{sid}:days                  hash    day -> JSON day record (state, key, size, sha256, records)    retention*
 ber:jobs                            zset    every tracked job_sid by creation time (for listing)          pruned
 ber:jobs:active                     zset    non-final job_sid -> when the poller should next sync it      until final
-ber:quota:{YYYY-MM-DD}              string  days requested at Twilio on that UTC day (366 max)            2 days
+ber:quota:{YYYY-MM-DD}              string  days requested at Twilio that UTC day (TWILIO_DAILY_DAY_QUOTA) 2 days
 ber:lock:copy:{resource}:{day}      string  owner of the single in-flight copy of that S3 object          job timeout
+ber:lock:poll                       string  the running poll (one at a time across poller replicas)       300 s
+ber:lock:enqueue:{rq_job_id}        string  replacing an ended RQ task (app/queueing.py)                  10 s
 ber:poller:last_run                 string  unix time of the last completed poll                          none
+ber:metrics                         hash    cluster-wide counters and histograms (app/metrics.py)         none
 ==================================  ======  ===========================================================  ==========
 
 ``retention*``: set once the job is final (``JOB_RETENTION_DAYS``); ``ber:jobs`` is pruned by the poller, so
@@ -106,6 +109,7 @@ class JobRecord:
     updated_at: float = field(default_factory=time.time)
     webhooks_received: int = 0
     syncs: int = 0
+    last_sync_error: str = ""  # why the last sync could not read Twilio's answer ("" once one succeeds)
 
     def to_redis(self) -> dict[Any, Any]:
         data = asdict(self)
@@ -131,6 +135,7 @@ class JobRecord:
             updated_at=float(data.get("updated_at", 0)),
             webhooks_received=int(data.get("webhooks_received", 0)),
             syncs=int(data.get("syncs", 0)),
+            last_sync_error=data.get("last_sync_error", ""),
         )
 
 
@@ -464,16 +469,21 @@ class Registry:
         was left by an attempt that died without releasing it (a SIGKILLed worker): without taking it
         back, every retry would fail with CopyBusy until the lock expired and the day would end up FAILED.
         """
-        key = f"{PREFIX}lock:copy:{resource_type}:{day}"
-        return bool(self._acquire_lock(keys=[key], args=[owner, ttl_seconds]))
+        return self.acquire_lock(f"copy:{resource_type}:{day}", owner, ttl_seconds)
 
     def release_copy_lock(self, resource_type: str, day: str, owner: str) -> None:
-        key = f"{PREFIX}lock:copy:{resource_type}:{day}"
-        # Delete only our own lock (compare-and-delete), so an expired-then-retaken lock is not stolen.
+        self.release_lock(f"copy:{resource_type}:{day}", owner)
+
+    def acquire_lock(self, name: str, owner: str, ttl_seconds: int) -> bool:
+        """``ber:lock:{name}`` for ``owner`` (or renewed when ``owner`` already holds it), expiring by itself."""
+        return bool(self._acquire_lock(keys=[f"{PREFIX}lock:{name}"], args=[owner, ttl_seconds]))
+
+    def release_lock(self, name: str, owner: str) -> None:
+        """Delete the lock only if ``owner`` holds it, so one that expired and was taken by another is not freed."""
         self.r.eval(
             "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
             1,
-            key,
+            f"{PREFIX}lock:{name}",
             owner,
         )
 

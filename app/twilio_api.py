@@ -164,16 +164,36 @@ def parse_details(raw: Any) -> list[DayDetail]:
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("status"), str):
             raise TwilioError(f"unexpected 'details' entry from Twilio: {item!r:.200}")
-        days = item.get("days")
-        if days is not None and (
-            not isinstance(days, list) or not all(isinstance(d, str) and DAY_RE.match(d) for d in days)
-        ):
-            raise TwilioError(f"unexpected 'days' list in Twilio details: {days!r:.200}")
-        count = item.get("count")
-        if count is not None and (isinstance(count, bool) or not str(count).isdigit()):
-            raise TwilioError(f"unexpected 'count' in Twilio details: {count!r:.50}")
-        out.append(DayDetail(status=item["status"], days=days, count=int(count) if count is not None else None))
+        out.append(DayDetail(status=item["status"], days=_days(item.get("days")), count=_count(item.get("count"))))
     return out
+
+
+def _days(raw: Any) -> list[str] | None:
+    if raw is None:
+        return None
+    parsed = [_day_of(d) for d in raw] if isinstance(raw, list) else [None]
+    days = [d for d in parsed if d is not None]
+    if len(days) != len(parsed):
+        raise TwilioError(f"unexpected 'days' list in Twilio details: {raw!r:.200}")
+    return days
+
+
+def _day_of(value: Any) -> str | None:
+    """ "2026-11-01", or a timestamp on that day ("2026-11-01T00:00:00Z") -> "2026-11-01"; else None."""
+    if not isinstance(value, str) or not DAY_RE.match(value[:10]) or value[10:11] not in ("", "T", " "):
+        return None
+    return value[:10]
+
+
+def _count(value: Any) -> int | None:
+    """A group's day count: an int, an integral float or a digit string; anything else is an unreadable answer."""
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
+    if isinstance(value, bool) or not str(value).isdigit():
+        raise TwilioError(f"unexpected 'count' in Twilio details: {value!r:.50}")
+    return int(value)
 
 
 def _job_from_payload(payload: dict[str, Any]) -> TwilioJob:

@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import logging
 import time
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 TWILIO_RETENTION = timedelta(days=7)
 RETENTION_WARN_AFTER = timedelta(days=5)
 STALE_UPLOAD_AGE = timedelta(hours=24)
+POLL_LOCK_SECONDS = 300
 
 
 @functools.cache
@@ -102,11 +104,16 @@ def on_copy_failure(job: Job, connection: Any, exc_type: type, exc: BaseExceptio
 def poll() -> dict[str, int]:
     """Re-sync every due non-final job (missed webhooks, adopted jobs, lost tasks); warn on retention."""
     svc = worker_services()
-    if not svc.registry.r.set("ber:lock:poll", _task_id(), nx=True, ex=300):
+    owner = uuid.uuid4().hex  # per run: a poll must never "take back" another run's lock
+    if not svc.registry.acquire_lock("poll", owner, POLL_LOCK_SECONDS):
         POLLS.labels("skipped").inc()
         return {"queued": 0}
     try:
-        exports.reconcile_pending(svc)
+        try:
+            exports.reconcile_pending(svc)
+        except Exception:  # Twilio down or an odd job list: the due jobs below must still be synced
+            POLLS.labels("reconcile_failed").inc()
+            log.exception("could not reconcile pending submissions; trying again next poll")
         queued = sum(svc.enqueuer.sync(sid) for sid in svc.registry.due_jobs())
         _retention_check(svc)
         svc.registry.prune_jobs()
@@ -114,7 +121,7 @@ def poll() -> dict[str, int]:
         POLLS.labels("ok").inc()
         return {"queued": queued}
     finally:
-        svc.registry.r.delete("ber:lock:poll")
+        svc.registry.release_lock("poll", owner)  # only ours: a poll that overran must not free the next one's
 
 
 def _retention_check(svc: Services) -> None:

@@ -13,6 +13,7 @@ from app import exports
 from app.config import load_settings
 from app.context import build_services
 from app.registry import DayRecord, DayState, JobRecord, JobState, hash_token
+from app.twilio_api import TwilioRejected
 from tests.conftest import make_env
 from workers.day_copier import DayTask, copy_day
 from workers.s3_sink import S3Sink, SinkSettings
@@ -137,3 +138,17 @@ def test_a_refused_listday_still_copies_the_day(svc, sandbox, s3, bucket):
     body = s3.client().get_object(Bucket=bucket, Key=rec.key)["Body"].read()
     assert hashlib.sha256(body).hexdigest() == sandbox.expected_day("Calls", day(3))["sha256"]
     assert {r["status"] for r in sandbox.requests() if r["operation"] == "ListDay"} == {403}
+
+
+def test_a_sync_twilio_refuses_is_visible_on_the_job_and_backs_off(svc, sandbox):
+    """A 403 (key permissions changed) or an unreadable answer must not fail the sync every poll unnoticed."""
+    req = exports.SubmitRequest("Calls", date.fromisoformat(day(3)), date.fromisoformat(day(3)), "refused", None)
+    sid = exports.submit(svc, req).jobs[0].job_sid
+    sandbox.set_faults(api={"403": 1, "only": ["FetchJob"]})
+    with pytest.raises(TwilioRejected):
+        exports.sync_job(svc, sid)
+    view = exports.job_view(svc, svc.registry.get_job(sid))
+    assert "403" in view["last_sync_error"] and view["state"] == "waiting"
+    assert sid not in svc.registry.due_jobs()  # backed off: the poller does not hammer a refusing Twilio
+    exports.sync_job(svc, sid)  # the fault is spent: Twilio answers again
+    assert exports.job_view(svc, svc.registry.get_job(sid))["last_sync_error"] is None

@@ -139,3 +139,22 @@ def test_plan_null_days_without_listday_lets_fetchday_decide():
     """ListDay refused (files=None): a day that might have a file is tried, never failed or called empty unseen."""
     plan = plan_days(job(), [DayDetail("Completed", None, 1), DayDetail("Failed", None, 2)], None)
     assert set(plan.statuses.values()) == {"completed"} and not plan.failed_reasons
+
+
+def test_parse_details_tolerates_benign_variants_and_refuses_the_rest():
+    odd = [{"status": "Completed", "count": 2.0, "days": ["2026-11-01T00:00:00Z", "2026-11-02"]}]
+    assert parse_details(odd) == [DayDetail("Completed", ["2026-11-01", "2026-11-02"], 2)]
+    for bad in ({"status": "Completed", "count": 2.5}, {"status": "Completed", "days": ["2026-11-01x"]}):
+        with pytest.raises(TwilioError):
+            parse_details([bad])
+
+
+def test_plan_days_left_out_of_final_lists_are_decided_once_the_counts_cover_the_range():
+    """Seen: a job Completed with count 3 but only 2 days listed. Without the counts, waiting stays the safe answer."""
+    listed = ["2026-11-01", "2026-11-02"]
+    covered = plan_days(job(), [DayDetail("Completed", listed, 3)], {"2026-11-01", "2026-11-02", "2026-11-03"})
+    assert covered.statuses["2026-11-03"] == "completed" and covered.twilio_final
+    no_file = plan_days(job(), [DayDetail("Completed", listed, 3)], {"2026-11-01", "2026-11-02"})
+    assert no_file.statuses["2026-11-03"] == "completedemptyrecords"
+    uncounted = plan_days(job(), [DayDetail("Completed", listed, 2)], {"2026-11-01", "2026-11-02"})
+    assert uncounted.statuses["2026-11-03"] == "running" and not uncounted.twilio_final

@@ -1,0 +1,54 @@
+"""The poller task in process (as an RQ worker runs it) against real Redis and the sandbox."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from rq import Queue
+
+from app.context import worker_services
+from app.queueing import CONTROL_QUEUE
+from app.registry import JobRecord, hash_token
+from tests.conftest import make_env
+from workers import tasks
+
+
+def day(offset: int) -> str:
+    return (datetime.now(UTC).date() - timedelta(days=offset)).isoformat()
+
+
+@pytest.fixture
+def svc(redis_url, s3, bucket, sandbox, monkeypatch):
+    for name, value in make_env(redis_url, s3, bucket, sandbox, "https://relay.example.com").items():
+        monkeypatch.setenv(name, value)
+    worker_services.cache_clear()
+    yield worker_services()
+    worker_services.cache_clear()
+
+
+def track_due_job(svc, sid: str) -> None:
+    svc.registry.add_job(JobRecord(job_sid=sid, resource_type="Calls", start_day=day(3), end_day=day(3)))
+
+
+def test_a_failing_reconcile_does_not_stop_the_poll(svc, sandbox):
+    """Twilio failing to list jobs (needed only for ambiguous submissions) must not starve every due job."""
+    svc.registry.add_pending(hash_token("tok_" + "p" * 40), {"resource_type": "Calls"})
+    svc.registry.r.hset(f"ber:pending:{hash_token('tok_' + 'p' * 40)}", "created_at", str(time.time() - 3600))
+    track_due_job(svc, "JS" + "aa" * 16)
+    sandbox.set_faults(api={"403": 1000, "only": ["ListExportCustomJob"]})
+    assert tasks.poll() == {"queued": 1}
+    assert Queue(CONTROL_QUEUE, connection=svc.rq_connection).job_ids == ["sync-JS" + "aa" * 16]
+    assert svc.registry.last_poll() is not None
+    assert not svc.registry.r.exists("ber:lock:poll")
+    assert float(svc.registry.r.hget("ber:metrics", "relay_polls|outcome=reconcile_failed") or 0) == 1
+
+
+def test_a_poll_skips_while_another_runs_and_leaves_its_lock_alone(svc):
+    track_due_job(svc, "JS" + "bb" * 16)
+    assert svc.registry.acquire_lock("poll", "another-poll", 300)
+    assert tasks.poll() == {"queued": 0}
+    assert svc.registry.r.get("ber:lock:poll") == "another-poll"  # not deleted by the poll that skipped
+    svc.registry.release_lock("poll", "another-poll")
+    assert tasks.poll() == {"queued": 1}
