@@ -7,11 +7,14 @@ variables (``AWS_ENDPOINT_URL_S3``, ``AWS_REQUEST_CHECKSUM_CALCULATION``, ``AWS_
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+log = logging.getLogger(__name__)
 
 ACCOUNT_SID_RE = re.compile(r"^AC[0-9a-fA-F]{32}$")
 API_KEY_SID_RE = re.compile(r"^SK[0-9a-fA-F]{32}$")
@@ -137,6 +140,29 @@ def _base_url(env: Mapping[str, str], name: str, default: str | None = None) -> 
     return raw.rstrip("/")
 
 
+S3_ADDRESSING_STYLES = ("auto", "path", "virtual")
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def _storage_class(env: Mapping[str, str]) -> str | None:
+    """A typo here would fail every copy after hours of retries: check it against botocore's S3 model."""
+    value = _get(env, "S3_STORAGE_CLASS")
+    if value is None:
+        return None
+    import botocore.session
+
+    known = botocore.session.get_session().get_service_model("s3").shape_for("StorageClass").enum
+    if value not in known:
+        raise ConfigError(f"S3_STORAGE_CLASS must be one of {', '.join(known)} (got {value!r})")
+    return value
+
+
+def _warn_if_cleartext(name: str, url: str) -> None:
+    host = urlsplit(url).hostname or ""
+    if url.startswith("http://") and host not in LOOPBACK_HOSTS:
+        log.warning("%s is plain http (%s): credentials or webhook tokens would cross the network in clear", name, host)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raise ConfigError naming the first bad variable."""
     env = os.environ if env is None else env
@@ -171,7 +197,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     kms_key = _get(env, "S3_SSE_KMS_KEY_ID")
     if kms_key and sse != "aws:kms":
         raise ConfigError("S3_SSE_KMS_KEY_ID needs S3_SSE=aws:kms")
-    return Settings(
+    # Read by make_s3_client (botocore takes it only from its config file); checked here so every process,
+    # the web included, refuses a bad value at start-up.
+    _choice(env, "AWS_S3_ADDRESSING_STYLE", "auto", S3_ADDRESSING_STYLES)
+    settings = Settings(
         redis_url=_get(env, "REDIS_URL", "redis://127.0.0.1:6379/0") or "",
         twilio_account_sid=account_sid or "",
         twilio_auth_token=auth_token,
@@ -187,7 +216,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         s3_key_template=key_template,
         s3_sse=sse,
         s3_sse_kms_key_id=kms_key,
-        s3_storage_class=_get(env, "S3_STORAGE_CLASS"),
+        s3_storage_class=_storage_class(env),
         admin_token=admin_token,
         s3_single_put_max_mib=_single_put_max(env),
         poll_interval_seconds=_int(env, "POLL_INTERVAL_SECONDS", 60, minimum=1),
@@ -200,3 +229,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         copy_retry_intervals=_intervals(env, "COPY_RETRY_INTERVALS", "30,120,600,1800,3600"),
         secrets=tuple(s for s in (auth_token, secondary, key_secret, admin_token) if s),
     )
+    _warn_if_cleartext("PUBLIC_BASE_URL", settings.public_base_url)
+    _warn_if_cleartext("TWILIO_BULKEXPORTS_BASE_URL", settings.twilio_base_url)
+    return settings

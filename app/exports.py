@@ -132,9 +132,10 @@ class SubmitRequest:
         latest = (today or utc_today()) - timedelta(days=2)
         if end > latest:
             raise RequestError(f"end_day must be at most {latest.isoformat()} (two days before today, UTC)")
-        name = body.get("friendly_name") or f"bulkexport-relay {rt} {start}..{end}"
-        if not isinstance(name, str) or len(name) > 200:
+        name = body.get("friendly_name")
+        if name is not None and (not isinstance(name, str) or len(name) > 200):
             raise RequestError("friendly_name must be a string of at most 200 characters")
+        name = name or f"bulkexport-relay {rt} {start}..{end}"
         email = body.get("email")
         if email is not None and (not isinstance(email, str) or "@" not in email or len(email) > 254):
             raise RequestError("email must be an e-mail address")

@@ -1,6 +1,7 @@
 """Queue names, unique RQ job ids, Retry policies and enqueue helpers.
 
-Tasks are referenced by dotted path, so the web process never imports worker code. Every enqueue uses a
+Tasks are referenced by dotted path, so the web process never imports the task modules (it imports only
+the S3 client factory from ``workers.s3_sink``, for its health check). Every enqueue uses a
 deterministic job id with RQ's ``unique=True`` (atomic in Redis), which is what turns many webhook deliveries,
 polls and re-syncs into one queued task. A job that already *ended* under the same id (finished, failed,
 stopped) is replaced, so a requeue or a later sync is never blocked by history.

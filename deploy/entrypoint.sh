@@ -5,7 +5,7 @@
 #                           Procfile never drift): gunicorn, rq worker, rq cron
 #   sandbox                 the local Twilio BulkExports sandbox: API on $SANDBOX_PORT (8080), files on
 #                           $SANDBOX_FILES_PORT (8081); SANDBOX_PUBLIC_HOST is the host name it puts in URLs
-#   anything else           run as given (`python -m app.cli ...`, `sh`, ...)
+#   anything else           run as given (`flask --app app relay --help`, `sh`, ...)
 #
 # Arguments after a role are appended to its command. The command is exec'd: it becomes PID 1 and gets
 # SIGTERM itself (gunicorn: graceful stop; rq worker: warm shutdown, the job in hand finishes; rq cron: stop).
@@ -32,16 +32,13 @@ case "$role" in
                 # hidden, so make it (gunicorn wipes it at start).
                 mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
             else
-                # Only web serves /metrics and nothing scrapes a worker or poller container, while
-                # multiprocess mode would leave files for every forked RQ job horse in /tmp: in-process.
+                # Only web serves /metrics (worker and poller counters go to Redis, app/metrics.py) and
+                # nothing scrapes a worker or poller container: keep their client in-process, no files.
                 unset PROMETHEUS_MULTIPROC_DIR
             fi
         fi
-        if ! command -v hostname >/dev/null 2>&1; then
-            hostname() { cat /proc/sys/kernel/hostname; }
-        fi
-        # The line is shell, as a Procfile runner treats it: quotes, $(hostname) and $$ (this PID, kept by
-        # exec) expand here. Extra arguments follow it, quoted.
+        # The line is shell, as a Procfile runner treats it: quotes and ${VAR:-default} expand here. Extra
+        # arguments follow it, quoted.
         eval "exec ${cmd} \"\$@\""
         ;;
     sandbox)

@@ -16,7 +16,7 @@
 """
 
 import os
-import shutil
+from pathlib import Path
 
 from app.logs import logging_dict_config
 
@@ -48,11 +48,15 @@ logconfig_dict = logging_dict_config(
 
 
 def on_starting(server):
-    """Start every run with an empty Prometheus multiprocess directory (stale files would double count)."""
+    """Start every run with an empty Prometheus multiprocess directory (stale files would double count).
+
+    Only prometheus-client's own ``*.db`` files are removed: a mistaken setting (``/tmp``, ``$HOME``) must not
+    wipe a directory."""
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if path:
-        shutil.rmtree(path, ignore_errors=True)
         os.makedirs(path, exist_ok=True)
+        for stale in Path(path).glob("*.db"):
+            stale.unlink(missing_ok=True)
 
 
 def child_exit(server, worker):

@@ -65,6 +65,8 @@ from botocore import exceptions as boto_exc
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from app.config import S3_ADDRESSING_STYLES
+
 log = logging.getLogger(__name__)
 
 S3Client = Any  # a boto3 S3 client; boto3 ships no static types for it
@@ -89,7 +91,6 @@ DEFAULT_KEY_TEMPLATE = "{prefix}{resource_type}/day={day}/{resource_type}-{day}.
 GZIP_CONTENT_TYPE = "application/gzip"
 STAGING_DIR = "_staging/"
 SSE_MODES = (None, "AES256", "aws:kms")
-ADDRESSING_STYLES = ("auto", "path", "virtual")
 
 
 # -- errors ------------------------------------------------------------------------------------------
@@ -320,8 +321,8 @@ def make_s3_client(max_pool_connections: int = 10, quick: bool = False) -> S3Cli
     s3_options: dict[str, Any] = {}
     style = os.environ.get("AWS_S3_ADDRESSING_STYLE", "").strip().lower()
     if style:
-        if style not in ADDRESSING_STYLES:
-            raise ValueError(f"AWS_S3_ADDRESSING_STYLE must be one of {ADDRESSING_STYLES}, not {style!r}")
+        if style not in S3_ADDRESSING_STYLES:
+            raise ValueError(f"AWS_S3_ADDRESSING_STYLE must be one of {S3_ADDRESSING_STYLES}, not {style!r}")
         s3_options["addressing_style"] = style
     config = Config(
         retries=retries,

@@ -85,7 +85,7 @@ def on_copy_failure(job: Job, connection: Any, exc_type: type, exc: BaseExceptio
     """RQ calls this after a failed attempt that raised (and for abandoned jobs); the last attempt fails the day.
 
     A permanent error (link gone, access denied, missing bucket) is not retried: RQ reads ``retries_left`` from
-    this same job object after the callback. A work horse killed outright (OOM) skips this callback: the
+    this same job object after the callback. A worker killed outright (OOM) skips this callback: the
     attempts cap in ``day_copier.copy_day`` covers that path.
     """
     job_sid, _rt, day = job.args[0], job.args[1], job.args[2]

@@ -1,4 +1,4 @@
-"""SIGKILL workers (and their work horses) at random points of their copies, several at once, restarting each.
+"""SIGKILL workers (with a forking worker class, their work horses too) at random points of their copies.
 
 Every day must still land byte-exact and be written once, no listing of the data keys may ever show a partial
 object, and the janitor must leave no multipart upload or staging object behind.

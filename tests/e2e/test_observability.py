@@ -108,7 +108,7 @@ def test_logs_are_json_with_ids_and_no_secrets(make_stack, sandbox, s3, bucket, 
 
 
 def test_cluster_metrics_count_worker_activity(make_stack, sandbox):
-    """Work done in RQ's forked work horses shows up in any web replica's scrape."""
+    """Work done in the RQ worker processes shows up in any web replica's scrape (counters kept in Redis)."""
     sandbox.set_scenario(days={f"Calls/{day(4)}": {"outcome": "empty_404"}}, default_day_size=50_000)
     stack = make_stack(workers=1)
     sid = stack.api(

@@ -1,7 +1,7 @@
 """A worker SIGKILLed mid-copy: the day still lands byte-exact, nothing partial is ever visible, and the janitor
 leaves no stale multipart upload or staging object behind.
 
-Recovery uses RQ's own abandoned-job handling: the dead work horse stops heart-beating, its StartedJobRegistry
+Recovery uses RQ's own abandoned-job handling: the killed worker stops heart-beating, its StartedJobRegistry
 entry expires (job monitoring interval + 60 s, an RQ constant), a live worker's maintenance pass retries the job.
 That floor makes this the slowest test of the suite (~1-2 minutes).
 """
@@ -37,7 +37,7 @@ def test_sigkill_mid_copy(make_stack, sandbox, s3, bucket):
         return any(d["status"] == 200 and not d.get("finished_at") for d in sandbox.downloads())
 
     wait_until(copying, timeout=60, what="a download to be in flight")
-    stack.procs["worker1"].kill()  # SIGKILL the worker and its work horse
+    stack.procs["worker1"].kill()  # SIGKILL the worker (it runs the copy itself)
     client = s3.client()
     assert "Contents" not in client.list_objects_v2(Bucket=bucket, Prefix="twilio/Calls/")  # nothing partial
     sandbox.set_faults()  # the retry downloads at full speed

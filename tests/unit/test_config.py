@@ -99,3 +99,19 @@ def test_a_log_level_logging_does_not_know_stops_the_process(monkeypatch):
     monkeypatch.setenv("LOG_LEVEL", "verbose")
     with pytest.raises(ConfigError, match="LOG_LEVEL"):
         logging_dict_config()
+
+
+def test_storage_class_and_addressing_style_are_checked_at_start_up():
+    assert load_settings(BASE | {"S3_STORAGE_CLASS": "STANDARD_IA"}).s3_storage_class == "STANDARD_IA"
+    with pytest.raises(ConfigError, match="S3_STORAGE_CLASS"):
+        load_settings(BASE | {"S3_STORAGE_CLASS": "standard-ia"})  # would fail every copy, hours later
+    with pytest.raises(ConfigError, match="AWS_S3_ADDRESSING_STYLE"):
+        load_settings(BASE | {"AWS_S3_ADDRESSING_STYLE": "paths"})
+
+
+def test_cleartext_urls_off_this_host_are_warned_about(caplog):
+    load_settings(BASE | {"PUBLIC_BASE_URL": "http://relay.example.com"})
+    assert "PUBLIC_BASE_URL is plain http" in caplog.text
+    caplog.clear()
+    load_settings(BASE | {"PUBLIC_BASE_URL": "http://127.0.0.1:8000"})  # tests and the demo
+    assert "plain http" not in caplog.text

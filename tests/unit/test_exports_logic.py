@@ -29,6 +29,9 @@ def test_submit_request_valid():
         ({"end_day": "2026-11-28"}, "at most 2026-11-27"),
         ({"email": "nope"}, "email"),
         ({"extra": 1}, "unknown field"),
+        ({"friendly_name": 0}, "friendly_name"),  # was silently replaced by the default name
+        ({"friendly_name": []}, "friendly_name"),
+        ({"friendly_name": "x" * 201}, "friendly_name"),
     ],
 )
 def test_submit_request_rejects(change, message):
