@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +36,8 @@ COPY_FAILED_CALLBACK = "workers.tasks.on_copy_failure"
 
 _ACTIVE = {s.value.encode() for s in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED)}
 ORPHAN_AFTER_SECONDS = 10  # a live worker marks a dequeued task started within milliseconds
+ORPHAN_CONFIRM_SECONDS = 2  # ... so two sightings this far apart in that state mean its worker is gone
+ORPHAN_SIGHTING_TTL = 600
 MIN_COPY_BYTES_PER_SECOND = 2 * 1024 * 1024  # job timeout assumes at least this rate, plus a fixed margin
 ASSUMED_SIZE_IF_UNKNOWN = 4 * 1024**3  # bigger than any day file seen; see copy_timeout
 
@@ -92,7 +95,10 @@ class Enqueuer:
         """A 'queued' task in no queue list: its worker died between dequeuing it and starting it, so RQ will
         never run it (and, kept, it would make every later enqueue of this id look like a duplicate).
 
-        Only after ORPHAN_AFTER_SECONDS, so a live worker that has just popped it is never second-guessed."""
+        A live worker passes through that state too, for the milliseconds between popping a task and marking it
+        started; so a task is called orphaned only when it is older than ORPHAN_AFTER_SECONDS *and* was already
+        seen in that state ORPHAN_CONFIRM_SECONDS earlier (a first sighting is only recorded; the next enqueue
+        attempt, at the latest the poller's, confirms it)."""
         raw = self.connection.hget(Job.key_for(job_id), "enqueued_at")
         if not raw:
             return False
@@ -102,6 +108,12 @@ class Enqueuer:
             return False
         intermediate = IntermediateQueue.get_intermediate_queue_key(queue.key)
         if any(self.connection.lpos(key, job_id) is not None for key in (queue.key, intermediate)):
+            return False
+        sighting = f"ber:orphan:{job_id}:{text}"  # per enqueue: a later enqueue of the same id starts afresh
+        if self.connection.set(sighting, str(time.time()), nx=True, ex=ORPHAN_SIGHTING_TTL):
+            return False
+        first_seen = float(self.connection.get(sighting) or time.time())
+        if time.time() - first_seen < ORPHAN_CONFIRM_SECONDS:
             return False
         log.warning("task %s is marked queued but is in no queue (worker died after dequeuing): replacing", job_id)
         return True

@@ -1,0 +1,52 @@
+"""Unique enqueues against a real Redis: duplicates, ended tasks and tasks orphaned by a dead worker."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import redis
+from rq import Queue
+from rq.job import Job
+from rq.utils import utcformat
+
+from app.queueing import CONTROL_QUEUE, Enqueuer, sync_job_id
+
+SID = "JS" + "ef" * 16
+
+
+def popped_long_ago(conn: redis.Redis) -> None:
+    """What a worker leaves when it dies between BLPOP and marking the task started (or is just in between)."""
+    conn.lpop(Queue(CONTROL_QUEUE, connection=conn).key)
+    old = utcformat(datetime.now(UTC) - timedelta(seconds=60))
+    conn.hset(Job.key_for(sync_job_id(SID)), "enqueued_at", old)
+
+
+def test_a_popped_task_is_replaced_only_once_seen_so_twice_apart(redis_url):
+    """A live worker passes through 'popped, not started' for milliseconds: one sighting must not replace it
+    (that ran the same task twice at once); a second sighting ORPHAN_CONFIRM_SECONDS later does."""
+    conn = redis.Redis.from_url(redis_url)
+    enqueuer = Enqueuer(conn, [1])
+    assert enqueuer.sync(SID)
+    assert not enqueuer.sync(SID)  # duplicate of a queued task
+    popped_long_ago(conn)
+    assert not enqueuer.sync(SID)  # first sighting: only recorded
+    assert not enqueuer.sync(SID)  # too soon to confirm
+    assert Queue(CONTROL_QUEUE, connection=conn).job_ids == []
+    (sighting,) = conn.keys("ber:orphan:*")
+    conn.set(sighting, str(time.time() - 60))  # as if first seen a minute ago
+    assert enqueuer.sync(SID)  # confirmed: replaced
+    assert Queue(CONTROL_QUEUE, connection=conn).job_ids == [sync_job_id(SID)]
+
+
+def test_a_task_that_starts_between_sightings_is_left_alone(redis_url):
+    conn = redis.Redis.from_url(redis_url)
+    enqueuer = Enqueuer(conn, [1])
+    assert enqueuer.sync(SID)
+    popped_long_ago(conn)
+    assert not enqueuer.sync(SID)
+    conn.hset(Job.key_for(sync_job_id(SID)), "status", "started")  # the worker was alive after all
+    (sighting,) = conn.keys("ber:orphan:*")
+    conn.set(sighting, str(time.time() - 60))
+    assert not enqueuer.sync(SID)
+    assert Queue(CONTROL_QUEUE, connection=conn).job_ids == []
