@@ -10,6 +10,7 @@ import hmac
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
+from redis.exceptions import RedisError
 
 from app import exports
 from app.context import Services
@@ -55,7 +56,8 @@ def submit_job() -> tuple[Response, int]:
     views = [exports.job_view(svc, j) for j in result.jobs]
     if result.error is not None:
         # Some chunks exist at Twilio and are tracked; say so rather than pretend nothing happened.
-        return jsonify(error="partially submitted", detail=str(result.error), jobs=views), 502
+        detail = "storage unavailable: Redis is not reachable" if isinstance(result.error, RedisError) else None
+        return jsonify(error="partially submitted", detail=detail or str(result.error), jobs=views), 502
     if len(views) == 1:
         return jsonify(views[0]), 201
     return jsonify(jobs=views), 201

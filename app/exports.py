@@ -450,16 +450,19 @@ def plan_days(job: JobRecord, details: list[DayDetail], files: set[str] | None) 
 
 
 def _decide_from_files(plan: SyncPlan, missing: list[str], statuses: set[str], files: set[str] | None) -> None:
-    """A day with a file (or, files unknown, possibly one) is Completed; one without is empty, unless the job
-    also reports failures: then Failed (requeue-able), never silently "empty"."""
+    """A day with a file (or, files unknown, possibly one) is Completed. One without is Failed (requeue-able) if
+    the job reports failures, empty only if it reports empty days, else Completed: FetchDay decides, and a file
+    that never comes fails the day (requeue-able). Never silently "empty" on a guess."""
     for day in missing:
         if files is None or day in files:
             plan.statuses[day] = "completed"
         elif "failed" in statuses:
             plan.statuses[day] = "failed"
             plan.failed_reasons[day] = "Twilio listed no such day; no file and the job reports failed days"
-        else:
+        elif "completedemptyrecords" in statuses:
             plan.statuses[day] = "completedemptyrecords"
+        else:
+            plan.statuses[day] = "completed"
 
 
 @dataclass
@@ -469,6 +472,7 @@ class SyncResult:
     queued_copies: int = 0
     ready_to_finish: bool = False
     twilio_final: bool = False  # Twilio has said its last word on every day
+    not_found: bool = False  # Twilio answered 404 for the job (counted towards LOST_AFTER_NOT_FOUND)
 
 
 MAX_RESYNCS = 3  # a sync repeats itself at most this often for webhooks that arrived while it ran
@@ -483,7 +487,9 @@ def sync_job(svc: Services, job_sid: str) -> SyncResult:
     """
     result = _sync_once(svc, job_sid)
     for _ in range(MAX_RESYNCS):
-        if result.twilio_final or result.state.final or not svc.registry.take_resync_request(job_sid):
+        if result.twilio_final or result.state.final or result.not_found:
+            break  # (a 404 again at once would count as a second miss within one sync: leave it to the poller)
+        if not svc.registry.take_resync_request(job_sid):
             break
         log.info("webhook arrived during the sync: syncing again", extra={"job_sid": job_sid})
         result = _sync_once(svc, job_sid)
@@ -582,7 +588,7 @@ def _twilio_lost_job(svc: Services, job: JobRecord) -> SyncResult:
     retention_over = time.time() - job.created_at > TWILIO_RETENTION_S
     if misses < LOST_AFTER_NOT_FOUND and not retention_over:
         svc.registry.schedule_sync(job.job_sid, time.time() + _next_sync_delay(svc, job))
-        return SyncResult(job.job_sid, job.state)
+        return SyncResult(job.job_sid, job.state, not_found=True)
     records = svc.registry.get_days(job.job_sid)
     for rec in records.values():
         if rec.state == DayState.PENDING:

@@ -37,7 +37,7 @@ COPY_FAILED_CALLBACK = "workers.tasks.on_copy_failure"
 _ACTIVE = {s.value.encode() for s in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED)}
 ORPHAN_AFTER_SECONDS = 10  # a live worker marks a dequeued task started within milliseconds
 ORPHAN_CONFIRM_SECONDS = 2  # ... so two sightings this far apart in that state mean its worker is gone
-ORPHAN_SIGHTING_TTL = 600
+ORPHAN_SIGHTING_TTL = 86400  # far longer than any gap between two enqueue attempts (re-syncs: <= 15 min)
 MIN_COPY_BYTES_PER_SECOND = 2 * 1024 * 1024  # job timeout assumes at least this rate, plus a fixed margin
 ASSUMED_SIZE_IF_UNKNOWN = 4 * 1024**3  # bigger than any day file seen; see copy_timeout
 

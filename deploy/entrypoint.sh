@@ -29,7 +29,7 @@ case "$role" in
         if [ -n "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then
             if [ "$role" = web ]; then
                 # /tmp is an emptyDir/tmpfs in Kubernetes and compose: the directory baked into the image is
-                # hidden, so make it (gunicorn wipes it at start).
+                # hidden, so make it (gunicorn clears its *.db files at start).
                 mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
             else
                 # Only web serves /metrics (worker and poller counters go to Redis, app/metrics.py) and

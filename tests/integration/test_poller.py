@@ -52,3 +52,17 @@ def test_a_poll_skips_while_another_runs_and_leaves_its_lock_alone(svc):
     assert svc.registry.r.get("ber:lock:poll") == "another-poll"  # not deleted by the poll that skipped
     svc.registry.release_lock("poll", "another-poll")
     assert tasks.poll() == {"queued": 1}
+
+
+def test_a_poll_that_overran_its_lock_does_not_free_the_next_polls(svc, monkeypatch):
+    """The lock expired mid-poll and another poll took it: finishing must not delete that poll's lock."""
+    track_due_job(svc, "JS" + "cc" * 16)
+    prune = svc.registry.prune_jobs
+
+    def lock_expires_and_is_retaken(*args, **kwargs):
+        svc.registry.r.set("ber:lock:poll", "the-next-poll", ex=300)
+        return prune(*args, **kwargs)
+
+    monkeypatch.setattr(svc.registry, "prune_jobs", lock_expires_and_is_retaken)
+    assert tasks.poll() == {"queued": 1}
+    assert svc.registry.r.get("ber:lock:poll") == "the-next-poll"

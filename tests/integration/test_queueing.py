@@ -50,3 +50,17 @@ def test_a_task_that_starts_between_sightings_is_left_alone(redis_url):
     conn.set(sighting, str(time.time() - 60))
     assert not enqueuer.sync(SID)
     assert Queue(CONTROL_QUEUE, connection=conn).job_ids == []
+
+
+def test_a_sighting_outlives_the_longest_gap_between_enqueue_attempts(redis_url):
+    """Copy tasks are re-enqueued only by re-syncs, up to MAX_SYNC_DELAY apart: a sighting that expired sooner
+    would make every sighting a first one, and the orphan would never be replaced."""
+    from app.exports import MAX_SYNC_DELAY
+
+    conn = redis.Redis.from_url(redis_url)
+    enqueuer = Enqueuer(conn, [1])
+    assert enqueuer.sync(SID)
+    popped_long_ago(conn)
+    assert not enqueuer.sync(SID)
+    (sighting,) = conn.keys("ber:orphan:*")
+    assert conn.ttl(sighting) > 4 * MAX_SYNC_DELAY

@@ -152,3 +152,18 @@ def test_a_sync_twilio_refuses_is_visible_on_the_job_and_backs_off(svc, sandbox)
     assert sid not in svc.registry.due_jobs()  # backed off: the poller does not hammer a refusing Twilio
     exports.sync_job(svc, sid)  # the fault is spent: Twilio answers again
     assert exports.job_view(svc, svc.registry.get_job(sid))["last_sync_error"] is None
+
+
+def test_a_404_is_never_counted_twice_in_one_sync(svc, monkeypatch):
+    """The re-sync for a webhook that arrived meanwhile must not turn one sync into several 404 strikes."""
+    sid = "JS" + "9a" * 16  # unknown to the sandbox: 404
+    svc.registry.add_job(JobRecord(job_sid=sid, resource_type="Calls", start_day=day(3), end_day=day(3)))
+    real_fetch = svc.twilio.fetch_job
+
+    def webhook_meanwhile(job_sid: str):
+        svc.registry.r.hset(svc.registry.job_key(job_sid), "resync", "1")
+        return real_fetch(job_sid)
+
+    monkeypatch.setattr(svc.twilio, "fetch_job", webhook_meanwhile)
+    assert exports.sync_job(svc, sid).state == JobState.WAITING
+    assert int(svc.registry.r.hget(svc.registry.job_key(sid), "not_found")) == 1

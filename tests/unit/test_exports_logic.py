@@ -158,6 +158,8 @@ def test_plan_days_left_out_of_final_lists_are_decided_once_the_counts_cover_the
     covered = plan_days(job(), [DayDetail("Completed", listed, 3)], {"2026-11-01", "2026-11-02", "2026-11-03"})
     assert covered.statuses["2026-11-03"] == "completed" and covered.twilio_final
     no_file = plan_days(job(), [DayDetail("Completed", listed, 3)], {"2026-11-01", "2026-11-02"})
-    assert no_file.statuses["2026-11-03"] == "completedemptyrecords"
+    assert no_file.statuses["2026-11-03"] == "completed"  # never "empty" on a guess: FetchDay decides
+    groups = [DayDetail("Completed", listed, 2), DayDetail("CompletedEmptyRecords", [], 1)]
+    assert plan_days(job(), groups, {"2026-11-01", "2026-11-02"}).statuses["2026-11-03"] == "completedemptyrecords"
     uncounted = plan_days(job(), [DayDetail("Completed", listed, 2)], {"2026-11-01", "2026-11-02"})
     assert uncounted.statuses["2026-11-03"] == "running" and not uncounted.twilio_final
