@@ -3,8 +3,8 @@
 Why: RQ's default ``Worker`` forks a work horse for every task. For a day copy of a few hundred KiB that
 fork is most of the cost: the horse dirties its copy-on-write pages, opens fresh Redis, Twilio and S3
 (TLS) connections and throws them away. Measured by ``bench/fanout.py`` (366 days of 100 KiB, 2 workers):
-46 CPU-ms of worker time per day forked against 19 in process (bench/results.json; 53 vs 24 in an
-earlier run). Long-lived worker processes that run task after task are also what Celery and most job
+54 CPU-ms of worker time per day forked against 19 in process (bench/results.json; 46-53 vs 19-24 in
+earlier runs). Long-lived worker processes that run task after task are also what Celery and most job
 systems do.
 
 What is kept from the forking worker:
