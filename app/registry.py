@@ -16,7 +16,7 @@ ber:quota:{YYYY-MM-DD}              string  days requested at Twilio that UTC da
 ber:lock:copy:{resource}:{day}      string  owner of the single in-flight copy of that S3 object          job timeout
 ber:lock:poll                       string  the running poll (one at a time across poller replicas)       300 s
 ber:lock:enqueue:{rq_job_id}        string  replacing an ended RQ task (app/queueing.py)                  10 s
-ber:orphan:{rq_job_id}:{enqueued}   string  first sighting of a popped-but-never-started task (queueing)  10 min
+ber:orphan:{rq_job_id}:{enqueued}   string  first sighting of a popped-but-never-started task (queueing)  1 day
 ber:poller:last_run                 string  unix time of the last completed poll                          none
 ber:metrics                         hash    cluster-wide counters and histograms (app/metrics.py)         none
 ==================================  ======  ===========================================================  ==========
