@@ -514,7 +514,7 @@ def _sync_once(svc: Services, job_sid: str) -> SyncResult:
         raise  # RQ retries the sync a few times; the poller takes it up again after the backoff
     svc.registry.update_job(job_sid, twilio=tj.snapshot(), not_found=0, last_sync_error="")
     needs_files = any(d.days is None for d in tj.details)
-    files = _day_files(svc, job.resource_type) if needs_files or _has_copyable(tj) else {}
+    files = day_files(svc, job.resource_type) if needs_files or _has_copyable(tj) else {}
     plan = plan_days(job, tj.details, None if files is None else set(files))
     files = files or {}
     if plan.cancelled:
@@ -545,8 +545,8 @@ def _has_copyable(tj: TwilioJob) -> bool:
     return any(d.status.lower() in COPY_STATUSES for d in tj.details)
 
 
-def _day_files(svc: Services, resource_type: str) -> dict[str, tuple[int, str | None]] | None:
-    """day -> (size, create_date) for every file Twilio holds (one paged ListDay per sync); None if refused."""
+def day_files(svc: Services, resource_type: str) -> dict[str, tuple[int, str | None]] | None:
+    """day -> (size, create_date) for every file Twilio holds (one paged ListDay); None if refused."""
     try:
         listed = sorted(svc.twilio.list_days(resource_type), key=lambda f: f.create_date or "")
         return {f.day: (f.size, f.create_date) for f in listed}  # a day listed twice: the newest export wins

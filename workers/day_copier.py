@@ -16,10 +16,10 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from app.context import Services
-from app.exports import days_between
+from app.exports import day_files, days_between
 from app.metrics import COPY_BYTES, COPY_RETRIES, COPY_SECONDS, DAYS, JOBS
 from app.registry import DayRecord, DayState, JobState
-from app.twilio_api import TwilioNotFound, TwilioRejected
+from app.twilio_api import TwilioNotFound
 from workers.copy import copy_link_to_s3
 from workers.s3_sink import UNKNOWN, MaybeStored, PermanentS3Error, S3Sink, holds_twilio_file
 
@@ -84,15 +84,11 @@ def _fresh(svc: Services, task: DayTask, current: DayRecord | None) -> DayTask:
     """On a retry, or without a size, ask ListDay again: a newer export may have replaced the file meanwhile."""
     if task.size is not None and (current is None or current.attempts <= 1):
         return task
-    try:
-        files = [f for f in svc.twilio.list_days(task.resource_type) if f.day == task.day]
-    except TwilioRejected as exc:  # refused for this account or key: copy without an expected size
-        log.warning("ListDay refused (%s): copying without an expected size", exc, extra=task.log_extra)
+    listed = (day_files(svc, task.resource_type) or {}).get(task.day)  # None: refused, copy without a size
+    if listed is None:
         return task
-    if not files:
-        return task
-    newest = max(files, key=lambda f: f.create_date or "")  # listed twice: the newer export is what FetchDay serves
-    return replace(task, size=newest.size, create_date=newest.create_date)
+    size, create_date = listed
+    return replace(task, size=size, create_date=create_date)
 
 
 def _copy_locked(svc: Services, sink: S3Sink, task: DayTask, current: DayRecord) -> DayRecord:

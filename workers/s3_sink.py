@@ -434,16 +434,23 @@ class S3Sink:
         try:
             self._upload_staging(reader, staging, expected_size, metadata)
             digest = reader.digest()
-            existing = self.head(key) if existing is UNKNOWN else existing
-            if existing is not None and _holds(existing, digest):
-                log.info("s3://%s/%s already holds sha256 %s: not copied again", self.bucket, key, digest.sha256)
-                return _result(key, digest, skipped=True, etag=existing.etag)
+            held = self._already_held(key, digest, existing)
+            if held is not None:
+                return held
             final_metadata = {**metadata, **_digest_metadata(digest)}
             self._publish(staging, key, final_metadata, digest.size)
             stored = self._check_published(key, digest)
             return _result(key, digest, skipped=False, etag=stored.etag)
         finally:
             self._delete_quietly(staging)
+
+    def _already_held(self, key: str, digest: StreamDigest, existing: MaybeStored) -> UploadResult | None:
+        """The skip result when ``key`` already holds these verified bytes (HeadObject asked only if not yet)."""
+        stored = self.head(key) if existing is UNKNOWN else existing
+        if stored is None or not _holds(stored, digest):
+            return None
+        log.info("s3://%s/%s already holds sha256 %s: not written again", self.bucket, key, digest.sha256)
+        return _result(key, digest, skipped=True, etag=stored.etag)
 
     def _put_verified(
         self, reader: VerifiedStream, key: str, expected_size: int, metadata: Mapping[str, str], existing: MaybeStored
@@ -455,10 +462,9 @@ class S3Sink:
         """
         body = read_verified(reader, expected_size)
         digest = reader.digest()
-        existing = self.head(key) if existing is UNKNOWN else existing
-        if existing is not None and _holds(existing, digest):
-            log.info("s3://%s/%s already holds sha256 %s: not written again", self.bucket, key, digest.sha256)
-            return _result(key, digest, skipped=True, etag=existing.etag)
+        held = self._already_held(key, digest, existing)
+        if held is not None:
+            return held
         checksum = base64.b64encode(bytes.fromhex(digest.sha256)).decode()
         extra = {
             "Metadata": {**metadata, **_digest_metadata(digest)},
