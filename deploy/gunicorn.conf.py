@@ -34,6 +34,9 @@ limit_request_line = 8190
 limit_request_fields = 100
 accesslog = "-"
 errorlog = "-"
+# gunicorn >= 25.1 opens a control socket (for `gunicornc`) under $XDG_RUNTIME_DIR, else $HOME/.gunicorn/: the
+# image's user has no home (/nonexistent) and a read-only root, so every start logged an ERROR. Nothing uses it.
+control_socket_disable = True
 access_log_format = (
     '{"remote": "%(h)s", "method": "%(m)s", "path": "%(U)s", "status": %(s)s, "bytes": "%(B)s", '
     '"duration_us": %(D)s, "request_id": "%({x-request-id}o)s", "user_agent": "%(a)s"}'
