@@ -27,8 +27,8 @@ from typing import Any
 
 import requests
 
-from tests.harness.procs import ManagedProcess, free_port, port_open, python_argv
-from tests.harness.s3_server import MotoS3Server
+from devstack.procs import ManagedProcess, free_port, port_open, python_argv
+from devstack.s3_server import MotoS3Server
 
 MiB = 1024 * 1024
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -37,9 +37,9 @@ import requests
 
 from bench.common import REPO_ROOT, BenchResult, Figure, MiB, child_env, run_json_child, workdir
 from bench.profiling import py_spy_binary, summarize
-from sandbox.testing import SandboxProcess
-from tests.harness.procs import python_argv, stop_all
-from tests.harness.s3_server import MotoS3Server
+from devstack.procs import python_argv, stop_all
+from devstack.s3_server import MotoS3Server
+from devstack.sandbox_process import SandboxProcess
 
 BUCKET = "relay-bench-copy"
 RESOURCE_TYPE = "Messages"

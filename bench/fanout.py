@@ -35,11 +35,12 @@ import requests
 
 from bench.common import BenchResult, CpuMeter, Figure, workdir
 from bench.profiling import PySpy, summarize
-from sandbox.testing import SandboxProcess
-from tests.harness.procs import ManagedProcess, stop_all, wait_until
-from tests.harness.redis_server import RedisServer
-from tests.harness.s3_server import MotoS3Server
-from tests.harness.stack import REPO_ROOT, local_stack, process_env, procfile, start_web
+from devstack.procs import ManagedProcess, stop_all, wait_until
+from devstack.redis_server import RedisServer
+from devstack.relay import REPO_ROOT, process_env, procfile, start_web
+from devstack.s3_server import MotoS3Server
+from devstack.sandbox_process import SandboxProcess
+from devstack.stack import local_stack
 
 ADMIN_TOKEN = "bench-admin-token-0123456789abcdef"
 BUCKET = "relay-bench-fanout"

@@ -24,7 +24,7 @@ from typing import Any
 
 from bench import copy_throughput, fanout, webhook_intake
 from bench.common import REPO_ROOT, WORK_ROOT, BenchResult, machine_info
-from tests.harness.procs import stop_all
+from devstack.procs import stop_all
 
 BENCHES: dict[str, Callable[..., BenchResult]] = {
     "webhook_intake": webhook_intake.run,

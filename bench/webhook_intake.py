@@ -35,8 +35,9 @@ from twilio.request_validator import RequestValidator
 from app.queueing import CONTROL_QUEUE
 from bench.common import BenchResult, CpuMeter, Figure, child_env, percentile, workdir
 from bench.profiling import PySpy, summarize
-from tests.harness.procs import ManagedProcess, python_argv, stop_all
-from tests.harness.stack import local_stack, start_web
+from devstack.procs import ManagedProcess, python_argv, stop_all
+from devstack.relay import start_web
+from devstack.stack import local_stack
 
 ADMIN_TOKEN = "bench-admin-token-0123456789abcdef"
 BUCKET = "relay-bench"

@@ -1,7 +1,7 @@
 """A local stand-in for Twilio BulkExports v1, for integration/e2e tests, ``make demo`` and benchmarks.
 
 Run it with ``python -m sandbox`` (see sandbox/__main__.py for flags) or, from Python, with
-:class:`sandbox.testing.SandboxProcess`. Two listeners:
+:class:`devstack.sandbox_process.SandboxProcess`. Two listeners:
 
 - API (``api=``): Twilio's REST paths under ``/v1`` with HTTP Basic auth, plus an unauthenticated
   control API under ``/_sandbox`` (scenario, faults, clock, inspection logs).
@@ -9,7 +9,7 @@ Run it with ``python -m sandbox`` (see sandbox/__main__.py for flags) or, from P
 
 Modules: app (API + control), files (file listener), content (deterministic gzip day files),
 scenario (scenario/fault plans), state (jobs, files, links, logs under one lock), webhooks
-(signed completion callbacks), testing (SandboxProcess).
+(signed completion callbacks). The process wrapper lives in devstack (dev-only, not in the image).
 
 Decisions (what the spec leaves open, and what we mimic)
 -----------------------------------------------------------

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import requests
 
-from tests.harness.procs import ManagedProcess, stop_all, wait_until
-from tests.harness.s3_server import MotoS3Server
-from tests.harness.stack import local_stack, start_process, start_web
+from devstack.procs import ManagedProcess, stop_all, wait_until
+from devstack.relay import start_process, start_web
+from devstack.s3_server import MotoS3Server
+from devstack.stack import local_stack
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN_TOKEN = "demo-admin-token-please-change"

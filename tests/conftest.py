@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.harness.procs import stop_all
-from tests.harness.redis_server import RedisServer
-from tests.harness.stack import relay_env
+from devstack.procs import stop_all
+from devstack.redis_server import RedisServer
+from devstack.relay import relay_env
 
 if TYPE_CHECKING:
-    from sandbox.testing import SandboxProcess
-    from tests.harness.s3_server import MotoS3Server
+    from devstack.s3_server import MotoS3Server
+    from devstack.sandbox_process import SandboxProcess
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 
@@ -46,7 +46,7 @@ def redis_url(redis_server: RedisServer) -> str:
 
 @pytest.fixture(scope="session")
 def s3(run_dir: Path) -> Iterator[MotoS3Server]:
-    from tests.harness.s3_server import MotoS3Server
+    from devstack.s3_server import MotoS3Server
 
     with MotoS3Server(tls=True, log_dir=run_dir) as server:
         yield server
@@ -61,7 +61,7 @@ def bucket(s3: MotoS3Server) -> str:
 
 @pytest.fixture(scope="session")
 def sandbox_session(run_dir: Path) -> Iterator[SandboxProcess]:
-    from sandbox.testing import SandboxProcess
+    from devstack.sandbox_process import SandboxProcess
 
     with SandboxProcess(log_path=run_dir / "sandbox.log") as sb:
         yield sb

@@ -32,8 +32,8 @@ import pytest
 import requests
 from twilio.request_validator import RequestValidator
 
+from devstack.procs import ManagedProcess, descendants
 from tests.e2e.conftest import make_stack, pytest_runtest_makereport  # noqa: F401
-from tests.harness.procs import ManagedProcess, descendants
 
 LONG = os.environ.get("CHAOS_LONG", "") not in ("", "0")
 PREFIX = "twilio/"

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from devstack.procs import wait_until
+from devstack.redis_server import RedisServer
 from tests.chaos.conftest import LONG, Supervisor, assert_days_exact, day, signed_webhook, webhook_url
-from tests.harness.procs import wait_until
-from tests.harness.redis_server import RedisServer
 
 pytestmark = pytest.mark.chaos
 

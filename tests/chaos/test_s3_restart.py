@@ -15,6 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from devstack.procs import wait_until
+from devstack.s3_server import MotoS3Server
 from tests.chaos.conftest import (
     LONG,
     PREFIX,
@@ -27,8 +29,6 @@ from tests.chaos.conftest import (
     expected_sizes,
     signal_tree,
 )
-from tests.harness.procs import wait_until
-from tests.harness.s3_server import MotoS3Server
 
 pytestmark = pytest.mark.chaos
 

@@ -19,8 +19,8 @@ from rq.job import Job
 from rq.registry import StartedJobRegistry
 
 from app.queueing import QUEUES, sync_job_id
+from devstack.procs import wait_until
 from tests.chaos.conftest import LONG, assert_days_exact, day, signed_webhook, webhook_url
-from tests.harness.procs import wait_until
 
 pytestmark = pytest.mark.chaos
 

@@ -27,6 +27,7 @@ import pytest
 from rq import Queue, Worker
 
 from app.queueing import CONTROL_QUEUE
+from devstack.procs import wait_until
 from tests.chaos.conftest import (
     LONG,
     QUICK,
@@ -41,7 +42,6 @@ from tests.chaos.conftest import (
     signed_webhook,
     webhook_url,
 )
-from tests.harness.procs import wait_until
 
 pytestmark = pytest.mark.chaos
 

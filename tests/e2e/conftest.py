@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from devstack.procs import ManagedProcess, free_port, wait_until
+from devstack.relay import start_process, start_web
 from tests.conftest import ADMIN_TOKEN, make_env
-from tests.harness.procs import ManagedProcess, free_port, wait_until
-from tests.harness.stack import start_process, start_web
 
 
 @dataclass

@@ -11,7 +11,7 @@ import requests
 from rq import Queue
 
 from app.queueing import CONTROL_QUEUE
-from tests.harness.procs import wait_until
+from devstack.procs import wait_until
 
 pytestmark = pytest.mark.e2e
 

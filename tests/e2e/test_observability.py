@@ -12,8 +12,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
+from devstack.procs import wait_until
 from tests.conftest import ADMIN_TOKEN
-from tests.harness.procs import wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.harness.procs import wait_until
+from devstack.procs import wait_until
 from workers.s3_sink import S3Sink, SinkSettings
 
 pytestmark = pytest.mark.e2e

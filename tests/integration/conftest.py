@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness.s3_server import MotoS3Server
+from devstack.s3_server import MotoS3Server
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests.harness.procs import free_port
-from tests.harness.s3_server import MotoS3Server
+from devstack.procs import free_port
+from devstack.s3_server import MotoS3Server
 from workers.copy import (
     CopyIntegrityError,
     LinkExpiredError,

@@ -9,8 +9,8 @@ import pytest
 from app import create_app
 from app.config import load_settings
 from app.registry import DayRecord, JobRecord
+from devstack.redis_server import RedisServer
 from tests.conftest import make_env
-from tests.harness.redis_server import RedisServer
 
 PUBLIC = "https://relay.example.com"
 SID = "JS" + "cd" * 16

@@ -18,9 +18,9 @@ from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.timeouts import JobTimeoutException
 
-from tests.harness.procs import ManagedProcess, wait_until
-from tests.harness.redis_server import RedisServer
-from tests.harness.stack import REPO_ROOT, process_env
+from devstack.procs import ManagedProcess, wait_until
+from devstack.redis_server import RedisServer
+from devstack.relay import REPO_ROOT, process_env
 from workers.inprocess_worker import InProcessWorker
 
 QUEUE = "inprocess-test"

@@ -247,7 +247,7 @@ def test_token_never_logged(client, caplog):
 
 def test_redis_outage_gives_503_then_recovers(tmp_path):
     """A webhook that could not be recorded must not be acknowledged: the sender retries the 503."""
-    from tests.harness.redis_server import RedisServer
+    from devstack.redis_server import RedisServer
 
     with RedisServer(tmp_path / "redis") as server:
         app = tracked_app(server.url)

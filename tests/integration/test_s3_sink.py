@@ -18,8 +18,8 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
-from tests.harness.procs import free_port
-from tests.harness.s3_server import MotoS3Server
+from devstack.procs import free_port
+from devstack.s3_server import MotoS3Server
 from workers import s3_sink
 from workers.copy import CopyIntegrityError, VerifyingReader
 from workers.s3_sink import (

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 
-from sandbox.testing import SandboxProcess
+from devstack.sandbox_process import SandboxProcess
 from tests.sandbox.receiver import WebhookReceiver
 
 TODAY = "2026-11-10"  # pinned through the scenario, so EndDay may be at most 2026-11-08

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 import requests
 
-from sandbox.testing import SandboxProcess
-from tests.harness.procs import wait_until
+from devstack.procs import wait_until
+from devstack.sandbox_process import SandboxProcess
 
 # Field lists of the spec's schemas, asserted directly (and cross-checked against the spec file when present).
 DAY_FIELDS = {"day", "size", "create_date", "friendly_name", "resource_type"}

@@ -6,7 +6,7 @@ import pytest
 import requests
 from twilio.base.exceptions import TwilioRestException
 
-from sandbox.testing import SandboxProcess
+from devstack.sandbox_process import SandboxProcess
 
 
 def test_429_with_retry_after_then_500_then_normal(sb: SandboxProcess, api: requests.Session) -> None:

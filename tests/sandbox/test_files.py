@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from devstack.procs import wait_until
+from devstack.sandbox_process import SandboxProcess
 from sandbox.content import describe_day_file
-from sandbox.testing import SandboxProcess
-from tests.harness.procs import wait_until
 
 DAYS = {
     "2026-11-01": "completed",

@@ -6,8 +6,8 @@ from typing import Any
 
 import requests
 
-from sandbox.testing import SandboxProcess
-from tests.harness.procs import wait_until
+from devstack.procs import wait_until
+from devstack.sandbox_process import SandboxProcess
 
 STEP = 100.0  # seconds per step; time only moves through advance_clock, so nothing depends on real timing
 OUTCOMES = {

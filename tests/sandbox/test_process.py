@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from sandbox.testing import SandboxError, SandboxProcess
-from tests.harness.procs import wait_until
+from devstack.procs import wait_until
+from devstack.sandbox_process import SandboxError, SandboxProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -119,7 +119,7 @@ def test_sandbox_exits_when_its_parent_dies(tmp_path: Path) -> None:
     """A SIGKILLed test runner must not leave a sandbox behind: the child watches --parent-pid."""
     script = (
         "import sys, time\n"
-        "from sandbox.testing import SandboxProcess\n"
+        "from devstack.sandbox_process import SandboxProcess\n"
         f"sb = SandboxProcess(log_path={str(tmp_path / 'orphan.log')!r}).start()\n"
         "print(sb.pid, flush=True)\n"
         "time.sleep(60)\n"

@@ -8,11 +8,11 @@ from urllib.parse import parse_qsl, urlsplit
 import requests
 from twilio.request_validator import RequestValidator
 
+from devstack.procs import free_port, wait_until
+from devstack.sandbox_process import SandboxProcess
 from sandbox.scenario import WebhookConfig
 from sandbox.state import WebhookCall
-from sandbox.testing import SandboxProcess
 from sandbox.webhooks import build_request
-from tests.harness.procs import free_port, wait_until
 from tests.sandbox.receiver import Received, WebhookReceiver
 
 

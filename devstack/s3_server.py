@@ -9,7 +9,7 @@ trailer only over HTTPS (``botocore.httpchecksum.resolve_request_checksum_algori
 HTTP it puts the checksum in a header instead. ``tls=True`` makes a throwaway CA with trustme, serves
 with a leaf certificate for 127.0.0.1, and exposes the CA PEM as ``ca_bundle`` (``AWS_CA_BUNDLE``).
 
-Counting: this module is also the server's entry point (``python -m tests.harness.s3_server``). It
+Counting: this module is also the server's entry point (``python -m devstack.s3_server``). It
 serves moto's own WSGI app behind a tiny middleware that counts successful (2xx) S3 object operations
 per ``bucket/key`` (put_object, copy_object, create/complete/abort_multipart_upload, upload_part,
 upload_part_copy, delete_object, plus ``aws_chunked`` for bodies that came with a checksum trailer)
@@ -36,13 +36,13 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from tests.harness.procs import ManagedProcess, free_port, python_argv
+from devstack.procs import ManagedProcess, free_port, python_argv
 
 HARNESS_PATH = "/_harness/"
 DUMMY_ACCESS_KEY = "testing"
-DUMMY_SECRET_KEY = "testing"
+DUMMY_SECRET_KEY = "testing"  # noqa: S105 - a local test server's fixed key
 REGION = "us-east-1"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Operations that make a new version of the object visible at a key.
 WRITE_OPS = ("put_object", "copy_object", "complete_multipart_upload")
@@ -80,7 +80,7 @@ class MotoS3Server:
     def start(self) -> MotoS3Server:
         """Start the process and poll the counting endpoint until it answers (or fail with its log)."""
         argv = python_argv(
-            "-m", "tests.harness.s3_server", "--host", "127.0.0.1", "--port", str(self.port), *self._cert_args
+            "-m", "devstack.s3_server", "--host", "127.0.0.1", "--port", str(self.port), *self._cert_args
         )
         self._proc = ManagedProcess(f"moto-s3-{self.port}", argv, self.log_dir, cwd=REPO_ROOT)
         self._proc.start()

@@ -5,24 +5,20 @@
         client = sb.twilio_client()
         ...
 
-The child runs in its own session/process group; stop() sends SIGTERM to the group, then SIGKILL, and
-an atexit hook stops any instance the caller forgot. Readiness is the one ``SANDBOX READY`` line.
-Imports nothing from tests/ so that any caller can use it.
+The child is a devstack.procs.ManagedProcess (the one supervisor): its own process group, stop() sends
+SIGTERM to the group, then SIGKILL, and an atexit hook stops any instance the caller forgot. Readiness is
+the one ``SANDBOX READY`` line, polled in this run's part of the log. The child also exits by itself when
+its parent dies (``--parent-pid``).
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -30,12 +26,11 @@ from typing import Any
 
 import requests
 
+from devstack.procs import ManagedProcess, NotReady
 from sandbox import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 
 _READY = re.compile(rb"^SANDBOX READY api=(\S+) files=(\S+)\s*$", re.MULTILINE)
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-_LIVE: set[SandboxProcess] = set()
-_LIVE_LOCK = threading.Lock()
 
 
 class SandboxError(RuntimeError):
@@ -85,9 +80,8 @@ class SandboxProcess:
         self.log_path = Path(log_path)
         self.api_url = ""
         self.files_url = ""
-        self.proc: subprocess.Popen[bytes] | None = None
+        self._managed: ManagedProcess | None = None
         self._scenario_file: str | None = None
-        self._log_offset = 0
         self._http = requests.Session()
 
     # ---- lifecycle -----------------------------------------------------------------------------------
@@ -125,70 +119,35 @@ class SandboxProcess:
             fd, self._scenario_file = tempfile.mkstemp(prefix="sandbox-scenario-", suffix=".json")
             with os.fdopen(fd, "w") as fh:
                 json.dump(self.scenario, fh)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        self._log_offset = offset  # the log may be shared/appended: only our part counts
-        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PACKAGE_ROOT), env.get("PYTHONPATH", "")) if p)
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                self.argv(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
-            )
-        with _LIVE_LOCK:
-            _LIVE.add(self)
-        deadline = time.monotonic() + self.startup_timeout
-        while True:
-            match = _READY.search(self._read_log(offset))
-            if match:
-                self.api_url, self.files_url = match.group(1).decode(), match.group(2).decode()
-                return self
-            if not self.alive():
-                code = self.proc.poll()
-                self.stop()
-                raise SandboxError(f"sandbox exited with code {code} before READY. Log tail:\n{self.tail()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise SandboxError(f"sandbox not ready after {self.startup_timeout}s. Log tail:\n{self.tail()}")
-            time.sleep(0.02)  # polling the log file, bounded by the deadline above
-
-    def _read_log(self, offset: int) -> bytes:
+        env = {**self.env, "PYTHONUNBUFFERED": "1"}
+        pythonpath = env.get("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_PACKAGE_ROOT), pythonpath) if p)
+        managed = ManagedProcess("sandbox", self.argv(), self.log_path.parent, env=env, log_path=self.log_path)
+        self._managed = managed.start()
         try:
-            with open(self.log_path, "rb") as fh:
-                fh.seek(offset)
-                return fh.read()
-        except FileNotFoundError:
-            return b""
+            match = managed.wait_ready(lambda: _READY.search(managed.read_log()), timeout=self.startup_timeout)
+        except NotReady as exc:
+            self.stop()
+            raise SandboxError(str(exc)) from None
+        assert isinstance(match, re.Match)
+        self.api_url, self.files_url = match.group(1).decode(), match.group(2).decode()
+        return self
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self._managed.proc if self._managed else None
 
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
 
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self._managed is not None and self._managed.alive()
 
     def stop(self) -> None:
         """SIGTERM the process group, wait, then SIGKILL whatever is left. Safe to call twice."""
-        proc = self.proc
-        if proc is not None:
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                    proc.wait(timeout=self.stop_timeout)
-                except (ProcessLookupError, PermissionError):
-                    pass
-                except subprocess.TimeoutExpired:
-                    pass
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)  # anything the leader left behind
-            if proc.poll() is None:
-                proc.wait(timeout=5)
-        with _LIVE_LOCK:
-            _LIVE.discard(self)
+        if self._managed is not None:
+            self._managed.stop(timeout=self.stop_timeout)
         if self._scenario_file:
             Path(self._scenario_file).unlink(missing_ok=True)
             self._scenario_file = None
@@ -205,8 +164,7 @@ class SandboxProcess:
 
     def tail(self, lines: int = 60) -> str:
         """The last lines this process wrote to its log."""
-        text = self._read_log(self._log_offset).decode(errors="replace")
-        return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+        return self._managed.tail(lines, since_start=True) if self._managed else "(empty log)"
 
     # ---- clients ------------------------------------------------------------------------------------
     @property
@@ -287,14 +245,3 @@ class SandboxProcess:
     def expected_day(self, resource_type: str, day: str) -> dict[str, Any]:
         """{size, sha256, records, outcome, exists, ...} of that day's file (existing, else per scenario)."""
         return dict(self._control("GET", f"/days/{resource_type}/{day}"))
-
-
-def _stop_all() -> None:
-    with _LIVE_LOCK:
-        live = list(_LIVE)
-    for sb in live:
-        with contextlib.suppress(Exception):  # best effort at interpreter exit
-            sb.stop()
-
-
-atexit.register(_stop_all)

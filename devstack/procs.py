@@ -1,19 +1,28 @@
-"""Start and always stop real server processes; wait on them by polling with a deadline, never by sleeping."""
+"""The one process supervisor of the local stack: start real server processes in their own process group with
+their output in a log file, wait on them by polling with a deadline (never by sleeping), and always stop them:
+group kill (descendants included), and an atexit hook for any the caller forgot."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-# Every process we start is recorded so a session-end hook can make sure none is left behind.
+# Every process we start is recorded so a session-end hook (and atexit) can make sure none is left behind.
 _LIVE: set[ManagedProcess] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+class NotReady(AssertionError):
+    """A process exited or missed its deadline before it was ready (message: why, and its log tail)."""
 
 
 def free_port() -> int:
@@ -81,27 +90,31 @@ class ManagedProcess:
         log_dir: Path,
         env: dict[str, str] | None = None,
         cwd: str | Path | None = None,
+        log_path: str | os.PathLike[str] | None = None,
     ) -> None:
         self.name = name
         self.argv = list(argv)
         self.env = {**os.environ, **(env or {})}
         self.cwd = str(cwd) if cwd else None
-        self.log_path = Path(log_dir) / f"{name}.log"
+        self.log_path = Path(log_path) if log_path else Path(log_dir) / f"{name}.log"
+        self.log_offset = 0  # where this run's output starts in a log that may be shared or appended to
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
-        self.proc = subprocess.Popen(
-            self.argv,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=self.env,
-            cwd=self.cwd,
-            start_new_session=True,
-        )
-        log.close()
-        _LIVE.add(self)
+        self.log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,
+            )
+        with _LIVE_LOCK:
+            _LIVE.add(self)
         return self
 
     @property
@@ -112,17 +125,25 @@ class ManagedProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def wait_ready(self, predicate: Callable[[], object], timeout: float = 30.0) -> None:
-        def ready() -> object:
+    def wait_ready(self, predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05) -> object:
+        """Poll ``predicate`` until truthy (returned); if the process exits or the deadline passes first, stop it
+        and raise NotReady with the reason and this run's log tail."""
+        deadline = time.monotonic() + timeout
+        while True:
             if not self.alive():
-                raise RuntimeError(f"{self.name} exited early:\n{self.tail()}")
-            return predicate()
-
-        try:
-            wait_until(ready, timeout=timeout, what=f"{self.name} to become ready")
-        except (AssertionError, RuntimeError):
+                assert self.proc is not None
+                reason = f"exited with code {self.proc.poll()} before it was ready"
+            else:
+                with contextlib.suppress(Exception):  # the thing we wait for may raise until it is ready
+                    value = predicate()
+                    if value:
+                        return value
+                if time.monotonic() < deadline:
+                    time.sleep(interval)  # polling interval, not synchronisation: the deadline decides
+                    continue
+                reason = f"not ready after {timeout}s"
             self.stop()
-            raise AssertionError(f"{self.name} did not become ready. Log tail:\n{self.tail()}") from None
+            raise NotReady(f"{self.name} {reason}. Log tail:\n{self.tail(since_start=True)}")
 
     def signal(self, sig: int) -> None:
         if self.alive():
@@ -146,7 +167,8 @@ class ManagedProcess:
         _kill_all(kids)
         if self.proc.poll() is None:
             self.proc.wait(timeout=5)
-        _LIVE.discard(self)
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
 
     def kill(self) -> None:
         """SIGKILL the process, its group and every descendant at once (crash simulation)."""
@@ -157,12 +179,19 @@ class ManagedProcess:
         if self.proc is not None:
             self.proc.wait(timeout=10)
 
-    def tail(self, lines: int = 60) -> str:
+    def read_log(self, since_start: bool = True) -> bytes:
+        """The log's bytes (by default only what this run wrote); empty if there is no log yet."""
         try:
-            text = self.log_path.read_text(errors="replace").splitlines()
+            with open(self.log_path, "rb") as fh:
+                fh.seek(self.log_offset if since_start else 0)
+                return fh.read()
         except FileNotFoundError:
-            return "(no log)"
-        return "\n".join(text[-lines:])
+            return b""
+
+    def tail(self, lines: int = 60, since_start: bool = False) -> str:
+        """The last lines of the log (of every run into it, or only of this one)."""
+        text = self.read_log(since_start).decode(errors="replace").splitlines()
+        return "\n".join(text[-lines:]) or "(empty log)"
 
 
 def _kill_all(pids: list[int]) -> None:
@@ -172,8 +201,15 @@ def _kill_all(pids: list[int]) -> None:
 
 
 def stop_all() -> None:
-    for p in list(_LIVE):
-        p.stop(timeout=3)
+    """Stop every process still running (session end, atexit); best effort, one failure stops no other."""
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for p in live:
+        with contextlib.suppress(Exception):
+            p.stop(timeout=3)
+
+
+atexit.register(stop_all)
 
 
 def python_argv(*args: str) -> list[str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import redis
 
-from tests.harness.procs import ManagedProcess, free_port
+from devstack.procs import ManagedProcess, free_port
 
 
 def redis_binary() -> str:
