@@ -18,6 +18,7 @@ _TOKEN_IN_URL = re.compile(r"(token=)[^&\s\"']+")
 _SIGNATURE_IN_URL = re.compile(r"(X-Amz-(?:Signature|Security-Token|Credential)=)[^&\s\"']+", re.IGNORECASE)
 MIN_SECRET_LENGTH = 8
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+_MAX_DEPTH = 8  # nested extras deeper than this are logged as their (scrubbed) str()
 
 
 def scrub(text: str, secrets: Iterable[str] = ()) -> str:
@@ -34,6 +35,8 @@ class JsonFormatter(logging.Formatter):
         self.secrets = tuple(s for s in secrets if s)
 
     def format(self, record: logging.LogRecord) -> str:
+        """One JSON line. Every string is scrubbed *before* encoding: JSON escapes ``"``, ``\\`` and non-ASCII,
+        so a secret holding one of them would no longer match once encoded."""
         data: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
@@ -45,7 +48,21 @@ class JsonFormatter(logging.Formatter):
                 data[key] = value
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
-        return scrub(json.dumps(data, default=str), self.secrets)
+        if record.stack_info:
+            data["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(self._clean(data))
+
+    def _clean(self, value: Any, depth: int = 0) -> Any:
+        """``value`` with every string (keys included) scrubbed; anything not JSON-native becomes its str()."""
+        if isinstance(value, str):
+            return scrub(value, self.secrets)
+        if value is None or isinstance(value, (bool, int, float)):
+            return value
+        if depth < _MAX_DEPTH and isinstance(value, dict):
+            return {self._clean(str(k)): self._clean(v, depth + 1) for k, v in value.items()}
+        if depth < _MAX_DEPTH and isinstance(value, (list, tuple, set, frozenset)):
+            return [self._clean(v, depth + 1) for v in value]
+        return scrub(str(value), self.secrets)
 
 
 def configure_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
