@@ -63,30 +63,18 @@ def _register_error_handlers(app: Flask) -> None:
     import redis
     from werkzeug.exceptions import HTTPException
 
-    from app.exports import Conflict, NotFound, QuotaExceeded, RequestError, SubmitUncertain
+    from app.errors import DomainError
     from app.twilio_api import TwilioError, TwilioNotFound, TwilioRejected, TwilioUnavailable
 
-    @app.errorhandler(RequestError)
-    def bad_request(exc: RequestError) -> tuple[Response, int]:
-        return _error(400, "invalid request", str(exc))
+    @app.errorhandler(DomainError)
+    def domain_error(exc: DomainError) -> tuple[Response, int]:
+        if exc.status >= 500:
+            log.warning("%s: %s", exc.title, exc)
+        return _error(exc.status, exc.title, str(exc), **exc.details())
 
-    @app.errorhandler(NotFound)
     @app.errorhandler(TwilioNotFound)
-    def not_found(exc: Exception) -> tuple[Response, int]:
+    def twilio_not_found(exc: TwilioNotFound) -> tuple[Response, int]:
         return _error(404, "not found", str(exc))
-
-    @app.errorhandler(Conflict)
-    def conflict(exc: Conflict) -> tuple[Response, int]:
-        return _error(409, "conflict", str(exc))
-
-    @app.errorhandler(QuotaExceeded)
-    def quota(exc: QuotaExceeded) -> tuple[Response, int]:
-        return _error(429, "quota exceeded", str(exc), used_today=exc.used, requested=exc.wanted)
-
-    @app.errorhandler(SubmitUncertain)
-    def submit_uncertain(exc: SubmitUncertain) -> tuple[Response, int]:
-        log.warning("submission outcome unknown: %s", exc)
-        return _error(502, "submission outcome unknown", str(exc))
 
     @app.errorhandler(TwilioRejected)
     def twilio_rejected(exc: TwilioRejected) -> tuple[Response, int]:
@@ -105,18 +93,10 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(redis.RedisError)
     def redis_down(exc: redis.RedisError) -> tuple[Response, int]:
         log.error("Redis unavailable: %s", exc)
-        if request.path.startswith("/hooks/"):
-            from app.metrics import WEBHOOKS
-
-            WEBHOOKS.labels("unavailable").inc()
         return _error(503, "storage unavailable", "Redis is not reachable; retry later")
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:
-        if request.path.startswith("/hooks/") and exc.code == 413:
-            from app.metrics import WEBHOOKS
-
-            WEBHOOKS.labels("too_large").inc()
         return _error(exc.code or 500, (exc.name or "error").lower(), exc.description)
 
     @app.errorhandler(Exception)

@@ -9,20 +9,18 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, jsonify, request
+from flask import Blueprint, Response, abort, jsonify, request
 from redis.exceptions import RedisError
 
-from app import exports
-from app.context import Services
-from app.metrics import JOBS
+from app import job_ops, submission
+from app.context import current_services as _svc
+from app.errors import RequestError
+from app.validation import validate_job_sid, validate_resource_type
+from app.views import job_view
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 MAX_PAGE_SIZE = 200
 MAX_PAGE = 1_000_000  # keeps page * page_size inside Redis' 64-bit range
-
-
-def _svc() -> Services:
-    return current_app.extensions["relay"]
 
 
 @bp.before_request
@@ -43,17 +41,16 @@ def _json_body(optional: bool = False) -> Any:
     except RecursionError:  # nesting deeper than the parser goes: werkzeug only catches ValueError
         body = None
     if body is None:
-        raise exports.RequestError("body must be JSON (Content-Type: application/json)")
+        raise RequestError("body must be JSON (Content-Type: application/json)")
     return body
 
 
 @bp.post("/jobs")
 def submit_job() -> tuple[Response, int]:
     svc = _svc()
-    req = exports.SubmitRequest.from_body(_json_body())
-    result = exports.submit(svc, req)
-    JOBS.labels("submitted").inc(len(result.jobs))
-    views = [exports.job_view(svc, j) for j in result.jobs]
+    req = submission.SubmitRequest.from_body(_json_body())
+    result = submission.submit(svc, req)
+    views = [job_view(svc.registry, j) for j in result.jobs]
     if result.error is not None:
         # Some chunks exist at Twilio and are tracked; say so rather than pretend nothing happened.
         detail = "storage unavailable: Redis is not reachable" if isinstance(result.error, RedisError) else None
@@ -68,9 +65,9 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     try:
         value = default if raw is None else int(raw)
     except ValueError:
-        raise exports.RequestError(f"{name} must be an integer") from None
+        raise RequestError(f"{name} must be an integer") from None
     if not low <= value <= high:
-        raise exports.RequestError(f"{name} must be between {low} and {high}")
+        raise RequestError(f"{name} must be between {low} and {high}")
     return value
 
 
@@ -81,7 +78,7 @@ def list_jobs() -> Response:
     size = _int_arg("page_size", 50, 1, MAX_PAGE_SIZE)
     jobs, total = svc.registry.list_jobs(offset=page * size, limit=size)
     return jsonify(
-        jobs=[exports.job_view(svc, j) | {"days": None} for j in jobs],
+        jobs=[job_view(svc.registry, j) | {"days": None} for j in jobs],
         meta={"page": page, "page_size": size, "total": total, "has_more": (page + 1) * size < total},
     )
 
@@ -89,15 +86,14 @@ def list_jobs() -> Response:
 @bp.get("/jobs/<job_sid>")
 def show_job(job_sid: str) -> Response:
     svc = _svc()
-    return jsonify(exports.job_view(svc, exports.require_job(svc, job_sid)))
+    return jsonify(job_view(svc.registry, job_ops.require_job(svc, job_sid)))
 
 
 @bp.delete("/jobs/<job_sid>")
 def cancel_job(job_sid: str) -> Response:
     svc = _svc()
-    job = exports.cancel(svc, job_sid)
-    JOBS.labels("cancelled").inc()
-    return jsonify(exports.job_view(svc, job))
+    job = job_ops.cancel(svc, job_sid)
+    return jsonify(job_view(svc.registry, job))
 
 
 @bp.post("/jobs/track")
@@ -105,13 +101,12 @@ def track_job() -> tuple[Response, int]:
     svc = _svc()
     body = _json_body()
     if not isinstance(body, dict) or set(body) - {"job_sid", "resource_type"}:
-        raise exports.RequestError('body must be {"job_sid": ..., "resource_type"?: ...}')
+        raise RequestError('body must be {"job_sid": ..., "resource_type"?: ...}')
     rt = body.get("resource_type")
     if rt is not None:
-        exports.validate_resource_type(rt)
-    job = exports.adopt(svc, exports.validate_job_sid(body.get("job_sid")), rt)
-    JOBS.labels("adopted").inc()
-    return jsonify(exports.job_view(svc, job)), 201
+        validate_resource_type(rt)
+    job = job_ops.adopt(svc, validate_job_sid(body.get("job_sid")), rt)
+    return jsonify(job_view(svc.registry, job)), 201
 
 
 @bp.post("/jobs/<job_sid>/requeue")
@@ -121,9 +116,9 @@ def requeue_job(job_sid: str) -> Response:
     if body is None:
         body = {}
     if not isinstance(body, dict) or set(body) - {"days"}:
-        raise exports.RequestError('body must be empty (every failed day) or {"days": ["YYYY-MM-DD", ...]}')
+        raise RequestError('body must be empty (every failed day) or {"days": ["YYYY-MM-DD", ...]}')
     days = body.get("days")
     if days is not None and (not isinstance(days, list) or not days or not all(isinstance(d, str) for d in days)):
-        raise exports.RequestError("days must be a non-empty list of YYYY-MM-DD strings (omit it for every failed day)")
-    requeued = exports.requeue(svc, job_sid, days)
-    return jsonify(requeued=requeued, job=exports.job_view(svc, exports.require_job(svc, job_sid)))
+        raise RequestError("days must be a non-empty list of YYYY-MM-DD strings (omit it for every failed day)")
+    requeued = job_ops.requeue(svc, job_sid, days)
+    return jsonify(requeued=requeued, job=job_view(svc.registry, job_ops.require_job(svc, job_sid)))

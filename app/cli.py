@@ -13,16 +13,13 @@ from functools import wraps
 from typing import Any
 
 import click
-from flask import current_app
 from flask.cli import with_appcontext
 
-from app import exports
-from app.context import Services
+from app import job_ops, submission
+from app.context import current_services as _svc
+from app.errors import DomainError
 from app.twilio_api import TwilioError
-
-
-def _svc() -> Services:
-    return current_app.extensions["relay"]
+from app.views import job_view
 
 
 def _emit(data: Any, as_json: bool, human: Callable[[Any], str]) -> None:
@@ -36,14 +33,7 @@ def _errors_to_exit(func: Callable[..., None]) -> Callable[..., None]:
     def wrapper(*args: Any, **kwargs: Any) -> None:
         try:
             func(*args, **kwargs)
-        except (
-            exports.RequestError,
-            exports.NotFound,
-            exports.Conflict,
-            exports.QuotaExceeded,
-            exports.SubmitUncertain,
-            TwilioError,
-        ) as exc:
+        except (DomainError, TwilioError) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
 
@@ -93,8 +83,8 @@ def submit(
     body = {"resource_type": resource_type, "start_day": start_day, "end_day": end_day}
     body |= {k: v for k, v in (("friendly_name", friendly_name), ("email", email)) if v}
     svc = _svc()
-    result = exports.submit(svc, exports.SubmitRequest.from_body(body))
-    views = [exports.job_view(svc, j) for j in result.jobs]
+    result = submission.submit(svc, submission.SubmitRequest.from_body(body))
+    views = [job_view(svc.registry, j) for j in result.jobs]
     _emit(views, as_json, lambda vs: "\n".join(_job_line(v) for v in vs))
     if result.error:
         click.echo(f"error: later chunks failed: {result.error}", err=True)
@@ -111,7 +101,7 @@ def list_jobs(page: int, page_size: int, as_json: bool) -> None:
     """Tracked jobs, newest first."""
     svc = _svc()
     jobs, total = svc.registry.list_jobs(offset=page * page_size, limit=page_size)
-    views = [exports.job_view(svc, j) for j in jobs]
+    views = [job_view(svc.registry, j) for j in jobs]
     _emit(views, as_json, lambda vs: "\n".join(_job_line(v) for v in vs) + f"\n({total} tracked)")
 
 
@@ -123,7 +113,7 @@ def list_jobs(page: int, page_size: int, as_json: bool) -> None:
 def status(job_sid: str, as_json: bool) -> None:
     """One job with its days."""
     svc = _svc()
-    _emit(exports.job_view(svc, exports.require_job(svc, job_sid)), as_json, _job_detail)
+    _emit(job_view(svc.registry, job_ops.require_job(svc, job_sid)), as_json, _job_detail)
 
 
 @relay_cli.command("cancel")
@@ -134,7 +124,7 @@ def status(job_sid: str, as_json: bool) -> None:
 def cancel(job_sid: str, as_json: bool) -> None:
     """Delete the job at Twilio and stop tracking its progress."""
     svc = _svc()
-    _emit(exports.job_view(svc, exports.cancel(svc, job_sid)), as_json, _job_line)
+    _emit(job_view(svc.registry, job_ops.cancel(svc, job_sid)), as_json, _job_line)
 
 
 @relay_cli.command("track")
@@ -146,7 +136,7 @@ def cancel(job_sid: str, as_json: bool) -> None:
 def track(job_sid: str, resource_type: str | None, as_json: bool) -> None:
     """Adopt a job created elsewhere; the poller copies its days."""
     svc = _svc()
-    _emit(exports.job_view(svc, exports.adopt(svc, job_sid, resource_type)), as_json, _job_line)
+    _emit(job_view(svc.registry, job_ops.adopt(svc, job_sid, resource_type)), as_json, _job_line)
 
 
 @relay_cli.command("requeue")
@@ -157,7 +147,7 @@ def track(job_sid: str, resource_type: str | None, as_json: bool) -> None:
 @_errors_to_exit
 def requeue(job_sid: str, days: tuple[str, ...], as_json: bool) -> None:
     """Retry the job's failed days (or only DAYS)."""
-    requeued = exports.requeue(_svc(), job_sid, list(days) or None)
+    requeued = job_ops.requeue(_svc(), job_sid, list(days) or None)
     _emit(
         requeued,
         as_json,

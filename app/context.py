@@ -12,6 +12,7 @@ from app import metrics
 from app.config import Settings, load_settings
 from app.queueing import Enqueuer
 from app.registry import Registry
+from app.s3_client import make_s3_client
 from app.twilio_api import API_PROFILE, WORKER_PROFILE, BulkExportsClient, RetryProfile
 
 REDIS_TIMEOUTS = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0, "health_check_interval": 30}
@@ -32,29 +33,26 @@ class Services:
         """A boto3 S3 client from the standard AWS_* variables, made on first use (workers build their sink
         from it)."""
         if self._s3 is None:
-            from workers.s3_sink import make_s3_client
-
             self._s3 = make_s3_client()
         return self._s3
 
     def s3_probe_client(self) -> Any:
         """The same, for health checks: 2-s timeouts and a single attempt, so a hung S3 answers in seconds."""
         if self._s3_probe is None:
-            from workers.s3_sink import make_s3_client
-
             self._s3_probe = make_s3_client(max_pool_connections=2, quick=True)
         return self._s3_probe
 
 
 def build_services(settings: Settings, profile: RetryProfile = API_PROFILE) -> Services:
-    # Registry reads text; RQ needs bytes (it pickles), hence two clients on the same URL.
+    # Registry reads text; RQ needs bytes (its job hashes hold compressed data), hence two clients on one URL.
     text = redis.Redis.from_url(settings.redis_url, decode_responses=True, **REDIS_TIMEOUTS)
     raw = redis.Redis.from_url(settings.redis_url, **REDIS_TIMEOUTS)
     metrics.bind_redis(text)
+    registry = Registry(text, settings.job_retention_days, settings.daily_day_quota)
     return Services(
         settings=settings,
-        registry=Registry(text, settings.job_retention_days, settings.daily_day_quota),
-        enqueuer=Enqueuer(raw, settings.copy_retry_intervals),
+        registry=registry,
+        enqueuer=Enqueuer(raw, registry, settings.copy_retry_intervals),
         twilio=BulkExportsClient(settings, profile),
         rq_connection=raw,
     )
@@ -64,3 +62,11 @@ def build_services(settings: Settings, profile: RetryProfile = API_PROFILE) -> S
 def worker_services() -> Services:
     """One Services per worker process, built once and reused by every task it runs (no fork per task)."""
     return build_services(load_settings(), WORKER_PROFILE)
+
+
+def current_services() -> Services:
+    """The Services of the Flask app handling this request or CLI command (set by ``create_app``)."""
+    from flask import current_app
+
+    services: Services = current_app.extensions["relay"]
+    return services

@@ -22,17 +22,15 @@ from flask import Blueprint, Response, current_app, jsonify
 from rq import Worker
 
 from app.context import Services
-from app.exports import file_created_at
+from app.context import current_services as _svc
 from app.metrics import ClusterCollector, render
-from app.registry import DayState
+from app.retention import RETENTION_FAIL_S, RETENTION_WARN_S, TWILIO_RETENTION_S, scan_active_days
+from app.s3_client import probe_bucket
 
 bp = Blueprint("health", __name__)
 _OPENAPI = Path(__file__).with_name("openapi.json")
 
 CACHE_SECONDS = 2.0
-TWILIO_RETENTION_S = 7 * 86400
-RETENTION_WARN_S = 5 * 86400
-RETENTION_FAIL_S = 6 * 86400
 
 
 class _Cached:
@@ -61,10 +59,6 @@ class _Cached:
             self.lock.release()
 
 
-def _svc() -> Services:
-    return current_app.extensions["relay"]
-
-
 def _check(name: str, func: Callable[[], Any]) -> dict[str, Any]:
     started = time.monotonic()
     try:
@@ -86,7 +80,7 @@ def _readiness(svc: Services) -> dict[str, dict[str, Any]]:
 
 
 def _s3_bucket(svc: Services) -> dict[str, Any]:
-    return _check("s3", lambda: svc.s3_probe_client().head_bucket(Bucket=svc.settings.s3_bucket))
+    return _check("s3", lambda: probe_bucket(svc.s3_probe_client(), svc.settings.s3_bucket))
 
 
 _ready = _Cached(_readiness)
@@ -107,21 +101,6 @@ def readyz() -> tuple[Response, int]:
     return jsonify(status="ok", checks=checks), 200
 
 
-def _day_summary(svc: Services) -> tuple[int, float]:
-    """Failed days of unfinished jobs, and the age of the oldest completed-but-uncopied day file."""
-    failed, oldest, now = 0, 0.0, time.time()
-    for sid in svc.registry.active_jobs():
-        job = svc.registry.get_job(sid)
-        if job is None:
-            continue
-        for rec in svc.registry.get_days(sid).values():
-            if rec.state == DayState.FAILED:
-                failed += 1
-            elif not rec.state.final and rec.twilio_status in ("completed", "completedemptyrecords"):
-                oldest = max(oldest, now - file_created_at(rec, job))
-    return failed, oldest
-
-
 def _health(svc: Services) -> dict[str, Any]:
     checks: dict[str, list[dict[str, Any]]] = {}
     ready = _ready(svc)  # shares /readyz's 2-second cache: probes and dashboards polling both cost one check
@@ -132,7 +111,8 @@ def _health(svc: Services) -> dict[str, Any]:
         checks["workers:count"] = [{"status": "pass" if workers else "fail", "observedValue": len(workers)}]
         depths = svc.enqueuer.depths()
         checks["queues:depth"] = [{"componentId": n, "status": "pass", "observedValue": d} for n, d in depths.items()]
-        failed, oldest = _day_summary(svc)
+        days = scan_active_days(svc.registry)
+        failed, oldest = days.failed, days.oldest_uncopied_age
         checks["days:failed"] = [{"status": "warn" if failed else "pass", "observedValue": failed}]
         age_status = "fail" if oldest > RETENTION_FAIL_S else "warn" if oldest > RETENTION_WARN_S else "pass"
         checks["days:oldestUncopiedAge"] = [
@@ -177,12 +157,12 @@ def openapi() -> Response:
 
 
 def _gauges(svc: Services) -> dict[str, Any]:
-    failed, oldest = _day_summary(svc)
+    days = scan_active_days(svc.registry)
     return {
         "queues": svc.enqueuer.depths(),
         "workers": Worker.count(connection=svc.rq_connection),
-        "oldest_uncopied": oldest,
-        "failed": failed,
+        "oldest_uncopied": days.oldest_uncopied_age,
+        "failed": days.failed,
     }
 
 

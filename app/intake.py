@@ -21,10 +21,13 @@ import logging
 import re
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
+from redis.exceptions import RedisError
 from twilio.request_validator import RequestValidator
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.context import Services
+from app.context import current_services as _svc
 from app.metrics import WEBHOOKS
 from app.registry import hash_token
 
@@ -34,10 +37,6 @@ bp = Blueprint("intake", __name__)
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
 REDACTED_HEADERS = {"authorization", "cookie", "x-twilio-signature", "proxy-authorization"}
 BODY_LOG_LIMIT = 2048
-
-
-def _svc() -> Services:
-    return current_app.extensions["relay"]
 
 
 def called_url() -> str:
@@ -112,7 +111,18 @@ def _reject(status: int, outcome: str, job_sid: str | None = None) -> Response:
 
 @bp.route("/hooks/bulkexport", methods=["GET", "POST"])
 def bulkexport_webhook() -> Response:
-    svc = _svc()
+    """Every outcome is counted here (the app's error handlers then answer 503 / 413)."""
+    try:
+        return _handle_delivery(_svc())
+    except RedisError:
+        WEBHOOKS.labels("unavailable").inc()
+        raise
+    except RequestEntityTooLarge:
+        WEBHOOKS.labels("too_large").inc()
+        raise
+
+
+def _handle_delivery(svc: Services) -> Response:
     _load_body()
     token = request.args.get("token", "")
     if not TOKEN_RE.match(token):

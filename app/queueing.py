@@ -1,7 +1,8 @@
 """Queue names, unique RQ job ids, Retry policies and enqueue helpers.
 
-Tasks are referenced by dotted path, so the web process never imports the task modules (it imports only
-the S3 client factory from ``workers.s3_sink``, for its health check). Every enqueue uses a
+Tasks are referenced by dotted path, so the web process never imports the task modules. Every task is
+serialised as JSON (``rq.serializers.JSONSerializer``, the same for every queue, worker and the cron poller):
+RQ's default pickle serializer would run whatever a job hash written into Redis told it to. Every enqueue uses a
 deterministic job id with RQ's ``unique=True`` (atomic in Redis), which is what turns many webhook deliveries,
 polls and re-syncs into one queued task. A job that already *ended* under the same id (finished, failed,
 stopped) is replaced, so a requeue or a later sync is never blocked by history.
@@ -13,6 +14,7 @@ import contextlib
 import logging
 import math
 import time
+import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +24,10 @@ from rq import Callback, Queue, Retry
 from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
 from rq.utils import utcparse
+
+from app.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +35,15 @@ CONTROL_QUEUE = "relay-control"  # syncs and polls: small, latency matters
 COPY_QUEUE = "relay-copy"  # day copies: long, bandwidth bound
 QUEUES = (CONTROL_QUEUE, COPY_QUEUE)
 
-SYNC_TASK = "workers.tasks.sync_job"
-COPY_TASK = "workers.tasks.copy_day"
+SYNC_TASK = "workers.tasks.sync_job_task"
+COPY_TASK = "workers.tasks.copy_day_task"
 COPY_FAILED_CALLBACK = "workers.tasks.on_copy_failure"
+SERIALIZER = JSONSerializer  # also in the Procfile (--serializer) and workers/cron_config.py
 
 _ACTIVE = {s.value.encode() for s in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED)}
 ORPHAN_AFTER_SECONDS = 10  # a live worker marks a dequeued task started within milliseconds
 ORPHAN_CONFIRM_SECONDS = 2  # ... so two sightings this far apart in that state mean its worker is gone
-ORPHAN_SIGHTING_TTL = 86400  # far longer than any gap between two enqueue attempts (re-syncs: <= 15 min)
+ENQUEUE_LOCK_SECONDS = 10
 MIN_COPY_BYTES_PER_SECOND = 2 * 1024 * 1024  # job timeout assumes at least this rate, plus a fixed margin
 ASSUMED_SIZE_IF_UNKNOWN = 4 * 1024**3  # bigger than any day file seen; see copy_timeout
 
@@ -58,11 +64,20 @@ def copy_timeout(size: int | None) -> int:
     return 300 + math.ceil((ASSUMED_SIZE_IF_UNKNOWN if size is None else size) / MIN_COPY_BYTES_PER_SECOND)
 
 
+class JSONQueue(Queue):
+    """An RQ queue whose tasks are JSON (see the module docstring); RQ's own default is pickle."""
+
+    def __init__(self, name: str = "default", *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("serializer", SERIALIZER)
+        super().__init__(name, *args, **kwargs)
+
+
 class Enqueuer:
-    def __init__(self, connection: redis.Redis, copy_retry_intervals: Sequence[int]) -> None:
+    def __init__(self, connection: redis.Redis, registry: Registry, copy_retry_intervals: Sequence[int]) -> None:
         self.connection = connection
-        self.control = Queue(CONTROL_QUEUE, connection=connection)
-        self.copy = Queue(COPY_QUEUE, connection=connection)
+        self.registry = registry  # owns the orphan-sighting and enqueue-lock keys
+        self.control = JSONQueue(CONTROL_QUEUE, connection=connection)
+        self.copy = JSONQueue(COPY_QUEUE, connection=connection)
         self.copy_retry_intervals = list(copy_retry_intervals)
 
     def _enqueue_unique(self, queue: Queue, func: str, args: tuple[Any, ...], job_id: str, **opts: Any) -> bool:
@@ -109,11 +124,9 @@ class Enqueuer:
         intermediate = IntermediateQueue.get_intermediate_queue_key(queue.key)
         if any(self.connection.lpos(key, job_id) is not None for key in (queue.key, intermediate)):
             return False
-        sighting = f"ber:orphan:{job_id}:{text}"  # per enqueue: a later enqueue of the same id starts afresh
-        if self.connection.set(sighting, str(time.time()), nx=True, ex=ORPHAN_SIGHTING_TTL):
-            return False
-        first_seen = float(self.connection.get(sighting) or time.time())
-        if time.time() - first_seen < ORPHAN_CONFIRM_SECONDS:
+        now = time.time()
+        first_seen = self.registry.orphan_first_seen(job_id, text, now)
+        if first_seen is None or now - first_seen < ORPHAN_CONFIRM_SECONDS:
             return False
         log.warning("task %s is marked queued but is in no queue (worker died after dequeuing): replacing", job_id)
         return True
@@ -121,18 +134,18 @@ class Enqueuer:
     def _replace(self, queue: Queue, func: str, args: tuple[Any, ...], job_id: str, **opts: Any) -> bool:
         """Replace an ended (or orphaned) task under a short lock: two callers must not both delete-and-enqueue
         (the second delete could remove the first one's fresh task and run the same id twice)."""
-        lock = f"ber:lock:enqueue:{job_id}"
-        if not self.connection.set(lock, "1", nx=True, ex=10):
+        lock, owner = f"enqueue:{job_id}", uuid.uuid4().hex
+        if not self.registry.acquire_lock(lock, owner, ENQUEUE_LOCK_SECONDS):
             return False
         try:
             with contextlib.suppress(NoSuchJobError, InvalidJobOperation):
-                Job.fetch(job_id, connection=self.connection).delete()
+                Job.fetch(job_id, connection=self.connection, serializer=SERIALIZER).delete()
             queue.enqueue(func, *args, job_id=job_id, unique=True, **opts)
             return True
         except DuplicateJobError:
             return False
         finally:
-            self.connection.delete(lock)
+            self.registry.release_lock(lock, owner)  # only ours, if it expired and another caller took it
 
     @staticmethod
     def sync_key_prefix() -> str:

@@ -15,7 +15,7 @@ ber:jobs:active                     zset    non-final job_sid -> when the poller
 ber:quota:{YYYY-MM-DD}              string  days requested at Twilio that UTC day (TWILIO_DAILY_DAY_QUOTA) 2 days
 ber:lock:copy:{resource}:{day}      string  owner of the single in-flight copy of that S3 object          job timeout
 ber:lock:poll                       string  the running poll (one at a time across poller replicas)       300 s
-ber:lock:enqueue:{rq_job_id}        string  replacing an ended RQ task (app/queueing.py)                  10 s
+ber:lock:enqueue:{rq_job_id}        string  owner of the replacement of an ended RQ task (queueing)       10 s
 ber:orphan:{rq_job_id}:{enqueued}   string  first sighting of a popped-but-never-started task (queueing)  1 day
 ber:poller:last_run                 string  unix time of the last completed poll                          none
 ber:metrics                         hash    cluster-wide counters and histograms (app/metrics.py)         none
@@ -37,9 +37,12 @@ from typing import Any, NamedTuple
 
 import redis
 
+from app.errors import QuotaExceeded
+
 PREFIX = "ber:"
 PENDING_TTL = 24 * 3600
 QUOTA_TTL = 2 * 24 * 3600
+ORPHAN_SIGHTING_TTL = 86400  # far longer than any gap between two enqueue attempts (re-syncs: <= 15 min)
 DAILY_DAY_QUOTA = 366
 
 
@@ -111,10 +114,17 @@ class JobRecord:
     webhooks_received: int = 0
     syncs: int = 0
     last_sync_error: str = ""  # why the last sync could not read Twilio's answer ("" once one succeeds)
+    not_found: int = 0  # consecutive 404s from Twilio for this job (sync.LOST_AFTER_NOT_FOUND)
+    resync: bool = False  # a signed webhook arrived while a sync was running (see webhook_lookup)
+    finalized_at: float | None = None  # set exactly once, when the job became final (finish_job)
 
     def to_redis(self) -> dict[Any, Any]:
+        """The hash fields of a new record; ``resync`` and ``finalized_at`` are written only by their own
+        atomic operations (a hash field's presence is what they test)."""
         data = asdict(self)
         data["twilio"] = json.dumps(self.twilio) if self.twilio is not None else ""
+        for flag in ("resync", "finalized_at"):
+            data.pop(flag)
         return {k: str(v) for k, v in data.items()}
 
     @classmethod
@@ -137,6 +147,9 @@ class JobRecord:
             webhooks_received=int(data.get("webhooks_received", 0)),
             syncs=int(data.get("syncs", 0)),
             last_sync_error=data.get("last_sync_error", ""),
+            not_found=int(data.get("not_found", 0)),
+            resync=data.get("resync") == "1",
+            finalized_at=float(data["finalized_at"]) if data.get("finalized_at") else None,
         )
 
 
@@ -178,6 +191,32 @@ end
 return 0
 """
 
+
+# Store a new job atomically. KEYS: job hash, jobs zset, active zset[, token key, pending key].
+# ARGV: sid, created_at, now, field, value, ...
+_ADD_JOB_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+if #KEYS >= 5 then
+  redis.call('SET', KEYS[4], ARGV[1])
+  redis.call('DEL', KEYS[5])
+end
+return 1
+"""
+
+# Make a job final once. KEYS: job hash, days hash, active zset[, token key]. ARGV: sid, now, ttl, field, value, ...
+_FINISH_JOB_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HSETNX', KEYS[1], 'finalized_at', ARGV[2]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+if #KEYS >= 4 then redis.call('EXPIRE', KEYS[4], ARGV[3]) end
+return 1
+"""
 
 # Re-schedule a job (and set its state) only while it is not final and still exists.
 _SCHEDULE_LUA = """
@@ -235,16 +274,6 @@ class WebhookLookup(NamedTuple):
     delivery: int = 0  # this delivery's number for the job when it was counted, else 0
 
 
-class QuotaExceeded(Exception):
-    def __init__(self, used: int, wanted: int, quota: int) -> None:
-        super().__init__(
-            f"Twilio allows {quota} requested days per UTC day per account; {used} already requested today "
-            f"through this service and this request needs {wanted}. Submit the rest after 00:00 UTC."
-        )
-        self.used = used
-        self.wanted = wanted
-
-
 class Registry:
     """All reads and writes of our Redis keys. Methods are small and atomic where concurrency matters."""
 
@@ -258,6 +287,8 @@ class Registry:
         self._webhook_lookup = client.register_script(_WEBHOOK_LOOKUP_LUA)
         self._all_days_final = client.register_script(_ALL_DAYS_FINAL_LUA)
         self._acquire_lock = client.register_script(_ACQUIRE_LOCK_LUA)
+        self._add_job = client.register_script(_ADD_JOB_LUA)
+        self._finish_job = client.register_script(_FINISH_JOB_LUA)
 
     # -- keys ---------------------------------------------------------------------------------------------
     @staticmethod
@@ -323,18 +354,14 @@ class Registry:
 
     # -- jobs ---------------------------------------------------------------------------------------------
     def add_job(self, job: JobRecord) -> bool:
-        """Store a new job (and its token mapping) atomically; False if the sid is already tracked."""
-        if not self.r.hsetnx(self.job_key(job.job_sid), "job_sid", job.job_sid):
-            return False
-        with self.r.pipeline() as p:
-            p.hset(self.job_key(job.job_sid), mapping=job.to_redis())
-            p.zadd(f"{PREFIX}jobs", {job.job_sid: job.created_at})
-            p.zadd(f"{PREFIX}jobs:active", {job.job_sid: time.time()})
-            if job.token_hash:
-                p.set(f"{PREFIX}token:{job.token_hash}", job.job_sid)
-                p.delete(f"{PREFIX}pending:{job.token_hash}")
-            p.execute()
-        return True
+        """Store a new job (and its token mapping) in one atomic step; False if the sid is already tracked.
+
+        One script, so a failure can never leave half a record behind (a stub would block the sid for good)."""
+        keys = [self.job_key(job.job_sid), f"{PREFIX}jobs", f"{PREFIX}jobs:active"]
+        if job.token_hash:
+            keys += [f"{PREFIX}token:{job.token_hash}", f"{PREFIX}pending:{job.token_hash}"]
+        fields = [item for pair in job.to_redis().items() for item in pair]
+        return bool(self._add_job(keys=keys, args=[job.job_sid, job.created_at, time.time(), *fields]))
 
     def get_job(self, sid: str) -> JobRecord | None:
         data = self.r.hgetall(self.job_key(sid))
@@ -354,6 +381,10 @@ class Registry:
             p.hdel(self.job_key(sid), "resync")
             syncs, _ = p.execute()
         return int(syncs)
+
+    def count_not_found(self, sid: str) -> int:
+        """Count one more 404 from Twilio for the job (reset by ``update_job(sid, not_found=0)``)."""
+        return int(self.r.hincrby(self.job_key(sid), "not_found", 1))
 
     def take_resync_request(self, sid: str) -> bool:
         """True once if a signed webhook arrived while a sync of this job was running (see webhook_lookup)."""
@@ -388,26 +419,17 @@ class Registry:
         return [str(s) for s in self.r.zrange(f"{PREFIX}jobs:active", 0, -1)]
 
     def finish_job(self, sid: str, state: JobState, **fields: Any) -> bool:
-        """Mark a job final exactly once (HSETNX on ``finalized_at``); start its retention clock."""
-        if not self.r.hsetnx(self.job_key(sid), "finalized_at", str(time.time())):
-            return False
+        """Mark a job final exactly once (``finalized_at`` set only if absent) and start its retention clock, in
+        one atomic script: a failure between steps can never leave a final job that still looks active."""
         job = self.get_job(sid)
-        with self.r.pipeline() as p:
-            p.hset(
-                self.job_key(sid),
-                mapping={
-                    "state": state.value,
-                    "updated_at": str(time.time()),
-                    **{k: str(v) for k, v in fields.items()},
-                },
-            )
-            p.zrem(f"{PREFIX}jobs:active", sid)
-            p.expire(self.job_key(sid), self.retention)
-            p.expire(self.days_key(sid), self.retention)
-            if job and job.token_hash:
-                p.expire(f"{PREFIX}token:{job.token_hash}", self.retention)
-            p.execute()
-        return True
+        if job is None:
+            return False
+        keys = [self.job_key(sid), self.days_key(sid), f"{PREFIX}jobs:active"]
+        if job.token_hash:
+            keys.append(f"{PREFIX}token:{job.token_hash}")
+        mapping = {"state": state.value, "updated_at": str(time.time()), **{k: str(v) for k, v in fields.items()}}
+        flat = [item for pair in mapping.items() for item in pair]
+        return bool(self._finish_job(keys=keys, args=[sid, time.time(), self.retention, *flat]))
 
     def reopen_job(self, sid: str) -> None:
         """Undo finality so a requeued day can complete the job again."""
@@ -487,6 +509,16 @@ class Registry:
             f"{PREFIX}lock:{name}",
             owner,
         )
+
+    # -- RQ task bookkeeping (app/queueing.py) -------------------------------------------------------------
+    def orphan_first_seen(self, rq_job_id: str, enqueued_at: str, now: float) -> float | None:
+        """When this enqueue of ``rq_job_id`` was first seen popped-but-never-started; None on the first sighting
+        (which is recorded now). Keyed per enqueue, so a later enqueue of the same id starts afresh."""
+        key = f"{PREFIX}orphan:{rq_job_id}:{enqueued_at}"
+        if self.r.set(key, str(now), nx=True, ex=ORPHAN_SIGHTING_TTL):
+            return None
+        value = self.r.get(key)
+        return float(str(value)) if value else now
 
     # -- poller bookkeeping -------------------------------------------------------------------------------
     def mark_poll(self, at: float | None = None) -> None:

@@ -48,9 +48,10 @@ def child(mode: str, url: str, path: str, bucket: str) -> None:
     """Runs in a fresh interpreter: do one transfer, print seconds and peak RSS as JSON."""
     import zlib
 
+    from app.s3_client import make_s3_client
     from workers import copy
     from workers.copy import copy_link_to_s3
-    from workers.s3_sink import S3Sink, SinkSettings, make_s3_client
+    from workers.s3_sink import S3Sink, SinkSettings
 
     if mode == "copy-zlib":
         copy.INFLATE = zlib
@@ -63,7 +64,7 @@ def child(mode: str, url: str, path: str, bucket: str) -> None:
         sink = S3Sink(client, SinkSettings(bucket=bucket))
         _time_phases(sink, phases)
         meta = {"job_sid": "JSbench", "day": "2024-05-01", "resource_type": "Messages", "twilio_create_date": ""}
-        copy_link_to_s3(url, size, sink, "twilio/bench/copy.json.gz", meta, skip_existing=False)
+        copy_link_to_s3(url, size, sink, "twilio/bench/copy.json.gz", meta)
     elif mode == "upload_file":
         client.upload_file(path, bucket, "bench/upload_file.json.gz")
     seconds = time.monotonic() - started

@@ -53,7 +53,8 @@ TARGET_RSS_GROWTH = 1.25
 
 def _child(mode: str, source: str, size: int, key: str) -> None:
     """One transfer in this fresh interpreter; prints JSON: seconds, CPU, peak RSS, phase times."""
-    from workers.s3_sink import S3Sink, SinkSettings, make_s3_client
+    from app.s3_client import make_s3_client
+    from workers.s3_sink import S3Sink, SinkSettings
 
     client = make_s3_client()
     bucket = os.environ["BENCH_BUCKET"]

@@ -1,4 +1,4 @@
-"""The streaming copy of one day file: presigned link -> verified bytes -> S3Sink. No S3 calls here.
+"""The streaming copy of one day file: presigned link -> verified bytes -> S3Sink (which does the S3 calls).
 
 The link (a Day's ``redirect_to``) is a presigned, single-use, short-lived S3 GET URL. It is fetched
 with a bare ``requests`` session: no auth, no Twilio headers, ``trust_env=False`` so no ~/.netrc
@@ -11,9 +11,8 @@ inflates the gzip members as bytes pass, in bounded chunks, and raises ``CopyInt
 *before handing over the last bytes* when the body is not exactly the expected, intact gzip file. The
 sink relies on that: an upload whose reader raised is aborted and never published.
 
-Errors: everything raised on purpose derives from ``RetryableCopyError`` (try again, with a fresh
-link from FetchDay) or ``PermanentCopyError`` (give up and record the day as failed). The bases live in
-``workers.s3_sink`` (so the S3 errors share them) and are re-exported here.
+Errors: everything raised on purpose is a ``workers.copy_errors`` class: ``RetryableCopyError`` (try again,
+with a fresh link from FetchDay) or ``PermanentCopyError`` (give up and record the day as failed).
 """
 
 from __future__ import annotations
@@ -36,31 +35,14 @@ import urllib3
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_environ_proxies
 
-from workers.s3_sink import (
-    UNKNOWN,
-    CopyError,
-    MaybeStored,
-    PermanentCopyError,
-    RetryableCopyError,
-    S3Sink,
-    StreamDigest,
-    holds_twilio_file,
+from workers.copy_errors import (
+    CopyIntegrityError,
+    LinkExpiredError,
+    LinkNotFoundError,
+    LinkRejectedError,
+    TransientDownloadError,
 )
-
-__all__ = [
-    "CopyError",
-    "CopyIntegrityError",
-    "CopyResult",
-    "LinkExpiredError",
-    "LinkNotFoundError",
-    "LinkRejectedError",
-    "PermanentCopyError",
-    "RetryableCopyError",
-    "TransientDownloadError",
-    "VerifyingReader",
-    "copy_link_to_s3",
-    "open_link",
-]
+from workers.s3_sink import S3Sink, StreamDigest
 
 log = logging.getLogger(__name__)
 
@@ -75,30 +57,6 @@ _EXPIRED_400_CODES = (
     "InvalidToken",
     "AuthorizationQueryParametersError",
 )
-
-
-# -- errors ------------------------------------------------------------------------------------------
-
-
-class CopyIntegrityError(RetryableCopyError):
-    """The bytes are not the intact day file (size, gzip framing, CRC). Retried with a fresh link: a
-    cut or mangled transfer heals that way; a file that is really corrupt at Twilio fails every try."""
-
-
-class LinkExpiredError(RetryableCopyError):
-    """403 (or an expired-token 400): the link is spent or expired. Fetch a fresh one and retry."""
-
-
-class LinkNotFoundError(PermanentCopyError):
-    """404/410: the file is gone (Twilio deletes day files 7 days after creation)."""
-
-
-class LinkRejectedError(PermanentCopyError):
-    """Another 4xx: the request itself is wrong; retrying the same way will not help."""
-
-
-class TransientDownloadError(RetryableCopyError):
-    """5xx, 429, timeouts, refused or cut connections, redirect trouble: try again later."""
 
 
 def _inflate_backend() -> ModuleType:
@@ -410,7 +368,6 @@ class CopyResult:
     size: int
     sha256: str
     records: int
-    skipped: bool  # already stored: nothing was downloaded, or nothing written to the final key
 
 
 def copy_link_to_s3(
@@ -421,29 +378,17 @@ def copy_link_to_s3(
     metadata: Mapping[str, str],
     timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
     *,
-    skip_existing: bool = True,
-    existing: MaybeStored = UNKNOWN,
     verify: bool | str = True,
 ) -> CopyResult:
     """Stream the day file at ``url`` into ``key`` via ``sink``, verified, with bounded memory.
 
     ``expected_size`` is the Day's ``size`` from Twilio; if Twilio gave none, the link's Content-Length
     is used instead (and the gzip trailers remain the integrity check). ``metadata`` should hold
-    job_sid, day, resource_type and twilio_create_date; the sink adds size, sha256 and records. With
-    ``skip_existing`` and a ``twilio_create_date``, a key that already holds this very file (same size
-    and create_date, verified) is not downloaded again. ``existing``: what HeadObject said about ``key``
-    if the caller already asked (see ``S3Sink.upload_verified``), so it is not asked twice.
+    job_sid, day, resource_type and twilio_create_date; the sink adds size, sha256 and records. Whether
+    ``key`` already holds the file was decided by the caller (``S3Sink.stored_day``).
     """
-    create_date = metadata.get("twilio_create_date")
-    if skip_existing and expected_size is not None and create_date:
-        existing = sink.head(key) if existing is UNKNOWN else existing
-        if existing is not None and holds_twilio_file(existing, expected_size, create_date):
-            log.info("%s already stored (sha256 %s): skipped", key, existing.metadata.get("sha256"))
-            meta = existing.metadata
-            records = int(meta["records"]) if meta.get("records", "").isdigit() else -1
-            return CopyResult(key, existing.size, meta["sha256"], records, skipped=True)
     with closing(open_link(url, timeout, verify=verify)) as resp:
         size = _resolve_size(resp, expected_size)
         reader = VerifyingReader(body_chunks(resp), size)
-        result = sink.upload_verified(reader, key, size, metadata, existing)
-    return CopyResult(result.key, result.size, result.sha256, result.records, result.skipped)
+        result = sink.upload_verified(reader, key, size, metadata)
+    return CopyResult(result.key, result.size, result.sha256, result.records)

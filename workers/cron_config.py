@@ -7,10 +7,15 @@ the poller at start-up with a message naming the variable.
 from rq import cron
 
 from app.config import load_settings
-from app.queueing import CONTROL_QUEUE
-from workers.tasks import janitor, poll
+from app.queueing import CONTROL_QUEUE, JSONQueue
+from workers.tasks import janitor_task, poll_task
+
+# RQ 3.0's CronJob.enqueue builds ``Queue(name, connection=...)`` with RQ's default serializer (pickle), which the
+# JSON-only workers refuse to read (and must: see app/queueing.py). Its module-level ``Queue`` is swapped for the
+# JSON queue so the poll and janitor tasks are JSON like every other task (tests/integration/test_queueing.py).
+cron.Queue = JSONQueue  # type: ignore[misc]
 
 _settings = load_settings()
 
-cron.register(poll, CONTROL_QUEUE, interval=_settings.poll_interval_seconds, job_timeout=300, result_ttl=60)
-cron.register(janitor, CONTROL_QUEUE, interval=_settings.janitor_interval_seconds, job_timeout=900, result_ttl=60)
+cron.register(poll_task, CONTROL_QUEUE, interval=_settings.poll_interval_seconds, job_timeout=300, result_ttl=60)
+cron.register(janitor_task, CONTROL_QUEUE, interval=_settings.janitor_interval_seconds, job_timeout=900, result_ttl=60)

@@ -1,37 +1,30 @@
-"""Copy one completed day into S3, and finish a job (manifest) once all its days are final.
+"""Copy one completed day into S3, exactly once: claim, lock, "already stored?", download + verify + upload, record.
 
 Exactly-once comes from three layers: RQ's unique job id per (job, resource type, day); the registry's atomic
 claim (a copied/empty day is never copied again); and a Redis lock per S3 object, because two jobs exporting the
-same day write the same key. Before downloading, the object already in S3 is compared with Twilio's
-(size, create_date): the same file is not copied twice, a newer export replaces it.
+same day write the same key. Under that lock the object already in S3 is compared with Twilio's
+(size, create_date) once (``S3Sink.stored_day``): the same file is not downloaded again, a newer export
+replaces it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
 from typing import Any
 
 from app.context import Services
-from app.exports import day_files, days_between
-from app.metrics import COPY_BYTES, COPY_RETRIES, COPY_SECONDS, DAYS, JOBS
+from app.metrics import COPY_BYTES, COPY_RETRIES, COPY_SECONDS, DAYS
 from app.registry import DayRecord, DayState, JobState
+from app.sync import day_files
 from app.twilio_api import TwilioNotFound
+from app.twilio_status import EMPTY
 from workers.copy import copy_link_to_s3
-from workers.s3_sink import UNKNOWN, MaybeStored, PermanentS3Error, S3Sink, holds_twilio_file
+from workers.copy_errors import CopyBusy, DayNotReady
+from workers.s3_sink import S3Sink
 
 log = logging.getLogger(__name__)
-
-
-class CopyBusy(RuntimeError):
-    """Another worker is copying the same S3 object right now; RQ retries this task later."""
-
-
-class DayNotReady(RuntimeError):
-    """Twilio says the day is done but has no file for it yet; retried."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +46,8 @@ class DayTask:
         }
 
 
-def copy_day(svc: Services, sink: S3Sink, task: DayTask, lock_seconds: int, max_attempts: int) -> DayRecord | None:
+def copy_one_day(svc: Services, sink: S3Sink, task: DayTask, lock_seconds: int, max_attempts: int) -> DayRecord | None:
+    """The day's final record, or None when there was nothing to do (job gone or cancelled, day already done)."""
     job = svc.registry.get_job(task.job_sid)
     if job is None or job.state == JobState.CANCELLED:
         log.info("job cancelled or gone: copy skipped", extra=task.log_extra)
@@ -92,18 +86,16 @@ def _fresh(svc: Services, task: DayTask, current: DayRecord | None) -> DayTask:
 
 
 def _copy_locked(svc: Services, sink: S3Sink, task: DayTask, current: DayRecord) -> DayRecord:
-    """Runs under the per-object lock, so what HeadObject says here still holds when the sink writes."""
+    """Runs under the per-object lock, so what S3 says here still holds when the sink writes."""
     key = sink.day_key(task.resource_type, task.day, task.job_sid)
-    existing: MaybeStored = UNKNOWN
-    if task.size is not None and task.create_date:
-        existing = sink.head(key)
-        if existing is not None and holds_twilio_file(existing, task.size, task.create_date):
-            meta = existing.metadata  # this very Twilio file is already there, verified: no download
-            return _done(current, key, existing.size, meta.get("sha256"), int(meta.get("records", 0)))
+    stored = sink.stored_day(key, task.size, task.create_date)
+    if stored is not None:  # this very Twilio file is already there, verified: no download
+        log.info("already stored (sha256 %s): not copied again", stored.sha256, extra=task.log_extra)
+        return _done(current, key, stored.size, stored.sha256, stored.records)
     try:
         link = svc.twilio.day_link(task.resource_type, task.day)
     except TwilioNotFound:
-        if current.twilio_status == "completedemptyrecords":
+        if current.twilio_status == EMPTY:
             current.state, current.error, current.key = DayState.EMPTY, None, None
             current.size, current.records = 0, 0
             return current
@@ -115,16 +107,16 @@ def _copy_locked(svc: Services, sink: S3Sink, task: DayTask, current: DayRecord)
         "twilio_create_date": task.create_date or "",
     }
     started = time.monotonic()
-    result = copy_link_to_s3(link, task.size, sink, key, metadata, skip_existing=False, existing=existing)
+    result = copy_link_to_s3(link, task.size, sink, key, metadata)
     COPY_SECONDS.observe(time.monotonic() - started)
-    if not result.skipped:
-        COPY_BYTES.inc(result.size)
+    COPY_BYTES.inc(result.size)
     current.twilio_create_date = task.create_date or current.twilio_create_date
     return _done(current, result.key, result.size, result.sha256, result.records)
 
 
-def _done(rec: DayRecord, key: str, size: int, sha256: str | None, records: int) -> DayRecord:
-    empty = rec.twilio_status == "completedemptyrecords" or records == 0
+def _done(rec: DayRecord, key: str, size: int, sha256: str | None, records: int | None) -> DayRecord:
+    """Copied, or empty when Twilio said so or the file holds no record (an unknown count is not "empty")."""
+    empty = rec.twilio_status == EMPTY or records == 0
     rec.state = DayState.EMPTY if empty else DayState.COPIED
     rec.key, rec.size, rec.sha256, rec.records, rec.error = key, size, sha256, records, None
     return rec
@@ -142,59 +134,3 @@ def record_failure(svc: Services, job_sid: str, day: str, error: str, final: boo
     if final:
         DAYS.labels("failed").inc()
         log.error("day failed after retries: %s", error, extra={"job_sid": job_sid, "day": day})
-
-
-def manifest_key(sink: S3Sink, resource_type: str, job_sid: str) -> str:
-    return f"{sink.settings.prefix}{resource_type}/_manifests/{job_sid}.json"
-
-
-def finish_if_done(svc: Services, sink: S3Sink, job_sid: str) -> bool:
-    """Write the manifest and mark the job final once Twilio is done and every day is final (exactly once)."""
-    job = svc.registry.get_job(job_sid)
-    if job is None or job.state.final or not job.twilio:
-        return False
-    every_day = days_between(date.fromisoformat(job.start_day), date.fromisoformat(job.end_day))
-    if not svc.registry.all_days_final(job_sid, every_day):
-        return False  # every day of the range needs a final record, not just the ones seen so far
-    days = svc.registry.get_days(job_sid)
-    failed = [r.day for r in days.values() if r.state == DayState.FAILED]
-    state = JobState.FAILED if failed else JobState.DONE
-    key = manifest_key(sink, job.resource_type, job_sid)
-    manifest = {
-        "job_sid": job_sid,
-        "resource_type": job.resource_type,
-        "start_day": job.start_day,
-        "end_day": job.end_day,
-        "state": state.value,
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "days": [
-            {
-                "day": r.day,
-                "state": r.state.value,
-                "key": r.key,
-                "size": r.size,
-                "sha256": r.sha256,
-                "records": r.records,
-                "error": r.error,
-            }
-            for r in days.values()
-        ],
-        "copied_days": sum(r.state == DayState.COPIED for r in days.values()),
-        "empty_days": [r.day for r in days.values() if r.state == DayState.EMPTY],
-        "failed_days": failed,
-    }
-    error = f"{len(failed)} day(s) failed" if failed else ""
-    try:
-        sink.put_json(key, manifest)
-    except PermanentS3Error as exc:
-        # Waiting will not help (missing bucket, access denied): make it visible; a requeue writes it later.
-        state, key, error = JobState.FAILED, "", f"{error + '; ' if error else ''}manifest not written: {exc}"
-    # A transient S3 error propagates: the task is retried, or the poller's next sync finishes the job.
-    if svc.registry.finish_job(job_sid, state, manifest_key=key, error=error):
-        JOBS.labels(state.value).inc()
-        log.info(
-            "job %s",
-            state.value,
-            extra={"job_sid": job_sid, "manifest": key, "summary": json.dumps(manifest["failed_days"])},
-        )
-    return True

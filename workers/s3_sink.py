@@ -1,4 +1,4 @@
-"""Everything that talks to S3: verified uploads of day files, the job manifest, the janitor, readiness.
+"""Every S3 write of the relay: verified uploads of day files, the job manifest, the janitor.
 
 How a day file gets to its final key without ever being visible half-done or unverified
 -------------------------------------------------------------------------------------------
@@ -38,19 +38,19 @@ written in STANDARD class so short-lived staging data pays no minimum-duration c
 
 Errors: every S3 failure is raised as ``TransientS3Error`` (throttling, 5xx, connection trouble: retry
 later) or ``PermanentS3Error`` (access denied, missing bucket, bad configuration), both carrying the
-operation, bucket and key. Both derive from the copy error bases defined here, so ``workers.copy``
-and the task layer can decide on retries with one ``except RetryableCopyError``.
+operation, bucket and key (``workers.copy_errors``, the one hierarchy of copy errors).
+
+Whether a day is already stored is decided once, by ``stored_day`` (see ``workers.day_copier``), before
+anything is downloaded; the write paths then always write what they verified.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import enum
 import json
 import logging
 import math
-import os
 import posixpath
 import uuid
 from collections.abc import Iterator, Mapping
@@ -58,18 +58,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
-import boto3
-import botocore.session
 from boto3.s3.transfer import TransferConfig
 from botocore import exceptions as boto_exc
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from app.config import S3_ADDRESSING_STYLES
+from app.s3_client import S3Client
+from workers.copy_errors import PermanentS3Error, S3Error, TransientS3Error
 
 log = logging.getLogger(__name__)
-
-S3Client = Any  # a boto3 S3 client; boto3 ships no static types for it
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -86,45 +82,10 @@ UPLOAD_READ_STEP = MiB  # small steps: the reader's own buffer stays tiny next t
 # Server-side copies move no bytes through the worker: big parts, multipart only for big objects.
 COPY_MULTIPART_THRESHOLD = 256 * MiB
 COPY_PART_SIZE = 256 * MiB
-DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_KEY_TEMPLATE = "{prefix}{resource_type}/day={day}/{resource_type}-{day}.json.gz"
 GZIP_CONTENT_TYPE = "application/gzip"
 STAGING_DIR = "_staging/"
 SSE_MODES = (None, "AES256", "aws:kms")
-
-
-# -- errors ------------------------------------------------------------------------------------------
-
-
-class CopyError(Exception):
-    """Base of every error the day copy raises on purpose."""
-
-
-class RetryableCopyError(CopyError):
-    """Try again later (for a download link: with a fresh one)."""
-
-
-class PermanentCopyError(CopyError):
-    """Retrying will not help without a change (configuration, permissions, a gone file)."""
-
-
-class S3Error(CopyError):
-    """An S3 call failed; says which call, bucket and key."""
-
-    def __init__(self, message: str, *, operation: str, bucket: str, key: str | None, code: str | None) -> None:
-        super().__init__(message)
-        self.operation = operation
-        self.bucket = bucket
-        self.key = key
-        self.code = code
-
-
-class TransientS3Error(S3Error, RetryableCopyError):
-    """Throttling, a 5xx, a dropped connection: S3 may well work a little later."""
-
-
-class PermanentS3Error(S3Error, PermanentCopyError):
-    """Access denied, no such bucket, invalid arguments: needs a human."""
 
 
 _TRANSIENT_CODES = frozenset(
@@ -224,6 +185,16 @@ class StoredObject:
 
 
 @dataclass(frozen=True)
+class StoredDay:
+    """A day file already at its final key: what the registry records about it."""
+
+    key: str
+    size: int
+    sha256: str | None
+    records: int | None  # None when the object does not say
+
+
+@dataclass(frozen=True)
 class StreamDigest:
     """What a verified stream proved about its bytes."""
 
@@ -238,16 +209,7 @@ class UploadResult:
     size: int
     sha256: str
     records: int
-    skipped: bool  # the final key already held these exact bytes: nothing was written
     etag: str
-
-
-class _Unknown(enum.Enum):
-    UNKNOWN = "unknown"
-
-
-UNKNOWN = _Unknown.UNKNOWN  # "not looked up yet", as opposed to None: "looked up, no object there"
-MaybeStored = StoredObject | None | _Unknown
 
 
 class VerifiedStream(Protocol):
@@ -300,45 +262,12 @@ def copy_transfer_config(size: int, concurrency: int) -> TransferConfig:
     )
 
 
-# -- the client --------------------------------------------------------------------------------------
-
-
-def make_s3_client(max_pool_connections: int = 10, quick: bool = False) -> S3Client:
-    """A boto3 S3 client configured from boto3's own environment variables and config files.
-
-    Endpoint (AWS_ENDPOINT_URL_S3), credentials, region, CA bundle (AWS_CA_BUNDLE), request checksums
-    (AWS_REQUEST_CHECKSUM_CALCULATION), AWS_RETRY_MODE and AWS_MAX_ATTEMPTS are all read by botocore.
-    We only fill in what they leave unset: "standard" retries with 5 attempts in total, and the
-    addressing style from AWS_S3_ADDRESSING_STYLE (botocore reads ``s3.addressing_style`` only from
-    the config file, never from the environment). ``quick``: 2-s timeouts and one attempt (health checks).
-    """
-    session = botocore.session.get_session()
-    retries: dict[str, Any] = {"mode": session.get_config_variable("retry_mode") or "standard"}
-    if quick:
-        retries["total_max_attempts"] = 1
-    elif session.get_config_variable("max_attempts") is None:
-        retries["total_max_attempts"] = DEFAULT_MAX_ATTEMPTS
-    s3_options: dict[str, Any] = {}
-    style = os.environ.get("AWS_S3_ADDRESSING_STYLE", "").strip().lower()
-    if style:
-        if style not in S3_ADDRESSING_STYLES:
-            raise ValueError(f"AWS_S3_ADDRESSING_STYLE must be one of {S3_ADDRESSING_STYLES}, not {style!r}")
-        s3_options["addressing_style"] = style
-    config = Config(
-        retries=retries,
-        max_pool_connections=max_pool_connections,
-        s3=s3_options or None,
-        tcp_keepalive=True,
-        **({"connect_timeout": 2, "read_timeout": 2} if quick else {}),
-    )
-    return boto3.session.Session(botocore_session=session).client("s3", config=config)
-
-
 # -- the sink ----------------------------------------------------------------------------------------
 
 
 class S3Sink:
-    """The only place that calls S3. Thread-safe as far as the boto3 client is."""
+    """The only place that writes to S3 (the web's read-only bucket probe is ``app.s3_client.probe_bucket``).
+    Thread-safe as far as the boto3 client is. Implements ``app.sync.ManifestStore`` for the job manifest."""
 
     def __init__(self, client: S3Client, settings: SinkSettings) -> None:
         self.client = client
@@ -358,6 +287,10 @@ class S3Sink:
         return self.settings.key_template.format(
             prefix=self.settings.prefix, resource_type=resource_type, day=day_text, job_sid=job_sid
         )
+
+    def manifest_key(self, resource_type: str, job_sid: str) -> str:
+        """Where a job's manifest goes (``app.sync.ManifestStore``)."""
+        return f"{self.settings.prefix}{resource_type}/_manifests/{job_sid}.json"
 
     def staging_key(self, key: str) -> str:
         return f"{self.staging_prefix}{uuid.uuid4().hex}/{posixpath.basename(key) or 'object'}"
@@ -381,16 +314,18 @@ class S3Sink:
             s3_sha256=_full_object_sha256(resp),
         )
 
-    def verified_copy(self, key: str, expected_size: int, twilio_create_date: str | None) -> StoredObject | None:
-        """The object at ``key`` if this sink already stored this very Twilio file there, else None.
-
-        Lets a re-run skip the download (see ``holds_twilio_file``). Without a create_date nothing can be
-        matched: None, and no request is made.
-        """
-        if not twilio_create_date:
+    def stored_day(self, key: str, expected_size: int | None, twilio_create_date: str | None) -> StoredDay | None:
+        """What ``key`` holds if it is already this very Twilio file (same size and create_date, written by this
+        sink), else None: the one "already stored?" decision of a day copy. Without a size or create_date
+        nothing can be matched: None, and no request is made. A record count that cannot be read is None."""
+        if expected_size is None or not twilio_create_date:
             return None
         stored = self.head(key)
-        return stored if holds_twilio_file(stored, expected_size, twilio_create_date) else None
+        if not holds_twilio_file(stored, expected_size, twilio_create_date):
+            return None
+        assert stored is not None
+        records = stored.metadata.get("records", "")
+        return StoredDay(key, stored.size, stored.metadata.get("sha256"), int(records) if records.isdigit() else None)
 
     def check_bucket(self) -> None:
         """Readiness: raise PermanentS3Error/TransientS3Error unless the bucket answers HeadBucket."""
@@ -418,42 +353,28 @@ class S3Sink:
         key: str,
         expected_size: int,
         metadata: Mapping[str, str],
-        existing: MaybeStored = UNKNOWN,
     ) -> UploadResult:
         """Upload a self-verifying stream once and publish it at ``key`` with its digest in the metadata.
 
-        ``existing`` is what HeadObject said about ``key`` if the caller already asked while holding its
-        per-key lock (so nothing else writes the key meanwhile); otherwise the sink asks itself, once the
-        bytes are verified, to skip writing what is already there. Errors raised by the reader (integrity,
-        download) propagate unchanged; S3 errors are classified.
+        The caller has already decided that ``key`` does not hold this file (``stored_day``, under its per-key
+        lock). Errors raised by the reader (integrity, download) propagate unchanged; S3 errors are classified.
         """
         _check_metadata(metadata)
         if expected_size <= self.settings.single_put_max:
-            return self._put_verified(reader, key, expected_size, metadata, existing)
+            return self._put_verified(reader, key, expected_size, metadata)
         staging = self.staging_key(key)
         try:
             self._upload_staging(reader, staging, expected_size, metadata)
             digest = reader.digest()
-            held = self._already_held(key, digest, existing)
-            if held is not None:
-                return held
             final_metadata = {**metadata, **_digest_metadata(digest)}
             self._publish(staging, key, final_metadata, digest.size)
             stored = self._check_published(key, digest)
-            return _result(key, digest, skipped=False, etag=stored.etag)
+            return _result(key, digest, etag=stored.etag)
         finally:
             self._delete_quietly(staging)
 
-    def _already_held(self, key: str, digest: StreamDigest, existing: MaybeStored) -> UploadResult | None:
-        """The skip result when ``key`` already holds these verified bytes (HeadObject asked only if not yet)."""
-        stored = self.head(key) if existing is UNKNOWN else existing
-        if stored is None or not _holds(stored, digest):
-            return None
-        log.info("s3://%s/%s already holds sha256 %s: not written again", self.bucket, key, digest.sha256)
-        return _result(key, digest, skipped=True, etag=stored.etag)
-
     def _put_verified(
-        self, reader: VerifiedStream, key: str, expected_size: int, metadata: Mapping[str, str], existing: MaybeStored
+        self, reader: VerifiedStream, key: str, expected_size: int, metadata: Mapping[str, str]
     ) -> UploadResult:
         """Small files: verify in memory, then one PutObject carrying the metadata and our SHA-256.
 
@@ -462,9 +383,6 @@ class S3Sink:
         """
         body = read_verified(reader, expected_size)
         digest = reader.digest()
-        held = self._already_held(key, digest, existing)
-        if held is not None:
-            return held
         checksum = base64.b64encode(bytes.fromhex(digest.sha256)).decode()
         extra = {
             "Metadata": {**metadata, **_digest_metadata(digest)},
@@ -482,7 +400,7 @@ class S3Sink:
         if echoed is not None and echoed != checksum:
             self._delete_quietly(key)
             raise self._not_verified(key, f"stored bytes whose SHA-256 is {echoed}, not {checksum}", "PutObject")
-        return _result(key, digest, skipped=False, etag=str(resp.get("ETag", "")).strip('"'))
+        return _result(key, digest, etag=str(resp.get("ETag", "")).strip('"'))
 
     def put_json(self, key: str, obj: Any) -> None:
         """Write a small JSON document (the per-job manifest) with the same SSE and storage class."""
@@ -688,8 +606,8 @@ def _holds(stored: StoredObject, digest: StreamDigest) -> bool:
     return stored.size == digest.size and stored.metadata.get("sha256") == digest.sha256
 
 
-def _result(key: str, digest: StreamDigest, *, skipped: bool, etag: str) -> UploadResult:
-    return UploadResult(key, digest.size, digest.sha256, digest.records, skipped, etag)
+def _result(key: str, digest: StreamDigest, *, etag: str) -> UploadResult:
+    return UploadResult(key, digest.size, digest.sha256, digest.records, etag)
 
 
 def _check_metadata(metadata: Mapping[str, str]) -> None:

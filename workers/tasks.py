@@ -1,4 +1,5 @@
-"""RQ task functions: thin entry points that build the process's services and call the domain core.
+"""RQ task functions (``*_task``, plus RQ's failure callback): thin entry points that build the process's services
+once and call the domain core (``app.sync``, ``app.submission``) or the day copier.
 
 Referenced by dotted path from ``app/queueing.py`` (the web never imports this module) and from
 ``workers/cron_config.py`` (the poller and janitor schedule).
@@ -9,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import time
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -17,19 +17,17 @@ from typing import Any
 from rq import get_current_job
 from rq.job import Job
 
-from app import exports
+from app import submission, sync
 from app.context import Services, worker_services
 from app.metrics import POLLS, RETENTION_WARNINGS
 from app.queueing import copy_timeout
-from app.registry import DayState
-from workers.day_copier import DayTask, finish_if_done, record_failure
-from workers.day_copier import copy_day as copy_one_day
-from workers.s3_sink import MiB, PermanentCopyError, S3Sink, SinkSettings
+from app.retention import RETENTION_WARN_S, scan_active_days
+from workers.copy_errors import PermanentCopyError
+from workers.day_copier import DayTask, copy_one_day, record_failure
+from workers.s3_sink import MiB, S3Sink, SinkSettings
 
 log = logging.getLogger(__name__)
 
-TWILIO_RETENTION = timedelta(days=7)
-RETENTION_WARN_AFTER = timedelta(days=5)
 STALE_UPLOAD_AGE = timedelta(hours=24)
 POLL_LOCK_SECONDS = 300
 
@@ -55,29 +53,19 @@ def _task_id() -> str:
     return job.id if job else "inline"
 
 
-def sync_job(job_sid: str) -> dict[str, Any]:
-    svc = worker_services()
-    result = exports.sync_job(svc, job_sid)
-    finished = result.ready_to_finish and finish_if_done(svc, sink(), job_sid)
-    log.info(
-        "synced",
-        extra={
-            "job_sid": job_sid,
-            "task_id": _task_id(),
-            "state": result.state.value,
-            "queued_copies": result.queued_copies,
-            "finished": finished,
-        },
-    )
-    return {"state": result.state.value, "queued_copies": result.queued_copies, "finished": finished}
+def sync_job_task(job_sid: str) -> dict[str, Any]:
+    result = sync.sync_job(worker_services(), sink(), job_sid)
+    summary = {"state": result.state.value, "queued_copies": result.queued_copies, "finished": result.finished}
+    log.info("synced", extra={"job_sid": job_sid, "task_id": _task_id(), **summary})
+    return summary
 
 
-def copy_day(job_sid: str, resource_type: str, day: str, size: int | None, create_date: str | None) -> str:
+def copy_day_task(job_sid: str, resource_type: str, day: str, size: int | None, create_date: str | None) -> str:
     svc = worker_services()
     task = DayTask(job_sid, resource_type, day, size, create_date, _task_id())
     max_attempts = len(svc.settings.copy_retry_intervals) + 1
     rec = copy_one_day(svc, sink(), task, lock_seconds=copy_timeout(size) + 60, max_attempts=max_attempts)
-    finish_if_done(svc, sink(), job_sid)
+    sync.finish_if_done(svc, sink(), job_sid)
     return rec.state.value if rec else "already-done"
 
 
@@ -86,7 +74,7 @@ def on_copy_failure(job: Job, connection: Any, exc_type: type, exc: BaseExceptio
 
     A permanent error (link gone, access denied, missing bucket) is not retried: RQ reads ``retries_left`` from
     this same job object after the callback. A worker killed outright (OOM) skips this callback: the
-    attempts cap in ``day_copier.copy_day`` covers that path.
+    attempts cap in ``day_copier.copy_one_day`` covers that path.
     """
     job_sid, _rt, day = job.args[0], job.args[1], job.args[2]
     if issubclass(exc_type, PermanentCopyError):
@@ -96,12 +84,12 @@ def on_copy_failure(job: Job, connection: Any, exc_type: type, exc: BaseExceptio
     record_failure(svc, job_sid, day, f"{exc_type.__name__}: {exc}", final, exc_type.__name__)
     if final:
         try:
-            finish_if_done(svc, sink(), job_sid)
+            sync.finish_if_done(svc, sink(), job_sid)
         except Exception:  # never replace the copy's own error; the poller's next sync finishes the job
             log.exception("could not finish the job after a failed day", extra={"job_sid": job_sid})
 
 
-def poll() -> dict[str, int]:
+def poll_task() -> dict[str, int]:
     """Re-sync every due non-final job (missed webhooks, adopted jobs, lost tasks); warn on retention."""
     svc = worker_services()
     owner = uuid.uuid4().hex  # per run: a poll must never "take back" another run's lock
@@ -110,7 +98,7 @@ def poll() -> dict[str, int]:
         return {"queued": 0}
     try:
         try:
-            exports.reconcile_pending(svc)
+            submission.reconcile_pending(svc)
         except Exception:  # Twilio down or an odd job list: the due jobs below must still be synced
             POLLS.labels("reconcile_failed").inc()
             log.exception("could not reconcile pending submissions; trying again next poll")
@@ -126,29 +114,18 @@ def poll() -> dict[str, int]:
 
 def _retention_check(svc: Services) -> None:
     """Warn when a completed day is still not copied and Twilio will delete its file soon."""
-    now = time.time()
-    for sid in svc.registry.active_jobs():
-        job = svc.registry.get_job(sid)
-        if job is None:
-            continue
-        for rec in svc.registry.get_days(sid).values():
-            if rec.state.final or rec.twilio_status not in exports.COPY_STATUSES:
-                continue
-            age = now - exports.file_created_at(rec, job)
-            if age > RETENTION_WARN_AFTER.total_seconds():
-                RETENTION_WARNINGS.inc()
-                log.warning(
-                    "day not copied %.1f days after the job was created; Twilio deletes files after 7",
-                    age / 86400,
-                    extra={"job_sid": sid, "day": rec.day, "state": rec.state.value},
-                )
+    for day in scan_active_days(svc.registry).uncopied:
+        if day.age_seconds > RETENTION_WARN_S:
+            RETENTION_WARNINGS.inc()
+            log.warning(
+                "day not copied %.1f days after Twilio made its file; Twilio deletes files after 7",
+                day.age_seconds / 86400,
+                extra={"job_sid": day.job_sid, "day": day.day, "state": day.state.value},
+            )
 
 
-def janitor() -> int:
+def janitor_task() -> int:
     """Abort multipart uploads and staging objects left by killed workers."""
     count = sink().abort_stale_uploads(STALE_UPLOAD_AGE)
     log.info("janitor removed %d stale upload(s)", count)
     return count
-
-
-__all__ = ["DayState", "copy_day", "janitor", "on_copy_failure", "poll", "sync_job"]

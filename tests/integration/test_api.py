@@ -153,7 +153,7 @@ def test_a_lost_create_answer_is_reported_as_uncertain_not_as_retryable(client, 
 def test_a_created_job_that_cannot_be_recorded_is_named_and_adopted_later(client, sandbox, monkeypatch):
     import redis
 
-    from app import exports
+    from app import submission
 
     def storage_down(record):
         raise redis.ConnectionError("Redis went away")
@@ -164,7 +164,7 @@ def test_a_created_job_that_cannot_be_recorded_is_named_and_adopted_later(client
     (created,) = sandbox.jobs()
     assert r.status_code == 502 and r.get_json()["error"] == "submission outcome unknown"
     assert created["job_sid"] in r.get_json()["detail"] and "Do not submit it again" in r.get_json()["detail"]
-    assert exports.reconcile_pending(client.svc, older_than=0) == [created["job_sid"]]
+    assert submission.reconcile_pending(client.svc, older_than=0) == [created["job_sid"]]
 
 
 def test_a_range_over_the_daily_quota_is_a_400_not_a_429(client, sandbox):

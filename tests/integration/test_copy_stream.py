@@ -19,15 +19,14 @@ import requests
 
 from devstack.procs import free_port
 from devstack.s3_server import MotoS3Server
-from workers.copy import (
+from workers.copy import copy_link_to_s3, open_link
+from workers.copy_errors import (
     CopyIntegrityError,
     LinkExpiredError,
     LinkNotFoundError,
     LinkRejectedError,
     RetryableCopyError,
     TransientDownloadError,
-    copy_link_to_s3,
-    open_link,
 )
 from workers.s3_sink import S3Sink, SinkSettings
 
@@ -206,13 +205,7 @@ def test_small_copy_is_byte_exact_with_metadata(
     result = copy_link_to_s3(url, len(data), sink, key, META)
 
     sha = hashlib.sha256(data).hexdigest()
-    assert (result.key, result.size, result.sha256, result.records, result.skipped) == (
-        key,
-        len(data),
-        sha,
-        records_of(data),
-        False,
-    )
+    assert (result.key, result.size, result.sha256, result.records) == (key, len(data), sha, records_of(data))
     obj = client.get_object(Bucket=bucket, Key=key)
     assert hashlib.sha256(obj["Body"].read()).hexdigest() == sha
     assert obj["Metadata"] == {**META, "size": str(len(data)), "sha256": sha, "records": str(result.records)}
@@ -222,10 +215,11 @@ def test_small_copy_is_byte_exact_with_metadata(
 
 
 @pytest.mark.parametrize("single_put_max", [16 * MiB, 0], ids=["single-put", "staging"])
-def test_an_object_already_looked_up_is_not_looked_up_again(
+def test_the_copy_asks_s3_nothing_before_writing(
     server: MotoS3Server, bucket: str, links: LinkServer, single_put_max: int
 ) -> None:
-    """The day task heads the key under its lock before fetching a link; the sink reuses that answer."""
+    """"Already stored?" is decided once, by the day task under its lock (S3Sink.stored_day): the streaming copy
+    itself never heads the key before writing, so a replaced file costs no extra request."""
     client = server.client()  # its own client: the counting hook must not leak into other tests
     heads: list[str] = []
     client.meta.events.register("before-parameter-build.s3.HeadObject", lambda params, **_: heads.append(params["Key"]))
@@ -233,12 +227,12 @@ def test_an_object_already_looked_up_is_not_looked_up_again(
     data = day_file(50_000)
     key = key_for(sink)
     read_back = 0 if single_put_max else 1  # the staging path reads the final object back after its copy
-    copy_link_to_s3(links.add(Route(body=data)), len(data), sink, key, META, skip_existing=False, existing=None)
+    copy_link_to_s3(links.add(Route(body=data)), len(data), sink, key, META)
     assert heads.count(key) == read_back
     heads.clear()
     again = day_file(60_000, seed=9)
-    copy_link_to_s3(links.add(Route(body=again)), len(again), sink, key, META, skip_existing=False)
-    assert heads.count(key) == read_back + 1  # not told: the sink asks once, after verifying
+    copy_link_to_s3(links.add(Route(body=again)), len(again), sink, key, META)
+    assert heads.count(key) == read_back
     assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == again
 
 
@@ -289,32 +283,21 @@ def test_redirect_is_followed_without_carrying_anything(sink: S3Sink, links: Lin
 # -- idempotence -------------------------------------------------------------------------------------
 
 
-def test_second_copy_of_the_same_file_is_skipped(
+def test_a_stored_file_is_found_before_any_download(
     server: MotoS3Server, bucket: str, sink: S3Sink, links: LinkServer
 ) -> None:
+    """The day task's one check: once copied, the same Twilio file (size, create_date) is found in S3 with its
+    digest, so the day task records it without fetching a link (tests/integration/test_sync_edges.py runs the
+    day task itself)."""
     data = day_file(30_000)
     key = key_for(sink)
     first = copy_link_to_s3(links.add(Route(body=data)), len(data), sink, key, META)
-    again_url = links.add(Route(body=data))
-    second = copy_link_to_s3(again_url, len(data), sink, key, META)
+    second = sink.stored_day(key, len(data), META["twilio_create_date"])
 
-    assert (first.skipped, second.skipped) == (False, True)
+    assert second is not None
     assert (second.sha256, second.size, second.records) == (first.sha256, first.size, first.records)
-    assert links.hits(again_url) == []  # not even downloaded
     assert server.writes(bucket, key) == 1
-
-
-def test_second_copy_without_precheck_is_verified_then_skipped(
-    server: MotoS3Server, bucket: str, sink: S3Sink, links: LinkServer
-) -> None:
-    data = day_file(30_000)
-    key = key_for(sink)
-    copy_link_to_s3(links.add(Route(body=data)), len(data), sink, key, META)
-    again_url = links.add(Route(body=data))
-    second = copy_link_to_s3(again_url, len(data), sink, key, {**META, "twilio_create_date": ""}, skip_existing=False)
-
-    assert second.skipped and len(links.hits(again_url)) == 1
-    assert server.writes(bucket, key) == 1  # downloaded and verified, but the final key is not written again
+    assert sink.stored_day(key, len(data), "") is None  # without a create_date nothing can be matched
 
 
 # -- copies that fail --------------------------------------------------------------------------------

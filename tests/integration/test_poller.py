@@ -38,7 +38,7 @@ def test_a_failing_reconcile_does_not_stop_the_poll(svc, sandbox):
     svc.registry.r.hset(f"ber:pending:{hash_token('tok_' + 'p' * 40)}", "created_at", str(time.time() - 3600))
     track_due_job(svc, "JS" + "aa" * 16)
     sandbox.set_faults(api={"403": 1000, "only": ["ListExportCustomJob"]})
-    assert tasks.poll() == {"queued": 1}
+    assert tasks.poll_task() == {"queued": 1}
     assert Queue(CONTROL_QUEUE, connection=svc.rq_connection).job_ids == ["sync-JS" + "aa" * 16]
     assert svc.registry.last_poll() is not None
     assert not svc.registry.r.exists("ber:lock:poll")
@@ -48,10 +48,10 @@ def test_a_failing_reconcile_does_not_stop_the_poll(svc, sandbox):
 def test_a_poll_skips_while_another_runs_and_leaves_its_lock_alone(svc):
     track_due_job(svc, "JS" + "bb" * 16)
     assert svc.registry.acquire_lock("poll", "another-poll", 300)
-    assert tasks.poll() == {"queued": 0}
+    assert tasks.poll_task() == {"queued": 0}
     assert svc.registry.r.get("ber:lock:poll") == "another-poll"  # not deleted by the poll that skipped
     svc.registry.release_lock("poll", "another-poll")
-    assert tasks.poll() == {"queued": 1}
+    assert tasks.poll_task() == {"queued": 1}
 
 
 def test_a_poll_that_overran_its_lock_does_not_free_the_next_polls(svc, monkeypatch):
@@ -64,5 +64,5 @@ def test_a_poll_that_overran_its_lock_does_not_free_the_next_polls(svc, monkeypa
         return prune(*args, **kwargs)
 
     monkeypatch.setattr(svc.registry, "prune_jobs", lock_expires_and_is_retaken)
-    assert tasks.poll() == {"queued": 1}
+    assert tasks.poll_task() == {"queued": 1}
     assert svc.registry.r.get("ber:lock:poll") == "the-next-poll"

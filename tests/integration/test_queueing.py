@@ -55,7 +55,7 @@ def test_a_task_that_starts_between_sightings_is_left_alone(redis_url):
 def test_a_sighting_outlives_the_longest_gap_between_enqueue_attempts(redis_url):
     """Copy tasks are re-enqueued only by re-syncs, up to MAX_SYNC_DELAY apart: a sighting that expired sooner
     would make every sighting a first one, and the orphan would never be replaced."""
-    from app.exports import MAX_SYNC_DELAY
+    from app.sync import MAX_SYNC_DELAY
 
     conn = redis.Redis.from_url(redis_url)
     enqueuer = Enqueuer(conn, [1])

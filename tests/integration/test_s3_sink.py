@@ -18,19 +18,23 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
+from app.s3_client import make_s3_client
 from devstack.procs import free_port
 from devstack.s3_server import MotoS3Server
 from workers import s3_sink
-from workers.copy import CopyIntegrityError, VerifyingReader
-from workers.s3_sink import (
+from workers.copy import VerifyingReader
+from workers.copy_errors import (
+    CopyIntegrityError,
     PermanentCopyError,
     PermanentS3Error,
     RetryableCopyError,
+    TransientS3Error,
+)
+from workers.s3_sink import (
     S3Sink,
     SinkSettings,
-    TransientS3Error,
+    StoredDay,
     classify_s3_error,
-    make_s3_client,
     part_size_for,
     upload_transfer_config,
 )
@@ -148,7 +152,7 @@ def test_upload_verified_publishes_with_full_metadata(
     key = sink.day_key("Messages", "2024-05-01", "JS0123")
     result = sink.upload_verified(reader_for(data), key, len(data), META)
 
-    assert (result.skipped, result.size, result.records) == (False, len(data), 3)
+    assert (result.size, result.records) == (len(data), 3)
     assert result.sha256 == hashlib.sha256(data).hexdigest()
     head = client.head_object(Bucket=bucket, Key=key)
     assert head["Metadata"] == {**META, "size": str(len(data)), "sha256": result.sha256, "records": "3"}
@@ -217,14 +221,15 @@ def test_failed_verification_leaves_nothing(client: Any, bucket: str, size: int,
     assert staging_keys(client, bucket) == [] and open_uploads(client, bucket) == []
 
 
-def test_same_bytes_twice_are_written_once(server: MotoS3Server, client: Any, bucket: str) -> None:
+def test_stored_day_finds_the_same_file_so_it_is_written_once(server: MotoS3Server, client: Any, bucket: str) -> None:
+    """The one "already stored?" check (the day copier asks it before downloading): the same Twilio file is found
+    with its digest, so a second copy of it never reaches the write path."""
     sink = make_sink(client, bucket)
     data = day_file(4096)
     key = "twilio/Messages/same.json.gz"
     first = sink.upload_verified(reader_for(data), key, len(data), META)
-    second = sink.upload_verified(reader_for(data), key, len(data), {**META, "job_sid": "JS_other"})
-    assert (first.skipped, second.skipped) == (False, True)
-    assert second.sha256 == first.sha256 and second.etag == first.etag
+    stored = sink.stored_day(key, len(data), META["twilio_create_date"])
+    assert stored == StoredDay(key, len(data), first.sha256, first.records)
     assert server.writes(bucket, key) == 1
     assert client.head_object(Bucket=bucket, Key=key)["Metadata"]["job_sid"] == "JS0123"
     assert staging_keys(client, bucket) == []
@@ -235,8 +240,7 @@ def test_new_content_replaces_the_old(server: MotoS3Server, client: Any, bucket:
     key = "twilio/Messages/replaced.json.gz"
     old, new = day_file(4096, seed=1), day_file(4096, seed=2)
     sink.upload_verified(reader_for(old), key, len(old), META)
-    result = sink.upload_verified(reader_for(new), key, len(new), META)
-    assert not result.skipped
+    sink.upload_verified(reader_for(new), key, len(new), META)
     assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == new
     assert server.writes(bucket, key) == 2
 
@@ -294,16 +298,17 @@ def test_a_put_that_s3_hashes_differently_is_removed(server: MotoS3Server, bucke
     assert make_sink(server.client(), bucket).head("twilio/x.json.gz") is None
 
 
-def test_verified_copy_matches_size_and_create_date(client: Any, bucket: str) -> None:
+def test_stored_day_matches_size_and_create_date(client: Any, bucket: str) -> None:
     sink = make_sink(client, bucket)
     data = day_file(2048)
     key = "twilio/Messages/v.json.gz"
-    assert sink.verified_copy(key, len(data), "2024-05-03") is None
+    assert sink.stored_day(key, len(data), "2024-05-03") is None
     sink.upload_verified(reader_for(data), key, len(data), META)
-    assert sink.verified_copy(key, len(data), "2024-05-03") is not None
-    assert sink.verified_copy(key, len(data), "2024-05-04") is None
-    assert sink.verified_copy(key, len(data) + 1, "2024-05-03") is None
-    assert sink.verified_copy(key, len(data), None) is None
+    assert sink.stored_day(key, len(data), "2024-05-03") is not None
+    assert sink.stored_day(key, len(data), "2024-05-04") is None
+    assert sink.stored_day(key, len(data) + 1, "2024-05-03") is None
+    assert sink.stored_day(key, len(data), None) is None
+    assert sink.stored_day(key, None, "2024-05-03") is None
 
 
 def test_sse_s3_and_storage_class_are_applied(client: Any, bucket: str) -> None:

@@ -9,13 +9,14 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 import requests
 
-from app import exports
+from app import submission, sync
 from app.config import load_settings
 from app.context import build_services
 from app.registry import DayRecord, DayState, JobRecord, JobState, hash_token
 from app.twilio_api import TwilioRejected
+from app.views import job_view
 from tests.conftest import make_env
-from workers.day_copier import DayTask, copy_day
+from workers.day_copier import DayTask, copy_one_day
 from workers.s3_sink import S3Sink, SinkSettings
 
 PUBLIC = "https://relay.example.com"
@@ -23,6 +24,10 @@ PUBLIC = "https://relay.example.com"
 
 def day(offset: int) -> str:
     return (datetime.now(UTC).date() - timedelta(days=offset)).isoformat()
+
+
+def _sink(svc):
+    return S3Sink(svc.s3_client(), SinkSettings(bucket=svc.settings.s3_bucket, prefix="twilio/"))
 
 
 @pytest.fixture
@@ -44,7 +49,8 @@ def test_attempts_cap_fails_the_day_without_copying(svc, s3, bucket, sandbox):
     svc.registry.add_job(JobRecord(job_sid=sid, resource_type="Calls", start_day=day(3), end_day=day(3)))
     svc.registry.put_day(sid, DayRecord(day=day(3), state=DayState.COPYING, attempts=6, twilio_status="completed"))
     sink = S3Sink(s3.client(), SinkSettings(bucket=bucket, prefix="twilio/"))
-    assert copy_day(svc, sink, DayTask(sid, "Calls", day(3), 10, None, "t1"), lock_seconds=60, max_attempts=6) is None
+    task = DayTask(sid, "Calls", day(3), 10, None, "t1")
+    assert copy_one_day(svc, sink, task, lock_seconds=60, max_attempts=6) is None
     rec = svc.registry.get_day(sid, day(3))
     assert rec.state == DayState.FAILED and "gave up after 6 attempts" in rec.error
     assert not [r for r in sandbox.requests() if "/Days/" in r["path"]]  # no download was even attempted
@@ -61,28 +67,28 @@ def test_ambiguous_create_is_reconciled_by_token(svc, sandbox):
             "StartDay": day(4),
             "EndDay": day(3),
             "FriendlyName": "x",
-            "WebhookUrl": exports.webhook_url(svc, token),
+            "WebhookUrl": submission.webhook_url(svc, token),
             "WebhookMethod": "POST",
         },
         timeout=10,
     )
     sid = r.json()["job_sid"]
-    assert exports.reconcile_pending(svc, older_than=0) == [sid]
+    assert submission.reconcile_pending(svc, older_than=0) == [sid]
     job = svc.registry.get_job(sid)
     assert job.origin == "api" and job.token_hash == hash_token(token)
     assert (
         svc.registry.webhook_lookup(hash_token(token), "rq:job:sync-")[0] == sid
     )  # its webhook is recognised from now on
-    assert exports.reconcile_pending(svc, older_than=0) == []
+    assert submission.reconcile_pending(svc, older_than=0) == []
 
 
 def test_twilio_404_needs_repeated_answers(svc):
     sid = "JS" + "78" * 16  # unknown to the sandbox
     svc.registry.add_job(JobRecord(job_sid=sid, resource_type="Calls", start_day=day(3), end_day=day(3)))
-    for _ in range(exports.LOST_AFTER_NOT_FOUND - 1):
-        assert exports.sync_job(svc, sid).state == JobState.WAITING
+    for _ in range(sync.LOST_AFTER_NOT_FOUND - 1):
+        assert sync.sync_job(svc, _sink(svc), sid).state == JobState.WAITING
         assert svc.registry.get_job(sid).state == JobState.WAITING
-    assert exports.sync_job(svc, sid).state == JobState.FAILED
+    assert sync.sync_job(svc, _sink(svc), sid).state == JobState.FAILED
     assert svc.registry.get_job(sid).error == "job no longer exists at Twilio"
 
 
@@ -90,8 +96,8 @@ def test_a_webhook_arriving_while_the_sync_runs_makes_it_look_again(svc, sandbox
     """The sync read Twilio just before the job completed; the completion webhook found that sync running (so
     queued nothing): the same sync looks again at once instead of leaving the job to the poller's backoff."""
     sandbox.set_scenario(step_seconds=3600)  # "Twilio" is still working on the job
-    req = exports.SubmitRequest("Calls", date.fromisoformat(day(4)), date.fromisoformat(day(3)), "race", None)
-    job = exports.submit(svc, req).jobs[0]
+    req = submission.SubmitRequest("Calls", date.fromisoformat(day(4)), date.fromisoformat(day(3)), "race", None)
+    job = submission.submit(svc, req).jobs[0]
     svc.rq_connection.hset(svc.enqueuer.sync_key_prefix() + job.job_sid, "status", "started")  # this very sync
     real_fetch = svc.twilio.fetch_job
     fetched: list[bool] = []
@@ -106,15 +112,15 @@ def test_a_webhook_arriving_while_the_sync_runs_makes_it_look_again(svc, sandbox
         return answer
 
     monkeypatch.setattr(svc.twilio, "fetch_job", fetch_then_complete)
-    result = exports.sync_job(svc, job.job_sid)
+    result = sync.sync_job(svc, _sink(svc), job.job_sid)
     assert fetched == [False, True]
     assert result.twilio_final and result.queued_copies == 2
     assert not svc.registry.take_resync_request(job.job_sid)  # consumed
 
 
 def test_a_webhook_before_the_sync_starts_needs_no_second_look(svc, sandbox):
-    req = exports.SubmitRequest("Calls", date.fromisoformat(day(3)), date.fromisoformat(day(3)), "queued", None)
-    job = exports.submit(svc, req).jobs[0]
+    req = submission.SubmitRequest("Calls", date.fromisoformat(day(3)), date.fromisoformat(day(3)), "queued", None)
+    job = submission.submit(svc, req).jobs[0]
     svc.rq_connection.hset(svc.enqueuer.sync_key_prefix() + job.job_sid, "status", "queued")
     svc.registry.webhook_lookup(job.token_hash, svc.enqueuer.sync_key_prefix(), count_delivery=True)
     assert not svc.registry.take_resync_request(job.job_sid)  # the queued sync will read Twilio afterwards
@@ -128,12 +134,12 @@ def test_a_refused_listday_still_copies_the_day(svc, sandbox, s3, bucket):
     """An account or API key without ListDay: the sync queues the copy without a size and the copy goes ahead
     (it failed every attempt on the refused ListDay before)."""
     sandbox.set_faults(api={"403": 1000, "only": ["ListDay"]})
-    req = exports.SubmitRequest("Calls", date.fromisoformat(day(3)), date.fromisoformat(day(3)), "no ListDay", None)
-    sid = exports.submit(svc, req).jobs[0].job_sid
+    req = submission.SubmitRequest("Calls", date.fromisoformat(day(3)), date.fromisoformat(day(3)), "no ListDay", None)
+    sid = submission.submit(svc, req).jobs[0].job_sid
     sandbox.complete(sid)
-    assert exports.sync_job(svc, sid).queued_copies == 1
+    assert sync.sync_job(svc, _sink(svc), sid).queued_copies == 1
     sink = S3Sink(s3.client(), SinkSettings(bucket=bucket, prefix="twilio/"))
-    rec = copy_day(svc, sink, DayTask(sid, "Calls", day(3), None, None, "t1"), lock_seconds=60, max_attempts=6)
+    rec = copy_one_day(svc, sink, DayTask(sid, "Calls", day(3), None, None, "t1"), lock_seconds=60, max_attempts=6)
     assert rec is not None and rec.state == DayState.COPIED
     body = s3.client().get_object(Bucket=bucket, Key=rec.key)["Body"].read()
     assert hashlib.sha256(body).hexdigest() == sandbox.expected_day("Calls", day(3))["sha256"]
@@ -142,16 +148,16 @@ def test_a_refused_listday_still_copies_the_day(svc, sandbox, s3, bucket):
 
 def test_a_sync_twilio_refuses_is_visible_on_the_job_and_backs_off(svc, sandbox):
     """A 403 (key permissions changed) or an unreadable answer must not fail the sync every poll unnoticed."""
-    req = exports.SubmitRequest("Calls", date.fromisoformat(day(3)), date.fromisoformat(day(3)), "refused", None)
-    sid = exports.submit(svc, req).jobs[0].job_sid
+    req = submission.SubmitRequest("Calls", date.fromisoformat(day(3)), date.fromisoformat(day(3)), "refused", None)
+    sid = submission.submit(svc, req).jobs[0].job_sid
     sandbox.set_faults(api={"403": 1, "only": ["FetchJob"]})
     with pytest.raises(TwilioRejected):
-        exports.sync_job(svc, sid)
-    view = exports.job_view(svc, svc.registry.get_job(sid))
+        sync.sync_job(svc, _sink(svc), sid)
+    view = job_view(svc.registry, svc.registry.get_job(sid))
     assert "403" in view["last_sync_error"] and view["state"] == "waiting"
     assert sid not in svc.registry.due_jobs()  # backed off: the poller does not hammer a refusing Twilio
-    exports.sync_job(svc, sid)  # the fault is spent: Twilio answers again
-    assert exports.job_view(svc, svc.registry.get_job(sid))["last_sync_error"] is None
+    sync.sync_job(svc, _sink(svc), sid)  # the fault is spent: Twilio answers again
+    assert job_view(svc.registry, svc.registry.get_job(sid))["last_sync_error"] is None
 
 
 def test_a_404_is_never_counted_twice_in_one_sync(svc, monkeypatch):
@@ -165,5 +171,5 @@ def test_a_404_is_never_counted_twice_in_one_sync(svc, monkeypatch):
         return real_fetch(job_sid)
 
     monkeypatch.setattr(svc.twilio, "fetch_job", webhook_meanwhile)
-    assert exports.sync_job(svc, sid).state == JobState.WAITING
+    assert sync.sync_job(svc, _sink(svc), sid).state == JobState.WAITING
     assert int(svc.registry.r.hget(svc.registry.job_key(sid), "not_found")) == 1

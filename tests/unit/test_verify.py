@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from workers import copy as copy_module
-from workers.copy import CopyIntegrityError, RetryableCopyError, VerifyingReader
+from workers.copy import VerifyingReader
+from workers.copy_errors import CopyIntegrityError, RetryableCopyError
 
 MiB = 1024 * 1024
 

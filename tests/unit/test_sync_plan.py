@@ -2,8 +2,11 @@ from datetime import date
 
 import pytest
 
-from app.exports import RequestError, SubmitRequest, plan_days, split_range
+from app.days import split_range
+from app.errors import RequestError
 from app.registry import JobRecord
+from app.submission import SubmitRequest
+from app.sync import plan_days
 from app.twilio_api import DayDetail, TwilioError, parse_details
 
 TODAY = date(2026, 11, 29)

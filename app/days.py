@@ -1,0 +1,42 @@
+"""UTC calendar days as the relay handles them: ISO strings (``YYYY-MM-DD``), ranges, chunks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, timedelta
+
+MAX_DAYS_PER_JOB = 366  # Twilio's limit for one custom job
+
+
+def days_between(start: date, end: date) -> list[str]:
+    """Every day from ``start`` to ``end`` inclusive, as ISO strings."""
+    return [(start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+
+
+def job_days(start_day: str, end_day: str) -> list[str]:
+    return days_between(date.fromisoformat(start_day), date.fromisoformat(end_day))
+
+
+def split_range(start: date, end: date, max_days: int = MAX_DAYS_PER_JOB) -> list[tuple[date, date]]:
+    """Consecutive chunks of at most ``max_days`` days covering start..end inclusive."""
+    chunks = []
+    cursor = start
+    while cursor <= end:
+        chunk_end = min(end, cursor + timedelta(days=max_days - 1))
+        chunks.append((cursor, chunk_end))
+        cursor = chunk_end + timedelta(days=1)
+    return chunks
+
+
+def compact_ranges(days: Iterable[str]) -> list[tuple[str, str]]:
+    """Sorted ISO days folded into inclusive (first, last) runs of consecutive days."""
+    runs: list[tuple[str, str]] = []
+    previous: date | None = None
+    for text in sorted(set(days)):
+        current = date.fromisoformat(text)
+        if previous is not None and current - previous == timedelta(days=1):
+            runs[-1] = (runs[-1][0], text)
+        else:
+            runs.append((text, text))
+        previous = current
+    return runs

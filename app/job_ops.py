@@ -1,0 +1,87 @@
+"""Operations on tracked jobs: look one up, adopt a job made elsewhere, cancel, requeue failed days."""
+
+from __future__ import annotations
+
+import logging
+
+from app.config import RESOURCE_TYPES
+from app.context import Services
+from app.errors import Conflict, NotFound, RequestError
+from app.metrics import JOBS
+from app.registry import DayState, JobRecord, JobState
+from app.sync import finish
+from app.twilio_api import DAY_RE, TwilioError, TwilioNotFound
+from app.validation import validate_job_sid
+
+log = logging.getLogger(__name__)
+
+
+def require_job(svc: Services, job_sid: str) -> JobRecord:
+    validate_job_sid(job_sid)
+    job = svc.registry.get_job(job_sid)
+    if job is None:
+        raise NotFound(f"job {job_sid} is not tracked here")
+    return job
+
+
+def adopt(svc: Services, job_sid: str, resource_type: str | None = None) -> JobRecord:
+    """Track a job created elsewhere; its webhook is not ours, so the poller will finish it."""
+    validate_job_sid(job_sid)
+    existing = svc.registry.get_job(job_sid)
+    if existing is not None:
+        return existing
+    tj = svc.twilio.fetch_job(job_sid)  # TwilioNotFound -> 404 to the caller
+    rt = tj.resource_type or resource_type
+    if rt not in RESOURCE_TYPES:
+        raise RequestError("Twilio did not say the job's resource_type; pass resource_type")
+    if not (tj.start_day and tj.end_day and DAY_RE.fullmatch(tj.start_day) and DAY_RE.fullmatch(tj.end_day)):
+        raise TwilioError(f"Twilio's job {job_sid} has no valid start_day/end_day")
+    record = JobRecord(
+        job_sid=job_sid,
+        resource_type=str(rt),
+        start_day=tj.start_day,
+        end_day=tj.end_day,
+        friendly_name=tj.friendly_name or "",
+        origin="adopted",
+        twilio=tj.snapshot(),
+    )
+    if svc.registry.add_job(record):
+        JOBS.labels("adopted").inc()
+    svc.enqueuer.sync(job_sid)
+    return svc.registry.get_job(job_sid) or record
+
+
+def cancel(svc: Services, job_sid: str) -> JobRecord:
+    job = require_job(svc, job_sid)
+    if job.state.final:
+        raise Conflict(f"job {job_sid} is already {job.state.value}")
+    try:
+        svc.twilio.delete_job(job_sid)
+    except TwilioNotFound:
+        log.warning("cancel: Twilio no longer has job %s", job_sid)
+    finish(svc, job_sid, JobState.CANCELLED, error="cancelled on request")
+    return require_job(svc, job_sid)
+
+
+def requeue(svc: Services, job_sid: str, days: list[str] | None = None) -> list[str]:
+    """Put failed days (or the given ones) back to pending and queue their copies; reopens a final job."""
+    job = require_job(svc, job_sid)
+    if job.state == JobState.CANCELLED:
+        raise Conflict(f"job {job_sid} was cancelled")
+    records = svc.registry.get_days(job_sid)
+    wanted = days or [d for d, r in records.items() if r.state == DayState.FAILED]
+    for day in wanted:
+        if day not in records:
+            raise RequestError(f"day {day} is not part of job {job_sid}")
+    if not wanted:
+        return []
+    for day in wanted:
+        rec = records[day]
+        rec.state, rec.error, rec.attempts = DayState.PENDING, None, 0
+        if rec.twilio_status == "failed":
+            rec.twilio_status = None  # let Twilio's current answer decide again
+        svc.registry.put_day(job_sid, rec)
+    if job.state.final:
+        svc.registry.reopen_job(job_sid)
+    svc.enqueuer.sync(job_sid)
+    return wanted
