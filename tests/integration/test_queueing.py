@@ -11,8 +11,15 @@ from rq.job import Job
 from rq.utils import utcformat
 
 from app.queueing import CONTROL_QUEUE, Enqueuer, sync_job_id
+from app.registry import Registry
 
 SID = "JS" + "ef" * 16
+
+
+def make_enqueuer(redis_url: str) -> Enqueuer:
+    """As build_services makes it: RQ on a bytes client, the registry (orphan sightings, locks) on a text one."""
+    conn = redis.Redis.from_url(redis_url)
+    return Enqueuer(conn, Registry(redis.Redis.from_url(redis_url, decode_responses=True)), [1])
 
 
 def popped_long_ago(conn: redis.Redis) -> None:
@@ -26,7 +33,7 @@ def test_a_popped_task_is_replaced_only_once_seen_so_twice_apart(redis_url):
     """A live worker passes through 'popped, not started' for milliseconds: one sighting must not replace it
     (that ran the same task twice at once); a second sighting ORPHAN_CONFIRM_SECONDS later does."""
     conn = redis.Redis.from_url(redis_url)
-    enqueuer = Enqueuer(conn, [1])
+    enqueuer = make_enqueuer(redis_url)
     assert enqueuer.sync(SID)
     assert not enqueuer.sync(SID)  # duplicate of a queued task
     popped_long_ago(conn)
@@ -41,7 +48,7 @@ def test_a_popped_task_is_replaced_only_once_seen_so_twice_apart(redis_url):
 
 def test_a_task_that_starts_between_sightings_is_left_alone(redis_url):
     conn = redis.Redis.from_url(redis_url)
-    enqueuer = Enqueuer(conn, [1])
+    enqueuer = make_enqueuer(redis_url)
     assert enqueuer.sync(SID)
     popped_long_ago(conn)
     assert not enqueuer.sync(SID)
@@ -58,7 +65,7 @@ def test_a_sighting_outlives_the_longest_gap_between_enqueue_attempts(redis_url)
     from app.sync import MAX_SYNC_DELAY
 
     conn = redis.Redis.from_url(redis_url)
-    enqueuer = Enqueuer(conn, [1])
+    enqueuer = make_enqueuer(redis_url)
     assert enqueuer.sync(SID)
     popped_long_ago(conn)
     assert not enqueuer.sync(SID)
