@@ -16,9 +16,23 @@ from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
 
-ACCOUNT_SID_RE = re.compile(r"^AC[0-9a-fA-F]{32}$")
-API_KEY_SID_RE = re.compile(r"^SK[0-9a-fA-F]{32}$")
+# \A...\Z, not ^...$: "$" also matches before a trailing newline.
+ACCOUNT_SID_RE = re.compile(r"\AAC[0-9a-fA-F]{32}\Z")
+API_KEY_SID_RE = re.compile(r"\ASK[0-9a-fA-F]{32}\Z")
 RESOURCE_TYPES = ("Messages", "Calls", "Conferences", "Participants")
+
+# Where Twilio's presigned day-file links point: S3 (virtual-hosted and path style, regional, legacy dash-region
+# and dual-stack names). A "*" matches within one DNS label, never across a dot.
+DEFAULT_DOWNLOAD_HOSTS = (
+    "s3.amazonaws.com",
+    "*.s3.amazonaws.com",
+    "s3.*.amazonaws.com",
+    "*.s3.*.amazonaws.com",
+    "s3-*.amazonaws.com",
+    "*.s3-*.amazonaws.com",
+    "s3.dualstack.*.amazonaws.com",
+    "*.s3.dualstack.*.amazonaws.com",
+)
 
 
 class ConfigError(ValueError):
@@ -43,7 +57,7 @@ class Settings:
     s3_sse: str | None
     s3_sse_kms_key_id: str | None
     s3_storage_class: str | None
-    admin_token: str
+    admin_token: str | None  # only the web needs it (see require_web_settings); worker and poller run without
     s3_single_put_max_mib: int = 64
     poll_interval_seconds: int = 60
     janitor_interval_seconds: int = 3600
@@ -53,6 +67,8 @@ class Settings:
     job_retention_days: int = 30
     daily_day_quota: int = 366
     copy_retry_intervals: tuple[int, ...] = (30, 120, 600, 1800, 3600)
+    download_host_allowlist: tuple[str, ...] = DEFAULT_DOWNLOAD_HOSTS
+    download_allow_loopback: bool = False
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @property
@@ -116,32 +132,124 @@ def _single_put_max(env: Mapping[str, str]) -> int:
     return value
 
 
+KEY_TEMPLATE_FIELDS = ("prefix", "resource_type", "day", "job_sid")
+
+
 def _check_key_template(template: str) -> None:
-    """Every day must get its own key: a template without {day} and {resource_type} would overwrite objects."""
+    """Every (resource type, day) must get its own key, so only bare known fields are allowed.
+
+    A format spec or conversion (``{day:.4}``, ``{day!r}``) or an attribute/index access (``{day[0]}``) can make
+    different days render the same text (``{day:.4}`` is the year), and one day file would overwrite another.
+    """
     import string
 
     try:
-        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name}
+        parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
         raise ConfigError(f"S3_KEY_TEMPLATE is not a valid template: {exc}") from None
-    unknown = fields - {"prefix", "resource_type", "day", "job_sid"}
-    if unknown:
-        raise ConfigError(f"S3_KEY_TEMPLATE uses unknown field(s) {sorted(unknown)}")
+    fields = set()
+    for _, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if conversion is not None or spec:
+            raise ConfigError(f"S3_KEY_TEMPLATE: {{{name}}} may not carry a conversion or format spec")
+        if name not in KEY_TEMPLATE_FIELDS:
+            raise ConfigError(
+                f"S3_KEY_TEMPLATE uses an unknown field {name!r} (allowed: {', '.join(KEY_TEMPLATE_FIELDS)})"
+            )
+        fields.add(name)
     if not {"day", "resource_type"} <= fields:
         raise ConfigError("S3_KEY_TEMPLATE must contain {resource_type} and {day}")
 
 
 def _base_url(env: Mapping[str, str], name: str, default: str | None = None) -> str:
+    """An http(s) base URL; plain http only to this host (tests, the demo): credentials (Twilio's Basic auth)
+    and webhook tokens would otherwise cross the network in clear."""
     raw = _get(env, name, default, required=True)
     assert raw is not None
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ConfigError(f"{name} is not a valid URL (got {raw!r})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
         raise ConfigError(f"{name} must be an http(s) URL without query or fragment (got {raw!r})")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(f"{name} must not carry credentials")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ConfigError(f"{name} must be https (plain http is accepted for loopback hosts only; got {raw!r})")
     return raw.rstrip("/")
 
 
+def is_loopback_host(host: str | None) -> bool:
+    """``localhost`` or a loopback address literal (127.0.0.0/8, ::1); no name is resolved here."""
+    import ipaddress
+
+    if not host:
+        return False
+    host = host.strip("[]").rstrip(".").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_HOST_PATTERN_RE = re.compile(r"\A(?:[a-z0-9*](?:[a-z0-9*-]{0,61}[a-z0-9*])?\.)+[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
+
+
+def _download_hosts(env: Mapping[str, str]) -> tuple[str, ...]:
+    """DOWNLOAD_HOST_ALLOWLIST: comma-separated host patterns (or IP literals) a day-file link may point at."""
+    import ipaddress
+
+    raw = _get(env, "DOWNLOAD_HOST_ALLOWLIST")
+    if raw is None:
+        return DEFAULT_DOWNLOAD_HOSTS
+    patterns = []
+    for item in (p.strip().lower().rstrip(".") for p in raw.split(",")):
+        if not item:
+            continue
+        try:
+            patterns.append(str(ipaddress.ip_address(item.strip("[]"))))
+            continue
+        except ValueError:
+            pass
+        labels = item.split(".")
+        if not _HOST_PATTERN_RE.match(item) or any("*" in label for label in labels[-2:]):
+            raise ConfigError(
+                f"DOWNLOAD_HOST_ALLOWLIST: {item!r} is not a host pattern (the last two labels must be literal, "
+                "e.g. *.s3.amazonaws.com)"
+            )
+        patterns.append(item)
+    if not patterns:
+        raise ConfigError("DOWNLOAD_HOST_ALLOWLIST is set but lists no host")
+    return tuple(patterns)
+
+
+def _download_allow_loopback(env: Mapping[str, str], public_base_url: str) -> bool:
+    """A development switch (the sandbox serves day files on 127.0.0.1 over http). Refused unless PUBLIC_BASE_URL
+    is itself a loopback URL, so a deployment reachable by Twilio can never turn it on."""
+    allow = _choice(env, "DOWNLOAD_ALLOW_LOOPBACK", "false", ("false", "true")) == "true"
+    if allow and not is_loopback_host(urlsplit(public_base_url).hostname):
+        raise ConfigError("DOWNLOAD_ALLOW_LOOPBACK=true is for local stacks only: PUBLIC_BASE_URL must be loopback")
+    return allow
+
+
+def download_policy_settings(env: Mapping[str, str] | None = None) -> tuple[tuple[str, ...], bool]:
+    """(DOWNLOAD_HOST_ALLOWLIST, DOWNLOAD_ALLOW_LOOPBACK) validated as load_settings does, for app.url_policy."""
+    env = os.environ if env is None else env
+    return _download_hosts(env), _download_allow_loopback(env, _base_url(env, "PUBLIC_BASE_URL"))
+
+
+def require_web_settings(settings: Settings) -> Settings:
+    """What only the web process needs, checked when it starts: the admin API's bearer token."""
+    if not settings.admin_token:
+        raise ConfigError("ADMIN_TOKEN is required by the web process (the admin API) but not set")
+    return settings
+
+
 S3_ADDRESSING_STYLES = ("auto", "path", "virtual")
-LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
 def _storage_class(env: Mapping[str, str]) -> str | None:
@@ -157,29 +265,29 @@ def _storage_class(env: Mapping[str, str]) -> str | None:
     return value
 
 
-def _warn_if_cleartext(name: str, url: str) -> None:
-    host = urlsplit(url).hostname or ""
-    if url.startswith("http://") and host not in LOOPBACK_HOSTS:
-        log.warning("%s is plain http (%s): credentials or webhook tokens would cross the network in clear", name, host)
-
-
-def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate every setting; raise ConfigError naming the first bad variable."""
-    env = os.environ if env is None else env
-    account_sid = _get(env, "TWILIO_ACCOUNT_SID", required=True)
-    if not ACCOUNT_SID_RE.match(account_sid or ""):
+def _twilio_credentials(env: Mapping[str, str]) -> tuple[str, str | None, str | None, str | None]:
+    """(account SID, auth token, API key SID, API key secret): an auth token, or an API key, or both."""
+    account_sid = _get(env, "TWILIO_ACCOUNT_SID", required=True) or ""
+    if not ACCOUNT_SID_RE.fullmatch(account_sid):
         raise ConfigError("TWILIO_ACCOUNT_SID must look like AC followed by 32 hex digits")
     auth_token = _get(env, "TWILIO_AUTH_TOKEN")
     key_sid = _get(env, "TWILIO_API_KEY_SID")
     key_secret = _get(env, "TWILIO_API_KEY_SECRET")
     if bool(key_sid) != bool(key_secret):
         raise ConfigError("TWILIO_API_KEY_SID and TWILIO_API_KEY_SECRET must be set together")
-    if key_sid and not API_KEY_SID_RE.match(key_sid):
+    if key_sid and not API_KEY_SID_RE.fullmatch(key_sid):
         raise ConfigError("TWILIO_API_KEY_SID must look like SK followed by 32 hex digits")
     if not auth_token and not key_sid:
         raise ConfigError("TWILIO_AUTH_TOKEN is required (or TWILIO_API_KEY_SID + TWILIO_API_KEY_SECRET)")
-    admin_token = _get(env, "ADMIN_TOKEN", required=True) or ""
-    if len(admin_token) < 16:
+    return account_sid, auth_token, key_sid, key_secret
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise ConfigError naming the first bad variable."""
+    env = os.environ if env is None else env
+    account_sid, auth_token, key_sid, key_secret = _twilio_credentials(env)
+    admin_token = _get(env, "ADMIN_TOKEN")
+    if admin_token is not None and len(admin_token) < 16:
         raise ConfigError("ADMIN_TOKEN must be at least 16 characters")
     s3_prefix = _get(env, "S3_PREFIX", "") or ""
     if s3_prefix and not s3_prefix.endswith("/"):
@@ -200,15 +308,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     # Read by make_s3_client (botocore takes it only from its config file); checked here so every process,
     # the web included, refuses a bad value at start-up.
     _choice(env, "AWS_S3_ADDRESSING_STYLE", "auto", S3_ADDRESSING_STYLES)
-    settings = Settings(
+    public_base_url = _base_url(env, "PUBLIC_BASE_URL")
+    return Settings(
         redis_url=_get(env, "REDIS_URL", "redis://127.0.0.1:6379/0") or "",
-        twilio_account_sid=account_sid or "",
+        twilio_account_sid=account_sid,
         twilio_auth_token=auth_token,
         twilio_auth_token_secondary=secondary,
         twilio_api_key_sid=key_sid,
         twilio_api_key_secret=key_secret,
         twilio_base_url=_base_url(env, "TWILIO_BULKEXPORTS_BASE_URL", "https://bulkexports.twilio.com"),
-        public_base_url=_base_url(env, "PUBLIC_BASE_URL"),
+        public_base_url=public_base_url,
         webhook_method=_choice(env, "WEBHOOK_METHOD", "POST", ("POST", "GET")),
         webhook_signature=signature_policy,
         s3_bucket=_get(env, "S3_BUCKET", required=True) or "",
@@ -227,8 +336,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         job_retention_days=_int(env, "JOB_RETENTION_DAYS", 30, minimum=1),
         daily_day_quota=_int(env, "TWILIO_DAILY_DAY_QUOTA", 366, minimum=1),
         copy_retry_intervals=_intervals(env, "COPY_RETRY_INTERVALS", "30,120,600,1800,3600"),
+        download_host_allowlist=_download_hosts(env),
+        download_allow_loopback=_download_allow_loopback(env, public_base_url),
         secrets=tuple(s for s in (auth_token, secondary, key_secret, admin_token) if s),
     )
-    _warn_if_cleartext("PUBLIC_BASE_URL", settings.public_base_url)
-    _warn_if_cleartext("TWILIO_BULKEXPORTS_BASE_URL", settings.twilio_base_url)
-    return settings

@@ -109,9 +109,9 @@ def test_storage_class_and_addressing_style_are_checked_at_start_up():
         load_settings(BASE | {"AWS_S3_ADDRESSING_STYLE": "paths"})
 
 
-def test_cleartext_urls_off_this_host_are_warned_about(caplog):
-    load_settings(BASE | {"PUBLIC_BASE_URL": "http://relay.example.com"})
-    assert "PUBLIC_BASE_URL is plain http" in caplog.text
-    caplog.clear()
-    load_settings(BASE | {"PUBLIC_BASE_URL": "http://127.0.0.1:8000"})  # tests and the demo
-    assert "plain http" not in caplog.text
+def test_cleartext_urls_off_this_host_are_refused():
+    """Plain http off loopback would send Twilio's Basic auth / the webhook tokens in clear: refused at start-up
+    (more cases in test_config_security.py)."""
+    with pytest.raises(ConfigError, match="PUBLIC_BASE_URL must be https"):
+        load_settings(BASE | {"PUBLIC_BASE_URL": "http://relay.example.com"})
+    assert load_settings(BASE | {"PUBLIC_BASE_URL": "http://127.0.0.1:8000"})  # tests and the demo
