@@ -3,13 +3,17 @@
 Run it with ``python -m sandbox`` (see sandbox/__main__.py for flags) or, from Python, with
 :class:`devstack.sandbox_process.SandboxProcess`. Two listeners:
 
-- API (``api=``): Twilio's REST paths under ``/v1`` with HTTP Basic auth, plus an unauthenticated
-  control API under ``/_sandbox`` (scenario, faults, clock, inspection logs).
+- API (``api=``): Twilio's REST paths under ``/v1`` (BulkExports) and ``/2010-04-01`` (the Accounts
+  API) with HTTP Basic auth, plus an unauthenticated control API under ``/_sandbox`` (scenario, faults,
+  clock, accounts, inspection logs; its contract is the docstring of sandbox.routes.control).
 - Files (``files=``): stands in for Twilio's S3 bucket behind FetchDay's presigned links.
 
-Modules: app (API + control), files (file listener), content (deterministic gzip day files),
-scenario (scenario/fault plans), state (jobs, files, links, logs under one lock), webhooks
-(signed completion callbacks). The process wrapper lives in devstack (dev-only, not in the image).
+Modules: app (builds the API listener from the blueprints in routes/: exports, config, jobs, days,
+accounts, control; hooks and common are shared), files (file listener), content (deterministic gzip
+day files), scenario (scenario/fault plans), clock (the one sandbox clock: "now" and "today"),
+accounts (accounts, subaccounts, credentials), model (jobs, day files, links, events), state (all of
+it under one lock, daily auto-export), webhooks (signed callbacks). The process wrapper lives in
+devstack (dev-only, not in the image).
 
 Decisions (what the spec leaves open, and what we mimic)
 -----------------------------------------------------------
@@ -20,13 +24,26 @@ Errors
     400/20001 for every invalid parameter (missing StartDay/EndDay/FriendlyName, bad dates, EndDay
     later than today-2 UTC, StartDay after EndDay, WebhookUrl without WebhookMethod or the reverse,
     a method other than GET/POST, a non-http(s) URL, PageSize outside 1..400 (Days) or 1..1000
-    (Jobs), a bad Page or PageToken); injected 429/20429 (with ``Retry-After``) and 500/20500.
-    Authentication is checked before anything else; faults only hit authenticated /v1 requests.
+    (Jobs), a bad Page or PageToken); injected 429/20429 (with ``Retry-After``) and 500/20500;
+    403/20005 "Account not active" for a suspended account; 403/20403 for ExportConfiguration
+    Enabled=true without Editions (see sandbox.routes.config). Authentication is checked before
+    anything else; faults only hit authenticated requests.
+Clock
+    One clock (real time plus an offset, see sandbox.clock) gives "now" and "today" (UTC). Tests set
+    it (``today`` = 00:00:00 UTC of that day, or an exact ``now``) or move it forward (``advance``,
+    ``advance_days``) through POST /_sandbox/clock. EndDay validation, the quota day, ``create_date``
+    and daily exports all read it.
 Quota
-    At most ``daily_quota_days`` (366) requested days per UTC day for the account, counted at
-    creation. Going over is answered **400 / code 20001** with a message that starts
-    "Export quota exceeded" (a 429 would invite clients to retry a request that cannot succeed
-    before the next UTC day). The quota day is the scenario's ``today`` when pinned.
+    At most ``daily_quota_days`` (366) requested days per simulated UTC day for a family (a parent
+    account and all its subaccounts together), counted at creation; a new simulated day starts a new
+    count. Going over is answered **400 / code 20001** with a message that starts "Export quota
+    exceeded" (a 429 would invite clients to retry a request that cannot succeed before the next UTC
+    day). GET /_sandbox/quota shows the count per day.
+Accounts
+    The default account (``--account-sid``/``--auth-token``, optional API key) always exists; the
+    control API adds main accounts and subaccounts, API keys, suspends, rotates and revokes. Jobs,
+    day files and export configurations are per account: another account's JobSid is a 404. See
+    sandbox.accounts and sandbox.routes.accounts (ListAccount/FetchAccount with auth tokens).
 Create quirk
     The 201 answer of CreateExportCustomJob has ``resource_type`` and ``details`` null, as in a real
     2020 capture; everything else is filled. FetchJob and the job list show them filled.
@@ -47,11 +64,12 @@ Outcomes per day
     is listed and downloadable), empty_404 (CompletedEmptyRecords; no Day entry, FetchDay 404),
     error_then_completed, failed (Failed; no file, FetchDay 404).
 Days
-    One file per (ResourceType, day); a later job's export of the same day replaces it and moves
+    One file per (account, ResourceType, day); a later export of the same day replaces it and moves
     to the end of the list ("listed in order of generation"). ``create_date`` and the S3 key's
-    ``created_time`` follow the pinned ``today`` when there is one. The 7-day retention of jobs and
-    files is not simulated. Daily auto-export (ExportConfiguration ``Enabled``) is stored and
-    returned but generates nothing.
+    ``created_time`` follow the sandbox clock. The 7-day retention of jobs and
+    files is not simulated. Daily auto-export (ExportConfiguration ``Enabled``) generates the file of
+    day D-1 when the simulated clock passes 00:00 UTC of day D (friendly_name "Daily export") and
+    sends the configured webhook; see sandbox.state.
 DeleteJob
     204. Unfinished days show RunningToBeDeleted for one step, then DeletedByUserRequest; days that
     finished before the delete keep their status and files. The job stays fetchable and listed, and
@@ -71,8 +89,9 @@ Links
 Webhooks
     Sent when every day of a job is final (not for deleted jobs), per sandbox.webhooks: payload
     ``status=completed`` plus ``extra_params``; POST form, GET query, or JSON with ``bodySHA256``;
-    signed with the account's auth token; ``copies``, ``drop`` and ``sign`` configurable; one retry
-    on connection errors only.
+    signed with the current auth token of the account that owns the job (or the daily export);
+    ``copies``, ``drop`` and ``sign`` configurable (``daily_webhook`` for daily exports, with delay
+    and per-day drops); one retry on connection errors only.
 Content
     Deterministic gzip JSON lines per (type, day, size, seed, account), byte-exact to the target
     size; see sandbox.content.

@@ -64,7 +64,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.INFO if level <= logging.DEBUG else logging.WARNING)
 
-    store = Store(args.account_sid)
+    store = Store(
+        args.account_sid,
+        auth_token=args.auth_token,
+        api_key_sid=args.api_key_sid,
+        api_key_secret=args.api_key_secret,
+    )
     if args.scenario:
         try:
             with open(args.scenario, encoding="utf-8") as fh:
@@ -77,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = ApiSettings(args.account_sid, args.auth_token, args.api_key_sid, args.api_key_secret)
 
     api_server = make_server(args.host, args.port, create_app(store, notifier, settings), threaded=True)
-    files_server = make_server(args.host, args.files_port, FilesApp(store, args.account_sid), threaded=True)
+    files_server = make_server(args.host, args.files_port, FilesApp(store), threaded=True)
     public = args.public_host or ("127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host)
     settings.api_url = f"http://{public}:{api_server.server_port}"
     settings.files_url = f"http://{public}:{files_server.server_port}"

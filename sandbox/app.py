@@ -1,4 +1,4 @@
-"""The API listener: Twilio BulkExports v1 under /v1 (Basic auth) and the control API under /_sandbox.
+"""The API listener: BulkExports v1 (/v1) and the Accounts API (/2010-04-01) with Basic auth; control (/_sandbox).
 
 Field lists follow the OpenAPI schemas exactly (tests cross-check them against Twilio's spec file).
 Every /v1 error is Twilio's JSON shape ``{code, message, more_info, status}``; control errors are
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from sandbox.routes import config, control, days, exports, hooks, jobs
+from sandbox.routes import accounts, config, control, days, exports, hooks, jobs
 from sandbox.routes.common import ApiSettings, SandboxContext
 from sandbox.state import Store
 from sandbox.webhooks import Notifier
@@ -24,6 +24,6 @@ def create_app(store: Store, notifier: Notifier, settings: ApiSettings) -> Flask
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["sandbox"] = SandboxContext(store, notifier, settings)
     hooks.install(app)
-    for module in (exports, config, jobs, days, control):
+    for module in (exports, config, jobs, days, accounts, control):
         app.register_blueprint(module.bp)
     return app

@@ -42,9 +42,8 @@ def s3_error(status: int, code: str, message: str, **extra: str) -> Response:
 class FilesApp:
     """WSGI app serving presigned day-file links."""
 
-    def __init__(self, store: Store, account_sid: str) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
-        self.account_sid = account_sid
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
@@ -148,7 +147,7 @@ class FilesApp:
         f = link.file
         sent = 0
         try:
-            for member in iter_day_file(f.resource_type, f.day, f.target, f.seed, account_sid=self.account_sid):
+            for member in iter_day_file(f.resource_type, f.day, f.target, f.seed, account_sid=f.account_sid):
                 for off in range(0, len(member), CHUNK):
                     piece = member[off : off + CHUNK]
                     if limit is not None and sent + len(piece) >= limit:

@@ -1,15 +1,16 @@
 """Scenario and fault plans: the JSON the control API accepts, validated into frozen objects.
 
 A scenario is snapshotted into each job when it is created, so changing it later never rewrites
-history; the fault plan is live (its counters count down as requests consume them).
+history; the fault plan is live (its counters count down as requests consume them). ``today`` in a
+scenario payload is not kept here: the Store moves its clock to that day (see sandbox.clock).
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime
+from dataclasses import asdict, dataclass, field, replace
+from datetime import date
 from typing import Any
 
 from sandbox import RESOURCE_TYPES
@@ -27,10 +28,6 @@ FINAL_STATUS = {
 
 class ScenarioError(ValueError):
     """A control-API payload that cannot be applied (answered with 400)."""
-
-
-def utc_today() -> date:
-    return datetime.now(UTC).date()
 
 
 def _num(d: Mapping[str, Any], key: str, default: float, *, minimum: float = 0.0) -> float:
@@ -89,6 +86,92 @@ class WebhookConfig:
 
 
 @dataclass(frozen=True)
+class DailyDayRule:
+    """Per-day overrides of a daily-export webhook (None: the general setting)."""
+
+    copies: int | None = None
+    drop: bool | None = None
+    delay_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class DailyWebhookConfig:
+    """How daily auto-export webhooks are delivered: a WebhookConfig plus delay and per-day faults.
+
+    ``delay_seconds`` (sandbox time after the file is generated), ``drop_days`` (days whose webhook is
+    never sent), ``days`` (per-day ``copies``/``drop``/``delay_seconds``). Days are the exported day.
+    """
+
+    webhook: WebhookConfig = field(default_factory=WebhookConfig)
+    delay_seconds: float = 0.0
+    drop_days: frozenset[str] = frozenset()
+    days: tuple[tuple[str, DailyDayRule], ...] = ()
+
+    KEYS = frozenset({"copies", "drop", "sign", "body", "extra_params", "delay_seconds", "drop_days", "days"})
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> DailyWebhookConfig:
+        if not isinstance(d, Mapping) or set(d) - cls.KEYS:
+            raise ScenarioError(f"daily_webhook takes keys {sorted(cls.KEYS)}")
+        drop_days = d.get("drop_days", []) or []
+        if not isinstance(drop_days, list):
+            raise ScenarioError("daily_webhook.drop_days must be a list of yyyy-mm-dd")
+        rules_in = d.get("days", {}) or {}
+        if not isinstance(rules_in, dict):
+            raise ScenarioError("daily_webhook.days must be an object keyed yyyy-mm-dd")
+        rules: list[tuple[str, DailyDayRule]] = []
+        for day, rule in rules_in.items():
+            _check_day(day, "daily_webhook.days")
+            if not isinstance(rule, dict) or set(rule) - {"copies", "drop", "delay_seconds"}:
+                raise ScenarioError(f"daily_webhook.days[{day!r}] takes copies, drop, delay_seconds")
+            rules.append(
+                (
+                    day,
+                    DailyDayRule(
+                        copies=_int(rule, "copies", 1) if "copies" in rule else None,
+                        drop=bool(rule["drop"]) if "drop" in rule else None,
+                        delay_seconds=_num(rule, "delay_seconds", 0.0) if "delay_seconds" in rule else None,
+                    ),
+                )
+            )
+        general = {k: v for k, v in d.items() if k in ("copies", "drop", "sign", "body", "extra_params")}
+        return cls(
+            webhook=WebhookConfig.from_json(general),
+            delay_seconds=_num(d, "delay_seconds", 0.0),
+            drop_days=frozenset(_check_day(str(x), "daily_webhook.drop_days") for x in drop_days),
+            days=tuple(rules),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.webhook.to_json(),
+            "delay_seconds": self.delay_seconds,
+            "drop_days": sorted(self.drop_days),
+            "days": {k: {n: v for n, v in asdict(r).items() if v is not None} for k, r in self.days},
+        }
+
+    def for_day(self, day: date) -> tuple[WebhookConfig, float]:
+        """(delivery config, delay in seconds) for the daily webhook of exported ``day``."""
+        iso = day.isoformat()
+        rule = dict(self.days).get(iso, DailyDayRule())
+        cfg = self.webhook
+        if rule.copies is not None:
+            cfg = replace(cfg, copies=rule.copies)
+        if rule.drop is not None:
+            cfg = replace(cfg, drop=rule.drop)
+        if iso in self.drop_days:
+            cfg = replace(cfg, drop=True)
+        return cfg, self.delay_seconds if rule.delay_seconds is None else rule.delay_seconds
+
+
+def _check_day(value: str, what: str) -> str:
+    try:
+        return date.fromisoformat(value).isoformat()
+    except (TypeError, ValueError):
+        raise ScenarioError(f"{what}: {value!r} is not yyyy-mm-dd") from None
+
+
+@dataclass(frozen=True)
 class Scenario:
     """Knobs for how jobs behave. Snapshotted into each job when it is created."""
 
@@ -100,9 +183,12 @@ class Scenario:
     link_ttl_seconds: float = 240.0
     daily_quota_days: int = 366
     seed: int = 0
-    today: date | None = None
+    today: date | None = None  # a request to move the clock, applied (and cleared) by the Store
     days: tuple[tuple[str, DayPlan], ...] = ()
     webhook: WebhookConfig = field(default_factory=WebhookConfig)
+    editions: bool = True
+    daily_delay_seconds: float = 0.0
+    daily_webhook: DailyWebhookConfig = field(default_factory=DailyWebhookConfig)
 
     KEYS = frozenset(
         {
@@ -117,6 +203,9 @@ class Scenario:
             "today",
             "days",
             "webhook",
+            "editions",
+            "daily_delay_seconds",
+            "daily_webhook",
         }
     )
 
@@ -159,6 +248,9 @@ class Scenario:
         webhook = d.get("webhook", {}) or {}
         if not isinstance(webhook, dict):
             raise ScenarioError("webhook must be an object")
+        editions = d.get("editions", True)
+        if not isinstance(editions, bool):
+            raise ScenarioError("editions must be true or false")
         return cls(
             step_seconds=_num(d, "step_seconds", 0.2),
             days_per_step=_int(d, "days_per_step", 10, minimum=1),
@@ -171,6 +263,9 @@ class Scenario:
             today=today_d,
             days=tuple(days),
             webhook=WebhookConfig.from_json(webhook),
+            editions=editions,
+            daily_delay_seconds=_num(d, "daily_delay_seconds", 0.0),
+            daily_webhook=DailyWebhookConfig.from_json(d.get("daily_webhook", {}) or {}),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -186,6 +281,9 @@ class Scenario:
             "today": self.today.isoformat() if self.today else None,
             "days": {k: asdict(v) for k, v in self.days},
             "webhook": self.webhook.to_json(),
+            "editions": self.editions,
+            "daily_delay_seconds": self.daily_delay_seconds,
+            "daily_webhook": self.daily_webhook.to_json(),
         }
 
     def plan_for(self, resource_type: str, day: date) -> DayPlan:
@@ -197,9 +295,6 @@ class Scenario:
             or table.get(iso)
             or DayPlan(self.default_outcome, self.default_day_size)
         )
-
-    def current_day(self) -> date:
-        return self.today or utc_today()
 
 
 @dataclass

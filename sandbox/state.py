@@ -1,203 +1,109 @@
-"""All mutable sandbox state behind one lock: scenario, jobs, day files, links, faults and logs.
+"""All mutable sandbox state behind one lock: clock, accounts, scenario, jobs, day files, links, faults, logs.
 
-Job progress is a pure function of time (creation time, ``step_seconds``, the day's planned outcome), so
-reads never race with a background thread. Side effects of time passing (a day file appearing, a job
-finishing and its webhook firing) are queued as timed events and applied in time order at the start of
-every public method, under the lock, and by a ticker thread that calls :meth:`Store.tick`. A client that sees
-``Completed`` for a day can therefore always fetch that day's file in the very next request.
+Job progress is a pure function of time (see sandbox.model), so reads never race with a background
+thread. Side effects of time passing (a day file appearing, a job finishing and its webhook firing, a
+daily export at a simulated midnight) are queued as timed events and applied in time order at the start
+of every public method, under the lock, and by a ticker thread that calls :meth:`Store.tick`. A client
+that sees ``Completed`` for a day can therefore always fetch that day's file in the very next request.
+
+Everything Twilio keeps per account (jobs, day files, export configurations) is kept per account here:
+one account never sees another's. The daily quota is counted per family (a parent and its subaccounts)
+and per simulated UTC day.
+
+Daily auto-export: whenever the clock's UTC day moves forward (real time passing midnight, ``advance``,
+or setting a later ``today``/``now``), every midnight crossed is handled in order: for each active account
+and each resource type whose configuration is enabled at that moment, the file of the day before that
+midnight is generated ``daily_delay_seconds`` after it (sandbox time), listed by ListDay like any other
+day (friendly_name "Daily export", create_date the generation day), and the configured webhook is queued
+``daily_webhook`` delay after that. A (account, type, day) is generated at most once until reset, so
+moving the clock back and forward again repeats nothing; at most the last 366 midnights of one jump count.
 """
 
 from __future__ import annotations
 
+import copy
 import heapq
 import secrets
 import threading
-import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sandbox import RESOURCE_TYPES
+from sandbox import DEFAULT_AUTH_TOKEN, RESOURCE_TYPES
+from sandbox.accounts import Account, Accounts
+from sandbox.clock import SandboxClock, midnights
 from sandbox.content import day_file_size
-from sandbox.scenario import FINAL_STATUS, PRODUCES_FILE, DayPlan, Faults, Scenario, WebhookConfig
-
-STATUS_ORDER = (
-    "Submitted",
-    "Running",
-    "ErrorDuringRun",
-    "Completed",
-    "CompletedEmptyRecords",
-    "Failed",
-    "RunningToBeDeleted",
-    "DeletedByUserRequest",
+from sandbox.model import (
+    FINAL_STATUSES,
+    DayFile,
+    Event,
+    Job,
+    Link,
+    WebhookCall,
+    iso_millis,
 )
-FINAL_STATUSES = {"Completed", "CompletedEmptyRecords", "Failed", "DeletedByUserRequest"}
+from sandbox.scenario import PRODUCES_FILE, Faults, Scenario
+
+__all__ = [
+    "DayFile",
+    "EditionsRequired",
+    "Job",
+    "Link",
+    "QuotaExceeded",
+    "Store",
+    "WebhookCall",
+    "iso_millis",
+]
+
 LOG_LIMIT = 20_000
-
-
-@dataclass
-class Job:
-    """One custom export job; its statuses are computed from these fields and the clock."""
-
-    sid: str
-    resource_type: str
-    friendly_name: str
-    start_day: date
-    end_day: date
-    webhook_url: str | None
-    webhook_method: str | None
-    email: str | None
-    created_mono: float
-    created_wall: datetime
-    days: list[date]
-    plans: list[DayPlan]
-    scenario: Scenario
-    forced_at: float | None = None
-    deleted_at: float | None = None
-    finished_at: float | None = None
-    webhook_fired: bool = False
-    applied: set[int] = field(default_factory=set)
-
-    @property
-    def step(self) -> float:
-        return self.scenario.step_seconds
-
-    def natural_final(self, i: int) -> float:
-        """When day ``i`` reaches its final status if nobody intervenes."""
-        s = self.scenario
-        t = self.created_mono + self.step * (2 + i // s.days_per_step)
-        if self.plans[i].outcome == "error_then_completed":
-            t += self.step * s.error_steps
-        return t
-
-    def error_from(self, i: int) -> float:
-        return self.created_mono + self.step * (2 + i // self.scenario.days_per_step)
-
-    def final_time(self, i: int) -> float:
-        t = self.natural_final(i)
-        return min(t, self.forced_at) if self.forced_at is not None else t
-
-    def day_deleted(self, i: int) -> bool:
-        return self.deleted_at is not None and self.deleted_at < self.final_time(i)
-
-    def day_status(self, i: int, now: float) -> str:
-        if self.day_deleted(i):
-            assert self.deleted_at is not None
-            return "RunningToBeDeleted" if now < self.deleted_at + self.step else "DeletedByUserRequest"
-        if now >= self.final_time(i):
-            return FINAL_STATUS[self.plans[i].outcome]
-        if now < self.created_mono + self.step:
-            return "Submitted"
-        if self.plans[i].outcome == "error_then_completed" and now >= self.error_from(i):
-            return "ErrorDuringRun"
-        return "Running"
-
-    def statuses(self, now: float) -> list[str]:
-        return [self.day_status(i, now) for i in range(len(self.days))]
-
-    def details(self, now: float) -> list[dict[str, Any]]:
-        groups: dict[str, list[str]] = {}
-        for d, st in zip(self.days, self.statuses(now), strict=True):
-            groups.setdefault(st, []).append(d.isoformat())
-        return [{"status": st, "count": len(groups[st]), "days": groups[st]} for st in STATUS_ORDER if st in groups]
-
-    def is_final(self, now: float) -> bool:
-        if self.finished_at is not None and now >= self.finished_at:
-            return True  # cheap path: queue positions check every job on every list request
-        return all(st in FINAL_STATUSES for st in self.statuses(now))
-
-    def completion_mono(self) -> float:
-        """When the last day becomes final (or the deletion settles)."""
-        times = [
-            (self.deleted_at + self.step) if self.day_deleted(i) and self.deleted_at is not None else self.final_time(i)
-            for i in range(len(self.days))
-        ]
-        return max(times)
-
-    def wall(self, mono: float) -> datetime:
-        return self.created_wall + timedelta(seconds=mono - self.created_mono)
-
-
-@dataclass
-class DayFile:
-    """The current file of one (resource type, day): the latest job that produced it wins."""
-
-    resource_type: str
-    day: date
-    target_size: int
-    size: int
-    seed: int
-    outcome: str
-    job_sid: str
-    friendly_name: str
-    created_wall: datetime
-    object_id: str
-
-    @property
-    def target(self) -> int:
-        return 0 if self.outcome == "empty_file" else self.target_size
-
-    def key(self, account_sid: str) -> str:
-        """S3 object key, in the shape of Twilio's bucket (decoded form)."""
-        return (
-            f"daily/day={self.day.isoformat()}/type={self.resource_type}/account={account_sid}/"
-            f"created_time={self.created_wall.strftime('%Y%m%d%H%M%S')}/part-0{self.object_id}.json.gz"
-        )
-
-
-@dataclass
-class Link:
-    """A presigned, single-use download link handed out by FetchDay."""
-
-    signature: str
-    file: DayFile
-    created_mono: float
-    created_wall: datetime
-    ttl: float
-    used: bool = False
-
-
-@dataclass
-class _Event:
-    at: float
-    seq: int
-    kind: str  # "day" | "job"
-    sid: str
-    index: int = -1
-
-    def __lt__(self, other: _Event) -> bool:
-        return (self.at, self.seq) < (other.at, other.seq)
-
-
-@dataclass(frozen=True)
-class WebhookCall:
-    """What the notifier needs to deliver one job's completion webhook."""
-
-    job_sid: str
-    resource_type: str
-    url: str
-    method: str
-    config: WebhookConfig
-    reason: str  # "completed" | "redeliver"
+MAX_MIDNIGHTS_PER_MOVE = 366
+DAILY_FRIENDLY_NAME = "Daily export"
 
 
 class QuotaExceeded(Exception):
     """More than the daily quota of requested days."""
 
 
+class EditionsRequired(Exception):
+    """ExportConfiguration Enabled=true on an account without Twilio Editions."""
+
+
+@dataclass
+class AccountData:
+    """What Twilio keeps per account: the current file of every (type, day) and the export configurations."""
+
+    files: dict[str, OrderedDict[date, DayFile]] = field(
+        default_factory=lambda: {rt: OrderedDict() for rt in RESOURCE_TYPES}
+    )
+    configs: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {
+            rt: {"enabled": False, "webhook_url": "", "webhook_method": ""} for rt in RESOURCE_TYPES
+        }
+    )
+
+
 class Store:
     """Thread-safe state. Public methods take the lock, advance time, and return plain data."""
 
-    def __init__(self, account_sid: str, on_job_final: Callable[[WebhookCall], None] | None = None) -> None:
-        self.account_sid = account_sid
+    def __init__(
+        self,
+        account_sid: str,
+        on_job_final: Callable[[WebhookCall], None] | None = None,
+        *,
+        auth_token: str = DEFAULT_AUTH_TOKEN,
+        api_key_sid: str | None = None,
+        api_key_secret: str | None = None,
+    ) -> None:
+        self.account_sid = account_sid  # the default account
         self._lock = threading.RLock()
         self._on_job_final = on_job_final
         self._pending: list[WebhookCall] = []
-        self._clock_offset = 0.0  # moved forward by advance_clock(); never backwards
+        self.clock = SandboxClock()
+        self.accounts = Accounts(account_sid, auth_token, api_key_sid, api_key_secret)
         self._reset_locked(Scenario())
 
     # ---- plumbing -------------------------------------------------------------------------------
@@ -205,26 +111,33 @@ class Store:
         self._on_job_final = on_job_final
 
     def _reset_locked(self, scenario: Scenario) -> None:
+        self.clock.reset_wall()
+        self.accounts.reset(self.clock.wall())
         self.scenario = scenario
         self.faults = Faults()
         self.jobs: dict[str, Job] = {}
-        self.files: dict[str, OrderedDict[date, DayFile]] = {rt: OrderedDict() for rt in RESOURCE_TYPES}
+        self.data: dict[str, AccountData] = {}
         self.links: dict[str, Link] = {}
-        self.configs: dict[str, dict[str, Any]] = {
-            rt: {"enabled": False, "webhook_url": "", "webhook_method": ""} for rt in RESOURCE_TYPES
-        }
-        self.quota: dict[date, int] = {}
-        self.events: list[_Event] = []
+        self.quota: dict[tuple[str, date], int] = {}
+        self.events: list[Event] = []
         self._seq = 0
+        self._last_day = self.clock.today()
+        self._daily_done: set[tuple[str, str, date]] = set()
         self.deliveries: deque[dict[str, Any]] = deque(maxlen=LOG_LIMIT)
         self.downloads: deque[dict[str, Any]] = deque(maxlen=LOG_LIMIT)
         self.requests: deque[dict[str, Any]] = deque(maxlen=LOG_LIMIT)
+        self.dailies: deque[dict[str, Any]] = deque(maxlen=LOG_LIMIT)
+
+    def _data(self, account_sid: str) -> AccountData:
+        self.accounts.require(account_sid)
+        return self.data.setdefault(account_sid, AccountData())
 
     @contextmanager
     def _op(self) -> Iterator[float]:
         """Lock, advance to now, run the body; fire webhooks after the lock is released."""
         with self._lock:
-            now = time.monotonic() + self._clock_offset
+            now = self.clock.mono()
+            self._schedule_midnights_locked(now)
             self._advance_locked(now)
             try:
                 yield now
@@ -234,13 +147,20 @@ class Store:
             for call in pending:
                 self._on_job_final(call)
 
-    def _push(self, at: float, kind: str, sid: str, index: int = -1) -> None:
+    def _push(self, at: float, kind: str, sid: str, index: int = -1, **extra: Any) -> None:
         self._seq += 1
-        heapq.heappush(self.events, _Event(at, self._seq, kind, sid, index))
+        heapq.heappush(self.events, Event(at, self._seq, kind, sid, index, **extra))
 
     def _advance_locked(self, now: float) -> None:
         while self.events and self.events[0].at <= now:
             ev = heapq.heappop(self.events)
+            if ev.kind == "daily":
+                self._generate_daily(ev)
+                continue
+            if ev.kind == "daily_hook":
+                if ev.call is not None:
+                    self._pending.append(ev.call)
+                continue
             job = self.jobs.get(ev.sid)
             if job is None:
                 continue
@@ -249,29 +169,43 @@ class Store:
             else:
                 self._maybe_finish(job, ev.at)
 
+    def _new_file(self, account_sid: str, rt: str, day: date, outcome: str, size: int, **how: Any) -> DayFile:
+        """Store the current file of (account, rt, day): it replaces an older one and moves to the end."""
+        target = 0 if outcome == "empty_file" else size
+        seed = self.scenario.seed if "seed" not in how else how.pop("seed")
+        files = self._data(account_sid).files[rt]
+        files.pop(day, None)  # "listed in order of generation"
+        f = DayFile(
+            account_sid=account_sid,
+            resource_type=rt,
+            day=day,
+            target_size=size,
+            size=day_file_size(rt, day, target, seed, account_sid=account_sid),
+            seed=seed,
+            outcome=outcome,
+            object_id=str(uuid.uuid4()),
+            **how,
+        )
+        files[day] = f
+        return f
+
     def _apply_day(self, job: Job, i: int) -> None:
         if i in job.applied or job.day_deleted(i):
             return
-        at = job.final_time(i)
         job.applied.add(i)
         plan = job.plans[i]
         if plan.outcome not in PRODUCES_FILE:
             return
-        day = job.days[i]
-        target = 0 if plan.outcome == "empty_file" else plan.size
-        files = self.files[job.resource_type]
-        files.pop(day, None)  # a newer export of the same day replaces the file and moves to the end
-        files[day] = DayFile(
-            resource_type=job.resource_type,
-            day=day,
-            target_size=plan.size,
-            size=day_file_size(job.resource_type, day, target, job.scenario.seed, account_sid=self.account_sid),
+        self._new_file(
+            job.account_sid,
+            job.resource_type,
+            job.days[i],
+            plan.outcome,
+            plan.size,
             seed=job.scenario.seed,
-            outcome=plan.outcome,
             job_sid=job.sid,
             friendly_name=job.friendly_name,
-            created_wall=job.wall(at),
-            object_id=str(uuid.uuid4()),
+            created_wall=job.wall(job.final_time(i)),
         )
 
     def _maybe_finish(self, job: Job, at: float) -> None:
@@ -285,7 +219,13 @@ class Store:
     def _call(self, job: Job, reason: str) -> WebhookCall:
         assert job.webhook_url and job.webhook_method
         return WebhookCall(
-            job.sid, job.resource_type, job.webhook_url, job.webhook_method, job.scenario.webhook, reason
+            job.sid,
+            job.resource_type,
+            job.webhook_url,
+            job.webhook_method,
+            job.scenario.webhook,
+            reason,
+            account_sid=job.account_sid,
         )
 
     def tick(self) -> None:
@@ -296,25 +236,112 @@ class Store:
             for s in dead:
                 del self.links[s]
 
-    # ---- control ----------------------------------------------------------------------------------
-    def advance_clock(self, seconds: float) -> float:
-        """Jump the sandbox clock forward (jobs progress, links expire) and return the total offset."""
+    # ---- daily auto-export ----------------------------------------------------------------------
+    def _schedule_midnights_locked(self, now: float) -> None:
+        """Queue the daily exports of every midnight the clock crossed since the last look."""
+        today = self.clock.today()
+        crossed = midnights(self._last_day, today)[-MAX_MIDNIGHTS_PER_MOVE:]
+        self._last_day = today
+        delay = self.scenario.daily_delay_seconds
+        for entered in crossed:
+            midnight = datetime.combine(entered, time())
+            at = min(self.clock.mono_at(midnight), now) + delay  # crossed: never later than now (float noise)
+            wall = midnight + timedelta(seconds=delay)
+            for sid, data in self.data.items():
+                acct = self.accounts.get(sid)
+                if acct is None or acct.status != "active":
+                    continue
+                for rt, cfg in data.configs.items():
+                    if cfg["enabled"]:
+                        day = entered - timedelta(days=1)
+                        self._push(at, "daily", sid, resource_type=rt, day=day, wall=wall)
+
+    def _generate_daily(self, ev: Event) -> None:
+        assert ev.day is not None and ev.wall is not None
+        key = (ev.sid, ev.resource_type, ev.day)
+        if key in self._daily_done or self.accounts.get(ev.sid) is None:
+            return
+        self._daily_done.add(key)
+        plan = self.scenario.plan_for(ev.resource_type, ev.day)
+        entry: dict[str, Any] = {
+            "account_sid": ev.sid,
+            "resource_type": ev.resource_type,
+            "day": ev.day.isoformat(),
+            "outcome": plan.outcome,
+            "generated_at": iso_millis(ev.wall),
+            "size": None,
+            "webhook": None,
+        }
+        self.dailies.append(entry)
+        if plan.outcome not in PRODUCES_FILE:
+            return  # no records / failed: no file and no webhook
+        f = self._new_file(
+            ev.sid,
+            ev.resource_type,
+            ev.day,
+            plan.outcome,
+            plan.size,
+            job_sid=None,
+            friendly_name=DAILY_FRIENDLY_NAME,
+            created_wall=ev.wall,
+        )
+        entry["size"] = f.size
+        cfg = self._data(ev.sid).configs[ev.resource_type]
+        if not (cfg["webhook_url"] and cfg["webhook_method"]):
+            return
+        config, delay = self.scenario.daily_webhook.for_day(ev.day)
+        call = WebhookCall(
+            None,
+            ev.resource_type,
+            cfg["webhook_url"],
+            cfg["webhook_method"],
+            config,
+            "daily",
+            account_sid=ev.sid,
+            kind="daily",
+            day=ev.day.isoformat(),
+        )
+        entry["webhook"] = {"url": call.url, "method": call.method, "delay_seconds": delay, "dropped": config.drop}
+        self._push(ev.at + delay, "daily_hook", ev.sid, resource_type=ev.resource_type, day=ev.day, call=call)
+
+    # ---- clock, scenario, faults (control) --------------------------------------------------------
+    def move_clock(self, *, advance: float = 0.0, wall: datetime | None = None) -> dict[str, Any]:
+        """Set "now" to ``wall`` (if given), then let ``advance`` seconds pass; the clock view afterwards."""
         with self._lock:
-            self._clock_offset += max(0.0, seconds)
+            if wall is not None:
+                self.clock.set_wall(wall)
+            self.clock.advance(advance)
         with self._op():
-            return self._clock_offset
+            return self.clock.to_json()
+
+    def clock_view(self) -> dict[str, Any]:
+        with self._op():
+            return self.clock.to_json()
+
+    def today(self) -> date:
+        with self._lock:
+            return self.clock.today()
 
     def reset(self) -> None:
         with self._op():
             self._reset_locked(Scenario())
 
     def set_scenario(self, scenario: Scenario) -> None:
+        """Replace the scenario; its ``today`` (if any) moves the clock to 00:00 UTC of that day."""
+        with self._lock:
+            if scenario.today is not None:
+                self.clock.set_today(scenario.today)
         with self._op():
-            self.scenario = scenario
+            self.scenario = replace(scenario, today=None)
 
     def get_scenario(self) -> Scenario:
         with self._op():
             return self.scenario
+
+    def scenario_json(self) -> dict[str, Any]:
+        """The scenario as the control API shows it: ``today`` is the clock's."""
+        with self._op():
+            return {**self.scenario.to_json(), "today": self.clock.today().isoformat()}
 
     def set_faults(self, faults: Faults) -> None:
         with self._op():
@@ -324,6 +351,7 @@ class Store:
         with self._op():
             return self.faults.to_json()
 
+    # ---- jobs and logs (control) -------------------------------------------------------------------
     def complete(self, sid: str) -> bool:
         """Make every unfinished day final now (the webhook fires as on natural completion)."""
         with self._op() as now:
@@ -346,9 +374,13 @@ class Store:
             call = self._call(job, "redeliver")
             return replace(call, config=replace(call.config, copies=1, drop=False))
 
-    def control_jobs(self) -> list[dict[str, Any]]:
+    def control_jobs(self, account_sid: str | None = None) -> list[dict[str, Any]]:
         with self._op() as now:
-            return [self._control_view(j, now) for j in self.jobs.values()]
+            return [
+                self._control_view(j, now)
+                for j in self.jobs.values()
+                if account_sid is None or j.account_sid == account_sid
+            ]
 
     def control_job(self, sid: str) -> dict[str, Any] | None:
         with self._op() as now:
@@ -368,6 +400,7 @@ class Store:
             state = "running"
         return {
             "job_sid": job.sid,
+            "account_sid": job.account_sid,
             "resource_type": job.resource_type,
             "friendly_name": job.friendly_name,
             "start_day": job.start_day.isoformat(),
@@ -375,7 +408,7 @@ class Store:
             "webhook_url": job.webhook_url,
             "webhook_method": job.webhook_method,
             "email": job.email,
-            "created_at": _iso(job.created_wall),
+            "created_at": iso_millis(job.created_wall),
             "status": state,
             "final": final,
             "deleted": job.deleted_at is not None,
@@ -387,10 +420,10 @@ class Store:
             },
         }
 
-    def expected_day(self, resource_type: str, day: date) -> dict[str, Any]:
+    def expected_day(self, account_sid: str, resource_type: str, day: date) -> dict[str, Any]:
         """The existing file of that day, or what the current scenario would produce."""
         with self._op():
-            f = self.files[resource_type].get(day)
+            f = self._data(account_sid).files[resource_type].get(day)
             if f is not None:
                 return {
                     "source": "file",
@@ -412,6 +445,20 @@ class Store:
                 "job_sid": None,
             }
 
+    def quota_view(self, account_sid: str) -> dict[str, Any]:
+        """Requested days per simulated UTC day of the account's family (parent and subaccounts)."""
+        with self._op():
+            family = self.accounts.family_of(account_sid)
+            days = sorted((d, n) for (fam, d), n in self.quota.items() if fam == family)
+            today = self.clock.today()
+            return {
+                "family": family,
+                "limit": self.scenario.daily_quota_days,
+                "today": today.isoformat(),
+                "used_today": self.quota.get((family, today), 0),
+                "days": {d.isoformat(): n for d, n in days},
+            }
+
     def log(self, kind: str, entry: dict[str, Any]) -> dict[str, Any]:
         """Append to a log ('deliveries' | 'downloads' | 'requests'); the dict may be updated later."""
         with self._lock:
@@ -423,8 +470,69 @@ class Store:
             entry.update(changes)
 
     def read_log(self, kind: str) -> list[dict[str, Any]]:
-        with self._lock:
+        with self._op():  # 'dailies' depends on time passing
             return [dict(e) for e in getattr(self, kind)]
+
+    # ---- accounts (control) -------------------------------------------------------------------------
+    def account_views(self) -> list[dict[str, Any]]:
+        with self._op():
+            return [a.control_view(self.account_sid) for a in self.accounts.by_sid.values()]
+
+    def account_view(self, sid: str) -> dict[str, Any]:
+        """Raises UnknownAccount for an unknown account (as do the other account methods)."""
+        with self._op():
+            return self.accounts.require(sid).control_view(self.account_sid)
+
+    def add_account(self, body: dict[str, Any], parent_sid: str | None) -> dict[str, Any]:
+        with self._op():
+            acct = self.accounts.add(body, parent_sid, self.clock.wall())
+            self._data(acct.sid)
+            return acct.control_view(self.account_sid)
+
+    def update_account(self, sid: str, body: dict[str, Any]) -> dict[str, Any]:
+        with self._op():
+            return self.accounts.update(sid, body, self.clock.wall()).control_view(self.account_sid)
+
+    def rotate_token(self, sid: str, keep_secondary: bool) -> dict[str, Any]:
+        with self._op():
+            return self.accounts.rotate(sid, keep_secondary, self.clock.wall()).control_view(self.account_sid)
+
+    def set_revoked(self, sid: str, revoked: bool) -> dict[str, Any]:
+        with self._op():
+            acct = self.accounts.require(sid)
+            acct.revoked = revoked
+            return acct.control_view(self.account_sid)
+
+    def add_api_key(self, sid: str, body: dict[str, Any]) -> dict[str, str]:
+        with self._op():
+            key_sid, secret = self.accounts.add_key(sid, body)
+            return {"sid": key_sid, "secret": secret, "account_sid": sid}
+
+    def delete_api_key(self, sid: str, key_sid: str) -> bool:
+        with self._op():
+            return self.accounts.require(sid).keys.pop(key_sid, None) is not None
+
+    # ---- authentication and the Accounts API --------------------------------------------------------
+    def authenticate(self, username: str, password: str) -> Account | None:
+        """A copy of the account these credentials act as (None if refused)."""
+        with self._lock:
+            acct = self.accounts.authenticate(username, password)
+            return copy.copy(acct) if acct else None
+
+    def visible_accounts(self, caller_sid: str) -> list[Account]:
+        with self._op():
+            return [copy.copy(a) for a in self.accounts.visible_to(self.accounts.require(caller_sid))]
+
+    def account(self, sid: str) -> Account | None:
+        with self._op():
+            acct = self.accounts.get(sid)
+            return copy.copy(acct) if acct else None
+
+    def signing_token(self, account_sid: str) -> str | None:
+        """The auth token a webhook of this account is signed with now (its primary token)."""
+        with self._lock:
+            acct = self.accounts.get(account_sid)
+            return acct.auth_token if acct else None
 
     # ---- faults ------------------------------------------------------------------------------------
     def take_api_fault(self, operation: str | None) -> tuple[str | None, int, int]:
@@ -465,13 +573,10 @@ class Store:
                 kind = f.rng.choice(f.files_kinds)
             return kind, f.files_slow_ms, f.files_chunk_delay_ms, f.files_cut_at
 
-    # ---- Twilio operations ---------------------------------------------------------------------------
-    def today(self) -> date:
-        with self._lock:
-            return self.scenario.current_day()
-
+    # ---- Twilio operations (per account) ---------------------------------------------------------------
     def create_job(
         self,
+        account_sid: str,
         resource_type: str,
         start: date,
         end: date,
@@ -480,22 +585,24 @@ class Store:
         webhook_method: str | None,
         email: str | None,
     ) -> Job:
-        """Register a job; raises QuotaExceeded when the day's requested-days quota would be passed."""
+        """Register a job; raises QuotaExceeded when the family's requested days today would pass the quota."""
         with self._op() as now:
             sc = self.scenario
-            today = sc.current_day()
+            today = self.clock.today()
+            key = (self.accounts.family_of(account_sid), today)
             n = (end - start).days + 1
-            used = self.quota.get(today, 0)
+            used = self.quota.get(key, 0)
             if used + n > sc.daily_quota_days:
                 raise QuotaExceeded(
                     f"Export quota exceeded: {used} of {sc.daily_quota_days} days already requested today "
-                    f"({today.isoformat()} UTC); this job asks for {n} more. "
-                    "Try again after the next UTC day."
+                    f"({today.isoformat()} UTC) by this account and the accounts it shares the quota with; "
+                    f"this job asks for {n} more. Try again after the next UTC day."
                 )
-            self.quota[today] = used + n
+            self.quota[key] = used + n
             days = [start + timedelta(days=k) for k in range(n)]
             job = Job(
                 sid="JS" + uuid.uuid4().hex,
+                account_sid=account_sid,
                 resource_type=resource_type,
                 friendly_name=friendly_name,
                 start_day=start,
@@ -504,7 +611,7 @@ class Store:
                 webhook_method=webhook_method,
                 email=email,
                 created_mono=now,
-                created_wall=_wall_now(sc),
+                created_wall=self.clock.wall_at(now),
                 days=days,
                 plans=[sc.plan_for(resource_type, d) for d in days],
                 scenario=sc,
@@ -521,45 +628,51 @@ class Store:
         with self._op() as now:
             yield now
 
-    def job(self, sid: str) -> Job | None:
+    def job(self, account_sid: str, sid: str) -> Job | None:
+        """The account's job (another account's job is None, as if it did not exist)."""
         with self._op():
-            return self.jobs.get(sid)
+            job = self.jobs.get(sid)
+            return job if job is not None and job.account_sid == account_sid else None
 
-    def jobs_of(self, resource_type: str) -> list[Job]:
-        """Jobs of one type, in creation order (so offset paging stays stable as jobs are added)."""
+    def jobs_of(self, account_sid: str, resource_type: str) -> list[Job]:
+        """The account's jobs of one type, in creation order (offset paging stays stable as jobs are added)."""
         with self._op():
-            return [j for j in self.jobs.values() if j.resource_type == resource_type]
+            return [j for j in self.jobs.values() if j.account_sid == account_sid and j.resource_type == resource_type]
 
-    def queue_positions(self, now: float) -> dict[str, int]:
-        """1-based position of every unfinished, undeleted job, oldest first (it can only go down)."""
+    def queue_positions(self, account_sid: str, now: float) -> dict[str, int]:
+        """1-based position of the account's unfinished, undeleted jobs, oldest first (it can only go down)."""
         with self._lock:
-            pending = [j for j in self.jobs.values() if j.deleted_at is None and not j.is_final(now)]
+            pending = [
+                j
+                for j in self.jobs.values()
+                if j.account_sid == account_sid and j.deleted_at is None and not j.is_final(now)
+            ]
             return {j.sid: k + 1 for k, j in enumerate(pending)}
 
-    def delete_job(self, sid: str) -> bool:
+    def delete_job(self, account_sid: str, sid: str) -> bool:
         with self._op() as now:
             job = self.jobs.get(sid)
-            if job is None:
+            if job is None or job.account_sid != account_sid:
                 return False
             if job.deleted_at is None and not job.is_final(now):
                 job.deleted_at = now
                 self._push(job.completion_mono(), "job", job.sid)
             return True
 
-    def day_files(self, resource_type: str) -> list[DayFile]:
+    def day_files(self, account_sid: str, resource_type: str) -> list[DayFile]:
         with self._op():
-            return list(self.files[resource_type].values())
+            return list(self._data(account_sid).files[resource_type].values())
 
-    def new_link(self, resource_type: str, day: date) -> Link | None:
+    def new_link(self, account_sid: str, resource_type: str, day: date) -> Link | None:
         with self._op() as now:
-            f = self.files[resource_type].get(day)
+            f = self._data(account_sid).files[resource_type].get(day)
             if f is None:
                 return None
             link = Link(
                 signature=secrets.token_hex(32),
                 file=f,
                 created_mono=now,
-                created_wall=_wall_now(self.scenario),
+                created_wall=self.clock.wall_at(now),
                 ttl=self.scenario.link_ttl_seconds,
             )
             self.links[link.signature] = link
@@ -569,7 +682,7 @@ class Store:
         """Look the link up and spend it: (link, problem), problem in None|'unknown'|'expired'|'used'."""
         with self._op() as now:
             link = self.links.get(signature)
-            if link is None or link.file.key(self.account_sid) != key:
+            if link is None or link.file.key() != key:
                 return None, "unknown"
             if now > link.created_mono + link.ttl:
                 return link, "expired"
@@ -578,24 +691,23 @@ class Store:
             link.used = True
             return link, None
 
-    def get_config(self, resource_type: str) -> dict[str, Any]:
+    def get_config(self, account_sid: str, resource_type: str) -> dict[str, Any]:
         with self._op():
-            return dict(self.configs[resource_type])
+            return dict(self._data(account_sid).configs[resource_type])
 
-    def update_config(self, resource_type: str, changes: dict[str, Any]) -> dict[str, Any]:
+    def update_config(
+        self, account_sid: str, resource_type: str, changes: dict[str, Any], *, check_editions: bool = True
+    ) -> dict[str, Any]:
+        """Apply validated changes; Enabled=true needs Editions (the account's flag, else the scenario's)."""
         with self._op():
-            self.configs[resource_type].update(changes)
-            return dict(self.configs[resource_type])
+            acct = self.accounts.require(account_sid)
+            editions = self.scenario.editions if acct.editions is None else acct.editions
+            if check_editions and changes.get("enabled") and not editions:
+                raise EditionsRequired(account_sid)
+            cfg = self._data(account_sid).configs[resource_type]
+            cfg.update(changes)
+            return dict(cfg)
 
-
-def _wall_now(sc: Scenario) -> datetime:
-    """UTC wall time (naive), moved onto the scenario's pinned day if there is one."""
-    now = datetime.now(UTC).replace(tzinfo=None)
-    return datetime.combine(sc.today, now.time()) if sc.today else now
-
-
-def _iso(dt: datetime) -> str:
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
-
-
-iso_millis = _iso
+    def configs_of(self, account_sid: str) -> dict[str, dict[str, Any]]:
+        with self._op():
+            return {rt: dict(c) for rt, c in self._data(account_sid).configs.items()}

@@ -3,6 +3,9 @@
 Twilio documents nothing about the BulkExport callback; the only report says it is form data with
 ``status=completed`` and that it may come several times or not at all. So the payload is
 ``status=completed`` plus configurable extra params, and ``copies``/``drop`` model duplicates and loss.
+The same sender delivers job webhooks and daily auto-export webhooks (same payload; the daily ones
+follow the scenario's ``daily_webhook``). Each is signed with the current auth token of the account that
+owns the job or the configuration, read when the request is built.
 
 Signing, per twilio-python's RequestValidator:
 - POST form: sign(url, form params).
@@ -108,7 +111,7 @@ class Notifier:
     def submit(self, call: WebhookCall) -> None:
         if call.config.drop:
             self._store.log("deliveries", {**self._base(call), "dropped": True, "copy": 0, "attempt": 0})
-            log.info("webhook for %s dropped by scenario", call.job_sid)
+            log.info("webhook for %s dropped by scenario", call.job_sid or f"daily {call.resource_type} {call.day}")
             return
         self._queue.put(call)
 
@@ -123,7 +126,10 @@ class Notifier:
     @staticmethod
     def _base(call: WebhookCall) -> dict[str, Any]:
         return {
+            "kind": call.kind,
+            "account_sid": call.account_sid,
             "job_sid": call.job_sid,
+            "day": call.day,
             "resource_type": call.resource_type,
             "reason": call.reason,
             "webhook_url": call.url,
@@ -139,8 +145,12 @@ class Notifier:
             except Exception:  # a bug here must never kill the pool thread silently
                 log.exception("webhook delivery for %s crashed", call.job_sid)
 
+    def _signing_token(self, call: WebhookCall) -> str:
+        """The owning account's current auth token (the default account's when the call names none)."""
+        return (self._store.signing_token(call.account_sid) if call.account_sid else None) or self._auth_token
+
     def _deliver(self, call: WebhookCall, copy: int, token: str) -> None:
-        out = build_request(call, self._auth_token, token)
+        out = build_request(call, self._signing_token(call), token)
         for attempt in (1, 2):
             entry: dict[str, Any] = {
                 **self._base(call),

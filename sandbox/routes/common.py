@@ -12,7 +12,7 @@ from datetime import date
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from flask import Response, current_app, jsonify, request
+from flask import Response, current_app, g, jsonify, request
 
 from sandbox import RESOURCE_TYPES
 from sandbox.scenario import ScenarioError
@@ -47,6 +47,12 @@ class SandboxContext:
 def ctx() -> SandboxContext:
     context: SandboxContext = current_app.extensions["sandbox"]
     return context
+
+
+def account_sid() -> str:
+    """The SID of the account this /v1 or Accounts API request authenticated as (see hooks.guard)."""
+    sid: str = g.account_sid
+    return sid
 
 
 def base() -> str:

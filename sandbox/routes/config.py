@@ -1,4 +1,13 @@
-"""ExportConfiguration: ``GET|POST /v1/Exports/{ResourceType}/Configuration`` (daily auto-export settings)."""
+"""ExportConfiguration: ``GET|POST /v1/Exports/{ResourceType}/Configuration`` (daily auto-export settings).
+
+Per account and resource type: ``enabled`` (false), ``webhook_url`` and ``webhook_method`` ("" when
+unset, as in Twilio's doc example). Every form field is optional. ``Enabled=true`` on an account
+without Twilio Editions (scenario ``editions: false``, or the account's own ``editions: false``) is
+refused with **403 / code 20403** "Daily automatic exports (ExportConfiguration Enabled=true) are
+available to Twilio Editions accounts only" and changes nothing; Twilio does not document this answer,
+so the code is a guess shaped like Twilio's permission errors. What an enabled configuration does at
+each simulated midnight is described in sandbox.state.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +15,14 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from sandbox.routes.common import bad_param, base, ctx, resource_type, valid_url
+from sandbox.routes.common import TwilioError, account_sid, bad_param, base, ctx, resource_type, valid_url
+from sandbox.state import EditionsRequired
 
 bp = Blueprint("config", __name__)
+
+EDITIONS_MESSAGE = (
+    "Daily automatic exports (ExportConfiguration Enabled=true) are available to Twilio Editions accounts only"
+)
 
 
 def config_view(rt: str, cfg: dict[str, Any]) -> dict[str, Any]:
@@ -25,7 +39,7 @@ def config_view(rt: str, cfg: dict[str, Any]) -> dict[str, Any]:
 @bp.get("/v1/Exports/<rt>/Configuration", endpoint="FetchExportConfiguration")
 def fetch_configuration(rt: str) -> Response:
     rt = resource_type(rt)
-    return jsonify(config_view(rt, ctx().store.get_config(rt)))
+    return jsonify(config_view(rt, ctx().store.get_config(account_sid(), rt)))
 
 
 def config_changes(form: Any) -> dict[str, Any]:
@@ -53,4 +67,8 @@ def config_changes(form: Any) -> dict[str, Any]:
 def update_configuration(rt: str) -> Response:
     rt = resource_type(rt)
     changes = config_changes(request.form)
-    return jsonify(config_view(rt, ctx().store.update_config(rt, changes)))
+    try:
+        cfg = ctx().store.update_config(account_sid(), rt, changes)
+    except EditionsRequired:
+        raise TwilioError(403, 20403, EDITIONS_MESSAGE) from None
+    return jsonify(config_view(rt, cfg))

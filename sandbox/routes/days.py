@@ -7,7 +7,7 @@ from urllib.parse import quote, urlencode
 
 from flask import Blueprint, Response, jsonify
 
-from sandbox.routes.common import DAY_RE, ctx, list_meta, not_found, paging, resource_type
+from sandbox.routes.common import DAY_RE, account_sid, ctx, list_meta, not_found, paging, resource_type
 
 bp = Blueprint("days", __name__)
 
@@ -18,7 +18,7 @@ DAYS_MAX_PAGE_SIZE = 400
 def list_days(rt: str) -> Response:
     rt = resource_type(rt)
     page, page_size, offset = paging(DAYS_MAX_PAGE_SIZE)
-    files = ctx().store.day_files(rt)
+    files = ctx().store.day_files(account_sid(), rt)
     items = [
         {
             "day": f.day.isoformat(),
@@ -42,7 +42,7 @@ def fetch_day(rt: str, day: str) -> Response:
     except ValueError:
         raise not_found() from None
     context = ctx()
-    link = context.store.new_link(rt, d)
+    link = context.store.new_link(account_sid(), rt, d)
     if link is None:
         raise not_found()
     stamp = link.created_wall.strftime("%Y%m%dT%H%M%SZ")
@@ -56,7 +56,7 @@ def fetch_day(rt: str, day: str) -> Response:
             "X-Amz-Signature": link.signature,
         }
     )
-    key = quote(link.file.key(context.settings.account_sid), safe="/")
+    key = quote(link.file.key(), safe="/")
     target = f"{context.settings.files_url}/{key}?{query}"
     resp = jsonify({"redirect_to": target})
     resp.status_code = 307

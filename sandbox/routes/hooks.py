@@ -1,25 +1,28 @@
-"""Cross-cutting request handling: Basic auth and injected faults on /v1, CORS and the request log, errors.
+"""Cross-cutting request handling: Basic auth and injected faults on Twilio's paths, the request log, errors.
 
-Authentication is checked before anything else; faults only hit authenticated /v1 requests; every /v1
-answer (errors included) is logged for GET /_sandbox/requests. Errors under /_sandbox keep the control
-shape; everything else gets Twilio's JSON error shape.
+Twilio's paths are /v1 (BulkExports) and /2010-04-01 (the Accounts API). Authentication is checked
+before anything else: unknown, wrong, revoked or closed credentials are 401 / 20003 "Authenticate";
+a suspended account is 403 / 20005 "Account not active". Faults only hit authenticated requests; every
+answer on Twilio's paths (errors included) is logged for GET /_sandbox/requests. Errors under /_sandbox
+keep the control shape; everything else gets Twilio's JSON error shape.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 import uuid
 from datetime import UTC, datetime
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from sandbox.routes.common import TwilioError, control_error, ctx, twilio_error_response
 from sandbox.scenario import ScenarioError
 
 log = logging.getLogger("sandbox.api")
+
+TWILIO_PREFIXES = ("/v1", "/2010-04-01")
 
 CORS = {
     "Access-Control-Allow-Origin": "*",
@@ -36,28 +39,34 @@ def operation() -> str | None:
     return request.endpoint.rpartition(".")[2] if request.endpoint else None
 
 
-def credentials_ok() -> bool:
+def authenticate() -> Response | None:
+    """Basic auth as an account (SID + token) or one of its API keys; sets ``g.account_sid``, else an error."""
     auth = request.authorization
-    if auth is None or auth.type != "basic" or auth.username is None or auth.password is None:
-        return False
-    settings = ctx().settings
-    pairs = [(settings.account_sid, settings.auth_token)]
-    if settings.api_key_sid and settings.api_key_secret:
-        pairs.append((settings.api_key_sid, settings.api_key_secret))
-    return any(
-        hmac.compare_digest(auth.username.encode(), u.encode())
-        and hmac.compare_digest(auth.password.encode(), p.encode())
-        for u, p in pairs
-    )
+    acct = None
+    if auth is not None and auth.type == "basic" and auth.username is not None and auth.password is not None:
+        acct = ctx().store.authenticate(auth.username, auth.password)
+    if acct is None:
+        return twilio_error_response(401, 20003, "Authenticate", {"WWW-Authenticate": 'Basic realm="Twilio API"'})
+    if acct.status != "active":
+        return twilio_error_response(403, 20005, f"Account not active: {acct.sid} is {acct.status}")
+    g.account_sid = acct.sid
+    g.api_key = auth is not None and auth.username is not None and auth.username.startswith("SK")
+    return None
+
+
+def twilio_surface() -> bool:
+    """Requests that stand for Twilio's own API (authenticated, faults, request log): /v1 and /2010-04-01."""
+    return request.path.startswith(TWILIO_PREFIXES)
 
 
 def guard() -> Response | None:
-    """before_request: time the request; on /v1 check credentials, then apply any injected fault."""
+    """before_request: time the request; on Twilio paths check credentials, then apply any injected fault."""
     request.environ["sandbox.started"] = time.monotonic()
-    if not request.path.startswith("/v1"):
+    if not twilio_surface():
         return None
-    if not credentials_ok():
-        return twilio_error_response(401, 20003, "Authenticate", {"WWW-Authenticate": 'Basic realm="Twilio API"'})
+    refused = authenticate()
+    if refused is not None:
+        return refused
     fault, retry_after, slow_ms = ctx().store.take_api_fault(operation())
     request.environ["sandbox.fault"] = fault
     if slow_ms:
@@ -72,8 +81,8 @@ def guard() -> Response | None:
 
 
 def after(resp: Response) -> Response:
-    """after_request: Twilio's CORS and request-id headers, and one request-log entry per /v1 request."""
-    if request.path.startswith("/v1"):
+    """after_request: Twilio's CORS and request-id headers, and one request-log entry per Twilio request."""
+    if twilio_surface():
         resp.headers.update(CORS)
         resp.headers["Twilio-Request-Id"] = "RQ" + uuid.uuid4().hex
         ctx().store.log(
@@ -83,6 +92,7 @@ def after(resp: Response) -> Response:
                 "path": request.path,
                 "query": request.query_string.decode(),
                 "operation": operation(),
+                "account_sid": g.get("account_sid"),
                 "status": resp.status_code,
                 "fault": request.environ.get("sandbox.fault"),
                 "at": datetime.now(UTC).isoformat(),

@@ -10,6 +10,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from sandbox.routes.common import (
+    account_sid,
     bad_param,
     base,
     ctx,
@@ -96,12 +97,12 @@ def create_job(rt: str) -> Response:
     if email and "@" not in email:
         raise bad_param(f"Invalid Email: {email!r}")
     try:
-        job = store.create_job(rt, start, end, form["FriendlyName"], webhook_url, webhook_method, email)
+        job = store.create_job(account_sid(), rt, start, end, form["FriendlyName"], webhook_url, webhook_method, email)
     except QuotaExceeded as exc:
         raise bad_param(str(exc)) from None
     log.info("job %s created: %s %s..%s", job.sid, rt, start, end)
     with store.transaction() as now:
-        body = job_fields(job, now, store.queue_positions(now).get(job.sid, 1))
+        body = job_fields(job, now, store.queue_positions(account_sid(), now).get(job.sid, 1))
     body["resource_type"] = None  # quirk seen in a real 2020 capture: a fresh job answers these as null
     body["details"] = None
     resp = jsonify(body)
@@ -115,8 +116,8 @@ def list_jobs(rt: str) -> Response:
     store = ctx().store
     page, page_size, offset = paging(JOBS_MAX_PAGE_SIZE)
     with store.transaction() as now:
-        jobs = store.jobs_of(rt)
-        queue = store.queue_positions(now)
+        jobs = store.jobs_of(account_sid(), rt)
+        queue = store.queue_positions(account_sid(), now)
         items = [job_fields(j, now, queue.get(j.sid, 0)) for j in jobs[offset : offset + page_size]]
     return jsonify({"jobs": items, "meta": list_meta("jobs", page, page_size, offset, len(jobs))})
 
@@ -127,10 +128,10 @@ def fetch_job(sid: str) -> Response:
         raise not_found()
     store = ctx().store
     with store.transaction() as now:
-        job = store.job(sid)
+        job = store.job(account_sid(), sid)
         if job is None:
             raise not_found()
-        fields = job_fields(job, now, store.queue_positions(now).get(sid, 0))
+        fields = job_fields(job, now, store.queue_positions(account_sid(), now).get(sid, 0))
     # The job schema's property order (it also has `url`).
     fields["url"] = f"{base()}/v1/Exports/Jobs/{sid}"
     return jsonify({k: fields[k] for k in JOB_ORDER})
@@ -138,7 +139,7 @@ def fetch_job(sid: str) -> Response:
 
 @bp.delete("/v1/Exports/Jobs/<sid>", endpoint="DeleteJob")
 def delete_job(sid: str) -> Response:
-    if not JOB_SID_RE.match(sid) or not ctx().store.delete_job(sid):
+    if not JOB_SID_RE.match(sid) or not ctx().store.delete_job(account_sid(), sid):
         raise not_found()
     log.info("job %s deleted", sid)
     return Response(status=204)
