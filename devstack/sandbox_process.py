@@ -172,12 +172,17 @@ class SandboxProcess:
         """Basic-auth pair for /v1 requests."""
         return (self.account_sid, self.auth_token)
 
-    def twilio_client(self, username: str | None = None, password: str | None = None) -> Any:
-        """A twilio.rest.Client whose BulkExports domain points at this sandbox."""
+    def twilio_client(
+        self, username: str | None = None, password: str | None = None, account_sid: str | None = None
+    ) -> Any:
+        """A twilio.rest.Client whose BulkExports and Accounts (api) domains point at this sandbox."""
         from twilio.rest import Client
 
-        client = Client(username or self.account_sid, password or self.auth_token, account_sid=self.account_sid)
+        client = Client(
+            username or self.account_sid, password or self.auth_token, account_sid=account_sid or self.account_sid
+        )
         client.bulkexports.base_url = self.api_url
+        client.api.base_url = self.api_url
         return client
 
     # ---- control API -----------------------------------------------------------------------------------
@@ -193,7 +198,7 @@ class SandboxProcess:
         return dict(self._control("GET", "/health"))
 
     def reset(self) -> None:
-        """Forget jobs, files, links, logs, faults; scenario back to defaults."""
+        """Forget jobs, files, links, logs, faults, added accounts; clock to real time; scenario to defaults."""
         self._control("POST", "/reset")
 
     def set_scenario(self, **scenario: Any) -> dict[str, Any]:
@@ -219,8 +224,9 @@ class SandboxProcess:
         """Move the sandbox clock forward: jobs progress and links age as if that much time passed."""
         return float(self._control("POST", "/clock", {"advance": seconds})["offset_seconds"])
 
-    def jobs(self) -> list[dict[str, Any]]:
-        return list(self._control("GET", "/jobs")["jobs"])
+    def jobs(self, account: str | None = None) -> list[dict[str, Any]]:
+        """Every account's jobs, or one account's."""
+        return list(self._control("GET", f"/jobs{_account_q(account)}")["jobs"])
 
     def job(self, sid: str) -> dict[str, Any]:
         return dict(self._control("GET", f"/jobs/{sid}"))
@@ -242,6 +248,88 @@ class SandboxProcess:
     def requests(self) -> list[dict[str, Any]]:
         return list(self._control("GET", "/requests")["requests"])
 
-    def expected_day(self, resource_type: str, day: str) -> dict[str, Any]:
+    def expected_day(self, resource_type: str, day: str, account: str | None = None) -> dict[str, Any]:
         """{size, sha256, records, outcome, exists, ...} of that day's file (existing, else per scenario)."""
-        return dict(self._control("GET", f"/days/{resource_type}/{day}"))
+        return dict(self._control("GET", f"/days/{resource_type}/{day}{_account_q(account)}"))
+
+    # ---- clock, quota, daily exports (contract: sandbox/routes/control.py) ----------------------------
+    def clock(self) -> dict[str, Any]:
+        """{"now", "today", "offset_seconds", "wall_offset_seconds"} of the sandbox clock."""
+        return dict(self._control("GET", "/clock"))
+
+    def set_today(self, day: str) -> dict[str, Any]:
+        """Sandbox "now" = 00:00:00 UTC of ``day``; forward runs every midnight crossed. Returns clock()."""
+        return dict(self._control("POST", "/clock", {"today": day}))
+
+    def set_now(self, instant: str) -> dict[str, Any]:
+        """Sandbox "now" = ``instant`` (``yyyy-mm-ddTHH:MM:SS[.fff]Z``). Returns clock()."""
+        return dict(self._control("POST", "/clock", {"now": instant}))
+
+    def advance_days(self, days: int) -> dict[str, Any]:
+        """Let ``days`` whole days pass (midnights crossed run the daily exports). Returns clock()."""
+        return dict(self._control("POST", "/clock", {"advance_days": days}))
+
+    def quota(self, account: str | None = None) -> dict[str, Any]:
+        """{"family", "limit", "today", "used_today", "days"} of the account's family (default account)."""
+        return dict(self._control("GET", f"/quota{_account_q(account)}"))
+
+    def quota_usage(self, account: str | None = None) -> dict[str, int]:
+        """Requested days per simulated UTC day ({"yyyy-mm-dd": n}) of the account's family."""
+        return dict(self.quota(account)["days"])
+
+    def daily_exports(self) -> list[dict[str, Any]]:
+        """Every daily auto-export generated so far (account, type, day, size, webhook)."""
+        return list(self._control("GET", "/daily")["exports"])
+
+    def export_configuration(self, account: str | None = None) -> dict[str, dict[str, Any]]:
+        """{resource_type: {"enabled", "webhook_url", "webhook_method"}} of an account."""
+        return dict(self._control("GET", f"/configuration{_account_q(account)}")["configurations"])
+
+    def set_export_configuration(self, resource_type: str, account: str | None = None, **cfg: Any) -> dict[str, Any]:
+        """Set enabled/webhook_url/webhook_method directly (no Editions check: test set-up)."""
+        return dict(self._control("PUT", f"/configuration/{resource_type}{_account_q(account)}", cfg))
+
+    # ---- accounts ---------------------------------------------------------------------------------------
+    def accounts(self) -> list[dict[str, Any]]:
+        return list(self._control("GET", "/accounts")["accounts"])
+
+    def account(self, sid: str) -> dict[str, Any]:
+        """{"sid", "auth_token", "owner_account_sid", "status", "api_keys", "revoked", ...}."""
+        return dict(self._control("GET", f"/accounts/{sid}"))
+
+    def add_account(self, **body: Any) -> dict[str, Any]:
+        """A new main (parent) account: optional sid, auth_token, friendly_name, editions."""
+        return dict(self._control("POST", "/accounts", body))
+
+    def add_subaccount(self, parent_sid: str, **body: Any) -> dict[str, Any]:
+        """A new subaccount of ``parent_sid`` (a main account)."""
+        return dict(self._control("POST", f"/accounts/{parent_sid}/subaccounts", body))
+
+    def update_account(self, sid: str, **changes: Any) -> dict[str, Any]:
+        """Change status (active|suspended|closed), friendly_name or editions."""
+        return dict(self._control("PATCH", f"/accounts/{sid}", changes))
+
+    def suspend_account(self, sid: str) -> dict[str, Any]:
+        return self.update_account(sid, status="suspended")
+
+    def rotate_token(self, sid: str, keep_secondary: bool = False) -> dict[str, Any]:
+        """A new auth token (the old one kept as secondary only if asked)."""
+        return dict(self._control("POST", f"/accounts/{sid}/rotate", {"keep_secondary": keep_secondary}))
+
+    def revoke_credentials(self, sid: str) -> dict[str, Any]:
+        """Every credential of the account is refused (401) until restore_credentials()."""
+        return dict(self._control("POST", f"/accounts/{sid}/revoke"))
+
+    def restore_credentials(self, sid: str) -> dict[str, Any]:
+        return dict(self._control("POST", f"/accounts/{sid}/restore"))
+
+    def add_api_key(self, sid: str, **body: Any) -> dict[str, Any]:
+        """{"sid": "SK…", "secret", "account_sid"}: an API key acting as that account."""
+        return dict(self._control("POST", f"/accounts/{sid}/keys", body))
+
+    def delete_api_key(self, sid: str, key_sid: str) -> None:
+        self._control("DELETE", f"/accounts/{sid}/keys/{key_sid}")
+
+
+def _account_q(account: str | None) -> str:
+    return f"?account={account}" if account else ""
