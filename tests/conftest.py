@@ -2,6 +2,8 @@
 
 - ``redis_server``: a real redis-server (AOF on); every test that uses ``redis_url`` starts from an empty db.
 - ``s3``: moto's S3 server over TLS (boto3 sends its default checksums only over HTTPS); ``bucket`` is new per test.
+  tests/e2e and tests/chaos override ``s3`` with ``seaweed_s3``: SeaweedFS (``weed mini``) over TLS, a real S3
+  server that checks checksums; ``moto_s3`` is the same moto server as ``s3`` here, by a name any suite can ask for.
 - ``sandbox``: the project's Twilio BulkExports sandbox, reset per test.
 - ``relay_env``: the environment contract for the service's processes, pointing at all of the above.
 A failing test that started processes prints the tail of each log (see ``stack`` in tests/e2e).
@@ -21,7 +23,7 @@ from devstack.redis_server import RedisServer
 from devstack.relay import relay_env
 
 if TYPE_CHECKING:
-    from devstack.s3_server import MotoS3Server
+    from devstack.s3_server import MotoS3Server, S3Server, SeaweedS3Server
     from devstack.sandbox_process import SandboxProcess
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
@@ -45,15 +47,28 @@ def redis_url(redis_server: RedisServer) -> str:
 
 
 @pytest.fixture(scope="session")
-def s3(run_dir: Path) -> Iterator[MotoS3Server]:
+def moto_s3(run_dir: Path) -> Iterator[MotoS3Server]:
     from devstack.s3_server import MotoS3Server
 
     with MotoS3Server(tls=True, log_dir=run_dir) as server:
         yield server
 
 
+@pytest.fixture(scope="session")
+def s3(moto_s3: MotoS3Server) -> MotoS3Server:
+    return moto_s3
+
+
+@pytest.fixture(scope="session")
+def seaweed_s3(run_dir: Path) -> Iterator[SeaweedS3Server]:
+    from devstack.s3_server import SeaweedS3Server
+
+    with SeaweedS3Server(run_dir, tls=True) as server:
+        yield server
+
+
 @pytest.fixture
-def bucket(s3: MotoS3Server) -> str:
+def bucket(s3: S3Server) -> str:
     name = f"relay-{uuid.uuid4().hex[:12]}"
     s3.client().create_bucket(Bucket=name)
     return name
@@ -74,7 +89,7 @@ def sandbox(sandbox_session: SandboxProcess) -> SandboxProcess:
 
 
 def make_env(
-    redis_url: str, s3: MotoS3Server, bucket: str, sandbox: SandboxProcess, public_base_url: str, **overrides: str
+    redis_url: str, s3: S3Server, bucket: str, sandbox: SandboxProcess, public_base_url: str, **overrides: str
 ) -> dict[str, str]:
     """The contract for tests: fast polls and short copy retries."""
     fast = {"POLL_INTERVAL_SECONDS": "1", "COPY_RETRY_INTERVALS": "1,1,2,2,3"}

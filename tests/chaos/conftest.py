@@ -1,12 +1,13 @@
-"""Chaos scenarios: the real stack of tests/e2e (gunicorn, rq workers, rq cron poller), hurt on purpose.
+"""Chaos scenarios: the real stack of tests/e2e (gunicorn, rq workers, rq cron poller, SeaweedFS S3 over TLS),
+hurt on purpose.
 
 Shared helpers:
 - ``crash(proc)``: SIGKILL a process *and its work horse*. An rq work horse calls ``os.setpgrp()``, so killing
   the worker's process group (``ManagedProcess.kill``) leaves the horse running, orphaned, finishing its copy:
   that is not a crash. ``crash`` kills every descendant by pid first, then the group.
 - ``signal_tree(proc, sig)``: a signal to the group and every descendant (SIGSTOP/SIGCONT a worker and its horse).
-  Note that the harness's moto server over TLS stalls for every client while one client sits in a TLS
-  handshake, so the tests never talk to S3 while a worker is frozen, and use ``QUICK`` client timeouts.
+  The tests never talk to S3 while a worker is frozen (moto over TLS, which they ran on before SeaweedFS, stalled
+  every client while one sat in a TLS handshake) and use ``QUICK`` client timeouts.
 - ``chaos_stack``: ``make_stack`` plus a teardown that SIGKILLs any work horse still alive (same reason).
 - ``Supervisor``: restarts a stack's workers that exit, as a Procfile runner or Kubernetes would.
 - ``signed_webhook``: one delivery signed exactly as Twilio signs a form POST.
@@ -33,7 +34,7 @@ import requests
 from twilio.request_validator import RequestValidator
 
 from devstack.procs import ManagedProcess, descendants
-from tests.e2e.conftest import make_stack, pytest_runtest_makereport  # noqa: F401
+from tests.e2e.conftest import make_stack, pytest_runtest_makereport, s3  # noqa: F401
 
 LONG = os.environ.get("CHAOS_LONG", "") not in ("", "0")
 PREFIX = "twilio/"

@@ -1,5 +1,8 @@
 """The whole service as in production: gunicorn (Procfile `web`), `rq worker` (Procfile `worker`) and the RQ
-cron poller (Procfile `poller`), wired to real Redis, moto S3 over TLS and the Twilio sandbox.
+cron poller (Procfile `poller`), wired to real Redis, SeaweedFS S3 over TLS and the Twilio sandbox.
+
+``s3`` is SeaweedFS (``seaweed_s3``). A test parametrized with ``@pytest.mark.parametrize("s3", ["seaweedfs",
+"moto"], indirect=True)`` runs on both, so the moto-over-TLS path stays covered too.
 
 On failure, the tail of every process log is printed (pytest shows it under "Captured stdout teardown").
 """
@@ -15,7 +18,17 @@ import requests
 
 from devstack.procs import ManagedProcess, free_port, wait_until
 from devstack.relay import start_process, start_web
+from devstack.s3_server import S3Server
 from tests.conftest import ADMIN_TOKEN, make_env
+
+
+@pytest.fixture(scope="session")
+def s3(request: pytest.FixtureRequest) -> S3Server:
+    """SeaweedFS over TLS; ``moto`` as the (indirect) parameter gives moto over TLS instead."""
+    name = getattr(request, "param", "seaweedfs")
+    assert name in ("seaweedfs", "moto"), name
+    server: S3Server = request.getfixturevalue("moto_s3" if name == "moto" else "seaweed_s3")
+    return server
 
 
 @dataclass

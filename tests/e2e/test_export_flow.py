@@ -1,4 +1,5 @@
-"""End to end: API -> Twilio sandbox -> signed webhook -> gunicorn -> RQ workers -> S3 (moto over TLS)."""
+"""End to end: API -> Twilio sandbox -> signed webhook -> gunicorn -> RQ workers -> S3 (SeaweedFS over TLS; one test
+also on moto over TLS)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ def test_livez_from_procfile_gunicorn(make_stack):
     assert requests.get(f"{stack.url}/livez", timeout=5).json() == {"status": "ok"}
 
 
+@pytest.mark.parametrize("s3", ["seaweedfs", "moto"], indirect=True)  # both S3 servers stay covered
 def test_job_with_every_day_outcome(make_stack, sandbox, s3, bucket):
     days = {
         day(7): "completed",
