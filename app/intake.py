@@ -125,7 +125,7 @@ def bulkexport_webhook() -> Response:
 def _handle_delivery(svc: Services) -> Response:
     _load_body()
     token = request.args.get("token", "")
-    if not TOKEN_RE.match(token):
+    if not TOKEN_RE.fullmatch(token):
         return _reject(404, "rejected_token")
     # The signature is checked before the lookup (no I/O, so this costs nothing extra) so that the lookup can
     # also count the delivery: one Redis round trip for the steady state. Answers keep their order: an

@@ -12,12 +12,14 @@ what they sent and use :func:`parse_details` for the rest.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from requests.adapters import HTTPAdapter
 from twilio.base.exceptions import TwilioException, TwilioRestException
@@ -33,8 +35,9 @@ log = logging.getLogger(__name__)
 logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
 
 T = TypeVar("T")
-DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-JOB_SID_RE = re.compile(r"^JS[0-9a-fA-F]{32}$")
+# \A...\Z, not ^...$ ("$" also matches before a trailing newline), so even a caller's .match() is exact.
+DAY_RE = re.compile(r"\A\d{4}-\d{2}-\d{2}\Z")
+JOB_SID_RE = re.compile(r"\AJS[0-9a-fA-F]{32}\Z")
 LIST_DAYS_PAGE_SIZE = 400  # the spec's maximum since July 2025
 LIST_JOBS_PAGE_SIZE = 1000
 
@@ -180,7 +183,7 @@ def _days(raw: Any) -> list[str] | None:
 
 def _day_of(value: Any) -> str | None:
     """ "2026-11-01", or a timestamp on that day ("2026-11-01T00:00:00Z") -> "2026-11-01"; else None."""
-    if not isinstance(value, str) or not DAY_RE.match(value[:10]) or value[10:11] not in ("", "T", " "):
+    if not isinstance(value, str) or not DAY_RE.fullmatch(value[:10]) or value[10:11] not in ("", "T", " "):
         return None
     return value[:10]
 
@@ -198,7 +201,7 @@ def _count(value: Any) -> int | None:
 
 def _job_from_payload(payload: dict[str, Any]) -> TwilioJob:
     sid = payload.get("job_sid")
-    if not isinstance(sid, str) or not JOB_SID_RE.match(sid):
+    if not isinstance(sid, str) or not JOB_SID_RE.fullmatch(sid):
         raise TwilioError(f"Twilio answered without a valid job_sid: {sid!r}")
     return TwilioJob(
         job_sid=sid,
@@ -286,11 +289,38 @@ def _call(op: str, what: str, func: Callable[[], T]) -> T:
     return result
 
 
-def _paged(op: str, what: str, first_page: Callable[[], Any]) -> Iterator[Any]:
-    """Follow Twilio's next_page_url through the SDK's Page objects, metering each page request."""
+Origin = tuple[str, str, int]
+
+
+def origin_of(url: str) -> Origin | None:
+    """(scheme, host, port) with the scheme's default port filled in; None for anything that is not http(s)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return parts.scheme, parts.hostname.rstrip(".").lower(), port or (443 if parts.scheme == "https" else 80)
+
+
+def _paged(op: str, what: str, first_page: Callable[[], Any], origin: Origin | None) -> Iterator[Any]:
+    """Follow Twilio's next_page_url through the SDK's Page objects, metering each page request.
+
+    The SDK requests whatever absolute URL ``meta.next_page_url`` holds, with our Basic auth: a page pointing
+    anywhere but the configured base URL's scheme, host and port is refused before anything is sent there.
+    """
     page = _call(op, what, first_page)
     while page is not None:
         yield from page
+        next_url = page.next_page_url
+        if next_url and origin_of(next_url) != origin:
+            TWILIO_CALLS.labels(op, "refused").inc()
+            where = origin_of(next_url)
+            raise TwilioError(
+                f"{what}: Twilio's next_page_url points at {where[1] if where else 'an invalid URL'}, not the "
+                "configured TWILIO_BULKEXPORTS_BASE_URL; not followed (credentials are sent to that host only)"
+            )
         page = _call(op, what, page.next_page)
 
 
@@ -305,6 +335,7 @@ class BulkExportsClient:
         )
         self._client.bulkexports.base_url = settings.twilio_base_url
         self._v1 = self._client.bulkexports.v1
+        self._origin = origin_of(settings.twilio_base_url)
 
     def create_job(
         self,
@@ -349,7 +380,8 @@ class BulkExportsClient:
 
     def list_jobs(self, resource_type: str) -> Iterator[TwilioJob]:
         resource = self._v1.exports(resource_type).export_custom_jobs
-        pages = _paged("list_jobs", f"list {resource_type} jobs", lambda: resource.page(page_size=LIST_JOBS_PAGE_SIZE))
+        first = functools.partial(resource.page, page_size=LIST_JOBS_PAGE_SIZE)
+        pages = _paged("list_jobs", f"list {resource_type} jobs", first, self._origin)
         for instance in pages:
             yield _job_from_payload(_fields(instance))
 
@@ -373,9 +405,10 @@ class BulkExportsClient:
     def list_days(self, resource_type: str) -> Iterator[DayFile]:
         """Every day file Twilio holds for the resource type (paged by the SDK, 400 a page)."""
         resource = self._v1.exports(resource_type).days
-        pages = _paged("list_days", f"list {resource_type} days", lambda: resource.page(page_size=LIST_DAYS_PAGE_SIZE))
+        first = functools.partial(resource.page, page_size=LIST_DAYS_PAGE_SIZE)
+        pages = _paged("list_days", f"list {resource_type} days", first, self._origin)
         for inst in pages:
-            if not isinstance(inst.day, str) or not DAY_RE.match(inst.day):
+            if not isinstance(inst.day, str) or not DAY_RE.fullmatch(inst.day):
                 log.warning("ignoring a Day entry without a valid day: %r", inst.day)
                 continue
             if not isinstance(inst.size, int) or inst.size < 0:
