@@ -34,12 +34,16 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     app.extensions["relay"] = services or build_services(settings)
 
-    from app import api, health, intake
+    from app import api, feeds_api, health, intake
     from app.cli import relay_cli
+    from app.feeds_cli import coverage_cmd, feed_cli
 
     app.register_blueprint(health.bp)
     app.register_blueprint(intake.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(feeds_api.bp)
+    relay_cli.add_command(feed_cli)
+    relay_cli.add_command(coverage_cmd)
     app.cli.add_command(relay_cli)
     _register_error_handlers(app)
 

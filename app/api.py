@@ -32,7 +32,7 @@ def require_admin_token() -> None:
         abort(401)
 
 
-def _json_body(optional: bool = False) -> Any:
+def json_body(optional: bool = False) -> Any:
     """The parsed JSON body; ``optional`` allows an empty one (None). Anything else that is not JSON is a 400."""
     if optional and not request.get_data(cache=True):
         return None
@@ -48,7 +48,7 @@ def _json_body(optional: bool = False) -> Any:
 @bp.post("/jobs")
 def submit_job() -> tuple[Response, int]:
     svc = _svc()
-    req = submission.SubmitRequest.from_body(_json_body())
+    req = submission.SubmitRequest.from_body(json_body())
     result = submission.submit(svc, req)
     views = [job_view(svc.registry, j) for j in result.jobs]
     if result.error is not None:
@@ -99,7 +99,7 @@ def cancel_job(job_sid: str) -> Response:
 @bp.post("/jobs/track")
 def track_job() -> tuple[Response, int]:
     svc = _svc()
-    body = _json_body()
+    body = json_body()
     if not isinstance(body, dict) or set(body) - {"job_sid", "resource_type"}:
         raise RequestError('body must be {"job_sid": ..., "resource_type"?: ...}')
     rt = body.get("resource_type")
@@ -112,7 +112,7 @@ def track_job() -> tuple[Response, int]:
 @bp.post("/jobs/<job_sid>/requeue")
 def requeue_job(job_sid: str) -> Response:
     svc = _svc()
-    body = _json_body(optional=True)
+    body = json_body(optional=True)
     if body is None:
         body = {}
     if not isinstance(body, dict) or set(body) - {"days"}:

@@ -22,11 +22,11 @@ from app.twilio_api import TwilioError
 from app.views import job_view
 
 
-def _emit(data: Any, as_json: bool, human: Callable[[Any], str]) -> None:
+def emit(data: Any, as_json: bool, human: Callable[[Any], str]) -> None:
     click.echo(json.dumps(data, indent=2) if as_json else human(data))
 
 
-def _errors_to_exit(func: Callable[..., None]) -> Callable[..., None]:
+def errors_to_exit(func: Callable[..., None]) -> Callable[..., None]:
     """Domain and Twilio errors become a one-line message and exit status 1, not a traceback."""
 
     @wraps(func)
@@ -70,7 +70,7 @@ def relay_cli() -> None:
 @click.option("--email", default=None, help="Also e-mail this address when Twilio finishes")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
-@_errors_to_exit
+@errors_to_exit
 def submit(
     resource_type: str,
     start_day: str,
@@ -85,7 +85,7 @@ def submit(
     svc = _svc()
     result = submission.submit(svc, submission.SubmitRequest.from_body(body))
     views = [job_view(svc.registry, j) for j in result.jobs]
-    _emit(views, as_json, lambda vs: "\n".join(_job_line(v) for v in vs))
+    emit(views, as_json, lambda vs: "\n".join(_job_line(v) for v in vs))
     if result.error:
         click.echo(f"error: later chunks failed: {result.error}", err=True)
         sys.exit(1)
@@ -96,35 +96,35 @@ def submit(
 @click.option("--page-size", default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
-@_errors_to_exit
+@errors_to_exit
 def list_jobs(page: int, page_size: int, as_json: bool) -> None:
     """Tracked jobs, newest first."""
     svc = _svc()
     jobs, total = svc.registry.list_jobs(offset=page * page_size, limit=page_size)
     views = [job_view(svc.registry, j) for j in jobs]
-    _emit(views, as_json, lambda vs: "\n".join(_job_line(v) for v in vs) + f"\n({total} tracked)")
+    emit(views, as_json, lambda vs: "\n".join(_job_line(v) for v in vs) + f"\n({total} tracked)")
 
 
 @relay_cli.command("status")
 @click.argument("job_sid")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
-@_errors_to_exit
+@errors_to_exit
 def status(job_sid: str, as_json: bool) -> None:
     """One job with its days."""
     svc = _svc()
-    _emit(job_view(svc.registry, job_ops.require_job(svc, job_sid)), as_json, _job_detail)
+    emit(job_view(svc.registry, job_ops.require_job(svc, job_sid)), as_json, _job_detail)
 
 
 @relay_cli.command("cancel")
 @click.argument("job_sid")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
-@_errors_to_exit
+@errors_to_exit
 def cancel(job_sid: str, as_json: bool) -> None:
     """Delete the job at Twilio and stop tracking its progress."""
     svc = _svc()
-    _emit(job_view(svc.registry, job_ops.cancel(svc, job_sid)), as_json, _job_line)
+    emit(job_view(svc.registry, job_ops.cancel(svc, job_sid)), as_json, _job_line)
 
 
 @relay_cli.command("track")
@@ -132,11 +132,11 @@ def cancel(job_sid: str, as_json: bool) -> None:
 @click.option("--resource-type", default=None, help="Needed only if Twilio does not say it")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
-@_errors_to_exit
+@errors_to_exit
 def track(job_sid: str, resource_type: str | None, as_json: bool) -> None:
     """Adopt a job created elsewhere; the poller copies its days."""
     svc = _svc()
-    _emit(job_view(svc.registry, job_ops.adopt(svc, job_sid, resource_type)), as_json, _job_line)
+    emit(job_view(svc.registry, job_ops.adopt(svc, job_sid, resource_type)), as_json, _job_line)
 
 
 @relay_cli.command("requeue")
@@ -144,11 +144,11 @@ def track(job_sid: str, resource_type: str | None, as_json: bool) -> None:
 @click.argument("days", nargs=-1)
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
-@_errors_to_exit
+@errors_to_exit
 def requeue(job_sid: str, days: tuple[str, ...], as_json: bool) -> None:
     """Retry the job's failed days (or only DAYS)."""
     requeued = job_ops.requeue(_svc(), job_sid, list(days) or None)
-    _emit(
+    emit(
         requeued,
         as_json,
         lambda ds: f"requeued {len(ds)} day(s): {' '.join(ds)}" if ds else "nothing to requeue",

@@ -10,6 +10,7 @@ import redis
 
 from app import metrics
 from app.config import Settings, load_settings
+from app.feed_store import FeedStore
 from app.queueing import Enqueuer
 from app.registry import Registry
 from app.s3_client import make_s3_client
@@ -22,6 +23,7 @@ REDIS_TIMEOUTS = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0, "health_
 class Services:
     settings: Settings
     registry: Registry
+    feeds: FeedStore
     enqueuer: Enqueuer
     twilio: BulkExportsClient
     rq_connection: redis.Redis
@@ -43,15 +45,22 @@ class Services:
         return self._s3_probe
 
 
+def _redis_pool(url: str, **kwargs: Any) -> redis.BlockingConnectionPool:
+    """Capped and blocking: under gunicorn's gevent worker every open request runs at once, and redis-py's default
+    pool answers "Too many connections" past 100 (a 503); here a burst waits up to 5 s for a connection."""
+    return redis.BlockingConnectionPool.from_url(url, max_connections=50, timeout=5, **REDIS_TIMEOUTS, **kwargs)
+
+
 def build_services(settings: Settings, profile: RetryProfile = API_PROFILE) -> Services:
     # Registry reads text; RQ needs bytes (its job hashes hold compressed data), hence two clients on one URL.
-    text = redis.Redis.from_url(settings.redis_url, decode_responses=True, **REDIS_TIMEOUTS)
-    raw = redis.Redis.from_url(settings.redis_url, **REDIS_TIMEOUTS)
+    text = redis.Redis(connection_pool=_redis_pool(settings.redis_url, decode_responses=True))
+    raw = redis.Redis(connection_pool=_redis_pool(settings.redis_url))
     metrics.bind_redis(text)
     registry = Registry(text, settings.job_retention_days, settings.daily_day_quota)
     return Services(
         settings=settings,
         registry=registry,
+        feeds=FeedStore(text),
         enqueuer=Enqueuer(raw, registry, settings.copy_retry_intervals),
         twilio=BulkExportsClient(settings, profile),
         rq_connection=raw,

@@ -15,12 +15,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify
 from rq import Worker
 
+from app import coverage
 from app.context import Services
 from app.context import current_services as _svc
 from app.metrics import ClusterCollector, render
@@ -132,9 +134,33 @@ def _health(svc: Services) -> dict[str, Any]:
                 "observedUnit": "s",
             }
         ]
+        checks["feeds:lagDays"] = _feed_checks(svc)
     statuses = {c["status"] for entries in checks.values() for c in entries}
     overall = "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass"
     return {"status": overall, "serviceId": "bulkexport-relay", "checks": checks}
+
+
+FEED_LAG_WARN_DAYS = 2
+
+
+def _feed_checks(svc: Services) -> list[dict[str, Any]]:
+    """Warn when a feed lags more than two days behind the newest day that can exist, or has failed days."""
+    checks = []
+    for feed in feed_gauges(svc):
+        failed = feed["counts"]["failed"]
+        lagging = feed["lag"] > FEED_LAG_WARN_DAYS
+        notes = [f"{failed} failed day(s): requeue them"] if failed else []
+        notes += [f"{feed['waiting_for_quota']} day(s) wait for quota"] if feed["waiting_for_quota"] else []
+        checks.append(
+            {
+                "componentId": feed["resource_type"],
+                "status": "warn" if lagging or failed else "pass",
+                "observedValue": feed["lag"],
+                "observedUnit": "days",
+                **({"output": "; ".join(notes)} if notes else {}),
+            }
+        )
+    return checks
 
 
 _health_cached = _Cached(_health)
@@ -163,7 +189,18 @@ def _gauges(svc: Services) -> dict[str, Any]:
         "workers": Worker.count(connection=svc.rq_connection),
         "oldest_uncopied": days.oldest_uncopied_age,
         "failed": days.failed,
+        "feeds": feed_gauges(svc),
     }
+
+
+def feed_gauges(svc: Services) -> list[dict[str, Any]]:
+    """Per feed: counts per state, lag in days (the whole window when nothing is copied yet), quota wait."""
+    out = []
+    for feed in coverage.report(svc)["feeds"]:
+        window_days = (date.fromisoformat(feed["window"][1]) - date.fromisoformat(feed["window"][0])).days + 1
+        lag = window_days if feed["lag_days"] is None else feed["lag_days"]
+        out.append({**feed, "lag": lag})
+    return out
 
 
 _gauges_cached = _Cached(_gauges)

@@ -153,6 +153,28 @@ class ClusterCollector:
             value=gauges.get("oldest_uncopied", 0),
         )
         yield GaugeMetricFamily("relay_failed_days", "Failed days of unfinished jobs", value=gauges.get("failed", 0))
+        yield from _feed_families(gauges.get("feeds", []))
+
+
+def _feed_families(feeds: list[dict[str, Any]]) -> Iterator[Metric]:
+    """Continuous sync: days per feed and state, and each feed's lag (see app/coverage.py)."""
+    days = GaugeMetricFamily(
+        "relay_feed_days", "Days of each feed's window by state", labels=["resource_type", "state"]
+    )
+    lag = GaugeMetricFamily(
+        "relay_feed_lag_days",
+        "Days between the newest day that can exist and the feed's newest copied day (window length if none)",
+        labels=["resource_type"],
+    )
+    waiting = GaugeMetricFamily(
+        "relay_feed_days_waiting_for_quota", "Missing days the planner could not submit today", labels=["resource_type"]
+    )
+    for feed in feeds:
+        for state, count in feed["counts"].items():
+            days.add_metric([feed["resource_type"], state], count)
+        lag.add_metric([feed["resource_type"]], feed["lag"])
+        waiting.add_metric([feed["resource_type"]], feed["waiting_for_quota"])
+    yield from (days, lag, waiting)
 
 
 def _family(

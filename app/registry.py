@@ -103,7 +103,9 @@ class JobRecord:
     end_day: str
     friendly_name: str = ""
     email: str = ""
-    origin: str = "api"  # "api" (we created it, webhook is ours) or "adopted" (found only by the poller)
+    # "api" (we created it, webhook is ours), "feed" (the planner created it), "adopted" (found only by the poller),
+    # "listed" (a day file Twilio listed that nobody submitted here: copied without a job at Twilio)
+    origin: str = "api"
     state: JobState = JobState.WAITING
     token_hash: str = ""
     twilio: dict[str, Any] | None = None
@@ -300,11 +302,13 @@ class Registry:
         return f"{PREFIX}job:{sid}:days"
 
     # -- quota --------------------------------------------------------------------------------------------
-    def reserve_quota(self, utc_date: str, days: int) -> int:
-        """Count ``days`` against today's quota or raise QuotaExceeded (atomic across web processes)."""
-        result = int(self._quota(keys=[f"{PREFIX}quota:{utc_date}"], args=[days, self.daily_quota, QUOTA_TTL]))
+    def reserve_quota(self, utc_date: str, days: int, limit: int | None = None) -> int:
+        """Count ``days`` against the day's quota or raise QuotaExceeded (atomic across processes). ``limit``: a
+        lower ceiling for this caller (the planner leaves FEED_QUOTA_RESERVE_DAYS for manual submissions)."""
+        ceiling = self.daily_quota if limit is None else min(limit, self.daily_quota)
+        result = int(self._quota(keys=[f"{PREFIX}quota:{utc_date}"], args=[days, ceiling, QUOTA_TTL]))
         if result < 0:
-            raise QuotaExceeded(used=-1 - result, wanted=days, quota=self.daily_quota)
+            raise QuotaExceeded(used=-1 - result, wanted=days, quota=ceiling)
         return result
 
     def release_quota(self, utc_date: str, days: int) -> None:
@@ -322,6 +326,13 @@ class Registry:
             p.hset(key, mapping={**request, "created_at": str(time.time())})
             p.expire(key, PENDING_TTL)
             p.execute()
+
+    def pending_exists(self, token_hash: str) -> bool:
+        return bool(self.r.exists(f"{PREFIX}pending:{token_hash}"))
+
+    def job_for_token(self, token_hash: str) -> str | None:
+        sid = self.r.get(f"{PREFIX}token:{token_hash}")
+        return str(sid) if sid else None
 
     def drop_pending(self, token_hash: str) -> None:
         self.r.delete(f"{PREFIX}pending:{token_hash}")

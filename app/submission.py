@@ -20,11 +20,12 @@ from redis.exceptions import RedisError
 from app import clock
 from app.config import RESOURCE_TYPES
 from app.context import Services
-from app.days import split_range
+from app.days import days_between, split_range
 from app.errors import RequestError, SubmitUncertain
+from app.feed_store import owner_of
 from app.metrics import JOBS
 from app.registry import JobRecord, hash_token
-from app.twilio_api import TwilioError, TwilioNotFound, TwilioUnavailable
+from app.twilio_api import TwilioError, TwilioJob, TwilioNotFound, TwilioUnavailable
 from app.validation import parse_day, validate_resource_type
 
 log = logging.getLogger(__name__)
@@ -77,8 +78,9 @@ class SubmitResult:
     error: Exception | None = None  # set when a later chunk failed after earlier ones were created
 
 
-def submit(svc: Services, req: SubmitRequest) -> SubmitResult:
-    """Create one Twilio job per ≤366-day chunk, after reserving today's quota for all of them."""
+def submit(svc: Services, req: SubmitRequest, quota_limit: int | None = None, origin: str = "api") -> SubmitResult:
+    """Create one Twilio job per ≤366-day chunk, after reserving today's quota for all of them (``quota_limit``:
+    a lower ceiling for this caller, see Registry.reserve_quota)."""
     chunks = split_range(req.start_day, req.end_day)
     total_days = (req.end_day - req.start_day).days + 1
     quota = svc.settings.daily_day_quota
@@ -89,12 +91,12 @@ def submit(svc: Services, req: SubmitRequest) -> SubmitResult:
             "per request, one request per UTC day"
         )
     today = clock.utc_today().isoformat()
-    svc.registry.reserve_quota(today, total_days)  # raises QuotaExceeded
+    svc.registry.reserve_quota(today, total_days, quota_limit)  # raises QuotaExceeded
     created: list[JobRecord] = []
     for index, (start, end) in enumerate(chunks):
         name = req.friendly_name if len(chunks) == 1 else f"{req.friendly_name} ({index + 1}/{len(chunks)})"
         try:
-            created.append(_submit_chunk(svc, req, start, end, name))
+            created.append(_submit_chunk(svc, req, start, end, name, origin))
         except (TwilioError, SubmitUncertain, RedisError) as exc:
             # A chunk that may exist at Twilio keeps its share of the quota (Twilio may have counted it).
             maybe_created = index + 1 if isinstance(exc, SubmitUncertain) else index
@@ -112,15 +114,55 @@ def _release_quota(svc: Services, today: str, days: int) -> None:
         log.warning("could not give back %d days of today's quota (Redis unavailable)", days)
 
 
-def _submit_chunk(svc: Services, req: SubmitRequest, start: date, end: date, name: str) -> JobRecord:
+def _submit_chunk(svc: Services, req: SubmitRequest, start: date, end: date, name: str, origin: str) -> JobRecord:
+    """Pending record and in-flight marks first (keyed by the token), then Twilio, then the job record: a crash
+    between any two steps leaves something the poller can finish (``reconcile_pending``, ``planner.heal``)."""
     token = secrets.token_urlsafe(TOKEN_BYTES)
     token_hash = hash_token(token)
+    days = days_between(start, end)
+    owner = owner_of(req.resource_type)
     svc.registry.add_pending(
         token_hash,
         {"resource_type": req.resource_type, "start_day": start.isoformat(), "end_day": end.isoformat()},
     )
+    svc.feeds.mark_in_flight(owner, f"pending:{token_hash}", days)
     try:
-        tj = svc.twilio.create_job(
+        tj = _create_at_twilio(svc, req, start, end, name, token)
+    except SubmitUncertain:
+        raise  # pending and marks stay: the poller adopts the job by its token, or frees the days
+    except TwilioError:
+        svc.registry.drop_pending(token_hash)  # Twilio created nothing: the days are free again
+        svc.feeds.drop_days(owner, days)
+        raise
+    # Keep what we sent: Twilio's create answer may echo nulls.
+    record = JobRecord(
+        job_sid=tj.job_sid,
+        resource_type=req.resource_type,
+        start_day=start.isoformat(),
+        end_day=end.isoformat(),
+        friendly_name=name,
+        email=req.email or "",
+        origin=origin,
+        token_hash=token_hash,
+        twilio=tj.snapshot(),
+    )
+    try:
+        svc.registry.add_job(record)
+        svc.feeds.mark_in_flight(owner, tj.job_sid, days)
+    except RedisError as exc:
+        raise SubmitUncertain(
+            f"Twilio created job {tj.job_sid} but it could not be recorded ({exc}); the poller starts tracking it "
+            "once storage is back. Do not submit it again."
+        ) from exc
+    JOBS.labels("submitted").inc()
+    log.info("submitted job", extra={"job_sid": tj.job_sid, "resource_type": req.resource_type, "origin": origin})
+    return record
+
+
+def _create_at_twilio(svc: Services, req: SubmitRequest, start: date, end: date, name: str, token: str) -> TwilioJob:
+    """The create call, its failures sorted: SubmitUncertain when the job may exist, TwilioError when it does not."""
+    try:
+        return svc.twilio.create_job(
             req.resource_type,
             start.isoformat(),
             end.isoformat(),
@@ -132,8 +174,7 @@ def _submit_chunk(svc: Services, req: SubmitRequest, start: date, end: date, nam
         )
     except TwilioUnavailable as exc:
         if exc.status == 429:
-            svc.registry.drop_pending(token_hash)  # Twilio never processed it
-            raise
+            raise  # Twilio never processed it
         # Ambiguous (5xx or no answer after sending): the job may exist. The pending record stays so the
         # poller can find it by its token (reconcile_pending) instead of leaving an untracked job at Twilio.
         raise SubmitUncertain(
@@ -142,34 +183,8 @@ def _submit_chunk(svc: Services, req: SubmitRequest, start: date, end: date, nam
             "submitting again."
         ) from exc
     except TwilioNotFound as exc:
-        svc.registry.drop_pending(token_hash)
         # Not "no such job" for the caller: the create endpoint itself is missing (wrong base URL, API change).
         raise TwilioError(f"Twilio answered 404 to creating a job ({exc})", exc.status, exc.code) from exc
-    except TwilioError:
-        svc.registry.drop_pending(token_hash)
-        raise
-    # Keep what we sent: Twilio's create answer may echo nulls.
-    record = JobRecord(
-        job_sid=tj.job_sid,
-        resource_type=req.resource_type,
-        start_day=start.isoformat(),
-        end_day=end.isoformat(),
-        friendly_name=name,
-        email=req.email or "",
-        origin="api",
-        token_hash=token_hash,
-        twilio=tj.snapshot(),
-    )
-    try:
-        svc.registry.add_job(record)
-    except RedisError as exc:
-        raise SubmitUncertain(
-            f"Twilio created job {tj.job_sid} but it could not be recorded ({exc}); the poller starts tracking it "
-            "once storage is back. Do not submit it again."
-        ) from exc
-    JOBS.labels("submitted").inc()
-    log.info("submitted job", extra={"job_sid": tj.job_sid, "resource_type": req.resource_type})
-    return record
 
 
 def reconcile_pending(svc: Services, older_than: float = PENDING_ADOPT_AFTER_S) -> list[str]:

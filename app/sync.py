@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from app import clock
+from app import clock, coverage
 from app.context import Services
 from app.days import job_days
 from app.metrics import JOBS, SYNC_FAILURES
@@ -279,12 +279,26 @@ def _twilio_lost_job(svc: Services, job: JobRecord) -> SyncResult:
 
 
 def finish(svc: Services, job_sid: str, state: JobState, **fields: Any) -> bool:
-    """The one way a job becomes final (exactly once); counts and logs it. False if it already was."""
+    """The one way a job becomes final (exactly once); counts and logs it, and settles its days' coverage (done
+    days recorded, failed ones scheduled for a retry, unfinished ones missing again). False if it already was."""
     if not svc.registry.finish_job(job_sid, state, **fields):
         return False
+    settle_coverage(svc, job_sid)
     JOBS.labels(state.value).inc()
     log.info("job %s", state.value, extra={"job_sid": job_sid, "manifest": fields.get("manifest_key", "")})
     return True
+
+
+def settle_coverage(svc: Services, job_sid: str) -> None:
+    job = svc.registry.get_job(job_sid)
+    if job is None:
+        return
+    records = svc.registry.get_days(job_sid)
+    for rec in records.values():
+        if rec.state.final:
+            coverage.record_job_day(svc.feeds, svc.settings.sync, job, rec)
+    unfinished = [d for d in job_days(job.start_day, job.end_day) if d not in records or not records[d].state.final]
+    coverage.release_job(svc.feeds, job, unfinished)
 
 
 def finish_if_done(svc: Services, store: ManifestStore, job_sid: str) -> bool:

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
+from app import coverage
 from app.context import Services
 from app.metrics import COPY_BYTES, COPY_RETRIES, COPY_SECONDS, DAYS
 from app.registry import DayRecord, DayState, JobState
@@ -69,6 +70,7 @@ def copy_one_day(svc: Services, sink: S3Sink, task: DayTask, lock_seconds: int, 
     finally:
         svc.registry.release_copy_lock(task.resource_type, task.day, task.task_id)
     svc.registry.put_day(task.job_sid, rec)
+    coverage.record_job_day(svc.feeds, svc.settings.sync, job, rec)  # visible at once, not only when the job ends
     DAYS.labels(rec.state.value).inc()
     log.info("day %s", rec.state.value, extra=task.log_extra | {"key": rec.key, "records": rec.records})
     return rec

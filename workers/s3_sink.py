@@ -52,6 +52,8 @@ import json
 import logging
 import math
 import posixpath
+import re
+import string
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -63,6 +65,7 @@ from botocore import exceptions as boto_exc
 from botocore.exceptions import BotoCoreError, ClientError
 
 from app.s3_client import S3Client
+from app.sync import ManifestRefused
 from workers.copy_errors import PermanentS3Error, S3Error, TransientS3Error
 
 log = logging.getLogger(__name__)
@@ -86,6 +89,10 @@ DEFAULT_KEY_TEMPLATE = "{prefix}{resource_type}/day={day}/{resource_type}-{day}.
 GZIP_CONTENT_TYPE = "application/gzip"
 STAGING_DIR = "_staging/"
 SSE_MODES = (None, "AES256", "aws:kms")
+
+
+class ManifestWriteRefused(PermanentS3Error, ManifestRefused):
+    """S3 refused the manifest for good (missing bucket, access denied): the job is finished as failed."""
 
 
 _TRANSIENT_CODES = frozenset(
@@ -292,6 +299,22 @@ class S3Sink:
         """Where a job's manifest goes (``app.sync.ManifestStore``)."""
         return f"{self.settings.prefix}{resource_type}/_manifests/{job_sid}.json"
 
+    def day_index(self, resource_type: str) -> dict[str, tuple[str, int]]:
+        """day -> (key, size) of every day file of ``resource_type`` in the bucket (``app.coverage.BucketIndex``):
+        one paged ListObjectsV2 under the template's fixed prefix, keys matched against the template."""
+        pattern, prefix = _key_pattern(self.settings, resource_type)
+        found: dict[str, tuple[str, int]] = {}
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for obj in page.get("Contents") or []:
+                    match = pattern.fullmatch(obj["Key"])
+                    if match:
+                        found[match.group("day")] = (obj["Key"], int(obj["Size"]))
+        except (ClientError, BotoCoreError) as exc:
+            raise classify_s3_error(exc, "ListObjectsV2", self.bucket, prefix) from exc
+        return found
+
     def staging_key(self, key: str) -> str:
         return f"{self.staging_prefix}{uuid.uuid4().hex}/{posixpath.basename(key) or 'object'}"
 
@@ -403,13 +426,20 @@ class S3Sink:
         return _result(key, digest, etag=str(resp.get("ETag", "")).strip('"'))
 
     def put_json(self, key: str, obj: Any) -> None:
-        """Write a small JSON document (the per-job manifest) with the same SSE and storage class."""
+        """Write a small JSON document (the per-job manifest) with the same SSE and storage class.
+
+        A permanent refusal is raised as ``ManifestWriteRefused``, which ``app.sync`` knows as ManifestRefused."""
         body = json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
         args = {**self._encryption_args(), **self._storage_args()}
         try:
             self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json", **args)
         except (ClientError, BotoCoreError) as exc:
-            raise classify_s3_error(exc, "PutObject", self.bucket, key) from exc
+            error = classify_s3_error(exc, "PutObject", self.bucket, key)
+            if isinstance(error, PermanentS3Error):
+                raise ManifestWriteRefused(
+                    str(error), operation=error.operation, bucket=error.bucket, key=key, code=error.code
+                ) from exc
+            raise error from exc
 
     # -- janitor --------------------------------------------------------------------------------------
 
@@ -550,6 +580,24 @@ class S3Sink:
 
     def _storage_args(self) -> dict[str, str]:
         return {"StorageClass": self.settings.storage_class} if self.settings.storage_class else {}
+
+
+def _key_pattern(settings: SinkSettings, resource_type: str) -> tuple[re.Pattern[str], str]:
+    """The key template as a regex capturing ``day`` (and the literal prefix before its first variable part)."""
+    fixed = {"prefix": settings.prefix, "resource_type": resource_type}
+    variable = {"day": r"(?P<day>\d{4}-\d{2}-\d{2})", "job_sid": r"J[A-Z][0-9a-fA-F]{32}"}
+    regex, literal_prefix, seen_variable, seen_day = "", "", False, False
+    for text, name, _spec, _conv in string.Formatter().parse(settings.key_template):
+        regex += re.escape(text)
+        literal_prefix += "" if seen_variable else text
+        if name in fixed:
+            regex += re.escape(fixed[name])
+            literal_prefix += "" if seen_variable else fixed[name]
+        elif name in variable:
+            regex += "(?P=day)" if name == "day" and seen_day else variable[name]
+            seen_day = seen_day or name == "day"
+            seen_variable = True
+    return re.compile(regex), literal_prefix
 
 
 def read_verified(reader: VerifiedStream, expected_size: int) -> bytearray:

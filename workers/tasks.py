@@ -17,12 +17,12 @@ from typing import Any
 from rq import get_current_job
 from rq.job import Job
 
-from app import submission, sync
+from app import clock, coverage, feeds, planner, submission, sync
 from app.context import Services, worker_services
 from app.metrics import POLLS, RETENTION_WARNINGS
 from app.queueing import copy_timeout
 from app.retention import RETENTION_WARN_S, scan_active_days
-from workers.copy_errors import PermanentCopyError
+from workers.copy_errors import CopyError, PermanentCopyError
 from workers.day_copier import DayTask, copy_one_day, record_failure
 from workers.s3_sink import MiB, S3Sink, SinkSettings
 
@@ -103,6 +103,7 @@ def poll_task() -> dict[str, int]:
             POLLS.labels("reconcile_failed").inc()
             log.exception("could not reconcile pending submissions; trying again next poll")
         queued = sum(svc.enqueuer.sync(sid) for sid in svc.registry.due_jobs())
+        _keep_feeds_complete(svc)
         _retention_check(svc)
         svc.registry.prune_jobs()
         svc.registry.mark_poll()
@@ -110,6 +111,36 @@ def poll_task() -> dict[str, int]:
         return {"queued": queued}
     finally:
         svc.registry.release_lock("poll", owner)  # only ours: a poll that overran must not free the next one's
+
+
+def _keep_feeds_complete(svc: Services) -> None:
+    """Continuous sync: SYNC_FEEDS applied, coverage reconciled with the bucket when due, missing days planned.
+
+    A feed whose coverage was never reconciled (a fresh install, or a Redis that lost its data) is not planned
+    until a reconcile succeeds: planning it blind could export again days that are already in S3."""
+    try:
+        feeds.apply_env_feeds(svc.feeds, svc.settings.sync)
+        never_reconciled: set[str] = set()
+        for feed in svc.feeds.list_feeds():
+            if not _reconcile_if_due(svc, feed.owner, feed.resource_type):
+                never_reconciled.add(feed.owner)
+        planner.plan(svc, svc.feeds, skip=frozenset(never_reconciled))
+    except Exception:  # the jobs' own syncs (above) must not depend on the planner
+        POLLS.labels("plan_failed").inc()
+        log.exception("continuous sync planning failed; trying again next poll")
+
+
+def _reconcile_if_due(svc: Services, owner: str, resource_type: str) -> bool:
+    """False when the owner has never been reconciled and this attempt failed."""
+    last = svc.feeds.last_run("reconcile", owner)
+    if last is not None and clock.now() - last < svc.settings.sync.reconcile_hours * 3600:
+        return True
+    try:
+        coverage.reconcile(svc.feeds, sink(), resource_type)
+        return True
+    except CopyError as exc:  # S3 unavailable or refusing: try again next poll
+        log.warning("could not reconcile coverage with the bucket: %s", exc, extra={"resource_type": resource_type})
+        return last is not None
 
 
 def _retention_check(svc: Services) -> None:

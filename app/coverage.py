@@ -1,0 +1,191 @@
+"""Coverage: the state of every day of every feed, and its reconciliation with the bucket.
+
+A day of a feed's window is ``copied`` or ``empty`` (done), ``in_flight`` (a tracked job covers it and is not
+final), ``failed`` (given up after FEED_MAX_ATTEMPTS failed jobs: requeue it), or ``missing`` (nothing covers it,
+or a failed attempt waits for its retry). The record is kept per (account, resource type) in ``ber:cov`` and
+updated as jobs finish days (``record_job_day``); the bucket is the final word on ``copied``: ``reconcile`` adds
+every day found in an S3 listing and forgets every ``copied`` day the listing lacks, so a lost or hand-edited
+registry never makes the relay export a stored day again, and a day deleted from S3 is fetched again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any, Protocol
+
+from app import clock
+from app.config import SyncSettings
+from app.context import Services
+from app.days import compact_ranges, days_between
+from app.feed_store import CoverageDay, Feed, FeedStore, owner_of
+from app.feeds import feed_view, newest_custom_day
+from app.registry import DayRecord, DayState, JobRecord
+
+log = logging.getLogger(__name__)
+
+REPORTED_STATES = ("copied", "empty", "in_flight", "failed", "missing")
+
+
+class BucketIndex(Protocol):
+    """What the bucket holds for a resource type (the workers' S3 sink implements it)."""
+
+    def day_index(self, resource_type: str) -> dict[str, tuple[str, int]]:
+        """day -> (key, size) of every stored day file."""
+        ...
+
+
+@dataclass(frozen=True)
+class Window:
+    first: date
+    last: date
+
+    def days(self) -> list[str]:
+        return days_between(self.first, self.last) if self.first <= self.last else []
+
+
+def feed_window(feed: Feed, daily_enabled: bool, today: date | None = None) -> Window:
+    """since .. min(until, the newest day that can exist): today-2 for custom jobs, today-1 with daily exports."""
+    today = today or clock.utc_today()
+    newest = today - timedelta(days=1) if daily_enabled else newest_custom_day(today)
+    last = min(date.fromisoformat(feed.until), newest) if feed.until else newest
+    return Window(date.fromisoformat(feed.since), last)
+
+
+def reported_state(rec: CoverageDay | None) -> str:
+    if rec is None or rec.state == "retry":
+        return "missing"
+    return rec.state
+
+
+def feed_states(window: Window, cov: dict[str, CoverageDay]) -> dict[str, str]:
+    return {day: reported_state(cov.get(day)) for day in window.days()}
+
+
+def summarise(states: dict[str, str]) -> dict[str, Any]:
+    """Counts per state and the days of each state as compact ranges (a 3-year feed is a few lines)."""
+    by_state: dict[str, list[str]] = {s: [] for s in REPORTED_STATES}
+    for day, state in states.items():
+        by_state[state].append(day)
+    return {
+        "counts": {s: len(days) for s, days in by_state.items()},
+        "ranges": {s: [list(r) for r in compact_ranges(days)] for s, days in by_state.items() if days},
+    }
+
+
+def lag_days(states: dict[str, str], newest: date) -> int | None:
+    """Days between the newest day that can exist and the newest day that is copied or empty (None: none yet)."""
+    done = [d for d, s in states.items() if s in ("copied", "empty")]
+    return (newest - date.fromisoformat(max(done))).days if done else None
+
+
+# -- keeping it up to date ------------------------------------------------------------------------------------
+
+
+def record_job_day(store: FeedStore, settings: SyncSettings, job: JobRecord, rec: DayRecord) -> None:
+    """A job finished one of its days: copied and empty days are done; a failed one is retried with backoff as a
+    new job until FEED_MAX_ATTEMPTS, then ``failed``."""
+    owner = owner_of(job.resource_type)
+    if rec.state in (DayState.COPIED, DayState.EMPTY):
+        done = CoverageDay(
+            rec.state.value, job.job_sid, rec.key, rec.size, rec.sha256, rec.records, rec.twilio_create_date
+        )
+        store.put_days(owner, {rec.day: done})
+    elif rec.state == DayState.FAILED:
+        previous = store.coverage([owner])[owner].get(rec.day)
+        if previous is not None and previous.state in ("copied", "empty"):
+            return  # another job already brought the day in
+        attempts = (previous.attempts if previous else 0) + 1
+        final = attempts >= settings.max_attempts
+        delay = settings.retry_base_seconds * 2 ** (attempts - 1)
+        failed = CoverageDay(
+            "failed" if final else "retry",
+            job.job_sid,
+            attempts=attempts,
+            next_try=0.0 if final else clock.now() + delay,
+            error=rec.error,
+        )
+        store.put_days(owner, {rec.day: failed})
+
+
+def release_job(store: FeedStore, job: JobRecord, days: Iterable[str]) -> None:
+    """The job ended without finishing these days (cancelled, lost at Twilio): they are missing again."""
+    owner = owner_of(job.resource_type)
+    cov = store.coverage([owner])[owner]
+    store.drop_days(
+        owner, [d for d in days if (r := cov.get(d)) and r.state == "in_flight" and r.job_sid == job.job_sid]
+    )
+
+
+def reconcile(store: FeedStore, index: BucketIndex, resource_type: str) -> tuple[int, int]:
+    """Make coverage agree with the bucket; returns (days found in S3 but not recorded, copied days S3 lacks)."""
+    owner = owner_of(resource_type)
+    listed_at = time.time()
+    stored = index.day_index(resource_type)
+    cov = store.coverage([owner])[owner]
+    found = {
+        day: CoverageDay("copied", cov[day].job_sid if day in cov else None, key, size)
+        for day, (key, size) in stored.items()
+        if day not in cov or cov[day].state != "copied"
+    }
+    # A day copied while the listing ran is not in it: only days recorded before the listing can be "lost".
+    lost = [d for d, rec in cov.items() if rec.state == "copied" and d not in stored and rec.updated_at < listed_at]
+    store.put_days(owner, found)
+    store.drop_days(owner, lost)
+    store.mark_run("reconcile", owner, clock.now())
+    if found or lost:
+        log.warning(
+            "coverage reconciled with the bucket: %d day(s) found in S3, %d copied day(s) no longer there",
+            len(found),
+            len(lost),
+            extra={"resource_type": resource_type},
+        )
+    return len(found), len(lost)
+
+
+# -- the report (API, CLI, /health, metrics) ----------------------------------------------------------------
+
+
+def report(
+    svc: Services, resource_type: str | None = None, first: date | None = None, last: date | None = None
+) -> dict[str, Any]:
+    """Per feed: its window, counts per state, the days of each state as ranges, lag; plus today's quota."""
+    feeds = [f for f in svc.feeds.list_feeds() if resource_type in (None, f.resource_type)]
+    owners = [f.owner for f in feeds]
+    covs = svc.feeds.coverage(owners)
+    daily = svc.feeds.daily_enabled(owners)
+    plan = svc.feeds.last_plan()
+    today = clock.utc_today()
+    out = []
+    for feed in feeds:
+        window = feed_window(feed, daily[feed.owner], today)
+        shown = Window(max(window.first, first or window.first), min(window.last, last or window.last))
+        states = feed_states(shown, covs[feed.owner])
+        out.append(
+            {
+                **feed_view(feed),
+                "daily_export": daily[feed.owner],
+                "window": [window.first.isoformat(), window.last.isoformat()],
+                "shown": [shown.first.isoformat(), shown.last.isoformat()],
+                **summarise(states),
+                "lag_days": lag_days(feed_states(window, covs[feed.owner]), window.last),
+                "waiting_for_quota": int(plan.get("waiting_for_quota", {}).get(feed.owner, 0)),
+                "last_reconciled_at": svc.feeds.last_run("reconcile", feed.owner),
+            }
+        )
+    return {"today": today.isoformat(), "quota": quota_view(svc, today), "feeds": out}
+
+
+def quota_view(svc: Services, today: date) -> dict[str, Any]:
+    used = svc.registry.quota_used(today.isoformat())
+    limit = svc.settings.daily_day_quota
+    return {
+        "used_today": used,
+        "limit": limit,
+        "reserved_for_manual": svc.settings.sync.quota_reserve_days,
+        "left_for_feeds": max(0, limit - svc.settings.sync.quota_reserve_days - used),
+        "resets_at": (today + timedelta(days=1)).isoformat() + "T00:00:00Z",
+    }

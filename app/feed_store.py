@@ -1,0 +1,210 @@
+"""Redis keys of continuous sync: feeds, per-day coverage, daily-export settings, planner bookkeeping.
+
+Key layout (prefix ``ber:``; an *owner* is ``{account}:{resource_type}``, the account being ``default`` until
+several accounts are configured):
+
+===============================  ======  =================================================================
+key                              type    content
+===============================  ======  =================================================================
+ber:feeds                        set     every feed's owner
+ber:feed:{owner}                 hash    the feed: since, until, enabled, managed_by (api|env), timestamps
+ber:cov:{owner}                  hash    day -> JSON CoverageDay (copied, empty, in_flight, failed, retry)
+ber:daily:{owner}                hash    daily export: enabled, token_hash, method, updated_at
+ber:syncstate                    hash    "{what}:{owner}" -> unix time of the last reconcile / sweep
+===============================  ======  =================================================================
+
+None of these expire: they describe what the bucket should hold, for as long as the feed exists. A day absent
+from ``ber:cov`` is *missing*. The bucket stays the final word on ``copied`` (``app.coverage.reconcile``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import redis
+
+PREFIX = "ber:"
+DEFAULT_ACCOUNT = "default"
+COVERAGE_STATES = ("copied", "empty", "in_flight", "failed", "retry")
+
+
+def owner_of(resource_type: str, account: str = DEFAULT_ACCOUNT) -> str:
+    return f"{account}:{resource_type}"
+
+
+@dataclass
+class Feed:
+    resource_type: str
+    since: str
+    until: str | None = None
+    enabled: bool = True
+    managed_by: str = "api"  # "env": declared in SYNC_FEEDS, which wins (the API refuses to change it)
+    account: str = DEFAULT_ACCOUNT
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+
+    @property
+    def owner(self) -> str:
+        return owner_of(self.resource_type, self.account)
+
+    def to_redis(self) -> dict[Any, Any]:
+        data = asdict(self)
+        data["until"] = self.until or ""
+        data["enabled"] = "1" if self.enabled else "0"
+        return {k: str(v) for k, v in data.items()}
+
+    @classmethod
+    def from_redis(cls, data: dict[str, str]) -> Feed:
+        return cls(
+            resource_type=data["resource_type"],
+            since=data["since"],
+            until=data.get("until") or None,
+            enabled=data.get("enabled", "1") == "1",
+            managed_by=data.get("managed_by", "api"),
+            account=data.get("account", DEFAULT_ACCOUNT),
+            created_at=float(data.get("created_at", 0)),
+            updated_at=float(data.get("updated_at", 0)),
+        )
+
+
+@dataclass
+class CoverageDay:
+    """What the relay knows about one (owner, day): the state, and where the file went or why it did not."""
+
+    state: str  # one of COVERAGE_STATES; "retry" is reported as missing (asked again from next_try)
+    job_sid: str | None = None
+    key: str | None = None
+    size: int | None = None
+    sha256: str | None = None
+    records: int | None = None
+    create_date: str | None = None
+    attempts: int = 0  # failed attempts so far (custom jobs that failed the day)
+    next_try: float = 0.0
+    error: str | None = None
+    updated_at: float = field(default_factory=time.time)
+
+    def to_json(self) -> str:
+        return json.dumps({k: v for k, v in asdict(self).items() if v not in (None, 0, 0.0) or k == "state"})
+
+    @classmethod
+    def from_json(cls, raw: str) -> CoverageDay:
+        data = json.loads(raw)
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+# Mark days in flight for a job unless they are already copied or empty. KEYS[1]: coverage hash.
+# ARGV: job_sid, now, day, day, ...
+_IN_FLIGHT_LUA = """
+local marked = 0
+for i = 3, #ARGV do
+  local raw = redis.call('HGET', KEYS[1], ARGV[i])
+  local rec = {}
+  if raw then rec = cjson.decode(raw) end
+  if rec['state'] ~= 'copied' and rec['state'] ~= 'empty' then
+    rec['state'] = 'in_flight'
+    rec['job_sid'] = ARGV[1]
+    rec['updated_at'] = tonumber(ARGV[2])
+    redis.call('HSET', KEYS[1], ARGV[i], cjson.encode(rec))
+    marked = marked + 1
+  end
+end
+return marked
+"""
+
+
+class FeedStore:
+    """Reads and writes of the keys above; each planner step costs a bounded number of round trips per feed."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
+        self._in_flight = client.register_script(_IN_FLIGHT_LUA)
+
+    # -- feeds --------------------------------------------------------------------------------------------
+    def put_feed(self, feed: Feed) -> None:
+        feed.updated_at = time.time()
+        with self.r.pipeline() as p:
+            p.hset(f"{PREFIX}feed:{feed.owner}", mapping=feed.to_redis())
+            p.sadd(f"{PREFIX}feeds", feed.owner)
+            p.execute()
+
+    def get_feed(self, owner: str) -> Feed | None:
+        data = self.r.hgetall(f"{PREFIX}feed:{owner}")
+        return Feed.from_redis(data) if data else None  # type: ignore[arg-type]
+
+    def list_feeds(self) -> list[Feed]:
+        owners = sorted(str(o) for o in self.r.smembers(f"{PREFIX}feeds"))
+        with self.r.pipeline() as p:
+            for owner in owners:
+                p.hgetall(f"{PREFIX}feed:{owner}")
+            found = p.execute()
+        return [Feed.from_redis(data) for data in found if data]
+
+    def delete_feed(self, owner: str) -> bool:
+        """Stop planning the feed; its coverage stays (it describes what is in the bucket)."""
+        with self.r.pipeline() as p:
+            p.delete(f"{PREFIX}feed:{owner}")
+            p.srem(f"{PREFIX}feeds", owner)
+            deleted, _ = p.execute()
+        return bool(deleted)
+
+    # -- coverage -----------------------------------------------------------------------------------------
+    def coverage(self, owners: Sequence[str]) -> dict[str, dict[str, CoverageDay]]:
+        """owner -> day -> record, for several owners in one round trip."""
+        with self.r.pipeline() as p:
+            for owner in owners:
+                p.hgetall(f"{PREFIX}cov:{owner}")
+            raw = p.execute()
+        return {
+            o: {str(d): CoverageDay.from_json(str(v)) for d, v in r.items()} for o, r in zip(owners, raw, strict=True)
+        }
+
+    def put_days(self, owner: str, days: dict[str, CoverageDay]) -> None:
+        if days:
+            self.r.hset(f"{PREFIX}cov:{owner}", mapping={d: rec.to_json() for d, rec in days.items()})
+
+    def drop_days(self, owner: str, days: Iterable[str]) -> None:
+        days = list(days)
+        if days:
+            self.r.hdel(f"{PREFIX}cov:{owner}", *days)
+
+    def mark_in_flight(self, owner: str, job_sid: str, days: Sequence[str]) -> int:
+        """Days a tracked job now covers (never downgrading a copied or empty day); one round trip."""
+        if not days:
+            return 0
+        return int(self._in_flight(keys=[f"{PREFIX}cov:{owner}"], args=[job_sid, time.time(), *days]))
+
+    # -- daily exports ------------------------------------------------------------------------------------
+    def put_daily(self, owner: str, **fields: Any) -> None:
+        mapping: dict[Any, Any] = {k: str(v) for k, v in fields.items()} | {"updated_at": str(time.time())}
+        self.r.hset(f"{PREFIX}daily:{owner}", mapping=mapping)
+
+    def get_daily(self, owner: str) -> dict[str, str]:
+        return {str(k): str(v) for k, v in self.r.hgetall(f"{PREFIX}daily:{owner}").items()}
+
+    def daily_enabled(self, owners: Sequence[str]) -> dict[str, bool]:
+        with self.r.pipeline() as p:
+            for owner in owners:
+                p.hget(f"{PREFIX}daily:{owner}", "enabled")
+            values = p.execute()
+        return {o: v == "1" for o, v in zip(owners, values, strict=True)}
+
+    # -- bookkeeping --------------------------------------------------------------------------------------
+    def last_run(self, what: str, owner: str) -> float | None:
+        value = self.r.hget(f"{PREFIX}syncstate", f"{what}:{owner}")
+        return float(str(value)) if value else None
+
+    def mark_run(self, what: str, owner: str, at: float) -> None:
+        self.r.hset(f"{PREFIX}syncstate", f"{what}:{owner}", str(at))
+
+    def save_plan(self, report: dict[str, Any]) -> None:
+        """The last planner run's outcome (what was submitted, what waits for quota), for coverage views."""
+        self.r.hset(f"{PREFIX}syncstate", "plan", json.dumps(report))
+
+    def last_plan(self) -> dict[str, Any]:
+        raw = self.r.hget(f"{PREFIX}syncstate", "plan")
+        return json.loads(str(raw)) if raw else {}

@@ -1,0 +1,48 @@
+"""The HTTP API for continuous sync, under /api: feeds and coverage (same admin token as the jobs API)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+
+from app import coverage, feeds
+from app.api import json_body, require_admin_token
+from app.context import current_services as _svc
+from app.validation import parse_day, validate_resource_type
+
+bp = Blueprint("feeds_api", __name__, url_prefix="/api")
+bp.before_request(require_admin_token)
+
+
+@bp.get("/feeds")
+def list_feeds() -> Response:
+    return jsonify(feeds=[feeds.feed_view(f) for f in _svc().feeds.list_feeds()])
+
+
+@bp.get("/feeds/<resource_type>")
+def show_feed(resource_type: str) -> Response:
+    return jsonify(feeds.feed_view(feeds.require_feed(_svc().feeds, resource_type)))
+
+
+@bp.put("/feeds/<resource_type>")
+def put_feed(resource_type: str) -> Response:
+    feed = feeds.put_feed(_svc().feeds, feeds.feed_from_body(resource_type, json_body()))
+    return jsonify(feeds.feed_view(feed))
+
+
+@bp.delete("/feeds/<resource_type>")
+def delete_feed(resource_type: str) -> Response:
+    return jsonify(feeds.feed_view(feeds.delete_feed(_svc().feeds, resource_type)))
+
+
+@bp.get("/coverage")
+def show_coverage() -> Response:
+    rt = request.args.get("resource_type")
+    first, last = request.args.get("from"), request.args.get("to")
+    return jsonify(
+        coverage.report(
+            _svc(),
+            validate_resource_type(rt) if rt is not None else None,
+            parse_day(first, "from") if first is not None else None,
+            parse_day(last, "to") if last is not None else None,
+        )
+    )

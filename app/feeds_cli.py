@@ -1,0 +1,127 @@
+"""``flask --app app relay feed ...`` and ``relay coverage``: continuous sync at a shell (same rules as the API)."""
+
+from __future__ import annotations
+
+import calendar
+from datetime import date
+from typing import Any
+
+import click
+from flask.cli import with_appcontext
+
+from app import coverage, feeds
+from app.cli import emit, errors_to_exit
+from app.context import current_services as _svc
+from app.days import days_between
+from app.validation import parse_day, validate_resource_type
+
+SYMBOLS = {"copied": "#", "empty": ".", "in_flight": "~", "failed": "!", "missing": "_"}
+LEGEND = "  ".join(f"{mark} {state}" for state, mark in SYMBOLS.items()) + "  (blank: outside the feed)"
+
+
+@click.group("feed")
+def feed_cli() -> None:
+    """Feeds: keep a resource type complete in the bucket from a day onward."""
+
+
+def _feed_line(v: dict[str, Any]) -> str:
+    until = v["until"] or "(ongoing)"
+    state = "enabled" if v["enabled"] else "disabled"
+    return f"{v['resource_type']:<12} since {v['since']} until {until:<10}  {state:<8} managed by {v['managed_by']}"
+
+
+@feed_cli.command("set")
+@click.argument("resource_type")
+@click.option("--since", required=True, help="First day to keep (YYYY-MM-DD)")
+@click.option("--until", default=None, help="Last day, for a bounded backfill")
+@click.option("--disabled", is_flag=True, help="Keep the feed but stop planning it")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+@errors_to_exit
+def set_feed(resource_type: str, since: str, until: str | None, disabled: bool, as_json: bool) -> None:
+    body = {"since": since, "until": until, "enabled": not disabled}
+    feed = feeds.put_feed(_svc().feeds, feeds.feed_from_body(resource_type, body))
+    emit(feeds.feed_view(feed), as_json, _feed_line)
+
+
+@feed_cli.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+@errors_to_exit
+def list_feeds(as_json: bool) -> None:
+    views = [feeds.feed_view(f) for f in _svc().feeds.list_feeds()]
+    emit(views, as_json, lambda vs: "\n".join(_feed_line(v) for v in vs) or "no feeds")
+
+
+@feed_cli.command("show")
+@click.argument("resource_type")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+@errors_to_exit
+def show_feed(resource_type: str, as_json: bool) -> None:
+    emit(feeds.feed_view(feeds.require_feed(_svc().feeds, resource_type)), as_json, _feed_line)
+
+
+@feed_cli.command("delete")
+@click.argument("resource_type")
+@with_appcontext
+@errors_to_exit
+def delete_feed(resource_type: str) -> None:
+    """Stop planning the feed (copied data and jobs in flight are untouched)."""
+    feed = feeds.delete_feed(_svc().feeds, resource_type)
+    click.echo(f"feed {feed.resource_type} deleted")
+
+
+@click.command("coverage")
+@click.argument("resource_type", required=False)
+@click.option("--from", "first", default=None, help="First day shown (YYYY-MM-DD)")
+@click.option("--to", "last", default=None, help="Last day shown")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+@errors_to_exit
+def coverage_cmd(resource_type: str | None, first: str | None, last: str | None, as_json: bool) -> None:
+    """Which days of each feed are in the bucket: counts, then a month per line."""
+    svc = _svc()
+    doc = coverage.report(
+        svc,
+        validate_resource_type(resource_type) if resource_type else None,
+        parse_day(first, "--from") if first else None,
+        parse_day(last, "--to") if last else None,
+    )
+    emit(doc, as_json, _calendar_text)
+
+
+def _calendar_text(doc: dict[str, Any]) -> str:
+    quota = doc["quota"]
+    lines = [
+        f"today {doc['today']} (UTC); quota used {quota['used_today']}/{quota['limit']}, "
+        f"{quota['left_for_feeds']} left for feeds, resets {quota['resets_at']}",
+        f"legend: {LEGEND}",
+    ]
+    for feed in doc["feeds"]:
+        counts = ", ".join(f"{s} {n}" for s, n in feed["counts"].items() if n)
+        lag = "no day copied yet" if feed["lag_days"] is None else f"lag {feed['lag_days']} day(s)"
+        lines += ["", f"{feed['resource_type']}  {feed['shown'][0]}..{feed['shown'][1]}  {counts}  ({lag})"]
+        if feed["waiting_for_quota"]:
+            lines.append(f"  {feed['waiting_for_quota']} missing day(s) wait for quota (resets {quota['resets_at']})")
+        lines += _months(feed)
+    return "\n".join(lines)
+
+
+def _months(feed: dict[str, Any]) -> list[str]:
+    """One line per month: a character per day, so three years fit on one screen."""
+    state_of = {}
+    for state, ranges in feed["ranges"].items():
+        for first, last in ranges:
+            for day in days_between(date.fromisoformat(first), date.fromisoformat(last)):
+                state_of[day] = state
+    first, last = date.fromisoformat(feed["shown"][0]), date.fromisoformat(feed["shown"][1])
+    lines, year, month = [], first.year, first.month
+    while (year, month) <= (last.year, last.month):
+        days = calendar.monthrange(year, month)[1]
+        marks = "".join(
+            SYMBOLS.get(state_of.get(f"{year:04d}-{month:02d}-{d:02d}", ""), " ") for d in range(1, days + 1)
+        )
+        lines.append(f"  {year:04d}-{month:02d} {marks}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return lines
