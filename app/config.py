@@ -35,6 +35,29 @@ DEFAULT_DOWNLOAD_HOSTS = (
 )
 
 
+@dataclass(frozen=True)
+class FeedSpec:
+    """One feed declared in SYNC_FEEDS: keep ``resource_type`` complete from ``since`` (to ``until``)."""
+
+    resource_type: str
+    since: str
+    until: str | None = None
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    """Continuous sync (app/feeds.py, app/planner.py): declared feeds and how the planner spends the quota."""
+
+    feeds: tuple[FeedSpec, ...] = ()
+    quota_reserve_days: int = 0  # of TWILIO_DAILY_DAY_QUOTA, left for manual submissions
+    submit_delay_hours: int = 0  # after 00:00 UTC, wait this long before asking for the newest day
+    max_attempts: int = 5  # custom jobs that fail a day before the day is `failed`
+    retry_base_seconds: int = 3600  # a failed day is asked again after this, doubling each time
+    daily_grace_hours: int = 6  # with daily exports on, wait this long for Twilio's own file
+    reconcile_hours: int = 24  # coverage is checked against an S3 listing at start and this often
+    sweep_seconds: int = 300  # ListDay is swept for days nobody submitted here this often
+
+
 class ConfigError(ValueError):
     """A setting is missing or invalid; the message names the variable and never echoes a secret."""
 
@@ -69,6 +92,7 @@ class Settings:
     copy_retry_intervals: tuple[int, ...] = (30, 120, 600, 1800, 3600)
     download_host_allowlist: tuple[str, ...] = DEFAULT_DOWNLOAD_HOSTS
     download_allow_loopback: bool = False
+    sync: SyncSettings = field(default_factory=lambda: SyncSettings())
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @property
@@ -227,19 +251,25 @@ def _download_hosts(env: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(patterns)
 
 
-def _download_allow_loopback(env: Mapping[str, str], public_base_url: str) -> bool:
-    """A development switch (the sandbox serves day files on 127.0.0.1 over http). Refused unless PUBLIC_BASE_URL
-    is itself a loopback URL, so a deployment reachable by Twilio can never turn it on."""
+def _download_allow_loopback(env: Mapping[str, str], twilio_base_url: str) -> bool:
+    """A development switch: the sandbox serves day files over http on 127.0.0.1. Refused unless the Twilio API
+    itself is on loopback (the sandbox), so a deployment that talks to the real Twilio can never turn it on."""
     allow = _choice(env, "DOWNLOAD_ALLOW_LOOPBACK", "false", ("false", "true")) == "true"
-    if allow and not is_loopback_host(urlsplit(public_base_url).hostname):
-        raise ConfigError("DOWNLOAD_ALLOW_LOOPBACK=true is for local stacks only: PUBLIC_BASE_URL must be loopback")
+    if allow and not is_loopback_host(urlsplit(twilio_base_url).hostname):
+        raise ConfigError(
+            "DOWNLOAD_ALLOW_LOOPBACK=true is for local stacks only: TWILIO_BULKEXPORTS_BASE_URL must be loopback"
+        )
     return allow
+
+
+def _twilio_base_url(env: Mapping[str, str]) -> str:
+    return _base_url(env, "TWILIO_BULKEXPORTS_BASE_URL", "https://bulkexports.twilio.com")
 
 
 def download_policy_settings(env: Mapping[str, str] | None = None) -> tuple[tuple[str, ...], bool]:
     """(DOWNLOAD_HOST_ALLOWLIST, DOWNLOAD_ALLOW_LOOPBACK) validated as load_settings does, for app.url_policy."""
     env = os.environ if env is None else env
-    return _download_hosts(env), _download_allow_loopback(env, _base_url(env, "PUBLIC_BASE_URL"))
+    return _download_hosts(env), _download_allow_loopback(env, _twilio_base_url(env))
 
 
 def require_web_settings(settings: Settings) -> Settings:
@@ -308,7 +338,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     # Read by make_s3_client (botocore takes it only from its config file); checked here so every process,
     # the web included, refuses a bad value at start-up.
     _choice(env, "AWS_S3_ADDRESSING_STYLE", "auto", S3_ADDRESSING_STYLES)
-    public_base_url = _base_url(env, "PUBLIC_BASE_URL")
+    public_base_url, twilio_base_url = _base_url(env, "PUBLIC_BASE_URL"), _twilio_base_url(env)
     return Settings(
         redis_url=_get(env, "REDIS_URL", "redis://127.0.0.1:6379/0") or "",
         twilio_account_sid=account_sid,
@@ -316,7 +346,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         twilio_auth_token_secondary=secondary,
         twilio_api_key_sid=key_sid,
         twilio_api_key_secret=key_secret,
-        twilio_base_url=_base_url(env, "TWILIO_BULKEXPORTS_BASE_URL", "https://bulkexports.twilio.com"),
+        twilio_base_url=twilio_base_url,
         public_base_url=public_base_url,
         webhook_method=_choice(env, "WEBHOOK_METHOD", "POST", ("POST", "GET")),
         webhook_signature=signature_policy,
@@ -337,6 +367,53 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         daily_day_quota=_int(env, "TWILIO_DAILY_DAY_QUOTA", 366, minimum=1),
         copy_retry_intervals=_intervals(env, "COPY_RETRY_INTERVALS", "30,120,600,1800,3600"),
         download_host_allowlist=_download_hosts(env),
-        download_allow_loopback=_download_allow_loopback(env, public_base_url),
+        download_allow_loopback=_download_allow_loopback(env, twilio_base_url),
+        sync=load_sync_settings(env, public_base_url),
         secrets=tuple(s for s in (auth_token, secondary, key_secret, admin_token) if s),
+    )
+
+
+def _feed_specs(env: Mapping[str, str]) -> tuple[FeedSpec, ...]:
+    """SYNC_FEEDS=Messages:2025-01-01,Calls:2025-06-01:2025-12-31 (resource type, since, optional until)."""
+    raw = _get(env, "SYNC_FEEDS") or ""
+    specs: dict[str, FeedSpec] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        rt, _, dates = item.partition(":")
+        since, _, until = dates.partition(":")
+        if rt not in RESOURCE_TYPES:
+            raise ConfigError(f"SYNC_FEEDS: unknown resource type {rt!r} (one of {', '.join(RESOURCE_TYPES)})")
+        if rt in specs:
+            raise ConfigError(f"SYNC_FEEDS names {rt} twice")
+        for value in filter(None, (since, until)):
+            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value) or not _real_day(value):
+                raise ConfigError(f"SYNC_FEEDS: {rt} has an invalid day {value!r} (YYYY-MM-DD)")
+        if not since or (until and until < since):
+            raise ConfigError(f"SYNC_FEEDS: {rt} needs since[:until] with since <= until (got {dates!r})")
+        specs[rt] = FeedSpec(rt, since, until or None)
+    return tuple(specs.values())
+
+
+def _real_day(value: str) -> bool:
+    from datetime import date
+
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def load_sync_settings(env: Mapping[str, str], public_base_url: str | None = None) -> SyncSettings:
+    if _get(env, "RELAY_CLOCK_OFFSET_FILE") and not is_loopback_host(urlsplit(public_base_url or "").hostname):
+        # app/clock.py: the tests' way to move the relay's calendar with the sandbox's; never in a deployment
+        raise ConfigError("RELAY_CLOCK_OFFSET_FILE is for local test stacks only: PUBLIC_BASE_URL must be loopback")
+    return SyncSettings(
+        feeds=_feed_specs(env),
+        quota_reserve_days=_int(env, "FEED_QUOTA_RESERVE_DAYS", 0),
+        submit_delay_hours=_int(env, "FEED_SUBMIT_DELAY_HOURS", 0),
+        max_attempts=_int(env, "FEED_MAX_ATTEMPTS", 5, minimum=1),
+        retry_base_seconds=_int(env, "FEED_RETRY_BASE_SECONDS", 3600, minimum=1),
+        daily_grace_hours=_int(env, "DAILY_EXPORT_GRACE_HOURS", 6),
+        reconcile_hours=_int(env, "RECONCILE_INTERVAL_HOURS", 24, minimum=1),
+        sweep_seconds=_int(env, "SWEEP_INTERVAL_SECONDS", 300, minimum=1),
     )
