@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo bench chaos clean
+.PHONY: venv test lint demo bench chaos image-check clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required" or 0)'
@@ -33,6 +33,10 @@ bench: $(STAMP)
 
 chaos: $(STAMP)
 	CHAOS_LONG=1 $(BIN)/python -m pytest tests/chaos
+
+# As root, no Docker engine needed: build the image with buildah and run every role from it (deploy/README.md).
+image-check: $(STAMP)
+	deploy/image-check.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .demo .bench
