@@ -1,31 +1,94 @@
 """gunicorn settings for the web process (all overridable from the environment).
 
-- workers: one per usable CPU (``WEB_CONCURRENCY`` overrides), 4 threads each (``GUNICORN_THREADS``); requests
-  are short and CPU-bound (the webhook does one Redis round trip, no external I/O). gunicorn's usual 2 x CPU + 1
-  is for single-threaded sync workers: with 4 threads each it oversubscribes the CPUs. Measured on 2 cores
-  (bench/webhook_intake.py, 16 connections): 2 workers against 5 gave +17-20 % req/s on both /livez and the
-  webhook and a webhook p99 of 15-17 ms instead of 25-28 ms. Containers should still set WEB_CONCURRENCY: the
-  CPU count seen here is the host's (or the cpuset's), not a CPU quota.
+- worker class gevent (``GUNICORN_WORKER_CLASS``), because the relay faces the internet through load balancers
+  that need not buffer requests: a thread or process per connection is held for as long as a client takes to
+  send its request. With the former gthread class (2 workers x 4 threads), 200 connections dripping a body at one
+  byte a second (or never finishing their headers) left ``/livez``, ``/readyz`` and the webhook unanswered
+  (tests/e2e/test_slow_clients.py, issue 12): a liveness probe would have restarted a healthy pod. gunicorn's
+  docs say the same: sync/threaded workers belong behind a buffering proxy, or use an async worker. With
+  gevent a waiting connection is a greenlet (a few KiB), not a thread. Everything the web does blocks only on
+  sockets (redis-py, requests for Twilio, botocore for the /health S3 probe), which ``monkey.patch_all()`` (done
+  by the worker before the app is imported) makes cooperative; locks made after it are gevent's.
+  Measured against gthread, same run (bench/webhook_intake.py --worker-class both): see bench/README.md.
+- worker_connections 1000 per worker (``GUNICORN_WORKER_CONNECTIONS``): what an attacker must hold open, per
+  worker, to make new connections wait in the listen backlog. The open-files soft limit is raised at start to
+  cover it (container runtimes often start processes at 1024). Redis connections do not grow with it: the app's
+  pools are capped (app/context.py), so a burst of requests queues for a connection instead of failing.
+- A request's head must arrive within ``keepalive`` seconds (gunicorn's async workers time that wait), so idle
+  connections and unfinished headers are dropped after 75 s; a body is not timed: a dripping body holds its
+  greenlet until the client goes away. A buffering proxy in front (nginx, an ALB) still adds request timeouts
+  and per-client limits.
+- workers: one per usable CPU (``WEB_CONCURRENCY`` overrides). Requests are short and CPU-bound (the webhook does
+  one Redis round trip) and a gevent worker uses one core, so more processes than cores only adds switching.
+  Containers should still set WEB_CONCURRENCY: the CPU count seen here is the host's (or the cpuset's), not a
+  CPU quota. (``GUNICORN_THREADS`` applies only if the worker class is set back to gthread.)
 - keepalive 75 s: longer than common load balancer idle timeouts (AWS ALB 60 s), so the LB never reuses a
   connection gunicorn already closed (which shows up as sporadic 502s).
-- graceful_timeout: in-flight requests finish on SIGTERM before the pod goes away.
+- graceful_timeout: in-flight requests finish on SIGTERM before the pod goes away. Connections idling between
+  requests (a load balancer's keep-alive pool) are closed at once on SIGTERM, as gthread does; gunicorn's own
+  gevent worker would wait for them until graceful_timeout.
 - forwarded_allow_ips: which proxies may set X-Forwarded-*; signatures do not depend on it (they use
   PUBLIC_BASE_URL), it only affects logged client addresses.
 - access log: JSON, path only (``%(U)s``) — the query string carries the webhook token and is never logged.
 - Prometheus multiprocess: the metrics directory is wiped at start and dead workers are marked on exit.
 """
 
+import contextlib
 import os
+import resource
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from app.logs import logging_dict_config
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", len(os.sched_getaffinity(0))))
-# gthread, not sync: the sync worker closes the connection after every response (no keep-alive at all), which
-# makes a load balancer open a new connection per webhook; gthread keeps connections open for `keepalive`.
-worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+
+
+def _gevent_worker() -> type:
+    """gunicorn's gevent worker, except that SIGTERM closes connections waiting for a request head at once.
+
+    gunicorn's gevent worker times each wait for a request head with ``timeout_ctx()`` (``keepalive`` seconds) and,
+    on SIGTERM, waits for every connection to finish, idle keep-alive ones included: with a load balancer holding
+    its pool open, every stop took the whole graceful_timeout. Here a stop ends those waits (the timeout is thrown
+    in early: gunicorn then closes the connection as after a keep-alive timeout); requests in progress finish.
+    Defined in a function so that gevent is imported only when this worker class is used."""
+    import gevent
+    from gunicorn.workers.ggevent import GeventWorker
+
+    class RelayGeventWorker(GeventWorker):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.waiting: dict[Any, gevent.Timeout] = {}
+
+        @contextlib.contextmanager
+        def timeout_ctx(self) -> Iterator[None]:
+            # After SIGTERM a connection accepted in the last moment still gets a second to send its request.
+            wait = gevent.Timeout(self.cfg.keepalive if self.alive else 1, False)
+            me = gevent.getcurrent()
+            self.waiting[me] = wait
+            try:
+                with wait:
+                    yield
+            finally:
+                self.waiting.pop(me, None)
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            gevent.spawn(self.close_waiting)  # not from the signal handler
+
+        def close_waiting(self) -> None:
+            for greenlet, wait in list(self.waiting.items()):
+                greenlet.kill(wait, block=False)
+
+    return RelayGeventWorker
+
+
+_worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
+worker_class: Any = _gevent_worker if _worker_class == "gevent" else _worker_class
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))  # gthread only
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
@@ -54,12 +117,22 @@ def on_starting(server):
     """Start every run with an empty Prometheus multiprocess directory (stale files would double count).
 
     Only prometheus-client's own ``*.db`` files are removed: a mistaken setting (``/tmp``, ``$HOME``) must not
-    wipe a directory."""
+    wipe a directory. Also raises the open-files limit for ``worker_connections`` (the workers inherit it)."""
+    _raise_open_files_limit(worker_connections + 200)  # + Redis, S3, log and metrics files
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if path:
         os.makedirs(path, exist_ok=True)
         for stale in Path(path).glob("*.db"):
             stale.unlink(missing_ok=True)
+
+
+def _raise_open_files_limit(wanted: int) -> None:
+    """Each connection is a file descriptor: raise the soft limit toward ``wanted`` (never above the hard one)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(
+            resource.RLIMIT_NOFILE, (wanted if hard == resource.RLIM_INFINITY else min(wanted, hard), hard)
+        )
 
 
 def child_exit(server, worker):
