@@ -71,7 +71,7 @@ class Settings:
     twilio_api_key_sid: str | None
     twilio_api_key_secret: str | None
     twilio_base_url: str
-    public_base_url: str
+    public_base_url: str | None  # None: no webhooks, the poller finds every change (one poll interval later)
     webhook_method: str
     webhook_signature: str
     s3_bucket: str
@@ -338,7 +338,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     # Read by make_s3_client (botocore takes it only from its config file); checked here so every process,
     # the web included, refuses a bad value at start-up.
     _choice(env, "AWS_S3_ADDRESSING_STYLE", "auto", S3_ADDRESSING_STYLES)
-    public_base_url, twilio_base_url = _base_url(env, "PUBLIC_BASE_URL"), _twilio_base_url(env)
+    public_base_url = _base_url(env, "PUBLIC_BASE_URL") if _get(env, "PUBLIC_BASE_URL") else None
+    twilio_base_url = _twilio_base_url(env)
     return Settings(
         redis_url=_get(env, "REDIS_URL", "redis://127.0.0.1:6379/0") or "",
         twilio_account_sid=account_sid,
@@ -368,7 +369,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         copy_retry_intervals=_intervals(env, "COPY_RETRY_INTERVALS", "30,120,600,1800,3600"),
         download_host_allowlist=_download_hosts(env),
         download_allow_loopback=_download_allow_loopback(env, twilio_base_url),
-        sync=load_sync_settings(env, public_base_url),
+        sync=load_sync_settings(env, twilio_base_url),
         secrets=tuple(s for s in (auth_token, secondary, key_secret, admin_token) if s),
     )
 
@@ -403,10 +404,12 @@ def _real_day(value: str) -> bool:
     return True
 
 
-def load_sync_settings(env: Mapping[str, str], public_base_url: str | None = None) -> SyncSettings:
-    if _get(env, "RELAY_CLOCK_OFFSET_FILE") and not is_loopback_host(urlsplit(public_base_url or "").hostname):
-        # app/clock.py: the tests' way to move the relay's calendar with the sandbox's; never in a deployment
-        raise ConfigError("RELAY_CLOCK_OFFSET_FILE is for local test stacks only: PUBLIC_BASE_URL must be loopback")
+def load_sync_settings(env: Mapping[str, str], twilio_base_url: str = "") -> SyncSettings:
+    if _get(env, "RELAY_CLOCK_OFFSET_FILE") and not is_loopback_host(urlsplit(twilio_base_url).hostname):
+        # app/clock.py: the tests' way to move the relay's calendar with the sandbox's; never against real Twilio
+        raise ConfigError(
+            "RELAY_CLOCK_OFFSET_FILE is for local stacks only: TWILIO_BULKEXPORTS_BASE_URL must be loopback"
+        )
     return SyncSettings(
         feeds=_feed_specs(env),
         quota_reserve_days=_int(env, "FEED_QUOTA_RESERVE_DAYS", 0),

@@ -1,13 +1,16 @@
-"""The HTTP API for continuous sync, under /api: feeds and coverage (same admin token as the jobs API)."""
+"""The HTTP API for continuous sync, under /api: feeds, coverage, daily exports and copying one listed day
+(same admin token as the jobs API)."""
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from app import coverage, feeds
+from app import coverage, daily_exports, feeds
 from app.api import json_body, require_admin_token
 from app.context import current_services as _svc
+from app.errors import RequestError
 from app.validation import parse_day, validate_resource_type
+from app.views import job_view
 
 bp = Blueprint("feeds_api", __name__, url_prefix="/api")
 bp.before_request(require_admin_token)
@@ -46,3 +49,24 @@ def show_coverage() -> Response:
             parse_day(last, "to") if last is not None else None,
         )
     )
+
+
+@bp.get("/daily/<resource_type>")
+def show_daily(resource_type: str) -> Response:
+    return jsonify(daily_exports.show(_svc(), resource_type))
+
+
+@bp.put("/daily/<resource_type>")
+def set_daily(resource_type: str) -> Response:
+    body = json_body()
+    if not isinstance(body, dict) or set(body) != {"enabled"} or not isinstance(body["enabled"], bool):
+        raise RequestError('body must be {"enabled": true|false}')
+    return jsonify(daily_exports.set_enabled(_svc(), resource_type, body["enabled"]))
+
+
+@bp.post("/days/<resource_type>/<day>/copy")
+def copy_day(resource_type: str, day: str) -> tuple[Response, int]:
+    """Copy one day file Twilio lists (no custom job, no quota), whether or not a feed covers it."""
+    svc = _svc()
+    job = daily_exports.copy_listed_day(svc, resource_type, day)
+    return jsonify(job_view(svc.registry, job)), 202

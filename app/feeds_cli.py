@@ -9,7 +9,7 @@ from typing import Any
 import click
 from flask.cli import with_appcontext
 
-from app import coverage, feeds
+from app import coverage, daily_exports, feeds
 from app.cli import emit, errors_to_exit
 from app.context import current_services as _svc
 from app.days import days_between
@@ -125,3 +125,50 @@ def _months(feed: dict[str, Any]) -> list[str]:
         lines.append(f"  {year:04d}-{month:02d} {marks}")
         year, month = (year + 1, 1) if month == 12 else (year, month + 1)
     return lines
+
+
+@click.group("daily")
+def daily_cli() -> None:
+    """Twilio's daily auto-export (ExportConfiguration; needs Twilio Editions)."""
+
+
+def _daily_line(v: dict[str, Any]) -> str:
+    hook = {"relay": "webhook: this relay", "other": "webhook: another URL", None: "no webhook"}[v["webhook"]]
+    return f"{v['resource_type']:<12} daily export {'enabled' if v['enabled'] else 'disabled'}  ({hook})"
+
+
+@daily_cli.command("show")
+@click.argument("resource_type")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+@errors_to_exit
+def daily_show(resource_type: str, as_json: bool) -> None:
+    emit(daily_exports.show(_svc(), resource_type), as_json, _daily_line)
+
+
+@daily_cli.command("enable")
+@click.argument("resource_type")
+@with_appcontext
+@errors_to_exit
+def daily_enable(resource_type: str) -> None:
+    """Have Twilio export every day by itself and call this relay (no quota spent on those days)."""
+    click.echo(_daily_line(daily_exports.set_enabled(_svc(), resource_type, True)))
+
+
+@daily_cli.command("disable")
+@click.argument("resource_type")
+@with_appcontext
+@errors_to_exit
+def daily_disable(resource_type: str) -> None:
+    click.echo(_daily_line(daily_exports.set_enabled(_svc(), resource_type, False)))
+
+
+@click.command("copy-day")
+@click.argument("resource_type")
+@click.argument("day")
+@with_appcontext
+@errors_to_exit
+def copy_day_cmd(resource_type: str, day: str) -> None:
+    """Copy one day file Twilio lists (made by a daily export, the Console, another tool): no quota spent."""
+    job = daily_exports.copy_listed_day(_svc(), resource_type, day)
+    click.echo(f"{job.job_sid}  {job.resource_type} {job.start_day}: copy queued (relay status {job.job_sid})")

@@ -28,6 +28,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.context import Services
 from app.context import current_services as _svc
+from app.daily_exports import DAILY_TARGET
 from app.metrics import WEBHOOKS
 from app.registry import hash_token
 
@@ -41,7 +42,7 @@ BODY_LOG_LIMIT = 2048
 
 def called_url() -> str:
     """The URL as Twilio called it: our public base + path + the query string exactly as received."""
-    base = _svc().settings.public_base_url
+    base = _svc().settings.public_base_url or ""  # without it no webhook was registered (see _handle_delivery)
     query = request.query_string.decode("latin-1")
     return f"{base}{request.path}" + (f"?{query}" if query else "")
 
@@ -145,8 +146,12 @@ def _handle_delivery(svc: Services) -> Response:
         return _reject(404, "rejected_token")
     if not signed:
         return _reject(403, "rejected_signature", job_sid)
-    # A sync already queued or running covers this delivery (the steady state of duplicate deliveries).
-    queued = not svc.enqueuer.is_active(found.sync_status) and svc.enqueuer.sync(job_sid)
+    if job_sid.startswith(DAILY_TARGET):
+        # A daily export's file is ready: look at Twilio's day list now (one sweep queued at a time).
+        queued = svc.enqueuer.sweep(job_sid.removeprefix(DAILY_TARGET))
+    else:
+        # A sync already queued or running covers this delivery (the steady state of duplicate deliveries).
+        queued = not svc.enqueuer.is_active(found.sync_status) and svc.enqueuer.sync(job_sid)
     outcome = "accepted" if queued else "duplicate"
     WEBHOOKS.labels(outcome).inc()
     if queued or found.delivery == 1:

@@ -36,6 +36,7 @@ COPY_QUEUE = "relay-copy"  # day copies: long, bandwidth bound
 QUEUES = (CONTROL_QUEUE, COPY_QUEUE)
 
 SYNC_TASK = "workers.tasks.sync_job_task"
+SWEEP_TASK = "workers.tasks.sweep_task"
 COPY_TASK = "workers.tasks.copy_day_task"
 COPY_FAILED_CALLBACK = "workers.tasks.on_copy_failure"
 SERIALIZER = JSONSerializer  # also in the Procfile (--serializer) and workers/cron_config.py
@@ -162,6 +163,19 @@ class Enqueuer:
             SYNC_TASK,
             (job_sid,),
             sync_job_id(job_sid),
+            result_ttl=0,
+            failure_ttl=24 * 3600,
+            job_timeout=300,
+            retry=Retry(max=3, interval=[5, 30, 120]),
+        )
+
+    def sweep(self, owner: str) -> bool:
+        """Look at Twilio's day list for files nobody submitted here (a daily export's webhook asks for it)."""
+        return self._enqueue_unique(
+            self.control,
+            SWEEP_TASK,
+            (owner,),
+            f"sweep-{owner}",
             result_ttl=0,
             failure_ttl=24 * 3600,
             job_timeout=300,

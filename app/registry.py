@@ -6,7 +6,7 @@ Key layout (prefix ``ber:``; RQ keeps its own ``rq:`` keys):
 key                                 type    content                                                      expiry
 ==================================  ======  ===========================================================  ==========
 ber:pending:{token_hash}            hash    a submission before Twilio answered (request fields)          1 day
-ber:token:{token_hash}              string  job_sid the webhook token belongs to                          retention*
+ber:token:{token_hash}              string  job_sid (or daily:{owner}) the webhook token belongs to       retention*
 ber:job:{sid}                       hash    our job record (request, state, Twilio snapshot, counters,    retention*
                                             timestamps, ``resync`` flag: webhook during a running sync)
 ber:job:{sid}:days                  hash    day -> JSON day record (state, key, size, sha256, records)    retention*
@@ -333,6 +333,17 @@ class Registry:
     def job_for_token(self, token_hash: str) -> str | None:
         sid = self.r.get(f"{PREFIX}token:{token_hash}")
         return str(sid) if sid else None
+
+    def set_token(self, token_hash: str, target: str, replaces: str | None = None) -> None:
+        """Point a webhook token at ``target`` (a job_sid, or ``daily:{owner}`` for daily exports)."""
+        with self.r.pipeline() as p:
+            if replaces:
+                p.delete(f"{PREFIX}token:{replaces}")
+            p.set(f"{PREFIX}token:{token_hash}", target)
+            p.execute()
+
+    def drop_token(self, token_hash: str) -> None:
+        self.r.delete(f"{PREFIX}token:{token_hash}")
 
     def drop_pending(self, token_hash: str) -> None:
         self.r.delete(f"{PREFIX}pending:{token_hash}")

@@ -68,8 +68,16 @@ class SubmitRequest:
         return cls(rt, start, end, name, email)
 
 
-def webhook_url(svc: Services, token: str) -> str:
-    return f"{svc.settings.public_base_url}/hooks/bulkexport?{urlencode({'token': token})}"
+def webhook_url(svc: Services, token: str) -> str | None:
+    """Our webhook for a job (None without PUBLIC_BASE_URL: then the poller alone follows the job)."""
+    base = svc.settings.public_base_url
+    return f"{base}/hooks/bulkexport?{urlencode({'token': token})}" if base else None
+
+
+def token_ref(token_hash: str) -> str:
+    """What a job's friendly name carries when it has no webhook URL, so an ambiguous create can still be found
+    by its submission (a prefix of the token's hash, which reveals nothing of the token)."""
+    return f"ref:{token_hash[:20]}"
 
 
 @dataclass
@@ -127,7 +135,7 @@ def _submit_chunk(svc: Services, req: SubmitRequest, start: date, end: date, nam
     )
     svc.feeds.mark_in_flight(owner, f"pending:{token_hash}", days)
     try:
-        tj = _create_at_twilio(svc, req, start, end, name, token)
+        tj = _create_at_twilio(svc, req, start, end, name, token, token_hash)
     except SubmitUncertain:
         raise  # pending and marks stay: the poller adopts the job by its token, or frees the days
     except TwilioError:
@@ -159,18 +167,22 @@ def _submit_chunk(svc: Services, req: SubmitRequest, start: date, end: date, nam
     return record
 
 
-def _create_at_twilio(svc: Services, req: SubmitRequest, start: date, end: date, name: str, token: str) -> TwilioJob:
+def _create_at_twilio(
+    svc: Services, req: SubmitRequest, start: date, end: date, name: str, token: str, token_hash: str
+) -> TwilioJob:
     """The create call, its failures sorted: SubmitUncertain when the job may exist, TwilioError when it does not."""
+    url = webhook_url(svc, token)
+    marker = token if url else token_ref(token_hash)
     try:
         return svc.twilio.create_job(
             req.resource_type,
             start.isoformat(),
             end.isoformat(),
-            name,
-            webhook_url(svc, token),
+            name if url else f"{name} {marker}",
+            url,
             svc.settings.webhook_method,
             req.email,
-            token=token,
+            token=marker,
         )
     except TwilioUnavailable as exc:
         if exc.status == 429:
@@ -198,9 +210,8 @@ def reconcile_pending(svc: Services, older_than: float = PENDING_ADOPT_AFTER_S) 
     }
     for rt in sorted({req["resource_type"] for req in pending.values()}):
         for tj in svc.twilio.list_jobs(rt):
-            token = parse_qs(urlsplit(tj.webhook_url or "").query).get("token", [""])[0]
-            token_hash = hash_token(token) if token else ""
-            if token_hash not in pending or svc.registry.get_job(tj.job_sid) is not None:
+            token_hash = _submission_of(tj, pending)
+            if token_hash is None or svc.registry.get_job(tj.job_sid) is not None:
                 continue
             req = pending[token_hash]
             svc.registry.add_job(
@@ -218,3 +229,12 @@ def reconcile_pending(svc: Services, older_than: float = PENDING_ADOPT_AFTER_S) 
             log.warning("recovered a job created despite an error answer", extra={"job_sid": tj.job_sid})
             adopted.append(tj.job_sid)
     return adopted
+
+
+def _submission_of(tj: TwilioJob, pending: dict[str, dict[str, str]]) -> str | None:
+    """The pending submission a Twilio job came from: by the token in its webhook URL, or by the reference in its
+    friendly name (jobs made without a webhook)."""
+    token = parse_qs(urlsplit(tj.webhook_url or "").query).get("token", [""])[0]
+    if token and hash_token(token) in pending:
+        return hash_token(token)
+    return next((h for h in pending if token_ref(h) in (tj.friendly_name or "")), None)

@@ -179,6 +179,8 @@ def _sync_once(svc: Services, job_sid: str) -> SyncResult:
         svc.registry.deactivate(job_sid)
         return SyncResult(job_sid, job.state)
     svc.registry.count_sync(job_sid)
+    if job.origin == "listed":
+        return _sync_listed(svc, job)
     try:
         tj = svc.twilio.fetch_job(job_sid)
     except TwilioNotFound:
@@ -202,6 +204,25 @@ def _sync_once(svc: Services, job_sid: str) -> SyncResult:
     return SyncResult(job_sid, state, queued, ready_to_finish=all_final, twilio_final=plan.twilio_final)
 
 
+def _sync_listed(svc: Services, job: JobRecord) -> SyncResult:
+    """A day file Twilio listed that no job here asked for (daily export, Console): there is no job at Twilio to
+    ask, so ListDay decides (what it said when the day was found, if it is refused now)."""
+    day = job.start_day
+    files = day_files(svc, job.resource_type)
+    if files is None:
+        listed = (job.twilio or {}).get("listed", {})
+        files = {day: (listed.get("size"), listed.get("create_date"))}
+    plan = SyncPlan(statuses={day: "completed"})
+    if day not in files:
+        plan.statuses[day] = "failed"
+        plan.failed_reasons[day] = "Twilio no longer lists the file (deleted 7 days after it was made)"
+    queued = _apply_plan(svc, job, plan, files)
+    all_final = svc.registry.all_days_final(job.job_sid, [day])
+    if not all_final:
+        svc.registry.schedule_sync(job.job_sid, time.time() + _next_sync_delay(svc, job), JobState.COPYING)
+    return SyncResult(job.job_sid, JobState.COPYING, queued, ready_to_finish=all_final, twilio_final=True)
+
+
 def _sync_failed(svc: Services, job: JobRecord, exc: TwilioError) -> None:
     """Make a failing sync visible (job status, metric, log) and keep the poller from retrying it every poll.
 
@@ -217,7 +238,7 @@ def _has_copyable(tj: TwilioJob) -> bool:
     return any(d.status.lower() in COPY_STATUSES for d in tj.details)
 
 
-def day_files(svc: Services, resource_type: str) -> dict[str, tuple[int, str | None]] | None:
+def day_files(svc: Services, resource_type: str) -> dict[str, tuple[int | None, str | None]] | None:
     """day -> (size, create_date) for every file Twilio holds (one paged ListDay); None if refused."""
     try:
         listed = sorted(svc.twilio.list_days(resource_type), key=lambda f: f.create_date or "")
@@ -227,7 +248,7 @@ def day_files(svc: Services, resource_type: str) -> dict[str, tuple[int, str | N
         return None
 
 
-def _apply_plan(svc: Services, job: JobRecord, plan: SyncPlan, files: dict[str, tuple[int, str | None]]) -> int:
+def _apply_plan(svc: Services, job: JobRecord, plan: SyncPlan, files: dict[str, tuple[int | None, str | None]]) -> int:
     svc.registry.ensure_days(job.job_sid, [DayRecord(day=d) for d in plan.statuses])
     records = svc.registry.get_days(job.job_sid)
     queued = 0

@@ -153,6 +153,21 @@ class DayFile:
     resource_type: str | None
 
 
+@dataclass(frozen=True)
+class ExportConfig:
+    """An ExportConfiguration as Twilio shows it (``webhook_url`` holds our token: never log or return it)."""
+
+    enabled: bool
+    webhook_url: str | None
+    webhook_method: str | None
+
+
+def _export_config(instance: Any) -> ExportConfig:
+    if not isinstance(instance.enabled, bool):
+        raise TwilioError(f"Twilio's export configuration has no boolean 'enabled' ({instance.enabled!r})")
+    return ExportConfig(instance.enabled, instance.webhook_url or None, instance.webhook_method or None)
+
+
 def parse_details(raw: Any) -> list[DayDetail]:
     """Accept every shape ``details`` has had: a list, a legacy dict keyed "0","1",..., a single object, or null."""
     if raw is None:
@@ -343,14 +358,16 @@ class BulkExportsClient:
         start_day: str,
         end_day: str,
         friendly_name: str,
-        webhook_url: str,
+        webhook_url: str | None,
         webhook_method: str,
         email: str | None = None,
         token: str | None = None,
     ) -> TwilioJob:
-        """Create an ExportCustomJob; on an ambiguous failure, find it by ``token`` instead of creating twice."""
+        """Create an ExportCustomJob (without a webhook when ``webhook_url`` is None: the poller finishes it); on
+        an ambiguous failure, find it by ``token`` (in its webhook URL or its friendly name) instead of creating
+        twice."""
         jobs = self._v1.exports(resource_type).export_custom_jobs
-        kwargs: dict[str, Any] = {"webhook_url": webhook_url, "webhook_method": webhook_method}
+        kwargs: dict[str, Any] = {"webhook_url": webhook_url, "webhook_method": webhook_method} if webhook_url else {}
         if email:
             kwargs["email"] = email
         try:
@@ -372,7 +389,7 @@ class BulkExportsClient:
         """A job whose webhook URL carries our token (used to recover from ambiguous create failures)."""
         try:
             for job in self.list_jobs(resource_type):
-                if job.webhook_url and token in job.webhook_url:
+                if token in (job.webhook_url or "") or token in (job.friendly_name or ""):
                     return job
         except TwilioError:
             return None
@@ -401,6 +418,23 @@ class BulkExportsClient:
         if not isinstance(link, str) or not link.startswith(("https://", "http://")):
             raise TwilioError(f"FetchDay {resource_type}/{day} gave no usable redirect_to")
         return link
+
+    def fetch_export_configuration(self, resource_type: str) -> ExportConfig:
+        """The daily auto-export settings of a resource type (Twilio Editions)."""
+        what = f"fetch {resource_type} export configuration"
+        instance = _call("fetch_export_configuration", what, self._v1.export_configuration(resource_type).fetch)
+        return _export_config(instance)
+
+    def update_export_configuration(
+        self, resource_type: str, enabled: bool, webhook_url: str | None, webhook_method: str
+    ) -> ExportConfig:
+        """Turn daily auto-export on or off; Twilio refuses it (4xx) for accounts without Editions."""
+        kwargs: dict[str, Any] = {"enabled": enabled}
+        if webhook_url is not None:
+            kwargs |= {"webhook_url": webhook_url, "webhook_method": webhook_method if webhook_url else ""}
+        resource = self._v1.export_configuration(resource_type)
+        what = f"update {resource_type} export configuration"
+        return _export_config(_call("update_export_configuration", what, lambda: resource.update(**kwargs)))
 
     def list_days(self, resource_type: str) -> Iterator[DayFile]:
         """Every day file Twilio holds for the resource type (paged by the SDK, 400 a page)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Any
 
@@ -25,7 +26,10 @@ def validate_resource_type(value: Any) -> str:
     return str(value)
 
 
+LISTED_JOB_RE = re.compile(r"\AJD[0-9a-f]{32}\Z")  # local ids of listed day files (app.daily_exports)
+
+
 def validate_job_sid(value: Any) -> str:
-    if not isinstance(value, str) or not JOB_SID_RE.fullmatch(value):
+    if not isinstance(value, str) or not (JOB_SID_RE.fullmatch(value) or LISTED_JOB_RE.fullmatch(value)):
         raise RequestError("job_sid must look like JS followed by 32 hex digits")
     return value

@@ -17,7 +17,7 @@ from typing import Any
 from rq import get_current_job
 from rq.job import Job
 
-from app import clock, coverage, feeds, planner, submission, sync
+from app import clock, coverage, daily_exports, feeds, planner, submission, sync
 from app.context import Services, worker_services
 from app.metrics import POLLS, RETENTION_WARNINGS
 from app.queueing import copy_timeout
@@ -89,6 +89,14 @@ def on_copy_failure(job: Job, connection: Any, exc_type: type, exc: BaseExceptio
             log.exception("could not finish the job after a failed day", extra={"job_sid": job_sid})
 
 
+def sweep_task(owner: str) -> int:
+    """Copy the day files Twilio lists for a feed that nobody submitted here (daily exports, Console jobs)."""
+    resource_type = owner.rpartition(":")[2]
+    tracked = daily_exports.sweep(worker_services(), resource_type)
+    log.info("swept Twilio's day list", extra={"resource_type": resource_type, "tracked": len(tracked)})
+    return len(tracked)
+
+
 def poll_task() -> dict[str, int]:
     """Re-sync every due non-final job (missed webhooks, adopted jobs, lost tasks); warn on retention."""
     svc = worker_services()
@@ -124,17 +132,24 @@ def _keep_feeds_complete(svc: Services) -> None:
         for feed in svc.feeds.list_feeds():
             if not _reconcile_if_due(svc, feed.owner, feed.resource_type):
                 never_reconciled.add(feed.owner)
+            elif feed.enabled and _due(svc, "sweep", feed.owner, svc.settings.sync.sweep_seconds):
+                svc.enqueuer.sweep(feed.owner)
         planner.plan(svc, svc.feeds, skip=frozenset(never_reconciled))
     except Exception:  # the jobs' own syncs (above) must not depend on the planner
         POLLS.labels("plan_failed").inc()
         log.exception("continuous sync planning failed; trying again next poll")
 
 
+def _due(svc: Services, what: str, owner: str, every_seconds: float) -> bool:
+    last = svc.feeds.last_run(what, owner)
+    return last is None or clock.now() - last >= every_seconds
+
+
 def _reconcile_if_due(svc: Services, owner: str, resource_type: str) -> bool:
     """False when the owner has never been reconciled and this attempt failed."""
-    last = svc.feeds.last_run("reconcile", owner)
-    if last is not None and clock.now() - last < svc.settings.sync.reconcile_hours * 3600:
+    if not _due(svc, "reconcile", owner, svc.settings.sync.reconcile_hours * 3600):
         return True
+    last = svc.feeds.last_run("reconcile", owner)
     try:
         coverage.reconcile(svc.feeds, sink(), resource_type)
         return True
