@@ -8,6 +8,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
+from twilio.base.exceptions import TwilioRestException
 from twilio.request_validator import RequestValidator
 
 from devstack.procs import wait_until
@@ -54,6 +55,9 @@ def test_enabling_without_editions_is_a_twilio_403_and_changes_nothing(
     assert set(ok.json()) == CONFIG_FIELDS
     if spec is not None:
         assert set(spec["components"]["schemas"]["bulkexports.v1.export_configuration"]["properties"]) == set(ok.json())
+    with pytest.raises(TwilioRestException) as err:  # what the relay's SDK call sees
+        sb.twilio_client().bulkexports.v1.export_configuration("Messages").update(enabled=True)
+    assert (err.value.status, err.value.code) == (403, 20403)
     sb.advance_days(2)
     assert listed(api, sb, "Messages") == [] and sb.daily_exports() == []
 
