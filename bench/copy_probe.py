@@ -173,6 +173,9 @@ def main() -> None:
             assert requests.head(url, timeout=5).status_code == 200
             s3.client().create_bucket(Bucket="bench")
             env = {**s3.env(), "AWS_CONFIG_FILE": str(work / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(work / "none")}
+            # The link is http on loopback: the local-stack download policy (app/url_policy.py).
+            env |= {"DOWNLOAD_ALLOW_LOOPBACK": "true", "DOWNLOAD_HOST_ALLOWLIST": "127.0.0.1"}
+            env["TWILIO_BULKEXPORTS_BASE_URL"] = "http://127.0.0.1:9"
             from workers.copy import INFLATE
 
             modes = ["baseline", "copy", "upload_file"] + (["copy-zlib"] if INFLATE.__name__ != "zlib" else [])

@@ -38,6 +38,7 @@ import requests
 from bench.common import REPO_ROOT, BenchResult, Figure, MiB, child_env, run_json_child, workdir
 from bench.profiling import py_spy_binary, summarize
 from devstack.procs import python_argv, stop_all
+from devstack.relay import local_download_env
 from devstack.s3_server import MotoS3Server
 from devstack.sandbox_process import SandboxProcess
 
@@ -239,6 +240,7 @@ def _measure(
 ) -> dict[str, Any]:
     env = child_env(
         {**s3.env(), "BENCH_BUCKET": BUCKET, "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+        | local_download_env(sandbox)  # the sandbox's links are http on loopback (app/url_policy.py)
     )
     argv = python_argv("-m", "bench.copy_throughput", "--child", mode, source, str(size), key)
     if profile_to is not None:

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -29,8 +30,19 @@ def relay_env(
         "S3_PREFIX": "twilio/",
         "ADMIN_TOKEN": admin_token,
         "LOG_LEVEL": "INFO",
+        **local_download_env(sandbox),
         **s3.env(),
         **overrides,
+    }
+
+
+def local_download_env(sandbox: Any) -> dict[str, str]:
+    """The sandbox serves day files over http on loopback: the download policy allowing that, which only a local
+    stack may use (app/url_policy.py). In-process copies read it from os.environ."""
+    return {
+        "TWILIO_BULKEXPORTS_BASE_URL": sandbox.api_url,
+        "DOWNLOAD_ALLOW_LOOPBACK": "true",
+        "DOWNLOAD_HOST_ALLOWLIST": urlsplit(sandbox.files_url).hostname or "127.0.0.1",
     }
 
 

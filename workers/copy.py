@@ -35,6 +35,7 @@ import urllib3
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_environ_proxies
 
+from app.url_policy import ForbiddenUrl, UrlPolicy, download_policy
 from workers.copy_errors import (
     CopyIntegrityError,
     LinkExpiredError,
@@ -261,13 +262,15 @@ def open_link(
     timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
     *,
     verify: bool | str = True,
+    policy: UrlPolicy | None = None,
 ) -> requests.Response:
     """GET the presigned link (streaming) and return the open 200 response, or raise a typed error.
 
     Redirects are followed by hand, at most MAX_REDIRECTS, never from https to http, with nothing
-    but the URL carried over. The caller must close the response.
+    but the URL carried over. Every hop passes ``policy`` (default: the settings' download policy, see
+    app.url_policy) before anything is sent. The caller must close the response.
     """
-    session = _clean_session()
+    session = (policy or download_policy()).mount(_clean_session())
     try:
         for _ in range(MAX_REDIRECTS + 1):
             resp = _get(session, url, timeout, verify)
@@ -278,6 +281,8 @@ def open_link(
             resp.close()
             url = _next_hop(url, location)
         raise TransientDownloadError(f"more than {MAX_REDIRECTS} redirects from {redact(url)}")
+    except ForbiddenUrl as exc:
+        raise LinkRejectedError(f"download link {redact(url)} refused by the URL policy: {exc}") from None
     finally:
         session.close()  # the returned response keeps its own connection
 

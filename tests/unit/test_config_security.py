@@ -191,14 +191,18 @@ def test_download_allowlist_refuses_patterns_that_would_allow_too_much_or_nothin
         load_settings(BASE | {"DOWNLOAD_HOST_ALLOWLIST": value})
 
 
-def test_download_allow_loopback_is_refused_unless_the_public_url_is_loopback() -> None:
+def test_download_allow_loopback_is_refused_unless_the_twilio_api_is_loopback() -> None:
+    """Only a local stack (the sandbox as Twilio) may allow loopback downloads; a deployment talking to the real
+    Twilio cannot, whatever else it sets."""
     with pytest.raises(ConfigError, match="DOWNLOAD_ALLOW_LOOPBACK"):
-        load_settings(BASE | {"DOWNLOAD_ALLOW_LOOPBACK": "true"})
-    local = BASE | {"DOWNLOAD_ALLOW_LOOPBACK": "TRUE", "PUBLIC_BASE_URL": "http://127.0.0.1:8000"}
+        load_settings(BASE | {"DOWNLOAD_ALLOW_LOOPBACK": "true"})  # default base URL: the real Twilio
+    with pytest.raises(ConfigError, match="DOWNLOAD_ALLOW_LOOPBACK"):
+        load_settings(BASE | {"DOWNLOAD_ALLOW_LOOPBACK": "true", "PUBLIC_BASE_URL": "http://127.0.0.1:8000"})
+    local = BASE | {"DOWNLOAD_ALLOW_LOOPBACK": "TRUE", "TWILIO_BULKEXPORTS_BASE_URL": "http://127.0.0.1:8080"}
     assert load_settings(local).download_allow_loopback is True
     assert download_policy_settings(local) == (DEFAULT_DOWNLOAD_HOSTS, True)
     with pytest.raises(ConfigError, match="DOWNLOAD_ALLOW_LOOPBACK"):
-        load_settings(BASE | {"DOWNLOAD_ALLOW_LOOPBACK": "yes"})
+        load_settings(local | {"DOWNLOAD_ALLOW_LOOPBACK": "yes"})
 
 
 # -- ADMIN_TOKEN: only the web ------------------------------------------------------------------------------
