@@ -109,17 +109,17 @@ class Accounts:
 
     def authenticate(self, username: str, password: str) -> Account | None:
         """The account these Basic credentials act as, or None (unknown, wrong, revoked or closed)."""
-        for acct in self.by_sid.values():
-            if _same(username, acct.sid):
-                ok = _same(password, acct.auth_token) or (
-                    acct.secondary_token is not None and _same(password, acct.secondary_token)
-                )
-            elif username in acct.keys:
-                ok = _same(password, acct.keys[username])
-            else:
-                continue
-            return acct if ok and not acct.revoked and acct.status != "closed" else None
-        return None
+        acct = self.by_sid.get(username)  # SIDs are not secrets; tokens and key secrets are compared in constant time
+        if acct is not None:
+            ok = _same(password, acct.auth_token) or (
+                acct.secondary_token is not None and _same(password, acct.secondary_token)
+            )
+        else:
+            acct = next((a for a in self.by_sid.values() if username in a.keys), None)
+            ok = acct is not None and _same(password, acct.keys[username])
+        if acct is None or not ok or acct.revoked or acct.status == "closed":
+            return None
+        return acct
 
     def get(self, sid: str) -> Account | None:
         return self.by_sid.get(sid)

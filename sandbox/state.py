@@ -116,6 +116,7 @@ class Store:
         self.scenario = scenario
         self.faults = Faults()
         self.jobs: dict[str, Job] = {}
+        self.jobs_by_account: dict[str, list[Job]] = {}  # creation order, so many accounts stay cheap
         self.data: dict[str, AccountData] = {}
         self.links: dict[str, Link] = {}
         self.quota: dict[tuple[str, date], int] = {}
@@ -617,6 +618,7 @@ class Store:
                 scenario=sc,
             )
             self.jobs[job.sid] = job
+            self.jobs_by_account.setdefault(account_sid, []).append(job)
             for i in range(n):
                 self._push(job.natural_final(i), "day", job.sid, i)
             self._push(job.completion_mono(), "job", job.sid)
@@ -637,15 +639,13 @@ class Store:
     def jobs_of(self, account_sid: str, resource_type: str) -> list[Job]:
         """The account's jobs of one type, in creation order (offset paging stays stable as jobs are added)."""
         with self._op():
-            return [j for j in self.jobs.values() if j.account_sid == account_sid and j.resource_type == resource_type]
+            return [j for j in self.jobs_by_account.get(account_sid, []) if j.resource_type == resource_type]
 
     def queue_positions(self, account_sid: str, now: float) -> dict[str, int]:
         """1-based position of the account's unfinished, undeleted jobs, oldest first (it can only go down)."""
         with self._lock:
             pending = [
-                j
-                for j in self.jobs.values()
-                if j.account_sid == account_sid and j.deleted_at is None and not j.is_final(now)
+                j for j in self.jobs_by_account.get(account_sid, []) if j.deleted_at is None and not j.is_final(now)
             ]
             return {j.sid: k + 1 for k, j in enumerate(pending)}
 
