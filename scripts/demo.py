@@ -1,9 +1,9 @@
 """`make demo`: one whole export job, end to end, on embedded defaults (no root, no Docker, no AWS, no Twilio).
 
-Starts redis-server, a local S3 (moto, over TLS), the Twilio BulkExports sandbox, then the service's own web,
-worker and poller processes from the Procfile; submits a job through the real API; the sandbox finishes it and
-calls the signed webhook; the workers copy each day into S3. Prints what landed and the job's final state, stops
-everything, and exits non-zero if anything failed.
+Starts redis-server, a local S3 (SeaweedFS's `weed mini`, over TLS), the Twilio BulkExports sandbox, then the
+service's own web, worker and poller processes from the Procfile; submits a job through the real API; the sandbox
+finishes it and calls the signed webhook; the workers copy each day into S3. Prints what landed and the job's final
+state, stops everything, and exits non-zero if anything failed.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import requests
 
 from devstack.procs import ManagedProcess, stop_all, wait_until
 from devstack.relay import start_process, start_web
-from devstack.s3_server import MotoS3Server
+from devstack.s3_server import S3Server
 from devstack.stack import local_stack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +31,7 @@ def _days_ago(n: int) -> str:
     return (datetime.now(UTC).date() - timedelta(days=n)).isoformat()
 
 
-def _print_table(view: dict, s3: MotoS3Server) -> None:
+def _print_table(view: dict, s3: S3Server) -> None:
     print(f"\njob {view['job_sid']}  {view['resource_type']}  {view['start_day']}..{view['end_day']}")
     print(f"{'day':<12} {'state':<8} {'size':>9} {'records':>8}  {'sha256':<16}  key")
     client = s3.client()
