@@ -4,10 +4,10 @@
 
 Serves a generated gzip JSON-lines file of about ``--mib`` MiB from a local HTTP server (sendfile, so
 it costs next to no CPU), and copies it
-into a moto S3 server over TLS, each measurement in a fresh child process (peak RSS = its ru_maxrss):
+into SeaweedFS (``weed mini``) over TLS, each measurement in a fresh child process (peak RSS = its ru_maxrss):
 ``baseline`` (imports and a client, nothing sent), ``copy`` (link -> VerifyingReader -> staging ->
-server-side copy) and ``upload_file`` (boto3 defaults, from the local file). moto is a Python server,
-so the MB/s figures say more about moto than about S3; compare them with each other only.
+server-side copy) and ``upload_file`` (boto3 defaults, from the local file). The server shares the machine's
+cores with the children: compare the figures with each other.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 import requests
 
 from devstack.procs import ManagedProcess, free_port, port_open, python_argv
-from devstack.s3_server import MotoS3Server
+from devstack.s3_server import SeaweedS3Server
 
 MiB = 1024 * 1024
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -125,11 +125,12 @@ def measure(mode: str, url: str, path: Path, bucket: str, env: dict[str, str]) -
     return result
 
 
-def empty_bucket(s3: MotoS3Server, bucket: str) -> None:
-    """Keep moto's memory flat between runs."""
+def empty_bucket(s3: SeaweedS3Server, bucket: str) -> None:
+    """Keep the server's disk flat between runs."""
     client = s3.client()
     for obj in client.list_objects_v2(Bucket=bucket).get("Contents", []):
         client.delete_object(Bucket=bucket, Key=obj["Key"])
+    s3.vacuum()
 
 
 def report(mode: str, results: list[dict[str, float]]) -> None:
@@ -160,7 +161,7 @@ def main() -> None:
     if args.serve:
         serve(args.serve[0], int(args.serve[1]))
         return
-    with tempfile.TemporaryDirectory(prefix="copy-probe-") as tmp, MotoS3Server(tls=True) as s3:
+    with tempfile.TemporaryDirectory(prefix="copy-probe-") as tmp, SeaweedS3Server(Path(tmp), tls=True) as s3:
         work = Path(tmp)
         path = work / "day.json.gz"
         make_day_file(path, args.mib * MiB)

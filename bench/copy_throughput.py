@@ -3,8 +3,9 @@
     .venv/bin/python -m bench.copy_throughput [--quick] [--sizes-mib 64 1024] [--rounds 2] [--profile]
 
 For each size the Twilio sandbox holds a day file of exactly that many bytes (its files listener plays
-Twilio's S3 behind FetchDay's presigned links) and moto S3 runs over TLS (botocore then streams request
-checksums as aws-chunked bodies, as against real S3). Each measurement is a fresh child interpreter:
+Twilio's S3 behind FetchDay's presigned links) and SeaweedFS (``weed mini``, devstack.s3_server) runs over TLS
+(botocore then streams request checksums as aws-chunked bodies, as against real S3). Each measurement is a
+fresh child interpreter:
 
 - ``copy``: the real code path, ``workers.copy.copy_link_to_s3`` with a fresh link from FetchDay (fetched
   through the service's own ``BulkExportsClient.day_link``) and the worker's sink (``make_s3_client`` +
@@ -16,8 +17,8 @@ checksums as aws-chunked bodies, as against real S3). Each measurement is a fres
 Runs alternate copy / upload_file per round so both see the same machine. Throughput is bytes / seconds
 of the transfer call only (interpreter start, imports and client creation excluded). Peak RSS is the
 child's ``VmHWM`` (its own high-water mark: ``ru_maxrss`` would include the parent's RSS, see
-``_vm_hwm_mib``). Objects are deleted after every run (moto keeps them in memory). CPU seconds of the
-child, moto and the sandbox over each run tell which of them bounds the figure.
+``_vm_hwm_mib``). Objects are deleted after every run and the server's disk reclaimed (``vacuum``). CPU seconds
+of the child, the S3 server and the sandbox over each run tell which of them bounds the figure.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from bench.common import REPO_ROOT, BenchResult, Figure, MiB, child_env, run_jso
 from bench.profiling import py_spy_binary, summarize
 from devstack.procs import python_argv, stop_all
 from devstack.relay import local_download_env
-from devstack.s3_server import MotoS3Server
+from devstack.s3_server import SeaweedS3Server
 from devstack.sandbox_process import SandboxProcess
 
 BUCKET = "relay-bench-copy"
@@ -233,7 +234,7 @@ def _measure(
     source: str,
     size: int,
     key: str,
-    s3: MotoS3Server,
+    s3: SeaweedS3Server,
     sandbox: SandboxProcess,
     work: Path,
     profile_to: Path | None = None,
@@ -247,23 +248,23 @@ def _measure(
         spy = py_spy_binary()
         assert spy is not None
         argv = [spy, "record", "--format", "raw", "--threads", "-r", "100", "-o", str(profile_to), "--", *argv]
-    moto0, sandbox0, machine0 = _cpu(s3.pid), _cpu(sandbox.pid or 0), _machine_busy()
+    s3_cpu0, sandbox0, machine0 = _cpu(s3.pid), _cpu(sandbox.pid or 0), _machine_busy()
     rss0 = psutil.Process(s3.pid).memory_info().rss
     timeout = 120 + size / MiB * 2  # >= 0.5 MiB/s, far below anything plausible: a bound, not a target
     out = run_json_child(argv, env, timeout, work / f"child-{mode}.log")
-    out["moto_cpu_seconds"] = _cpu(s3.pid) - moto0
+    out["s3_cpu_seconds"] = _cpu(s3.pid) - s3_cpu0
     out["sandbox_cpu_seconds"] = _cpu(sandbox.pid or 0) - sandbox0
     # The rest of the machine's busy CPU over the run (includes the child's start-up and anything else running).
     out["other_cpu_seconds"] = max(
-        0.0, _machine_busy() - machine0 - out["cpu_seconds"] - out["moto_cpu_seconds"] - out["sandbox_cpu_seconds"]
+        0.0, _machine_busy() - machine0 - out["cpu_seconds"] - out["s3_cpu_seconds"] - out["sandbox_cpu_seconds"]
     )
-    out["moto_rss_growth_mib"] = (psutil.Process(s3.pid).memory_info().rss - rss0) / MiB
+    out["s3_rss_growth_mib"] = (psutil.Process(s3.pid).memory_info().rss - rss0) / MiB
     out["mib_per_s"] = size / MiB / out["seconds"]
     return out
 
 
-def _clean_bucket(s3: MotoS3Server) -> int:
-    """Delete every object and abort every multipart upload (moto holds them all in memory)."""
+def _clean_bucket(s3: SeaweedS3Server) -> int:
+    """Delete every object and abort every multipart upload, then reclaim the disk (GiBs per run)."""
     client = s3.client()
     removed = 0
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
@@ -272,6 +273,7 @@ def _clean_bucket(s3: MotoS3Server) -> int:
             removed += 1
     for upload in client.list_multipart_uploads(Bucket=BUCKET).get("Uploads") or []:
         client.abort_multipart_upload(Bucket=BUCKET, Key=upload["Key"], UploadId=upload["UploadId"])
+    s3.vacuum()
     return removed
 
 
@@ -287,7 +289,7 @@ def run(
     runs: dict[int, dict[str, list[dict[str, Any]]]] = {}
     print(f"copy_throughput: sizes {[s // MiB for s in sizes]} MiB, {rounds} round(s); logs in {work}")
     try:
-        with MotoS3Server(tls=True, log_dir=work) as s3, SandboxProcess(log_path=work / "sandbox.log") as sandbox:
+        with SeaweedS3Server(work, tls=True) as s3, SandboxProcess(log_path=work / "sandbox.log") as sandbox:
             s3.client().create_bucket(Bucket=BUCKET)
             twilio = _twilio_client(sandbox)
             days = _prepare_days(sandbox, sizes)
@@ -306,7 +308,7 @@ def run(
                         print(
                             f"  {size // MiB:5d} MiB {mode:<11} {r['mib_per_s']:7.1f} MiB/s  {r['seconds']:6.2f} s  "
                             f"peak RSS {r['peak_rss_mib']:6.1f} MiB  cpu: child {r['cpu_seconds']:5.1f} s, "
-                            f"moto {r['moto_cpu_seconds']:5.1f} s, sandbox {r['sandbox_cpu_seconds']:5.1f} s, "
+                            f"s3 {r['s3_cpu_seconds']:5.1f} s, sandbox {r['sandbox_cpu_seconds']:5.1f} s, "
                             f"other {r['other_cpu_seconds']:5.1f} s",
                             flush=True,
                         )
@@ -319,7 +321,7 @@ def run(
     return result
 
 
-def _profile(size: int, day: str, twilio: Any, s3: MotoS3Server, sandbox: SandboxProcess, work: Path) -> list[str]:
+def _profile(size: int, day: str, twilio: Any, s3: SeaweedS3Server, sandbox: SandboxProcess, work: Path) -> list[str]:
     """One more copy of the largest file under py-spy (not measured): where the copy child spends time."""
     out = work / "copy.pyspy.txt"
     _measure("copy", twilio.day_link(RESOURCE_TYPE, day), size, day, s3, sandbox, work, profile_to=out)
@@ -341,7 +343,7 @@ def _pooled(rs: list[dict[str, Any]]) -> dict[str, Any]:
             phases[k] = phases.get(k, 0.0) + v / len(rs)
     pooled = {
         k: sum(r[k] for r in rs) / len(rs)
-        for k in ("cpu_seconds", "moto_cpu_seconds", "sandbox_cpu_seconds", "other_cpu_seconds")
+        for k in ("cpu_seconds", "s3_cpu_seconds", "sandbox_cpu_seconds", "other_cpu_seconds")
         if all(k in r for r in rs)
     }
     return {
@@ -374,14 +376,14 @@ def _figures(result: BenchResult, sizes: list[int], runs: dict[int, dict[str, li
                         note="informational",
                     )
                 )
-        cpu_copy = copy["cpu_seconds"] + copy["moto_cpu_seconds"] + copy["sandbox_cpu_seconds"]
-        cpu_base = base["cpu_seconds"] + base["moto_cpu_seconds"] + base["sandbox_cpu_seconds"]
+        cpu_copy = copy["cpu_seconds"] + copy["s3_cpu_seconds"] + copy["sandbox_cpu_seconds"]
+        cpu_base = base["cpu_seconds"] + base["s3_cpu_seconds"] + base["sandbox_cpu_seconds"]
         result.add(
             Figure(
                 f"CPU-s per byte upload_file/copy {label}",
                 cpu_base / cpu_copy,
                 "x",
-                note="child+moto+sandbox CPU: the ratio's ceiling when CPU bound, robust to other load",
+                note="child+S3 server+sandbox CPU: the ratio's ceiling when CPU bound, robust to other load",
             )
         )
         staging = copy["phases"].get("download+verify+upload to staging")
@@ -415,7 +417,7 @@ def _figures(result: BenchResult, sizes: list[int], runs: dict[int, dict[str, li
     secs = copy_l["seconds"]
     result.details["bound"] = (
         f"{large // MiB} MiB copy: {secs:.1f} s wall; CPU seconds over it: copy child {copy_l['cpu_seconds']:.1f}, "
-        f"moto {copy_l['moto_cpu_seconds']:.1f}, sandbox {copy_l['sandbox_cpu_seconds']:.1f}, "
+        f"s3 {copy_l['s3_cpu_seconds']:.1f}, sandbox {copy_l['sandbox_cpu_seconds']:.1f}, "
         f"rest of the machine {copy_l.get('other_cpu_seconds', float('nan')):.1f} "
         f"(2 cores = {2 * secs:.1f} CPU-s available). Phases: "
         + ", ".join(f"{k} {v:.1f} s" for k, v in copy_l["phases"].items())

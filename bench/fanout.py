@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.fanout [--quick] [--days 366] [--day-kib 100]
 
 The whole service as deployed: gunicorn (Procfile ``web``) and two ``rq worker`` processes (Procfile
-``worker``), Redis (AOF ``everysec``), moto S3 over TLS and the Twilio sandbox. A job of ``--days`` days
+``worker``), Redis (AOF ``everysec``), SeaweedFS S3 over TLS and the Twilio sandbox. A job of ``--days`` days
 (default 366, the sandbox's and the relay's daily quota) of ``--day-kib`` KiB each is submitted through
 the API; the sandbox is told to hold it, then to finish every day at once (``complete``), which fires the
 signed webhook. The clock runs from that moment to the moment the API reports the job ``done`` (the
@@ -38,7 +38,7 @@ from bench.profiling import PySpy, summarize
 from devstack.procs import ManagedProcess, stop_all, wait_until
 from devstack.redis_server import RedisServer
 from devstack.relay import REPO_ROOT, process_env, procfile, start_web
-from devstack.s3_server import MotoS3Server
+from devstack.s3_server import S3Server
 from devstack.sandbox_process import SandboxProcess
 from devstack.stack import local_stack
 
@@ -164,7 +164,7 @@ def _one_job(
     url: str,
     work: Path,
     redis_server: RedisServer,
-    s3: MotoS3Server,
+    s3: S3Server,
     sandbox: SandboxProcess,
     web: ManagedProcess,
     n_days: int,
@@ -204,7 +204,7 @@ def _one_job(
                 "workers": [w.pid for w in workers],
                 "web": [web.pid],
                 "redis": [redis_server.pid],
-                "moto": [s3.pid],
+                "s3": [s3.pid],
                 "sandbox": [sandbox.pid or 0],
             }
         )
@@ -250,7 +250,7 @@ def _one_job(
     }
 
 
-def _clean_bucket(s3: MotoS3Server) -> None:
+def _clean_bucket(s3: S3Server) -> None:
     client = s3.client()
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
         keys = [{"Key": o["Key"]} for o in page.get("Contents") or []]
@@ -266,20 +266,14 @@ def _wait_workers_idle(redis_server: RedisServer, timeout: float) -> None:
     wait_until(lambda: len(Worker.all(connection=conn)) >= 2, timeout=timeout, interval=0.1, what="2 rq workers")
 
 
-def _verify(s3: MotoS3Server, view: dict[str, Any], n_days: int) -> dict[str, Any]:
+def _verify(s3: S3Server, view: dict[str, Any], n_days: int) -> dict[str, Any]:
     """Every day copied once to its final key, and the manifest in S3."""
     days = view["days"]
     copied = [d for d in days if d["state"] == "copied"]
     if len(days) != n_days or len(copied) != n_days:
         raise RuntimeError(f"{len(copied)} of {n_days} days copied ({len(days)} days in the job)")
-    counts = s3.counts()
-    writes = [
-        sum(
-            counts.get(f"{BUCKET}/{d['key']}", {}).get(op, 0)
-            for op in ("put_object", "copy_object", "complete_multipart_upload")
-        )
-        for d in copied
-    ]
+    counts = s3.writes_by_key(BUCKET)
+    writes = [counts.get(d["key"], 0) for d in copied]
     manifest = json.loads(s3.client().get_object(Bucket=BUCKET, Key=view["manifest_key"])["Body"].read())
     if manifest["copied_days"] != n_days:
         raise RuntimeError(f"manifest lists {manifest['copied_days']} copied days, expected {n_days}")
@@ -290,7 +284,7 @@ def _verify(s3: MotoS3Server, view: dict[str, Any], n_days: int) -> dict[str, An
     }
 
 
-def _raw_transfer(sandbox: SandboxProcess, s3: MotoS3Server, days: list[str], size: int) -> dict[str, Any]:
+def _raw_transfer(sandbox: SandboxProcess, s3: S3Server, days: list[str], size: int) -> dict[str, Any]:
     """Sequential GET + put_object of every day file, timed per day (link fetching not timed)."""
     http = requests.Session()
     client = s3.client()
@@ -314,9 +308,7 @@ def _raw_transfer(sandbox: SandboxProcess, s3: MotoS3Server, days: list[str], si
     return {"seconds": get_s + put_s, "get_seconds": round(get_s, 3), "put_seconds": round(put_s, 3)}
 
 
-def _raw_parallel(
-    sandbox: SandboxProcess, s3: MotoS3Server, days: list[str], size: int, streams: int
-) -> dict[str, Any]:
+def _raw_parallel(sandbox: SandboxProcess, s3: S3Server, days: list[str], size: int, streams: int) -> dict[str, Any]:
     """The same GET + put_object per day, by ``streams`` threads at once; wall time of the transfers only."""
     http = requests.Session()
     links = []
