@@ -175,7 +175,7 @@ class Enqueuer:
             self.control,
             SWEEP_TASK,
             (owner,),
-            f"sweep-{owner}",
+            f"sweep-{owner.replace(':', '-')}",  # RQ ids: letters, digits, _ and - only
             result_ttl=0,
             failure_ttl=24 * 3600,
             job_timeout=300,
