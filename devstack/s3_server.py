@@ -375,11 +375,12 @@ class MotoS3Server(S3Server):
 
     def writes_by_key(self, bucket: str) -> dict[str, int]:
         prefix = f"{bucket}/"
-        return {
+        writes = {
             name.removeprefix(prefix): sum(ops.get(op, 0) for op in WRITE_OPS)
             for name, ops in self.counts().items()
             if name.startswith(prefix)
         }
+        return {key: n for key, n in writes.items() if n}
 
     def reset_counts(self) -> None:
         self._http("POST", "reset").raise_for_status()
