@@ -6,6 +6,7 @@
 #   docker build -t bulkexport-relay .
 #   docker run --rm -p 8000:8000 --env-file deploy/.env bulkexport-relay web
 #   docker run --rm --no-healthcheck --env-file deploy/.env bulkexport-relay worker
+#   sudo make image-check       # no engine here: build with buildah and run every role (deploy/README.md)
 #
 # The base image is pinned by tag only; pin it by digest where you build (deploy/README.md).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
