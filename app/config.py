@@ -272,6 +272,22 @@ def download_policy_settings(env: Mapping[str, str] | None = None) -> tuple[tupl
     return _download_hosts(env), _download_allow_loopback(env, _twilio_base_url(env))
 
 
+def _poll_interval(env: Mapping[str, str]) -> int:
+    return _int(env, "POLL_INTERVAL_SECONDS", 60, minimum=1)
+
+
+def _janitor_interval(env: Mapping[str, str]) -> int:
+    return _int(env, "JANITOR_INTERVAL_SECONDS", 3600, minimum=1)
+
+
+def load_schedule(env: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """(poll, janitor) intervals in seconds: all the poller (``rq cron``) reads. It only enqueues the tasks, the
+    workers run them, so it needs no Twilio or AWS credentials and no admin token (its Secret: REDIS_URL)."""
+    env = os.environ if env is None else env
+    log_level(env)  # its logging is configured from it before this runs; a bad value must stop it too
+    return _poll_interval(env), _janitor_interval(env)
+
+
 def require_web_settings(settings: Settings) -> Settings:
     """What only the web process needs, checked when it starts: the admin API's bearer token."""
     if not settings.admin_token:
@@ -359,8 +375,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         s3_storage_class=_storage_class(env),
         admin_token=admin_token,
         s3_single_put_max_mib=_single_put_max(env),
-        poll_interval_seconds=_int(env, "POLL_INTERVAL_SECONDS", 60, minimum=1),
-        janitor_interval_seconds=_int(env, "JANITOR_INTERVAL_SECONDS", 3600, minimum=1),
+        poll_interval_seconds=_poll_interval(env),
+        janitor_interval_seconds=_janitor_interval(env),
         webhook_max_body_bytes=_int(env, "WEBHOOK_MAX_BODY_BYTES", 64 * 1024, minimum=1024),
         proxy_fix_hops=_int(env, "PROXY_FIX_HOPS", 0),
         log_level=log_level(env),

@@ -11,7 +11,6 @@ registry never makes the relay export a stored day again, and a day deleted from
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -27,6 +26,7 @@ from app.registry import DayRecord, DayState, JobRecord
 
 log = logging.getLogger(__name__)
 
+LISTING_LAG_SECONDS = 600
 REPORTED_STATES = ("copied", "empty", "in_flight", "failed", "missing")
 
 
@@ -113,17 +113,13 @@ def record_job_day(store: FeedStore, settings: SyncSettings, job: JobRecord, rec
 
 def release_job(store: FeedStore, job: JobRecord, days: Iterable[str]) -> None:
     """The job ended without finishing these days (cancelled, lost at Twilio): they are missing again."""
-    owner = owner_of(job.resource_type)
-    cov = store.coverage([owner])[owner]
-    store.drop_days(
-        owner, [d for d in days if (r := cov.get(d)) and r.state == "in_flight" and r.job_sid == job.job_sid]
-    )
+    store.release_days(owner_of(job.resource_type), job.job_sid, list(days))
 
 
 def reconcile(store: FeedStore, index: BucketIndex, resource_type: str) -> tuple[int, int]:
     """Make coverage agree with the bucket; returns (days found in S3 but not recorded, copied days S3 lacks)."""
     owner = owner_of(resource_type)
-    listed_at = time.time()
+    listed_at = clock.now()
     stored = index.day_index(resource_type)
     cov = store.coverage([owner])[owner]
     found = {
@@ -131,8 +127,10 @@ def reconcile(store: FeedStore, index: BucketIndex, resource_type: str) -> tuple
         for day, (key, size) in stored.items()
         if day not in cov or cov[day].state != "copied"
     }
-    # A day copied while the listing ran is not in it: only days recorded before the listing can be "lost".
-    lost = [d for d, rec in cov.items() if rec.state == "copied" and d not in stored and rec.updated_at < listed_at]
+    # A day copied while the listing ran, or just before (some S3 servers list new objects late), may be absent
+    # from it: only days recorded well before the listing can be "lost".
+    settled = listed_at - LISTING_LAG_SECONDS
+    lost = [d for d, rec in cov.items() if rec.state == "copied" and d not in stored and rec.updated_at < settled]
     store.put_days(owner, found)
     store.drop_days(owner, lost)
     store.mark_run("reconcile", owner, clock.now())

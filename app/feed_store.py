@@ -27,6 +27,8 @@ from typing import Any
 
 import redis
 
+from app import clock
+
 PREFIX = "ber:"
 DEFAULT_ACCOUNT = "default"
 COVERAGE_STATES = ("copied", "empty", "in_flight", "failed", "retry")
@@ -85,7 +87,7 @@ class CoverageDay:
     attempts: int = 0  # failed attempts so far (custom jobs that failed the day)
     next_try: float = 0.0
     error: str | None = None
-    updated_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=clock.now)  # the relay's clock: compared with listings and retries
 
     def to_json(self) -> str:
         return json.dumps({k: v for k, v in asdict(self).items() if v not in (None, 0, 0.0) or k == "state"})
@@ -117,12 +119,30 @@ return marked
 """
 
 
+# Forget days still in flight for ``job_ref`` (and only those). KEYS[1]: coverage hash. ARGV: job_ref, day, ...
+_RELEASE_LUA = """
+local released = 0
+for i = 2, #ARGV do
+  local raw = redis.call('HGET', KEYS[1], ARGV[i])
+  if raw then
+    local rec = cjson.decode(raw)
+    if rec['state'] == 'in_flight' and rec['job_sid'] == ARGV[1] then
+      redis.call('HDEL', KEYS[1], ARGV[i])
+      released = released + 1
+    end
+  end
+end
+return released
+"""
+
+
 class FeedStore:
     """Reads and writes of the keys above; each planner step costs a bounded number of round trips per feed."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.r = client
         self._in_flight = client.register_script(_IN_FLIGHT_LUA)
+        self._release = client.register_script(_RELEASE_LUA)
 
     # -- feeds --------------------------------------------------------------------------------------------
     def put_feed(self, feed: Feed) -> None:
@@ -167,6 +187,13 @@ class FeedStore:
         if days:
             self.r.hset(f"{PREFIX}cov:{owner}", mapping={d: rec.to_json() for d, rec in days.items()})
 
+    def release_days(self, owner: str, job_ref: str, days: Sequence[str]) -> int:
+        """Days that ``job_ref`` (a job_sid or ``pending:{token_hash}``) held in flight are missing again; a day
+        meanwhile copied, or taken by another job, is left alone. One round trip."""
+        if not days:
+            return 0
+        return int(self._release(keys=[f"{PREFIX}cov:{owner}"], args=[job_ref, *days]))
+
     def drop_days(self, owner: str, days: Iterable[str]) -> None:
         days = list(days)
         if days:
@@ -176,7 +203,7 @@ class FeedStore:
         """Days a tracked job now covers (never downgrading a copied or empty day); one round trip."""
         if not days:
             return 0
-        return int(self._in_flight(keys=[f"{PREFIX}cov:{owner}"], args=[job_sid, time.time(), *days]))
+        return int(self._in_flight(keys=[f"{PREFIX}cov:{owner}"], args=[job_sid, clock.now(), *days]))
 
     # -- daily exports ------------------------------------------------------------------------------------
     def put_daily(self, owner: str, **fields: Any) -> None:

@@ -167,13 +167,13 @@ def _heal_job(svc: Services, store: FeedStore, owner: str, job_ref: str, days: l
             return  # the submission's answer is awaited (or the poller will adopt it by token)
         sid = svc.registry.job_for_token(token_hash)
         if sid is None:
-            store.drop_days(owner, days)  # Twilio never created it: the days are missing again
+            store.release_days(owner, job_ref, days)  # Twilio never created it: the days are missing again
             return
         job_ref = sid
         store.mark_in_flight(owner, sid, days)
     job = svc.registry.get_job(job_ref)
     if job is None:
-        store.drop_days(owner, days)  # expired or lost with its registry: the bucket reconcile keeps what is in S3
+        store.release_days(owner, job_ref, days)  # expired, or lost with its registry (S3 reconcile keeps what's there)
         return
     if not job.state.final:
         return

@@ -140,7 +140,7 @@ def _submit_chunk(svc: Services, req: SubmitRequest, start: date, end: date, nam
         raise  # pending and marks stay: the poller adopts the job by its token, or frees the days
     except TwilioError:
         svc.registry.drop_pending(token_hash)  # Twilio created nothing: the days are free again
-        svc.feeds.drop_days(owner, days)
+        svc.feeds.release_days(owner, f"pending:{token_hash}", days)
         raise
     # Keep what we sent: Twilio's create answer may echo nulls.
     record = JobRecord(
