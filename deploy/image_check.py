@@ -5,7 +5,7 @@ the mount point and the image's config (``podman image inspect --format '{{json 
 started as an engine would start it: the image's ENTRYPOINT, USER, WORKDIR and ENV (plus HOME from the image's
 /etc/passwd, as Docker sets it, and the relay's environment contract), through ``image-check.sh rootfs-exec``
 (a private mount namespace with the image's root read-only, tmpfs /tmp, chroot). The network namespace is the
-host's, so Redis, S3 (moto over TLS: its CA is copied into the process's /tmp) and the Twilio sandbox of
+host's, so Redis, S3 (devstack's, over TLS: its CA is copied into the process's /tmp) and the Twilio sandbox of
 devstack are reached on 127.0.0.1.
 
 Checks (all are run; every failure is listed and the exit status is 1):
