@@ -1,12 +1,13 @@
 """Schedule for ``rq cron workers/cron_config.py`` (the Procfile's ``poller`` process; run one replica).
 
 Intervals come from the validated settings (POLL_INTERVAL_SECONDS, JANITOR_INTERVAL_SECONDS): a bad value stops
-the poller at start-up with a message naming the variable.
+the poller at start-up with a message naming the variable. Only those are read (``load_schedule``): the poller
+holds no Twilio, AWS or admin credentials (see workers/cron_settings.py).
 """
 
 from rq import cron
 
-from app.config import load_settings
+from app.config import load_schedule
 from app.queueing import CONTROL_QUEUE, JSONQueue
 from workers.tasks import janitor_task, poll_task
 
@@ -15,7 +16,7 @@ from workers.tasks import janitor_task, poll_task
 # JSON queue so the poll and janitor tasks are JSON like every other task (tests/integration/test_queueing.py).
 cron.Queue = JSONQueue  # type: ignore[misc]
 
-_settings = load_settings()
+_poll_seconds, _janitor_seconds = load_schedule()
 
-cron.register(poll_task, CONTROL_QUEUE, interval=_settings.poll_interval_seconds, job_timeout=300, result_ttl=60)
-cron.register(janitor_task, CONTROL_QUEUE, interval=_settings.janitor_interval_seconds, job_timeout=900, result_ttl=60)
+cron.register(poll_task, CONTROL_QUEUE, interval=_poll_seconds, job_timeout=300, result_ttl=60)
+cron.register(janitor_task, CONTROL_QUEUE, interval=_janitor_seconds, job_timeout=900, result_ttl=60)

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -250,7 +251,8 @@ def test_dockerignore_keeps_the_build_inputs_only() -> None:
         assert _dockerignore_allows(patterns, needed), needed
     for needed in ("deploy/gunicorn.conf.py", "deploy/entrypoint.sh"):
         assert _dockerignore_allows(patterns, needed), needed
-    for kept_out in (".git/config", ".venv/bin/python", "tests/conftest.py", "deploy/.env", "deploy/.env.example"):
+    secrets = ("deploy/.env", "deploy/.env.example", "deploy/secrets/web.env", "deploy/secrets.example/web.env")
+    for kept_out in (".git/config", ".venv/bin/python", "tests/conftest.py", *secrets):
         assert not _dockerignore_allows(patterns, kept_out), kept_out
 
 
@@ -341,24 +343,79 @@ def test_entrypoint_sandbox_and_passthrough(stub_path: dict[str, str]) -> None:
 
 
 APP_SERVICES = ("web", "worker", "poller")
+LOCAL_SERVICES = ("s3", "s3-init", "sandbox")
 
 
-def test_compose_services_and_profiles() -> None:
+class _ComposeLoader(yaml.SafeLoader):
+    """YAML with Compose's ``!reset`` tag (an override that clears the base file's value)."""
+
+
+_ComposeLoader.add_constructor("!reset", lambda loader, node: RESET)
+RESET = object()
+
+
+def compose_local() -> dict[str, Any]:
+    return yaml.load(_read(DEPLOY / "compose.local.yaml"), Loader=_ComposeLoader)  # noqa: S506 - SafeLoader subclass
+
+
+def compose_merged() -> dict[str, Any]:
+    """compose.yaml with compose.local.yaml on top, merged the way Compose does for the keys used here
+    (mappings merge, sequences append, ``!reset`` clears)."""
+    merged = {name: dict(spec) for name, spec in compose()["services"].items()}
+    for name, spec in compose_local()["services"].items():
+        target = merged.setdefault(name, {})
+        for key, value in spec.items():
+            if value is RESET:
+                target.pop(key, None)
+            elif isinstance(value, dict) and isinstance(target.get(key), dict):
+                target[key] = {**target[key], **value}
+            elif isinstance(value, list) and isinstance(target.get(key), list) and key != "command":
+                target[key] = [*target[key], *value]
+            else:
+                target[key] = value
+    return merged
+
+
+def test_compose_services() -> None:
     services = compose()["services"]
-    assert set(services) >= {*APP_SERVICES, "redis", "s3", "s3-init", "sandbox"}
-    for name in (*APP_SERVICES, "redis"):
-        assert "profiles" not in services[name], f"{name} runs without a profile"
-    for name in ("s3", "s3-init", "sandbox"):
-        assert services[name].get("profiles") == ["local"], name
-    images = {services[n]["image"] for n in (*APP_SERVICES, "s3-init", "sandbox")}
+    assert set(services) == {*APP_SERVICES, "redis"}, "the stand-ins live in compose.local.yaml only"
+    assert not [n for n, spec in services.items() if "profiles" in spec]
+    for name in APP_SERVICES:
+        assert services[name]["command"] == [name]
+        assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
+    local = compose_local()["services"]
+    assert set(local) == {*APP_SERVICES, "redis", *LOCAL_SERVICES}
+    merged = compose_merged()
+    images = {merged[n]["image"] for n in (*APP_SERVICES, "s3-init", "sandbox")}
     assert len(images) == 1, f"one image for every role: {images}"
     for name in ROLES:
-        assert services[name]["command"] == [name]
+        assert merged[name]["command"] == [name]
+    for name in ("web", "worker"):
+        deps = merged[name]["depends_on"]
+        assert deps["s3-init"]["condition"] == "service_completed_successfully"
+        assert deps["sandbox"]["condition"] == "service_started"
+
+
+def test_compose_local_is_one_loopback_stack() -> None:
+    """The relay refuses plain http off loopback and loopback downloads unless Twilio is on loopback: the local
+    try-out therefore runs every container in Redis' network namespace and points everything at 127.0.0.1."""
+    merged = compose_merged()
+    for name in (*APP_SERVICES, *LOCAL_SERVICES):
+        assert merged[name]["network_mode"] == "service:redis", name
+        assert "ports" not in merged[name], f"{name}: only the namespace's owner (redis) publishes ports"
+    assert "network_mode" not in merged["redis"]
+    assert all(p.startswith("127.0.0.1:") for p in merged["redis"]["ports"])
+    from app.config import is_loopback_host, load_settings
+
     for name in APP_SERVICES:
-        deps = services[name]["depends_on"]
-        assert deps["redis"]["condition"] == "service_healthy"
-        for local in ("s3-init", "sandbox"):
-            assert deps[local]["required"] is False, "local-profile dependencies must be optional"
+        env = merged[name]["environment"]
+        for url_name in ("TWILIO_BULKEXPORTS_BASE_URL", "PUBLIC_BASE_URL", "AWS_ENDPOINT_URL_S3"):
+            assert is_loopback_host(urlsplit(env[url_name]).hostname), (name, url_name)
+    assert merged["sandbox"]["environment"]["SANDBOX_PUBLIC_HOST"] == "127.0.0.1"
+    for role in ("web", "worker"):  # what those processes will load: the env files, then the local overrides
+        settings = load_settings({**_compose_env_files(merged[role]), **merged[role]["environment"]})
+        assert settings.download_allow_loopback and settings.download_host_allowlist == ("127.0.0.1",)
+    assert compose()["services"]["web"]["ports"] == ["127.0.0.1:8000:8000"], "the single-host file keeps its port"
 
 
 def _seconds(duration: str) -> int:
@@ -385,21 +442,34 @@ def test_compose_redis_is_durable_and_never_evicts() -> None:
     assert "redis-cli" in " ".join(redis["healthcheck"]["test"])
 
 
+def _env_file_paths(spec: dict[str, Any]) -> list[Path]:
+    """A service's env files at their defaults (``${VAR:-default}`` resolved), relative to deploy/."""
+    return [DEPLOY / re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", entry["path"]) for entry in spec.get("env_file", [])]
+
+
+def _compose_env_files(spec: dict[str, Any]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for path in _env_file_paths(spec):
+        env.update(parse_env_file(path)[0])
+    return env
+
+
 def test_compose_env_files_exist_and_hold_no_inline_secrets() -> None:
-    services = compose()["services"]
+    merged = compose_merged()
     for name in (*APP_SERVICES, "s3-init"):
-        (entry,) = services[name]["env_file"]
-        default = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", entry["path"])
-        assert (DEPLOY / default).is_file(), f"{name}: env file {default} (relative to deploy/) is missing"
-        inline = [n for n in services[name].get("environment") or {} if looks_secret(n)]
-        assert not inline, f"{name}: secrets belong in the env file, not in compose.yaml: {inline}"
+        paths = _env_file_paths(merged[name])
+        assert [p.name for p in paths] == [".env.example", f"{'worker' if name == 's3-init' else name}.env"], name
+        for path in paths:
+            assert path.is_file(), f"{name}: env file {path} is missing"
+        inline = [n for n in merged[name].get("environment") or {} if looks_secret(n)]
+        assert not inline, f"{name}: secrets belong in the env files, not in compose: {inline}"
 
 
 def test_compose_environment_names_are_known() -> None:
-    services = compose()["services"]
-    names = {n for s in (*APP_SERVICES, "s3-init") for n in (services[s].get("environment") or {})}
+    merged = compose_merged()
+    names = {n for s in (*APP_SERVICES, "s3-init") for n in (merged[s].get("environment") or {})}
     assert not unknown_names(names)
-    sandbox_env = set(services["sandbox"].get("environment") or {})
+    sandbox_env = set(merged["sandbox"].get("environment") or {})
     assert sandbox_env <= process_knobs(), sandbox_env - process_knobs()
 
 
@@ -409,7 +479,7 @@ def test_docker_compose_config() -> None:
     if not probe or probe.returncode != 0:
         pytest.skip("the docker compose plugin is not installed (it needs no engine where it is)")
     result = subprocess.run(
-        [docker, "compose", "-f", "deploy/compose.yaml", "--profile", "local", "config", "--quiet"],
+        [docker, "compose", "-f", "deploy/compose.yaml", "-f", "deploy/compose.local.yaml", "config", "--quiet"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -421,29 +491,38 @@ def test_docker_compose_config() -> None:
 # -- the env example --------------------------------------------------------------------------------------
 
 
+SECRETS_EXAMPLE = DEPLOY / "secrets.example"
+
+
 def test_env_example_documents_every_contract_variable() -> None:
     assigned, commented = parse_env_file(DEPLOY / ".env.example")
     missing = contract_names() - set(assigned) - commented
     assert not missing, f"document these in deploy/.env.example: {sorted(missing)}"
     assert not unknown_names(set(assigned) | commented)
+    assert not [n for n in assigned if looks_secret(n) or n == "REDIS_URL"], "secrets go in the role's secrets file"
 
 
-def test_env_example_is_a_valid_configuration() -> None:
-    from app.config import load_settings
+def test_env_example_with_each_roles_secrets_is_a_valid_configuration() -> None:
+    from app.config import load_schedule, load_settings, require_web_settings
 
-    assigned, _ = parse_env_file(DEPLOY / ".env.example")
-    settings = load_settings(assigned)
-    assert settings.webhook_signature == "required"
+    shared, _ = parse_env_file(DEPLOY / ".env.example")
+    web = load_settings({**shared, **parse_env_file(SECRETS_EXAMPLE / "web.env")[0]})
+    assert require_web_settings(web).webhook_signature == "required"
+    worker = load_settings({**shared, **parse_env_file(SECRETS_EXAMPLE / "worker.env")[0]})
+    assert worker.admin_token is None
+    assert load_schedule({**shared, **parse_env_file(SECRETS_EXAMPLE / "poller.env")[0]}) == (60, 3600)
 
 
 def _env_sources() -> dict[str, dict[str, str]]:
     sources = {".env.example": parse_env_file(DEPLOY / ".env.example")[0]}
+    for path in sorted(SECRETS_EXAMPLE.glob("*.env")):
+        sources[f"secrets.example/{path.name}"] = parse_env_file(path)[0]
     for name, doc in k8s_docs():
         if doc["kind"] == "ConfigMap":
             sources[f"{name}:{doc['metadata']['name']}"] = doc.get("data") or {}
         if doc["kind"] == "Secret":
             sources[f"{name}:{doc['metadata']['name']}"] = doc.get("stringData") or {}
-    for service, spec in compose()["services"].items():
+    for service, spec in compose_merged().items():
         if service in (*APP_SERVICES, "s3-init"):
             sources[f"compose:{service}"] = {k: str(v) for k, v in (spec.get("environment") or {}).items()}
     return sources
@@ -525,8 +604,23 @@ def test_k8s_pods_are_locked_down() -> None:
     assert uid, "the Dockerfile pins the app user's uid"
     for component in ("web", "worker", "poller"):
         assert _deployment(component)["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == int(uid[1])
-    (account,) = service_accounts.values()
-    assert "eks.amazonaws.com/role-arn" in account["metadata"]["annotations"]
+
+
+IRSA = "eks.amazonaws.com/role-arn"
+
+
+def test_k8s_one_service_account_per_role_and_only_web_and_worker_get_aws() -> None:
+    accounts = k8s_objects("ServiceAccount")
+    assert set(accounts) == {f"bulkexport-relay-{role}" for role in APP_SERVICES}
+    for role in APP_SERVICES:
+        account = accounts[f"bulkexport-relay-{role}"]
+        assert account["automountServiceAccountToken"] is False, role
+        assert account["metadata"]["labels"]["app.kubernetes.io/component"] == role
+        pod = _deployment(role)["spec"]["template"]["spec"]
+        assert pod["serviceAccountName"] == f"bulkexport-relay-{role}" and pod["automountServiceAccountToken"] is False
+    web, worker = (accounts[f"bulkexport-relay-{r}"]["metadata"]["annotations"][IRSA] for r in ("web", "worker"))
+    assert web != worker, "separate IAM roles for the web and the workers"
+    assert IRSA not in (accounts["bulkexport-relay-poller"]["metadata"].get("annotations") or {}), "no AWS identity"
 
 
 def test_k8s_web() -> None:
@@ -579,41 +673,155 @@ def test_k8s_disruption_budgets_select_their_pods() -> None:
         assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
 
 
+# What each role's Secret (and compose secrets file) holds: exactly what that process needs (issue 12).
+ROLE_SECRETS = {
+    "web": {
+        "REDIS_URL",
+        "TWILIO_AUTH_TOKEN",
+        "TWILIO_AUTH_TOKEN_SECONDARY",  # webhook signatures: the web's job only
+        "TWILIO_API_KEY_SID",
+        "TWILIO_API_KEY_SECRET",
+        "ADMIN_TOKEN",  # the admin API: the web's alone
+    },
+    "worker": {"REDIS_URL", "TWILIO_AUTH_TOKEN", "TWILIO_API_KEY_SID", "TWILIO_API_KEY_SECRET"},
+    "poller": {"REDIS_URL"},  # rq cron only enqueues (workers/cron_settings.py)
+}
+AWS_KEYS = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"}
+LOCAL_STACK_ONLY = {"RELAY_CLOCK_OFFSET_FILE"}  # refused unless Twilio is on loopback: documented, never deployed
+
+
+def _role_secret(role: str) -> dict[str, Any]:
+    return k8s_objects("Secret")[f"bulkexport-relay-{role}-secrets"]
+
+
+def test_k8s_one_secret_per_role_with_only_that_roles_keys() -> None:
+    assert set(k8s_objects("Secret")) == {f"bulkexport-relay-{role}-secrets" for role in APP_SERVICES}
+    for role, keys in ROLE_SECRETS.items():
+        assert set(_role_secret(role)["stringData"]) == keys, role
+        assert _role_secret(role)["metadata"]["labels"]["app.kubernetes.io/component"] == role
+    assert set().union(*ROLE_SECRETS.values()) == SECRET_NAMES & contract_names(), "every secret has a home"
+    for role in ("worker", "poller"):
+        assert "ADMIN_TOKEN" not in _role_secret(role)["stringData"], role
+
+
+def test_compose_secrets_files_hold_only_their_roles_keys() -> None:
+    for role, keys in ROLE_SECRETS.items():
+        assigned, commented = parse_env_file(SECRETS_EXAMPLE / f"{role}.env")
+        named = set(assigned) | commented
+        allowed = keys | (AWS_KEYS if role != "poller" else set())  # static keys where no IAM role is attached
+        assert named - allowed == set(), f"{role}.env: {sorted(named - allowed)} do not belong to the {role}"
+        assert keys <= named, f"{role}.env should document {sorted(keys - named)}"
+    assert "ADMIN_TOKEN" not in parse_env_file(SECRETS_EXAMPLE / "worker.env")[0]
+    assert set(parse_env_file(SECRETS_EXAMPLE / "poller.env")[0]) == {"REDIS_URL"}
+
+
 def test_k8s_environment_matches_the_contract() -> None:
     (config,) = k8s_objects("ConfigMap").values()
-    (secret,) = k8s_objects("Secret").values()
-    config_names, secret_names = set(config["data"]), set(secret["stringData"])
-    assert secret_names == SECRET_NAMES & contract_names(), "secrets go in the Secret"
-    assert not [n for n in config_names if looks_secret(n)], "no secret in the ConfigMap"
-    missing = contract_names() - config_names - secret_names
+    config_names = set(config["data"])
+    secret_names = {n for role in APP_SERVICES for n in _role_secret(role)["stringData"]}
+    assert not [n for n in config_names if looks_secret(n) or n == "REDIS_URL"], "no secret in the ConfigMap"
+    missing = contract_names() - config_names - secret_names - LOCAL_STACK_ONLY
     assert not missing, f"add to deploy/k8s/configmap.yaml: {sorted(missing)}"
+    assert not LOCAL_STACK_ONLY & config_names, "test-only settings stay out of a deployment"
     inline = {e["name"] for d in k8s_objects("Deployment").values() for c in _containers(d) for e in c.get("env", [])}
     assert not unknown_names(config_names | secret_names | inline)
-    for deployment in k8s_objects("Deployment").values():
-        (container,) = _containers(deployment)
+    for role in APP_SERVICES:
+        (container,) = _containers(_deployment(role))
         refs = {(k, v["name"]) for ref in container["envFrom"] for k, v in ref.items()}
-        assert refs == {
-            ("configMapRef", config["metadata"]["name"]),
-            ("secretRef", secret["metadata"]["name"]),
-        }
+        assert refs == {("configMapRef", config["metadata"]["name"]), ("secretRef", f"bulkexport-relay-{role}-secrets")}
+        assert not [e for e in container.get("env", []) if looks_secret(e["name"]) or "valueFrom" in e], role
 
 
-def test_k8s_config_and_example_secret_form_a_valid_configuration() -> None:
-    from app.config import load_settings
+def test_k8s_config_and_each_roles_secret_form_a_valid_configuration() -> None:
+    """Each process as it starts: the web needs its admin token, the worker runs without one, the poller reads
+    its schedule only."""
+    from app.config import load_schedule, load_settings, require_web_settings
 
     (config,) = k8s_objects("ConfigMap").values()
-    (secret,) = k8s_objects("Secret").values()
-    settings = load_settings({**config["data"], **secret["stringData"]})
-    assert settings.webhook_signature == "required"
+    web = load_settings({**config["data"], **_role_secret("web")["stringData"]})
+    assert require_web_settings(web).webhook_signature == "required"
+    assert load_settings({**config["data"], **_role_secret("worker")["stringData"]}).admin_token is None
+    assert load_schedule({**config["data"], **_role_secret("poller")["stringData"]}) == (60, 3600)
 
 
-# -- IAM policy and S3 lifecycle -------------------------------------------------------------------------------
+def test_the_poller_loads_no_credentials() -> None:
+    """rq cron runs with workers.cron_settings, which builds no services (no Twilio client, no S3 client): its
+    Secret can hold REDIS_URL alone. (tests/integration/test_role_secrets.py runs it so.)"""
+    poller = next(line for line in _read(ROOT / "Procfile").splitlines() if line.startswith("poller:"))
+    assert "--config workers.cron_settings" in poller
+    imported = re.findall(r"^(?:from|import) ([\w.]+)", _read(ROOT / "workers" / "cron_settings.py"), re.MULTILINE)
+    assert set(imported) <= {"os", "app.logs"}, imported
+    assert "load_settings" not in _read(ROOT / "workers" / "cron_config.py")
 
-# Every S3 call the sink makes -> the IAM actions it needs. A new call fails the test below until it is here
-# (and in deploy/iam-policy.json).
+
+# -- NetworkPolicies ------------------------------------------------------------------------------------------
+
+PUBLIC_EXCEPT_V4 = {"10.0.0.0/8", "100.64.0.0/10", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16"}
+
+
+def _policy_for(role: str) -> dict[str, Any]:
+    return k8s_objects("NetworkPolicy")[f"bulkexport-relay-{role}"]["spec"]
+
+
+def _egress_ports(rule: dict[str, Any]) -> set[tuple[str, int]]:
+    return {(p["protocol"], p["port"]) for p in rule.get("ports", [])}
+
+
+def _egress_kinds(role: str) -> dict[str, dict[str, Any]]:
+    """The role's egress rules by what they reach: dns, redis, https (anything else fails the lookup)."""
+    kinds: dict[str, dict[str, Any]] = {}
+    for rule in _policy_for(role)["egress"]:
+        ports = _egress_ports(rule)
+        kind = {
+            frozenset({("UDP", 53), ("TCP", 53)}): "dns",
+            frozenset({("TCP", 6379)}): "redis",
+            frozenset({("TCP", 443)}): "https",
+        }[frozenset(ports)]
+        assert kind not in kinds, f"{role}: two {kind} rules"
+        kinds[kind] = rule
+    return kinds
+
+
+def test_k8s_network_policies_select_each_roles_pods_and_deny_the_rest() -> None:
+    assert set(k8s_objects("NetworkPolicy")) == {f"bulkexport-relay-{role}" for role in APP_SERVICES}
+    for role in APP_SERVICES:
+        spec = _policy_for(role)
+        labels = _deployment(role)["spec"]["template"]["metadata"]["labels"]
+        assert spec["podSelector"]["matchLabels"] == labels, role
+        assert set(spec["policyTypes"]) == {"Ingress", "Egress"}, f"{role}: both directions default-deny"
+    web_ingress = _policy_for("web")["ingress"]
+    (rule,) = web_ingress
+    (container,) = _containers(_deployment("web"))
+    assert rule["ports"] == [{"protocol": "TCP", "port": container["ports"][0]["containerPort"]}], "its port only"
+    for role in ("worker", "poller"):
+        assert _policy_for(role)["ingress"] == [], f"{role} has no listener: no ingress at all"
+
+
+def test_k8s_network_policy_egress_per_role() -> None:
+    expected = {"web": {"dns", "redis", "https"}, "worker": {"dns", "redis", "https"}, "poller": {"dns", "redis"}}
+    for role, kinds in expected.items():
+        rules = _egress_kinds(role)
+        assert set(rules) == kinds, role
+        (dns,) = rules["dns"]["to"]
+        assert dns["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "kube-system"}
+        assert dns["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}
+        (redis,) = rules["redis"]["to"]
+        assert set(redis) == {"ipBlock"} and "except" not in redis["ipBlock"], f"{role}: Redis' subnet only"
+        if "https" in rules:
+            blocks = {b["ipBlock"]["cidr"]: set(b["ipBlock"].get("except", [])) for b in rules["https"]["to"]}
+            assert blocks["0.0.0.0/0"] == PUBLIC_EXCEPT_V4, f"{role}: 443 to public IPv4 only (no metadata, no LAN)"
+            assert blocks["::/0"] >= {"fc00::/7", "fe80::/10"}, f"{role}: 443 to public IPv6 only"
+    redis_cidrs = {r: _egress_kinds(r)["redis"]["to"][0]["ipBlock"]["cidr"] for r in APP_SERVICES}
+    assert len(set(redis_cidrs.values())) == 1, f"one Redis subnet for every role: {redis_cidrs}"
+
+
+# -- IAM policies (one file per role) and S3 lifecycle -----------------------------------------------------------
+
+# Every S3 call the code makes -> the IAM actions it needs. A new call fails the tests below until it is mapped
+# here (and allowed in the policy of each role that makes it).
 S3_CALL_ACTIONS = {
     "head_object": {"s3:GetObject"},  # plus s3:ListBucket, or a missing key is 403 instead of 404
-    "head_bucket": {"s3:ListBucket"},  # /health
+    "head_bucket": {"s3:ListBucket"},  # /health (app/s3_client.probe_bucket)
     "put_object": {"s3:PutObject"},
     "upload_fileobj": {"s3:PutObject", "s3:AbortMultipartUpload"},  # multipart: Create/UploadPart/Complete
     "copy": {"s3:GetObject", "s3:PutObject"},  # CopyObject / UploadPartCopy from the staging key
@@ -622,61 +830,109 @@ S3_CALL_ACTIONS = {
     "abort_multipart_upload": {"s3:AbortMultipartUpload"},
     "list_multipart_uploads": {"s3:ListBucketMultipartUploads"},
     "list_objects_v2": {"s3:ListBucket"},
+    "create_multipart_upload": {"s3:PutObject"},
+    "upload_part": {"s3:PutObject"},
+    "complete_multipart_upload": {"s3:PutObject"},
+    "put_object_tagging": {"s3:PutObjectTagging"},
+    "get_object_tagging": {"s3:GetObjectTagging"},
 }
+# Which code each role runs: the web only app/ (tests/unit/test_architecture.py: the core never imports workers),
+# the worker app/ and workers/. The poller runs neither's S3 code (test_the_poller_loads_no_credentials).
+ROLE_SOURCES = {"web": ("app",), "worker": ("app", "workers")}
+IAM_ROLES = ("web", "worker")
+KMS_ACTIONS = {"kms:GenerateDataKey", "kms:Decrypt"}
 
 
-def _policy() -> dict[str, Any]:
-    return json.loads(_read(DEPLOY / "iam-policy.json"))
+def _policy(role: str) -> dict[str, Any]:
+    return json.loads(_read(DEPLOY / f"iam-policy-{role}.json"))
 
 
-def _statements() -> dict[str, dict[str, Any]]:
-    return {s["Sid"]: s for s in _policy()["Statement"]}
+def _statements(role: str) -> dict[str, dict[str, Any]]:
+    return {s["Sid"]: s for s in _policy(role)["Statement"]}
 
 
 def _as_list(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def test_iam_policy_is_valid() -> None:
+def _allowed(role: str, service: str = "s3") -> set[str]:
+    actions = {a for s in _policy(role)["Statement"] if s["Effect"] == "Allow" for a in _as_list(s["Action"])}
+    return {a for a in actions if a.startswith(f"{service}:")}
+
+
+@cache
+def s3_client_methods() -> frozenset[str]:
+    """Every method of a boto3 S3 client: the API's operations (snake case) and s3transfer's helpers."""
+    import botocore.session
+    from botocore import xform_name
+
+    model = botocore.session.get_session().get_service_model("s3")
+    transfer = {"upload_file", "upload_fileobj", "download_file", "download_fileobj", "copy"}
+    return frozenset({xform_name(op) for op in model.operation_names} | transfer)
+
+
+def s3_calls(*packages: str) -> set[str]:
+    """The S3 client methods called in these packages (``client.x(`` with x an S3 method, ``get_paginator("x")``);
+    other clients' calls (Redis: ``client.register_script(``) do not count."""
+    calls: set[str] = set()
+    for package in packages:
+        for path in sorted((ROOT / package).glob("*.py")):
+            source = _read(path)
+            calls |= set(re.findall(r"\bclient\.(\w+)\(", source)) & s3_client_methods()
+            calls |= set(re.findall(r"get_paginator\(\s*[\"'](\w+)[\"']", source))
+    return calls
+
+
+def test_iam_policies_one_per_role_are_valid() -> None:
     validation = pytest.importorskip("moto.iam.policy_validation")
-    validation.IAMPolicyDocumentValidator(_read(DEPLOY / "iam-policy.json")).validate()
-    assert _policy()["Version"] == "2012-10-17"
+    assert {p.name for p in DEPLOY.glob("iam-policy*.json")} == {f"iam-policy-{r}.json" for r in IAM_ROLES}
+    for role in IAM_ROLES:
+        validation.IAMPolicyDocumentValidator(_read(DEPLOY / f"iam-policy-{role}.json")).validate()
+        assert _policy(role)["Version"] == "2012-10-17"
 
 
-def test_iam_policy_allows_every_s3_call_of_the_sink() -> None:
-    source = _read(ROOT / "workers" / "s3_sink.py")
-    calls = set(re.findall(r"\bclient\.(\w+)\(", source)) - {"get_paginator"}
-    calls |= set(re.findall(r"get_paginator\(\s*[\"'](\w+)[\"']", source))
+@pytest.mark.parametrize("role", IAM_ROLES)
+def test_iam_policy_allows_exactly_the_s3_calls_of_its_role(role: str) -> None:
+    calls = s3_calls(*ROLE_SOURCES[role])
     unmapped = calls - set(S3_CALL_ACTIONS)
-    assert not unmapped, f"new S3 calls in workers/s3_sink.py: map them (and update the policy): {unmapped}"
-    allowed = {a for s in _policy()["Statement"] if s["Effect"] == "Allow" for a in _as_list(s["Action"])}
+    assert not unmapped, f"new S3 calls: map them in S3_CALL_ACTIONS (and the {role} policy): {unmapped}"
     needed = set().union(*(S3_CALL_ACTIONS[c] for c in calls))
-    assert needed <= allowed, needed - allowed
+    assert _allowed(role) == needed, f"{role}: missing {needed - _allowed(role)}, not needed {_allowed(role) - needed}"
 
 
-def test_iam_policy_is_least_privilege() -> None:
-    statements = _statements()
-    for sid, statement in statements.items():
-        actions, resources = _as_list(statement["Action"]), _as_list(statement["Resource"])
-        assert all("*" not in a for a in actions), f"{sid}: no wildcard actions"
-        assert "*" not in resources, f"{sid}: no wildcard resource"
+def test_the_web_policy_cannot_write_read_or_delete_objects() -> None:
+    assert s3_calls("app") == {"head_bucket"}, "the web's only S3 call is the /health probe"
+    (statement,) = _policy("web")["Statement"]
+    assert _as_list(statement["Action"]) == ["s3:ListBucket"]
+    assert statement["Resource"] == "arn:aws:s3:::YOUR_BUCKET"
+    assert not _allowed("web", "kms"), "HeadBucket needs no key"
+
+
+def test_iam_policies_are_least_privilege() -> None:
+    for role in IAM_ROLES:
+        for sid, statement in _statements(role).items():
+            actions, resources = _as_list(statement["Action"]), _as_list(statement["Resource"])
+            assert all("*" not in a for a in actions), f"{role}/{sid}: no wildcard actions"
+            assert "*" not in resources, f"{role}/{sid}: no wildcard resource"
+    statements = _statements("worker")
     objects = statements["RelayObjectsUnderPrefix"]
     assert set(objects["Action"]) == {
         "s3:PutObject",
         "s3:GetObject",
         "s3:DeleteObject",
         "s3:AbortMultipartUpload",
-        "s3:ListMultipartUploadParts",
+        "s3:PutObjectTagging",
+        "s3:GetObjectTagging",
     }
     assert objects["Resource"] == "arn:aws:s3:::YOUR_BUCKET/twilio/*", "objects under the prefix only"
     listing = statements["RelayBucketListing"]
     assert set(listing["Action"]) == {"s3:ListBucket", "s3:ListBucketMultipartUploads"}
     assert listing["Resource"] == "arn:aws:s3:::YOUR_BUCKET"
-    # Deliberately unconditioned: HeadBucket (/health) carries no s3:prefix, so a prefix condition would
-    # deny it, and HeadObject needs ListBucket to answer 404 for a missing key instead of 403.
+    # Deliberately unconditioned: HeadBucket carries no s3:prefix, so a prefix condition would deny it, and
+    # HeadObject needs ListBucket to answer 404 for a missing key instead of 403.
     assert "Condition" not in listing
     kms = statements["RelaySseKmsKey"]
-    assert set(kms["Action"]) == {"kms:GenerateDataKey", "kms:Decrypt"}
+    assert set(kms["Action"]) == KMS_ACTIONS
     assert kms["Resource"].startswith("arn:aws:kms:") and ":key/" in kms["Resource"]
     assert "kms:ViaService" in kms["Condition"]["StringEquals"]
 
