@@ -18,7 +18,7 @@ import requests
 import yaml
 
 from devstack.procs import ManagedProcess, free_port, wait_until
-from devstack.relay import REPO_ROOT, procfile, process_env
+from devstack.relay import REPO_ROOT, process_env, procfile
 from tests.conftest import ADMIN_TOKEN, make_env
 
 SECRETS = REPO_ROOT / "deploy" / "k8s" / "secret.example.yaml"
