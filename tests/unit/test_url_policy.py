@@ -256,3 +256,18 @@ def test_an_allowed_name_resolving_to_loopback_is_refused_without_the_switch(ser
     with pytest.raises(ForbiddenUrl, match="loopback"):
         session.get(f"https://localhost:{server.port}/ok", timeout=5)
     assert server.requests == []
+
+
+def test_the_copys_own_redirect_loop_refuses_a_forbidden_hop_as_a_permanent_error(server: _Server) -> None:
+    """workers.copy.open_link follows redirects by hand: the hop to the tripwire is refused before connecting,
+    as LinkRejectedError (permanent: the day fails instead of retrying an attack), query string redacted."""
+    from workers.copy import open_link
+    from workers.copy_errors import LinkRejectedError
+
+    with Tripwire("127.0.0.2") as wire:
+        link = f"http://127.0.0.1:{server.port}/redirect?to={wire.url}/latest/meta-data/?X-Amz-Signature=secret"
+        with pytest.raises(LinkRejectedError, match=r"refused by the URL policy: host 127\.0\.0\.2") as caught:
+            open_link(link, timeout=5, policy=UrlPolicy(("127.0.0.1",), allow_loopback=True))
+        assert wire.connections == 0
+    assert "secret" not in str(caught.value)
+    assert len(server.requests) == 1
