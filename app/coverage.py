@@ -153,7 +153,7 @@ def report(
     """Per feed: its window, counts per state, the days of each state as ranges, lag; plus today's quota."""
     feeds = [f for f in svc.feeds.list_feeds() if resource_type in (None, f.resource_type)]
     owners = [f.owner for f in feeds]
-    covs = svc.feeds.coverage(owners)
+    covs = svc.feeds.day_states(owners)
     daily = svc.feeds.daily_enabled(owners)
     plan = svc.feeds.last_plan()
     today = clock.utc_today()
@@ -161,7 +161,8 @@ def report(
     for feed in feeds:
         window = feed_window(feed, daily[feed.owner], today)
         shown = Window(max(window.first, first or window.first), min(window.last, last or window.last))
-        states = feed_states(shown, covs[feed.owner])
+        every = feed_states(window, covs[feed.owner])
+        states = every if shown == window else feed_states(shown, covs[feed.owner])
         out.append(
             {
                 **feed_view(feed),
@@ -169,7 +170,7 @@ def report(
                 "window": [window.first.isoformat(), window.last.isoformat()],
                 "shown": [shown.first.isoformat(), shown.last.isoformat()],
                 **summarise(states),
-                "lag_days": lag_days(feed_states(window, covs[feed.owner]), window.last),
+                "lag_days": lag_days(every, window.last),
                 "waiting_for_quota": int(plan.get("waiting_for_quota", {}).get(feed.owner, 0)),
                 "last_reconciled_at": svc.feeds.last_run("reconcile", feed.owner),
             }

@@ -20,6 +20,7 @@ from ``ber:cov`` is *missing*. The bucket stays the final word on ``copied`` (``
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -99,6 +100,13 @@ class CoverageDay:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+# A copied or empty day's JSON starts with its state (to_json keeps the field order; only Python writes these):
+# readers of the states alone skip decoding it. Anything else (the Lua scripts' in-flight records included) is
+# decoded in full.
+_DONE_RE = re.compile(r'\{"state":\s*"(copied|empty)"')
+_DONE = {state: CoverageDay(state, updated_at=0.0) for state in ("copied", "empty")}  # shared: never mutate
+
+
 # Mark days in flight for a job unless they are already copied or empty. KEYS[1]: coverage hash.
 # ARGV: job_sid, now, day, day, ...
 _IN_FLIGHT_LUA = """
@@ -175,13 +183,25 @@ class FeedStore:
     # -- coverage -----------------------------------------------------------------------------------------
     def coverage(self, owners: Sequence[str]) -> dict[str, dict[str, CoverageDay]]:
         """owner -> day -> record, for several owners in one round trip."""
+        return {o: {d: CoverageDay.from_json(v) for d, v in r.items()} for o, r in self._raw_coverage(owners).items()}
+
+    def day_states(self, owners: Sequence[str]) -> dict[str, dict[str, CoverageDay]]:
+        """``coverage`` for readers of the states (planner, report): a copied or empty day is a shared, read-only
+        record holding only its state, its JSON not decoded (most of a 5-year feed; bench/planner.py)."""
+        out: dict[str, dict[str, CoverageDay]] = {}
+        for owner, records in self._raw_coverage(owners).items():
+            days = out[owner] = {}
+            for day, raw in records.items():
+                done = _DONE_RE.match(raw)
+                days[day] = _DONE[done.group(1)] if done else CoverageDay.from_json(raw)
+        return out
+
+    def _raw_coverage(self, owners: Sequence[str]) -> dict[str, dict[str, str]]:
         with self.r.pipeline() as p:
             for owner in owners:
                 p.hgetall(f"{PREFIX}cov:{owner}")
             raw = p.execute()
-        return {
-            o: {str(d): CoverageDay.from_json(str(v)) for d, v in r.items()} for o, r in zip(owners, raw, strict=True)
-        }
+        return {o: {str(d): str(v) for d, v in r.items()} for o, r in zip(owners, raw, strict=True)}
 
     def put_days(self, owner: str, days: dict[str, CoverageDay]) -> None:
         if days:

@@ -82,8 +82,9 @@ def plan(svc: Services, store: FeedStore, skip: frozenset[str] = frozenset()) ->
         return report
     owners = [f.owner for f in feeds]
     daily = store.daily_enabled(owners)
-    heal(svc, store, owners)
-    cov = store.coverage(owners)
+    cov = store.day_states(owners)
+    if heal(svc, store, owners, cov):
+        cov = store.day_states(owners)  # read again only when heal settled something
     now = clock.now()
     wants = {f.owner: chunks_newest_first(wanted_days(f, cov[f.owner], daily[f.owner], svc, now)) for f in feeds}
     limit = svc.settings.daily_day_quota - svc.settings.sync.quota_reserve_days
@@ -109,12 +110,16 @@ def _allocate(
     limit: int,
     report: PlanReport,
 ) -> None:
-    """Round-robin: each turn a feed may take an equal share of what is left, newest days first."""
+    """Round-robin: in each round every feed still wanting days may take an equal share of what is left, newest
+    days first (one job per feed and round: 366 days for 4 feeds are 4 jobs, not a series of shrinking ones)."""
     turns = deque(o for o, w in wants.items() if w)
+    left_in_round = 0
     while turns and report.quota_left > 0:
+        left_in_round = left_in_round or len(turns)
         owner = turns.popleft()
         start, end = wants[owner][0]
-        share = max(1, report.quota_left // (len(turns) + 1))
+        share = -(-report.quota_left // left_in_round)  # rounded up: the round's last turn takes the rest
+        left_in_round -= 1
         take = min(share, (end - start).days + 1)
         first = end - timedelta(days=take - 1)
         if not _submit(svc, store, feeds[owner], first, end, limit, report):
@@ -148,37 +153,43 @@ def _submit(
     return True
 
 
-def heal(svc: Services, store: FeedStore, owners: list[str]) -> None:
-    """Settle in-flight marks whose job is final, expired, or was never created (a crash between steps)."""
-    cov = store.coverage(owners)
-    for owner, days in cov.items():
+def heal(
+    svc: Services, store: FeedStore, owners: list[str], cov: dict[str, dict[str, CoverageDay]] | None = None
+) -> bool:
+    """Settle in-flight marks whose job is final, expired, or was never created (a crash between steps); ``cov``:
+    the owners' coverage if already read. True when some mark changed."""
+    changed = False
+    for owner, days in (store.day_states(owners) if cov is None else cov).items():
         by_job: dict[str, list[str]] = {}
         for day, rec in days.items():
             if rec.state == "in_flight" and rec.job_sid:
                 by_job.setdefault(rec.job_sid, []).append(day)
         for job_ref, job_days in by_job.items():
-            _heal_job(svc, store, owner, job_ref, job_days)
+            changed = _heal_job(svc, store, owner, job_ref, job_days) or changed
+    return changed
 
 
-def _heal_job(svc: Services, store: FeedStore, owner: str, job_ref: str, days: list[str]) -> None:
-    if job_ref.startswith("pending:"):
+def _heal_job(svc: Services, store: FeedStore, owner: str, job_ref: str, days: list[str]) -> bool:
+    adopted = job_ref.startswith("pending:")
+    if adopted:
         token_hash = job_ref.removeprefix("pending:")
         if svc.registry.pending_exists(token_hash):
-            return  # the submission's answer is awaited (or the poller will adopt it by token)
+            return False  # the submission's answer is awaited (or the poller will adopt it by token)
         sid = svc.registry.job_for_token(token_hash)
         if sid is None:
             store.release_days(owner, job_ref, days)  # Twilio never created it: the days are missing again
-            return
+            return True
         job_ref = sid
         store.mark_in_flight(owner, sid, days)
     job = svc.registry.get_job(job_ref)
     if job is None:
         store.release_days(owner, job_ref, days)  # expired, or lost with its registry (S3 reconcile keeps what's there)
-        return
+        return True
     if not job.state.final:
-        return
+        return adopted  # the marks now name the job
     records = svc.registry.get_days(job.job_sid)
     unfinished = [d for d in days if d not in records or not records[d].state.final]
     for day in set(days) - set(unfinished):
         coverage.record_job_day(store, svc.settings.sync, job, records[day])
     coverage.release_job(store, job, unfinished)
+    return True

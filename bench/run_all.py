@@ -3,6 +3,7 @@
     make bench                                  # = .venv/bin/python -m bench.run_all
     .venv/bin/python -m bench.run_all --quick   # smaller sizes; writes .bench/results-quick.json
     .venv/bin/python -m bench.run_all --only copy_throughput --profile
+    .venv/bin/python -m bench.run_all --only planner --merge   # re-run one, keep the others' figures
 
 Each benchmark starts its own servers on free 127.0.0.1 ports and stops every process it started, also
 when it fails (a failure is recorded in the results and the others still run). The exit status is 0 when
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import copy_throughput, fanout, webhook_intake
+from bench import copy_throughput, fanout, planner, webhook_intake
 from bench.common import REPO_ROOT, WORK_ROOT, BenchResult, machine_info
 from devstack.procs import stop_all
 
@@ -30,6 +31,7 @@ BENCHES: dict[str, Callable[..., BenchResult]] = {
     "webhook_intake": webhook_intake.run,
     "copy_throughput": copy_throughput.run,
     "fanout": fanout.run,
+    "planner": planner.run,
 }
 PROFILED = {"webhook_intake", "copy_throughput"}  # the ones with a --profile pass
 
@@ -80,6 +82,18 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def merged(previous: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """``previous`` with the entries of the benchmarks in ``run`` replaced (or added); the partial run's machine,
+    load, commit and command are kept under ``merged_runs``, the rest of ``previous`` is left as it was."""
+    names = [r["name"] for r in run["results"]]
+    results = [r for r in previous.get("results", []) if r["name"] not in names] + run["results"]
+    order = list(BENCHES)
+    results.sort(key=lambda r: order.index(r["name"]) if r["name"] in order else len(order))
+    partial = {k: v for k, v in run.items() if k != "results"} | {"benchmarks": names}
+    runs = [r for r in previous.get("merged_runs", []) if set(r["benchmarks"]) - set(names)]
+    return previous | {"results": results, "merged_runs": [*runs, partial]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes and shorter phases")
@@ -88,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="default: bench/results.json, or .bench/results-quick.json")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--markdown", type=Path, metavar="RESULTS", help="print RESULTS as Markdown, run nothing")
+    parser.add_argument(
+        "--merge", action="store_true", help="with --only: replace just those entries in the existing results file"
+    )
     args = parser.parse_args(argv)
     if args.markdown:
         print(markdown(json.loads(args.markdown.read_text())))
@@ -126,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
     }
     output.parent.mkdir(parents=True, exist_ok=True)
+    if args.merge and output.exists():
+        report = merged(json.loads(output.read_text()), report)
     output.write_text(json.dumps(report, indent=2) + "\n")
     table = summary(results)
     print(f"\n{table}\n\nwritten to {output} ({report['seconds']:.0f} s)")
