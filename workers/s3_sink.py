@@ -2,43 +2,44 @@
 
 How a day file gets to its final key without ever being visible half-done or unverified
 -------------------------------------------------------------------------------------------
-The sha256 and the record count are only known after the last byte, but they must be in the final
-object's user metadata, and S3 fixes user metadata when an upload *starts* (PutObject headers,
-CreateMultipartUpload). Two paths, by the Day's size:
+Every byte is written once, straight to the final key; nothing is staged or copied. Two ways in, by the Day's
+size, both carrying a SHA-256 computed by us from the bytes the verifying reader handed out, which S3 checks
+against what it received whatever ``AWS_REQUEST_CHECKSUM_CALCULATION`` says (botocore sends a checksum it is
+given instead of computing one):
 
-Up to ``SinkSettings.single_put_max`` (64 MiB by default, the same memory budget the multipart path
-spends on part buffers), the file is read through the verifying reader into one preallocated buffer,
-then written with a single PutObject straight to the final key, with the metadata and
-``ChecksumSHA256`` (S3 recomputes it over the received body and refuses a mismatch). A PutObject is
-atomic, so nothing partial is ever visible, and a day costs one write request instead of four (upload,
-copy, read-back, delete): most Twilio day files are far below 64 MiB.
+- Up to ``SinkSettings.single_put_max`` (64 MiB by default): the file is read through the verifying reader
+  into one preallocated buffer, then written with one PutObject carrying ``ChecksumSHA256`` (S3 refuses a
+  mismatch: BadDigest), the metadata and, in its ``Tagging`` parameter, the digest tags: atomic, one request.
+  It measured faster than a multipart upload at these sizes (bench/README.md, "Single PUT or multipart").
+- Bigger: a multipart upload *of the final key* (``_stream_multipart``). CreateMultipartUpload carries what is
+  known before the first byte; parts are read from the reader (``workers.copy.VerifyingReader``, which raises
+  instead of handing out the last bytes if the size, gzip framing, CRC or length are wrong) and uploaded by a
+  few threads while the reader goes on verifying, at most ``parts_in_memory`` parts held at once. Each
+  UploadPart carries the part's SHA-256 (hashed on the uploading thread) and S3 refuses a part whose body does
+  not match. CompleteMultipartUpload (with every part's checksum, which S3 checks again) is sent only after
+  ``reader.digest()`` succeeded; any failure (reader, S3, a timeout or interrupt) aborts the upload instead, so
+  S3 never shows a partial or unverified object. What a killed worker leaves (an open upload) is aborted by
+  ``abort_stale_uploads`` and by the bucket's lifecycle rule.
 
-Bigger files go up once, to a private staging key ``{prefix}_staging/<uuid>/<basename>``, through
-boto3's managed transfer (``upload_fileobj``), so memory stays bounded whatever the size:
+Where each fact lives: one rule for every size
+----------------------------------------------
+- **Metadata** (fixed when an upload starts): what is known before the first byte: ``job_sid``, ``day``,
+  ``resource_type``, ``twilio_create_date`` and ``size`` (Twilio's size, which the reader enforces). The
+  "already stored?" check (``stored_day``) needs no more to match a file.
+- **sha256 and records: object tags, the job manifest and the registry.** They are known only after the last
+  byte. The single PUT sets them atomically (its ``Tagging`` parameter); a multipart upload gets them with
+  PutObjectTagging right after completion: for that moment, or if the worker dies in between, the object has
+  no ``sha256`` tag, is not taken as stored, and the day's retry writes it again. They are *not* also put in
+  the single PUT's metadata: consumers get one rule ("the tags"), not one that works only for small files.
+  Objects written by versions before this one have them in the metadata instead; ``stored_day`` reads both.
 
-1. The reader (``workers.copy.VerifyingReader``) hashes and gunzip-checks the bytes as s3transfer pulls
-   them, and raises *instead of returning the last bytes* if the size, gzip framing, CRC or length
-   are wrong. s3transfer then aborts the multipart upload (or never sends the PutObject), so nothing
-   is completed, not even at the staging key.
-2. Once verified: if the final key already holds an object with the same size and sha256, nothing is
-   written (idempotent re-run). Otherwise a server-side copy (``client.copy``: CopyObject, or
-   UploadPartCopy for big objects, so more than 5 GiB works) creates the final object atomically
-   with the full metadata (``MetadataDirective=REPLACE``), ``ContentType=application/gzip``, no
-   ``ContentEncoding`` (the object *is* the .gz file; a gzip encoding would make HTTP clients
-   silently inflate it), and the configured SSE/KMS and storage class.
-3. The staging object is deleted on every path; what a crash leaves behind (a staging object, an
-   incomplete multipart upload) is removed by ``abort_stale_uploads``.
+Alternatives rejected: staging + server-side copy (wrote every big file twice, to get the sha256 into the
+metadata); S3's full-object checksums (CRC64NVME, FULL_OBJECT) are not a sha256 and SeaweedFS lacks them; a
+sidecar object per day (two objects to keep consistent, one more write).
 
-Alternatives considered and rejected for big files: uploading straight to the final key cannot carry
-the sha256 in its metadata (it is unknown when the upload starts); tags or a sidecar object written after the
-upload would leave a window where the day file is visible without them; S3's own full-object
-checksums (CRC64NVME) are not a sha256; spooling to local disk first needs several GiB of disk and
-reads every byte twice. The copy is server-side, costs no bandwidth here, and the staging object is
-written in STANDARD class so short-lived staging data pays no minimum-duration charges.
-
-Errors: every S3 failure is raised as ``TransientS3Error`` (throttling, 5xx, connection trouble: retry
-later) or ``PermanentS3Error`` (access denied, missing bucket, bad configuration), both carrying the
-operation, bucket and key (``workers.copy_errors``, the one hierarchy of copy errors).
+Errors: every S3 failure is raised as ``TransientS3Error`` (throttling, 5xx, connection trouble, a refused
+checksum: retry later) or ``PermanentS3Error`` (access denied, missing bucket, bad configuration), both
+carrying the operation, bucket and key (``workers.copy_errors``, the one hierarchy of copy errors).
 
 Whether a day is already stored is decided once, by ``stored_day`` (see ``workers.day_copier``), before
 anything is downloaded; the write paths then always write what they verified.
@@ -47,20 +48,20 @@ anything is downloaded; the write paths then always write what they verified.
 from __future__ import annotations
 
 import base64
-import binascii
+import hashlib
 import json
 import logging
 import math
-import posixpath
 import re
 import string
-import uuid
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
+from urllib.parse import urlencode
 
-from boto3.s3.transfer import TransferConfig
 from botocore import exceptions as boto_exc
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -74,21 +75,21 @@ MiB = 1024 * 1024
 GiB = 1024 * MiB
 MAX_PARTS = 10_000
 MIN_PART_SIZE = 8 * MiB
-# s3transfer buffers whole parts in memory when reading from a stream: keep that buffer (parts being
-# sent plus parts waiting) near this budget so a worker stays well under 150 MiB RSS.
+# Part buffers of a multipart upload (parts being sent plus the one being read) stay near this budget, so a
+# worker stays well under 150 MiB RSS.
 UPLOAD_BUFFER_BUDGET = 64 * MiB
-# Day files up to this size are held in memory, verified, and written with one PutObject straight to the
-# final key (see the module docstring); the same memory the multipart path may hold in part buffers.
+# Day files up to this size are held in memory, verified, and written with one PutObject (see the module
+# docstring); the same memory the multipart path may hold in part buffers.
 SINGLE_PUT_MAX = UPLOAD_BUFFER_BUDGET
 SINGLE_PUT_LIMIT = 5 * GiB  # S3's own PutObject limit
 UPLOAD_READ_STEP = MiB  # small steps: the reader's own buffer stays tiny next to the body buffer
-# Server-side copies move no bytes through the worker: big parts, multipart only for big objects.
-COPY_MULTIPART_THRESHOLD = 256 * MiB
-COPY_PART_SIZE = 256 * MiB
 DEFAULT_KEY_TEMPLATE = "{prefix}{resource_type}/day={day}/{resource_type}-{day}.json.gz"
 GZIP_CONTENT_TYPE = "application/gzip"
+# Versions before the streaming multipart path staged big files here. Nothing writes there any more; the
+# janitor still deletes what they left (and the lifecycle rule expires it) for one release: remove after that.
 STAGING_DIR = "_staging/"
 SSE_MODES = (None, "AES256", "aws:kms")
+CHECKSUM_HEADER = "x-amz-checksum-sha256"
 
 
 class ManifestWriteRefused(PermanentS3Error, ManifestRefused):
@@ -109,6 +110,7 @@ _TRANSIENT_CODES = frozenset(
         "OperationAborted",
         "NoSuchUpload",  # the upload was aborted under us (janitor): start over
         "BadDigest",
+        "InvalidDigest",
         "XAmzContentSHA256Mismatch",
         "IncompleteBody",
         "KMS.ThrottlingException",
@@ -161,7 +163,7 @@ class SinkSettings:
     kms_key_id: str | None = None
     storage_class: str | None = None
     multipart_concurrency: int = 4
-    single_put_max: int = SINGLE_PUT_MAX  # bytes; 0 sends every file through the staging path
+    single_put_max: int = SINGLE_PUT_MAX  # bytes; 0 sends every non-empty file through a multipart upload
 
     def __post_init__(self) -> None:
         if not self.bucket:
@@ -187,7 +189,8 @@ class StoredObject:
     size: int
     metadata: dict[str, str]
     etag: str
-    # S3's own full-object SHA-256 (hex), when it computed one (our copies ask for it); None otherwise
+    # S3's own full-object SHA-256 (hex), when it has one (a single PutObject with ChecksumSHA256); None for a
+    # multipart object (its checksum is one of part checksums) or when S3 keeps none
     s3_sha256: str | None = None
 
 
@@ -220,7 +223,8 @@ class UploadResult:
 
 
 class VerifiedStream(Protocol):
-    """A non-seekable byte stream that verifies itself; ``read`` raises instead of returning bad data."""
+    """A non-seekable byte stream that verifies itself; ``read`` raises instead of returning bad data, and returns
+    fewer bytes than asked only at its verified end."""
 
     def read(self, size: int | None = -1, /) -> bytes: ...
 
@@ -229,7 +233,7 @@ class VerifiedStream(Protocol):
         ...
 
 
-# -- transfer tuning ---------------------------------------------------------------------------------
+# -- multipart tuning --------------------------------------------------------------------------------
 
 
 def part_size_for(expected_size: int) -> int:
@@ -238,35 +242,69 @@ def part_size_for(expected_size: int) -> int:
     return max(MIN_PART_SIZE, needed)
 
 
-def upload_transfer_config(expected_size: int, concurrency: int) -> TransferConfig:
-    """TransferConfig whose in-memory part buffers stay near UPLOAD_BUFFER_BUDGET.
-
-    s3transfer holds up to ``max_in_memory_upload_chunks`` parts (being sent or queued) plus the one
-    the reading thread is filling; by default 10 parts, i.e. 80+ MiB at 8 MiB, so it is set here.
-    """
-    part = part_size_for(expected_size)
-    in_flight = max(1, min(concurrency, UPLOAD_BUFFER_BUDGET // part))
-    config = TransferConfig(
-        multipart_threshold=part,
-        multipart_chunksize=part,
-        max_concurrency=in_flight,
-        use_threads=True,
-        preferred_transfer_client="classic",  # the CRT client ignores these limits
-    )
-    config.max_in_memory_upload_chunks = in_flight
-    return config
+def parts_in_memory(part_size: int, concurrency: int) -> int:
+    """How many parts a multipart upload may hold at once: one being read plus up to ``concurrency`` being sent,
+    within UPLOAD_BUFFER_BUDGET (but never fewer than 2: one read while one is sent, whatever the part size)."""
+    return max(2, min(concurrency + 1, UPLOAD_BUFFER_BUDGET // part_size))
 
 
-def copy_transfer_config(size: int, concurrency: int) -> TransferConfig:
-    """TransferConfig for a server-side copy: one CopyObject for small objects, big parts otherwise."""
-    part = max(COPY_PART_SIZE, math.ceil(size / MAX_PARTS / MiB) * MiB)
-    return TransferConfig(
-        multipart_threshold=COPY_MULTIPART_THRESHOLD,
-        multipart_chunksize=part,
-        max_concurrency=concurrency,
-        use_threads=True,
-        preferred_transfer_client="classic",
-    )
+def sha256_b64(data: bytes | bytearray | memoryview) -> str:
+    """SHA-256 as S3's checksum headers spell it (base64 of the raw digest)."""
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+def composite_sha256(part_checksums: list[str]) -> str:
+    """S3's checksum of a multipart object: SHA-256 of the parts' raw SHA-256 digests, then ``-<parts>``."""
+    joined = b"".join(base64.b64decode(c) for c in part_checksums)
+    return f"{sha256_b64(joined)}-{len(part_checksums)}"
+
+
+class _PartPipeline:
+    """Reads parts on the calling thread and hands each to ``send`` on a small thread pool, holding at most
+    ``slots`` parts in memory; the first failure of a send stops the reading. Used by ``S3Sink``."""
+
+    def __init__(self, send: Callable[[int, bytes], dict[str, Any]], slots: int) -> None:
+        self._send = send
+        self._slots = threading.BoundedSemaphore(slots)
+        self._failed = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=max(1, slots - 1), thread_name_prefix="s3-part")
+        self._futures: list[Future[dict[str, Any]]] = []
+
+    def run(self, reader: VerifiedStream, part_size: int) -> list[dict[str, Any]]:
+        """Every part of ``reader`` sent, in order: ``send``'s results. Raises the reader's or the first send's
+        error only once no send is running any more (so an abort that follows leaves no part behind)."""
+        finished = False
+        try:
+            for number in range(1, MAX_PARTS + 1):
+                self._slots.acquire()
+                if self._failed.is_set():
+                    break
+                data = reader.read(part_size)
+                if not data and number > 1:
+                    break
+                self._futures.append(self._pool.submit(self._one, number, data))
+                if len(data) < part_size:
+                    break
+            else:
+                raise ValueError(f"more than {MAX_PARTS} parts of {part_size} bytes")
+            finished = not self._failed.is_set()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=not finished)
+        for future in self._futures:
+            error = None if future.cancelled() else future.exception()
+            if error is not None:
+                raise error
+        return [future.result() for future in self._futures]
+
+    def _one(self, number: int, data: bytes) -> dict[str, Any]:
+        try:
+            return self._send(number, data)
+        except BaseException:
+            self._failed.set()
+            raise
+        finally:
+            del data
+            self._slots.release()
 
 
 # -- the sink ----------------------------------------------------------------------------------------
@@ -279,6 +317,11 @@ class S3Sink:
     def __init__(self, client: S3Client, settings: SinkSettings) -> None:
         self.client = client
         self.settings = settings
+        if client is not None:
+            for operation in ("PutObject", "UploadPart"):
+                client.meta.events.register(
+                    f"before-sign.s3.{operation}", _no_second_hash, unique_id=f"relay-sink-no-second-hash-{operation}"
+                )
 
     @property
     def bucket(self) -> str:
@@ -286,6 +329,7 @@ class S3Sink:
 
     @property
     def staging_prefix(self) -> str:
+        """Where older versions staged big files (see STAGING_DIR): only the janitor still looks there."""
         return f"{self.settings.prefix}{STAGING_DIR}"
 
     def day_key(self, resource_type: str, day: str | date, job_sid: str) -> str:
@@ -315,9 +359,6 @@ class S3Sink:
             raise classify_s3_error(exc, "ListObjectsV2", self.bucket, prefix) from exc
         return found
 
-    def staging_key(self, key: str) -> str:
-        return f"{self.staging_prefix}{uuid.uuid4().hex}/{posixpath.basename(key) or 'object'}"
-
     # -- reads ----------------------------------------------------------------------------------------
 
     def head(self, key: str) -> StoredObject | None:
@@ -337,18 +378,37 @@ class S3Sink:
             s3_sha256=_full_object_sha256(resp),
         )
 
+    def tags(self, key: str) -> dict[str, str]:
+        """The object's tags (GetObjectTagging); {} if it has none or is gone."""
+        try:
+            resp = self.client.get_object_tagging(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _is_not_found(exc):
+                return {}
+            raise classify_s3_error(exc, "GetObjectTagging", self.bucket, key) from exc
+        except BotoCoreError as exc:
+            raise classify_s3_error(exc, "GetObjectTagging", self.bucket, key) from exc
+        return {str(t["Key"]): str(t["Value"]) for t in resp.get("TagSet") or []}
+
     def stored_day(self, key: str, expected_size: int | None, twilio_create_date: str | None) -> StoredDay | None:
         """What ``key`` holds if it is already this very Twilio file (same size and create_date, written by this
-        sink), else None: the one "already stored?" decision of a day copy. Without a size or create_date
-        nothing can be matched: None, and no request is made. A record count that cannot be read is None."""
+        sink, with its sha256), else None: the one "already stored?" decision of a day copy.
+
+        The match comes from HeadObject's metadata; sha256 and records from the tags (GetObjectTagging, only
+        for a match), or from the metadata for objects written by older versions. An object without a sha256
+        anywhere (its tagging never happened: the worker died right after completing it) is not stored: it is
+        written again. Without a size or create_date nothing can be matched: None, and no request is made."""
         if expected_size is None or not twilio_create_date:
             return None
         stored = self.head(key)
-        if not holds_twilio_file(stored, expected_size, twilio_create_date):
+        if stored is None or not holds_twilio_file(stored, expected_size, twilio_create_date):
             return None
-        assert stored is not None
-        records = stored.metadata.get("records", "")
-        return StoredDay(key, stored.size, stored.metadata.get("sha256"), int(records) if records.isdigit() else None)
+        tags = self.tags(key)
+        source = tags if tags.get("sha256") else stored.metadata
+        sha256, records = source.get("sha256"), source.get("records", "")
+        if not sha256:
+            return None
+        return StoredDay(key, stored.size, sha256, int(records) if records.isdigit() else None)
 
     def check_bucket(self) -> None:
         """Readiness: raise PermanentS3Error/TransientS3Error unless the bucket answers HeadBucket."""
@@ -377,38 +437,33 @@ class S3Sink:
         expected_size: int,
         metadata: Mapping[str, str],
     ) -> UploadResult:
-        """Upload a self-verifying stream once and publish it at ``key`` with its digest in the metadata.
+        """Write a self-verifying stream once, straight to ``key``, and publish it only once verified.
 
-        The caller has already decided that ``key`` does not hold this file (``stored_day``, under its per-key
-        lock). Errors raised by the reader (integrity, download) propagate unchanged; S3 errors are classified.
+        ``metadata`` (job_sid, day, resource_type, twilio_create_date) goes into the object's metadata with
+        ``size``; sha256 and records into its tags (see the module docstring). The caller has already decided
+        that ``key`` does not hold this file (``stored_day``, under its per-key lock). Errors raised by the
+        reader (integrity, download) propagate unchanged; S3 errors are classified.
         """
         _check_metadata(metadata)
-        if expected_size <= self.settings.single_put_max:
-            return self._put_verified(reader, key, expected_size, metadata)
-        staging = self.staging_key(key)
-        try:
-            self._upload_staging(reader, staging, expected_size, metadata)
-            digest = reader.digest()
-            final_metadata = {**metadata, **_digest_metadata(digest)}
-            self._publish(staging, key, final_metadata, digest.size)
-            stored = self._check_published(key, digest)
-            return _result(key, digest, etag=stored.etag)
-        finally:
-            self._delete_quietly(staging)
+        object_metadata = {**metadata, "size": str(expected_size)}
+        if expected_size == 0 or expected_size <= self.settings.single_put_max:
+            return self._put_verified(reader, key, expected_size, object_metadata)
+        return self._stream_multipart(reader, key, expected_size, object_metadata)
 
     def _put_verified(
         self, reader: VerifiedStream, key: str, expected_size: int, metadata: Mapping[str, str]
     ) -> UploadResult:
-        """Small files: verify in memory, then one PutObject carrying the metadata and our SHA-256.
+        """Small files: verify in memory, then one PutObject with the metadata, our SHA-256 and the digest tags.
 
         S3 checks the body against ``ChecksumSHA256`` and refuses a mismatch (BadDigest), so what is stored
-        is proven to be what we hashed, and a PutObject is atomic: no staging object, no copy, no read-back.
+        is proven to be what we hashed, and a PutObject is atomic, tags included.
         """
         body = read_verified(reader, expected_size)
         digest = reader.digest()
         checksum = base64.b64encode(bytes.fromhex(digest.sha256)).decode()
         extra = {
-            "Metadata": {**metadata, **_digest_metadata(digest)},
+            "Metadata": dict(metadata),
+            "Tagging": urlencode(_digest_tags(digest)),
             "ContentType": GZIP_CONTENT_TYPE,
             "ChecksumAlgorithm": "SHA256",  # both: botocore then sends our value instead of computing one
             "ChecksumSHA256": checksum,
@@ -424,6 +479,99 @@ class S3Sink:
             self._delete_quietly(key)
             raise self._not_verified(key, f"stored bytes whose SHA-256 is {echoed}, not {checksum}", "PutObject")
         return _result(key, digest, etag=str(resp.get("ETag", "")).strip('"'))
+
+    def _stream_multipart(
+        self, reader: VerifiedStream, key: str, expected_size: int, metadata: Mapping[str, str]
+    ) -> UploadResult:
+        """Big files: one multipart upload of the final key, completed only once the reader has passed."""
+        upload_id = self._create_multipart(key, metadata)
+        try:
+            parts = self._upload_parts(reader, key, upload_id, expected_size)
+            digest = reader.digest()  # raises unless the reader verified its whole stream
+            etag = self._complete(key, upload_id, parts)
+        except BaseException:
+            self._abort_quietly(key, upload_id)
+            raise
+        self._tag(key, digest)
+        return _result(key, digest, etag=etag)
+
+    def _create_multipart(self, key: str, metadata: Mapping[str, str]) -> str:
+        extra = {
+            "Metadata": dict(metadata),
+            "ContentType": GZIP_CONTENT_TYPE,
+            "ChecksumAlgorithm": "SHA256",  # every part must then carry a SHA-256, which S3 checks
+            **self._encryption_args(),
+            **self._storage_args(),
+        }
+        try:
+            resp = self.client.create_multipart_upload(Bucket=self.bucket, Key=key, **extra)
+        except (ClientError, BotoCoreError) as exc:
+            raise classify_s3_error(exc, "CreateMultipartUpload", self.bucket, key) from exc
+        return str(resp["UploadId"])
+
+    def _upload_parts(
+        self, reader: VerifiedStream, key: str, upload_id: str, expected_size: int
+    ) -> list[dict[str, Any]]:
+        """Read the parts (the reader verifies as it goes) while earlier ones are being sent."""
+        part_size = part_size_for(expected_size)
+
+        def send(number: int, data: bytes) -> dict[str, Any]:
+            return self._upload_part(key, upload_id, number, data)
+
+        return _PartPipeline(send, parts_in_memory(part_size, self.settings.multipart_concurrency)).run(
+            reader, part_size
+        )
+
+    def _upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> dict[str, Any]:
+        """One UploadPart with the SHA-256 of exactly the bytes the reader handed out (S3 refuses a mismatch)."""
+        checksum = sha256_b64(data)
+        try:
+            resp = self.client.upload_part(
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=data,
+                ChecksumAlgorithm="SHA256",  # with ChecksumSHA256: botocore sends ours, whatever its own setting
+                ChecksumSHA256=checksum,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise classify_s3_error(exc, "UploadPart", self.bucket, key) from exc
+        echoed = resp.get("ChecksumSHA256")
+        if echoed is not None and echoed != checksum:
+            raise self._not_verified(key, f"took part {number} as SHA-256 {echoed}, not {checksum}", "UploadPart")
+        return {"PartNumber": number, "ETag": resp["ETag"], "ChecksumSHA256": checksum}
+
+    def _complete(self, key: str, upload_id: str, parts: list[dict[str, Any]]) -> str:
+        """CompleteMultipartUpload with every part's checksum; the object appears at ``key`` now, verified."""
+        try:
+            resp = self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise classify_s3_error(exc, "CompleteMultipartUpload", self.bucket, key) from exc
+        expected = composite_sha256([p["ChecksumSHA256"] for p in parts])
+        echoed = resp.get("ChecksumSHA256")
+        if echoed is not None and echoed.split("-")[0] != expected.split("-")[0]:
+            self._delete_quietly(key)
+            raise self._not_verified(key, f"has the checksum {echoed}, not {expected}", "CompleteMultipartUpload")
+        return str(resp.get("ETag", "")).strip('"')
+
+    def _tag(self, key: str, digest: StreamDigest) -> None:
+        """sha256 and records, known only now, as the object's tags (see the module docstring)."""
+        tag_set = [{"Key": k, "Value": v} for k, v in _digest_tags(digest).items()]
+        try:
+            self.client.put_object_tagging(Bucket=self.bucket, Key=key, Tagging={"TagSet": tag_set})
+        except (ClientError, BotoCoreError) as exc:
+            raise classify_s3_error(exc, "PutObjectTagging", self.bucket, key) from exc
+
+    def _abort_quietly(self, key: str, upload_id: str) -> None:
+        """Best effort, never masking the error that led here: what is left is the janitor's (and the lifecycle
+        rule's) job."""
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("could not abort multipart upload of s3://%s/%s (the janitor will): %s", self.bucket, key, exc)
 
     def put_json(self, key: str, obj: Any) -> None:
         """Write a small JSON document (the per-job manifest) with the same SSE and storage class.
@@ -444,11 +592,12 @@ class S3Sink:
     # -- janitor --------------------------------------------------------------------------------------
 
     def abort_stale_uploads(self, older_than: timedelta) -> int:
-        """Abort incomplete multipart uploads under the prefix and delete staging objects older than
+        """Abort our incomplete multipart uploads (and delete older versions' staging objects) older than
         ``older_than``; returns how many were removed. Keep the threshold far above the longest copy.
 
-        With an empty prefix the whole bucket would be in scope, and other writers' uploads are not ours
-        to abort: then only uploads under the staging prefix are (leave the rest to a lifecycle rule).
+        Ours: every upload under the prefix; with an empty prefix the whole bucket would be in scope, and other
+        writers' uploads are not ours to abort: then only keys the key template can produce (and the old
+        staging prefix) are (leave the rest to a lifecycle rule).
         """
         cutoff = datetime.now(UTC) - older_than
         return self._abort_stale_multipart(cutoff) + self._delete_stale_staging(cutoff)
@@ -456,7 +605,7 @@ class S3Sink:
     def _abort_stale_multipart(self, cutoff: datetime) -> int:
         aborted = 0
         for upload in self._iter_multipart_uploads():
-            if upload["Initiated"] > cutoff:
+            if upload["Initiated"] > cutoff or not self._is_ours(upload["Key"]):
                 continue
             key, upload_id = upload["Key"], upload["UploadId"]
             try:
@@ -471,16 +620,21 @@ class S3Sink:
             aborted += 1
         return aborted
 
+    def _is_ours(self, key: str) -> bool:
+        if self.settings.prefix:
+            return key.startswith(self.settings.prefix)  # the listing is limited to the prefix anyway
+        return key.startswith(self.staging_prefix) or bool(_key_pattern(self.settings, None)[0].fullmatch(key))
+
     def _iter_multipart_uploads(self) -> Iterator[dict[str, Any]]:
-        prefix = self.settings.prefix or self.staging_prefix
         paginator = self.client.get_paginator("list_multipart_uploads")
         try:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self.settings.prefix):
                 yield from page.get("Uploads") or []
         except (ClientError, BotoCoreError) as exc:
-            raise classify_s3_error(exc, "ListMultipartUploads", self.bucket, prefix) from exc
+            raise classify_s3_error(exc, "ListMultipartUploads", self.bucket, self.settings.prefix) from exc
 
     def _delete_stale_staging(self, cutoff: datetime) -> int:
+        """Staging objects left by versions before the streaming multipart path (see STAGING_DIR)."""
         stale: list[str] = []
         paginator = self.client.get_paginator("list_objects_v2")
         try:
@@ -506,54 +660,8 @@ class S3Sink:
 
     # -- internals ------------------------------------------------------------------------------------
 
-    def _upload_staging(
-        self, reader: VerifiedStream, staging: str, expected_size: int, metadata: Mapping[str, str]
-    ) -> None:
-        config = upload_transfer_config(expected_size, self.settings.multipart_concurrency)
-        extra = {"ContentType": GZIP_CONTENT_TYPE, "Metadata": dict(metadata), **self._encryption_args()}
-        try:
-            self.client.upload_fileobj(reader, self.bucket, staging, ExtraArgs=extra, Config=config)
-        except (ClientError, BotoCoreError) as exc:
-            raise classify_s3_error(exc, "Upload", self.bucket, staging) from exc
-
-    def _publish(self, staging: str, key: str, metadata: dict[str, str], size: int) -> None:
-        extra = {
-            "Metadata": metadata,
-            "MetadataDirective": "REPLACE",
-            "ContentType": GZIP_CONTENT_TYPE,
-            "ChecksumAlgorithm": "SHA256",  # S3 recomputes it over the copied bytes (see _check_published)
-            **self._encryption_args(),
-            **self._storage_args(),
-        }
-        config = copy_transfer_config(size, self.settings.multipart_concurrency)
-        source = {"Bucket": self.bucket, "Key": staging}
-        try:
-            self.client.copy(source, self.bucket, key, ExtraArgs=extra, Config=config)
-        except (ClientError, BotoCoreError) as exc:
-            raise classify_s3_error(exc, "Copy", self.bucket, key) from exc
-
-    def _check_published(self, key: str, digest: StreamDigest) -> StoredObject:
-        """Read the final object back: our size and sha256, and S3's own SHA-256 where it has one.
-
-        S3 computes a full-object SHA-256 on a single CopyObject asked for one, which proves the stored
-        bytes are the ones we hashed (a multipart copy gets a checksum of part checksums instead, which
-        moto does not mark as such: only single copies are compared). Should it ever disagree, the
-        object is removed, never left.
-        """
-        stored = self.head(key)
-        single_copy = digest.size < COPY_MULTIPART_THRESHOLD
-        problem = None
-        if stored is None or not _holds(stored, digest):
-            problem = "does not show the copied size/sha256"
-        elif single_copy and stored.s3_sha256 is not None and stored.s3_sha256 != digest.sha256:
-            problem = f"holds bytes whose S3 SHA-256 is {stored.s3_sha256}, not {digest.sha256}"
-            self._delete_quietly(key)
-        if stored is None or problem:
-            raise self._not_verified(key, f"{problem} after the copy", "CopyObject")
-        return stored
-
     def _not_verified(self, key: str, problem: str, operation: str) -> TransientS3Error:
-        """What S3 holds at ``key`` is not what we verified: retried (the object has been removed)."""
+        """What S3 holds (or took) at ``key`` is not what we verified: retried (nothing of it is left)."""
         return TransientS3Error(
             f"s3://{self.bucket}/{key} {problem}",
             operation=operation,
@@ -563,12 +671,11 @@ class S3Sink:
         )
 
     def _delete_quietly(self, key: str) -> None:
-        """Best effort, never a copy failure: a staging object left behind is the janitor's job, an unverified
-        final object is replaced by the retry."""
+        """Best effort, never a copy failure: an unverified final object is replaced by the retry."""
         try:
             self.client.delete_object(Bucket=self.bucket, Key=key)
         except (ClientError, BotoCoreError) as exc:
-            log.warning("could not delete s3://%s/%s (the janitor retries staging objects): %s", self.bucket, key, exc)
+            log.warning("could not delete s3://%s/%s (the retry replaces it): %s", self.bucket, key, exc)
 
     def _encryption_args(self) -> dict[str, str]:
         args: dict[str, str] = {}
@@ -582,11 +689,16 @@ class S3Sink:
         return {"StorageClass": self.settings.storage_class} if self.settings.storage_class else {}
 
 
-def _key_pattern(settings: SinkSettings, resource_type: str) -> tuple[re.Pattern[str], str]:
-    """The key template as a regex capturing ``day`` (and the literal prefix before its first variable part)."""
-    fixed = {"prefix": settings.prefix, "resource_type": resource_type}
-    variable = {"day": r"(?P<day>\d{4}-\d{2}-\d{2})", "job_sid": r"J[A-Z][0-9a-fA-F]{32}"}
-    regex, literal_prefix, seen_variable, seen_day = "", "", False, False
+def _key_pattern(settings: SinkSettings, resource_type: str | None) -> tuple[re.Pattern[str], str]:
+    """The key template as a regex capturing ``day`` (and the literal prefix before its first variable part);
+    ``resource_type`` None matches any resource type."""
+    fixed = {"prefix": settings.prefix} | ({"resource_type": resource_type} if resource_type else {})
+    variable = {
+        "day": r"(?P<day>\d{4}-\d{2}-\d{2})",
+        "job_sid": r"J[A-Z][0-9a-fA-F]{32}",
+        "resource_type": r"(?P<resource_type>[A-Za-z]+)",
+    }
+    regex, literal_prefix, seen_variable, seen = "", "", False, set()
     for text, name, _spec, _conv in string.Formatter().parse(settings.key_template):
         regex += re.escape(text)
         literal_prefix += "" if seen_variable else text
@@ -594,8 +706,8 @@ def _key_pattern(settings: SinkSettings, resource_type: str) -> tuple[re.Pattern
             regex += re.escape(fixed[name])
             literal_prefix += "" if seen_variable else fixed[name]
         elif name in variable:
-            regex += "(?P=day)" if name == "day" and seen_day else variable[name]
-            seen_day = seen_day or name == "day"
+            regex += f"(?P={name})" if name in seen and name != "job_sid" else variable[name]
+            seen.add(name)
             seen_variable = True
     return re.compile(regex), literal_prefix
 
@@ -628,13 +740,13 @@ def _full_object_sha256(head: Mapping[str, Any]) -> str | None:
         return None
     try:
         return base64.b64decode(value, validate=True).hex()
-    except (ValueError, binascii.Error):
+    except ValueError:  # binascii.Error is a ValueError
         return None
 
 
 def holds_twilio_file(stored: StoredObject | None, expected_size: int, twilio_create_date: str | None) -> bool:
-    """Whether ``stored`` is this very Twilio file, stored by this sink: it carries a sha256 (so it passed
-    verification) and the same size and Twilio ``create_date``."""
+    """Whether ``stored`` is this very Twilio file as this sink writes it: the same size (the object's and its
+    ``size`` metadata) and the same Twilio ``create_date``. (Its sha256 is in its tags: see ``stored_day``.)"""
     if stored is None or not twilio_create_date:
         return False
     meta = stored.metadata
@@ -642,16 +754,24 @@ def holds_twilio_file(stored: StoredObject | None, expected_size: int, twilio_cr
         stored.size == expected_size
         and meta.get("size") == str(expected_size)
         and meta.get("twilio_create_date") == twilio_create_date
-        and bool(meta.get("sha256"))
     )
 
 
-def _digest_metadata(digest: StreamDigest) -> dict[str, str]:
-    return {"size": str(digest.size), "sha256": digest.sha256, "records": str(digest.records)}
+def _no_second_hash(request: Any, **_: Any) -> None:
+    """Over TLS, let botocore send UNSIGNED-PAYLOAD when the request carries our ``x-amz-checksum-sha256``.
+
+    botocore signs the payload (one more SHA-256 pass over every byte, ~1 CPU-s per GiB here) whenever it did
+    not compute the request checksum itself, and it sends UNSIGNED-PAYLOAD over TLS when it did: S3 checks the
+    body against the checksum header either way. Telling its signer where the checksum is gives our requests the
+    same treatment (``S3SigV4Auth._should_sha256_sign_payload``); plain HTTP is still signed.
+    """
+    if CHECKSUM_HEADER in request.headers:
+        checksum = request.context.setdefault("checksum", {})
+        checksum["request_algorithm"] = {"algorithm": "sha256", "in": "header", "name": CHECKSUM_HEADER}
 
 
-def _holds(stored: StoredObject, digest: StreamDigest) -> bool:
-    return stored.size == digest.size and stored.metadata.get("sha256") == digest.sha256
+def _digest_tags(digest: StreamDigest) -> dict[str, str]:
+    return {"sha256": digest.sha256, "records": str(digest.records)}
 
 
 def _result(key: str, digest: StreamDigest, *, etag: str) -> UploadResult:
@@ -659,7 +779,7 @@ def _result(key: str, digest: StreamDigest, *, etag: str) -> UploadResult:
 
 
 def _check_metadata(metadata: Mapping[str, str]) -> None:
-    """S3 user metadata travels in HTTP headers: ASCII strings only (size/sha256/records are the sink's)."""
+    """S3 user metadata travels in HTTP headers: ASCII strings only (``size`` is the sink's)."""
     for name, value in metadata.items():
         if not (isinstance(name, str) and isinstance(value, str) and (name + value).isascii()):
             raise ValueError(f"S3 metadata must be ASCII strings: {name!r}={value!r}")

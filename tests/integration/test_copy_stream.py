@@ -1,4 +1,5 @@
-"""copy_link_to_s3 end to end: a local HTTP server plays the presigned link, moto S3 over TLS the bucket."""
+"""copy_link_to_s3 end to end: a local HTTP server plays the presigned link; the bucket is on SeaweedFS and on moto
+(both over TLS), every test on each."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ import pytest
 import requests
 
 from devstack.procs import free_port
-from devstack.s3_server import MotoS3Server
+from devstack.s3_server import S3Server
+from tests.integration.s3_calls import SERVERS, S3Calls, s3_server
 from workers.copy import copy_link_to_s3, open_link
 from workers.copy_errors import (
     CopyIntegrityError,
@@ -153,6 +155,17 @@ def loopback_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOWNLOAD_HOST_ALLOWLIST", "127.0.0.1")
 
 
+@pytest.fixture(scope="module", params=SERVERS)
+def server(request: pytest.FixtureRequest) -> S3Server:
+    return s3_server(request)
+
+
+@pytest.fixture
+def client(server: S3Server) -> Any:
+    """A client of its own per test: the event hooks tests register never leak into another test."""
+    return server.client()
+
+
 @pytest.fixture(scope="module")
 def links() -> Iterator[LinkServer]:
     with LinkServer() as link_server:
@@ -188,63 +201,61 @@ def key_for(sink: S3Sink) -> str:
 
 def assert_nothing_left(client: Any, bucket: str, key: str) -> None:
     assert "Contents" not in client.list_objects_v2(Bucket=bucket, Prefix=key)
-    assert "Contents" not in client.list_objects_v2(Bucket=bucket, Prefix="twilio/_staging/")
+    assert "Contents" not in client.list_objects_v2(Bucket=bucket)  # no staging key, nothing else either
     assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")
 
 
-def staged_ops(server: MotoS3Server, bucket: str) -> dict[str, int]:
-    total: dict[str, int] = {}
-    for key, ops in server.counts().items():
-        if key.startswith(f"{bucket}/twilio/_staging/"):
-            for op, n in ops.items():
-                total[op] = total.get(op, 0) + n
-    return total
+def tags_of(client: Any, bucket: str, key: str) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in client.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]}
+
+
+WRITES = {"PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload", "CopyObject", "UploadPartCopy"}
 
 
 # -- copies that succeed -----------------------------------------------------------------------------
 
 
-def test_small_copy_is_byte_exact_with_metadata(
-    server: MotoS3Server, client: Any, bucket: str, sink: S3Sink, links: LinkServer
+def test_small_copy_is_byte_exact_with_metadata_and_tags(
+    server: S3Server, client: Any, bucket: str, sink: S3Sink, links: LinkServer
 ) -> None:
+    calls = S3Calls.record(client)
     data = day_file(50_000)
     url = links.add(Route(body=data))
     key = key_for(sink)
     result = copy_link_to_s3(url, len(data), sink, key, META)
+    assert calls.ops() == {"PutObject": 1}  # one PutObject straight to the final key, tags included
 
     sha = hashlib.sha256(data).hexdigest()
     assert (result.key, result.size, result.sha256, result.records) == (key, len(data), sha, records_of(data))
     obj = client.get_object(Bucket=bucket, Key=key)
     assert hashlib.sha256(obj["Body"].read()).hexdigest() == sha
-    assert obj["Metadata"] == {**META, "size": str(len(data)), "sha256": sha, "records": str(result.records)}
+    assert obj["Metadata"] == {**META, "size": str(len(data))}
+    assert tags_of(client, bucket, key) == {"sha256": sha, "records": str(result.records)}
     assert obj["ContentType"] == "application/gzip" and "ContentEncoding" not in obj
-    assert server.writes(bucket, key) == 1
-    assert staged_ops(server, bucket) == {}  # one PutObject straight to the final key
+    assert server.writes_by_key(bucket) == {key: 1}
 
 
-@pytest.mark.parametrize("single_put_max", [16 * MiB, 0], ids=["single-put", "staging"])
-def test_the_copy_asks_s3_nothing_before_writing(
-    server: MotoS3Server, bucket: str, links: LinkServer, single_put_max: int
+@pytest.mark.parametrize("single_put_max", [16 * MiB, 0], ids=["single-put", "multipart"])
+def test_the_copy_asks_s3_nothing_before_or_after_writing(
+    client: Any, bucket: str, links: LinkServer, single_put_max: int
 ) -> None:
-    """"Already stored?" is decided once, by the day task under its lock (S3Sink.stored_day): the streaming copy
-    itself never heads the key before writing, so a replaced file costs no extra request."""
-    client = server.client()  # its own client: the counting hook must not leak into other tests
-    heads: list[str] = []
-    client.meta.events.register("before-parameter-build.s3.HeadObject", lambda params, **_: heads.append(params["Key"]))
+    """ "Already stored?" is decided once, by the day task under its lock (S3Sink.stored_day): the streaming copy
+    itself never heads the key before writing (a replaced file costs no extra request), nor reads it back after."""
+    calls = S3Calls.record(client)
     sink = S3Sink(client, SinkSettings(bucket=bucket, prefix="twilio/", single_put_max=single_put_max))
     data = day_file(50_000)
     key = key_for(sink)
-    read_back = 0 if single_put_max else 1  # the staging path reads the final object back after its copy
     copy_link_to_s3(links.add(Route(body=data)), len(data), sink, key, META)
-    assert heads.count(key) == read_back
-    heads.clear()
     again = day_file(60_000, seed=9)
     copy_link_to_s3(links.add(Route(body=again)), len(again), sink, key, META)
-    assert heads.count(key) == read_back
+    assert set(calls.ops()) <= WRITES | {"PutObjectTagging"}  # no HeadObject, GetObject, tagging read, listing
     assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == again
 
 
-def test_large_copy_uses_multipart(server: MotoS3Server, client: Any, bucket: str, links: LinkServer) -> None:
+def test_large_copy_streams_one_multipart_upload_to_the_final_key(
+    server: S3Server, client: Any, bucket: str, links: LinkServer
+) -> None:
+    calls = S3Calls.record(client)
     data = day_file(20 * MiB)
     assert len(data) > 16 * MiB
     sink = S3Sink(client, SinkSettings(bucket=bucket, prefix="twilio/", single_put_max=16 * MiB))
@@ -252,13 +263,17 @@ def test_large_copy_uses_multipart(server: MotoS3Server, client: Any, bucket: st
     key = key_for(sink)
     result = copy_link_to_s3(url, len(data), sink, key, META)
 
-    staged = staged_ops(server, bucket)
-    assert staged["create_multipart_upload"] == 1 and staged["upload_part"] == 3  # 8 + 8 + rest MiB
-    assert staged["aws_chunked"] == 3  # every part streamed with a checksum trailer over TLS
+    ops = calls.ops()
+    assert ops["CreateMultipartUpload"] == ops["CompleteMultipartUpload"] == ops["PutObjectTagging"] == 1
+    parts = calls.of("UploadPart")
+    assert len(parts) == 3 and sum(p.size for p in parts) == len(data)  # 8 + 8 + rest MiB, each byte once
+    assert all(p.checksum == p.body_sha256 for p in parts)  # every part with the SHA-256 of its bytes
+    assert not {"CopyObject", "UploadPartCopy", "PutObject"} & set(ops)  # no staging key, no server-side copy
     body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
     assert hashlib.sha256(body).hexdigest() == result.sha256 == hashlib.sha256(data).hexdigest()
     assert result.records == records_of(data)
-    assert server.writes(bucket, key) == 1
+    assert tags_of(client, bucket, key) == {"sha256": result.sha256, "records": str(result.records)}
+    assert server.writes_by_key(bucket) == {key: 1}  # the server's own count: written once, at the final key
     assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")
 
 
@@ -292,7 +307,7 @@ def test_redirect_is_followed_without_carrying_anything(sink: S3Sink, links: Lin
 
 
 def test_a_stored_file_is_found_before_any_download(
-    server: MotoS3Server, bucket: str, sink: S3Sink, links: LinkServer
+    server: S3Server, bucket: str, sink: S3Sink, links: LinkServer
 ) -> None:
     """The day task's one check: once copied, the same Twilio file (size, create_date) is found in S3 with its
     digest, so the day task records it without fetching a link (tests/integration/test_sync_edges.py runs the
@@ -312,7 +327,9 @@ def test_a_stored_file_is_found_before_any_download(
 
 
 @pytest.mark.parametrize("size", [200_000, 20 * MiB], ids=["put", "multipart"])
-def test_cut_connection_leaves_nothing(client: Any, bucket: str, sink: S3Sink, links: LinkServer, size: int) -> None:
+def test_cut_connection_leaves_nothing(
+    server: S3Server, client: Any, bucket: str, sink: S3Sink, links: LinkServer, size: int
+) -> None:
     data = day_file(size)
     url = links.add(Route(body=data, cut_at=len(data) * 2 // 3))
     key = key_for(sink)
@@ -321,9 +338,29 @@ def test_cut_connection_leaves_nothing(client: Any, bucket: str, sink: S3Sink, l
     assert isinstance(info.value, RetryableCopyError)
     assert "s3cr3tsig" not in str(info.value)
     assert_nothing_left(client, bucket, key)
+    assert server.writes_by_key(bucket) == {}
 
 
-def test_corrupt_file_leaves_nothing(client: Any, bucket: str, sink: S3Sink, links: LinkServer) -> None:
+def test_a_link_cut_before_its_last_byte_leaves_nothing(
+    server: S3Server, client: Any, bucket: str, links: LinkServer
+) -> None:
+    """The first parts are already in S3 when the last byte fails to come: the upload is aborted, never completed."""
+    calls = S3Calls.record(client)
+    sink = S3Sink(client, SinkSettings(bucket=bucket, prefix="twilio/", single_put_max=16 * MiB))
+    data = day_file(20 * MiB)
+    key = key_for(sink)
+    with pytest.raises(TransientDownloadError):
+        copy_link_to_s3(links.add(Route(body=data, cut_at=len(data) - 1)), len(data), sink, key, META)
+    ops = calls.ops()
+    assert 1 <= ops["UploadPart"] <= 2  # part 3 never handed out; part 2 may have been queued, then cancelled
+    assert ops["AbortMultipartUpload"] == 1 and "CompleteMultipartUpload" not in ops
+    assert_nothing_left(client, bucket, key)
+    assert server.writes_by_key(bucket) == {}
+
+
+def test_corrupt_file_leaves_nothing(
+    server: S3Server, client: Any, bucket: str, sink: S3Sink, links: LinkServer
+) -> None:
     data = bytearray(day_file(20 * MiB))
     data[-6] ^= 0x10  # CRC trailer: the damage shows only after the last byte
     url = links.add(Route(body=bytes(data)))
@@ -331,16 +368,16 @@ def test_corrupt_file_leaves_nothing(client: Any, bucket: str, sink: S3Sink, lin
     with pytest.raises(CopyIntegrityError, match="corrupt"):
         copy_link_to_s3(url, len(data), sink, key, META)
     assert_nothing_left(client, bucket, key)
+    assert server.writes_by_key(bucket) == {}
 
 
-def test_size_mismatch_fails_before_uploading(
-    server: MotoS3Server, client: Any, bucket: str, sink: S3Sink, links: LinkServer
-) -> None:
+def test_size_mismatch_fails_before_uploading(client: Any, bucket: str, sink: S3Sink, links: LinkServer) -> None:
+    calls = S3Calls.record(client)
     data = day_file(10_000)
     key = key_for(sink)
     with pytest.raises(CopyIntegrityError, match="size"):
         copy_link_to_s3(links.add(Route(body=data)), len(data) + 1, sink, key, META)
-    assert staged_ops(server, bucket) == {}
+    assert calls.sent == []  # not one S3 request
     assert_nothing_left(client, bucket, key)
 
 

@@ -1,4 +1,8 @@
-"""S3Sink against a real moto S3 server over TLS (so botocore sends aws-chunked bodies with checksums)."""
+"""S3Sink against real S3 servers over TLS: SeaweedFS (checks every checksum) and moto, each test on both.
+
+Tests that need SeaweedFS alone say why: moto stores a PutObject or UploadPart whose body does not match its
+``ChecksumSHA256``, and completes an upload whose part checksums are wrong, so it cannot show S3 refusing them.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +10,22 @@ import base64
 import gzip
 import hashlib
 import io
+import json
 import os
 import random
+import threading
 import uuid
-from collections.abc import Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
 from app.s3_client import make_s3_client
 from devstack.procs import free_port
-from devstack.s3_server import MotoS3Server
-from workers import s3_sink
+from devstack.s3_server import MotoS3Server, S3Server, SeaweedS3Server
+from tests.integration.s3_calls import SERVERS, S3Calls, s3_server
 from workers.copy import VerifyingReader
 from workers.copy_errors import (
     CopyIntegrityError,
@@ -31,12 +35,14 @@ from workers.copy_errors import (
     TransientS3Error,
 )
 from workers.s3_sink import (
+    UPLOAD_BUFFER_BUDGET,
     S3Sink,
     SinkSettings,
     StoredDay,
     classify_s3_error,
+    composite_sha256,
     part_size_for,
-    upload_transfer_config,
+    parts_in_memory,
 )
 
 MiB = 1024 * 1024
@@ -46,9 +52,24 @@ META = {
     "resource_type": "Messages",
     "twilio_create_date": "2024-05-03",
 }
+SINGLE: dict[str, Any] = {}  # default settings: a small file goes up with one PutObject
+MULTIPART = {"single_put_max": 0}  # every non-empty file through a multipart upload of the final key
+PATHS = pytest.mark.parametrize("settings", [SINGLE, MULTIPART], ids=["single-put", "multipart"])
+COPY_OPS = {"CopyObject", "UploadPartCopy"}
 
 
 # -- fixtures ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=SERVERS)
+def server(request: pytest.FixtureRequest) -> S3Server:
+    return s3_server(request)
+
+
+@pytest.fixture
+def client(server: S3Server) -> Any:
+    """A client of its own per test: the event hooks tests register never leak into another test."""
+    return server.client()
 
 
 @pytest.fixture
@@ -73,23 +94,27 @@ def reader_for(data: bytes, expected: int | None = None, chunk: int = MiB) -> Ve
     return VerifyingReader(pieces, len(data) if expected is None else expected)
 
 
-def staging_keys(client: Any, bucket: str, prefix: str = "twilio/") -> list[str]:
-    resp = client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}_staging/")
-    return [o["Key"] for o in resp.get("Contents", [])]
+def tags_of(client: Any, bucket: str, key: str) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in client.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]}
+
+
+def all_keys(client: Any, bucket: str) -> list[str]:
+    return [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
 
 
 def open_uploads(client: Any, bucket: str) -> list[dict[str, Any]]:
     return list(client.list_multipart_uploads(Bucket=bucket).get("Uploads", []))
 
 
-def ops_under(server: MotoS3Server, bucket: str, prefix: str) -> dict[str, int]:
-    """Sum of counted operations over every key under ``bucket/prefix``."""
-    total: dict[str, int] = {}
-    for key, ops in server.counts().items():
-        if key.startswith(f"{bucket}/{prefix}"):
-            for op, n in ops.items():
-                total[op] = total.get(op, 0) + n
-    return total
+def assert_nothing_published(server: S3Server, client: Any, bucket: str) -> None:
+    """No object, no open multipart upload, and the server never made an object visible in the bucket."""
+    assert all_keys(client, bucket) == []
+    assert open_uploads(client, bucket) == []
+    assert server.writes_by_key(bucket) == {}
+
+
+def sha256_b64(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
 # -- keys and settings -------------------------------------------------------------------------------
@@ -101,8 +126,6 @@ def test_day_key_default_template() -> None:
 
 
 def test_day_key_custom_template_and_date() -> None:
-    from datetime import date
-
     settings = SinkSettings(bucket="b-x", prefix="", key_template="{prefix}{job_sid}/{resource_type}/{day}.gz")
     assert S3Sink(None, settings).day_key("Calls", date(2024, 1, 2), "JS9") == "JS9/Calls/2024-01-02.gz"
 
@@ -129,88 +152,128 @@ def test_part_size_fits_ten_thousand_parts_and_bounded_buffers() -> None:
     for size in (80 * 1024 * MiB, 200 * 1024 * MiB, 5 * 1024 * 1024 * MiB):
         part = part_size_for(size)
         assert part % MiB == 0 and part * 10_000 >= size
-    config = upload_transfer_config(5 * 1024 * MiB, concurrency=4)
-    assert config.multipart_chunksize == 8 * MiB
-    # parts in memory (queued or being sent) + the one being filled, well under 150 MiB
-    assert (config.max_in_memory_upload_chunks + 1) * config.multipart_chunksize <= 80 * MiB
-    big = upload_transfer_config(200 * 1024 * MiB, concurrency=8)
-    assert (big.max_in_memory_upload_chunks + 1) * big.multipart_chunksize <= 100 * MiB
+    # parts in memory (being sent, plus the one being read), well under 150 MiB
+    part = part_size_for(5 * 1024 * MiB)
+    assert part == 8 * MiB and parts_in_memory(part, concurrency=4) * part <= UPLOAD_BUFFER_BUDGET
+    assert parts_in_memory(part, concurrency=8) * part <= UPLOAD_BUFFER_BUDGET
+    assert parts_in_memory(part_size_for(200 * 1024 * MiB), concurrency=8) * part_size_for(200 * 1024 * MiB) <= 64 * MiB
+    assert parts_in_memory(512 * MiB, concurrency=4) == 2  # one read while one is sent, whatever the part size
+
+
+def test_composite_checksum_is_s3s() -> None:
+    parts = [sha256_b64(b"a"), sha256_b64(b"b")]
+    raw = base64.b64decode(parts[0]) + base64.b64decode(parts[1])
+    assert composite_sha256(parts) == f"{sha256_b64(raw)}-2"
 
 
 # -- uploads -----------------------------------------------------------------------------------------
 
 
-STAGED = {"single_put_max": 0}  # sends even small files through the staging path
-
-
-@pytest.mark.parametrize("settings", [{}, STAGED], ids=["single-put", "staging"])
-def test_upload_verified_publishes_with_full_metadata(
-    server: MotoS3Server, client: Any, bucket: str, settings: dict[str, Any]
+@PATHS
+def test_upload_verified_publishes_metadata_and_digest_tags(
+    server: S3Server, client: Any, bucket: str, settings: dict[str, Any]
 ) -> None:
+    """One rule for every size: what is known before the first byte in the metadata, sha256 and records in tags."""
+    calls = S3Calls.record(client)
     sink = make_sink(client, bucket, **settings)
     data = gzip.compress(b'{"a": 1}\n{"b": 2}\n{"c": 3}', mtime=0)
     key = sink.day_key("Messages", "2024-05-01", "JS0123")
     result = sink.upload_verified(reader_for(data), key, len(data), META)
+    sent = calls.ops()  # before the test's own requests
 
     assert (result.size, result.records) == (len(data), 3)
     assert result.sha256 == hashlib.sha256(data).hexdigest()
     head = client.head_object(Bucket=bucket, Key=key)
-    assert head["Metadata"] == {**META, "size": str(len(data)), "sha256": result.sha256, "records": "3"}
+    assert head["Metadata"] == {**META, "size": str(len(data))}
+    assert tags_of(client, bucket, key) == {"sha256": result.sha256, "records": "3"}
     assert head["ContentType"] == "application/gzip"
     assert "ContentEncoding" not in head
     assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == data
-    stored = sink.head(key)
-    assert stored is not None and stored.s3_sha256 == result.sha256  # the full-object SHA-256 S3 checked
-    assert staging_keys(client, bucket) == [] and open_uploads(client, bucket) == []
-    assert server.writes(bucket, key) == 1
-    staged = ops_under(server, bucket, "twilio/_staging/")
-    if settings:
-        assert staged.get("aws_chunked", 0) >= 1  # checksummed over TLS
-        assert server.counts()[f"{bucket}/{key}"].get("copy_object") == 1
+    assert all_keys(client, bucket) == [key] and open_uploads(client, bucket) == []
+    assert server.writes_by_key(bucket) == {key: 1}
+    if settings is SINGLE:  # tags travel with the PutObject: atomic
+        assert sent == {"PutObject": 1}
+        stored = sink.head(key)
+        assert stored is not None and stored.s3_sha256 == result.sha256  # the full-object SHA-256 S3 checked
     else:
-        assert staged == {}  # one PutObject straight to the final key
-        assert server.counts()[f"{bucket}/{key}"].get("put_object") == 1
+        assert sent == {
+            "CreateMultipartUpload": 1,
+            "UploadPart": 1,
+            "CompleteMultipartUpload": 1,
+            "PutObjectTagging": 1,
+        }
 
 
-def test_files_up_to_single_put_max_skip_staging(server: MotoS3Server, client: Any, bucket: str) -> None:
-    small, big = day_file(1000, seed=3), day_file(3000, seed=4)
-    sink = make_sink(client, bucket, single_put_max=len(small))
-    sink.upload_verified(reader_for(small), "twilio/small.json.gz", len(small), META)
-    assert ops_under(server, bucket, "twilio/_staging/") == {}
-    sink.upload_verified(reader_for(big), "twilio/big.json.gz", len(big), META)
-    assert ops_under(server, bucket, "twilio/_staging/").get("put_object") == 1
-    assert client.get_object(Bucket=bucket, Key="twilio/big.json.gz")["Body"].read() == big
-
-
-def test_multipart_upload_and_multipart_copy(
-    server: MotoS3Server, client: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+def test_a_big_day_streams_once_into_a_multipart_upload_of_the_final_key(
+    server: S3Server, client: Any, bucket: str
 ) -> None:
-    monkeypatch.setattr(s3_sink, "COPY_MULTIPART_THRESHOLD", 8 * MiB)
-    monkeypatch.setattr(s3_sink, "COPY_PART_SIZE", 8 * MiB)
-    sink = make_sink(client, bucket, **STAGED)
+    """Each byte written once: parts of the final key, each with the SHA-256 of its body; no staging key, no copy."""
+    calls = S3Calls.record(client)
+    sink = make_sink(client, bucket, single_put_max=16 * MiB)
     data = day_file(20 * MiB)
-    key = "twilio/Calls/big.json.gz"
+    key = "twilio/Calls/day=2024-05-01/Calls-2024-05-01.json.gz"
     result = sink.upload_verified(reader_for(data), key, len(data), META)
 
-    staged = ops_under(server, bucket, "twilio/_staging/")
-    assert staged["upload_part"] == 3 and staged["complete_multipart_upload"] == 1
-    assert staged["aws_chunked"] >= 3
-    final = server.counts()[f"{bucket}/{key}"]
-    assert final["upload_part_copy"] == 3 and final["complete_multipart_upload"] == 1
+    parts = calls.of("UploadPart")
+    assert sorted(p.size for p in parts) == sorted([8 * MiB, 8 * MiB, len(data) - 16 * MiB])
+    assert sum(p.size for p in parts) == len(data)  # each byte sent once
+    assert all(p.checksum == p.body_sha256 for p in parts)  # our SHA-256 of exactly the bytes sent, on every part
+    ops = calls.ops()
+    assert ops["CreateMultipartUpload"] == ops["CompleteMultipartUpload"] == ops["PutObjectTagging"] == 1
+    assert not COPY_OPS & set(ops) and "PutObject" not in ops and "HeadObject" not in ops  # no copy, no read-back
+    assert server.writes_by_key(bucket) == {key: 1}  # the server's own count: one object made visible, here
+    assert all_keys(client, bucket) == [key] and open_uploads(client, bucket) == []
     head = client.head_object(Bucket=bucket, Key=key)
-    assert head["Metadata"]["sha256"] == result.sha256 == hashlib.sha256(data).hexdigest()
+    assert head["Metadata"] == {**META, "size": str(len(data))}
     assert head["ContentType"] == "application/gzip" and head["ContentLength"] == len(data)
+    assert tags_of(client, bucket, key) == {"sha256": result.sha256, "records": str(result.records)}
     body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
-    assert hashlib.sha256(body).hexdigest() == result.sha256
-    assert staging_keys(client, bucket) == [] and open_uploads(client, bucket) == []
+    assert hashlib.sha256(body).hexdigest() == result.sha256 == hashlib.sha256(data).hexdigest()
+    if isinstance(server, MotoS3Server):  # moto counts operations too: nothing but the multipart upload wrote
+        final = server.counts()[f"{bucket}/{key}"]
+        assert final["upload_part"] == 3 and final["complete_multipart_upload"] == 1
+        assert not {"copy_object", "upload_part_copy", "put_object"} & set(final)
+
+
+class GatedReader:
+    """A VerifyingReader that hands out nothing past its first part until an UploadPart has been sent (or a
+    deadline passes): proof that parts go up while the reader is still reading."""
+
+    def __init__(self, data: bytes, part: int) -> None:
+        self.inner = reader_for(data)
+        self.part = part
+        self.handed_out = 0
+        self.part_sent = threading.Event()
+        self.overlapped: bool | None = None
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        if self.handed_out >= self.part and self.overlapped is None:
+            self.overlapped = self.part_sent.wait(timeout=30)
+        chunk = self.inner.read(size)
+        self.handed_out += len(chunk)
+        return chunk
+
+    def digest(self) -> Any:
+        return self.inner.digest()
+
+
+def test_parts_go_up_while_the_reader_is_still_reading(client: Any, bucket: str) -> None:
+    data = day_file(20 * MiB)
+    reader = GatedReader(data, part=8 * MiB)
+    client.meta.events.register("after-call.s3.UploadPart", lambda **_: reader.part_sent.set())
+    make_sink(client, bucket, **MULTIPART).upload_verified(reader, "twilio/overlap.json.gz", len(data), META)
+    assert reader.overlapped is True
 
 
 @pytest.mark.parametrize(
     ("size", "settings"),
-    [(1000, {}), (1000, STAGED), (20 * MiB, STAGED)],
-    ids=["single-put", "staging-put", "staging-multipart"],
+    [(1000, SINGLE), (1000, MULTIPART), (20 * MiB, MULTIPART)],
+    ids=["single-put", "multipart-one-part", "multipart-three-parts"],
 )
-def test_failed_verification_leaves_nothing(client: Any, bucket: str, size: int, settings: dict[str, Any]) -> None:
+def test_a_reader_failing_at_the_last_bytes_leaves_nothing(
+    server: S3Server, client: Any, bucket: str, size: int, settings: dict[str, Any]
+) -> None:
+    calls = S3Calls.record(client)
     sink = make_sink(client, bucket, **settings)
     data = bytearray(day_file(size))
     data[-8] ^= 0xFF  # CRC trailer: only detectable at the very end
@@ -218,101 +281,224 @@ def test_failed_verification_leaves_nothing(client: Any, bucket: str, size: int,
     with pytest.raises(CopyIntegrityError):
         sink.upload_verified(reader_for(bytes(data)), key, len(data), META)
     assert sink.head(key) is None
-    assert staging_keys(client, bucket) == [] and open_uploads(client, bucket) == []
+    assert_nothing_published(server, client, bucket)
+    assert "CompleteMultipartUpload" not in calls.ops() and "PutObject" not in calls.ops()
+    if settings is MULTIPART:
+        assert calls.ops()["AbortMultipartUpload"] == 1
+        parts = len(calls.of("UploadPart"))  # the last part is never handed out (an earlier one may be cancelled)
+        assert 1 <= parts <= 2 if size > 16 * MiB else parts == 0
 
 
-def test_stored_day_finds_the_same_file_so_it_is_written_once(server: MotoS3Server, client: Any, bucket: str) -> None:
-    """The one "already stored?" check (the day copier asks it before downloading): the same Twilio file is found
-    with its digest, so a second copy of it never reaches the write path."""
-    sink = make_sink(client, bucket)
+def test_an_interrupt_mid_upload_aborts_it(server: S3Server, client: Any, bucket: str) -> None:
+    """KeyboardInterrupt (or RQ's job timeout) while parts are in flight: the upload is aborted, the error kept."""
+    data = day_file(20 * MiB)
+    inner = reader_for(data)
+
+    class Interrupted:
+        def read(self, size: int | None = -1, /) -> bytes:
+            if inner.bytes_read >= 16 * MiB:
+                raise KeyboardInterrupt
+            return inner.read(size)
+
+        def digest(self) -> Any:
+            return inner.digest()
+
+    calls = S3Calls.record(client)
+    with pytest.raises(KeyboardInterrupt):
+        make_sink(client, bucket, **MULTIPART).upload_verified(Interrupted(), "twilio/i.json.gz", len(data), META)
+    assert calls.ops()["AbortMultipartUpload"] == 1 and calls.ops()["UploadPart"] >= 1
+    assert_nothing_published(server, client, bucket)
+
+
+def test_an_upload_aborted_under_us_fails_as_transient_and_leaves_nothing(
+    server: S3Server, client: Any, bucket: str
+) -> None:
+    """The janitor (or a lifecycle rule) aborts the upload while parts go up: NoSuchUpload, retried later."""
+    other = server.client()
+
+    def abort_first(params: dict[str, Any], **_: Any) -> None:
+        if params["PartNumber"] == 2:
+            other.abort_multipart_upload(Bucket=bucket, Key=params["Key"], UploadId=params["UploadId"])
+
+    client.meta.events.register("before-parameter-build.s3.UploadPart", abort_first)
+    data = day_file(20 * MiB)
+    with pytest.raises(TransientS3Error) as info:
+        make_sink(client, bucket, **MULTIPART).upload_verified(reader_for(data), "twilio/a.json.gz", len(data), META)
+    assert info.value.operation in ("UploadPart", "CompleteMultipartUpload")
+    if isinstance(server, SeaweedS3Server):  # moto answers a part for an aborted upload with a bare HTTP 500
+        assert info.value.code == "NoSuchUpload"
+    assert_nothing_published(server, client, bucket)
+
+
+@pytest.mark.parametrize("when", ["before-parameter-build", "before-send"])
+@pytest.mark.parametrize("settings", [SINGLE, MULTIPART], ids=["single-put", "multipart"])
+def test_a_part_corrupted_on_its_way_to_s3_is_refused_and_nothing_is_published(
+    seaweed_s3: SeaweedS3Server, when: str, settings: dict[str, Any]
+) -> None:
+    """A byte flipped after our SHA-256 was computed: between the reader and botocore (``before-parameter-build``:
+    botocore then signs the bad bytes), or on the wire (``before-send``). S3 re-hashes the body, answers BadDigest,
+    nothing is published. SeaweedFS only: moto stores a body that does not match its ChecksumSHA256."""
+    client = seaweed_s3.client()
+    bucket = f"relay-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=bucket)
+    operation = "PutObject" if settings is SINGLE else "UploadPart"
+    corrupted: list[str] = []
+
+    def flip_params(params: dict[str, Any], **_: Any) -> None:
+        if not corrupted and params.get("PartNumber", 2) == 2:
+            body = bytearray(params["Body"])
+            body[100] ^= 0x01
+            params["Body"] = bytes(body)
+            corrupted.append(params["ChecksumSHA256"])
+
+    def flip_wire(request: Any, **_: Any) -> None:
+        if not corrupted and (operation == "PutObject" or "partNumber=2" in request.url):
+            body = bytearray(request.body.read() if hasattr(request.body, "read") else request.body)
+            body[100] ^= 0x01
+            request.body = io.BytesIO(bytes(body))
+            corrupted.append(request.headers["x-amz-checksum-sha256"].decode())
+
+    client.meta.events.register(f"{when}.s3.{operation}", flip_params if when.startswith("before-param") else flip_wire)
+    data = day_file(20 * MiB if settings is MULTIPART else 4096)
+    sink = make_sink(client, bucket, **settings)
+    with pytest.raises(TransientS3Error) as info:
+        sink.upload_verified(reader_for(data), "twilio/x.json.gz", len(data), META)
+    assert info.value.code == "BadDigest" and info.value.operation == operation
+    assert isinstance(info.value, RetryableCopyError)
+    if settings is SINGLE:
+        assert corrupted == [sha256_b64(data)]  # the checksum S3 compared with was ours, of the verified bytes
+    else:
+        assert corrupted == [sha256_b64(data[8 * MiB : 16 * MiB])]
+    assert_nothing_published(seaweed_s3, client, bucket)
+
+
+@pytest.mark.parametrize(
+    ("operation", "settings"),
+    [("PutObject", SINGLE), ("UploadPart", MULTIPART), ("CompleteMultipartUpload", MULTIPART)],
+)
+def test_an_object_that_s3_hashes_differently_is_removed(
+    server: S3Server, client: Any, bucket: str, operation: str, settings: dict[str, Any]
+) -> None:
+    """Real S3 refuses a body that does not match its checksum (BadDigest, above); should it ever answer with another
+    checksum instead, nothing stays published. The answer is altered here, as no server does this by itself."""
+
+    def wrong_checksum(parsed: dict[str, Any], **_: Any) -> None:
+        parsed["ChecksumSHA256"] = base64.b64encode(b"\0" * 32).decode() + ("-1" if "Complete" in operation else "")
+
+    client.meta.events.register(f"after-call.s3.{operation}", wrong_checksum)
+    data = day_file(2048)
+    with pytest.raises(TransientS3Error, match=r"SHA-256|checksum"):
+        make_sink(client, bucket, **settings).upload_verified(reader_for(data), "twilio/x.json.gz", len(data), META)
+    assert all_keys(client, bucket) == [] and open_uploads(client, bucket) == []
+
+
+@PATHS
+def test_our_checksum_goes_with_every_write_whatever_the_checksum_setting(
+    server: S3Server, bucket: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, settings: dict[str, Any]
+) -> None:
+    """AWS_REQUEST_CHECKSUM_CALCULATION=when_required: botocore computes no checksum of its own, ours still goes
+    with every PutObject/UploadPart (and is the SHA-256 of exactly the bytes sent)."""
+    use_boto3_environment(server, monkeypatch, tmp_path)
+    monkeypatch.setenv("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
+    client = make_s3_client()
+    assert client.meta.config.request_checksum_calculation == "when_required"
+    calls = S3Calls.record(client)
+    sink = make_sink(client, bucket, **settings)
+    data = day_file(2048)
+    sink.upload_verified(reader_for(data), "twilio/plain.json.gz", len(data), META)
+    writes = calls.of("PutObject") + calls.of("UploadPart")
+    assert len(writes) == 1 and writes[0].checksum == writes[0].body_sha256 == sha256_b64(data)
+    assert sink.stored_day("twilio/plain.json.gz", len(data), META["twilio_create_date"]) is not None
+
+
+# -- already stored? ---------------------------------------------------------------------------------
+
+
+@PATHS
+def test_stored_day_finds_the_same_file_so_it_is_written_once(
+    server: S3Server, client: Any, bucket: str, settings: dict[str, Any]
+) -> None:
+    """The one "already stored?" check (the day copier asks it before downloading): the same Twilio file is found,
+    its digest read from the tags, so a second copy of it never reaches the write path."""
+    sink = make_sink(client, bucket, **settings)
     data = day_file(4096)
     key = "twilio/Messages/same.json.gz"
     first = sink.upload_verified(reader_for(data), key, len(data), META)
+    calls = S3Calls.record(client)
     stored = sink.stored_day(key, len(data), META["twilio_create_date"])
     assert stored == StoredDay(key, len(data), first.sha256, first.records)
+    assert calls.ops() == {"HeadObject": 1, "GetObjectTagging": 1}
     assert server.writes(bucket, key) == 1
-    assert client.head_object(Bucket=bucket, Key=key)["Metadata"]["job_sid"] == "JS0123"
-    assert staging_keys(client, bucket) == []
+    assert all_keys(client, bucket) == [key]
 
 
-def test_new_content_replaces_the_old(server: MotoS3Server, client: Any, bucket: str) -> None:
-    sink = make_sink(client, bucket)
-    key = "twilio/Messages/replaced.json.gz"
-    old, new = day_file(4096, seed=1), day_file(4096, seed=2)
-    sink.upload_verified(reader_for(old), key, len(old), META)
-    sink.upload_verified(reader_for(new), key, len(new), META)
-    assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == new
-    assert server.writes(bucket, key) == 2
-
-
-def test_a_copy_that_s3_hashes_differently_is_removed(
-    client: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(s3_sink, "_full_object_sha256", lambda head: "00" * 32)
-    sink = make_sink(client, bucket, **STAGED)
-    data = day_file(2048)
-    with pytest.raises(TransientS3Error, match="SHA-256"):
-        sink.upload_verified(reader_for(data), "twilio/x.json.gz", len(data), META)
-    assert sink.head("twilio/x.json.gz") is None and staging_keys(client, bucket) == []
-
-
-def test_a_put_refused_with_bad_digest_is_retried_and_leaves_nothing(server: MotoS3Server, bucket: str) -> None:
-    """Real S3 re-hashes a PutObject body against ChecksumSHA256 and answers 400 BadDigest on a mismatch (a
-    body corrupted on the way). moto does not check, so its answer is played here: the request must carry our
-    SHA-256, the error must be a retryable one, and no object may exist."""
-    client = server.client()
-    seen: dict[str, str] = {}
-
-    class Raw:
-        def stream(self, **_: Any) -> Iterator[bytes]:
-            yield (
-                b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>BadDigest</Code>'
-                b"<Message>The SHA256 you specified did not match the calculated checksum.</Message></Error>"
-            )
-
-    def refuse(request: Any, **_: Any) -> AWSResponse:
-        seen["checksum"] = request.headers["x-amz-checksum-sha256"].decode()
-        return AWSResponse(request.url, 400, {"Content-Type": "application/xml"}, Raw())
-
-    client.meta.events.register("before-send.s3.PutObject", refuse)
-    data = day_file(2048)
-    with pytest.raises(TransientS3Error) as info:
-        make_sink(client, bucket).upload_verified(reader_for(data), "twilio/x.json.gz", len(data), META)
-    assert info.value.code == "BadDigest" and info.value.operation == "PutObject"
-    assert seen["checksum"] == base64.b64encode(hashlib.sha256(data).digest()).decode()
-    assert make_sink(server.client(), bucket).head("twilio/x.json.gz") is None
-
-
-def test_a_put_that_s3_hashes_differently_is_removed(server: MotoS3Server, bucket: str) -> None:
-    """Real S3 refuses a body that does not match ChecksumSHA256 (BadDigest); should it ever answer with
-    another checksum instead, the object is removed. moto stores what it is sent, so its answer is altered."""
-    client = server.client()  # its own client: the hook below must not leak into other tests
-
-    def wrong_checksum(parsed: dict[str, Any], **_: Any) -> None:
-        parsed["ChecksumSHA256"] = base64.b64encode(b"\0" * 32).decode()
-
-    client.meta.events.register("after-call.s3.PutObject", wrong_checksum)
-    data = day_file(2048)
-    with pytest.raises(TransientS3Error, match="SHA-256"):
-        make_sink(client, bucket).upload_verified(reader_for(data), "twilio/x.json.gz", len(data), META)
-    assert make_sink(server.client(), bucket).head("twilio/x.json.gz") is None
-
-
-def test_stored_day_matches_size_and_create_date(client: Any, bucket: str) -> None:
+def test_stored_day_matches_size_and_create_date_before_reading_tags(client: Any, bucket: str) -> None:
     sink = make_sink(client, bucket)
     data = day_file(2048)
     key = "twilio/Messages/v.json.gz"
     assert sink.stored_day(key, len(data), "2024-05-03") is None
     sink.upload_verified(reader_for(data), key, len(data), META)
+    calls = S3Calls.record(client)
     assert sink.stored_day(key, len(data), "2024-05-03") is not None
     assert sink.stored_day(key, len(data), "2024-05-04") is None
     assert sink.stored_day(key, len(data) + 1, "2024-05-03") is None
+    assert calls.ops() == {"HeadObject": 3, "GetObjectTagging": 1}  # tags only for the match
     assert sink.stored_day(key, len(data), None) is None
     assert sink.stored_day(key, None, "2024-05-03") is None
+    assert len(calls.sent) == 4  # without a size or create_date: no request
 
 
-def test_sse_s3_and_storage_class_are_applied(client: Any, bucket: str) -> None:
-    sink = make_sink(client, bucket, sse="AES256", storage_class="STANDARD_IA")
+def test_stored_day_reads_the_digest_of_older_versions_from_the_metadata(client: Any, bucket: str) -> None:
+    """Objects written before the digest moved to tags carry sha256/records in their metadata."""
+    data = day_file(2048)
+    key = "twilio/Messages/old.json.gz"
+    sha = hashlib.sha256(data).hexdigest()
+    old_meta = {**META, "size": str(len(data)), "sha256": sha, "records": "7"}
+    client.put_object(Bucket=bucket, Key=key, Body=data, Metadata=old_meta, ContentType="application/gzip")
+    stored = make_sink(client, bucket).stored_day(key, len(data), META["twilio_create_date"])
+    assert stored == StoredDay(key, len(data), sha, 7)
+
+
+def test_an_object_never_tagged_is_not_taken_as_stored(client: Any, bucket: str) -> None:
+    """A worker that died between CompleteMultipartUpload and PutObjectTagging left an object without its digest:
+    the day is copied again rather than recorded without a sha256."""
+    sink = make_sink(client, bucket, **MULTIPART)
+    data = day_file(4096)
+    key = "twilio/Messages/untagged.json.gz"
+
+    def die(**_: Any) -> None:
+        raise SystemExit("worker killed")
+
+    client.meta.events.register("before-call.s3.PutObjectTagging", die)
+    with pytest.raises(SystemExit):
+        sink.upload_verified(reader_for(data), key, len(data), META)
+    client.meta.events.unregister("before-call.s3.PutObjectTagging", die)
+    assert sink.head(key) is not None and tags_of(client, bucket, key) == {}
+    assert sink.stored_day(key, len(data), META["twilio_create_date"]) is None
+    again = sink.upload_verified(reader_for(data), key, len(data), META)
+    assert sink.stored_day(key, len(data), META["twilio_create_date"]) == StoredDay(
+        key, len(data), again.sha256, again.records
+    )
+
+
+@PATHS
+def test_new_content_replaces_the_old(server: S3Server, client: Any, bucket: str, settings: dict[str, Any]) -> None:
+    sink = make_sink(client, bucket, **settings)
+    key = "twilio/Messages/replaced.json.gz"
+    old, new = day_file(4096, seed=1), day_file(4096, seed=2)
+    sink.upload_verified(reader_for(old), key, len(old), META)
+    result = sink.upload_verified(reader_for(new), key, len(new), META)
+    assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == new
+    assert tags_of(client, bucket, key)["sha256"] == result.sha256
+    assert server.writes(bucket, key) == 2
+
+
+# -- encryption, storage class, manifest -------------------------------------------------------------
+
+
+@PATHS
+def test_sse_s3_and_storage_class_are_applied(client: Any, bucket: str, settings: dict[str, Any]) -> None:
+    sink = make_sink(client, bucket, sse="AES256", storage_class="STANDARD_IA", **settings)
     data = day_file(2048)
     key = "twilio/Messages/enc.json.gz"
     sink.upload_verified(reader_for(data), key, len(data), META)
@@ -321,9 +507,14 @@ def test_sse_s3_and_storage_class_are_applied(client: Any, bucket: str) -> None:
     assert head["StorageClass"] == "STANDARD_IA"
 
 
-def test_sse_kms_with_key_id_is_applied(client: Any, bucket: str) -> None:
+@PATHS
+def test_sse_kms_with_key_id_is_applied(moto_s3: MotoS3Server, settings: dict[str, Any]) -> None:
+    """moto only: SeaweedFS has no KMS here (an aws:kms write answers InternalError)."""
+    client = moto_s3.client()
+    bucket = f"relay-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=bucket)
     key_id = "arn:aws:kms:us-east-1:123456789012:key/relay-test"
-    sink = make_sink(client, bucket, sse="aws:kms", kms_key_id=key_id)
+    sink = make_sink(client, bucket, sse="aws:kms", kms_key_id=key_id, **settings)
     data = day_file(2048)
     key = "twilio/Messages/kms.json.gz"
     sink.upload_verified(reader_for(data), key, len(data), META)
@@ -338,24 +529,32 @@ def test_put_json_uses_the_same_settings(client: Any, bucket: str) -> None:
     obj = client.get_object(Bucket=bucket, Key="twilio/Messages/_manifests/JS1.json")
     assert obj["ContentType"] == "application/json"
     assert obj["ServerSideEncryption"] == "AES256" and obj["StorageClass"] == "STANDARD_IA"
-    import json
-
     assert json.loads(obj["Body"].read()) == {"job_sid": "JS1", "days": [1, 2]}
 
 
 def test_head_missing_key_is_none(client: Any, bucket: str) -> None:
-    assert make_sink(client, bucket).head("twilio/nothing.json.gz") is None
+    sink = make_sink(client, bucket)
+    assert sink.head("twilio/nothing.json.gz") is None and sink.tags("twilio/nothing.json.gz") == {}
+
+
+def test_empty_file_is_one_put_whatever_the_settings(client: Any, bucket: str) -> None:
+    data = gzip.compress(b"", mtime=0)
+    for settings, key in ((SINGLE, "twilio/e1.json.gz"), (MULTIPART, "twilio/e2.json.gz")):
+        result = make_sink(client, bucket, **settings).upload_verified(reader_for(data), key, len(data), META)
+        assert result.records == 0 and tags_of(client, bucket, key)["records"] == "0"
+    zero = make_sink(client, bucket, **MULTIPART).upload_verified(reader_for(b""), "twilio/e3", 0, META)
+    assert zero.size == 0 and client.head_object(Bucket=bucket, Key="twilio/e3")["ContentLength"] == 0
 
 
 # -- janitor -----------------------------------------------------------------------------------------
 
 
-def test_janitor_aborts_stale_uploads_and_staging_objects(client: Any, bucket: str) -> None:
+def test_janitor_aborts_stale_uploads_and_old_staging_objects(client: Any, bucket: str) -> None:
     sink = make_sink(client, bucket)
     client.create_multipart_upload(Bucket=bucket, Key="twilio/Messages/day=2024-05-01/x.json.gz")
-    client.create_multipart_upload(Bucket=bucket, Key="twilio/_staging/abc/x.json.gz")
+    client.create_multipart_upload(Bucket=bucket, Key="twilio/_staging/abc/x.json.gz")  # from an older version
     client.create_multipart_upload(Bucket=bucket, Key="other/keep.json.gz")  # outside the prefix
-    client.put_object(Bucket=bucket, Key="twilio/_staging/def/y.json.gz", Body=b"partial")
+    client.put_object(Bucket=bucket, Key="twilio/_staging/def/y.json.gz", Body=b"partial")  # from an older version
     client.put_object(Bucket=bucket, Key="twilio/Messages/final.json.gz", Body=b"keep me")
 
     # moto reports every upload as initiated in 2010, so "too young" needs a threshold of a century
@@ -364,7 +563,7 @@ def test_janitor_aborts_stale_uploads_and_staging_objects(client: Any, bucket: s
 
     assert sink.abort_stale_uploads(timedelta(0)) == 3
     assert [u["Key"] for u in open_uploads(client, bucket)] == ["other/keep.json.gz"]
-    assert staging_keys(client, bucket) == []
+    assert client.list_objects_v2(Bucket=bucket, Prefix="twilio/_staging/").get("Contents") is None
     assert sink.head("twilio/Messages/final.json.gz") is not None
     assert sink.abort_stale_uploads(timedelta(0)) == 0
 
@@ -372,11 +571,16 @@ def test_janitor_aborts_stale_uploads_and_staging_objects(client: Any, bucket: s
 def test_janitor_with_empty_prefix_leaves_other_writers_alone(client: Any, bucket: str) -> None:
     sink = make_sink(client, bucket, prefix="")
     client.create_multipart_upload(Bucket=bucket, Key="someone-else/upload.bin")
+    client.create_multipart_upload(Bucket=bucket, Key="Messages/day=2024-05-01/Messages-2024-05-01.json.gz")
+    client.create_multipart_upload(Bucket=bucket, Key="Messages/day=2024-05-01/Calls-2024-05-01.json.gz")
     client.create_multipart_upload(Bucket=bucket, Key="_staging/abc/x.json.gz")
     client.put_object(Bucket=bucket, Key="_staging/def/y.json.gz", Body=b"partial")
-    assert sink.abort_stale_uploads(timedelta(0)) == 2
-    assert [u["Key"] for u in open_uploads(client, bucket)] == ["someone-else/upload.bin"]
-    assert staging_keys(client, bucket, prefix="") == []
+    assert sink.abort_stale_uploads(timedelta(0)) == 3
+    assert sorted(u["Key"] for u in open_uploads(client, bucket)) == [
+        "Messages/day=2024-05-01/Calls-2024-05-01.json.gz",  # not a key the template makes
+        "someone-else/upload.bin",
+    ]
+    assert client.list_objects_v2(Bucket=bucket, Prefix="_staging/").get("Contents") is None
 
 
 # -- errors ------------------------------------------------------------------------------------------
@@ -389,15 +593,17 @@ def test_check_bucket(client: Any, bucket: str) -> None:
     assert isinstance(info.value, PermanentCopyError)
 
 
-@pytest.mark.parametrize(("settings", "where"), [({}, "twilio/x.json.gz"), (STAGED, "_staging")])
-def test_upload_to_missing_bucket_is_permanent(client: Any, settings: dict[str, Any], where: str) -> None:
+@pytest.mark.parametrize(
+    ("settings", "operation"), [(SINGLE, "PutObject"), (MULTIPART, "CreateMultipartUpload")], ids=["single", "mp"]
+)
+def test_upload_to_missing_bucket_is_permanent(client: Any, settings: dict[str, Any], operation: str) -> None:
     sink = make_sink(client, "relay-no-such-bucket", **settings)
     data = day_file(1000)
     with pytest.raises(PermanentS3Error) as info:
         sink.upload_verified(reader_for(data), "twilio/x.json.gz", len(data), META)
     err = info.value
-    assert err.bucket == "relay-no-such-bucket" and err.code == "NoSuchBucket"
-    assert "relay-no-such-bucket" in str(err) and where in str(err)
+    assert err.bucket == "relay-no-such-bucket" and err.code == "NoSuchBucket" and err.operation == operation
+    assert "relay-no-such-bucket" in str(err) and operation in str(err)
 
 
 def test_unreachable_endpoint_is_transient() -> None:
@@ -433,6 +639,8 @@ def client_error(code: str, status: int) -> ClientError:
         (client_error("SlowDown", 503), TransientS3Error),
         (client_error("InternalError", 500), TransientS3Error),
         (client_error("RequestTimeout", 400), TransientS3Error),
+        (client_error("BadDigest", 400), TransientS3Error),
+        (client_error("NoSuchUpload", 404), TransientS3Error),
         (client_error("Whatever", 502), TransientS3Error),
         (client_error("TooManyRequests", 429), TransientS3Error),
         (EndpointConnectionError(endpoint_url="https://s3"), TransientS3Error),
@@ -445,10 +653,26 @@ def test_error_classification(exc: Exception, cls: type) -> None:
     assert "PutObject" in str(err) and "s3://bkt/some/key" in str(err)
 
 
+@PATHS
+def test_a_stream_that_cannot_prove_its_digest_is_not_published(
+    server: S3Server, client: Any, bucket: str, settings: dict[str, Any]
+) -> None:
+    """The sink refuses a stream that cannot prove its digest (it would publish unverified bytes)."""
+
+    class Plain(io.BytesIO):
+        def digest(self) -> Any:
+            raise CopyIntegrityError("no digest")
+
+    data = day_file(1000)
+    with pytest.raises(CopyIntegrityError):
+        make_sink(client, bucket, **settings).upload_verified(Plain(data), "twilio/p.json.gz", len(data), META)
+    assert_nothing_published(server, client, bucket)
+
+
 # -- the client factory ------------------------------------------------------------------------------
 
 
-def use_boto3_environment(server: MotoS3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def use_boto3_environment(server: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The server's AWS_* variables, and no config or credentials file of whoever runs the tests."""
     for name, value in server.env().items():
         monkeypatch.setenv(name, value)
@@ -457,7 +681,7 @@ def use_boto3_environment(server: MotoS3Server, monkeypatch: pytest.MonkeyPatch,
 
 
 def test_make_s3_client_reads_boto3_environment(
-    server: MotoS3Server, bucket: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    server: S3Server, bucket: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     use_boto3_environment(server, monkeypatch, tmp_path)
     monkeypatch.delenv("AWS_MAX_ATTEMPTS", raising=False)
@@ -475,32 +699,6 @@ def test_make_s3_client_reads_boto3_environment(
     monkeypatch.setenv("AWS_S3_ADDRESSING_STYLE", "sideways")
     with pytest.raises(ValueError, match="AWS_S3_ADDRESSING_STYLE"):
         make_s3_client()
-
-
-def test_checksum_mode_from_environment(
-    server: MotoS3Server, bucket: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    """AWS_REQUEST_CHECKSUM_CALCULATION=when_required: no default checksum, so no aws-chunked body."""
-    use_boto3_environment(server, monkeypatch, tmp_path)
-    monkeypatch.setenv("AWS_REQUEST_CHECKSUM_CALCULATION", "when_required")
-    sink = make_sink(make_s3_client(), bucket)
-    data = day_file(2048)
-    sink.upload_verified(reader_for(data), "twilio/plain.json.gz", len(data), META)
-    assert ops_under(server, bucket, "twilio/_staging/").get("aws_chunked", 0) == 0
-    assert sink.head("twilio/plain.json.gz") is not None
-
-
-def test_upload_fileobj_of_a_plain_stream_is_not_verified(client: Any, bucket: str) -> None:
-    """The sink refuses a stream that cannot prove its digest (it would publish unverified bytes)."""
-
-    class Plain(io.BytesIO):
-        def digest(self) -> Any:
-            raise CopyIntegrityError("no digest")
-
-    with pytest.raises(CopyIntegrityError):
-        make_sink(client, bucket).upload_verified(Plain(b"x"), "twilio/p.json.gz", 1, META)
-    assert make_sink(client, bucket).head("twilio/p.json.gz") is None
-    assert staging_keys(client, bucket) == []
 
 
 # -- the harness itself ---------------------------------------------------------------------------------
