@@ -105,7 +105,7 @@ def serve(directory: str, port: int) -> None:
 
 def _time_phases(sink: Any, phases: dict[str, float]) -> None:
     """Time the sink's two big steps: the streamed upload to staging and the server-side copy."""
-    for name in ("_upload_staging", "_publish"):
+    for name in ("_upload_parts", "_complete"):  # the streamed parts, then CompleteMultipartUpload
         method = getattr(sink, name)
 
         def timed(*args: Any, _method: Any = method, _name: str = name) -> Any:
@@ -141,7 +141,7 @@ def report(mode: str, results: list[dict[str, float]]) -> None:
     peak = max(r["peak_rss_mib"] for r in results)
     phases = "".join(
         f"  {name.strip('_')} median {statistics.median(r[name] for r in results):5.2f} s"
-        for name in ("_upload_staging", "_publish")
+        for name in ("_upload_parts", "_complete")
         if name in results[0]
     )
     print(f"{mode:12s} {size:6.1f} MiB  {rates}peak RSS {peak:6.1f} MiB{phases}", flush=True)

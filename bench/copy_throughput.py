@@ -155,9 +155,9 @@ def _timed_sink(base: Any, phases: dict[str, float]) -> Any:
         "TimedS3Sink",
         (base,),
         {
-            "_upload_staging": timed("download+verify+upload to staging", base._upload_staging),
-            "_publish": timed("server-side copy to the final key", base._publish),
-            "_check_published": timed("read-back check", base._check_published),
+            "_upload_parts": timed("download+verify+upload parts", base._upload_parts),
+            "_complete": timed("complete multipart upload", base._complete),
+            "_tag": timed("digest tags", base._tag),
         },
     )
 

@@ -181,7 +181,8 @@ def check_copy(stack: LocalStack, url: str, admin_token: str) -> str:
     expected = stack.sandbox.expected_day(RESOURCE_TYPE, day)
     head = stack.s3.client().head_object(Bucket=BUCKET, Key=copied["key"])
     assert head["ContentLength"] == expected["size"], (head["ContentLength"], expected["size"])
-    assert head["Metadata"]["sha256"] == expected["sha256"], "the S3 object is not the sandbox's day file"
+    tags = stack.s3.client().get_object_tagging(Bucket=BUCKET, Key=copied["key"])["TagSet"]  # sha256 is a tag
+    assert {"Key": "sha256", "Value": expected["sha256"]} in tags, "the S3 object is not the sandbox's day file"
     return f"{RESOURCE_TYPE} {day}: {expected['size']} bytes at s3://{BUCKET}/{copied['key']}"
 
 

@@ -38,7 +38,8 @@ def _print_table(view: dict, s3: S3Server) -> None:
     for d in view["days"]:
         if d["key"]:
             head = client.head_object(Bucket=BUCKET, Key=d["key"])  # what is really in S3, not what we recorded
-            size, sha = head["ContentLength"], head["Metadata"].get("sha256", "")
+            tags = client.get_object_tagging(Bucket=BUCKET, Key=d["key"])["TagSet"]  # sha256/records: tags
+            size, sha = head["ContentLength"], next((t["Value"] for t in tags if t["Key"] == "sha256"), "")
         else:
             size, sha = 0, ""
         print(f"{d['day']:<12} {d['state']:<8} {size:>9} {d['records'] or 0:>8}  {sha[:16]:<16}  {d['key'] or '-'}")

@@ -39,8 +39,9 @@ def assert_day_in_s3(s3, bucket, sandbox, view_day: dict, rt: str) -> None:
     assert hashlib.sha256(body).hexdigest() == expected["sha256"] == view_day["sha256"]
     assert obj["ContentType"] == "application/gzip" and not obj.get("ContentEncoding")
     meta = obj["Metadata"]
-    assert meta["sha256"] == expected["sha256"] and int(meta["records"]) == expected["records"]
-    assert meta["day"] == view_day["day"] and meta["job_sid"]
+    tags = {t["Key"]: t["Value"] for t in s3.client().get_object_tagging(Bucket=bucket, Key=view_day["key"])["TagSet"]}
+    assert tags["sha256"] == expected["sha256"] and int(tags["records"]) == expected["records"]  # digest: tags
+    assert meta["day"] == view_day["day"] and meta["job_sid"] and meta["size"] == str(expected["size"])
 
 
 def test_livez_from_procfile_gunicorn(make_stack):
