@@ -6,10 +6,11 @@ credentials are attached (proxies from the environment are still honoured, expli
 read raw (``decode_content=False``) so a ``Content-Encoding: gzip`` on Twilio's object can never make
 us store inflated bytes. The URL's query string is a credential: it never appears in our errors.
 
-``VerifyingReader`` sits between the HTTP body and s3transfer: it hashes (SHA-256), counts, and
+``VerifyingReader`` sits between the HTTP body and the S3 sink: it hashes (SHA-256), counts, and
 inflates the gzip members as bytes pass, in bounded chunks, and raises ``CopyIntegrityError``
 *before handing over the last bytes* when the body is not exactly the expected, intact gzip file. The
-sink relies on that: an upload whose reader raised is aborted and never published.
+sink relies on that: it sends parts of a multipart upload while the reader is still reading, and an
+upload whose reader raised is aborted, never completed (``workers.s3_sink``).
 
 Errors: everything raised on purpose is a ``workers.copy_errors`` class: ``RetryableCopyError`` (try again,
 with a fresh link from FetchDay) or ``PermanentCopyError`` (give up and record the day as failed).
@@ -168,7 +169,7 @@ class VerifyingReader:
         return True
 
     def seekable(self) -> bool:
-        return False  # tells s3transfer to buffer parts itself instead of seeking
+        return False  # a stream: read once, never rewound
 
     def read(self, size: int | None = -1, /) -> bytes:
         """Up to ``size`` bytes (all that remain if negative); fewer only at the verified end."""
@@ -389,7 +390,8 @@ def copy_link_to_s3(
 
     ``expected_size`` is the Day's ``size`` from Twilio; if Twilio gave none, the link's Content-Length
     is used instead (and the gzip trailers remain the integrity check). ``metadata`` should hold
-    job_sid, day, resource_type and twilio_create_date; the sink adds size, sha256 and records. Whether
+    job_sid, day, resource_type and twilio_create_date; the sink adds size, and puts sha256 and records in the
+    object's tags (also returned here, for the registry and the manifest). Whether
     ``key`` already holds the file was decided by the caller (``S3Sink.stored_day``).
     """
     with closing(open_link(url, timeout, verify=verify)) as resp:
