@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo bench chaos image-check clean
+.PHONY: venv test lint demo run bench chaos image-check clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required" or 0)'
@@ -27,6 +27,11 @@ lint: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m scripts.demo
+
+# The relay on this machine against your Twilio account and bucket, settings from .env (see .env.example);
+# Ctrl-C stops it. ARGS: e.g. ARGS="--port 9000" (scripts/run.py --help).
+run: $(STAMP)
+	$(BIN)/python -m scripts.run $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all
