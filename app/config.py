@@ -81,7 +81,7 @@ class Settings:
     s3_sse_kms_key_id: str | None
     s3_storage_class: str | None
     admin_token: str | None  # only the web needs it (see require_web_settings); worker and poller run without
-    s3_single_put_max_mib: int = 64
+    s3_single_put_max_mib: int = 16
     poll_interval_seconds: int = 60
     janitor_interval_seconds: int = 3600
     webhook_max_body_bytes: int = 64 * 1024
@@ -150,7 +150,7 @@ def _intervals(env: Mapping[str, str], name: str, default: str) -> tuple[int, ..
 
 def _single_put_max(env: Mapping[str, str]) -> int:
     """Day files up to this many MiB are held in memory and written with one PutObject (see workers.s3_sink)."""
-    value = _int(env, "S3_SINGLE_PUT_MAX_MIB", 64)
+    value = _int(env, "S3_SINGLE_PUT_MAX_MIB", 16)  # measured: bench/README.md, "Single PUT or multipart"
     if value > 256:
         raise ConfigError(f"S3_SINGLE_PUT_MAX_MIB must be <= 256: each worker holds that much in memory (got {value})")
     return value
@@ -342,7 +342,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if sse is not None and sse not in ("AES256", "aws:kms"):
         raise ConfigError(f"S3_SSE must be AES256 or aws:kms (got {sse!r})")
     secondary = _get(env, "TWILIO_AUTH_TOKEN_SECONDARY")
-    signature_policy = _choice(env, "WEBHOOK_SIGNATURE", "if-present", ("if-present", "required"))
+    signature_policy = _choice(env, "WEBHOOK_SIGNATURE", "auto", ("auto", "if-present", "required"))
     if signature_policy == "required" and not auth_token:
         raise ConfigError("WEBHOOK_SIGNATURE=required needs TWILIO_AUTH_TOKEN (signatures are made with it)")
     key_template = _get(env, "S3_KEY_TEMPLATE")

@@ -135,9 +135,21 @@ def _health(svc: Services) -> dict[str, Any]:
             }
         ]
         checks["feeds:lagDays"] = _feed_checks(svc)
+        checks["webhooks:signaturePolicy"] = [_signature_policy(svc)]
     statuses = {c["status"] for entries in checks.values() for c in entries}
     overall = "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass"
     return {"status": overall, "serviceId": "bulkexport-relay", "checks": checks}
+
+
+def _signature_policy(svc: Services) -> dict[str, Any]:
+    """WEBHOOK_SIGNATURE and, under ``auto``, whether unsigned deliveries are refused yet (app.intake)."""
+    policy = svc.settings.webhook_signature
+    seen = svc.registry.signed_seen()
+    refusing = policy == "required" or (policy == "auto" and seen is not None)
+    detail = "unsigned deliveries refused" if refusing else "unsigned deliveries accepted"
+    if policy == "auto":
+        detail += " (a signed delivery has been seen)" if seen else " until a signed delivery is seen"
+    return {"status": "pass", "observedValue": policy, "output": detail}
 
 
 FEED_LAG_WARN_DAYS = 2

@@ -38,6 +38,9 @@ bp = Blueprint("intake", __name__)
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
 REDACTED_HEADERS = {"authorization", "cookie", "x-twilio-signature", "proxy-authorization"}
 BODY_LOG_LIMIT = 2048
+HOOK_MAX_BODY_BYTES = 16 * 1024  # Twilio's callbacks are a few hundred bytes; the API allows WEBHOOK_MAX_BODY_BYTES
+HOOK_MAX_FORM_FIELDS = 64
+WEBHOOK_SYNC_EVERY_SECONDS = 60  # at most one webhook-triggered sync per job and minute (the rest: deferred)
 
 
 def called_url() -> str:
@@ -124,51 +127,77 @@ def bulkexport_webhook() -> Response:
 
 
 def _handle_delivery(svc: Services) -> Response:
-    _load_body()
+    """Token first: an unknown token costs one Redis round trip and nothing else (no body parsed, no HMAC)."""
     token = request.args.get("token", "")
     if not TOKEN_RE.fullmatch(token):
         return _reject(404, "rejected_token")
-    # The signature is checked before the lookup (no I/O, so this costs nothing extra) so that the lookup can
-    # also count the delivery: one Redis round trip for the steady state. Answers keep their order: an
-    # unknown token is a 404 whatever its signature.
-    signed = _signature_acceptable(svc)
-    token_hash = hash_token(token)
-    found = svc.registry.webhook_lookup(token_hash, svc.enqueuer.sync_key_prefix(), count_delivery=signed)
-    job_sid = found.job_sid
-    if job_sid is None:
-        if found.pending and not signed:
-            return _reject(403, "rejected_signature")
-        if found.pending:
-            # Twilio called back before its create answer reached us; the poller syncs the job once stored.
-            WEBHOOKS.labels("early").inc()
-            _log_request("early", None)
-            return Response(status=202)
+    found = svc.registry.lookup_token(hash_token(token))
+    if found.target is None and not found.pending:
         return _reject(404, "rejected_token")
-    if not signed:
-        return _reject(403, "rejected_signature", job_sid)
-    if job_sid.startswith(DAILY_TARGET):
+    _limit_body()
+    signed = _signature_acceptable(svc, found.signed_seen)
+    if signed is None:
+        return _reject(403, "rejected_signature", found.target)
+    if found.target is None:
+        # Twilio called back before its create answer reached us; the poller syncs the job once stored.
+        WEBHOOKS.labels("early").inc()
+        _log_request("early", None)
+        return Response(status=202)
+    if found.target.startswith(DAILY_TARGET):
+        if signed:
+            svc.registry.mark_signed_seen()
+        if not svc.registry.webhook_rate_ok(found.target, WEBHOOK_SYNC_EVERY_SECONDS):
+            WEBHOOKS.labels("throttled").inc()  # the poller sweeps anyway (SWEEP_INTERVAL_SECONDS)
+            return Response(status=204)
         # A daily export's file is ready: look at Twilio's day list now (one sweep queued at a time).
-        queued = svc.enqueuer.sweep(job_sid.removeprefix(DAILY_TARGET))
-    else:
-        # A sync already queued or running covers this delivery (the steady state of duplicate deliveries).
-        queued = not svc.enqueuer.is_active(found.sync_status) and svc.enqueuer.sync(job_sid)
+        return _answer(svc.enqueuer.sweep(found.target.removeprefix(DAILY_TARGET)), found.target, first=True)
+    job_sid = found.target
+    delivery = svc.registry.record_delivery(
+        job_sid, svc.enqueuer.sync_key_prefix() + job_sid, signed, WEBHOOK_SYNC_EVERY_SECONDS
+    )
+    if not delivery.may_sync and not svc.enqueuer.is_active(delivery.sync_status):
+        WEBHOOKS.labels("throttled").inc()  # the job is due for the poller when the limit ends
+        log.info("webhook throttled", extra={"job_sid": job_sid})
+        return Response(status=204)
+    # A sync already queued or running covers this delivery (the steady state of duplicate deliveries).
+    return _answer(delivery.may_sync and svc.enqueuer.sync(job_sid), job_sid, first=delivery.number == 1)
+
+
+def _answer(queued: bool, target: str, first: bool) -> Response:
     outcome = "accepted" if queued else "duplicate"
     WEBHOOKS.labels(outcome).inc()
-    if queued or found.delivery == 1:
+    if queued or first:
         # The full request: how we learn Twilio's real payload. A job's first delivery is logged even when a
         # poller's sync already covers it, so every job's payload is on record.
-        _log_request(outcome, job_sid)
+        _log_request(outcome, target)
     else:
         # Counted (metric, the job's webhooks_received) and in the access log; the line is for debugging only.
-        log.debug("webhook duplicate", extra={"job_sid": job_sid})
+        log.debug("webhook duplicate", extra={"job_sid": target})
     return Response(status=204)
 
 
-def _signature_acceptable(svc: Services) -> bool:
-    """A valid signature, or none at all unless ``WEBHOOK_SIGNATURE=required``."""
+def _limit_body() -> None:
+    """Webhooks are small: a far lower body and field limit than the API's, applied before anything is read."""
+    request.max_content_length = min(_svc().settings.webhook_max_body_bytes, HOOK_MAX_BODY_BYTES)
+    request.max_form_parts = HOOK_MAX_FORM_FIELDS
+    request.max_form_memory_size = HOOK_MAX_BODY_BYTES
+    _load_body()
+    if request.mimetype in FORM_TYPES and len(list(request.form.items(multi=True))) > HOOK_MAX_FORM_FIELDS:
+        raise RequestEntityTooLarge(f"a webhook carries at most {HOOK_MAX_FORM_FIELDS} form fields")
+
+
+def _signature_acceptable(svc: Services, signed_seen: bool) -> bool | None:
+    """True: validly signed. False: unsigned but accepted by the policy. None: refuse (403).
+
+    ``auto`` (the default): unsigned deliveries are accepted only until this deployment has seen one validly
+    signed delivery (remembered in Redis, shown by /health); Twilio signs every webhook it sends, so from then
+    on an unsigned one can only be someone replaying a token read from a log. ``if-present`` keeps accepting
+    unsigned ones; ``required`` never does. A present but wrong signature is always refused."""
     signature = request.headers.get("X-Twilio-Signature")
+    policy = svc.settings.webhook_signature
     if signature is None or not svc.settings.auth_tokens:
         # Without TWILIO_AUTH_TOKEN (API-key credentials) no signature can be checked: a signed delivery is then
         # as trustworthy as an unsigned one, and `required` is refused at start-up for that configuration.
-        return svc.settings.webhook_signature != "required"
-    return signature_valid(signature, svc.settings.auth_tokens)
+        unsigned_ok = policy == "if-present" or (policy == "auto" and not signed_seen)
+        return False if unsigned_ok else None
+    return True if signature_valid(signature, svc.settings.auth_tokens) else None

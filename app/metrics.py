@@ -35,7 +35,7 @@ _redis: redis.Redis | None = None
 WEBHOOKS = Counter(
     "relay_webhooks_total",
     "Webhook deliveries by outcome",
-    ["outcome"],  # accepted, duplicate, early, rejected_token, rejected_signature, unavailable, too_large
+    ["outcome"],  # accepted, duplicate, throttled, early, rejected_token, rejected_signature, unavailable, too_large
 )
 
 

@@ -18,6 +18,8 @@ ber:lock:poll                       string  the running poll (one at a time acro
 ber:lock:enqueue:{rq_job_id}        string  owner of the replacement of an ended RQ task (queueing)       10 s
 ber:orphan:{rq_job_id}:{enqueued}   string  first sighting of a popped-but-never-started task (queueing)  1 day
 ber:poller:last_run                 string  unix time of the last completed poll                          none
+ber:webhooks:signed_seen            string  when the first validly signed webhook arrived (policy auto)    none
+ber:hookrate:{sid}                  string  a webhook queued this job's sync lately (rate limit)          60 s
 ber:metrics                         hash    cluster-wide counters and histograms (app/metrics.py)         none
 ==================================  ======  ===========================================================  ==========
 
@@ -42,6 +44,7 @@ from app.errors import QuotaExceeded
 PREFIX = "ber:"
 PENDING_TTL = 24 * 3600
 QUOTA_TTL = 2 * 24 * 3600
+SIGNED_MARKER = f"{PREFIX}webhooks:signed_seen"
 ORPHAN_SIGHTING_TTL = 86400  # far longer than any gap between two enqueue attempts (re-syncs: <= 15 min)
 DAILY_DAY_QUOTA = 366
 
@@ -244,36 +247,51 @@ end
 return 1
 """
 
-# Webhook hot path in one round trip: token -> job_sid (or "pending"), plus the status of the job's queued sync;
-# with ARGV[2] == '1' (a signature the caller accepted) it also counts the delivery on the job.
-_WEBHOOK_LOOKUP_LUA = """
-local sid = redis.call('GET', KEYS[1])
-if not sid then
-  if redis.call('EXISTS', KEYS[2]) == 1 then return {'', 'pending'} end
-  return {'', ''}
+# A webhook token -> its target (job_sid or daily:{owner}), whether its submission is still pending, and whether
+# this deployment has seen a validly signed delivery. KEYS: token, pending, signed-marker.
+_WEBHOOK_TARGET_LUA = """
+local target = redis.call('GET', KEYS[1]) or ''
+local pending = 0
+if target == '' then pending = redis.call('EXISTS', KEYS[2]) end
+return {target, pending, redis.call('EXISTS', KEYS[3])}
+"""
+
+# Count an accepted delivery on its job and decide whether it may queue a sync. KEYS: job hash, active zset, the
+# job's RQ sync-task hash, its webhook rate key, the signed-delivery marker. ARGV: sid, now, signed (1/0),
+# rate seconds. Returns {delivery number, sync task status, allowed (1/0)}.
+_RECORD_DELIVERY_LUA = """
+if ARGV[3] == '1' then redis.call('SET', KEYS[5], ARGV[2], 'NX') end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, '', 0} end
+local delivery = redis.call('HINCRBY', KEYS[1], 'webhooks_received', 1)
+local status = redis.call('HGET', KEYS[3], 'status') or ''
+if status == 'started' then
+  -- the running sync may have read Twilio before this completion: it looks again before it ends, and the
+  -- job is due for the poller at once in case the sync had already made its last check
+  redis.call('HSET', KEYS[1], 'resync', '1')
+  redis.call('ZADD', KEYS[2], 'XX', ARGV[2], ARGV[1])
 end
-local status = redis.call('HGET', ARGV[1] .. sid, 'status')
-local delivery = 0
-if ARGV[2] == '1' and redis.call('EXISTS', ARGV[3] .. sid) == 1 then
-  delivery = redis.call('HINCRBY', ARGV[3] .. sid, 'webhooks_received', 1)
-  if status == 'started' then
-    -- the running sync may have read Twilio before this completion: it looks again before it ends, and the
-    -- job is due for the poller at once in case the sync had already made its last check
-    redis.call('HSET', ARGV[3] .. sid, 'resync', '1')
-    redis.call('ZADD', ARGV[4], 'XX', ARGV[5], sid)
-  end
+if status == 'queued' or status == 'started' or status == 'scheduled' or status == 'deferred' then
+  return {delivery, status, 0}
 end
-return {sid, status or '', delivery}
+if redis.call('SET', KEYS[4], ARGV[2], 'NX', 'EX', ARGV[4]) then return {delivery, status, 1} end
+-- throttled: the poller looks at the job when the limit ends, so a real completion is at most that late
+redis.call('ZADD', KEYS[2], 'XX', tonumber(ARGV[2]) + redis.call('TTL', KEYS[4]), ARGV[1])
+return {delivery, status, 0}
 """
 
 
-class WebhookLookup(NamedTuple):
-    """What the webhook needs to know about a token, in one round trip."""
+class TokenLookup(NamedTuple):
+    """What a webhook's token names, before anything of the request is parsed."""
 
-    job_sid: str | None
+    target: str | None  # job_sid, or daily:{owner}; None if unknown
     pending: bool  # no job yet, but a submission with this token is in flight
+    signed_seen: bool  # a validly signed delivery has reached this deployment (WEBHOOK_SIGNATURE=auto)
+
+
+class Delivery(NamedTuple):
+    number: int  # this delivery's number for the job (0: the job vanished meanwhile)
     sync_status: str  # RQ status of the job's sync task ('' if none)
-    delivery: int = 0  # this delivery's number for the job when it was counted, else 0
+    may_sync: bool  # no sync covers it and the job's webhook rate limit allows one now
 
 
 class Registry:
@@ -286,7 +304,8 @@ class Registry:
         self._quota = client.register_script(_QUOTA_LUA)
         self._claim = client.register_script(_CLAIM_DAY_LUA)
         self._schedule = client.register_script(_SCHEDULE_LUA)
-        self._webhook_lookup = client.register_script(_WEBHOOK_LOOKUP_LUA)
+        self._token_lookup = client.register_script(_WEBHOOK_TARGET_LUA)
+        self._record_delivery = client.register_script(_RECORD_DELIVERY_LUA)
         self._all_days_final = client.register_script(_ALL_DAYS_FINAL_LUA)
         self._acquire_lock = client.register_script(_ACQUIRE_LOCK_LUA)
         self._add_job = client.register_script(_ADD_JOB_LUA)
@@ -357,22 +376,31 @@ class Registry:
                 out[str(key).removeprefix(f"{PREFIX}pending:")] = {str(k): str(v) for k, v in data.items()}
         return out
 
-    def webhook_lookup(self, token_hash: str, sync_job_key_prefix: str, count_delivery: bool = False) -> WebhookLookup:
-        """The job a webhook token belongs to, whether its submission is still pending, its sync task's status.
+    def lookup_token(self, token_hash: str) -> TokenLookup:
+        """The webhook's first step, one round trip: what the token names (nothing of the request is parsed yet)."""
+        keys = [f"{PREFIX}token:{token_hash}", f"{PREFIX}pending:{token_hash}", SIGNED_MARKER]
+        target, pending, signed_seen = self._token_lookup(keys=keys)
+        return TokenLookup(str(target) or None, bool(int(pending)), bool(int(signed_seen)))
 
-        With ``count_delivery`` the job's ``webhooks_received`` is incremented in the same script (the caller
-        has already checked the signature) and the new count returned; if the job's sync is running at that
-        moment, a re-sync is requested (``take_resync_request``). One round trip on the webhook's hot
-        path; the RQ key prefix comes from the caller so this module does not need to know RQ's key layout.
-        """
-        now = str(time.time())
-        sid, extra, *rest = self._webhook_lookup(
-            keys=[f"{PREFIX}token:{token_hash}", f"{PREFIX}pending:{token_hash}"],
-            args=[sync_job_key_prefix, "1" if count_delivery else "0", f"{PREFIX}job:", f"{PREFIX}jobs:active", now],
+    def record_delivery(self, sid: str, sync_task_key: str, signed: bool, rate_seconds: int) -> Delivery:
+        """Count an accepted delivery on its job (one round trip; see _RECORD_DELIVERY_LUA). ``sync_task_key``:
+        RQ's hash of the job's sync task, from the caller, so this module need not know RQ's key layout."""
+        keys = [self.job_key(sid), f"{PREFIX}jobs:active", sync_task_key, f"{PREFIX}hookrate:{sid}", SIGNED_MARKER]
+        number, status, allowed = self._record_delivery(
+            keys=keys, args=[sid, time.time(), "1" if signed else "0", rate_seconds]
         )
-        if not sid:
-            return WebhookLookup(None, extra == "pending", "")
-        return WebhookLookup(str(sid), False, str(extra), int(rest[0]) if rest else 0)
+        return Delivery(int(number), str(status), bool(int(allowed)))
+
+    def webhook_rate_ok(self, target: str, rate_seconds: int) -> bool:
+        """At most one webhook-triggered action per target and ``rate_seconds`` (daily-export sweeps)."""
+        return bool(self.r.set(f"{PREFIX}hookrate:{target}", str(time.time()), nx=True, ex=rate_seconds))
+
+    def mark_signed_seen(self) -> None:
+        self.r.set(SIGNED_MARKER, str(time.time()), nx=True)
+
+    def signed_seen(self) -> float | None:
+        value = self.r.get(SIGNED_MARKER)
+        return float(str(value)) if value else None
 
     # -- jobs ---------------------------------------------------------------------------------------------
     def add_job(self, job: JobRecord) -> bool:

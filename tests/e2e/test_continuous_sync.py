@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
-from pathlib import Path
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
 
+from devstack.calendar import Calendar
 from devstack.procs import wait_until
 from devstack.relay import start_process
 
@@ -23,32 +23,6 @@ pytestmark = pytest.mark.e2e
 
 T0 = date(2026, 6, 10)  # the simulated "today" every scenario starts from
 RT = "Messages"
-
-
-class Calendar:
-    """Moves the sandbox clock and the relay's offset file together (01:00 UTC: far from midnight)."""
-
-    def __init__(self, sandbox: Any, offset_file: Path) -> None:
-        self.sandbox = sandbox
-        self.offset_file = offset_file
-
-    def set_today(self, day: date) -> None:
-        self._follow(self.sandbox.set_now(f"{day.isoformat()}T01:00:00Z"))
-
-    def advance_days(self, days: int = 1) -> None:
-        self._follow(self.sandbox.advance_days(days))
-
-    def advance_seconds(self, seconds: float) -> None:
-        self.sandbox.advance_clock(seconds)
-        self._follow(self.sandbox.clock())
-
-    def _follow(self, clock: dict[str, Any]) -> None:
-        now = datetime.fromisoformat(clock["now"].replace("Z", "+00:00")).timestamp()
-        self.offset_file.write_text(f"{now - time.time():.3f}")
-
-    @property
-    def today(self) -> date:
-        return date.fromisoformat(self.sandbox.clock()["today"])
 
 
 @pytest.fixture

@@ -138,6 +138,54 @@ def test_invalid_webhooks_never_enqueue(fuzz_app, method, token, signature, cont
     assert _queued(fuzz_app) == 0
 
 
+UNSIGNED_EXAMPLES = 1000
+
+
+@given(
+    method=st.sampled_from(["GET", "POST"]),
+    content_type=st.sampled_from(["application/x-www-form-urlencoded", "application/json", "text/plain"]),
+    body=st.binary(max_size=1024),
+    extra_query=st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=16), max_size=3),
+)
+@settings(
+    max_examples=UNSIGNED_EXAMPLES,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=True,
+    database=None,
+)
+def test_unsigned_deliveries_with_a_real_token_are_refused_once_signatures_are_seen(
+    fuzz_app, method, content_type, body, extra_query
+):
+    """WEBHOOK_SIGNATURE=auto after a signed delivery: an unsigned one carrying a real job's token (read from a
+    load balancer log, say) is refused whatever else it carries, and never queues a sync."""
+    fuzz_app.extensions["relay"].registry.mark_signed_seen()
+    query = {"token": TOKEN, **{k: v for k, v in extra_query.items() if k != "token"}}
+    response = fuzz_app.test_client().open(
+        "/hooks/bulkexport", method=method, query_string=query, data=body, headers={"Content-Type": content_type}
+    )
+    COUNTS["webhook"] += 1
+    assert response.status_code in (403, 413), response.status_code
+    assert _queued(fuzz_app) == 0
+
+
+@given(
+    sid=st.sampled_from([SID, "JS" + "0" * 32]),
+    # percent-encoded: a literal control character would be dropped by the URL parser before it reached us
+    suffix=st.sampled_from(["%0A", "%0D%0A", "%0a", "%20", "%00", "%09"]),
+    route=st.sampled_from(["/api/jobs/{}", "/api/jobs/{}/requeue"]),
+)
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+def test_ids_with_trailing_newlines_or_junk_are_refused(fuzz_app, sid, suffix, route):
+    client = fuzz_app.test_client()
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    method = "POST" if route.endswith("requeue") else "GET"
+    response = client.open(route.format(sid + suffix), method=method, headers=headers)
+    COUNTS["schemathesis"] += 1
+    assert response.status_code in (400, 404), (route, suffix, response.status_code)
+    assert _queued(fuzz_app) == 0
+
+
 def test_total_generated_requests(fuzz_app):
     """Runs last in this module (pytest keeps file order): the suite generated at least 10,000 requests."""
     assert COUNTS["schemathesis"] + COUNTS["webhook"] >= 10_000, COUNTS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -42,14 +43,25 @@ def test_quota_is_atomic_under_concurrency(registry):
 def test_add_job_once_and_token_mapping(registry):
     assert registry.add_job(job(token_hash="h1"))
     assert not registry.add_job(job(token_hash="h2"))
-    assert registry.webhook_lookup("h1", "rq:job:sync-") == (SID, False, "", 0)
-    assert registry.webhook_lookup("h2", "rq:job:sync-") == (None, False, "", 0)
+    assert registry.lookup_token("h1") == (SID, False, False)
+    assert registry.lookup_token("h2") == (None, False, False)
     registry.add_pending("h3", {"resource_type": "Calls"})
-    assert registry.webhook_lookup("h3", "rq:job:sync-") == (None, True, "", 0)
-    counted = [registry.webhook_lookup("h1", "rq:job:sync-", count_delivery=True).delivery for _ in range(2)]
+    assert registry.lookup_token("h3") == (None, True, False)
+    counted = [registry.record_delivery(SID, f"rq:job:sync-{SID}", True, 60).number for _ in range(2)]
     assert counted == [1, 2] and registry.get_job(SID).webhooks_received == 2
+    assert registry.lookup_token("h1").signed_seen  # a signed delivery was recorded
     assert registry.get_job(SID).state == JobState.WAITING
-    assert registry.due_jobs() == [SID]
+    assert registry.due_jobs(now=time.time() + 61) == [SID]  # the second delivery was throttled: due later
+
+
+def test_webhook_syncs_are_rate_limited_per_job_and_deferred_to_the_poller(registry):
+    registry.add_job(job(token_hash="h1"))
+    first = registry.record_delivery(SID, f"rq:job:sync-{SID}", False, 60)
+    second = registry.record_delivery(SID, f"rq:job:sync-{SID}", False, 60)
+    assert (first.may_sync, second.may_sync) == (True, False)
+    assert not registry.lookup_token("h1").signed_seen  # unsigned deliveries do not count as signed
+    assert registry.due_jobs(now=time.time() + 30) == []  # deferred to when the limit ends...
+    assert registry.due_jobs(now=time.time() + 61) == [SID]  # ...not dropped
 
 
 def test_claim_day_is_exclusive_and_never_reclaims_a_copied_day(registry):

@@ -77,9 +77,7 @@ def test_ambiguous_create_is_reconciled_by_token(svc, sandbox):
     assert submission.reconcile_pending(svc, older_than=0) == [sid]
     job = svc.registry.get_job(sid)
     assert job.origin == "api" and job.token_hash == hash_token(token)
-    assert (
-        svc.registry.webhook_lookup(hash_token(token), "rq:job:sync-")[0] == sid
-    )  # its webhook is recognised from now on
+    assert svc.registry.lookup_token(hash_token(token)).target == sid  # its webhook is recognised from now on
     assert submission.reconcile_pending(svc, older_than=0) == []
 
 
@@ -108,8 +106,9 @@ def test_a_webhook_arriving_while_the_sync_runs_makes_it_look_again(svc, sandbox
         fetched.append(all(d.status == "Completed" for d in answer.details))
         if len(fetched) == 1:  # Twilio completes the job and calls back while the sync is still running
             sandbox.complete(job_sid)
-            found = svc.registry.webhook_lookup(job.token_hash, svc.enqueuer.sync_key_prefix(), count_delivery=True)
-            assert found.job_sid == job_sid and found.sync_status == "started"
+            assert svc.registry.lookup_token(job.token_hash).target == job_sid
+            found = svc.registry.record_delivery(job_sid, svc.enqueuer.sync_key_prefix() + job_sid, True, 60)
+            assert found.sync_status == "started"
         return answer
 
     monkeypatch.setattr(svc.twilio, "fetch_job", fetch_then_complete)
@@ -123,10 +122,10 @@ def test_a_webhook_before_the_sync_starts_needs_no_second_look(svc, sandbox):
     req = submission.SubmitRequest("Calls", date.fromisoformat(day(3)), date.fromisoformat(day(3)), "queued", None)
     job = submission.submit(svc, req).jobs[0]
     svc.rq_connection.hset(svc.enqueuer.sync_key_prefix() + job.job_sid, "status", "queued")
-    svc.registry.webhook_lookup(job.token_hash, svc.enqueuer.sync_key_prefix(), count_delivery=True)
+    svc.registry.record_delivery(job.job_sid, svc.enqueuer.sync_key_prefix() + job.job_sid, True, 60)
     assert not svc.registry.take_resync_request(job.job_sid)  # the queued sync will read Twilio afterwards
     svc.rq_connection.hset(svc.enqueuer.sync_key_prefix() + job.job_sid, "status", "started")
-    svc.registry.webhook_lookup(job.token_hash, svc.enqueuer.sync_key_prefix(), count_delivery=True)
+    svc.registry.record_delivery(job.job_sid, svc.enqueuer.sync_key_prefix() + job.job_sid, True, 60)
     svc.registry.count_sync(job.job_sid)  # a sync starting reads Twilio after that delivery: request cleared
     assert not svc.registry.take_resync_request(job.job_sid)
 
