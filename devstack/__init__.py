@@ -9,4 +9,5 @@ Dev-only: the image never contains this package (.dockerignore keeps it out). Mo
 - sandbox_process: the Twilio BulkExports sandbox (``sandbox/``) as a process, with its control API.
 - relay: the relay's own process types launched as the Procfile declares them, and their environment.
 - stack: ``local_stack``, everything above wired together for the demo and the benchmarks.
+- calendar: the sandbox's simulated calendar and the relay's clock (``RELAY_CLOCK_OFFSET_FILE``) moved together.
 """
