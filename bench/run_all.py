@@ -143,11 +143,12 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
     }
     output.parent.mkdir(parents=True, exist_ok=True)
+    elapsed = report["seconds"]
     if args.merge and output.exists():
         report = merged(json.loads(output.read_text()), report)
     output.write_text(json.dumps(report, indent=2) + "\n")
     table = summary(results)
-    print(f"\n{table}\n\nwritten to {output} ({report['seconds']:.0f} s)")
+    print(f"\n{table}\n\nwritten to {output} ({elapsed:.0f} s)")
     errors = [r["name"] for r in results if r["error"]]
     missed = [f"{r['name']}: {f['name']}" for r in results for f in r["figures"] if f["passed"] is False]
     met = sum(f["passed"] is True for r in results for f in r["figures"])
