@@ -33,7 +33,7 @@ from typing import Any
 
 import requests
 
-from devstack.procs import ManagedProcess
+from devstack.procs import ManagedProcess, stop_all
 from devstack.redis_server import RedisServer
 from devstack.relay import process_env, start_process, start_web
 
@@ -258,6 +258,7 @@ def run(env_file: Path, workdir: Path, host: str, port: int | None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the cleanup
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         relay.stop()
+        stop_all()  # anything interrupted while starting (every process this script started, and only those)
         print("make run: stopped", flush=True)
 
 

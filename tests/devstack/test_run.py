@@ -119,6 +119,22 @@ def local_env_file(tmp_path, seaweed_s3, sandbox) -> Iterator[Path]:
     yield path
 
 
+def leftovers(workdir: Path) -> list[int]:
+    """Live processes of a run in ``workdir``: Redis (its --dir) and the relay's (their metrics directory)."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        if proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        try:
+            mine = str(workdir) in " ".join(proc.info["cmdline"] or [])
+            mine = mine or proc.environ().get("PROMETHEUS_MULTIPROC_DIR", "").startswith(str(workdir))
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if mine and proc.pid != os.getpid():
+            found.append(proc.pid)
+    return found
+
+
 def _gone(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
@@ -153,10 +169,10 @@ def test_make_run_serves_answers_the_cli_and_stops_on_sigterm_leaving_nothing(tm
         listed = _cli(argv, child_env, "relay", "feed", "list")
         assert listed.returncode == 0 and "Messages" in listed.stdout, listed.stdout + listed.stderr
         started = descendants(proc.pid)
-        assert len(started) >= 4  # redis, web (and its workers), worker, poller
+        assert len(started) >= 4 and len(leftovers(workdir)) >= 4  # redis, web (and its workers), worker, poller
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, out.read_text()[-3000:]
-        assert [pid for pid in started if not _gone(pid)] == []
+        assert [pid for pid in started if not _gone(pid)] == [] and leftovers(workdir) == []
         assert not port_open(port) and not (workdir / "run.json").exists()
         assert "make run: stopped" in out.read_text()
     finally:
@@ -169,3 +185,22 @@ def test_make_run_serves_answers_the_cli_and_stops_on_sigterm_leaving_nothing(tm
 
 def _cli(argv: list[str], env: dict[str, str], *args: str) -> Any:
     return subprocess.run([*argv, "cli", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_sigterm_while_starting_leaves_nothing(tmp_path, local_env_file) -> None:
+    workdir = tmp_path / "run"
+    keep = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
+    argv = [sys.executable, "-m", "scripts.run", "--env-file", str(local_env_file), "--workdir", str(workdir)]
+    env = {**keep, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([*argv, "--port", str(free_port())], env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: (workdir / "logs" / "web.log").exists(), timeout=60, what="the web to be starting")
+        assert leftovers(workdir)  # Redis and the web are running
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        assert leftovers(workdir) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in leftovers(workdir):
+            os.kill(pid, signal.SIGKILL)
