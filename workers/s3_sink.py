@@ -11,8 +11,8 @@ given instead of computing one):
   file: the file is read through the verifying reader into one preallocated buffer, then written with one
   PutObject carrying ``ChecksumSHA256`` (S3 refuses a mismatch: BadDigest), the metadata and, in its
   ``Tagging`` parameter, the digest tags: atomic, one request instead of four. Against SeaweedFS it measured
-  1.2-2.9x faster than the multipart path up to 8 MiB (most day files), even at 16 MiB, slower from 32 MiB,
-  where the multipart path overlaps verifying and sending (bench/README.md, "Single PUT or multipart").
+  1.2-3x faster than the multipart path up to 8 MiB (most day files), about even at 16 MiB, slower from
+  32 MiB, where the multipart path overlaps verifying and sending (bench/README.md, "Single PUT or multipart").
 - Bigger: a multipart upload *of the final key* (``_stream_multipart``). CreateMultipartUpload carries what is
   known before the first byte; parts are read from the reader (``workers.copy.VerifyingReader``, which raises
   instead of handing out the last bytes if the size, gzip framing, CRC or length are wrong) and uploaded by a
@@ -36,7 +36,7 @@ Where each fact lives: one rule for every size
   Objects written by versions before this one have them in the metadata instead; ``stored_day`` reads both.
 
 Alternatives rejected: staging + server-side copy (wrote every big file twice, to get the sha256 into the
-metadata); S3's full-object checksums (CRC64NVME, FULL_OBJECT) are not a sha256 and SeaweedFS lacks them; a
+metadata); S3's full-object checksums of a multipart upload (FULL_OBJECT) exist for CRCs only, not SHA-256; a
 sidecar object per day (two objects to keep consistent, one more write).
 
 Errors: every S3 failure is raised as ``TransientS3Error`` (throttling, 5xx, connection trouble, a refused
