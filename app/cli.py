@@ -153,3 +153,12 @@ def requeue(job_sid: str, days: tuple[str, ...], as_json: bool) -> None:
         as_json,
         lambda ds: f"requeued {len(ds)} day(s): {' '.join(ds)}" if ds else "nothing to requeue",
     )
+
+
+@relay_cli.command("recover")
+@with_appcontext
+@errors_to_exit
+def recover() -> None:
+    """Rebuild the registry from Twilio's job lists and the bucket (after Redis lost its data; idempotent)."""
+    queued = _svc().enqueuer.recover()
+    click.echo("recovery queued: a worker tracks again every job of ours Twilio lists" if queued else "already queued")

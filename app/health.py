@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -22,13 +23,14 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify
 from rq import Worker
 
-from app import coverage
+from app import coverage, recovery
 from app.context import Services
 from app.context import current_services as _svc
 from app.metrics import ClusterCollector, render
 from app.retention import RETENTION_FAIL_S, RETENTION_WARN_S, TWILIO_RETENTION_S, scan_active_days
 from app.s3_client import probe_bucket
 
+log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
 _OPENAPI = Path(__file__).with_name("openapi.json")
 
@@ -75,10 +77,25 @@ def _check(name: str, func: Callable[[], Any]) -> dict[str, Any]:
 
 
 def _readiness(svc: Services) -> dict[str, dict[str, Any]]:
+    redis_check = _check("redis", svc.registry.ping)
     return {
-        "redis": _check("redis", svc.registry.ping),
+        "redis": redis_check,
+        "registry": _registry_check(svc) if redis_check["status"] == "pass" else {"status": "pass"},
         "config": {"status": "pass"},  # the app would not have started with an invalid configuration
     }
+
+
+def _registry_check(svc: Services) -> dict[str, Any]:
+    """Fail while Redis has lost the registry (its marker gone, the bucket's copy there): the poller rebuilds it
+    (app/recovery.py). An S3 that cannot answer is not the web's problem: then the check passes."""
+    try:
+        state = recovery.registry_state(svc, svc.s3_probe_client())
+    except Exception as exc:
+        log.warning("registry marker check skipped: %s", exc)
+        return {"status": "pass", "output": "unknown (S3 unavailable)"}
+    if state == recovery.LOST:
+        return {"status": "fail", "output": "registry lost (Redis data gone): being rebuilt by the poller"}
+    return {"status": "pass", "output": "fresh install" if state == recovery.FRESH else "ok"}
 
 
 def _s3_bucket(svc: Services) -> dict[str, Any]:

@@ -37,6 +37,7 @@ QUEUES = (CONTROL_QUEUE, COPY_QUEUE)
 
 SYNC_TASK = "workers.tasks.sync_job_task"
 SWEEP_TASK = "workers.tasks.sweep_task"
+RECOVER_TASK = "workers.tasks.recover_task"
 COPY_TASK = "workers.tasks.copy_day_task"
 COPY_FAILED_CALLBACK = "workers.tasks.on_copy_failure"
 SERIALIZER = JSONSerializer  # also in the Procfile (--serializer) and workers/cron_config.py
@@ -180,6 +181,12 @@ class Enqueuer:
             failure_ttl=24 * 3600,
             job_timeout=300,
             retry=Retry(max=3, interval=[5, 30, 120]),
+        )
+
+    def recover(self) -> bool:
+        """Rebuild the registry from Twilio's job lists (``relay recover``)."""
+        return self._enqueue_unique(
+            self.control, RECOVER_TASK, (), "recover", result_ttl=3600, failure_ttl=24 * 3600, job_timeout=600
         )
 
     def copy_day(self, job_sid: str, resource_type: str, day: str, size: int | None, create_date: str | None) -> bool:

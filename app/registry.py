@@ -21,6 +21,7 @@ ber:poller:last_run                 string  unix time of the last completed poll
 ber:webhooks:signed_seen            string  when the first validly signed webhook arrived (policy auto)    none
 ber:hookrate:{sid}                  string  a webhook queued this job's sync lately (rate limit)          60 s
 ber:metrics                         hash    cluster-wide counters and histograms (app/metrics.py)         none
+ber:registry:marker                 hash    this registry's id and birth (a copy is in the bucket: recovery) none
 ==================================  ======  ===========================================================  ==========
 
 ``retention*``: set once the job is final (``JOB_RETENTION_DAYS``); ``ber:jobs`` is pruned by the poller, so
@@ -45,6 +46,7 @@ PREFIX = "ber:"
 PENDING_TTL = 24 * 3600
 QUOTA_TTL = 2 * 24 * 3600
 SIGNED_MARKER = f"{PREFIX}webhooks:signed_seen"
+REGISTRY_MARKER = f"{PREFIX}registry:marker"
 ORPHAN_SIGHTING_TTL = 86400  # far longer than any gap between two enqueue attempts (re-syncs: <= 15 min)
 DAILY_DAY_QUOTA = 366
 
@@ -577,6 +579,14 @@ class Registry:
     def last_poll(self) -> float | None:
         value = self.r.get(f"{PREFIX}poller:last_run")
         return float(str(value)) if value else None
+
+    # -- the registry's own marker (app/recovery.py) ----------------------------------------------------------
+    def marker(self) -> dict[str, str]:
+        return {str(k): str(v) for k, v in self.r.hgetall(REGISTRY_MARKER).items()}
+
+    def put_marker(self, fields: dict[str, str]) -> None:
+        mapping: dict[Any, Any] = dict(fields)
+        self.r.hset(REGISTRY_MARKER, mapping=mapping)
 
     def ping(self) -> bool:
         return bool(self.r.ping())

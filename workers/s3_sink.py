@@ -67,6 +67,7 @@ from urllib.parse import urlencode
 from botocore import exceptions as boto_exc
 from botocore.exceptions import BotoCoreError, ClientError
 
+from app.recovery import MARKER_KEY
 from app.s3_client import S3Client
 from app.sync import ManifestRefused
 from workers.copy_errors import PermanentS3Error, S3Error, TransientS3Error
@@ -344,6 +345,23 @@ class S3Sink:
     def manifest_key(self, resource_type: str, job_sid: str) -> str:
         """Where a job's manifest goes (``app.sync.ManifestStore``)."""
         return f"{self.settings.prefix}{resource_type}/_manifests/{job_sid}.json"
+
+    def read_marker(self) -> dict[str, Any] | None:
+        """The bucket's copy of the registry marker (``app.recovery.MarkerStore``); None if there is none."""
+        key = f"{self.settings.prefix}{MARKER_KEY}"
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if _is_not_found(exc):
+                return None
+            raise classify_s3_error(exc, "GetObject", self.bucket, key) from exc
+        except BotoCoreError as exc:
+            raise classify_s3_error(exc, "GetObject", self.bucket, key) from exc
+        marker = json.loads(body)
+        return marker if isinstance(marker, dict) else None
+
+    def write_marker(self, marker: dict[str, Any]) -> None:
+        self.put_json(f"{self.settings.prefix}{MARKER_KEY}", marker)
 
     def day_index(self, resource_type: str) -> dict[str, tuple[str, int]]:
         """day -> (key, size) of every day file of ``resource_type`` in the bucket (``app.coverage.BucketIndex``):

@@ -17,7 +17,7 @@ from typing import Any
 from rq import get_current_job
 from rq.job import Job
 
-from app import clock, coverage, daily_exports, feeds, planner, submission, sync
+from app import clock, coverage, daily_exports, feeds, planner, recovery, submission, sync
 from app.context import Services, worker_services
 from app.metrics import POLLS, RETENTION_WARNINGS
 from app.queueing import copy_timeout
@@ -105,6 +105,7 @@ def poll_task() -> dict[str, int]:
         POLLS.labels("skipped").inc()
         return {"queued": 0}
     try:
+        _ensure_registry(svc)
         try:
             submission.reconcile_pending(svc)
         except Exception:  # Twilio down or an odd job list: the due jobs below must still be synced
@@ -119,6 +120,25 @@ def poll_task() -> dict[str, int]:
         return {"queued": queued}
     finally:
         svc.registry.release_lock("poll", owner)  # only ours: a poll that overran must not free the next one's
+
+
+def _ensure_registry(svc: Services) -> None:
+    """A lost registry is rebuilt before anything else is planned (app/recovery.py)."""
+    try:
+        if recovery.ensure_registry(svc, sink()).state_before == recovery.LOST:
+            POLLS.labels("registry_recovered").inc()
+    except Exception:  # Twilio or S3 unavailable: the next poll tries again; /readyz keeps saying "lost"
+        POLLS.labels("recovery_failed").inc()
+        log.exception("could not check or rebuild the registry; trying again next poll")
+
+
+def recover_task() -> dict[str, int]:
+    """``relay recover``: track again every job of ours Twilio still lists (idempotent), marker included."""
+    svc = worker_services()
+    adopted = recovery.recover_jobs(svc)
+    recovery.ensure_registry(svc, sink())
+    log.info("recovery on request", extra={"adopted": len(adopted)})
+    return {"adopted": len(adopted)}
 
 
 def _keep_feeds_complete(svc: Services) -> None:

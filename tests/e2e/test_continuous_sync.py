@@ -112,7 +112,8 @@ def catch_up(stack: Any, calendar: Calendar, sandbox: Any, quota: int, max_days:
 
 
 def test_a_forty_day_backfill_within_a_fifteen_day_quota(make_stack, calendar, sandbox, s3, bucket):
-    sandbox.update_scenario(daily_quota_days=15, step_seconds=0.05, days_per_step=50)
+    # Twilio takes 3 steps of 0.5 s for a 15-day job, so a day stays in flight long enough to be seen so.
+    sandbox.update_scenario(daily_quota_days=15, step_seconds=0.5, days_per_step=5)
     stack = make_stack(workers=2, poller=True, **feed_env(calendar, TWILIO_DAILY_DAY_QUOTA="15"))
     first = days_back(41, 41)[0]  # 40 days: T0-41 .. T0-2
     r = stack.api("PUT", f"/api/feeds/{RT}", json={"since": first})

@@ -1,0 +1,111 @@
+"""A lost registry (Redis flushed, or restarted without persistence) detected, and rebuilt from the sources of truth.
+
+The registry carries a marker (``ber:registry:marker``) and the bucket a copy of it (``{prefix}_relay/registry.json``,
+written by the workers). Redis without the marker while the bucket has it means the registry was lost, not a fresh
+install: /readyz and /health say so, and the poller rebuilds it at once (``relay recover`` asks for it too):
+
+- jobs: Twilio lists every job of the last 7 days per resource type; those whose ``webhook_url`` starts with this
+  deployment's PUBLIC_BASE_URL webhook are ours (the token in the URL rebuilds the token mapping, hashed) and are
+  tracked again and synced; jobs made without a webhook are found by the reference in their friendly name;
+- copied days: coverage is reconciled with an S3 listing before any feed is planned again, and each day copy first
+  asks S3 whether the file is already there (``S3Sink.stored_day``), so nothing in the bucket is fetched again.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
+
+from app import clock
+from app.config import RESOURCE_TYPES
+from app.context import Services
+from app.metrics import JOBS
+from app.registry import JobRecord, hash_token
+from app.submission import webhook_url
+
+log = logging.getLogger(__name__)
+
+LOST, FRESH, OK = "lost", "fresh", "ok"
+MARKER_KEY = "_relay/registry.json"  # under S3_PREFIX
+
+
+class MarkerStore(Protocol):
+    """Where the bucket's copy of the marker lives (the workers' S3 sink implements it)."""
+
+    def read_marker(self) -> dict[str, Any] | None: ...
+
+    def write_marker(self, marker: dict[str, Any]) -> None: ...
+
+
+def registry_state(svc: Services, client: Any) -> str:
+    """OK, FRESH (no marker anywhere yet) or LOST; ``client`` an S3 client allowed to list the bucket (the web's
+    probe): listing is enough, so the web needs no read access to objects."""
+    if svc.registry.marker():
+        return OK
+    key = f"{svc.settings.s3_prefix}{MARKER_KEY}"
+    listed = client.list_objects_v2(Bucket=svc.settings.s3_bucket, Prefix=key, MaxKeys=1)
+    return LOST if any(o.get("Key") == key for o in listed.get("Contents") or []) else FRESH
+
+
+@dataclass
+class Recovery:
+    adopted: list[str]
+    state_before: str
+
+
+def ensure_registry(svc: Services, store: MarkerStore) -> Recovery:
+    """Run by every poll (cheap when the marker is there): create the marker on a fresh install, recover a lost
+    registry."""
+    if svc.registry.marker():
+        return Recovery([], OK)
+    bucket = store.read_marker()
+    if bucket is None:
+        marker = {"id": uuid.uuid4().hex, "created_at": str(clock.now())}
+        store.write_marker(marker)
+        svc.registry.put_marker(marker)
+        log.info("registry marker created (fresh install)")
+        return Recovery([], FRESH)
+    adopted = recover_jobs(svc)
+    svc.registry.put_marker({**{k: str(v) for k, v in bucket.items()}, "recovered_at": str(clock.now())})
+    log.warning("registry was lost and has been rebuilt from Twilio and the bucket", extra={"adopted": len(adopted)})
+    return Recovery(adopted, LOST)
+
+
+def recover_jobs(svc: Services) -> list[str]:
+    """Track again every job of ours that Twilio still lists (it keeps them 7 days after they finish)."""
+    adopted = []
+    hook_prefix = (webhook_url(svc, "") or "").removesuffix("token=")
+    for rt in RESOURCE_TYPES:
+        for tj in svc.twilio.list_jobs(rt):
+            record = _our_job(tj.job_sid, rt, tj, hook_prefix)
+            if record is not None and svc.registry.add_job(record):
+                JOBS.labels("recovered").inc()
+                svc.enqueuer.sync(tj.job_sid)
+                adopted.append(tj.job_sid)
+    return adopted
+
+
+def _our_job(sid: str, rt: str, tj: Any, hook_prefix: str) -> JobRecord | None:
+    url = tj.webhook_url or ""
+    if hook_prefix and url.startswith(hook_prefix):
+        token = parse_qs(urlsplit(url).query).get("token", [""])[0]
+        token_hash = hash_token(token) if token else ""
+    elif "ref:" in (tj.friendly_name or "") and (tj.friendly_name or "").startswith("bulkexport-relay"):
+        token_hash = ""  # made without a webhook: nothing to map
+    else:
+        return None  # not ours (another tool's job, or another deployment's)
+    if not (tj.start_day and tj.end_day):
+        return None
+    return JobRecord(
+        job_sid=sid,
+        resource_type=rt,
+        start_day=tj.start_day,
+        end_day=tj.end_day,
+        friendly_name=tj.friendly_name or "",
+        origin="feed" if "feed" in (tj.friendly_name or "") else "api",
+        token_hash=token_hash,
+        twilio=tj.snapshot(),
+    )
