@@ -100,12 +100,12 @@ def cancel_job(job_sid: str) -> Response:
 def track_job() -> tuple[Response, int]:
     svc = _svc()
     body = json_body()
-    if not isinstance(body, dict) or set(body) - {"job_sid", "resource_type"}:
-        raise RequestError('body must be {"job_sid": ..., "resource_type"?: ...}')
+    if not isinstance(body, dict) or set(body) - {"job_sid", "resource_type", "account"}:
+        raise RequestError('body must be {"job_sid": ..., "resource_type"?: ..., "account"?: ...}')
     rt = body.get("resource_type")
     if rt is not None:
         validate_resource_type(rt)
-    job = job_ops.adopt(svc, validate_job_sid(body.get("job_sid")), rt)
+    job = job_ops.adopt(svc, validate_job_sid(body.get("job_sid")), rt, body.get("account"))
     return jsonify(job_view(svc.registry, job)), 201
 
 

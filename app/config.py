@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,38 @@ class SyncSettings:
     sweep_seconds: int = 300  # ListDay is swept for days nobody submitted here this often
 
 
+@dataclass(frozen=True)
+class AccountSpec:
+    """One Twilio account from TWILIO_ACCOUNTS_FILE (or the TWILIO_* settings): credentials never printed."""
+
+    sid: str
+    label: str = ""
+    auth_token: str | None = field(default=None, repr=False)
+    auth_token_secondary: str | None = field(default=None, repr=False)
+    api_key_sid: str | None = None
+    api_key_secret: str | None = field(default=None, repr=False)
+    parent_sid: str | None = None  # the quota family (a parent and its subaccounts share one daily quota)
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    """Many accounts (app/accounts.py): listed in a file mounted from a secret, and/or discovered from a parent."""
+
+    listed: tuple[AccountSpec, ...] = ()
+    discover_subaccounts: bool = False
+    refresh_seconds: int = 600
+    api_base_url: str = "https://api.twilio.com"  # the Accounts API (discovery)
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    """Outbound events (app/events.py): where they are POSTed, the Standard Webhooks key, the retry schedule."""
+
+    url: str | None = None
+    secret: str | None = field(default=None, repr=False)  # whsec_<base64>; never logged
+    retry_intervals: tuple[int, ...] = (10, 60, 300, 1800, 3600, 14400)
+
+
 class ConfigError(ValueError):
     """A setting is missing or invalid; the message names the variable and never echoes a secret."""
 
@@ -81,6 +114,7 @@ class Settings:
     s3_sse_kms_key_id: str | None
     s3_storage_class: str | None
     admin_token: str | None  # only the web needs it (see require_web_settings); worker and poller run without
+    console_token: str | None = None  # CONSOLE_TOKEN: signs in to /console instead of ADMIN_TOKEN (app/console)
     s3_single_put_max_mib: int = 16
     poll_interval_seconds: int = 60
     janitor_interval_seconds: int = 3600
@@ -93,6 +127,8 @@ class Settings:
     download_host_allowlist: tuple[str, ...] = DEFAULT_DOWNLOAD_HOSTS
     download_allow_loopback: bool = False
     sync: SyncSettings = field(default_factory=lambda: SyncSettings())
+    accounts: AccountSettings = field(default_factory=lambda: AccountSettings())
+    notify: NotifySettings = field(default_factory=lambda: NotifySettings())  # outbound events (app/events.py)
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @property
@@ -156,7 +192,7 @@ def _single_put_max(env: Mapping[str, str]) -> int:
     return value
 
 
-KEY_TEMPLATE_FIELDS = ("prefix", "resource_type", "day", "job_sid")
+KEY_TEMPLATE_FIELDS = ("prefix", "resource_type", "day", "job_sid", "account_sid")
 
 
 def _check_key_template(template: str) -> None:
@@ -332,30 +368,17 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raise ConfigError naming the first bad variable."""
     env = os.environ if env is None else env
     account_sid, auth_token, key_sid, key_secret = _twilio_credentials(env)
-    admin_token = _get(env, "ADMIN_TOKEN")
-    if admin_token is not None and len(admin_token) < 16:
-        raise ConfigError("ADMIN_TOKEN must be at least 16 characters")
-    s3_prefix = _get(env, "S3_PREFIX", "") or ""
-    if s3_prefix and not s3_prefix.endswith("/"):
-        s3_prefix += "/"
-    sse = _get(env, "S3_SSE")
-    if sse is not None and sse not in ("AES256", "aws:kms"):
-        raise ConfigError(f"S3_SSE must be AES256 or aws:kms (got {sse!r})")
     secondary = _get(env, "TWILIO_AUTH_TOKEN_SECONDARY")
     signature_policy = _choice(env, "WEBHOOK_SIGNATURE", "auto", ("auto", "if-present", "required"))
     if signature_policy == "required" and not auth_token:
         raise ConfigError("WEBHOOK_SIGNATURE=required needs TWILIO_AUTH_TOKEN (signatures are made with it)")
-    key_template = _get(env, "S3_KEY_TEMPLATE")
-    if key_template is not None:
-        _check_key_template(key_template)
-    kms_key = _get(env, "S3_SSE_KMS_KEY_ID")
-    if kms_key and sse != "aws:kms":
-        raise ConfigError("S3_SSE_KMS_KEY_ID needs S3_SSE=aws:kms")
-    # Read by make_s3_client (botocore takes it only from its config file); checked here so every process,
-    # the web included, refuses a bad value at start-up.
-    _choice(env, "AWS_S3_ADDRESSING_STYLE", "auto", S3_ADDRESSING_STYLES)
+    s3 = _s3_settings(env)
+    tokens = _web_tokens(env)
     public_base_url = _base_url(env, "PUBLIC_BASE_URL") if _get(env, "PUBLIC_BASE_URL") else None
+    accounts = load_account_settings(env, s3["s3_key_template"])
     twilio_base_url = _twilio_base_url(env)
+    notify = load_notify_settings(env)
+    secrets = (auth_token, secondary, key_secret, *tokens.values(), notify.secret, *_account_secrets(accounts))
     return Settings(
         redis_url=_get(env, "REDIS_URL", "redis://127.0.0.1:6379/0") or "",
         twilio_account_sid=account_sid,
@@ -367,14 +390,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         public_base_url=public_base_url,
         webhook_method=_choice(env, "WEBHOOK_METHOD", "POST", ("POST", "GET")),
         webhook_signature=signature_policy,
-        s3_bucket=_get(env, "S3_BUCKET", required=True) or "",
-        s3_prefix=s3_prefix,
-        s3_key_template=key_template,
-        s3_sse=sse,
-        s3_sse_kms_key_id=kms_key,
-        s3_storage_class=_storage_class(env),
-        admin_token=admin_token,
-        s3_single_put_max_mib=_single_put_max(env),
+        **s3,
+        **tokens,
         poll_interval_seconds=_poll_interval(env),
         janitor_interval_seconds=_janitor_interval(env),
         webhook_max_body_bytes=_int(env, "WEBHOOK_MAX_BODY_BYTES", 64 * 1024, minimum=1024),
@@ -386,8 +403,49 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         download_host_allowlist=_download_hosts(env),
         download_allow_loopback=_download_allow_loopback(env, twilio_base_url),
         sync=load_sync_settings(env, twilio_base_url),
-        secrets=tuple(s for s in (auth_token, secondary, key_secret, admin_token) if s),
+        accounts=accounts,
+        notify=notify,
+        secrets=tuple(s for s in secrets if s),
     )
+
+
+def _web_tokens(env: Mapping[str, str]) -> dict[str, Any]:
+    """ADMIN_TOKEN (the API; required by the web only) and CONSOLE_TOKEN (the console's sign-in, optional)."""
+    out: dict[str, Any] = {}
+    for name in ("ADMIN_TOKEN", "CONSOLE_TOKEN"):
+        value = _get(env, name)
+        if value is not None and len(value) < 16:
+            raise ConfigError(f"{name} must be at least 16 characters")
+        out[name.lower()] = value
+    return out
+
+
+def _s3_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """Bucket, prefix, key template, encryption, storage class and the single-PUT size (Settings fields)."""
+    s3_prefix = _get(env, "S3_PREFIX", "") or ""
+    if s3_prefix and not s3_prefix.endswith("/"):
+        s3_prefix += "/"
+    sse = _get(env, "S3_SSE")
+    if sse is not None and sse not in ("AES256", "aws:kms"):
+        raise ConfigError(f"S3_SSE must be AES256 or aws:kms (got {sse!r})")
+    key_template = _get(env, "S3_KEY_TEMPLATE")
+    if key_template is not None:
+        _check_key_template(key_template)
+    kms_key = _get(env, "S3_SSE_KMS_KEY_ID")
+    if kms_key and sse != "aws:kms":
+        raise ConfigError("S3_SSE_KMS_KEY_ID needs S3_SSE=aws:kms")
+    # Read by make_s3_client (botocore takes it only from its config file); checked here so every process,
+    # the web included, refuses a bad value at start-up.
+    _choice(env, "AWS_S3_ADDRESSING_STYLE", "auto", S3_ADDRESSING_STYLES)
+    return {
+        "s3_bucket": _get(env, "S3_BUCKET", required=True) or "",
+        "s3_prefix": s3_prefix,
+        "s3_key_template": key_template,
+        "s3_sse": sse,
+        "s3_sse_kms_key_id": kms_key,
+        "s3_storage_class": _storage_class(env),
+        "s3_single_put_max_mib": _single_put_max(env),
+    }
 
 
 def _feed_specs(env: Mapping[str, str]) -> tuple[FeedSpec, ...]:
@@ -436,3 +494,106 @@ def load_sync_settings(env: Mapping[str, str], twilio_base_url: str = "") -> Syn
         reconcile_hours=_int(env, "RECONCILE_INTERVAL_HOURS", 24, minimum=1),
         sweep_seconds=_int(env, "SWEEP_INTERVAL_SECONDS", 300, minimum=1),
     )
+
+
+def load_account_settings(env: Mapping[str, str], key_template: str | None = None) -> AccountSettings:
+    """TWILIO_ACCOUNTS_FILE (JSON list of {sid, auth_token | api_key_sid + api_key_secret, label?, parent_sid?,
+    auth_token_secondary?}), TWILIO_DISCOVER_SUBACCOUNTS, ACCOUNTS_REFRESH_SECONDS, TWILIO_API_BASE_URL.
+
+    With more than one account (or discovery) S3_KEY_TEMPLATE must contain {account_sid}: two accounts' days
+    must never share a key."""
+    path = _get(env, "TWILIO_ACCOUNTS_FILE")
+    listed = _account_file(path) if path else ()
+    discover = _choice(env, "TWILIO_DISCOVER_SUBACCOUNTS", "false", ("false", "true")) == "true"
+    if (discover or len(listed) > 1) and "{account_sid}" not in (key_template or ""):
+        raise ConfigError(
+            "S3_KEY_TEMPLATE must contain {account_sid} when several Twilio accounts are served "
+            "(e.g. {prefix}account={account_sid}/{resource_type}/day={day}/{resource_type}-{day}.json.gz)"
+        )
+    return AccountSettings(
+        listed=listed,
+        discover_subaccounts=discover,
+        refresh_seconds=_int(env, "ACCOUNTS_REFRESH_SECONDS", 600, minimum=10),
+        api_base_url=_base_url(env, "TWILIO_API_BASE_URL", "https://api.twilio.com"),
+    )
+
+
+def _account_file(path: str) -> tuple[AccountSpec, ...]:
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"TWILIO_ACCOUNTS_FILE {path!r} is not readable JSON: {type(exc).__name__}") from None
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError("TWILIO_ACCOUNTS_FILE must hold a non-empty JSON list of accounts")
+    specs = tuple(_account_spec(item, n) for n, item in enumerate(raw))
+    sids, labels = [a.sid for a in specs], [a.label for a in specs if a.label]
+    if len(set(sids)) != len(sids) or len(set(labels)) != len(labels):
+        raise ConfigError("TWILIO_ACCOUNTS_FILE lists an account SID or label twice")
+    return specs
+
+
+def _account_spec(item: object, n: int) -> AccountSpec:
+    where = f"TWILIO_ACCOUNTS_FILE entry {n}"
+    known = {"sid", "label", "auth_token", "auth_token_secondary", "api_key_sid", "api_key_secret", "parent_sid"}
+    if not isinstance(item, dict) or set(item) - known or not all(isinstance(v, str) for v in item.values()):
+        raise ConfigError(f"{where}: an object of strings with the fields {', '.join(sorted(known))}")
+    sid, parent = item.get("sid", ""), item.get("parent_sid")
+    if not ACCOUNT_SID_RE.fullmatch(sid) or (parent is not None and not ACCOUNT_SID_RE.fullmatch(parent)):
+        raise ConfigError(f"{where}: sid (and parent_sid) must look like AC followed by 32 hex digits")
+    key_sid, key_secret = item.get("api_key_sid"), item.get("api_key_secret")
+    if bool(key_sid) != bool(key_secret) or (key_sid and not API_KEY_SID_RE.fullmatch(key_sid)):
+        raise ConfigError(f"{where}: api_key_sid (SK...) and api_key_secret go together")
+    if not item.get("auth_token") and not key_sid:
+        raise ConfigError(f"{where}: an auth_token or an API key is required")
+    label = item.get("label", "")
+    if label and not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", label):
+        raise ConfigError(f"{where}: label must be 1-40 letters, digits, '.', '_' or '-'")
+    return AccountSpec(
+        sid, label, item.get("auth_token"), item.get("auth_token_secondary"), key_sid, key_secret, parent
+    )
+
+
+def _account_secrets(accounts: AccountSettings) -> list[str]:
+    return [s for a in accounts.listed for s in (a.auth_token, a.auth_token_secondary, a.api_key_secret) if s]
+
+
+def load_notify_settings(env: Mapping[str, str]) -> NotifySettings:
+    """NOTIFY_URL (https, or http to loopback only, like PUBLIC_BASE_URL), NOTIFY_SECRET (``whsec_`` + base64 of
+    24-64 bytes, the Standard Webhooks format; needs NOTIFY_URL), NOTIFY_RETRY_INTERVALS. The secret is never
+    echoed. The URL alone is accepted: only the processes that send events (the workers) need the secret."""
+    url = _get(env, "NOTIFY_URL")
+    if url is not None:
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            raise ConfigError("NOTIFY_URL is not a valid URL") from None  # not echoed: its query may hold a token
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
+            raise ConfigError(f"NOTIFY_URL must be an http(s) URL without fragment (scheme {parts.scheme!r})")
+        if parts.username is not None or parts.password is not None:
+            raise ConfigError("NOTIFY_URL must not carry credentials (sign with NOTIFY_SECRET instead)")
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+            raise ConfigError(f"NOTIFY_URL must be https (plain http to loopback only; host {parts.hostname!r})")
+    secret = _get(env, "NOTIFY_SECRET")
+    if secret is not None:
+        if url is None:
+            raise ConfigError("NOTIFY_SECRET is set but NOTIFY_URL is not")
+        _check_whsec(secret)
+    intervals = _intervals(env, "NOTIFY_RETRY_INTERVALS", "10,60,300,1800,3600,14400")
+    return NotifySettings(url, secret, intervals)
+
+
+def _check_whsec(secret: str) -> None:
+    import base64
+    import binascii
+
+    raw = secret.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if not secret.startswith("whsec_") or not 24 <= len(key) <= 64:
+        raise ConfigError("NOTIFY_SECRET must be whsec_ followed by the base64 of 24 to 64 random bytes")

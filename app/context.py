@@ -9,12 +9,13 @@ from typing import Any
 import redis
 
 from app import metrics
+from app.accounts import Account, AccountDirectory
 from app.config import Settings, load_settings
 from app.feed_store import FeedStore
 from app.queueing import Enqueuer
 from app.registry import Registry
 from app.s3_client import make_s3_client
-from app.twilio_api import API_PROFILE, WORKER_PROFILE, BulkExportsClient, RetryProfile
+from app.twilio_api import API_PROFILE, WORKER_PROFILE, BulkExportsClient, RetryProfile, discover_subaccounts
 
 REDIS_TIMEOUTS = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0, "health_check_interval": 30}
 
@@ -25,11 +26,27 @@ class Services:
     registry: Registry
     feeds: FeedStore
     enqueuer: Enqueuer
-    twilio: BulkExportsClient
+    twilio: BulkExportsClient  # TWILIO_ACCOUNT_SID's; twilio_for(sid) for any account served
     rq_connection: redis.Redis
+    accounts: AccountDirectory
+    profile: RetryProfile = API_PROFILE
+    _clients: dict[str, BulkExportsClient] = field(default_factory=dict, repr=False)
     _s3: Any = field(default=None, repr=False)
     _s3_probe: Any = field(default=None, repr=False)
     cache: dict[str, tuple[float, Any]] = field(default_factory=dict, repr=False)  # short-lived health results
+
+    def twilio_for(self, account_sid: str) -> BulkExportsClient:
+        """The BulkExports client of one account, with its own credentials (made once per account)."""
+        if not account_sid or account_sid == self.twilio.account_sid:
+            return self.twilio
+        client = self._clients.get(account_sid)
+        if client is None:
+            account = self.accounts.get(account_sid)
+            username = account.api_key_sid or account.sid
+            password = account.api_key_secret or account.auth_token
+            client = BulkExportsClient(self.settings, self.profile, (account.sid, username, password))
+            self._clients[account_sid] = client
+        return client
 
     def s3_client(self) -> Any:
         """A boto3 S3 client from the standard AWS_* variables, made on first use (workers build their sink
@@ -56,7 +73,7 @@ def build_services(settings: Settings, profile: RetryProfile = API_PROFILE) -> S
     text = redis.Redis(connection_pool=_redis_pool(settings.redis_url, decode_responses=True))
     raw = redis.Redis(connection_pool=_redis_pool(settings.redis_url))
     metrics.bind_redis(text)
-    registry = Registry(text, settings.job_retention_days, settings.daily_day_quota)
+    registry = Registry(text, settings.job_retention_days, settings.daily_day_quota, settings.twilio_account_sid)
     return Services(
         settings=settings,
         registry=registry,
@@ -64,6 +81,14 @@ def build_services(settings: Settings, profile: RetryProfile = API_PROFILE) -> S
         enqueuer=Enqueuer(raw, registry, settings.copy_retry_intervals),
         twilio=BulkExportsClient(settings, profile),
         rq_connection=raw,
+        accounts=AccountDirectory(settings, functools.partial(_discover, settings)),
+        profile=profile,
+    )
+
+
+def _discover(settings: Settings, parent: Account) -> list[dict[str, Any]]:
+    return discover_subaccounts(
+        settings, parent.sid, parent.api_key_sid or parent.sid, parent.api_key_secret or parent.auth_token
     )
 
 

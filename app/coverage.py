@@ -33,8 +33,8 @@ REPORTED_STATES = ("copied", "empty", "in_flight", "failed", "missing")
 class BucketIndex(Protocol):
     """What the bucket holds for a resource type (the workers' S3 sink implements it)."""
 
-    def day_index(self, resource_type: str) -> dict[str, tuple[str, int]]:
-        """day -> (key, size) of every stored day file."""
+    def day_index(self, resource_type: str, account_sid: str = "") -> dict[str, tuple[str, int]]:
+        """day -> (key, size) of every stored day file of the account's resource type."""
         ...
 
 
@@ -88,7 +88,7 @@ def lag_days(states: dict[str, str], newest: date) -> int | None:
 def record_job_day(store: FeedStore, settings: SyncSettings, job: JobRecord, rec: DayRecord) -> None:
     """A job finished one of its days: copied and empty days are done; a failed one is retried with backoff as a
     new job until FEED_MAX_ATTEMPTS, then ``failed``."""
-    owner = owner_of(job.resource_type)
+    owner = owner_of(job.resource_type, job.account_sid)
     if rec.state in (DayState.COPIED, DayState.EMPTY):
         done = CoverageDay(
             rec.state.value, job.job_sid, rec.key, rec.size, rec.sha256, rec.records, rec.twilio_create_date
@@ -113,14 +113,14 @@ def record_job_day(store: FeedStore, settings: SyncSettings, job: JobRecord, rec
 
 def release_job(store: FeedStore, job: JobRecord, days: Iterable[str]) -> None:
     """The job ended without finishing these days (cancelled, lost at Twilio): they are missing again."""
-    store.release_days(owner_of(job.resource_type), job.job_sid, list(days))
+    store.release_days(owner_of(job.resource_type, job.account_sid), job.job_sid, list(days))
 
 
-def reconcile(store: FeedStore, index: BucketIndex, resource_type: str) -> tuple[int, int]:
+def reconcile(store: FeedStore, index: BucketIndex, resource_type: str, account_sid: str) -> tuple[int, int]:
     """Make coverage agree with the bucket; returns (days found in S3 but not recorded, copied days S3 lacks)."""
-    owner = owner_of(resource_type)
+    owner = owner_of(resource_type, account_sid)
     listed_at = clock.now()
-    stored = index.day_index(resource_type)
+    stored = index.day_index(resource_type, account_sid)
     cov = store.coverage([owner])[owner]
     found = {
         day: CoverageDay("copied", cov[day].job_sid if day in cov else None, key, size)
@@ -148,10 +148,19 @@ def reconcile(store: FeedStore, index: BucketIndex, resource_type: str) -> tuple
 
 
 def report(
-    svc: Services, resource_type: str | None = None, first: date | None = None, last: date | None = None
+    svc: Services,
+    resource_type: str | None = None,
+    first: date | None = None,
+    last: date | None = None,
+    account_sid: str | None = None,
 ) -> dict[str, Any]:
-    """Per feed: its window, counts per state, the days of each state as ranges, lag; plus today's quota."""
-    feeds = [f for f in svc.feeds.list_feeds() if resource_type in (None, f.resource_type)]
+    """Per feed: its window, counts per state, the days of each state as ranges, lag; plus today's quota per
+    account family."""
+    feeds = [
+        f
+        for f in svc.feeds.list_feeds()
+        if resource_type in (None, f.resource_type) and account_sid in (None, f.account)
+    ]
     owners = [f.owner for f in feeds]
     covs = svc.feeds.day_states(owners)
     daily = svc.feeds.daily_enabled(owners)
@@ -173,15 +182,32 @@ def report(
                 "lag_days": lag_days(every, window.last),
                 "waiting_for_quota": int(plan.get("waiting_for_quota", {}).get(feed.owner, 0)),
                 "last_reconciled_at": svc.feeds.last_run("reconcile", feed.owner),
+                "family": family_of(svc, feed.account),
             }
         )
-    return {"today": today.isoformat(), "quota": quota_view(svc, today), "feeds": out}
+    families = sorted({f["family"] for f in out} | {svc.accounts.primary.family})
+    return {
+        "today": today.isoformat(),
+        "quota": quota_view(svc, today, svc.accounts.primary.family),
+        "quotas": {family: quota_view(svc, today, family) for family in families},
+        "feeds": out,
+    }
 
 
-def quota_view(svc: Services, today: date) -> dict[str, Any]:
-    used = svc.registry.quota_used(today.isoformat())
+def family_of(svc: Services, account_sid: str) -> str:
+    """The quota family of an account (its parent's SID); an account no longer served is its own family."""
+    try:
+        return svc.accounts.get(account_sid).family
+    except LookupError:
+        return account_sid
+
+
+def quota_view(svc: Services, today: date, family: str) -> dict[str, Any]:
+    """Today's quota of one account family (a parent and its subaccounts share Twilio's daily quota)."""
+    used = svc.registry.quota_used(today.isoformat(), family)
     limit = svc.settings.daily_day_quota
     return {
+        "family": family,
         "used_today": used,
         "limit": limit,
         "reserved_for_manual": svc.settings.sync.quota_reserve_days,

@@ -16,6 +16,7 @@ import secrets
 from typing import Any
 
 from app import clock, coverage
+from app.accounts import Account
 from app.context import Services
 from app.errors import DomainError, NotFound
 from app.feed_store import owner_of
@@ -37,41 +38,42 @@ class DailyExportRefused(DomainError):
     status, title = 422, "refused by Twilio"
 
 
-def show(svc: Services, resource_type: str) -> dict[str, Any]:
+def show(svc: Services, resource_type: str, account: Account) -> dict[str, Any]:
     rt = validate_resource_type(resource_type)
-    config = svc.twilio.fetch_export_configuration(rt)
-    local = svc.feeds.get_daily(owner_of(rt))
+    config = svc.twilio_for(account.sid).fetch_export_configuration(rt)
+    local = svc.feeds.get_daily(owner_of(rt, account.sid))
     ours = bool(local.get("token_hash")) and config.webhook_url is not None and "token=" in config.webhook_url
     return {
         "resource_type": rt,
+        "account_sid": account.sid,
         "enabled": config.enabled,
         "webhook": "relay" if ours else ("other" if config.webhook_url else None),
         "webhook_method": config.webhook_method,
     }
 
 
-def set_enabled(svc: Services, resource_type: str, enabled: bool) -> dict[str, Any]:
+def set_enabled(svc: Services, resource_type: str, enabled: bool, account: Account) -> dict[str, Any]:
     """Turn Twilio's daily export on (with our webhook when PUBLIC_BASE_URL is set) or off."""
     rt = validate_resource_type(resource_type)
-    owner = owner_of(rt)
+    owner = owner_of(rt, account.sid)
     old_hash = svc.feeds.get_daily(owner).get("token_hash") or None
     token = secrets.token_urlsafe(TOKEN_BYTES)
     url = webhook_url(svc, token) if enabled else ""
     try:
-        svc.twilio.update_export_configuration(rt, enabled, url, svc.settings.webhook_method)
+        svc.twilio_for(account.sid).update_export_configuration(rt, enabled, url, svc.settings.webhook_method)
     except TwilioRejected as exc:
         raise DailyExportRefused(
             f"Twilio refused to {'enable' if enabled else 'disable'} the daily export of {rt}: {exc}. Daily exports "
             "need Twilio Editions on the account; the relay's feeds keep working with custom jobs."
         ) from exc
     if enabled and url:
-        svc.registry.set_token(hash_token(token), f"{DAILY_TARGET}{owner}", replaces=old_hash)
+        svc.registry.set_token(hash_token(token), f"{DAILY_TARGET}{owner}", account.sid, replaces=old_hash)
     elif old_hash:
         svc.registry.drop_token(old_hash)
     new_hash = hash_token(token) if enabled and url else ""
     svc.feeds.put_daily(owner, enabled="1" if enabled else "0", token_hash=new_hash)
     log.info("daily export %s", "enabled" if enabled else "disabled", extra={"resource_type": rt})
-    return show(svc, rt)
+    return show(svc, rt, account)
 
 
 def listed_job_sid(owner: str, day: str, create_date: str | None) -> str:
@@ -80,39 +82,41 @@ def listed_job_sid(owner: str, day: str, create_date: str | None) -> str:
     return f"JD{digest}"
 
 
-def sweep(svc: Services, resource_type: str) -> list[str]:
+def sweep(svc: Services, resource_type: str, account_sid: str) -> list[str]:
     """Track every day Twilio lists inside an enabled feed's window that is neither stored nor covered."""
-    owner = owner_of(resource_type)
+    owner = owner_of(resource_type, account_sid)
     feed = svc.feeds.get_feed(owner)
     svc.feeds.mark_run("sweep", owner, clock.now())
     if feed is None or not feed.enabled:
         return []
-    files = day_files(svc, resource_type) or {}
+    files = day_files(svc, resource_type, account_sid) or {}
     window = set(coverage.feed_window(feed, svc.feeds.daily_enabled([owner])[owner]).days())
     cov = svc.feeds.coverage([owner])[owner]
     tracked = []
     for day in sorted(set(files) & window, reverse=True):
         if day not in cov or cov[day].state == "retry":
-            tracked.append(_track_listed(svc, resource_type, day, files[day]))
+            tracked.append(_track_listed(svc, resource_type, account_sid, day, files[day]))
     return tracked
 
 
-def copy_listed_day(svc: Services, resource_type: Any, day: Any) -> JobRecord:
+def copy_listed_day(svc: Services, resource_type: Any, day: Any, account: Account) -> JobRecord:
     """Copy one day Twilio lists, on request (``relay copy-day``), whether or not a feed covers it."""
     rt = validate_resource_type(resource_type)
     day_text = parse_day(day, "day").isoformat()
-    listed = (day_files(svc, rt) or {}).get(day_text)
+    listed = (day_files(svc, rt, account.sid) or {}).get(day_text)
     if listed is None:
         raise NotFound(f"Twilio lists no {rt} file for {day_text} (files are kept 7 days after they are made)")
-    sid = _track_listed(svc, rt, day_text, listed)
+    sid = _track_listed(svc, rt, account.sid, day_text, listed)
     job = svc.registry.get_job(sid)
     assert job is not None
     return job
 
 
-def _track_listed(svc: Services, resource_type: str, day: str, listed: tuple[int | None, str | None]) -> str:
+def _track_listed(
+    svc: Services, resource_type: str, account_sid: str, day: str, listed: tuple[int | None, str | None]
+) -> str:
     size, create_date = listed
-    owner = owner_of(resource_type)
+    owner = owner_of(resource_type, account_sid)
     sid = listed_job_sid(owner, day, create_date)
     record = JobRecord(
         job_sid=sid,
@@ -121,6 +125,7 @@ def _track_listed(svc: Services, resource_type: str, day: str, listed: tuple[int
         end_day=day,
         friendly_name=f"listed by Twilio: {resource_type} {day}",
         origin="listed",
+        account_sid=account_sid,
         twilio={"listed": {"size": size, "create_date": create_date}},
     )
     if svc.registry.add_job(record):

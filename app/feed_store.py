@@ -1,7 +1,6 @@
 """Redis keys of continuous sync: feeds, per-day coverage, daily-export settings, planner bookkeeping.
 
-Key layout (prefix ``ber:``; an *owner* is ``{account}:{resource_type}``, the account being ``default`` until
-several accounts are configured):
+Key layout (prefix ``ber:``; an *owner* is ``{account_sid}:{resource_type}``):
 
 ===============================  ======  =================================================================
 key                              type    content
@@ -31,12 +30,12 @@ import redis
 from app import clock
 
 PREFIX = "ber:"
-DEFAULT_ACCOUNT = "default"
 COVERAGE_STATES = ("copied", "empty", "in_flight", "failed", "retry")
 
 
-def owner_of(resource_type: str, account: str = DEFAULT_ACCOUNT) -> str:
-    return f"{account}:{resource_type}"
+def owner_of(resource_type: str, account_sid: str) -> str:
+    """What coverage, feeds and daily exports are kept per: one account's resource type."""
+    return f"{account_sid}:{resource_type}"
 
 
 @dataclass
@@ -46,7 +45,7 @@ class Feed:
     until: str | None = None
     enabled: bool = True
     managed_by: str = "api"  # "env": declared in SYNC_FEEDS, which wins (the API refuses to change it)
-    account: str = DEFAULT_ACCOUNT
+    account: str = ""  # the account SID
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
 
@@ -68,7 +67,7 @@ class Feed:
             until=data.get("until") or None,
             enabled=data.get("enabled", "1") == "1",
             managed_by=data.get("managed_by", "api"),
-            account=data.get("account", DEFAULT_ACCOUNT),
+            account=data.get("account", ""),
             created_at=float(data.get("created_at", 0)),
             updated_at=float(data.get("updated_at", 0)),
         )

@@ -15,7 +15,7 @@ from typing import Any
 from app import clock
 from app.config import SyncSettings
 from app.errors import Conflict, NotFound, RequestError
-from app.feed_store import DEFAULT_ACCOUNT, Feed, FeedStore, owner_of
+from app.feed_store import Feed, FeedStore, owner_of
 from app.submission import EXPORTABLE_LAG_DAYS
 from app.validation import parse_day, validate_resource_type
 
@@ -29,8 +29,9 @@ def newest_custom_day(today: date | None = None) -> date:
     return (today or clock.utc_today()) - timedelta(days=EXPORTABLE_LAG_DAYS)
 
 
-def feed_from_body(resource_type: Any, body: Any, today: date | None = None) -> Feed:
-    """Validate a PUT /api/feeds/<rt> body; every error names the field and nothing is stored."""
+def feed_from_body(resource_type: Any, body: Any, account_sid: str, today: date | None = None) -> Feed:
+    """Validate a PUT /api/feeds/<rt> body (for an account already resolved); every error names the field and
+    nothing is stored."""
     rt = validate_resource_type(resource_type)
     if not isinstance(body, dict):
         raise RequestError("body must be a JSON object")
@@ -47,7 +48,7 @@ def feed_from_body(resource_type: Any, body: Any, today: date | None = None) -> 
     latest = newest_custom_day(today)
     if since > latest:
         raise RequestError(f"since must be at most {latest.isoformat()} (two days before today, UTC)")
-    return Feed(rt, since.isoformat(), until.isoformat() if until else None, enabled)
+    return Feed(rt, since.isoformat(), until.isoformat() if until else None, enabled, account=account_sid)
 
 
 def put_feed(store: FeedStore, feed: Feed) -> Feed:
@@ -60,16 +61,16 @@ def put_feed(store: FeedStore, feed: Feed) -> Feed:
     return feed
 
 
-def require_feed(store: FeedStore, resource_type: Any, account: str = DEFAULT_ACCOUNT) -> Feed:
-    feed = store.get_feed(owner_of(validate_resource_type(resource_type), account))
+def require_feed(store: FeedStore, resource_type: Any, account_sid: str) -> Feed:
+    feed = store.get_feed(owner_of(validate_resource_type(resource_type), account_sid))
     if feed is None:
         raise NotFound(f"no feed for {resource_type}")
     return feed
 
 
-def delete_feed(store: FeedStore, resource_type: Any, account: str = DEFAULT_ACCOUNT) -> Feed:
+def delete_feed(store: FeedStore, resource_type: Any, account_sid: str) -> Feed:
     """Stop planning the feed; copied data and jobs in flight are untouched."""
-    feed = require_feed(store, resource_type, account)
+    feed = require_feed(store, resource_type, account_sid)
     _refuse_env_managed(feed)
     store.delete_feed(feed.owner)
     return feed
@@ -80,16 +81,17 @@ def _refuse_env_managed(feed: Feed | None) -> None:
         raise Conflict(f"the {feed.resource_type} feed is declared by SYNC_FEEDS: change it there (the setting wins)")
 
 
-def apply_env_feeds(store: FeedStore, settings: SyncSettings) -> None:
-    """Make the stored feeds match SYNC_FEEDS (idempotent; run by every poll)."""
-    declared = {owner_of(spec.resource_type): spec for spec in settings.feeds}
+def apply_env_feeds(store: FeedStore, settings: SyncSettings, account_sids: list[str]) -> None:
+    """Make the stored feeds match SYNC_FEEDS, for every account served (idempotent; run by every poll)."""
+    declared = {(owner_of(spec.resource_type, sid), sid): spec for spec in settings.feeds for sid in account_sids}
+    owners = {owner for owner, _ in declared}
     for feed in store.list_feeds():
-        if feed.managed_by == "env" and feed.owner not in declared:
+        if feed.managed_by == "env" and feed.owner not in owners:
             store.delete_feed(feed.owner)
             log.info("feed no longer in SYNC_FEEDS: stopped", extra={"resource_type": feed.resource_type})
-    for owner, spec in declared.items():
+    for (owner, sid), spec in declared.items():
         current = store.get_feed(owner)
-        wanted = Feed(spec.resource_type, spec.since, spec.until, True, "env")
+        wanted = Feed(spec.resource_type, spec.since, spec.until, True, "env", account=sid)
         same = current is not None and (current.since, current.until, current.enabled, current.managed_by) == (
             wanted.since,
             wanted.until,

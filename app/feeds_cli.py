@@ -9,7 +9,7 @@ from typing import Any
 import click
 from flask.cli import with_appcontext
 
-from app import coverage, daily_exports, feeds
+from app import accounts, coverage, daily_exports, feeds
 from app.cli import emit, errors_to_exit
 from app.context import current_services as _svc
 from app.days import days_between
@@ -32,15 +32,19 @@ def _feed_line(v: dict[str, Any]) -> str:
 
 @feed_cli.command("set")
 @click.argument("resource_type")
+@click.option("--account", default=None, help="Account SID or label (needed when several are served)")
 @click.option("--since", required=True, help="First day to keep (YYYY-MM-DD)")
 @click.option("--until", default=None, help="Last day, for a bounded backfill")
 @click.option("--disabled", is_flag=True, help="Keep the feed but stop planning it")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 @errors_to_exit
-def set_feed(resource_type: str, since: str, until: str | None, disabled: bool, as_json: bool) -> None:
+def set_feed(
+    resource_type: str, account: str | None, since: str, until: str | None, disabled: bool, as_json: bool
+) -> None:
     body = {"since": since, "until": until, "enabled": not disabled}
-    feed = feeds.put_feed(_svc().feeds, feeds.feed_from_body(resource_type, body))
+    sid = _svc().accounts.resolve(account).sid
+    feed = feeds.put_feed(_svc().feeds, feeds.feed_from_body(resource_type, body, sid))
     emit(feeds.feed_view(feed), as_json, _feed_line)
 
 
@@ -55,31 +59,37 @@ def list_feeds(as_json: bool) -> None:
 
 @feed_cli.command("show")
 @click.argument("resource_type")
+@click.option("--account", default=None, help="Account SID or label (needed when several are served)")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 @errors_to_exit
-def show_feed(resource_type: str, as_json: bool) -> None:
-    emit(feeds.feed_view(feeds.require_feed(_svc().feeds, resource_type)), as_json, _feed_line)
+def show_feed(resource_type: str, account: str | None, as_json: bool) -> None:
+    sid = _svc().accounts.resolve(account).sid
+    emit(feeds.feed_view(feeds.require_feed(_svc().feeds, resource_type, sid)), as_json, _feed_line)
 
 
 @feed_cli.command("delete")
 @click.argument("resource_type")
+@click.option("--account", default=None, help="Account SID or label (needed when several are served)")
 @with_appcontext
 @errors_to_exit
-def delete_feed(resource_type: str) -> None:
+def delete_feed(resource_type: str, account: str | None) -> None:
     """Stop planning the feed (copied data and jobs in flight are untouched)."""
-    feed = feeds.delete_feed(_svc().feeds, resource_type)
+    feed = feeds.delete_feed(_svc().feeds, resource_type, _svc().accounts.resolve(account).sid)
     click.echo(f"feed {feed.resource_type} deleted")
 
 
 @click.command("coverage")
 @click.argument("resource_type", required=False)
+@click.option("--account", default=None, help="Account SID or label (needed when several are served)")
 @click.option("--from", "first", default=None, help="First day shown (YYYY-MM-DD)")
 @click.option("--to", "last", default=None, help="Last day shown")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 @errors_to_exit
-def coverage_cmd(resource_type: str | None, first: str | None, last: str | None, as_json: bool) -> None:
+def coverage_cmd(
+    resource_type: str | None, account: str | None, first: str | None, last: str | None, as_json: bool
+) -> None:
     """Which days of each feed are in the bucket: counts, then a month per line."""
     svc = _svc()
     doc = coverage.report(
@@ -87,6 +97,7 @@ def coverage_cmd(resource_type: str | None, first: str | None, last: str | None,
         validate_resource_type(resource_type) if resource_type else None,
         parse_day(first, "--from") if first else None,
         parse_day(last, "--to") if last else None,
+        svc.accounts.resolve(account).sid if account else None,
     )
     emit(doc, as_json, _calendar_text)
 
@@ -139,36 +150,62 @@ def _daily_line(v: dict[str, Any]) -> str:
 
 @daily_cli.command("show")
 @click.argument("resource_type")
+@click.option("--account", default=None, help="Account SID or label (needed when several are served)")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 @errors_to_exit
-def daily_show(resource_type: str, as_json: bool) -> None:
-    emit(daily_exports.show(_svc(), resource_type), as_json, _daily_line)
+def daily_show(resource_type: str, account: str | None, as_json: bool) -> None:
+    emit(daily_exports.show(_svc(), resource_type, _svc().accounts.resolve(account)), as_json, _daily_line)
 
 
 @daily_cli.command("enable")
 @click.argument("resource_type")
+@click.option("--account", default=None, help="Account SID or label (needed when several are served)")
 @with_appcontext
 @errors_to_exit
-def daily_enable(resource_type: str) -> None:
+def daily_enable(resource_type: str, account: str | None) -> None:
     """Have Twilio export every day by itself and call this relay (no quota spent on those days)."""
-    click.echo(_daily_line(daily_exports.set_enabled(_svc(), resource_type, True)))
+    view = daily_exports.set_enabled(_svc(), resource_type, True, _svc().accounts.resolve(account))
+    click.echo(_daily_line(view))
 
 
 @daily_cli.command("disable")
 @click.argument("resource_type")
+@click.option("--account", default=None, help="Account SID or label (needed when several are served)")
 @with_appcontext
 @errors_to_exit
-def daily_disable(resource_type: str) -> None:
-    click.echo(_daily_line(daily_exports.set_enabled(_svc(), resource_type, False)))
+def daily_disable(resource_type: str, account: str | None) -> None:
+    view = daily_exports.set_enabled(_svc(), resource_type, False, _svc().accounts.resolve(account))
+    click.echo(_daily_line(view))
 
 
 @click.command("copy-day")
 @click.argument("resource_type")
 @click.argument("day")
+@click.option("--account", default=None, help="Account SID or label (needed when several are served)")
 @with_appcontext
 @errors_to_exit
-def copy_day_cmd(resource_type: str, day: str) -> None:
+def copy_day_cmd(resource_type: str, day: str, account: str | None) -> None:
     """Copy one day file Twilio lists (made by a daily export, the Console, another tool): no quota spent."""
-    job = daily_exports.copy_listed_day(_svc(), resource_type, day)
+    job = daily_exports.copy_listed_day(_svc(), resource_type, day, _svc().accounts.resolve(account))
     click.echo(f"{job.job_sid}  {job.resource_type} {job.start_day}: copy queued (relay status {job.job_sid})")
+
+
+@click.command("accounts")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+@errors_to_exit
+def accounts_cmd(as_json: bool) -> None:
+    """The Twilio accounts this relay serves, and their state (never a credential)."""
+    emit(accounts.accounts_view(_svc()), as_json, _accounts_text)
+
+
+def _accounts_text(doc: dict[str, Any]) -> str:
+    lines = [
+        f"{a['sid']}  {a['label'] or '-':<20} family {a['family'][:10]}…  {a['source']:<10} {a['state']}"
+        + (f"  ({a['error']})" if a["error"] else "")
+        for a in doc["accounts"]
+    ]
+    if doc["discovery_error"]:
+        lines.append(f"subaccount discovery failed: {doc['discovery_error']}")
+    return "\n".join(lines)

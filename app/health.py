@@ -24,6 +24,7 @@ from flask import Blueprint, Response, current_app, jsonify
 from rq import Worker
 
 from app import coverage, recovery
+from app.accounts import accounts_view
 from app.context import Services
 from app.context import current_services as _svc
 from app.metrics import ClusterCollector, render
@@ -153,9 +154,27 @@ def _health(svc: Services) -> dict[str, Any]:
         ]
         checks["feeds:lagDays"] = _feed_checks(svc)
         checks["webhooks:signaturePolicy"] = [_signature_policy(svc)]
+        checks["accounts:state"] = _account_checks(svc)
     statuses = {c["status"] for entries in checks.values() for c in entries}
     overall = "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass"
     return {"status": overall, "serviceId": "bulkexport-relay", "checks": checks}
+
+
+def _account_checks(svc: Services) -> list[dict[str, Any]]:
+    """Warn for each account whose credentials Twilio refused or that is suspended (the others keep syncing)."""
+    doc = accounts_view(svc)
+    checks = [
+        {
+            "componentId": a["label"] or a["sid"],
+            "status": "pass" if a["state"] == "ok" else "warn",
+            "observedValue": a["state"],
+            **({"output": a["error"]} if a["error"] else {}),
+        }
+        for a in doc["accounts"]
+    ]
+    if doc["discovery_error"]:
+        checks.append({"componentId": "discovery", "status": "warn", "output": "subaccount discovery failed"})
+    return checks
 
 
 def _signature_policy(svc: Services) -> dict[str, Any]:
@@ -219,6 +238,9 @@ def _gauges(svc: Services) -> dict[str, Any]:
         "oldest_uncopied": days.oldest_uncopied_age,
         "failed": days.failed,
         "feeds": feed_gauges(svc),
+        "accounts": accounts_view(svc)["accounts"],
+        "poller_age": time.time() - (svc.registry.last_poll() or float("-inf")),  # +Inf: never polled
+        "lost": int(_ready(svc)["registry"]["status"] == "fail"),  # recovery.registry_state, /readyz's cache
     }
 
 

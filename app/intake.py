@@ -9,7 +9,7 @@ fetched.
 Answers, in order of precedence: a token that names no tracked job -> 404 (a token whose submission is still
 waiting for Twilio's answer -> 202, the poller takes the job); ``X-Twilio-Signature`` does not validate with
 twilio's ``RequestValidator`` against the URL Twilio called (rebuilt from ``PUBLIC_BASE_URL`` + path + raw
-query) with the primary or the secondary auth token -> 403 (a missing signature is a 403 only when
+query) with the owning account's primary or secondary auth token -> 403 (a missing signature is a 403 only when
 ``WEBHOOK_SIGNATURE=required``); else the delivery is counted, a sync is queued unless one already queued or
 running covers it, -> 204. Redis down -> 503, so a retrying sender retries. The signature is computed before
 the token lookup (it needs no I/O), so the lookup, the count and the sync status are one Redis round trip.
@@ -135,7 +135,11 @@ def _handle_delivery(svc: Services) -> Response:
     if found.target is None and not found.pending:
         return _reject(404, "rejected_token")
     _limit_body()
-    signed = _signature_acceptable(svc, found.signed_seen)
+    try:
+        tokens = svc.accounts.get(found.account_sid).auth_tokens  # the owning account's tokens, no other's
+    except LookupError:
+        return _reject(404, "rejected_token")  # its account is no longer served here
+    signed = _signature_acceptable(svc, found.signed_seen, tokens)
     if signed is None:
         return _reject(403, "rejected_signature", found.target)
     if found.target is None:
@@ -186,7 +190,7 @@ def _limit_body() -> None:
         raise RequestEntityTooLarge(f"a webhook carries at most {HOOK_MAX_FORM_FIELDS} form fields")
 
 
-def _signature_acceptable(svc: Services, signed_seen: bool) -> bool | None:
+def _signature_acceptable(svc: Services, signed_seen: bool, tokens: tuple[str, ...]) -> bool | None:
     """True: validly signed. False: unsigned but accepted by the policy. None: refuse (403).
 
     ``auto`` (the default): unsigned deliveries are accepted only until this deployment has seen one validly
@@ -195,9 +199,9 @@ def _signature_acceptable(svc: Services, signed_seen: bool) -> bool | None:
     unsigned ones; ``required`` never does. A present but wrong signature is always refused."""
     signature = request.headers.get("X-Twilio-Signature")
     policy = svc.settings.webhook_signature
-    if signature is None or not svc.settings.auth_tokens:
+    if signature is None or not tokens:
         # Without TWILIO_AUTH_TOKEN (API-key credentials) no signature can be checked: a signed delivery is then
         # as trustworthy as an unsigned one, and `required` is refused at start-up for that configuration.
         unsigned_ok = policy == "if-present" or (policy == "auto" and not signed_seen)
         return False if unsigned_ok else None
-    return True if signature_valid(signature, svc.settings.auth_tokens) else None
+    return True if signature_valid(signature, tokens) else None

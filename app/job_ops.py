@@ -24,13 +24,15 @@ def require_job(svc: Services, job_sid: str) -> JobRecord:
     return job
 
 
-def adopt(svc: Services, job_sid: str, resource_type: str | None = None) -> JobRecord:
-    """Track a job created elsewhere; its webhook is not ours, so the poller will finish it."""
+def adopt(svc: Services, job_sid: str, resource_type: str | None = None, account: str | None = None) -> JobRecord:
+    """Track a job created elsewhere (in ``account``: SID or label); its webhook is not ours, so the poller will
+    finish it."""
     validate_job_sid(job_sid)
     existing = svc.registry.get_job(job_sid)
     if existing is not None:
         return existing
-    tj = svc.twilio.fetch_job(job_sid)  # TwilioNotFound -> 404 to the caller
+    owner = svc.accounts.resolve(account)
+    tj = svc.twilio_for(owner.sid).fetch_job(job_sid)  # TwilioNotFound -> 404 to the caller
     rt = tj.resource_type or resource_type
     if rt not in RESOURCE_TYPES:
         raise RequestError("Twilio did not say the job's resource_type; pass resource_type")
@@ -43,6 +45,7 @@ def adopt(svc: Services, job_sid: str, resource_type: str | None = None) -> JobR
         end_day=tj.end_day,
         friendly_name=tj.friendly_name or "",
         origin="adopted",
+        account_sid=owner.sid,
         twilio=tj.snapshot(),
     )
     if svc.registry.add_job(record):
@@ -56,7 +59,7 @@ def cancel(svc: Services, job_sid: str) -> JobRecord:
     if job.state.final:
         raise Conflict(f"job {job_sid} is already {job.state.value}")
     try:
-        svc.twilio.delete_job(job_sid)
+        svc.twilio_for(job.account_sid).delete_job(job_sid)
     except TwilioNotFound:
         log.warning("cancel: Twilio no longer has job %s", job_sid)
     finish(svc, job_sid, JobState.CANCELLED, error="cancelled on request")

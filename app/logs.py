@@ -21,8 +21,16 @@ _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 _MAX_DEPTH = 8  # nested extras deeper than this are logged as their (scrubbed) str()
 
 
+_RUNTIME_SECRETS: set[str] = set()  # learnt after start-up (discovered subaccounts' tokens): scrubbed everywhere
+
+
+def add_secrets(*values: str) -> None:
+    """Secrets a process learns while running; every formatter scrubs them from then on."""
+    _RUNTIME_SECRETS.update(v for v in values if v)
+
+
 def scrub(text: str, secrets: Iterable[str] = ()) -> str:
-    for secret in secrets:
+    for secret in (*secrets, *_RUNTIME_SECRETS):
         if len(secret) >= MIN_SECRET_LENGTH:  # a 1-char "secret" would shred every message
             text = text.replace(secret, "[redacted]")
     text = _TOKEN_IN_URL.sub(r"\1[redacted]", text)

@@ -120,6 +120,7 @@ RETENTION_WARNINGS = ClusterCounter(
 )
 POLLS = ClusterCounter("relay_polls", "Poller runs", ["outcome"])
 SYNC_FAILURES = ClusterCounter("relay_sync_failures", "Syncs that could not use Twilio's answer", ["reason"])
+EVENTS = ClusterCounter("relay_events", "Outbound events (app/events.py) by type and outcome", ["type", "outcome"])
 
 
 class ClusterCollector:
@@ -153,28 +154,47 @@ class ClusterCollector:
             value=gauges.get("oldest_uncopied", 0),
         )
         yield GaugeMetricFamily("relay_failed_days", "Failed days of unfinished jobs", value=gauges.get("failed", 0))
+        yield GaugeMetricFamily(
+            "relay_poller_last_run_age_seconds",
+            "Seconds since the last completed poll (+Inf: none yet)",
+            value=gauges.get("poller_age", float("inf")),
+        )
+        yield GaugeMetricFamily(
+            "relay_registry_lost", "1 while Redis has lost the registry (app/recovery.py)", value=gauges.get("lost", 0)
+        )
         yield from _feed_families(gauges.get("feeds", []))
+        yield from _account_families(gauges.get("accounts", []))
 
 
 def _feed_families(feeds: list[dict[str, Any]]) -> Iterator[Metric]:
-    """Continuous sync: days per feed and state, and each feed's lag (see app/coverage.py)."""
-    days = GaugeMetricFamily(
-        "relay_feed_days", "Days of each feed's window by state", labels=["resource_type", "state"]
-    )
+    """Continuous sync: days per feed and state, and each feed's lag (see app/coverage.py), per account."""
+    labels = ["account", "resource_type"]
+    days = GaugeMetricFamily("relay_feed_days", "Days of each feed's window by state", labels=[*labels, "state"])
     lag = GaugeMetricFamily(
         "relay_feed_lag_days",
         "Days between the newest day that can exist and the feed's newest copied day (window length if none)",
-        labels=["resource_type"],
+        labels=labels,
     )
     waiting = GaugeMetricFamily(
-        "relay_feed_days_waiting_for_quota", "Missing days the planner could not submit today", labels=["resource_type"]
+        "relay_feed_days_waiting_for_quota", "Missing days the planner could not submit today", labels=labels
     )
     for feed in feeds:
+        ids = [feed.get("account_label") or feed["account"], feed["resource_type"]]
         for state, count in feed["counts"].items():
-            days.add_metric([feed["resource_type"], state], count)
-        lag.add_metric([feed["resource_type"]], feed["lag"])
-        waiting.add_metric([feed["resource_type"]], feed["waiting_for_quota"])
+            days.add_metric([*ids, state], count)
+        lag.add_metric(ids, feed["lag"])
+        waiting.add_metric(ids, feed["waiting_for_quota"])
     yield from (days, lag, waiting)
+
+
+def _account_families(accounts: list[dict[str, Any]]) -> Iterator[Metric]:
+    """One gauge per account: 1 while it is active and its credentials work, 0 otherwise."""
+    up = GaugeMetricFamily(
+        "relay_account_up", "Account usable (credentials accepted, not suspended)", labels=["account"]
+    )
+    for account in accounts:
+        up.add_metric([account["label"] or account["sid"]], 1 if account["state"] == "ok" else 0)
+    yield up
 
 
 def _family(

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from app import clock, coverage
+from app.accounts import note_outcome
 from app.context import Services
 from app.days import MAX_DAYS_PER_JOB, compact_ranges
 from app.errors import QuotaExceeded
@@ -33,7 +34,8 @@ Range = tuple[date, date]
 class PlanReport:
     submitted: list[tuple[str, str, str]] = field(default_factory=list)  # (resource_type, start, end)
     waiting_for_quota: dict[str, int] = field(default_factory=dict)  # owner -> days left unsubmitted
-    quota_left: int = 0
+    quota_left: int = 0  # of the family being planned
+    quota_left_by_family: dict[str, int] = field(default_factory=dict)
 
 
 def wanted_days(feed: Feed, cov: dict[str, CoverageDay], daily: bool, svc: Services, now: float) -> list[str]:
@@ -75,8 +77,12 @@ def chunks_newest_first(days: list[str]) -> deque[Range]:
 
 
 def plan(svc: Services, store: FeedStore, skip: frozenset[str] = frozenset()) -> PlanReport:
-    """Submit what the enabled feeds miss (``skip``: owners not to plan now, e.g. never reconciled with S3)."""
-    feeds = [f for f in store.list_feeds() if f.enabled and f.owner not in skip]
+    """Submit what the enabled feeds miss (``skip``: owners not to plan now, e.g. never reconciled with S3).
+
+    Each account family (a parent and its subaccounts) spends its own daily quota; within a family the feeds
+    take turns, the accounts interleaved, so no account starves while another backfills years."""
+    active = {a.sid: a for a in svc.accounts.all() if a.status == "active"}
+    feeds = [f for f in store.list_feeds() if f.enabled and f.owner not in skip and f.account in active]
     report = PlanReport()
     if not feeds:
         return report
@@ -88,18 +94,37 @@ def plan(svc: Services, store: FeedStore, skip: frozenset[str] = frozenset()) ->
     now = clock.now()
     wants = {f.owner: chunks_newest_first(wanted_days(f, cov[f.owner], daily[f.owner], svc, now)) for f in feeds}
     limit = svc.settings.daily_day_quota - svc.settings.sync.quota_reserve_days
-    report.quota_left = max(0, limit - svc.registry.quota_used(clock.utc_today().isoformat()))
-    _allocate(svc, store, {f.owner: f for f in feeds}, wants, limit, report)
+    today = clock.utc_today().isoformat()
+    for family in sorted({active[f.account].family for f in feeds}):
+        members = _interleaved([f for f in feeds if active[f.account].family == family])
+        report.quota_left = max(0, limit - svc.registry.quota_used(today, family))
+        family_wants = {f.owner: wants[f.owner] for f in members}
+        _allocate(svc, store, {f.owner: f for f in members}, family_wants, limit, report)
+        report.quota_left_by_family[family] = report.quota_left
     report.waiting_for_quota = {o: sum((e - s).days + 1 for s, e in w) for o, w in wants.items() if w}
     store.save_plan(
         {
             "at": now,
             "submitted": report.submitted,
             "waiting_for_quota": report.waiting_for_quota,
-            "quota_left": report.quota_left,
+            "quota_left": report.quota_left_by_family,
         }
     )
     return report
+
+
+def _interleaved(feeds: list[Feed]) -> list[Feed]:
+    """Feeds ordered so that accounts alternate: each account's first feed, then each one's second, ..."""
+    by_account: dict[str, list[Feed]] = {}
+    for feed in sorted(feeds, key=lambda f: (f.account, f.resource_type)):
+        by_account.setdefault(feed.account, []).append(feed)
+    return [
+        f
+        for rank in range(max(map(len, by_account.values()), default=0))
+        for fs in by_account.values()
+        if rank < len(fs)
+        for f in [fs[rank]]
+    ]
 
 
 def _allocate(
@@ -137,15 +162,17 @@ def _submit(
     svc: Services, store: FeedStore, feed: Feed, first: date, last: date, limit: int, report: PlanReport
 ) -> bool:
     name = f"bulkexport-relay feed {feed.resource_type} {first}..{last}"
-    req = SubmitRequest(feed.resource_type, first, last, name, None)
+    req = SubmitRequest(feed.resource_type, first, last, name, None, feed.account)
     try:
         result = submit(svc, req, quota_limit=limit, origin="feed")
     except QuotaExceeded:
         report.quota_left = 0  # someone else spent it meanwhile
         return False
     except TwilioError as exc:
+        note_outcome(svc.registry, feed.account, exc)
         log.warning("feed submission refused: %s", exc, extra={"resource_type": feed.resource_type})
         return False
+    note_outcome(svc.registry, feed.account, None)
     if result.error is not None:
         log.warning("feed submission incomplete: %s", result.error, extra={"resource_type": feed.resource_type})
     report.submitted.append((feed.resource_type, first.isoformat(), last.isoformat()))

@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
-from app import clock
+from app import clock, events
 from app.config import RESOURCE_TYPES
 from app.context import Services
 from app.metrics import JOBS
 from app.registry import JobRecord, hash_token
 from app.submission import webhook_url
+from app.twilio_api import TwilioError
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ def ensure_registry(svc: Services, store: MarkerStore) -> Recovery:
     adopted = recover_jobs(svc)
     svc.registry.put_marker({**{k: str(v) for k, v in bucket.items()}, "recovered_at": str(clock.now())})
     log.warning("registry was lost and has been rebuilt from Twilio and the bucket", extra={"adopted": len(adopted)})
+    events.registry_recovered(svc, adopted)  # queued only, never raises
     return Recovery(adopted, LOST)
 
 
@@ -78,9 +80,21 @@ def recover_jobs(svc: Services) -> list[str]:
     """Track again every job of ours that Twilio still lists (it keeps them 7 days after they finish)."""
     adopted = []
     hook_prefix = (webhook_url(svc, "") or "").removesuffix("token=")
+    for account in svc.accounts.all():
+        try:
+            adopted += _recover_account(svc, account.sid, hook_prefix)
+        except TwilioError as exc:  # one account's refused credentials must not stop the others' recovery
+            log.warning("could not list %s's jobs for recovery: %s", account.name, exc)
+    return adopted
+
+
+def _recover_account(svc: Services, account_sid: str, hook_prefix: str) -> list[str]:
+    adopted = []
     for rt in RESOURCE_TYPES:
-        for tj in svc.twilio.list_jobs(rt):
+        for tj in svc.twilio_for(account_sid).list_jobs(rt):
             record = _our_job(tj.job_sid, rt, tj, hook_prefix)
+            if record is not None:
+                record.account_sid = account_sid
             if record is not None and svc.registry.add_job(record):
                 JOBS.labels("recovered").inc()
                 svc.enqueuer.sync(tj.job_sid)

@@ -12,16 +12,21 @@ ber:job:{sid}                       hash    our job record (request, state, Twil
 ber:job:{sid}:days                  hash    day -> JSON day record (state, key, size, sha256, records)    retention*
 ber:jobs                            zset    every tracked job_sid by creation time (for listing)          pruned
 ber:jobs:active                     zset    non-final job_sid -> when the poller should next sync it      until final
-ber:quota:{YYYY-MM-DD}              string  days requested at Twilio that UTC day (TWILIO_DAILY_DAY_QUOTA) 2 days
-ber:lock:copy:{resource}:{day}      string  owner of the single in-flight copy of that S3 object          job timeout
+ber:quota:[{family}:]{YYYY-MM-DD}   string  days requested that UTC day by an account family (no family:   2 days
+                                            TWILIO_ACCOUNT_SID's), against TWILIO_DAILY_DAY_QUOTA
+ber:account:{sid}                   hash    an account's label, family, state (ok, credentials refused,     none
+                                            suspended) and last error: never a credential
+ber:lock:copy:{acct}:{rt}:{day}     string  owner of the single in-flight copy of that S3 object          job timeout
 ber:lock:poll                       string  the running poll (one at a time across poller replicas)       300 s
 ber:lock:enqueue:{rq_job_id}        string  owner of the replacement of an ended RQ task (queueing)       10 s
 ber:orphan:{rq_job_id}:{enqueued}   string  first sighting of a popped-but-never-started task (queueing)  1 day
 ber:poller:last_run                 string  unix time of the last completed poll                          none
 ber:webhooks:signed_seen            string  when the first validly signed webhook arrived (policy auto)    none
 ber:hookrate:{sid}                  string  a webhook queued this job's sync lately (rate limit)          60 s
+ber:accounts                        set     SIDs with a ber:account hash                                  none
 ber:metrics                         hash    cluster-wide counters and histograms (app/metrics.py)         none
 ber:registry:marker                 hash    this registry's id and birth (a copy is in the bucket: recovery) none
+ber:event:{event_id}                string  an outbound event was emitted (app/events.py): never twice    8 days
 ==================================  ======  ===========================================================  ==========
 
 ``retention*``: set once the job is final (``JOB_RETENTION_DAYS``); ``ber:jobs`` is pruned by the poller, so
@@ -46,6 +51,7 @@ PREFIX = "ber:"
 PENDING_TTL = 24 * 3600
 QUOTA_TTL = 2 * 24 * 3600
 SIGNED_MARKER = f"{PREFIX}webhooks:signed_seen"
+TARGET_SEP = "|"  # a token's value: {account_sid}|{target}
 REGISTRY_MARKER = f"{PREFIX}registry:marker"
 ORPHAN_SIGHTING_TTL = 86400  # far longer than any gap between two enqueue attempts (re-syncs: <= 15 min)
 DAILY_DAY_QUOTA = 366
@@ -111,6 +117,7 @@ class JobRecord:
     # "api" (we created it, webhook is ours), "feed" (the planner created it), "adopted" (found only by the poller),
     # "listed" (a day file Twilio listed that nobody submitted here: copied without a job at Twilio)
     origin: str = "api"
+    account_sid: str = ""  # the Twilio account that owns the job ("" in records of single-account versions)
     state: JobState = JobState.WAITING
     token_hash: str = ""
     twilio: dict[str, Any] | None = None
@@ -144,6 +151,7 @@ class JobRecord:
             friendly_name=data.get("friendly_name", ""),
             email=data.get("email", ""),
             origin=data.get("origin", "api"),
+            account_sid=data.get("account_sid", ""),
             state=JobState(data.get("state", JobState.WAITING)),
             token_hash=data.get("token_hash", ""),
             twilio=json.loads(data["twilio"]) if data.get("twilio") else None,
@@ -200,14 +208,14 @@ return 0
 
 
 # Store a new job atomically. KEYS: job hash, jobs zset, active zset[, token key, pending key].
-# ARGV: sid, created_at, now, field, value, ...
+# ARGV: sid, created_at, now, token value, field, value, ...
 _ADD_JOB_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 if #KEYS >= 5 then
-  redis.call('SET', KEYS[4], ARGV[1])
+  redis.call('SET', KEYS[4], ARGV[4])
   redis.call('DEL', KEYS[5])
 end
 return 1
@@ -253,8 +261,10 @@ return 1
 # this deployment has seen a validly signed delivery. KEYS: token, pending, signed-marker.
 _WEBHOOK_TARGET_LUA = """
 local target = redis.call('GET', KEYS[1]) or ''
-local pending = 0
-if target == '' then pending = redis.call('EXISTS', KEYS[2]) end
+local pending = ''
+if target == '' and redis.call('EXISTS', KEYS[2]) == 1 then
+  pending = redis.call('HGET', KEYS[2], 'account_sid') or '-'
+end
 return {target, pending, redis.call('EXISTS', KEYS[3])}
 """
 
@@ -288,6 +298,7 @@ class TokenLookup(NamedTuple):
     target: str | None  # job_sid, or daily:{owner}; None if unknown
     pending: bool  # no job yet, but a submission with this token is in flight
     signed_seen: bool  # a validly signed delivery has reached this deployment (WEBHOOK_SIGNATURE=auto)
+    account_sid: str = ""  # the account whose auth token signs this webhook ("": TWILIO_ACCOUNT_SID)
 
 
 class Delivery(NamedTuple):
@@ -299,8 +310,15 @@ class Delivery(NamedTuple):
 class Registry:
     """All reads and writes of our Redis keys. Methods are small and atomic where concurrency matters."""
 
-    def __init__(self, client: redis.Redis, retention_days: int = 30, daily_quota: int = DAILY_DAY_QUOTA) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        retention_days: int = 30,
+        daily_quota: int = DAILY_DAY_QUOTA,
+        default_account: str = "",
+    ) -> None:
         self.r = client
+        self.default_account = default_account  # TWILIO_ACCOUNT_SID: what records without an account belong to
         self.daily_quota = daily_quota
         self.retention = retention_days * 24 * 3600
         self._quota = client.register_script(_QUOTA_LUA)
@@ -323,21 +341,28 @@ class Registry:
         return f"{PREFIX}job:{sid}:days"
 
     # -- quota --------------------------------------------------------------------------------------------
-    def reserve_quota(self, utc_date: str, days: int, limit: int | None = None) -> int:
-        """Count ``days`` against the day's quota or raise QuotaExceeded (atomic across processes). ``limit``: a
-        lower ceiling for this caller (the planner leaves FEED_QUOTA_RESERVE_DAYS for manual submissions)."""
+    def _quota_key(self, utc_date: str, family: str) -> str:
+        """One counter per account family (a parent and its subaccounts) and UTC day; TWILIO_ACCOUNT_SID's family
+        keeps the key of single-account versions."""
+        if not family or family == self.default_account:
+            return f"{PREFIX}quota:{utc_date}"
+        return f"{PREFIX}quota:{family}:{utc_date}"
+
+    def reserve_quota(self, utc_date: str, days: int, limit: int | None = None, family: str = "") -> int:
+        """Count ``days`` against the family's quota that day or raise QuotaExceeded (atomic across processes).
+        ``limit``: a lower ceiling for this caller (the planner leaves FEED_QUOTA_RESERVE_DAYS for manual use)."""
         ceiling = self.daily_quota if limit is None else min(limit, self.daily_quota)
-        result = int(self._quota(keys=[f"{PREFIX}quota:{utc_date}"], args=[days, ceiling, QUOTA_TTL]))
+        result = int(self._quota(keys=[self._quota_key(utc_date, family)], args=[days, ceiling, QUOTA_TTL]))
         if result < 0:
             raise QuotaExceeded(used=-1 - result, wanted=days, quota=ceiling)
         return result
 
-    def release_quota(self, utc_date: str, days: int) -> None:
+    def release_quota(self, utc_date: str, days: int, family: str = "") -> None:
         """Give back days reserved for a submission Twilio refused outright."""
-        self.r.decrby(f"{PREFIX}quota:{utc_date}", days)
+        self.r.decrby(self._quota_key(utc_date, family), days)
 
-    def quota_used(self, utc_date: str) -> int:
-        return int(self.r.get(f"{PREFIX}quota:{utc_date}") or 0)
+    def quota_used(self, utc_date: str, family: str = "") -> int:
+        return int(self.r.get(self._quota_key(utc_date, family)) or 0)
 
     # -- submissions and tokens ---------------------------------------------------------------------------
     def add_pending(self, token_hash: str, request: dict[Any, Any]) -> None:
@@ -352,15 +377,15 @@ class Registry:
         return bool(self.r.exists(f"{PREFIX}pending:{token_hash}"))
 
     def job_for_token(self, token_hash: str) -> str | None:
-        sid = self.r.get(f"{PREFIX}token:{token_hash}")
-        return str(sid) if sid else None
+        value = self.r.get(f"{PREFIX}token:{token_hash}")
+        return str(value).rpartition(TARGET_SEP)[2] if value else None
 
-    def set_token(self, token_hash: str, target: str, replaces: str | None = None) -> None:
-        """Point a webhook token at ``target`` (a job_sid, or ``daily:{owner}`` for daily exports)."""
+    def set_token(self, token_hash: str, target: str, account_sid: str, replaces: str | None = None) -> None:
+        """Point a webhook token at ``target`` (``daily:{owner}`` for daily exports) of ``account_sid``."""
         with self.r.pipeline() as p:
             if replaces:
                 p.delete(f"{PREFIX}token:{replaces}")
-            p.set(f"{PREFIX}token:{token_hash}", target)
+            p.set(f"{PREFIX}token:{token_hash}", f"{account_sid}{TARGET_SEP}{target}")
             p.execute()
 
     def drop_token(self, token_hash: str) -> None:
@@ -381,8 +406,11 @@ class Registry:
     def lookup_token(self, token_hash: str) -> TokenLookup:
         """The webhook's first step, one round trip: what the token names (nothing of the request is parsed yet)."""
         keys = [f"{PREFIX}token:{token_hash}", f"{PREFIX}pending:{token_hash}", SIGNED_MARKER]
-        target, pending, signed_seen = self._token_lookup(keys=keys)
-        return TokenLookup(str(target) or None, bool(int(pending)), bool(int(signed_seen)))
+        value, pending, signed_seen = self._token_lookup(keys=keys)
+        account, _, target = str(value).rpartition(TARGET_SEP)  # tokens of single-account versions: no account
+        if pending and pending != "-":
+            account = str(pending)
+        return TokenLookup(target or None, bool(pending), bool(int(signed_seen)), account or self.default_account)
 
     def record_delivery(self, sid: str, sync_task_key: str, signed: bool, rate_seconds: int) -> Delivery:
         """Count an accepted delivery on its job (one round trip; see _RECORD_DELIVERY_LUA). ``sync_task_key``:
@@ -413,13 +441,16 @@ class Registry:
         if job.token_hash:
             keys += [f"{PREFIX}token:{job.token_hash}", f"{PREFIX}pending:{job.token_hash}"]
         fields = [item for pair in job.to_redis().items() for item in pair]
-        return bool(self._add_job(keys=keys, args=[job.job_sid, job.created_at, time.time(), *fields]))
+        token_value = f"{job.account_sid}{TARGET_SEP}{job.job_sid}" if job.account_sid else job.job_sid
+        return bool(self._add_job(keys=keys, args=[job.job_sid, job.created_at, time.time(), token_value, *fields]))
 
     def get_job(self, sid: str) -> JobRecord | None:
         data = self.r.hgetall(self.job_key(sid))
         if not data or "resource_type" not in data:
             return None
-        return JobRecord.from_redis(data)  # type: ignore[arg-type]
+        job = JobRecord.from_redis(data)  # type: ignore[arg-type]
+        job.account_sid = job.account_sid or self.default_account
+        return job
 
     def update_job(self, sid: str, **fields: Any) -> None:
         mapping: dict[Any, Any] = {k: (json.dumps(v) if k == "twilio" else str(v)) for k, v in fields.items()}
@@ -536,7 +567,7 @@ class Registry:
         return DayState(str(prev)) if prev else None
 
     # -- copy locks (one in-flight copy per S3 object, across jobs that export the same day) ---------------
-    def acquire_copy_lock(self, resource_type: str, day: str, owner: str, ttl_seconds: int) -> bool:
+    def acquire_copy_lock(self, scope: str, day: str, owner: str, ttl_seconds: int) -> bool:
         """Take the lock, or take it back when ``owner`` already holds it.
 
         The owner is the copy task's RQ job id, the same for every attempt of that task, and RQ runs an attempt
@@ -544,10 +575,11 @@ class Registry:
         was left by an attempt that died without releasing it (a SIGKILLed worker): without taking it
         back, every retry would fail with CopyBusy until the lock expired and the day would end up FAILED.
         """
-        return self.acquire_lock(f"copy:{resource_type}:{day}", owner, ttl_seconds)
+        return self.acquire_lock(f"copy:{scope}:{day}", owner, ttl_seconds)
 
-    def release_copy_lock(self, resource_type: str, day: str, owner: str) -> None:
-        self.release_lock(f"copy:{resource_type}:{day}", owner)
+    def release_copy_lock(self, scope: str, day: str, owner: str) -> None:
+        """``scope``: ``{account_sid}:{resource_type}``, the S3 objects of one account's resource type."""
+        self.release_lock(f"copy:{scope}:{day}", owner)
 
     def acquire_lock(self, name: str, owner: str, ttl_seconds: int) -> bool:
         """``ber:lock:{name}`` for ``owner`` (or renewed when ``owner`` already holds it), expiring by itself."""
@@ -588,5 +620,31 @@ class Registry:
         mapping: dict[Any, Any] = dict(fields)
         self.r.hset(REGISTRY_MARKER, mapping=mapping)
 
+    # -- accounts (app/accounts.py: credentials stay in memory, only what may be shown is here) -----------------
+    def put_account_state(self, sid: str, **fields: str) -> None:
+        mapping: dict[Any, Any] = {k: str(v) for k, v in fields.items()} | {"checked_at": str(time.time())}
+        with self.r.pipeline() as p:
+            p.hset(f"{PREFIX}account:{sid}", mapping=mapping)
+            p.sadd(f"{PREFIX}accounts", sid)
+            p.execute()
+
+    def account_states(self) -> dict[str, dict[str, str]]:
+        sids = sorted(str(s) for s in self.r.smembers(f"{PREFIX}accounts"))
+        with self.r.pipeline() as p:
+            for sid in sids:
+                p.hgetall(f"{PREFIX}account:{sid}")
+            found = p.execute()
+        return {sid: {str(k): str(v) for k, v in data.items()} for sid, data in zip(sids, found, strict=True)}
+
     def ping(self) -> bool:
         return bool(self.r.ping())
+
+    # -- outbound events (app/events.py) ----------------------------------------------------------------------
+    def claim_event(self, event_id: str, ttl_seconds: int) -> bool:
+        """True for the first emission of this event within ``ttl_seconds`` (a poll finding a lagging feed again
+        must not announce it again)."""
+        return bool(self.r.set(f"{PREFIX}event:{event_id}", str(time.time()), nx=True, ex=ttl_seconds))
+
+    def release_event(self, event_id: str) -> None:
+        """The event could not be queued: let a later emission try again."""
+        self.r.delete(f"{PREFIX}event:{event_id}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -42,12 +42,13 @@ class SubmitRequest:
     end_day: date
     friendly_name: str
     email: str | None
+    account: str | None = None  # SID or label as given; resolved by submit() (None: the only account)
 
     @classmethod
     def from_body(cls, body: Any, today: date | None = None) -> SubmitRequest:
         if not isinstance(body, dict):
             raise RequestError("body must be a JSON object")
-        unknown = set(body) - {"resource_type", "start_day", "end_day", "friendly_name", "email"}
+        unknown = set(body) - {"resource_type", "start_day", "end_day", "friendly_name", "email", "account"}
         if unknown:
             raise RequestError(f"unknown field(s): {', '.join(sorted(unknown))}")
         rt = validate_resource_type(body.get("resource_type"))
@@ -65,7 +66,10 @@ class SubmitRequest:
         email = body.get("email")
         if email is not None and (not isinstance(email, str) or "@" not in email or len(email) > 254):
             raise RequestError("email must be an e-mail address")
-        return cls(rt, start, end, name, email)
+        account = body.get("account")
+        if account is not None and not isinstance(account, str):
+            raise RequestError("account must be an account SID or label")
+        return cls(rt, start, end, name, email, account)
 
 
 def webhook_url(svc: Services, token: str) -> str | None:
@@ -98,8 +102,10 @@ def submit(svc: Services, req: SubmitRequest, quota_limit: int | None = None, or
             f"{total_days} days exceed Twilio's {quota} requested days per UTC day: submit at most {quota} days "
             "per request, one request per UTC day"
         )
+    account = svc.accounts.resolve(req.account)
+    req = replace(req, account=account.sid)
     today = clock.utc_today().isoformat()
-    svc.registry.reserve_quota(today, total_days, quota_limit)  # raises QuotaExceeded
+    svc.registry.reserve_quota(today, total_days, quota_limit, account.family)  # raises QuotaExceeded
     created: list[JobRecord] = []
     for index, (start, end) in enumerate(chunks):
         name = req.friendly_name if len(chunks) == 1 else f"{req.friendly_name} ({index + 1}/{len(chunks)})"
@@ -108,16 +114,17 @@ def submit(svc: Services, req: SubmitRequest, quota_limit: int | None = None, or
         except (TwilioError, SubmitUncertain, RedisError) as exc:
             # A chunk that may exist at Twilio keeps its share of the quota (Twilio may have counted it).
             maybe_created = index + 1 if isinstance(exc, SubmitUncertain) else index
-            _release_quota(svc, today, sum((e - s).days + 1 for s, e in chunks[maybe_created:]))
+            left = sum((e - s).days + 1 for s, e in chunks[maybe_created:])
+            _release_quota(svc, today, left, account.family)
             if not created:
                 raise
             return SubmitResult(created, exc)
     return SubmitResult(created)
 
 
-def _release_quota(svc: Services, today: str, days: int) -> None:
+def _release_quota(svc: Services, today: str, days: int, family: str) -> None:
     try:
-        svc.registry.release_quota(today, days)
+        svc.registry.release_quota(today, days, family)
     except RedisError:  # the quota then errs on the safe side (too little left today), never the other way
         log.warning("could not give back %d days of today's quota (Redis unavailable)", days)
 
@@ -128,10 +135,16 @@ def _submit_chunk(svc: Services, req: SubmitRequest, start: date, end: date, nam
     token = secrets.token_urlsafe(TOKEN_BYTES)
     token_hash = hash_token(token)
     days = days_between(start, end)
-    owner = owner_of(req.resource_type)
+    account_sid = req.account or svc.accounts.primary.sid
+    owner = owner_of(req.resource_type, account_sid)
     svc.registry.add_pending(
         token_hash,
-        {"resource_type": req.resource_type, "start_day": start.isoformat(), "end_day": end.isoformat()},
+        {
+            "resource_type": req.resource_type,
+            "start_day": start.isoformat(),
+            "end_day": end.isoformat(),
+            "account_sid": account_sid,
+        },
     )
     svc.feeds.mark_in_flight(owner, f"pending:{token_hash}", days)
     try:
@@ -151,6 +164,7 @@ def _submit_chunk(svc: Services, req: SubmitRequest, start: date, end: date, nam
         friendly_name=name,
         email=req.email or "",
         origin=origin,
+        account_sid=account_sid,
         token_hash=token_hash,
         twilio=tj.snapshot(),
     )
@@ -174,7 +188,7 @@ def _create_at_twilio(
     url = webhook_url(svc, token)
     marker = token if url else token_ref(token_hash)
     try:
-        return svc.twilio.create_job(
+        return svc.twilio_for(req.account or "").create_job(
             req.resource_type,
             start.isoformat(),
             end.isoformat(),
@@ -208,8 +222,9 @@ def reconcile_pending(svc: Services, older_than: float = PENDING_ADOPT_AFTER_S) 
         for h, req in svc.registry.pending_submissions().items()
         if now - float(req.get("created_at", now)) > older_than and req.get("resource_type") in RESOURCE_TYPES
     }
-    for rt in sorted({req["resource_type"] for req in pending.values()}):
-        for tj in svc.twilio.list_jobs(rt):
+    default = svc.accounts.primary.sid
+    for account_sid, rt in sorted({(r.get("account_sid") or default, r["resource_type"]) for r in pending.values()}):
+        for tj in svc.twilio_for(account_sid).list_jobs(rt):
             token_hash = _submission_of(tj, pending)
             if token_hash is None or svc.registry.get_job(tj.job_sid) is not None:
                 continue
@@ -222,6 +237,7 @@ def reconcile_pending(svc: Services, older_than: float = PENDING_ADOPT_AFTER_S) 
                     end_day=req["end_day"],
                     friendly_name=tj.friendly_name or "",
                     origin="api",
+                    account_sid=account_sid,
                     token_hash=token_hash,
                     twilio=tj.snapshot(),
                 )

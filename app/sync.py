@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from app import clock, coverage
+from app import clock, coverage, events
+from app.accounts import note_outcome
 from app.context import Services
 from app.days import job_days
 from app.metrics import JOBS, SYNC_FAILURES
@@ -182,15 +183,17 @@ def _sync_once(svc: Services, job_sid: str) -> SyncResult:
     if job.origin == "listed":
         return _sync_listed(svc, job)
     try:
-        tj = svc.twilio.fetch_job(job_sid)
+        tj = svc.twilio_for(job.account_sid).fetch_job(job_sid)
     except TwilioNotFound:
         return _twilio_lost_job(svc, job)
     except TwilioError as exc:
+        note_outcome(svc.registry, job.account_sid, exc)
         _sync_failed(svc, job, exc)
         raise  # RQ retries the sync a few times; the poller takes it up again after the backoff
+    note_outcome(svc.registry, job.account_sid, None)
     svc.registry.update_job(job_sid, twilio=tj.snapshot(), not_found=0, last_sync_error="")
     needs_files = any(d.days is None for d in tj.details)
-    files = day_files(svc, job.resource_type) if needs_files or _has_copyable(tj) else {}
+    files = day_files(svc, job.resource_type, job.account_sid) if needs_files or _has_copyable(tj) else {}
     plan = plan_days(job, tj.details, None if files is None else set(files))
     if plan.cancelled:
         finish(svc, job_sid, JobState.CANCELLED, error="deleted at Twilio")
@@ -208,7 +211,7 @@ def _sync_listed(svc: Services, job: JobRecord) -> SyncResult:
     """A day file Twilio listed that no job here asked for (daily export, Console): there is no job at Twilio to
     ask, so ListDay decides (what it said when the day was found, if it is refused now)."""
     day = job.start_day
-    files = day_files(svc, job.resource_type)
+    files = day_files(svc, job.resource_type, job.account_sid)
     if files is None:
         listed = (job.twilio or {}).get("listed", {})
         files = {day: (listed.get("size"), listed.get("create_date"))}
@@ -238,10 +241,10 @@ def _has_copyable(tj: TwilioJob) -> bool:
     return any(d.status.lower() in COPY_STATUSES for d in tj.details)
 
 
-def day_files(svc: Services, resource_type: str) -> dict[str, tuple[int | None, str | None]] | None:
-    """day -> (size, create_date) for every file Twilio holds (one paged ListDay); None if refused."""
+def day_files(svc: Services, resource_type: str, account_sid: str) -> dict[str, tuple[int | None, str | None]] | None:
+    """day -> (size, create_date) for every file the account holds (one paged ListDay); None if refused."""
     try:
-        listed = sorted(svc.twilio.list_days(resource_type), key=lambda f: f.create_date or "")
+        listed = sorted(svc.twilio_for(account_sid).list_days(resource_type), key=lambda f: f.create_date or "")
         return {f.day: (f.size, f.create_date) for f in listed}  # a day listed twice: the newest export wins
     except TwilioRejected as exc:
         log.warning("ListDay refused (%s); copying without expected sizes", exc)
@@ -306,6 +309,7 @@ def finish(svc: Services, job_sid: str, state: JobState, **fields: Any) -> bool:
         return False
     settle_coverage(svc, job_sid)
     JOBS.labels(state.value).inc()
+    events.job_finished(svc, job_sid, state)  # job.done / job.failed: queued only, never raises
     log.info("job %s", state.value, extra={"job_sid": job_sid, "manifest": fields.get("manifest_key", "")})
     return True
 
@@ -336,6 +340,7 @@ def finish_if_done(svc: Services, store: ManifestStore, job_sid: str) -> bool:
     manifest = {
         "job_sid": job_sid,
         "resource_type": job.resource_type,
+        "account_sid": job.account_sid,
         "start_day": job.start_day,
         "end_day": job.end_day,
         "state": state.value,

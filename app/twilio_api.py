@@ -339,15 +339,42 @@ def _paged(op: str, what: str, first_page: Callable[[], Any], origin: Origin | N
         page = _call(op, what, page.next_page)
 
 
+Credentials = tuple[str, str, str | None]  # account SID, Basic-auth username (AC… or SK…), password
+
+
+def discover_subaccounts(settings: Settings, sid: str, username: str, password: str | None) -> list[dict[str, Any]]:
+    """The parent's subaccounts from the Accounts API (/2010-04-01/Accounts.json), each with its auth token and
+    status; the parent itself is left out."""
+    client = Client(username, password, account_sid=sid, http_client=_http_client(API_PROFILE))
+    client.api.base_url = settings.accounts.api_base_url
+    found = _call("list_accounts", "list subaccounts", lambda: list(client.api.v2010.accounts.stream(page_size=100)))
+    return [
+        {
+            "sid": a.sid,
+            "friendly_name": a.friendly_name,
+            "auth_token": a.auth_token,
+            "status": a.status,
+            "owner_account_sid": a.owner_account_sid,
+        }
+        for a in found
+        if a.sid != sid and a.owner_account_sid == sid
+    ]
+
+
 class BulkExportsClient:
     """Thin, typed wrapper over twilio-python's BulkExports v1 resources."""
 
-    def __init__(self, settings: Settings, profile: RetryProfile = WORKER_PROFILE) -> None:
-        username = settings.twilio_api_key_sid or settings.twilio_account_sid
-        password = settings.twilio_api_key_secret or settings.twilio_auth_token
-        self._client = Client(
-            username, password, account_sid=settings.twilio_account_sid, http_client=_http_client(profile)
+    def __init__(
+        self, settings: Settings, profile: RetryProfile = WORKER_PROFILE, credentials: Credentials | None = None
+    ) -> None:
+        """``credentials``: (account SID, username, password) of another account than TWILIO_ACCOUNT_SID's."""
+        account_sid, username, password = credentials or (
+            settings.twilio_account_sid,
+            settings.twilio_api_key_sid or settings.twilio_account_sid,
+            settings.twilio_api_key_secret or settings.twilio_auth_token,
         )
+        self.account_sid = account_sid
+        self._client = Client(username, password, account_sid=account_sid, http_client=_http_client(profile))
         self._client.bulkexports.base_url = settings.twilio_base_url
         self._v1 = self._client.bulkexports.v1
         self._origin = origin_of(settings.twilio_base_url)

@@ -24,6 +24,7 @@ def job_view(registry: Registry, job: JobRecord) -> dict[str, Any]:
     return {
         "job_sid": job.job_sid,
         "resource_type": job.resource_type,
+        "account_sid": job.account_sid,
         "start_day": job.start_day,
         "end_day": job.end_day,
         "friendly_name": job.friendly_name,

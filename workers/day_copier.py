@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from app import coverage
+from app import coverage, events
 from app.context import Services
 from app.metrics import COPY_BYTES, COPY_RETRIES, COPY_SECONDS, DAYS
 from app.registry import DayRecord, DayState, JobState
@@ -36,6 +36,7 @@ class DayTask:
     size: int | None
     create_date: str | None
     task_id: str
+    account_sid: str = ""  # the job's account (filled from the job record)
 
     @property
     def log_extra(self) -> dict[str, Any]:
@@ -53,6 +54,7 @@ def copy_one_day(svc: Services, sink: S3Sink, task: DayTask, lock_seconds: int, 
     if job is None or job.state == JobState.CANCELLED:
         log.info("job cancelled or gone: copy skipped", extra=task.log_extra)
         return None
+    task = replace(task, account_sid=job.account_sid)
     prev = svc.registry.claim_day(task.job_sid, task.day)
     if prev in (DayState.COPIED, DayState.EMPTY):
         log.info("day already done", extra=task.log_extra)
@@ -63,12 +65,13 @@ def copy_one_day(svc: Services, sink: S3Sink, task: DayTask, lock_seconds: int, 
         # running our failure callback); the attempts counted in the registry do not.
         record_failure(svc, task.job_sid, task.day, f"gave up after {max_attempts} attempts", True, "attempts")
         return None
-    if not svc.registry.acquire_copy_lock(task.resource_type, task.day, task.task_id, lock_seconds):
+    scope = f"{task.account_sid}:{task.resource_type}"  # one in-flight copy per S3 object
+    if not svc.registry.acquire_copy_lock(scope, task.day, task.task_id, lock_seconds):
         raise CopyBusy(f"{task.resource_type}/{task.day} is being copied by another task")
     try:
         rec = _copy_locked(svc, sink, _fresh(svc, task, current), current or DayRecord(day=task.day))
     finally:
-        svc.registry.release_copy_lock(task.resource_type, task.day, task.task_id)
+        svc.registry.release_copy_lock(scope, task.day, task.task_id)
     svc.registry.put_day(task.job_sid, rec)
     coverage.record_job_day(svc.feeds, svc.settings.sync, job, rec)  # visible at once, not only when the job ends
     DAYS.labels(rec.state.value).inc()
@@ -80,7 +83,7 @@ def _fresh(svc: Services, task: DayTask, current: DayRecord | None) -> DayTask:
     """On a retry, or without a size, ask ListDay again: a newer export may have replaced the file meanwhile."""
     if task.size is not None and (current is None or current.attempts <= 1):
         return task
-    listed = (day_files(svc, task.resource_type) or {}).get(task.day)  # None: refused, copy without a size
+    listed = (day_files(svc, task.resource_type, task.account_sid) or {}).get(task.day)  # None: refused, no size
     if listed is None:
         return task
     size, create_date = listed
@@ -89,13 +92,13 @@ def _fresh(svc: Services, task: DayTask, current: DayRecord | None) -> DayTask:
 
 def _copy_locked(svc: Services, sink: S3Sink, task: DayTask, current: DayRecord) -> DayRecord:
     """Runs under the per-object lock, so what S3 says here still holds when the sink writes."""
-    key = sink.day_key(task.resource_type, task.day, task.job_sid)
+    key = sink.day_key(task.resource_type, task.day, task.job_sid, task.account_sid)
     stored = sink.stored_day(key, task.size, task.create_date)
     if stored is not None:  # this very Twilio file is already there, verified: no download
         log.info("already stored (sha256 %s): not copied again", stored.sha256, extra=task.log_extra)
         return _done(current, key, stored.size, stored.sha256, stored.records)
     try:
-        link = svc.twilio.day_link(task.resource_type, task.day)
+        link = svc.twilio_for(task.account_sid).day_link(task.resource_type, task.day)
     except TwilioNotFound:
         if current.twilio_status == EMPTY:
             current.state, current.error, current.key = DayState.EMPTY, None, None
@@ -106,6 +109,7 @@ def _copy_locked(svc: Services, sink: S3Sink, task: DayTask, current: DayRecord)
         "job_sid": task.job_sid,
         "resource_type": task.resource_type,
         "day": task.day,
+        "account_sid": task.account_sid,
         "twilio_create_date": task.create_date or "",
     }
     started = time.monotonic()
@@ -135,4 +139,5 @@ def record_failure(svc: Services, job_sid: str, day: str, error: str, final: boo
     svc.registry.put_day(job_sid, rec)
     if final:
         DAYS.labels("failed").inc()
+        events.day_failed(svc, job_sid, rec)  # queued only, never raises
         log.error("day failed after retries: %s", error, extra={"job_sid": job_sid, "day": day})

@@ -180,7 +180,9 @@ class SinkSettings:
         if not 0 <= self.single_put_max <= SINGLE_PUT_LIMIT:
             raise ValueError(f"SinkSettings.single_put_max must be within 0..{SINGLE_PUT_LIMIT}")
         try:
-            self.key_template.format(prefix="p/", resource_type="Messages", day="2024-01-02", job_sid="JS1")
+            self.key_template.format(
+                prefix="p/", resource_type="Messages", day="2024-01-02", job_sid="JS1", account_sid="AC1"
+            )
         except (KeyError, IndexError, ValueError) as exc:
             raise ValueError(f"SinkSettings.key_template {self.key_template!r} is invalid: {exc!r}") from None
 
@@ -335,11 +337,15 @@ class S3Sink:
         """Where older versions staged big files (see STAGING_DIR): only the janitor still looks there."""
         return f"{self.settings.prefix}{STAGING_DIR}"
 
-    def day_key(self, resource_type: str, day: str | date, job_sid: str) -> str:
+    def day_key(self, resource_type: str, day: str | date, job_sid: str, account_sid: str = "") -> str:
         """The final key of a day file, from the settings' template."""
         day_text = day.isoformat() if isinstance(day, date) else str(day)
         return self.settings.key_template.format(
-            prefix=self.settings.prefix, resource_type=resource_type, day=day_text, job_sid=job_sid
+            prefix=self.settings.prefix,
+            resource_type=resource_type,
+            day=day_text,
+            job_sid=job_sid,
+            account_sid=account_sid,
         )
 
     def manifest_key(self, resource_type: str, job_sid: str) -> str:
@@ -363,10 +369,10 @@ class S3Sink:
     def write_marker(self, marker: dict[str, Any]) -> None:
         self.put_json(f"{self.settings.prefix}{MARKER_KEY}", marker)
 
-    def day_index(self, resource_type: str) -> dict[str, tuple[str, int]]:
+    def day_index(self, resource_type: str, account_sid: str = "") -> dict[str, tuple[str, int]]:
         """day -> (key, size) of every day file of ``resource_type`` in the bucket (``app.coverage.BucketIndex``):
         one paged ListObjectsV2 under the template's fixed prefix, keys matched against the template."""
-        pattern, prefix = _key_pattern(self.settings, resource_type)
+        pattern, prefix = _key_pattern(self.settings, resource_type, account_sid)
         found: dict[str, tuple[str, int]] = {}
         paginator = self.client.get_paginator("list_objects_v2")
         try:
@@ -709,14 +715,18 @@ class S3Sink:
         return {"StorageClass": self.settings.storage_class} if self.settings.storage_class else {}
 
 
-def _key_pattern(settings: SinkSettings, resource_type: str | None) -> tuple[re.Pattern[str], str]:
+def _key_pattern(
+    settings: SinkSettings, resource_type: str | None, account_sid: str | None = None
+) -> tuple[re.Pattern[str], str]:
     """The key template as a regex capturing ``day`` (and the literal prefix before its first variable part);
-    ``resource_type`` None matches any resource type."""
+    ``resource_type`` (``account_sid``) None matches any resource type (account)."""
     fixed = {"prefix": settings.prefix} | ({"resource_type": resource_type} if resource_type else {})
+    fixed |= {"account_sid": account_sid} if account_sid is not None else {}
     variable = {
         "day": r"(?P<day>\d{4}-\d{2}-\d{2})",
         "job_sid": r"J[A-Z][0-9a-fA-F]{32}",
         "resource_type": r"(?P<resource_type>[A-Za-z]+)",
+        "account_sid": r"(?P<account_sid>AC[0-9a-fA-F]{32})",
     }
     regex, literal_prefix, seen_variable, seen = "", "", False, set()
     for text, name, _spec, _conv in string.Formatter().parse(settings.key_template):

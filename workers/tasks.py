@@ -17,8 +17,9 @@ from typing import Any
 from rq import get_current_job
 from rq.job import Job
 
-from app import clock, coverage, daily_exports, feeds, planner, recovery, submission, sync
+from app import clock, coverage, daily_exports, events, feeds, planner, recovery, submission, sync
 from app.context import Services, worker_services
+from app.feed_store import Feed
 from app.metrics import POLLS, RETENTION_WARNINGS
 from app.queueing import copy_timeout
 from app.retention import RETENTION_WARN_S, scan_active_days
@@ -91,8 +92,8 @@ def on_copy_failure(job: Job, connection: Any, exc_type: type, exc: BaseExceptio
 
 def sweep_task(owner: str) -> int:
     """Copy the day files Twilio lists for a feed that nobody submitted here (daily exports, Console jobs)."""
-    resource_type = owner.rpartition(":")[2]
-    tracked = daily_exports.sweep(worker_services(), resource_type)
+    account_sid, _, resource_type = owner.rpartition(":")
+    tracked = daily_exports.sweep(worker_services(), resource_type, account_sid)
     log.info("swept Twilio's day list", extra={"resource_type": resource_type, "tracked": len(tracked)})
     return len(tracked)
 
@@ -113,6 +114,7 @@ def poll_task() -> dict[str, int]:
             log.exception("could not reconcile pending submissions; trying again next poll")
         queued = sum(svc.enqueuer.sync(sid) for sid in svc.registry.due_jobs())
         _keep_feeds_complete(svc)
+        events.feeds_lagging(svc)  # feed.lagging: once per feed and UTC day, never raises
         _retention_check(svc)
         svc.registry.prune_jobs()
         svc.registry.mark_poll()
@@ -147,10 +149,10 @@ def _keep_feeds_complete(svc: Services) -> None:
     A feed whose coverage was never reconciled (a fresh install, or a Redis that lost its data) is not planned
     until a reconcile succeeds: planning it blind could export again days that are already in S3."""
     try:
-        feeds.apply_env_feeds(svc.feeds, svc.settings.sync)
+        feeds.apply_env_feeds(svc.feeds, svc.settings.sync, [a.sid for a in svc.accounts.all()])
         never_reconciled: set[str] = set()
         for feed in svc.feeds.list_feeds():
-            if not _reconcile_if_due(svc, feed.owner, feed.resource_type):
+            if not _reconcile_if_due(svc, feed):
                 never_reconciled.add(feed.owner)
             elif feed.enabled and _due(svc, "sweep", feed.owner, svc.settings.sync.sweep_seconds):
                 svc.enqueuer.sweep(feed.owner)
@@ -165,29 +167,37 @@ def _due(svc: Services, what: str, owner: str, every_seconds: float) -> bool:
     return last is None or clock.now() - last >= every_seconds
 
 
-def _reconcile_if_due(svc: Services, owner: str, resource_type: str) -> bool:
-    """False when the owner has never been reconciled and this attempt failed."""
-    if not _due(svc, "reconcile", owner, svc.settings.sync.reconcile_hours * 3600):
+def _reconcile_if_due(svc: Services, feed: Feed) -> bool:
+    """False when the feed has never been reconciled and this attempt failed."""
+    if not _due(svc, "reconcile", feed.owner, svc.settings.sync.reconcile_hours * 3600):
         return True
-    last = svc.feeds.last_run("reconcile", owner)
+    last = svc.feeds.last_run("reconcile", feed.owner)
     try:
-        coverage.reconcile(svc.feeds, sink(), resource_type)
+        coverage.reconcile(svc.feeds, sink(), feed.resource_type, feed.account)
         return True
     except CopyError as exc:  # S3 unavailable or refusing: try again next poll
-        log.warning("could not reconcile coverage with the bucket: %s", exc, extra={"resource_type": resource_type})
+        extra = {"resource_type": feed.resource_type, "account_sid": feed.account}
+        log.warning("could not reconcile coverage with the bucket: %s", exc, extra=extra)
         return last is not None
 
 
 def _retention_check(svc: Services) -> None:
     """Warn when a completed day is still not copied and Twilio will delete its file soon."""
-    for day in scan_active_days(svc.registry).uncopied:
-        if day.age_seconds > RETENTION_WARN_S:
-            RETENTION_WARNINGS.inc()
-            log.warning(
-                "day not copied %.1f days after Twilio made its file; Twilio deletes files after 7",
-                day.age_seconds / 86400,
-                extra={"job_sid": day.job_sid, "day": day.day, "state": day.state.value},
-            )
+    at_risk = [day for day in scan_active_days(svc.registry).uncopied if day.age_seconds > RETENTION_WARN_S]
+    events.retention_at_risk(svc, at_risk)  # retention.at_risk: once per job and UTC day, never raises
+    for day in at_risk:
+        RETENTION_WARNINGS.inc()
+        log.warning(
+            "day not copied %.1f days after Twilio made its file; Twilio deletes files after 7",
+            day.age_seconds / 86400,
+            extra={"job_sid": day.job_sid, "day": day.day, "state": day.state.value},
+        )
+
+
+def deliver_event_task(event_id: str, body: str) -> int:
+    """POST one outbound event (app/events.py); a failed attempt raises and RQ retries it, same id and body."""
+    job = get_current_job()
+    return events.deliver(worker_services().settings, event_id, body, final=not (job and job.retries_left))
 
 
 def janitor_task() -> int:

@@ -43,7 +43,9 @@ def put(client, rt, **body):
 def test_a_feed_is_set_shown_listed_and_deleted(client):
     r = put(client, "Messages", since=day(40), until=day(10))
     assert r.status_code == 200, r.get_json()
-    expected = {"resource_type": "Messages", "account": "default", "since": day(40), "until": day(10)}
+    expected = {"resource_type": "Messages", "account": client.svc.accounts.primary.sid, "since": day(40)} | {
+        "until": day(10)
+    }
     assert r.get_json() == expected | {"enabled": True, "managed_by": "api"}
     assert client.get("/api/feeds/Messages", headers=AUTH).get_json()["since"] == day(40)
     assert [f["resource_type"] for f in client.get("/api/feeds", headers=AUTH).get_json()["feeds"]] == ["Messages"]
@@ -80,14 +82,15 @@ def test_the_api_cannot_change_a_feed_declared_by_sync_feeds(client, make_app):
 
     env_app = make_app(SYNC_FEEDS=f"Calls:{day(30)}")
     svc = env_app.extensions["relay"]
-    apply_env_feeds(svc.feeds, svc.settings.sync)  # what every poll does
+    apply_env_feeds(svc.feeds, svc.settings.sync, [svc.accounts.primary.sid])  # what every poll does
     feed = client.get("/api/feeds/Calls", headers=AUTH).get_json()
     assert (feed["since"], feed["managed_by"]) == (day(30), "env")
     r = put(client, "Calls", since=day(20))
     assert r.status_code == 409 and "SYNC_FEEDS" in r.get_json()["detail"]
     assert client.delete("/api/feeds/Calls", headers=AUTH).status_code == 409
     assert client.get("/api/feeds/Calls", headers=AUTH).get_json()["since"] == day(30)  # untouched
-    apply_env_feeds(svc.feeds, load_settings({**_env(svc), "SYNC_FEEDS": ""}).sync)  # removed from the setting
+    no_feeds = load_settings({**_env(svc), "SYNC_FEEDS": ""}).sync
+    apply_env_feeds(svc.feeds, no_feeds, [svc.accounts.primary.sid])  # removed from the setting
     assert client.get("/api/feeds/Calls", headers=AUTH).status_code == 404
 
 
@@ -112,7 +115,7 @@ def _settings_env(svc):
 def test_coverage_counts_states_and_folds_days_into_ranges(client):
     svc = client.svc
     assert put(client, "Calls", since=day(12), until=day(3)).status_code == 200
-    owner = owner_of("Calls")
+    owner = owner_of("Calls", svc.accounts.primary.sid)
     svc.feeds.put_days(
         owner,
         {day(12): CoverageDay("copied"), day(11): CoverageDay("copied"), day(10): CoverageDay("empty")}
@@ -134,7 +137,7 @@ def test_coverage_counts_states_and_folds_days_into_ranges(client):
 
 def test_a_submission_marks_feed_days_in_flight_and_a_refused_one_frees_them(client, sandbox):
     svc = client.svc
-    owner = owner_of("Calls")
+    owner = owner_of("Calls", svc.accounts.primary.sid)
     svc.feeds.put_days(owner, {day(5): CoverageDay("copied")})
     job = submit(svc, SubmitRequest("Calls", *_dates(5, 3), "x", None)).jobs[0]
     cov = svc.feeds.coverage([owner])[owner]
@@ -167,6 +170,7 @@ def test_daily_export_enabled_registers_our_webhook_with_a_hashed_token(client, 
     r = client.put("/api/daily/Messages", json={"enabled": True}, headers=AUTH)
     assert r.status_code == 200 and r.get_json() == {
         "resource_type": "Messages",
+        "account_sid": client.svc.accounts.primary.sid,
         "enabled": True,
         "webhook": "relay",
         "webhook_method": "POST",
@@ -174,7 +178,9 @@ def test_daily_export_enabled_registers_our_webhook_with_a_hashed_token(client, 
     url = sandbox.export_configuration()["Messages"]["webhook_url"]
     assert url.startswith(f"{PUBLIC}/hooks/bulkexport?token=")
     token = url.split("token=", 1)[1]
-    assert token not in str(client.svc.feeds.get_daily(owner_of("Messages")))  # only its hash is kept
+    assert token not in str(
+        client.svc.feeds.get_daily(owner_of("Messages", client.svc.accounts.primary.sid))
+    )  # only its hash is kept
     assert client.put("/api/daily/Messages", json={"enabled": "yes"}, headers=AUTH).status_code == 400
     off = client.put("/api/daily/Messages", json={"enabled": False}, headers=AUTH).get_json()
     assert off["enabled"] is False and off["webhook"] is None

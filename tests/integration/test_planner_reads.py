@@ -27,7 +27,7 @@ def svc(redis_url, s3, bucket, sandbox):
 
 
 def test_day_states_give_the_states_of_coverage_and_decode_only_days_not_done(svc):
-    owner = owner_of("Calls")
+    owner = owner_of("Calls", svc.accounts.primary.sid)
     copied = CoverageDay("copied", "JS1", "k/1", 10, "ab" * 32, 3, "2026-01-01T00:00:00Z")
     svc.feeds.put_days(
         owner,
@@ -47,7 +47,7 @@ def test_day_states_give_the_states_of_coverage_and_decode_only_days_not_done(sv
 
 
 def test_heal_says_whether_it_settled_a_mark(svc):
-    owner = owner_of("Calls")
+    owner = owner_of("Calls", svc.accounts.primary.sid)
     svc.feeds.mark_in_flight(owner, "pending:" + "0" * 64, [day(5)])  # a submission that never reached Twilio
     assert planner.heal(svc, svc.feeds, [owner]) is True
     assert day(5) not in svc.feeds.coverage([owner])[owner]
@@ -57,7 +57,9 @@ def test_heal_says_whether_it_settled_a_mark(svc):
 
 def test_a_days_quota_shared_by_four_feeds_is_one_job_per_feed_newest_first(svc, sandbox):
     for rt in RTS:
-        svc.feeds.put_feed(Feed(rt, day(201)))  # 200 days each: 800 wanted, 366 allowed today
+        svc.feeds.put_feed(
+            Feed(rt, day(201), account=svc.accounts.primary.sid)
+        )  # 200 days each: 800 wanted, 366 allowed today
     report = planner.plan(svc, svc.feeds)
     assert sorted(rt for rt, _, _ in report.submitted) == sorted(RTS)
     jobs = sandbox.jobs()
@@ -66,4 +68,6 @@ def test_a_days_quota_shared_by_four_feeds_is_one_job_per_feed_newest_first(svc,
         (datetime.fromisoformat(j["end_day"]) - datetime.fromisoformat(j["start_day"])).days + 1 for j in jobs
     )
     assert sizes == [91, 91, 92, 92] and report.quota_left == 0
-    assert report.waiting_for_quota == {owner_of(rt): 200 - n for rt, n in zip(RTS, [92, 92, 91, 91], strict=True)}
+    assert report.waiting_for_quota == {
+        owner_of(rt, svc.accounts.primary.sid): 200 - n for rt, n in zip(RTS, [92, 92, 91, 91], strict=True)
+    }

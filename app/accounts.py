@@ -1,0 +1,174 @@
+"""The Twilio accounts this relay serves: the TWILIO_* account, a file of accounts mounted from a secret, and the
+active subaccounts a parent's credentials discover (Accounts API), refreshed every ACCOUNTS_REFRESH_SECONDS.
+
+Credentials stay in this process's memory: never in Redis, S3, logs (each is registered with the log scrubber) or
+an API answer. What other processes and people may see (label, family, state: ok / credentials refused /
+suspended, last error) is kept in Redis by ``Registry.put_account_state``. A parent and its subaccounts form one
+*family*, which shares Twilio's daily quota of requested days.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.config import AccountSpec, Settings
+from app.errors import NotFound, RequestError
+from app.logs import add_secrets
+
+log = logging.getLogger(__name__)
+
+OK, REFUSED, SUSPENDED = "ok", "credentials refused", "suspended"
+FORCED_REFRESH_SECONDS = 30
+_noted: dict[str, str] = {}  # this process's last recorded state per account: Redis is written on changes only
+
+
+def note_outcome(registry: Any, sid: str, error: Exception | None) -> None:
+    """Record what a call with the account's credentials showed: ok, or refused (401/403 from Twilio), so
+    /api/accounts, /health and the metrics show which account is broken while the others keep syncing."""
+    status = getattr(error, "status", None)
+    state = OK if error is None else REFUSED if status in (401, 403) else None
+    if state is None or _noted.get(sid) == state:
+        return
+    registry.put_account_state(sid, state=state, error="" if error is None else str(error)[:300])
+    _noted[sid] = state
+    if state != OK:
+        log.warning("Twilio refused the credentials of account %s: %s", sid, error)
+
+
+@dataclass(frozen=True)
+class Account:
+    sid: str
+    label: str
+    family: str  # the parent's SID (its own for a parent or a lone account): one daily quota per family
+    source: str  # settings | file | discovered
+    status: str = "active"  # Twilio's status for discovered subaccounts (suspended ones are listed, not used)
+    auth_token: str | None = field(default=None, repr=False)
+    auth_token_secondary: str | None = field(default=None, repr=False)
+    api_key_sid: str | None = None
+    api_key_secret: str | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.label or self.sid
+
+    @property
+    def auth_tokens(self) -> tuple[str, ...]:
+        """What its webhooks may be signed with (the secondary during a rotation)."""
+        return tuple(t for t in (self.auth_token, self.auth_token_secondary) if t)
+
+    def public_view(self) -> dict[str, Any]:
+        """What the API shows: never a credential."""
+        return {
+            "sid": self.sid,
+            "label": self.label or None,
+            "family": self.family,
+            "source": self.source,
+            "twilio_status": self.status,
+        }
+
+
+def _from_spec(spec: AccountSpec, source: str) -> Account:
+    return Account(
+        spec.sid,
+        spec.label,
+        spec.parent_sid or spec.sid,
+        source,
+        "active",
+        spec.auth_token,
+        spec.auth_token_secondary,
+        spec.api_key_sid,
+        spec.api_key_secret,
+    )
+
+
+class AccountDirectory:
+    """Every account, by SID or label; discovery refreshed lazily (at most every refresh_seconds, one thread)."""
+
+    def __init__(self, settings: Settings, discover: Callable[[Account], list[dict[str, Any]]] | None = None) -> None:
+        primary = AccountSpec(
+            settings.twilio_account_sid,
+            "",
+            settings.twilio_auth_token,
+            settings.twilio_auth_token_secondary,
+            settings.twilio_api_key_sid,
+            settings.twilio_api_key_secret,
+        )
+        self.primary = _from_spec(primary, "settings")
+        self._static = {self.primary.sid: self.primary} | {
+            a.sid: _from_spec(a, "file") for a in settings.accounts.listed
+        }
+        self._discovered: dict[str, Account] = {}
+        self._discover = discover if settings.accounts.discover_subaccounts else None
+        self._refresh_seconds = settings.accounts.refresh_seconds
+        self._refreshed = 0.0
+        self._lock = threading.Lock()
+        self.last_discovery_error: str | None = None
+
+    def all(self) -> list[Account]:
+        self.refresh()
+        return list((self._static | self._discovered).values())
+
+    def get(self, sid: str) -> Account:
+        """By SID (jobs and feeds name their account by SID); NotFound if it is not served (any more)."""
+        account = self._static.get(sid) or self._discovered.get(sid)
+        if account is None and time.monotonic() - self._refreshed > FORCED_REFRESH_SECONDS:
+            self.refresh(force=True)  # a subaccount created since the last refresh (at most every 30 s)
+            account = self._discovered.get(sid)
+        if account is None:
+            raise NotFound(f"account {sid} is not served by this relay")
+        return account
+
+    def resolve(self, value: Any) -> Account:
+        """An account named by SID or label; none given: the only account, if there is exactly one."""
+        accounts = self.all()
+        if value is None or value == "":
+            if len(accounts) == 1:
+                return accounts[0]
+            raise RequestError(f"account is required: one of {', '.join(a.name for a in accounts)}")
+        if not isinstance(value, str):
+            raise RequestError("account must be an account SID or label")
+        for account in accounts:
+            if value in (account.sid, account.label):
+                return account
+        raise RequestError(f"account {value!r} is not served by this relay")
+
+    def refresh(self, force: bool = False) -> None:
+        if self._discover is None or (not force and time.monotonic() - self._refreshed < self._refresh_seconds):
+            return
+        if not self._lock.acquire(blocking=False):
+            return  # another thread refreshes; the current list stays valid meanwhile
+        try:
+            self._refreshed = time.monotonic()
+            found = self._discover(self.primary)
+            self._discovered = {a.sid: a for a in (_discovered(item, self.primary) for item in found) if a}
+            self.last_discovery_error = None
+        except Exception as exc:  # keep what was known; the error shows in /api/accounts and /health
+            self.last_discovery_error = f"{type(exc).__name__}: {exc}"[:300]
+            log.warning("subaccount discovery failed: %s", self.last_discovery_error)
+        finally:
+            self._lock.release()
+
+
+def _discovered(item: dict[str, Any], parent: Account) -> Account | None:
+    sid, token = item.get("sid"), item.get("auth_token")
+    if not isinstance(sid, str) or sid == parent.sid or not isinstance(token, str) or not token:
+        return None
+    add_secrets(token)
+    label = str(item.get("friendly_name") or "")[:40].strip()
+    return Account(sid, label, parent.sid, "discovered", str(item.get("status") or "active"), token)
+
+
+def accounts_view(svc: Any) -> dict[str, Any]:
+    """Every account served, with its state as last recorded (``Registry.put_account_state``): no credential."""
+    states = svc.registry.account_states()
+    out = []
+    for account in svc.accounts.all():
+        recorded = states.get(account.sid, {})
+        state = SUSPENDED if account.status != "active" else recorded.get("state", OK)
+        out.append(account.public_view() | {"state": state, "error": recorded.get("error") or None})
+    return {"accounts": out, "discovery_error": svc.accounts.last_discovery_error}
