@@ -1,0 +1,174 @@
+"""Many accounts end to end: a parent whose subaccounts are discovered through the Accounts API, feeds for each,
+one quota for the family, per-account webhook signatures, one account's credentials revoked, and no secret of any
+account anywhere (logs, Redis, S3, API answers). Real gunicorn, rq worker and poller, Redis, SeaweedFS, sandbox."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from twilio.request_validator import RequestValidator
+
+from devstack.calendar import Calendar
+from devstack.procs import wait_until
+
+pytestmark = pytest.mark.e2e
+
+T0 = date(2026, 6, 10)
+RT = "Calls"
+TEMPLATE = "{prefix}account={account_sid}/{resource_type}/day={day}/{resource_type}-{day}.json.gz"
+QUOTA = 8
+
+
+@pytest.fixture
+def family(sandbox, tmp_path):
+    """The sandbox's default account as the parent, three subaccounts; the calendar at T0 (01:00 UTC)."""
+    sandbox.update_scenario(daily_quota_days=QUOTA, step_seconds=0.05, days_per_step=50)
+    subs = [sandbox.add_subaccount(sandbox.account_sid, friendly_name=f"team-{n}") for n in "abc"]
+    calendar = Calendar(sandbox, tmp_path / "clock-offset")
+    calendar.set_today(T0)
+    return subs, calendar
+
+
+def family_env(sandbox, calendar: Calendar, **extra: str) -> dict[str, str]:
+    return {
+        **calendar.env(),
+        "TWILIO_DISCOVER_SUBACCOUNTS": "true",
+        "TWILIO_API_BASE_URL": sandbox.api_url,
+        "ACCOUNTS_REFRESH_SECONDS": "10",
+        "S3_KEY_TEMPLATE": TEMPLATE,
+        "TWILIO_DAILY_DAY_QUOTA": str(QUOTA),
+        "POLL_INTERVAL_SECONDS": "1",
+        **extra,
+    }
+
+
+def coverage(stack) -> list[dict]:
+    return stack.api("GET", "/api/coverage").json()["feeds"]
+
+
+def test_every_account_of_a_family_lands_under_its_own_prefix_within_one_quota(make_stack, family, sandbox, s3, bucket):
+    subs, calendar = family
+    since = (T0 - timedelta(days=4)).isoformat()  # 3 days per account, 4 accounts: 12 days, 8 a UTC day
+    stack = make_stack(workers=2, poller=True, **family_env(sandbox, calendar, SYNC_FEEDS=f"{RT}:{since}"))
+    accounts = [sandbox.account_sid, *(s["sid"] for s in subs)]
+    wait_until(lambda: len(coverage(stack)) == 4, timeout=60, what="a feed per account")
+    for _ in range(4):
+        wait_until(
+            lambda: (
+                not any(f["counts"]["in_flight"] for f in coverage(stack))
+                and (
+                    sandbox.quota_usage().get(calendar.today.isoformat(), 0) >= QUOTA
+                    or not any(f["counts"]["missing"] for f in coverage(stack))
+                )
+            ),
+            timeout=90,
+            what="the day's family quota spent and copied",
+        )
+        if not any(f["counts"]["missing"] for f in coverage(stack)):
+            break
+        calendar.advance_days(1)
+    feeds = coverage(stack)
+    assert {f["account"] for f in feeds} == set(accounts)
+    assert all(f["counts"]["missing"] == 0 and f["counts"]["failed"] == 0 for f in feeds), feeds
+    assert all(used <= QUOTA for used in sandbox.quota_usage().values()), sandbox.quota_usage()
+    writes = s3.writes_by_key(bucket)
+    for account in accounts:
+        keys = [k for k in writes if f"account={account}/" in k and "/_" not in k]
+        days_copied = sum(f["counts"]["copied"] + f["counts"]["empty"] for f in feeds if f["account"] == account)
+        assert len(keys) == days_copied >= 3, (account, keys)
+        assert all(writes[k] == 1 for k in keys)
+    listed = stack.api("GET", "/api/accounts").json()["accounts"]
+    assert {a["sid"] for a in listed} == set(accounts) and all(a["state"] == "ok" for a in listed)
+    _assert_no_secret_anywhere(stack, sandbox, subs, s3, bucket)
+
+
+def _assert_no_secret_anywhere(stack, sandbox, subs, s3, bucket) -> None:
+    secrets = [sandbox.auth_token, *(s["auth_token"] for s in subs)]
+    answers = [
+        stack.api("GET", path).text
+        for path in ("/api/accounts", "/api/coverage", "/api/feeds", "/api/jobs?page_size=200")
+    ] + [requests.get(f"{stack.url}/{p}", timeout=10).text for p in ("health", "metrics", "readyz")]
+    logs = [p.read_text(errors="replace") for p in stack.log_dir.glob("*.log")]
+    client = redis_client(stack)
+    dump = [f"{k}={_value(client, k)}" for k in client.scan_iter("*")]
+    objects = s3.client().list_objects_v2(Bucket=bucket).get("Contents") or []
+    heads = [str(s3.client().head_object(Bucket=bucket, Key=o["Key"])) for o in objects]
+    for secret in secrets:
+        for where, texts in {"API": answers, "logs": logs, "Redis": dump, "S3": heads}.items():
+            assert not any(secret in text for text in texts), f"an auth token appears in {where}"
+
+
+def redis_client(stack):
+    import redis
+
+    return redis.Redis.from_url(stack.env["REDIS_URL"], decode_responses=True, encoding_errors="replace")
+
+
+def _value(client, key: str) -> str:
+    kind = client.type(key)
+    fetch = {
+        "string": client.get,
+        "hash": client.hgetall,
+        "set": client.smembers,
+        "list": lambda k: client.lrange(k, 0, -1),
+        "zset": lambda k: client.zrange(k, 0, -1),
+    }.get(kind)
+    return str(fetch(key)) if fetch else ""
+
+
+def test_a_webhook_signed_with_another_accounts_token_is_refused(make_stack, family, sandbox):
+    subs, calendar = family
+    a, b = subs[0], subs[1]
+    sandbox.update_scenario(webhook={"drop": True})
+    stack = make_stack(workers=1, **family_env(sandbox, calendar, WEBHOOK_SIGNATURE="required"))
+    day = (T0 - timedelta(days=3)).isoformat()
+    r = stack.api(
+        "POST", "/api/jobs", json={"resource_type": RT, "start_day": day, "end_day": day, "account": "team-a"}
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["account_sid"] == a["sid"]
+    query = urlsplit(sandbox.job(r.json()["job_sid"])["webhook_url"]).query
+    public, local = (f"{base}/hooks/bulkexport?{query}" for base in (stack.env["PUBLIC_BASE_URL"], stack.url))
+    form = {"status": "completed"}
+
+    def deliver(token: str) -> int:
+        signature = RequestValidator(token).compute_signature(public, form)
+        return requests.post(local, data=form, headers={"X-Twilio-Signature": signature}, timeout=10).status_code
+
+    assert deliver(b["auth_token"]) == 403
+    assert deliver(sandbox.auth_token) == 403  # the parent's token is not the subaccount's either
+    assert deliver(a["auth_token"]) == 204
+
+
+def test_a_revoked_account_shows_its_error_while_the_others_complete(make_stack, family, sandbox):
+    subs, calendar = family
+    revoked = subs[1]
+    sandbox.revoke_credentials(revoked["sid"])
+    since = (T0 - timedelta(days=3)).isoformat()
+    stack = make_stack(workers=1, poller=True, **family_env(sandbox, calendar, SYNC_FEEDS=f"{RT}:{since}"))
+
+    def settled() -> bool:
+        feeds = {f["account"]: f for f in coverage(stack)}
+        others = [f for sid, f in feeds.items() if sid != revoked["sid"]]
+        return len(feeds) == 4 and all(f["counts"]["copied"] + f["counts"]["empty"] == 2 for f in others)
+
+    wait_until(settled, timeout=90, what="every other account's days copied")
+    state = wait_until(
+        lambda: (
+            (a := {x["sid"]: x for x in stack.api("GET", "/api/accounts").json()["accounts"]})[revoked["sid"]]["state"]
+            == "credentials refused"
+            and a
+        ),
+        timeout=30,
+        what="the revoked account's state",
+    )
+    assert all(a["state"] == "ok" for sid, a in state.items() if sid != revoked["sid"]), state
+    health = requests.get(f"{stack.url}/health", timeout=10).json()
+    flagged = [c for c in health["checks"]["accounts:state"] if c["status"] == "warn"]
+    assert [c["observedValue"] for c in flagged] == ["credentials refused"]
+    metrics = requests.get(f"{stack.url}/metrics", timeout=10).text
+    assert 'relay_account_up{account="team-b"} 0.0' in metrics
+    assert 'relay_account_up{account="team-a"} 1.0' in metrics
