@@ -40,6 +40,7 @@ SWEEP_TASK = "workers.tasks.sweep_task"
 RECOVER_TASK = "workers.tasks.recover_task"
 COPY_TASK = "workers.tasks.copy_day_task"
 COPY_FAILED_CALLBACK = "workers.tasks.on_copy_failure"
+EVENT_TASK = "workers.tasks.deliver_event_task"
 SERIALIZER = JSONSerializer  # also in the Procfile (--serializer) and workers/cron_config.py
 
 _ACTIVE = {s.value.encode() for s in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED)}
@@ -200,6 +201,20 @@ class Enqueuer:
             job_timeout=copy_timeout(size),
             retry=Retry(max=len(self.copy_retry_intervals), interval=self.copy_retry_intervals),
             on_failure=Callback(COPY_FAILED_CALLBACK),
+        )
+
+    def event(self, event_id: str, body: str, retry_intervals: Sequence[int]) -> bool:
+        """Deliver one outbound event (app/events.py) on the control queue, never the copy queue; every retry
+        sends the same id and body (receivers deduplicate on the id)."""
+        return self._enqueue_unique(
+            self.control,
+            EVENT_TASK,
+            (event_id, body),
+            f"event-{event_id}",
+            result_ttl=3600,
+            failure_ttl=7 * 24 * 3600,
+            job_timeout=60,
+            retry=Retry(max=len(retry_intervals), interval=list(retry_intervals)),
         )
 
     def depths(self) -> dict[str, int]:
