@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     app.extensions["relay"] = services or build_services(settings)
 
-    from app import api, feeds_api, health, intake
+    from app import api, console, feeds_api, health, intake
     from app.cli import relay_cli
     from app.feeds_cli import copy_day_cmd, coverage_cmd, daily_cli, feed_cli
 
@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.register_blueprint(intake.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(feeds_api.bp)
+    console.init_app(app)  # the operator console under /console (app/console)
     relay_cli.add_command(feed_cli)
     relay_cli.add_command(coverage_cmd)
     relay_cli.add_command(daily_cli)
