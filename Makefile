@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint demo run bench chaos image-check clean
+.PHONY: venv test lint demo up run bench chaos image-check clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required" or 0)'
@@ -27,6 +27,10 @@ lint: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m scripts.demo
+
+# The demo, then the local stack keeps running: open the console it prints (Ctrl-C stops everything).
+up: $(STAMP)
+	$(BIN)/python -m scripts.demo --stay
 
 # The relay on this machine against your Twilio account and bucket, settings from .env (see .env.example);
 # Ctrl-C stops it. ARGS: e.g. ARGS="--port 9000" (scripts/run.py --help).

@@ -60,7 +60,9 @@ def _print_table(view: dict, s3: S3Server) -> None:
     print(f"\nfinal state: {view['state']}   manifest: {view['manifest_key']}")
 
 
-def run(workdir: Path, resource_type: str, days: int, feed_type: str, feed_days: int, quota: int) -> int:
+def run(
+    workdir: Path, resource_type: str, days: int, feed_type: str, feed_days: int, quota: int, stay: bool = False
+) -> int:
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     procs: list[ManagedProcess] = []
@@ -83,6 +85,8 @@ def run(workdir: Path, resource_type: str, days: int, feed_type: str, feed_days:
             ok = feed_catch_up(stack, url, Calendar(stack.sandbox, offset_file), feed_type, feed_days, quota) and ok
             health = requests.get(f"{url}/health", timeout=10).json()
             print(f"\nhealth: {health['status']}   demo took {time.monotonic() - started:.0f}s")
+            if stay:
+                stay_up(url, procs)
             return 0 if ok else 1
         except Exception as exc:
             print(f"demo FAILED: {exc}", file=sys.stderr)
@@ -93,6 +97,21 @@ def run(workdir: Path, resource_type: str, days: int, feed_type: str, feed_days:
             for p in procs:
                 p.stop()
             stop_all()
+
+
+def stay_up(url: str, procs: list[ManagedProcess]) -> None:
+    """``make up``: keep the stack running for a person to look at, until Ctrl-C (or a process exits)."""
+    print(
+        f"\n== the local stack keeps running (Ctrl-C stops it) ==\n"
+        f"console:  {url}/console   sign in with the admin token: {ADMIN_TOKEN}\n"
+        f"API:      curl -H 'Authorization: Bearer {ADMIN_TOKEN}' {url}/api/coverage\n"
+        f"health:   {url}/health    metrics: {url}/metrics"
+    )
+    try:
+        wait_until(lambda: not all(p.alive() for p in procs), timeout=10**9, interval=1, what="Ctrl-C")
+        print("demo: a process exited; stopping", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("\ndemo: stopping")
 
 
 def one_job(url: str, s3: S3Server, resource_type: str, days: int) -> bool:
@@ -177,10 +196,14 @@ def main() -> None:
     parser.add_argument("--feed-resource-type", default="Calls")
     parser.add_argument("--feed-days", type=int, default=10, help="how far back the feed starts (default 10)")
     parser.add_argument("--quota", type=int, default=4, help="requested days per simulated UTC day (default 4)")
+    parser.add_argument("--stay", action="store_true", help="keep the stack running afterwards (make up)")
     args = parser.parse_args()
     if not 2 <= args.quota <= 366 or not 1 <= args.days <= args.quota or not 1 <= args.feed_days <= 60:
         parser.error("need 1 <= --days <= --quota, 2 <= --quota <= 366 and 1 <= --feed-days <= 60")
-    sys.exit(run(args.workdir, args.resource_type, args.days, args.feed_resource_type, args.feed_days, args.quota))
+    code = run(
+        args.workdir, args.resource_type, args.days, args.feed_resource_type, args.feed_days, args.quota, args.stay
+    )
+    sys.exit(code)
 
 
 if __name__ == "__main__":
