@@ -40,7 +40,7 @@ from app.config import Settings
 from app.context import Services
 from app.logs import scrub
 from app.metrics import EVENTS
-from app.registry import DayRecord, DayState, JobState
+from app.registry import DayRecord, DayState, JobRecord, JobState
 from app.retention import TWILIO_RETENTION_S, UncopiedDay
 
 log = logging.getLogger(__name__)
@@ -123,6 +123,7 @@ def job_finished(svc: Services, job_sid: str, state: JobState) -> None:
     failed = sorted(d.day for d in days if d.state == DayState.FAILED)
     data = {
         "job_sid": job_sid,
+        "account_sid": _account(svc, job),
         "resource_type": job.resource_type,
         "start_day": job.start_day,
         "end_day": job.end_day,
@@ -148,6 +149,7 @@ def day_failed(svc: Services, job_sid: str, rec: DayRecord) -> None:
     job = svc.registry.get_job(job_sid)
     data = {
         "job_sid": job_sid,
+        "account_sid": _account(svc, job),
         "resource_type": job.resource_type if job else None,
         "day": rec.day,
         "attempts": rec.attempts,
@@ -183,6 +185,7 @@ def retention_at_risk(svc: Services, days: Iterable[UncopiedDay]) -> None:
         listed = sorted(at_risk, key=lambda d: d.day)[:MAX_LISTED]
         data = {
             "job_sid": sid,
+            "account_sid": _account(svc, job),
             "resource_type": job.resource_type if job else None,
             "day_count": len(at_risk),
             "days": [_at_risk_view(d, now) for d in listed],
@@ -220,6 +223,11 @@ def feeds_lagging(svc: Services) -> None:
             "waiting_for_quota": feed["waiting_for_quota"],
         }
         emit(svc, "feed.lagging", owner, today.isoformat(), data)
+
+
+def _account(svc: Services, job: JobRecord | None) -> str | None:
+    """The job's Twilio account (records of single-account versions carry none: TWILIO_ACCOUNT_SID's)."""
+    return None if job is None else job.account_sid or svc.settings.twilio_account_sid
 
 
 def _iso(ts: float) -> str:
