@@ -165,7 +165,7 @@ def registry_recovered(svc: Services, adopted: list[str]) -> None:
     marker = svc.registry.marker()
     data = {
         "registry_id": marker.get("id", ""),
-        "recovered_at": marker.get("recovered_at", ""),
+        "recovered_at": _iso(float(marker.get("recovered_at") or clock.now())),
         "adopted_jobs": len(adopted),
         "job_sids": sorted(adopted)[:MAX_LISTED],
     }

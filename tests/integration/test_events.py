@@ -184,7 +184,7 @@ def test_registry_recovered_names_the_marker_and_the_adopted_jobs(svc: Services)
     assert eid == events.event_id("registry.recovered", "m" * 32, "1764500000.5")
     assert payload["data"] == {
         "registry_id": "m" * 32,
-        "recovered_at": "1764500000.5",
+        "recovered_at": "2025-11-30T10:53:20Z",
         "adopted_jobs": 2,
         "job_sids": sorted([SID, "JS" + "f" * 32]),
     }
