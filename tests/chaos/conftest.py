@@ -158,7 +158,8 @@ def webhook_url(sandbox: Any, sid: str) -> str:
 
 
 class DataKeyWatcher(_Background):
-    """Lists the data keys (not staging, not manifests) over and over; records objects that are not full size."""
+    """Lists the data keys (not staging, manifests or the registry marker) over and over; records objects that are
+    not full size."""
 
     def __init__(self, client: Any, bucket: str, expected_sizes: dict[str, int]) -> None:
         super().__init__("data-key-watcher")
@@ -180,8 +181,8 @@ class DataKeyWatcher(_Background):
         for page in paginator.paginate(Bucket=self.bucket, Prefix=PREFIX):
             for obj in page.get("Contents") or []:
                 key = obj["Key"]
-                if "/_staging/" in key or "/_manifests/" in key:
-                    continue
+                if "/_staging/" in key or "/_manifests/" in key or "/_relay/" in key:
+                    continue  # not day files: staging (older versions), manifests, the registry marker
                 self.seen.add(key)
                 want = self.expected.get(key)
                 if want is None:
