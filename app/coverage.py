@@ -10,6 +10,7 @@ registry never makes the relay export a stored day again, and a day deleted from
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -44,7 +45,13 @@ class Window:
     last: date
 
     def days(self) -> list[str]:
-        return days_between(self.first, self.last) if self.first <= self.last else []
+        return list(_window_days(self.first, self.last))
+
+
+@functools.lru_cache(maxsize=64)
+def _window_days(first: date, last: date) -> tuple[str, ...]:
+    """Feeds from SYNC_FEEDS share their window: its days are made once per poll, not once per feed."""
+    return tuple(days_between(first, last)) if first <= last else ()
 
 
 def feed_window(feed: Feed, daily_enabled: bool, today: date | None = None) -> Window:
@@ -165,6 +172,7 @@ def report(
     covs = svc.feeds.day_states(owners)
     daily = svc.feeds.daily_enabled(owners)
     plan = svc.feeds.last_plan()
+    reconciled = svc.feeds.last_runs(("reconcile",), owners)
     today = clock.utc_today()
     out = []
     for feed in feeds:
@@ -181,7 +189,7 @@ def report(
                 **summarise(states),
                 "lag_days": lag_days(every, window.last),
                 "waiting_for_quota": int(plan.get("waiting_for_quota", {}).get(feed.owner, 0)),
-                "last_reconciled_at": svc.feeds.last_run("reconcile", feed.owner),
+                "last_reconciled_at": reconciled[("reconcile", feed.owner)],
                 "family": family_of(svc, feed.account),
             }
         )

@@ -30,9 +30,12 @@ def split_range(start: date, end: date, max_days: int = MAX_DAYS_PER_JOB) -> lis
 
 def compact_ranges(days: Iterable[str]) -> list[tuple[str, str]]:
     """Sorted ISO days folded into inclusive (first, last) runs of consecutive days."""
+    ordered = sorted(set(days))
+    if ordered and (date.fromisoformat(ordered[-1]) - date.fromisoformat(ordered[0])).days == len(ordered) - 1:
+        return [(ordered[0], ordered[-1])]  # distinct days spanning exactly their count: one run (the usual case)
     runs: list[tuple[str, str]] = []
     previous: date | None = None
-    for text in sorted(set(days)):
+    for text in ordered:
         current = date.fromisoformat(text)
         if previous is not None and current - previous == timedelta(days=1):
             runs[-1] = (runs[-1][0], text)

@@ -19,7 +19,6 @@ from ``ber:cov`` is *missing*. The bucket stays the final word on ``copied`` (``
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -102,8 +101,29 @@ class CoverageDay:
 # A copied or empty day's JSON starts with its state (to_json keeps the field order; only Python writes these):
 # readers of the states alone skip decoding it. Anything else (the Lua scripts' in-flight records included) is
 # decoded in full.
-_DONE_RE = re.compile(r'\{"state":\s*"(copied|empty)"')
 _DONE = {state: CoverageDay(state, updated_at=0.0) for state in ("copied", "empty")}  # shared: never mutate
+
+# The states of one coverage hash without sending done days' JSON (most of a long feed, and of 800 feeds the
+# bulk of a poll's reads: bench/accounts.py): copied days, then empty days, each list joined by commas, then
+# day, JSON, day, JSON, ... of every other day. KEYS[1]: coverage hash.
+_STATES_LUA = """
+local all = redis.call('HGETALL', KEYS[1])
+local done = {copied = {}, empty = {}}
+local out = {'', ''}
+for i = 1, #all, 2 do
+  local state = string.match(all[i + 1], '^{"state":%s*"(%a+)"')
+  local list = state and done[state]
+  if list then
+    list[#list + 1] = all[i]
+  else
+    out[#out + 1] = all[i]
+    out[#out + 1] = all[i + 1]
+  end
+end
+out[1] = table.concat(done.copied, ',')
+out[2] = table.concat(done.empty, ',')
+return out
+"""
 
 
 # Mark days in flight for a job unless they are already copied or empty. KEYS[1]: coverage hash.
@@ -150,6 +170,7 @@ class FeedStore:
         self.r = client
         self._in_flight = client.register_script(_IN_FLIGHT_LUA)
         self._release = client.register_script(_RELEASE_LUA)
+        self._states = client.register_script(_STATES_LUA)
 
     # -- feeds --------------------------------------------------------------------------------------------
     def put_feed(self, feed: Feed) -> None:
@@ -186,13 +207,19 @@ class FeedStore:
 
     def day_states(self, owners: Sequence[str]) -> dict[str, dict[str, CoverageDay]]:
         """``coverage`` for readers of the states (planner, report): a copied or empty day is a shared, read-only
-        record holding only its state, its JSON not decoded (most of a 5-year feed; bench/planner.py)."""
+        record holding only its state, its JSON neither sent nor decoded (bench/planner.py, bench/accounts.py).
+        One round trip (plus the script's existence check); one script per owner, so Redis serves other clients
+        between owners."""
+        with self.r.pipeline(transaction=False) as p:
+            for owner in owners:
+                self._states(keys=[f"{PREFIX}cov:{owner}"], client=p)
+            replies = p.execute()
         out: dict[str, dict[str, CoverageDay]] = {}
-        for owner, records in self._raw_coverage(owners).items():
-            days = out[owner] = {}
-            for day, raw in records.items():
-                done = _DONE_RE.match(raw)
-                days[day] = _DONE[done.group(1)] if done else CoverageDay.from_json(raw)
+        for owner, (copied, empty, *rest) in zip(owners, replies, strict=True):
+            days = out[owner] = dict.fromkeys(str(copied).split(",") if copied else (), _DONE["copied"])
+            days.update(dict.fromkeys(str(empty).split(",") if empty else (), _DONE["empty"]))
+            for day, raw in zip(rest[::2], rest[1::2], strict=True):
+                days[str(day)] = CoverageDay.from_json(str(raw))
         return out
 
     def _raw_coverage(self, owners: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -243,6 +270,14 @@ class FeedStore:
     def last_run(self, what: str, owner: str) -> float | None:
         value = self.r.hget(f"{PREFIX}syncstate", f"{what}:{owner}")
         return float(str(value)) if value else None
+
+    def last_runs(self, whats: Sequence[str], owners: Sequence[str]) -> dict[tuple[str, str], float | None]:
+        """``last_run`` of every (what, owner) pair, in one round trip (a poll checks every feed)."""
+        pairs = [(what, owner) for what in whats for owner in owners]
+        if not pairs:
+            return {}
+        values = self.r.hmget(f"{PREFIX}syncstate", [f"{what}:{owner}" for what, owner in pairs])
+        return {pair: float(str(v)) if v else None for pair, v in zip(pairs, values, strict=True)}
 
     def mark_run(self, what: str, owner: str, at: float) -> None:
         self.r.hset(f"{PREFIX}syncstate", f"{what}:{owner}", str(at))

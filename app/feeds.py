@@ -85,12 +85,13 @@ def apply_env_feeds(store: FeedStore, settings: SyncSettings, account_sids: list
     """Make the stored feeds match SYNC_FEEDS, for every account served (idempotent; run by every poll)."""
     declared = {(owner_of(spec.resource_type, sid), sid): spec for spec in settings.feeds for sid in account_sids}
     owners = {owner for owner, _ in declared}
-    for feed in store.list_feeds():
+    stored = {feed.owner: feed for feed in store.list_feeds()}  # one read for every feed, not one per feed
+    for feed in stored.values():
         if feed.managed_by == "env" and feed.owner not in owners:
             store.delete_feed(feed.owner)
             log.info("feed no longer in SYNC_FEEDS: stopped", extra={"resource_type": feed.resource_type})
     for (owner, sid), spec in declared.items():
-        current = store.get_feed(owner)
+        current = stored.get(owner)
         wanted = Feed(spec.resource_type, spec.since, spec.until, True, "env", account=sid)
         same = current is not None and (current.since, current.until, current.enabled, current.managed_by) == (
             wanted.since,

@@ -47,9 +47,7 @@ def wanted_days(feed: Feed, cov: dict[str, CoverageDay], daily: bool, svc: Servi
         newest -= timedelta(days=1)  # data may still arrive late at Twilio for the day that just became exportable
     window = coverage.feed_window(feed, daily, today)
     wanted = []
-    for day in window.days():
-        if date.fromisoformat(day) > newest:
-            continue
+    for day in coverage.Window(window.first, min(window.last, newest)).days():
         rec = cov.get(day)
         if rec is not None and not (rec.state == "retry" and rec.next_try <= now):
             continue

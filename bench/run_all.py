@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import copy_throughput, fanout, planner, webhook_intake
+from bench import accounts, copy_throughput, fanout, planner, webhook_intake
 from bench.common import REPO_ROOT, WORK_ROOT, BenchResult, machine_info
 from devstack.procs import stop_all
 
@@ -32,6 +32,7 @@ BENCHES: dict[str, Callable[..., BenchResult]] = {
     "copy_throughput": copy_throughput.run,
     "fanout": fanout.run,
     "planner": planner.run,
+    "accounts": accounts.run,  # issue 14: 200 accounts x 4 resource types
 }
 PROFILED = {"webhook_intake", "copy_throughput"}  # the ones with a --profile pass
 

@@ -151,10 +151,12 @@ def _keep_feeds_complete(svc: Services) -> None:
     try:
         feeds.apply_env_feeds(svc.feeds, svc.settings.sync, [a.sid for a in svc.accounts.all()])
         never_reconciled: set[str] = set()
-        for feed in svc.feeds.list_feeds():
-            if not _reconcile_if_due(svc, feed):
+        listed = svc.feeds.list_feeds()
+        last = svc.feeds.last_runs(("reconcile", "sweep"), [f.owner for f in listed])  # one round trip for all
+        for feed in listed:
+            if not _reconcile_if_due(svc, feed, last[("reconcile", feed.owner)]):
                 never_reconciled.add(feed.owner)
-            elif feed.enabled and _due(svc, "sweep", feed.owner, svc.settings.sync.sweep_seconds):
+            elif feed.enabled and _due(last[("sweep", feed.owner)], svc.settings.sync.sweep_seconds):
                 svc.enqueuer.sweep(feed.owner)
         planner.plan(svc, svc.feeds, skip=frozenset(never_reconciled))
     except Exception:  # the jobs' own syncs (above) must not depend on the planner
@@ -162,16 +164,14 @@ def _keep_feeds_complete(svc: Services) -> None:
         log.exception("continuous sync planning failed; trying again next poll")
 
 
-def _due(svc: Services, what: str, owner: str, every_seconds: float) -> bool:
-    last = svc.feeds.last_run(what, owner)
+def _due(last: float | None, every_seconds: float) -> bool:
     return last is None or clock.now() - last >= every_seconds
 
 
-def _reconcile_if_due(svc: Services, feed: Feed) -> bool:
-    """False when the feed has never been reconciled and this attempt failed."""
-    if not _due(svc, "reconcile", feed.owner, svc.settings.sync.reconcile_hours * 3600):
+def _reconcile_if_due(svc: Services, feed: Feed, last: float | None) -> bool:
+    """False when the feed has never been reconciled and this attempt failed (``last``: its last reconcile)."""
+    if not _due(last, svc.settings.sync.reconcile_hours * 3600):
         return True
-    last = svc.feeds.last_run("reconcile", feed.owner)
     try:
         coverage.reconcile(svc.feeds, sink(), feed.resource_type, feed.account)
         return True
