@@ -49,6 +49,11 @@ class Month:
     name: str
     weeks: list[list[DayCell | None]] = field(default_factory=list)  # Monday first; None pads the edges
 
+    @property
+    def in_window(self) -> bool:
+        """Whether any of its days is in the feed's window (phones show only those months)."""
+        return any(c is not None and c.state != "outside" for week in self.weeks for c in week)
+
 
 def year_months(year: int, states: dict[str, str], cov: dict[str, CoverageDay]) -> list[Month]:
     """Twelve month grids of ``year``: each day's reported state, ``outside`` when not in the window."""

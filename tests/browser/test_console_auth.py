@@ -8,7 +8,7 @@ import pytest
 import requests
 from selenium.webdriver.common.by import By
 
-from tests.browser.pages import flash, h1, sign_in, wait_for
+from tests.browser.pages import console_session, flash, h1, sign_in, wait_for
 from tests.conftest import ADMIN_TOKEN
 
 pytestmark = pytest.mark.e2e
@@ -30,6 +30,18 @@ def test_requests_without_a_session_are_refused(make_stack):
         assert r.status_code == 403, (path, r.status_code)
         assert "sign in first" in r.text
     assert stack.api("GET", "/api/feeds").json()["feeds"] == []  # nothing was stored
+
+
+def test_a_wrong_csrf_token_is_refused(make_stack):
+    stack = make_stack(workers=0)
+    http, csrf = console_session(stack.url)
+    form = {"resource_type": "Calls", "since": "2026-01-01", "enabled": "on"}
+    for token in ("", "forged", csrf[:-1]):
+        r = http.post(f"{stack.url}/console/feeds", data=form | {"csrf_token": token}, timeout=10)
+        assert r.status_code == 403 and "security token" in r.text
+    assert stack.api("GET", "/api/feeds").json()["feeds"] == []
+    r = http.post(f"{stack.url}/console/feeds", data=form | {"csrf_token": csrf}, timeout=10)
+    assert r.status_code == 200 and stack.api("GET", "/api/feeds").json()["feeds"][0]["since"] == "2026-01-01"
 
 
 def test_session_cookie_flags(make_stack):

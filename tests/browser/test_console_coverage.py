@@ -14,7 +14,7 @@ from selenium.webdriver.common.keys import Keys
 
 from devstack.calendar import Calendar
 from devstack.procs import wait_until
-from tests.browser.pages import flash, sign_in, wait_for
+from tests.browser.pages import assert_fits_a_phone, flash, pause_refresh, sign_in, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -65,8 +65,14 @@ def test_the_calendar_shows_every_state(make_stack, calendar, sandbox, browser, 
     wait_until(lambda: counts(stack) == every, timeout=30, interval=0.3, what=f"coverage {every}")
 
     sign_in(browser, stack.url)
-    assert "1 failed" in browser.find_element(By.CSS_SELECTOR, ".answers").text
-    screenshot("overview", docs=True)
+    screenshot("overview", docs=True)  # at once: these pages reload themselves (days in flight)
+    browser.get(f"{stack.url}/console/jobs")
+    screenshot("jobs", docs=True)
+    pause_refresh(browser)  # from here on the test reads the pages: no reloads under it
+    states = [e.text.lower() for e in browser.find_elements(By.CSS_SELECTOR, "tr[data-job] .jstate")]
+    assert "failed" in states and "waiting" in states  # the planner's job (a day failed) and the slow manual one
+    browser.find_element(By.LINK_TEXT, "Overview").click()
+    wait_for(browser, lambda d: "1 failed" in d.find_element(By.CSS_SELECTOR, ".answers").text, "the overview")
     browser.find_element(By.LINK_TEXT, RT).click()
     wait_for(browser, lambda d: d.find_element(By.TAG_NAME, "h1").text == f"{RT} coverage, 2026", "the calendar")
     cells = browser.find_elements(By.CSS_SELECTOR, "a.day[data-state]")
@@ -101,6 +107,8 @@ def test_the_calendar_shows_every_state(make_stack, calendar, sandbox, browser, 
     assert browser.find_element(By.CSS_SELECTOR, "#detail form button").text == f"Retry {day(9)}"
     screenshot("calendar", docs=True)
     screenshot("calendar-phone", width=390, max_height=1700)
+    pages = ["/console/", "/console/jobs", "/console/feeds", f"/console/feeds/{RT}/calendar?day={day(3)}"]
+    assert_fits_a_phone(browser, stack.url, pages)
 
 
 def test_a_failed_day_is_retried_from_the_calendar_until_copied(

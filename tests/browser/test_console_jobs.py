@@ -11,7 +11,7 @@ from selenium.webdriver.common.by import By
 
 from devstack.calendar import Calendar
 from devstack.procs import wait_until
-from tests.browser.pages import flash, sign_in, wait_for
+from tests.browser.pages import assert_fits_a_phone, flash, pause_refresh, sign_in, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -71,7 +71,7 @@ def test_a_running_jobs_progress_bar_advances_to_done(make_stack, calendar, sand
     assert [v for v, _, _ in seen] == sorted(v for v, _, _ in seen)  # the bar only moves forward
     assert {v for v, _, _ in seen} >= {0, 2, 4, 6} and all(m == 6 for _, m, _ in seen)
     assert "6 of 6 days final" in browser.find_element(By.CSS_SELECTOR, f"tr[data-job='{sid}'] .ptext").text
-    screenshot("jobs", docs=True)
+    screenshot("jobs-done")
     browser.find_element(By.CSS_SELECTOR, f"tr[data-job='{sid}'] a").click()
     wait_for(browser, lambda d: sid in d.find_element(By.TAG_NAME, "h1").text, "the job page")
     assert len(browser.find_elements(By.CSS_SELECTOR, "tr[data-state='copied']")) == 6
@@ -90,6 +90,8 @@ def test_a_failed_copy_is_requeued_from_the_job_page(make_stack, calendar, sandb
     row = browser.find_element(By.ID, f"day-{day(5)}")
     assert row.get_attribute("data-state") == "failed" and "500" in row.text
     screenshot("job-failed")
+    screenshot("job-failed-phone", width=390)
+    assert_fits_a_phone(browser, stack.url, [f"/console/jobs/{sid}"])  # the long error wraps
     browser.find_element(By.CSS_SELECTOR, "form.requeue button[type=submit]").click()
     wait_for(browser, lambda d: "Requeued 1 day(s)" in flash(d), "the requeue confirmation")
     wait_for(
@@ -111,6 +113,7 @@ def test_a_job_is_cancelled_from_the_job_page(make_stack, calendar, sandbox, bro
     stack = make_stack(workers=1, **calendar.env())
     sid = submit(stack, 9, 3)
     sign_in(browser, stack.url, path=f"/console/jobs/{sid}")
+    pause_refresh(browser)  # the waiting job's page would reload itself under the clicks
     screenshot("job-waiting")
     browser.find_element(By.CSS_SELECTOR, "form.cancel button[type=submit]").click()  # unconfirmed: the browser
     assert browser.find_elements(By.CSS_SELECTOR, "form.cancel")  # refuses the form (required box)
