@@ -105,7 +105,7 @@ def test_the_calendar_shows_every_state(make_stack, calendar, sandbox, browser, 
     cell(browser, day(9)).send_keys(Keys.ENTER)  # links are in the tab order: focusable and activated by Enter
     wait_for(browser, lambda d: day(9) in d.find_element(By.ID, "detail").text, "the failed day's detail")
     assert browser.find_element(By.CSS_SELECTOR, "#detail form button").text == f"Retry {day(9)}"
-    screenshot("calendar", docs=True)
+    screenshot("coverage", docs=True)  # README: docs/screenshots/coverage.png
     screenshot("calendar-phone", width=390, max_height=1700)
     pages = ["/console/", "/console/jobs", "/console/feeds", f"/console/feeds/{RT}/calendar?day={day(3)}"]
     assert_fits_a_phone(browser, stack.url, pages)
