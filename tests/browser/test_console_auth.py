@@ -82,6 +82,7 @@ def test_sign_in_sign_out_and_a_wrong_csrf_token_in_the_browser(make_stack, brow
     browser.find_element(By.CSS_SELECTOR, ".feed-form button[type=submit]").click()
     wait_for(browser, lambda d: "security token" in d.page_source, "the CSRF refusal")
     assert h1(browser) == "Forbidden"
+    screenshot("forbidden")
     assert stack.api("GET", "/api/feeds").json()["feeds"] == []
 
     browser.get(f"{stack.url}/console/")
