@@ -105,6 +105,8 @@ def record_job_day(store: FeedStore, settings: SyncSettings, job: JobRecord, rec
         previous = store.coverage([owner])[owner].get(rec.day)
         if previous is not None and previous.state in ("copied", "empty"):
             return  # another job already brought the day in
+        if previous is not None and previous.state in ("retry", "failed") and previous.job_sid == job.job_sid:
+            return  # this job's failure is already counted (seen again when the job ends, or after a requeue)
         attempts = (previous.attempts if previous else 0) + 1
         final = attempts >= settings.max_attempts
         delay = settings.retry_base_seconds * 2 ** (attempts - 1)

@@ -7,8 +7,8 @@ is never asked for anything: the driver and the browser are given by path (and S
 downloaded.
 
 Screenshots of every page go to ``<pytest tmp>/screenshots/`` (printed on failure); the final ones the README shows
-(overview, coverage calendar, jobs list, feeds) are also copied to docs/screenshots/ (CONSOLE_SCREENSHOTS_DOCS=0:
-not, to leave the working tree alone).
+(overview, coverage calendar, jobs list, feeds) are copied to docs/screenshots/ only with CONSOLE_SCREENSHOTS_DOCS=1
+(to refresh the README's pictures), so a test run leaves the working tree alone.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def screenshot(browser: Any, tmp_path: Path) -> Callable[..., Path]:
         path.write_bytes(base64.b64decode(shot["data"]))
         if width:
             browser.set_window_size(size["width"], size["height"])
-        if docs and os.environ.get("CONSOLE_SCREENSHOTS_DOCS", "1") != "0":
+        if docs and os.environ.get("CONSOLE_SCREENSHOTS_DOCS") == "1":
             DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, DOCS_SCREENSHOTS / path.name)
         print(f"screenshot: {path}")
