@@ -697,13 +697,121 @@ def _role_secret(role: str) -> dict[str, Any]:
 
 
 def test_k8s_one_secret_per_role_with_only_that_roles_keys() -> None:
-    assert set(k8s_objects("Secret")) == {f"bulkexport-relay-{role}-secrets" for role in APP_SERVICES}
+    roles = {f"bulkexport-relay-{role}-secrets" for role in APP_SERVICES}
+    assert set(k8s_objects("Secret")) == roles | {ACCOUNTS_SECRET}, "one per role, and the accounts file"
     for role, keys in ROLE_SECRETS.items():
         assert set(_role_secret(role)["stringData"]) == keys, role
         assert _role_secret(role)["metadata"]["labels"]["app.kubernetes.io/component"] == role
     assert set().union(*ROLE_SECRETS.values()) == SECRET_NAMES & contract_names(), "every secret has a home"
     for role in ("worker", "poller"):
         assert "ADMIN_TOKEN" not in _role_secret(role)["stringData"], role
+
+
+# -- many Twilio accounts: TWILIO_ACCOUNTS_FILE, a file mounted from a secret by the web and the workers only ---
+
+ACCOUNTS_SECRET = "bulkexport-relay-accounts"
+ACCOUNTS_PATH = "/etc/relay/accounts.json"
+ACCOUNT_SETTINGS = {
+    "TWILIO_ACCOUNTS_FILE",
+    "TWILIO_DISCOVER_SUBACCOUNTS",
+    "ACCOUNTS_REFRESH_SECONDS",
+    "TWILIO_API_BASE_URL",
+}
+
+
+def _accounts_template() -> str:
+    """The S3_KEY_TEMPLATE deploy/.env.example proposes for several accounts (partitioned by account and day)."""
+    _, commented = parse_env_file(DEPLOY / ".env.example")
+    assert "S3_KEY_TEMPLATE" in commented
+    (template,) = re.findall(
+        r"^# S3_KEY_TEMPLATE=(\S*account=\{account_sid\}\S*)$", _read(DEPLOY / ".env.example"), re.M
+    )
+    return template
+
+
+def _secret_volumes(role: str) -> list[dict[str, Any]]:
+    return [v for v in _deployment(role)["spec"]["template"]["spec"].get("volumes", []) if "secret" in v]
+
+
+def test_account_settings_are_in_the_contract_and_off_by_default() -> None:
+    assert contract_names() >= ACCOUNT_SETTINGS
+    (config,) = k8s_objects("ConfigMap").values()
+    assert {k: config["data"][k] for k in ACCOUNT_SETTINGS} == {
+        "TWILIO_ACCOUNTS_FILE": "",  # set once the Secret exists: a path that is not there stops web and workers
+        "TWILIO_DISCOVER_SUBACCOUNTS": "false",
+        "ACCOUNTS_REFRESH_SECONDS": "600",
+        "TWILIO_API_BASE_URL": "https://api.twilio.com",
+    }
+    _, commented = parse_env_file(DEPLOY / ".env.example")
+    assert commented >= ACCOUNT_SETTINGS, "documented, commented out: one account needs none of them"
+    assert re.search(rf"^# TWILIO_ACCOUNTS_FILE={re.escape(ACCOUNTS_PATH)}$", _read(DEPLOY / ".env.example"), re.M)
+    assert "{prefix}{resource_type}/account={account_sid}/day={day}/" in _accounts_template()
+
+
+def test_k8s_accounts_file_is_mounted_by_web_and_worker_only() -> None:
+    for role in ("web", "worker"):
+        (volume,) = _secret_volumes(role)
+        secret = volume["secret"]
+        assert secret["secretName"] == ACCOUNTS_SECRET and secret["optional"] is True, role
+        assert secret["items"] == [{"key": "accounts.json", "path": os.path.basename(ACCOUNTS_PATH)}], role
+        assert secret["defaultMode"] & 0o7 == 0 and not secret["defaultMode"] & 0o222, f"{role}: not world-readable"
+        (container,) = _containers(_deployment(role))
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+        assert mount == {"name": volume["name"], "mountPath": os.path.dirname(ACCOUNTS_PATH), "readOnly": True}
+    assert _secret_volumes("poller") == [], "the poller makes no Twilio call: no account's credentials"
+    (poller,) = _containers(_deployment("poller"))
+    assert not [m for m in poller.get("volumeMounts", []) if m["mountPath"].startswith("/etc/relay")]
+
+
+def _example_accounts(tmp_path: Path) -> dict[str, Path]:
+    """The two examples of the accounts file as files: the Secret's (k8s) and secrets.example/accounts.json."""
+    k8s = tmp_path / "k8s-accounts.json"
+    k8s.write_text(k8s_objects("Secret")[ACCOUNTS_SECRET]["stringData"]["accounts.json"])
+    return {"k8s": k8s, "compose": SECRETS_EXAMPLE / "accounts.json"}
+
+
+def test_the_example_accounts_files_make_valid_configurations(tmp_path: Path) -> None:
+    """The k8s ConfigMap and the env example, each with its accounts file and the proposed template: web and
+    worker start, every account listed with its family, every credential in the log scrubber's list."""
+    from app.config import ConfigError, load_settings, require_web_settings
+
+    (config,) = k8s_objects("ConfigMap").values()
+    shared, _ = parse_env_file(DEPLOY / ".env.example")
+    bases = {
+        "k8s": (config["data"], lambda r: _role_secret(r)["stringData"]),
+        "compose": (shared, lambda r: parse_env_file(SECRETS_EXAMPLE / f"{r}.env")[0]),
+    }
+    for name, path in _example_accounts(tmp_path).items():
+        base, secrets_of = bases[name]
+        listed = json.loads(path.read_text())
+        for role in ("web", "worker"):
+            env = {
+                **base,
+                **secrets_of(role),
+                "TWILIO_ACCOUNTS_FILE": str(path),
+                "S3_KEY_TEMPLATE": _accounts_template(),
+            }
+            settings = load_settings(env)
+            if role == "web":
+                require_web_settings(settings)
+            assert [a.sid for a in settings.accounts.listed] == [e["sid"] for e in listed], name
+            assert all(a.parent_sid == env["TWILIO_ACCOUNT_SID"] for a in settings.accounts.listed), "one family"
+            tokens = [e[k] for e in listed for k in ("auth_token", "api_key_secret") if k in e]
+            assert set(tokens) <= set(settings.secrets), f"{name}: scrubbed from logs"
+            with pytest.raises(ConfigError, match="S3_KEY_TEMPLATE"):
+                load_settings({**env, "S3_KEY_TEMPLATE": ""})  # two accounts' days must never share a key
+
+
+def test_compose_mounts_the_accounts_file_into_web_and_worker_only() -> None:
+    services = compose()["services"]
+    for role in ("web", "worker"):
+        binds = [v for v in services[role].get("volumes", []) if isinstance(v, dict) and v["target"] == ACCOUNTS_PATH]
+        assert len(binds) == 1, role
+        assert binds[0]["type"] == "bind" and binds[0]["read_only"] is True, role
+        assert binds[0]["source"] == "${RELAY_ACCOUNTS_FILE:-/dev/null}", f"{role}: opt-in, nothing by default"
+    assert "volumes" not in services["poller"], "the poller makes no Twilio call: no account's credentials"
+    patterns = [p.strip() for p in _read(ROOT / ".dockerignore").splitlines() if p.strip() and not p.startswith("#")]
+    assert not _dockerignore_allows(patterns, "deploy/secrets.example/accounts.json")
 
 
 def test_compose_secrets_files_hold_only_their_roles_keys() -> None:
