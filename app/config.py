@@ -505,7 +505,9 @@ def load_account_settings(env: Mapping[str, str], key_template: str | None = Non
     path = _get(env, "TWILIO_ACCOUNTS_FILE")
     listed = _account_file(path) if path else ()
     discover = _choice(env, "TWILIO_DISCOVER_SUBACCOUNTS", "false", ("false", "true")) == "true"
-    if (discover or len(listed) > 1) and "{account_sid}" not in (key_template or ""):
+    primary = _get(env, "TWILIO_ACCOUNT_SID")
+    served = {a.sid for a in listed} | ({primary} if primary else set())  # the file's accounts and TWILIO_*'s
+    if (discover or len(served) > 1) and "{account_sid}" not in (key_template or ""):
         raise ConfigError(
             "S3_KEY_TEMPLATE must contain {account_sid} when several Twilio accounts are served "
             "(e.g. {prefix}account={account_sid}/{resource_type}/day={day}/{resource_type}-{day}.json.gz)"
