@@ -9,7 +9,9 @@
   gevent a waiting connection is a greenlet (a few KiB), not a thread. Everything the web does blocks only on
   sockets (redis-py, requests for Twilio, botocore for the /health S3 probe), which ``monkey.patch_all()`` (done
   by the worker before the app is imported) makes cooperative; locks made after it are gevent's.
-  Measured against gthread, same run (bench/webhook_intake.py --worker-class both): see bench/README.md.
+  Against gthread, side by side (``python -m bench.webhook_intake --compare-gthread``, bench/README.md): +18 %
+  webhook req/s on a mostly idle machine, less when other processes take the CPU (a single-threaded worker
+  gets a smaller share next to them; a container's own CPU share does not have that competition).
 - worker_connections 1000 per worker (``GUNICORN_WORKER_CONNECTIONS``): what an attacker must hold open, per
   worker, to make new connections wait in the listen backlog. The open-files soft limit is raised at start to
   cover it (container runtimes often start processes at 1024). Redis connections do not grow with it: the app's
