@@ -37,8 +37,10 @@ up: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m scripts.run $(ARGS)
 
+# All benchmarks against SeaweedFS -> bench/results.json (bench/README.md). ARGS: e.g. ARGS=--with-5gib (adds the
+# 5 GiB day), ARGS="--only copy_throughput --merge", ARGS=--profile.
 bench: $(STAMP)
-	$(BIN)/python -m bench.run_all
+	$(BIN)/python -m bench.run_all $(ARGS)
 
 chaos: $(STAMP)
 	CHAOS_LONG=1 $(BIN)/python -m pytest tests/chaos

@@ -49,6 +49,7 @@ class Figure:
         data = asdict(self)
         data["value"] = round(self.value, 4)
         data["passed"] = self.passed
+        data["result"] = {True: "met", False: "missed", None: None}[self.passed]
         return data
 
 

@@ -1,24 +1,29 @@
-"""Day-file copy throughput and worker memory, against boto3's ``upload_file`` of the same bytes, same run.
+"""Day-file copy throughput, CPU and worker memory, against the two stages a verifying copy cannot beat, same run.
 
-    .venv/bin/python -m bench.copy_throughput [--quick] [--sizes-mib 64 1024] [--rounds 2] [--profile]
+    .venv/bin/python -m bench.copy_throughput [--quick] [--sizes-mib 64 1024] [--rounds 3] [--profile]
 
-For each size the Twilio sandbox holds a day file of exactly that many bytes (its files listener plays
-Twilio's S3 behind FetchDay's presigned links) and SeaweedFS (``weed mini``, devstack.s3_server) runs over TLS
-(botocore then streams request checksums as aws-chunked bodies, as against real S3). Each measurement is a
-fresh child interpreter:
+A verifying copy downloads, verifies and uploads; it can go no faster than the slower of its two necessary
+stages, so both are measured as baselines next to it (issue 13):
 
-- ``copy``: the real code path, ``workers.copy.copy_link_to_s3`` with a fresh link from FetchDay (fetched
-  through the service's own ``BulkExportsClient.day_link``) and the worker's sink (``make_s3_client`` +
-  ``S3Sink``): download -> VerifyingReader (SHA-256, gzip inflate/CRC, record count) -> multipart upload to
-  a staging key -> server-side copy to the final key with the metadata -> read-back check.
-- ``upload_file`` (the physical baseline): boto3 ``upload_file`` of the same bytes from a local file, with
-  the default TransferConfig and the same client configuration.
+- ``copy`` (the relay): ``workers.copy.copy_link_to_s3`` with a fresh FetchDay link (from the service's own
+  ``BulkExportsClient.day_link``) and the worker's sink as ``workers.tasks.sink`` builds it (default settings:
+  a day over ``S3_SINGLE_PUT_MAX_MIB`` streams into a multipart upload of the final key, SHA-256 per part).
+- ``upload_file`` (a): boto3 ``upload_file`` of the same bytes from local disk to the same SeaweedFS, default
+  TransferConfig, the same client configuration (``app.s3_client.make_s3_client``).
+- ``verify_only`` (b): the same download (``open_link`` + ``body_chunks``) through the same checks
+  (``workers.copy.VerifyingReader``: SHA-256, gzip inflate + CRC/length, records), read in part-sized steps
+  as the sink reads it, uploading nothing.
 
-Runs alternate copy / upload_file per round so both see the same machine. Throughput is bytes / seconds
-of the transfer call only (interpreter start, imports and client creation excluded). Peak RSS is the
-child's ``VmHWM`` (its own high-water mark: ``ru_maxrss`` would include the parent's RSS, see
-``_vm_hwm_mib``). Objects are deleted after every run and the server's disk reclaimed (``vacuum``). CPU seconds
-of the child, the S3 server and the sandbox over each run tell which of them bounds the figure.
+Target: copy >= 0.9 x min(a, b) at every size. The day files are the sandbox's (realistic gzip JSON lines,
+Messages, inflating ~5.8x), exactly the requested size. S3 is SeaweedFS (``weed mini``) over TLS with its
+metrics listener (bench.seaweed): write amplification of every copy comes from the server's own counters.
+
+Each measurement is a fresh child interpreter that first imports what the rq worker imports
+(``workers.tasks``). Throughput is bytes / seconds of the transfer call. CPU-s per GiB is the child's own
+process CPU (all threads) over the transfer; SeaweedFS's CPU and the sandbox's (serving the download) are
+measured separately and *not* included in it. Peak RSS is the child's ``VmHWM``; "added by the transfer" is
+VmHWM after minus before the transfer call. Modes rotate their order every round; each mode's figure pools
+its rounds (total bytes / total seconds). Objects are deleted after every run and the disk reclaimed.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import os
 import resource
 import sys
 import time
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,46 +42,41 @@ from typing import Any
 import psutil
 import requests
 
-from bench.common import REPO_ROOT, BenchResult, Figure, MiB, child_env, run_json_child, workdir
+from bench.common import BenchResult, Figure, GiB, MiB, child_env, run_json_child, workdir
+from bench.pprof import summarize as pprof_summary
 from bench.profiling import py_spy_binary, summarize
+from bench.seaweed import MeteredSeaweedS3Server
 from devstack.procs import python_argv, stop_all
 from devstack.relay import local_download_env
-from devstack.s3_server import SeaweedS3Server
 from devstack.sandbox_process import SandboxProcess
 
 BUCKET = "relay-bench-copy"
 RESOURCE_TYPE = "Messages"
-TARGET_RATIO = 0.85
+MODES = ("copy", "verify_only", "upload_file")
+TARGET_RATIO = 0.9  # copy / min(upload_file, verify_only)
 TARGET_RSS_MIB = 150.0
 TARGET_RSS_GROWTH = 1.25
+SINGLE_PUT_PROBE_MIB = 16  # the default S3_SINGLE_PUT_MAX_MIB: the biggest day held in memory whole
 
 
 # -- child side ----------------------------------------------------------------------------------------
 
 
 def _child(mode: str, source: str, size: int, key: str) -> None:
-    """One transfer in this fresh interpreter; prints JSON: seconds, CPU, peak RSS, phase times."""
+    """One transfer in this fresh interpreter; prints JSON: seconds, CPU, RSS, phase times."""
+    import workers.tasks  # noqa: F401 - what the rq worker has imported before its first task (RSS)
     from app.s3_client import make_s3_client
-    from workers.s3_sink import S3Sink, SinkSettings
 
     client = make_s3_client()
     bucket = os.environ["BENCH_BUCKET"]
     rss_before = _vm_hwm_mib()
     phases: dict[str, float] = {}
-    inflate = ""
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
-    if mode in ("copy", "copy_isal", "copy_zlib"):
-        import workers.copy
-        from workers.copy import copy_link_to_s3
-
-        if hasattr(workers.copy, "INFLATE"):  # the inflate backend (zlib, or ISA-L when installed)
-            workers.copy.INFLATE = _inflate_module(mode)
-        inflate = getattr(getattr(workers.copy, "INFLATE", None), "__name__", "?")
-        sink = _timed_sink(S3Sink, phases)(client, SinkSettings(bucket=bucket, prefix="twilio/"))
-        metadata = {"job_sid": "JSbench", "resource_type": RESOURCE_TYPE, "day": key, "twilio_create_date": ""}
-        result = copy_link_to_s3(source, size, sink, sink.day_key(RESOURCE_TYPE, key, "JSbench"), metadata)
-        stored_key, stored_size = result.key, result.size
+    if mode == "copy":
+        stored_key, stored_size = _copy(client, bucket, source, size, key, phases)
+    elif mode == "verify_only":
+        stored_key, stored_size = "", _verify_only(source, size)
     elif mode == "upload_file":
         stored_key = f"baseline/{key}.json.gz"
         client.upload_file(source, bucket, stored_key)
@@ -85,23 +86,50 @@ def _child(mode: str, source: str, size: int, key: str) -> None:
     seconds = time.perf_counter() - started
     usage1 = resource.getrusage(resource.RUSAGE_SELF)
     if stored_size != size:
-        raise SystemExit(f"{mode} stored {stored_size} bytes, expected {size}")
-    print(
-        json.dumps(
-            {
-                "mode": mode,
-                "size": size,
-                "seconds": seconds,
-                "cpu_seconds": (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime),
-                "peak_rss_mib": _vm_hwm_mib(),
-                "ru_maxrss_mib": usage1.ru_maxrss / 1024,
-                "rss_before_transfer_mib": rss_before,
-                "phases": phases,
-                "inflate": inflate,
-                "key": stored_key,
-            }
-        )
-    )
+        raise SystemExit(f"{mode} handled {stored_size} bytes, expected {size}")
+    cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
+    out = {"mode": mode, "size": size, "seconds": seconds, "cpu_seconds": cpu, "peak_rss_mib": _vm_hwm_mib()}
+    out |= {"rss_before_transfer_mib": rss_before, "phases": phases, "key": stored_key}
+    print(json.dumps(out))
+
+
+def _copy(client: Any, bucket: str, source: str, size: int, key: str, phases: dict[str, float]) -> tuple[str, int]:
+    """The relay's copy, with the worker's sink (as workers.tasks.sink builds it from default settings)."""
+    from app.config import load_settings
+    from workers.copy import copy_link_to_s3
+    from workers.s3_sink import S3Sink, SinkSettings
+
+    single_put_max = load_settings(_settings_env(bucket)).s3_single_put_max_mib * MiB
+    settings = SinkSettings(bucket=bucket, prefix="twilio/", single_put_max=single_put_max)
+    sink = _timed_sink(S3Sink, phases)(client, settings)
+    metadata = {"job_sid": "JSbench", "resource_type": RESOURCE_TYPE, "day": key, "twilio_create_date": ""}
+    result = copy_link_to_s3(source, size, sink, sink.day_key(RESOURCE_TYPE, key, "JSbench"), metadata)
+    return result.key, result.size
+
+
+def _verify_only(source: str, size: int) -> int:
+    """Baseline (b): the copy's download and checks, nothing uploaded; read in the sink's part-sized steps."""
+    from workers.copy import VerifyingReader, body_chunks, open_link
+    from workers.s3_sink import part_size_for
+
+    step = part_size_for(size)
+    with closing(open_link(source)) as resp:
+        reader = VerifyingReader(body_chunks(resp), size)
+        while reader.read(step):
+            pass
+    return reader.digest().size
+
+
+def _settings_env(bucket: str) -> dict[str, str]:
+    """The minimal environment contract plus whatever S3_* the caller set (so the defaults are the shipped ones)."""
+    env = {
+        "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+        "TWILIO_AUTH_TOKEN": "bench",
+        "PUBLIC_BASE_URL": "http://127.0.0.1:9",
+        "S3_BUCKET": bucket,
+        "ADMIN_TOKEN": "bench-admin-token-0123456789",
+    }
+    return env | {k: v for k, v in os.environ.items() if k.startswith("S3_")}
 
 
 def _vm_hwm_mib() -> float:
@@ -113,33 +141,8 @@ def _vm_hwm_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: the best there is
 
 
-def _inflate_module(mode: str) -> Any:
-    """``copy``: the backend requirements.txt ships (ISA-L if ``isal`` is listed, else zlib);
-    ``copy_isal`` / ``copy_zlib``: that backend, to measure the other one side by side."""
-    import zlib
-
-    if mode == "copy_isal" or (mode == "copy" and shipped_with_isal()):
-        from isal import isal_zlib
-
-        return isal_zlib
-    return zlib
-
-
-def shipped_with_isal() -> bool:
-    lines = (REPO_ROOT / "requirements.txt").read_text().splitlines()
-    return any(line.strip().lower().startswith("isal") for line in lines)
-
-
-def isal_available() -> bool:
-    try:
-        import isal.isal_zlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _timed_sink(base: Any, phases: dict[str, float]) -> Any:
-    """S3Sink with its three S3 phases timed; the code that runs is the sink's own."""
+    """S3Sink with its S3 phases timed; the code that runs is the sink's own."""
 
     def timed(name: str, method: Any) -> Any:
         def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -151,45 +154,38 @@ def _timed_sink(base: Any, phases: dict[str, float]) -> Any:
 
         return wrapper
 
-    return type(
-        "TimedS3Sink",
-        (base,),
-        {
-            "_upload_parts": timed("download+verify+upload parts", base._upload_parts),
-            "_complete": timed("complete multipart upload", base._complete),
-            "_tag": timed("digest tags", base._tag),
-        },
-    )
+    wrapped = {
+        "_put_verified": "single PUT (download+verify into memory, then PutObject)",
+        "_upload_parts": "download+verify+upload parts",
+        "_complete": "complete multipart upload",
+        "_tag": "digest tags",
+    }
+    return type("TimedS3Sink", (base,), {m: timed(name, getattr(base, m)) for m, name in wrapped.items()})
 
 
 # -- parent side ---------------------------------------------------------------------------------------
 
 
-def _day(offset: int) -> str:
+def day_offset(offset: int) -> str:
     return (datetime.now(UTC).date() - timedelta(days=offset)).isoformat()
 
 
-def _twilio_client(sandbox: SandboxProcess) -> Any:
+def twilio_client(sandbox: SandboxProcess) -> Any:
     """The service's own Twilio client (FetchDay without following the 307), pointed at the sandbox."""
     from app.config import load_settings
     from app.twilio_api import BulkExportsClient
 
-    settings = load_settings(
-        {
-            "TWILIO_ACCOUNT_SID": sandbox.account_sid,
-            "TWILIO_AUTH_TOKEN": sandbox.auth_token,
-            "TWILIO_BULKEXPORTS_BASE_URL": sandbox.api_url,
-            "PUBLIC_BASE_URL": "http://127.0.0.1:9",
-            "S3_BUCKET": BUCKET,
-            "ADMIN_TOKEN": "bench-admin-token-0123456789",
-        }
-    )
-    return BulkExportsClient(settings)
+    env = _settings_env(BUCKET) | {
+        "TWILIO_ACCOUNT_SID": sandbox.account_sid,
+        "TWILIO_AUTH_TOKEN": sandbox.auth_token,
+        "TWILIO_BULKEXPORTS_BASE_URL": sandbox.api_url,
+    }
+    return BulkExportsClient(load_settings(env))
 
 
-def _prepare_days(sandbox: SandboxProcess, sizes: list[int]) -> dict[int, str]:
+def prepare_days(sandbox: SandboxProcess, sizes: list[int]) -> dict[int, str]:
     """One completed sandbox job whose days have exactly the given sizes; returns size -> day."""
-    days = {size: _day(3 + i) for i, size in enumerate(sizes)}
+    days = {size: day_offset(3 + i) for i, size in enumerate(sizes)}
     sandbox.set_scenario(
         days={f"{RESOURCE_TYPE}/{d}": {"outcome": "completed", "size": s} for s, d in days.items()},
         link_ttl_seconds=3600,
@@ -217,8 +213,7 @@ def _download(link: str, path: Path, size: int) -> None:
 
 def _cpu(pid: int) -> float:
     try:
-        p = psutil.Process(pid)
-        t = p.cpu_times()
+        t = psutil.Process(pid).cpu_times()
         return float(t.user + t.system)
     except psutil.NoSuchProcess:
         return 0.0
@@ -229,41 +224,42 @@ def _machine_busy() -> float:
     return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
 
 
-def _measure(
+def measure(
     mode: str,
     source: str,
     size: int,
     key: str,
-    s3: SeaweedS3Server,
+    s3: MeteredSeaweedS3Server,
     sandbox: SandboxProcess,
     work: Path,
     profile_to: Path | None = None,
 ) -> dict[str, Any]:
-    env = child_env(
-        {**s3.env(), "BENCH_BUCKET": BUCKET, "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
-        | local_download_env(sandbox)  # the sandbox's links are http on loopback (app/url_policy.py)
-    )
+    """One child run of ``mode``, with the S3 server's and the sandbox's CPU and the server's byte counters."""
+    extra = {"BENCH_BUCKET": BUCKET, "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+    env = child_env({**s3.env(), **extra} | local_download_env(sandbox))  # the sandbox's links: http on loopback
     argv = python_argv("-m", "bench.copy_throughput", "--child", mode, source, str(size), key)
     if profile_to is not None:
         spy = py_spy_binary()
         assert spy is not None
         argv = [spy, "record", "--format", "raw", "--threads", "-r", "100", "-o", str(profile_to), "--", *argv]
+    load = os.getloadavg()[0]
     s3_cpu0, sandbox0, machine0 = _cpu(s3.pid), _cpu(sandbox.pid or 0), _machine_busy()
-    rss0 = psutil.Process(s3.pid).memory_info().rss
+    received0, stored0 = s3.received_bytes(BUCKET), s3.volume_bytes()
     timeout = 120 + size / MiB * 2  # >= 0.5 MiB/s, far below anything plausible: a bound, not a target
     out = run_json_child(argv, env, timeout, work / f"child-{mode}.log")
     out["s3_cpu_seconds"] = _cpu(s3.pid) - s3_cpu0
     out["sandbox_cpu_seconds"] = _cpu(sandbox.pid or 0) - sandbox0
-    # The rest of the machine's busy CPU over the run (includes the child's start-up and anything else running).
-    out["other_cpu_seconds"] = max(
-        0.0, _machine_busy() - machine0 - out["cpu_seconds"] - out["s3_cpu_seconds"] - out["sandbox_cpu_seconds"]
-    )
-    out["s3_rss_growth_mib"] = (psutil.Process(s3.pid).memory_info().rss - rss0) / MiB
+    # The rest of the machine's busy CPU over the run (the child's start-up, and anything else running).
+    known = out["cpu_seconds"] + out["s3_cpu_seconds"] + out["sandbox_cpu_seconds"]
+    out["other_cpu_seconds"] = max(0.0, _machine_busy() - machine0 - known)
+    out["s3_received_bytes"] = s3.received_bytes(BUCKET) - received0
+    out["s3_volume_bytes_added"] = s3.volume_bytes() - stored0
+    out["load_average_1m_before"] = round(load, 2)
     out["mib_per_s"] = size / MiB / out["seconds"]
     return out
 
 
-def _clean_bucket(s3: SeaweedS3Server) -> int:
+def clean_bucket(s3: MeteredSeaweedS3Server) -> int:
     """Delete every object and abort every multipart upload, then reclaim the disk (GiBs per run)."""
     client = s3.client()
     removed = 0
@@ -277,151 +273,217 @@ def _clean_bucket(s3: SeaweedS3Server) -> int:
     return removed
 
 
+def _line(r: dict[str, Any]) -> str:
+    return (
+        f"  {r['size'] // MiB:5d} MiB {r['mode']:<11} {r['mib_per_s']:7.1f} MiB/s  {r['seconds']:6.2f} s  "
+        f"peak RSS {r['peak_rss_mib']:6.1f} MiB  cpu: child {r['cpu_seconds']:5.1f} s, "
+        f"s3 {r['s3_cpu_seconds']:5.1f} s, "
+        f"sandbox {r['sandbox_cpu_seconds']:5.1f} s, other {r['other_cpu_seconds']:5.1f} s; "
+        f"load {r['load_average_1m_before']:.2f}"
+    )
+
+
 def run(
     quick: bool = False, sizes_mib: list[int] | None = None, rounds: int | None = None, profile: bool = False
 ) -> BenchResult:
     sizes = [s * MiB for s in (sizes_mib or ([32, 256] if quick else [64, 1024]))]
-    rounds = rounds or (1 if quick else 2)
+    rounds = rounds or (1 if quick else 3)
     result = BenchResult("copy_throughput")
     work = workdir("copy_throughput")
-    # The inflate backend requirements.txt does not ship, measured side by side when it can be.
-    other_backend = "copy_zlib" if shipped_with_isal() else "copy_isal" if isal_available() else None
     runs: dict[int, dict[str, list[dict[str, Any]]]] = {}
     print(f"copy_throughput: sizes {[s // MiB for s in sizes]} MiB, {rounds} round(s); logs in {work}")
     try:
-        with SeaweedS3Server(work, tls=True) as s3, SandboxProcess(log_path=work / "sandbox.log") as sandbox:
+        with MeteredSeaweedS3Server(work, tls=True) as s3, SandboxProcess(log_path=work / "sandbox.log") as sandbox:
             s3.client().create_bucket(Bucket=BUCKET)
-            twilio = _twilio_client(sandbox)
-            days = _prepare_days(sandbox, sizes)
+            twilio = twilio_client(sandbox)
+            probe = SINGLE_PUT_PROBE_MIB * MiB
+            days = prepare_days(sandbox, [*sizes, probe])
             for size in sizes:
-                day = days[size]
-                local = work / f"{RESOURCE_TYPE}-{day}.json.gz"
-                _download(twilio.day_link(RESOURCE_TYPE, day), local, size)
-                modes = ["copy", other_backend, "upload_file"] if other_backend else ["copy", "upload_file"]
-                runs[size] = {m: [] for m in modes}
-                for _ in range(rounds):
-                    for mode in modes:
-                        source = str(local) if mode == "upload_file" else twilio.day_link(RESOURCE_TYPE, day)
-                        r = _measure(mode, source, size, day, s3, sandbox, work)
-                        r["objects_deleted_after"] = _clean_bucket(s3)
-                        runs[size][mode].append(r)
-                        print(
-                            f"  {size // MiB:5d} MiB {mode:<11} {r['mib_per_s']:7.1f} MiB/s  {r['seconds']:6.2f} s  "
-                            f"peak RSS {r['peak_rss_mib']:6.1f} MiB  cpu: child {r['cpu_seconds']:5.1f} s, "
-                            f"s3 {r['s3_cpu_seconds']:5.1f} s, sandbox {r['sandbox_cpu_seconds']:5.1f} s, "
-                            f"other {r['other_cpu_seconds']:5.1f} s",
-                            flush=True,
-                        )
-                local.unlink()
-            if profile and py_spy_binary():
-                result.details["profile"] = _profile(sizes[-1], days[sizes[-1]], twilio, s3, sandbox, work)
+                runs[size] = _rounds(size, days[size], rounds, twilio, s3, sandbox, work)
+            single = measure("copy", twilio.day_link(RESOURCE_TYPE, days[probe]), probe, days[probe], s3, sandbox, work)
+            clean_bucket(s3)
+            print(_line(single), flush=True)
+            if profile:
+                result.details["profile"] = _profiles(sizes[-1], days[sizes[-1]], twilio, s3, sandbox, work)
     finally:
         stop_all()
-    _figures(result, sizes, runs)
+    _figures(result, sizes, runs, single)
     return result
 
 
-def _profile(size: int, day: str, twilio: Any, s3: SeaweedS3Server, sandbox: SandboxProcess, work: Path) -> list[str]:
-    """One more copy of the largest file under py-spy (not measured): where the copy child spends time."""
-    out = work / "copy.pyspy.txt"
-    _measure("copy", twilio.day_link(RESOURCE_TYPE, day), size, day, s3, sandbox, work, profile_to=out)
-    _clean_bucket(s3)
+def _rounds(
+    size: int, day: str, rounds: int, twilio: Any, s3: MeteredSeaweedS3Server, sandbox: SandboxProcess, work: Path
+) -> dict[str, list[dict[str, Any]]]:
+    """``rounds`` runs of every mode on one size, the modes' order rotated every round."""
+    local = work / f"{RESOURCE_TYPE}-{day}.json.gz"
+    _download(twilio.day_link(RESOURCE_TYPE, day), local, size)
+    out: dict[str, list[dict[str, Any]]] = {m: [] for m in MODES}
+    for i in range(rounds):
+        for mode in MODES[i % len(MODES) :] + MODES[: i % len(MODES)]:
+            source = str(local) if mode == "upload_file" else twilio.day_link(RESOURCE_TYPE, day)
+            r = measure(mode, source, size, day, s3, sandbox, work)
+            r["objects_deleted_after"] = clean_bucket(s3)
+            out[mode].append(r)
+            print(_line(r), flush=True)
+    local.unlink()
+    return out
+
+
+def _profiles(
+    size: int, day: str, twilio: Any, s3: MeteredSeaweedS3Server, sandbox: SandboxProcess, work: Path
+) -> dict[str, list[str]]:
+    """Not measured: the worker child of ``copy`` and of ``verify_only`` under py-spy (if installed), and SeaweedFS
+    during one more ``copy`` (its own Go CPU profile, from a second server started for it)."""
+    out = {}
+    if py_spy_binary():
+        out = {m: _profile(m, size, day, twilio, s3, sandbox, work) for m in ("copy", "verify_only")}
+    pprof = work / "seaweedfs-copy.pprof"
+    with MeteredSeaweedS3Server(work / "profiled", tls=True, cpuprofile=pprof) as profiled:
+        profiled.client().create_bucket(Bucket=BUCKET)
+        measure("copy", twilio.day_link(RESOURCE_TYPE, day), size, day, profiled, sandbox, work)
+        profiled.finish_profile()
+    text = pprof_summary(pprof, top=25)
+    (work / "seaweedfs-copy-profile.txt").write_text(text + "\n")
+    print(f"--- SeaweedFS CPU profile (its whole life: start, one {size // MiB} MiB copy) ---\n{text}", flush=True)
+    out["seaweedfs"] = text.splitlines()
+    return out
+
+
+def _profile(
+    mode: str, size: int, day: str, twilio: Any, s3: MeteredSeaweedS3Server, sandbox: SandboxProcess, work: Path
+) -> list[str]:
+    """One more run of ``mode`` on the largest file under py-spy, every thread (not measured)."""
+    out = work / f"{mode}.pyspy.txt"
+    measure(mode, twilio.day_link(RESOURCE_TYPE, day), size, day, s3, sandbox, work, profile_to=out)
+    clean_bucket(s3)
     text = summarize(out, top=30)
-    (work / "copy-profile.txt").write_text(text + "\n")
-    print(text, flush=True)
+    (work / f"{mode}-profile.txt").write_text(text + "\n")
+    print(f"--- py-spy, {mode} {size // MiB} MiB ---\n{text}", flush=True)
     return text.splitlines()
 
 
-def _pooled(rs: list[dict[str, Any]]) -> dict[str, Any]:
-    """All rounds of one mode pooled: total bytes / total seconds (modes alternate within each round, so
-    each mode sees the same share of a noisy machine); phases and CPU summed the same way."""
+def pooled(rs: list[dict[str, Any]]) -> dict[str, Any]:
+    """All rounds of one mode pooled: total bytes / total seconds; CPU, bytes and phases averaged per run."""
     seconds = sum(r["seconds"] for r in rs)
     size = rs[0]["size"]
     phases: dict[str, float] = {}
     for r in rs:
         for k, v in r["phases"].items():
             phases[k] = phases.get(k, 0.0) + v / len(rs)
-    pooled = {
-        k: sum(r[k] for r in rs) / len(rs)
-        for k in ("cpu_seconds", "s3_cpu_seconds", "sandbox_cpu_seconds", "other_cpu_seconds")
-        if all(k in r for r in rs)
-    }
-    return {
-        **pooled,
-        "size": size,
-        "seconds": seconds / len(rs),
-        "mib_per_s": size * len(rs) / MiB / seconds,
+    keys = ("cpu_seconds", "s3_cpu_seconds", "sandbox_cpu_seconds", "other_cpu_seconds", "s3_received_bytes")
+    means = {k: sum(r[k] for r in rs) / len(rs) for k in (*keys, "s3_volume_bytes_added")}
+    return {**means, "size": size, "seconds": seconds / len(rs), "mib_per_s": size * len(rs) / MiB / seconds} | {
         "phases": phases,
+        "peak_rss_mib": max(r["peak_rss_mib"] for r in rs),
+        "rss_added_mib": max(r["peak_rss_mib"] - r["rss_before_transfer_mib"] for r in rs),
     }
 
 
-def _figures(result: BenchResult, sizes: list[int], runs: dict[int, dict[str, list[dict[str, Any]]]]) -> None:
-    small, large = sizes[0], sizes[-1]
+def per_gib(seconds: float, size: int) -> float:
+    return seconds / (size / GiB)
+
+
+def _figures(
+    result: BenchResult, sizes: list[int], runs: dict[int, dict[str, list[dict[str, Any]]]], single: dict[str, Any]
+) -> None:
     for size in sizes:
-        copy, base = _pooled(runs[size]["copy"]), _pooled(runs[size]["upload_file"])
-        label = f"{size // MiB} MiB"
-        result.add(
-            Figure(f"copy {label}", copy["mib_per_s"], "MiB/s"),
-            Figure(f"upload_file {label}", base["mib_per_s"], "MiB/s", note="physical baseline, same run"),
-            Figure(f"copy/upload_file {label}", copy["mib_per_s"] / base["mib_per_s"], "x", TARGET_RATIO, ">="),
-        )
-        for alt, what in (("copy_isal", "ISA-L (not shipped)"), ("copy_zlib", "zlib (not shipped)")):
-            if alt in runs[size]:
-                other = _pooled(runs[size][alt])
-                result.add(
-                    Figure(
-                        f"copy with {what} inflate/upload_file {label}",
-                        other["mib_per_s"] / base["mib_per_s"],
-                        "x",
-                        note="informational",
-                    )
-                )
-        cpu_copy = copy["cpu_seconds"] + copy["s3_cpu_seconds"] + copy["sandbox_cpu_seconds"]
-        cpu_base = base["cpu_seconds"] + base["s3_cpu_seconds"] + base["sandbox_cpu_seconds"]
-        result.add(
-            Figure(
-                f"CPU-s per byte upload_file/copy {label}",
-                cpu_base / cpu_copy,
-                "x",
-                note="child+S3 server+sandbox CPU: the ratio's ceiling when CPU bound, robust to other load",
-            )
-        )
-        staging = copy["phases"].get("download+verify+upload to staging")
-        if staging:
-            result.add(
-                Figure(
-                    f"copy staging phase only/upload_file {label}",
-                    copy["size"] / MiB / staging / base["mib_per_s"],
-                    "x",
-                    note="without the server-side copy, which S3 (not the worker) does: informational",
-                )
-            )
-    peak_large = max(r["peak_rss_mib"] for r in runs[large]["copy"])
-    peak_small = max(r["peak_rss_mib"] for r in runs[small]["copy"])
-    result.add(
-        Figure(f"copy worker peak RSS {large // MiB} MiB", peak_large, "MiB", TARGET_RSS_MIB, "<="),
-        Figure(f"copy worker peak RSS {small // MiB} MiB", peak_small, "MiB"),
-        Figure(
-            f"peak RSS {large // MiB} MiB / {small // MiB} MiB", peak_large / peak_small, "x", TARGET_RSS_GROWTH, "<="
-        ),
-        Figure(
-            f"upload_file peak RSS {large // MiB} MiB",
-            max(r["peak_rss_mib"] for r in runs[large]["upload_file"]),
-            "MiB",
-            note="baseline, for comparison",
-        ),
-    )
+        result.add(*_size_figures(size, {m: pooled(runs[size][m]) for m in MODES}))
+    result.add(*rss_figures(sizes, {size: pooled(runs[size]["copy"]) for size in sizes}, single))
     result.details["runs"] = {str(size // MiB): r for size, r in runs.items()}
-    result.details["inflate_backend_of_copy"] = "isal" if shipped_with_isal() else "zlib"
-    copy_l = _pooled(runs[large]["copy"])
-    secs = copy_l["seconds"]
+    result.details["single_put_probe"] = single
+    large = pooled(runs[sizes[-1]]["copy"])
+    secs = large["seconds"]
     result.details["bound"] = (
-        f"{large // MiB} MiB copy: {secs:.1f} s wall; CPU seconds over it: copy child {copy_l['cpu_seconds']:.1f}, "
-        f"s3 {copy_l['s3_cpu_seconds']:.1f}, sandbox {copy_l['sandbox_cpu_seconds']:.1f}, "
-        f"rest of the machine {copy_l.get('other_cpu_seconds', float('nan')):.1f} "
-        f"(2 cores = {2 * secs:.1f} CPU-s available). Phases: "
-        + ", ".join(f"{k} {v:.1f} s" for k, v in copy_l["phases"].items())
+        f"{sizes[-1] // MiB} MiB copy: {secs:.1f} s wall; CPU seconds over it: copy child {large['cpu_seconds']:.1f}, "
+        f"SeaweedFS {large['s3_cpu_seconds']:.1f}, sandbox {large['sandbox_cpu_seconds']:.1f}, rest of the machine "
+        f"{large['other_cpu_seconds']:.1f} (2 cores = {2 * secs:.1f} CPU-s available). Phases: "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in large["phases"].items())
     )
+
+
+def _size_figures(size: int, p: dict[str, dict[str, Any]]) -> list[Figure]:
+    label = f"{size // MiB} MiB"
+    copy, upload, verify = p["copy"], p["upload_file"], p["verify_only"]
+    bound = min(upload["mib_per_s"], verify["mib_per_s"])
+    slower = "upload_file" if upload["mib_per_s"] <= verify["mib_per_s"] else "verify only"
+    figures = [
+        Figure(f"copy {label}", copy["mib_per_s"], "MiB/s", note="relay: download -> verify -> S3, one pass"),
+        Figure(f"(a) upload_file {label}", upload["mib_per_s"], "MiB/s", note="same bytes from local disk, same run"),
+        Figure(f"(b) verify only {label}", verify["mib_per_s"], "MiB/s", note="same download and checks, no upload"),
+        Figure(
+            f"copy / min(a, b) {label}", copy["mib_per_s"] / bound, "x", TARGET_RATIO, ">=", note=f"slower: {slower}"
+        ),
+        Figure(f"copy / upload_file {label}", copy["mib_per_s"] / upload["mib_per_s"], "x", note="informational"),
+        Figure(f"copy / verify only {label}", copy["mib_per_s"] / verify["mib_per_s"], "x", note="informational"),
+    ]
+    for name, m in (("copy", copy), ("upload_file", upload), ("verify only", verify)):
+        figures.append(
+            Figure(
+                f"CPU-s per GiB, {name} {label}",
+                per_gib(m["cpu_seconds"], size),
+                "s",
+                note="the worker process (all threads); SeaweedFS and the sandbox not included",
+            )
+        )
+    for name, m in (("copy", copy), ("upload_file", upload)):
+        figures.append(Figure(f"SeaweedFS CPU-s per GiB, {name} {label}", per_gib(m["s3_cpu_seconds"], size), "s"))
+    for name, m in (("copy", copy), ("upload_file", upload), ("verify only", verify)):
+        total = m["cpu_seconds"] + m["s3_cpu_seconds"] + m["sandbox_cpu_seconds"]
+        figures.append(
+            Figure(
+                f"CPU-s per GiB, all processes, {name} {label}",
+                per_gib(total, size),
+                "s",
+                note="worker + SeaweedFS + sandbox: what the 2 shared cores must supply",
+            )
+        )
+    figures.append(
+        Figure(
+            f"sandbox CPU-s per GiB, copy {label}",
+            per_gib(copy["sandbox_cpu_seconds"], size),
+            "s",
+            note="serving the download (Python); the same in verify only",
+        )
+    )
+    figures.append(
+        Figure(
+            f"write amplification, copy {label}",
+            copy["s3_received_bytes"] / size,
+            "x",
+            note="S3 gateway bytes received / file size; volume data grew "
+            f"{copy['s3_volume_bytes_added'] / size:.4f} x",
+        )
+    )
+    return figures
+
+
+def rss_figures(sizes: list[int], copies: dict[int, dict[str, Any]], single: dict[str, Any] | None) -> list[Figure]:
+    """Peak worker RSS at the largest size (target), the growth from the smallest (target), the single-PUT buffer."""
+    small, large = copies[sizes[0]], copies[sizes[-1]]
+    ls, ll = f"{sizes[0] // MiB} MiB", f"{sizes[-1] // MiB} MiB"
+    figures = [
+        Figure(f"copy worker peak RSS {ll}", large["peak_rss_mib"], "MiB", TARGET_RSS_MIB, "<="),
+        Figure(f"copy worker peak RSS {ls}", small["peak_rss_mib"], "MiB"),
+        Figure(f"peak RSS {ll} / {ls}", large["peak_rss_mib"] / small["peak_rss_mib"], "x", TARGET_RSS_GROWTH, "<="),
+        Figure(
+            f"RSS added by the transfer {ll}",
+            large["rss_added_mib"],
+            "MiB",
+            note="VmHWM after - before the copy call (imports and client before it)",
+        ),
+    ]
+    if single is not None:
+        mib = single["size"] // MiB
+        figures += [
+            Figure(f"copy worker peak RSS {mib} MiB (single PUT)", single["peak_rss_mib"], "MiB"),
+            Figure(
+                f"RSS added by the transfer {mib} MiB (single PUT)",
+                single["peak_rss_mib"] - single["rss_before_transfer_mib"],
+                "MiB",
+                note=f"the whole day in one buffer: S3_SINGLE_PUT_MAX_MIB={mib}, the biggest day sent so",
+            ),
+        ]
+    return figures
 
 
 def main() -> None:
@@ -429,13 +491,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--sizes-mib", type=int, nargs=2, metavar=("SMALL", "LARGE"))
     parser.add_argument("--rounds", type=int)
-    parser.add_argument("--profile", action="store_true", help="one more copy of the largest file under py-spy")
+    parser.add_argument("--profile", action="store_true", help="copy and verify_only once more under py-spy")
     parser.add_argument("--child", nargs=4, metavar=("MODE", "SOURCE", "SIZE", "KEY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         mode, source, size, key = args.child
         _child(mode, source, int(size), key)
         return
+    if args.rounds is not None and not 1 <= args.rounds <= 10:
+        parser.error("--rounds must be 1..10")
     res = run(args.quick, args.sizes_mib, args.rounds, args.profile)
     print(json.dumps(res.to_json(), indent=2))
     sys.exit(0 if res.passed else 1)

@@ -122,7 +122,7 @@ def seed(svc: Services, days: int, case: str) -> None:
     today = clock.utc_today()
     since = today - timedelta(days=2 + days - 1)
     for rt in RESOURCE_TYPES:
-        feed = Feed(rt, since.isoformat())
+        feed = Feed(rt, since.isoformat(), account=svc.accounts.primary.sid)  # plan() skips unserved accounts
         svc.feeds.put_feed(feed)
         for what in ("reconcile", "sweep"):
             svc.feeds.mark_run(what, feed.owner, clock.now())
@@ -210,7 +210,7 @@ def backfill_case(svc: Services, meter: Meter, days: int, polls: int, profile: b
     """The poll that submits a day's quota to the sandbox (from the same state every time), then the polls
     while those days are in flight."""
     seed(svc, days, "backfill")
-    owners = [Feed(rt, "2000-01-01").owner for rt in RESOURCE_TYPES]
+    owners = [Feed(rt, "2000-01-01", account=svc.accounts.primary.sid).owner for rt in RESOURCE_TYPES]
     quota_key_day = clock.utc_today().isoformat()
 
     def fresh() -> None:  # unmeasured: today's quota free again and the previous submission's marks dropped

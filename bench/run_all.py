@@ -1,6 +1,7 @@
 """Run every benchmark, write the figures to bench/results.json and print a summary table.
 
     make bench                                  # = .venv/bin/python -m bench.run_all
+    make bench ARGS=--with-5gib                 # also the 5 GiB day (bench/copy_big.py, a few minutes more)
     .venv/bin/python -m bench.run_all --quick   # smaller sizes; writes .bench/results-quick.json
     .venv/bin/python -m bench.run_all --only copy_throughput --profile
     .venv/bin/python -m bench.run_all --only planner --merge   # re-run one, keep the others' figures
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import accounts, copy_throughput, fanout, planner, webhook_intake
+from bench import accounts, copy_big, copy_throughput, fanout, planner, webhook_intake
 from bench.common import REPO_ROOT, WORK_ROOT, BenchResult, machine_info
 from devstack.procs import stop_all
 
@@ -34,7 +35,8 @@ BENCHES: dict[str, Callable[..., BenchResult]] = {
     "planner": planner.run,
     "accounts": accounts.run,  # issue 14: 200 accounts x 4 resource types
 }
-PROFILED = {"webhook_intake", "copy_throughput"}  # the ones with a --profile pass
+OPTIONAL: dict[str, Callable[..., BenchResult]] = {"copy_5gib": copy_big.run}  # --with-5gib (or --only)
+PROFILED = {"webhook_intake", "copy_throughput", "fanout"}  # the ones with a --profile pass
 
 
 def git_state() -> dict[str, Any]:
@@ -62,7 +64,7 @@ def summary(results: list[dict[str, Any]]) -> str:
             rows.append((res["name"], "ERROR", res["error"].splitlines()[0][:60], "", "error"))
         for f in res["figures"]:
             target = "" if f["target"] is None else f"{f['op']} {_fmt(f['target'], f['unit'])}"
-            verdict = {True: "pass", False: "FAIL", None: ""}[f["passed"]]
+            verdict = {True: "met", False: "MISSED", None: ""}[f["passed"]]
             rows.append((res["name"], f["name"], _fmt(f["value"], f["unit"]), target, verdict))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
@@ -78,8 +80,15 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {res['name']} | ERROR | {res['error'].splitlines()[0][:80]} | | error |")
         for f in res["figures"]:
             target = "" if f["target"] is None else f"{f['op']} {_fmt(f['target'], f['unit'])}"
-            verdict = {True: "pass", False: "**FAIL**", None: ""}[f["passed"]]
+            verdict = {True: "met", False: "**missed**", None: ""}[f["passed"]]
             lines.append(f"| {res['name']} | {f['name']} | {_fmt(f['value'], f['unit'])} | {target} | {verdict} |")
+    loads = [
+        f"{r['name']} {r['load_average']['before'][0]:.2f} -> {r['load_average']['after'][0]:.2f}"
+        for r in report["results"]
+        if "load_average" in r
+    ]
+    if loads:
+        lines += ["", "Load average (1 min) before -> after each benchmark: " + "; ".join(loads) + "."]
     return "\n".join(lines)
 
 
@@ -88,7 +97,7 @@ def merged(previous: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     load, commit and command are kept under ``merged_runs``, the rest of ``previous`` is left as it was."""
     names = [r["name"] for r in run["results"]]
     results = [r for r in previous.get("results", []) if r["name"] not in names] + run["results"]
-    order = list(BENCHES)
+    order = [*BENCHES, *OPTIONAL]
     results.sort(key=lambda r: order.index(r["name"]) if r["name"] in order else len(order))
     partial = {k: v for k, v in run.items() if k != "results"} | {"benchmarks": names}
     runs = [r for r in previous.get("merged_runs", []) if set(r["benchmarks"]) - set(names)]
@@ -98,7 +107,8 @@ def merged(previous: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes and shorter phases")
-    parser.add_argument("--only", nargs="+", choices=sorted(BENCHES), help="run only these")
+    parser.add_argument("--only", nargs="+", choices=sorted({**BENCHES, **OPTIONAL}), help="run only these")
+    parser.add_argument("--with-5gib", action="store_true", help="add the 5 GiB day (copy_5gib) to the run")
     parser.add_argument("--profile", action="store_true", help="add a py-spy pass where supported (not measured)")
     parser.add_argument("--output", type=Path, help="default: bench/results.json, or .bench/results-quick.json")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
@@ -111,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown(json.loads(args.markdown.read_text())))
         return 0
     output = args.output or (WORK_ROOT / "results-quick.json" if args.quick else REPO_ROOT / "bench" / "results.json")
-    names = args.only or list(BENCHES)
+    names = args.only or [*BENCHES, *(OPTIONAL if args.with_5gib else ())]
     started = time.monotonic()
     load_before = os.getloadavg()
     git_before = git_state()  # other people commit while a run goes on: say so if the code changed under it
@@ -119,11 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         print(f"\n=== {name} ===", flush=True)
         t0 = time.monotonic()
+        load = os.getloadavg()
         kwargs: dict[str, Any] = {"quick": args.quick}
         if args.profile and name in PROFILED:
             kwargs["profile"] = True
         try:
-            res = BENCHES[name](**kwargs)
+            res = {**BENCHES, **OPTIONAL}[name](**kwargs)
         except Exception as exc:  # one broken benchmark must not hide the others' figures
             res = BenchResult(name, error=f"{type(exc).__name__}: {exc}")
             traceback.print_exc()
@@ -131,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             stop_all()  # whatever a benchmark left running
         data = res.to_json()
         data["seconds"] = round(time.monotonic() - t0, 1)
+        # The machine is shared: the load next to each benchmark's figures (1, 5, 15 min; before, after)
+        data["load_average"] = {"before": [round(x, 2) for x in load], "after": [round(x, 2) for x in os.getloadavg()]}
         results.append(data)
     report = {
         "mode": "quick" if args.quick else "full",
@@ -140,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         "git": git_before,
         "git_changed_during_run": git_state() != git_before,
         "seconds": round(time.monotonic() - started, 1),
-        "command": "make bench" if not args.quick else ".venv/bin/python -m bench.run_all --quick",
+        "command": " ".join([".venv/bin/python -m bench.run_all", *(argv if argv is not None else sys.argv[1:])]),
         "results": results,
     }
     output.parent.mkdir(parents=True, exist_ok=True)

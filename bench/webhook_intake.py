@@ -1,25 +1,36 @@
-"""Webhook intake throughput and latency, against the same server's ``/livez`` in the same run.
+"""Webhook intake throughput and latency, against the minimal correct handler on the same gunicorn configuration.
 
     .venv/bin/python -m bench.webhook_intake [--quick] [--connections 16] [--duration 8] [--rounds 3]
+        [--compare-gthread] [--web-workers N] [--worker-connections N] [--profile]
 
-The server is the Procfile ``web`` line (gunicorn with deploy/gunicorn.conf.py, its default worker count
-one per usable CPU) on 127.0.0.1, with Redis (AOF ``everysec`` as in deploy/compose.yaml), moto S3 and the Twilio
-sandbox behind it, and no RQ worker. One job is submitted through the real API and its webhook is delivered
-once, which queues its sync task; from then on every delivery is the steady state this measures: a signed,
-valid, *duplicate* delivery (token and sync-status lookup, HMAC-SHA1 signature check, webhook counter, log
-line, 204: whatever app/intake.py does for it). The queue is checked to still hold exactly that one sync.
-The signature is computed once with twilio's ``RequestValidator.compute_signature`` (Twilio signs the URL it
-calls plus the form parameters).
+Two servers side by side on 127.0.0.1, both the Procfile ``web`` line (gunicorn with deploy/gunicorn.conf.py: the
+gevent worker class, one worker per usable CPU, JSON access log), sharing one Redis (AOF ``everysec`` as in
+deploy/compose.yaml), with SeaweedFS and the Twilio sandbox behind the relay and no RQ worker:
 
-The load generator (bench.loadgen) is a second process: 16 threads, one persistent connection each, closed
-loop. Phases alternate ``/livez`` and the webhook ``--rounds`` times; figures aggregate the rounds. CPU of
-gunicorn (master + workers), Redis and the generator is accounted over each measured window, so the report
-says which of them bound the figure.
+- the relay (``app.wsgi:app``). One job is submitted through the real API and its webhook is delivered once,
+  which queues its sync task; from then on every delivery is the steady state measured: a signed, valid,
+  *duplicate* delivery (token lookup, HMAC-SHA1 signature check, delivery accounting, metrics, 204: whatever
+  app/intake.py does for it). The queue is checked to still hold exactly that one sync after the load. The
+  signature is computed once with twilio's ``RequestValidator.compute_signature``.
+- the baseline, the *minimal correct handler* (bench/minimal_webhook.py): a Flask route that reads the token,
+  does one Redis GET of its hash and answers 204, for the very same request bytes.
+
+Targets (issue 13): relay webhook req/s >= 0.9 x the minimal handler's, relay webhook p99 <= 25 ms at 16
+connections. The relay's ``/livez`` is measured too and its ratio kept as information. ``--compare-gthread``
+adds a third server, the relay with the former gthread worker class (4 threads), for issue 12's "gevent must not
+cost the webhook more than 10 %" (not in the default run).
+
+The load generator (bench.loadgen) is a separate process: 16 threads, one persistent connection each, closed
+loop. Phases go round-robin over (relay webhook, minimal webhook, relay /livez[, gthread ...]) ``--rounds``
+times after one discarded warm-up round, so every endpoint sees the same machine state; figures aggregate the
+rounds. CPU of each gunicorn (master + workers), Redis and the generator is accounted over each measured
+window, so the report says which of them bound the figure.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -27,6 +38,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 from rq import Queue
@@ -34,15 +46,20 @@ from twilio.request_validator import RequestValidator
 
 from app.queueing import CONTROL_QUEUE
 from bench.common import BenchResult, CpuMeter, Figure, child_env, percentile, workdir
+from bench.minimal_webhook import TOKEN_PREFIX
 from bench.profiling import PySpy, summarize
-from devstack.procs import ManagedProcess, python_argv, stop_all
-from devstack.relay import start_web
+from devstack.procs import ManagedProcess, free_port, python_argv, stop_all
+from devstack.relay import REPO_ROOT, process_env, procfile, start_web
 from devstack.stack import local_stack
 
 ADMIN_TOKEN = "bench-admin-token-0123456789abcdef"
 BUCKET = "relay-bench"
-TARGET_RATIO = 0.8
+TARGET_VS_MINIMAL = 0.9  # issue 13: relay webhook req/s >= 0.9 x the minimal correct handler's
 TARGET_P99_MS = 25.0
+TARGET_VS_GTHREAD = 0.9  # issue 12: the async worker may cost the webhook at most 10 % of gthread's req/s
+SHIPPED = "relay"  # deploy/gunicorn.conf.py as shipped (gevent)
+MINIMAL = "minimal"  # bench/minimal_webhook.py on the same configuration
+GTHREAD = "gthread"  # the relay on the former worker class (--compare-gthread)
 
 
 def _day(offset: int) -> str:
@@ -103,7 +120,7 @@ def _run_loadgen(
                 cpu_per_phase.append(meter.stop())
             elif event["event"] == "end":
                 print(
-                    f"  {event['name']:<8} {event['rps']:8.0f} req/s  p50 {event['p50_ms']:6.2f} ms  "
+                    f"  {event['name']:<16} {event['rps']:8.0f} req/s  p50 {event['p50_ms']:6.2f} ms  "
                     f"p99 {event['p99_ms']:6.2f} ms  unexpected {event['unexpected_status']}  errors {event['errors']}",
                     flush=True,
                 )
@@ -123,7 +140,7 @@ def _run_loadgen(
     return phases
 
 
-def _aggregate(phases: list[dict[str, Any]], name: str) -> dict[str, Any]:
+def _aggregate(phases: list[dict[str, Any]], name: str, server: str) -> dict[str, Any]:
     mine = [p for p in phases if p["name"] == name]
     latencies = sorted(x for p in mine for x in p["latencies_ms"])
     seconds = sum(p["seconds"] for p in mine)
@@ -149,6 +166,7 @@ def _aggregate(phases: list[dict[str, Any]], name: str) -> dict[str, Any]:
         for k in cpu_keys
         if k not in ("other", "loadgen")
     }
+    out["server_cpu_ms"] = out["cpu_ms_per_request"][server] + out["cpu_ms_per_request"]["redis"]
     return out
 
 
@@ -160,147 +178,220 @@ def run(
     fsync: str = "everysec",
     profile: bool = False,
     web_workers: int | None = None,
+    compare_gthread: bool = False,
+    worker_connections: int | None = None,
 ) -> BenchResult:
     duration = duration or (2.0 if quick else 8.0)
     rounds = rounds or (1 if quick else 3)
-    warmup = 1.0
+    names = (SHIPPED, MINIMAL, GTHREAD) if compare_gthread else (SHIPPED, MINIMAL)
     result = BenchResult("webhook_intake")
     work = workdir("webhook_intake")
-    procs: list[ManagedProcess] = []
-    profile_text = ""
-    print(
-        f"webhook_intake: {connections} connections, {rounds} x {duration:.0f} s per endpoint after a discarded "
-        f"warm-up round (the first two lines); logs in {work}"
-    )
+    # gunicorn.conf.py's default unless asked for another count; pinned either way against a stray env
+    web_workers = web_workers or len(os.sched_getaffinity(0))
+    env = {"WEB_CONCURRENCY": str(web_workers)}
+    if worker_connections:
+        env["GUNICORN_WORKER_CONNECTIONS"] = str(worker_connections)
+    servers: dict[str, ManagedProcess] = {}
     try:
-        # gunicorn.conf.py's default unless asked for another count; pinned either way against a stray env
-        web_workers = web_workers or len(os.sched_getaffinity(0))
-        with local_stack(work, BUCKET, ADMIN_TOKEN, fsync=fsync, WEB_CONCURRENCY=str(web_workers)) as stack:
-            redis_server, sandbox, port = stack.redis, stack.sandbox, stack.port
-            sandbox.set_scenario(webhook={"drop": True})  # only our deliveries reach the web process
-            base = f"http://127.0.0.1:{port}"
-            web, url = start_web(stack.env, work, port=port)
-            procs.append(web)
-            headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-            body = {"resource_type": "Messages", "start_day": _day(3), "end_day": _day(3)}
-            r = requests.post(f"{url}/api/jobs", json=body, headers=headers, timeout=30)
-            r.raise_for_status()
-            sid = r.json()["job_sid"]
-            hook_url = sandbox.job(sid)["webhook_url"]
-            assert hook_url.startswith(base + "/hooks/bulkexport?token="), hook_url
-            params = {"status": "completed"}
-            signature = RequestValidator(sandbox.auth_token).compute_signature(hook_url, params)
-            hook_headers = {
-                "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
-                "X-Twilio-Signature": signature,
-                "I-Twilio-Idempotency-Token": "bench",
-            }
-            for expected in ("accepted", "duplicate"):
-                resp = requests.post(hook_url, data=params, headers=hook_headers, timeout=10)
-                if resp.status_code != 204:
-                    raise RuntimeError(f"{expected} delivery answered {resp.status_code}: {resp.text[:200]}")
-            queue = Queue(CONTROL_QUEUE, connection=redis_server.client())
-            if queue.job_ids != [f"sync-{sid}"]:
-                raise RuntimeError(f"expected exactly the queued sync of {sid}, found {queue.job_ids}")
-            path = hook_url[len(base) :]
-            specs = [
-                {"name": "livez", "method": "GET", "path": "/livez", "expect": 200},
-                {
-                    "name": "webhook",
-                    "method": "POST",
-                    "path": path,
-                    "headers": hook_headers,
-                    "body": "status=completed",
-                    "expect": 204,
-                },
-            ]
-            groups = {"gunicorn": [web.pid], "redis": [redis_server.pid]}
+        with local_stack(work, BUCKET, ADMIN_TOKEN, fsync=fsync, **env) as stack:
+            stack.sandbox.set_scenario(webhook={"drop": True})  # only our deliveries reach the web processes
+            ports = {name: stack.port if name == SHIPPED else free_port() for name in names}
+            for name in names:
+                servers[name] = _start_server(stack.env, name, ports[name], work)
+            sid, hook_path, hook_headers = _prepare_job(stack, ports[SHIPPED])
+            token = parse_qs(urlsplit(hook_path).query)["token"][0]
+            stack.redis.client().set(TOKEN_PREFIX + hashlib.sha256(token.encode()).hexdigest(), sid)
+            queue = Queue(CONTROL_QUEUE, connection=stack.redis.client())
+            specs = _specs(names, ports, hook_path, hook_headers)
+            groups = {f"gunicorn-{n}": [p.pid] for n, p in servers.items()} | {"redis": [stack.redis.pid]}
+            print(
+                f"webhook_intake: {', '.join(names)}; {connections} connections, {rounds} x {duration:.0f} s per "
+                f"endpoint after a discarded warm-up round (the first {len(specs)} lines); load average "
+                f"{os.getloadavg()[0]:.2f}; logs in {work}",
+                flush=True,
+            )
             # One extra round first, discarded: the first phase of a fresh server ran at about half the speed
             # of later ones (seen in every run), which flattered whichever endpoint was measured second.
-            phases = _run_loadgen(port, specs, connections, duration, warmup, rounds + 1, groups, work / "loadgen.log")
+            phases = _run_loadgen(
+                stack.port, specs, connections, duration, 1.0, rounds + 1, groups, work / "loadgen.log"
+            )
             phases = phases[len(specs) :]
-            metrics = requests.get(f"{url}/metrics", timeout=10).text
-            if profile:
-                profile_text = _profile(port, specs[1], connections, duration, groups, work)
-            outcomes = {
-                o: _metric(metrics, "relay_webhooks_total", outcome=o) for o in ("accepted", "duplicate", "early")
-            }
+            outcomes = _outcomes(ports[SHIPPED])
             if queue.job_ids != [f"sync-{sid}"]:
                 raise RuntimeError(f"the load changed the queue: {queue.job_ids}")
-            hooks = _aggregate(phases, "webhook")
-            livez = _aggregate(phases, "livez")
+            if profile:
+                result.details["profile"] = {
+                    n: _profile(
+                        next(s for s in specs if s["name"] == f"{n}/webhook"), connections, duration, groups, work
+                    )
+                    for n in (SHIPPED, MINIMAL)
+                }
     finally:
-        for p in procs:
+        for p in servers.values():
             p.stop()
         stop_all()
-    ratio = hooks["rps"] / livez["rps"]
-    result.add(
-        Figure("webhook req/s", hooks["rps"], "req/s", note=f"{connections} connections"),
-        Figure("livez req/s", livez["rps"], "req/s", note="same server, same run"),
-        Figure("webhook/livez throughput", ratio, "x", TARGET_RATIO, ">="),
-        Figure("webhook p50", hooks["p50_ms"], "ms"),
-        Figure("webhook p99", hooks["p99_ms"], "ms", TARGET_P99_MS, "<=", note=f"{connections} connections"),
-        Figure("livez p50", livez["p50_ms"], "ms"),
-        Figure("livez p99", livez["p99_ms"], "ms"),
-    )
-    hook_cpu = hooks["cpu_ms_per_request"]["gunicorn"] + hooks["cpu_ms_per_request"]["redis"]
-    livez_cpu = livez["cpu_ms_per_request"]["gunicorn"] + livez["cpu_ms_per_request"]["redis"]
-    result.add(
-        Figure(
-            "server CPU per request: livez/webhook",
-            livez_cpu / hook_cpu,
-            "x",
-            note="gunicorn+redis CPU ms per request; the ratio's ceiling when CPU bound",
-        )
-    )
-    result.details = {
+    m = {s["name"]: _aggregate(phases, s["name"], f"gunicorn-{s['name'].split('/')[0]}") for s in specs}
+    result.add(*_figures(m, connections, compare_gthread))
+    result.details |= {
         "connections": connections,
         "rounds": rounds,
         "seconds_per_phase": duration,
         "gunicorn_workers": web_workers,
+        "worker_connections": worker_connections or "deploy/gunicorn.conf.py default",
         "redis_appendfsync": fsync,
-        "webhook": hooks,
-        "livez": livez,
-        "webhook_outcomes_counted_by_the_server": outcomes,
-        "requests_per_connection": {
-            "webhook": round(hooks["requests"] / max(hooks["connects"], 1), 1),
-            "livez": round(livez["requests"] / max(livez["connects"], 1), 1),
-        },
-        "bound": _bound(hooks, livez),
+        "measured": m,
+        "webhook_outcomes_counted_by_the_relay": outcomes,
+        "bound": _bound(m),
     }
-    if profile_text:
-        result.details["profile"] = profile_text.splitlines()
-    if hooks["unexpected_status"] or livez["unexpected_status"]:
-        result.error = f"unexpected statuses: webhook {hooks['unexpected_status']}, livez {livez['unexpected_status']}"
+    unexpected = {name: a["unexpected_status"] for name, a in m.items() if a["unexpected_status"]}
+    if unexpected:
+        result.error = f"unexpected statuses: {unexpected}"
     return result
 
 
+def _start_server(env: dict[str, str], name: str, port: int, work: Path) -> ManagedProcess:
+    """The Procfile web line (for the minimal handler with its app instead of the relay's), its own log and
+    Prometheus directory (gunicorn.conf.py's on_starting wipes it)."""
+    (work / name / "prometheus").mkdir(parents=True, exist_ok=True)
+    extra = {"PROMETHEUS_MULTIPROC_DIR": str(work / name / "prometheus")}
+    if name == GTHREAD:
+        extra["GUNICORN_WORKER_CLASS"] = "gthread"
+    if name != MINIMAL:
+        proc, _ = start_web({**env, **extra}, work / name, port=port)
+        return proc
+    line = procfile()["web"]
+    assert line.endswith(" app.wsgi:app"), line
+    command = line.removesuffix("app.wsgi:app") + "bench.minimal_webhook:app"
+    proc = ManagedProcess(
+        name,
+        ["bash", "-c", f"exec {command}"],
+        work / name,
+        env=process_env({**env, **extra, "PORT": str(port)}),
+        cwd=REPO_ROOT,
+    ).start()
+    proc.wait_ready(lambda: requests.get(f"http://127.0.0.1:{port}/livez", timeout=1).status_code == 200, timeout=30)
+    return proc
+
+
+def _prepare_job(stack: Any, port: int) -> tuple[str, str, dict[str, str]]:
+    """Submit one job through the API; deliver its webhook twice (accepted, then duplicate); return the job sid,
+    the webhook's path and query, and the headers of a signed delivery."""
+    url = f"http://127.0.0.1:{port}"
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    body = {"resource_type": "Messages", "start_day": _day(3), "end_day": _day(3)}
+    r = requests.post(f"{url}/api/jobs", json=body, headers=headers, timeout=30)
+    r.raise_for_status()
+    sid = r.json()["job_sid"]
+    hook_url = stack.sandbox.job(sid)["webhook_url"]
+    base = stack.env["PUBLIC_BASE_URL"]
+    assert hook_url.startswith(base + "/hooks/bulkexport?token="), hook_url
+    params = {"status": "completed"}
+    hook_headers = {
+        "Content-Type": "application/x-www-form-urlencoded; charset=utf-8",
+        "X-Twilio-Signature": RequestValidator(stack.sandbox.auth_token).compute_signature(hook_url, params),
+        "I-Twilio-Idempotency-Token": "bench",
+    }
+    path = hook_url[len(base) :]
+    for expected in ("accepted", "duplicate"):
+        resp = requests.post(url + path, data=params, headers=hook_headers, timeout=10)
+        if resp.status_code != 204:
+            raise RuntimeError(f"{expected} delivery answered {resp.status_code}: {resp.text[:200]}")
+    job_ids = Queue(CONTROL_QUEUE, connection=stack.redis.client()).job_ids
+    if job_ids != [f"sync-{sid}"]:
+        raise RuntimeError(f"expected exactly the queued sync of {sid}, found {job_ids}")
+    return sid, path, hook_headers
+
+
+def _specs(
+    names: tuple[str, ...], ports: dict[str, int], hook_path: str, hook_headers: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Every server's webhook (the same request bytes), and the relays' /livez."""
+    specs: list[dict[str, Any]] = []
+    for name in names:
+        specs.append(
+            {
+                "name": f"{name}/webhook",
+                "method": "POST",
+                "path": hook_path,
+                "headers": hook_headers,
+                "body": "status=completed",
+                "expect": 204,
+                "port": ports[name],
+            }
+        )
+    for name in names:
+        if name != MINIMAL:
+            specs.append(
+                {"name": f"{name}/livez", "method": "GET", "path": "/livez", "expect": 200, "port": ports[name]}
+            )
+    return specs
+
+
+def _outcomes(port: int) -> dict[str, float]:
+    """The relay's own count of webhook outcomes (this server's Prometheus directory only)."""
+    metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    outcomes = ("accepted", "duplicate", "early", "throttled", "rejected_signature", "rejected_token")
+    return {o: _metric(metrics, "relay_webhooks_total", outcome=o) for o in outcomes}
+
+
+def _figures(m: dict[str, dict[str, Any]], connections: int, compare_gthread: bool) -> list[Figure]:
+    hook, minimal, livez = m[f"{SHIPPED}/webhook"], m[f"{MINIMAL}/webhook"], m[f"{SHIPPED}/livez"]
+    at = f"{connections} connections"
+    figures = [
+        Figure("webhook req/s", hook["rps"], "req/s", note=f"relay, signed duplicate delivery, {at}"),
+        Figure("minimal handler req/s", minimal["rps"], "req/s", note="token -> one Redis GET -> 204, same config"),
+        Figure("webhook / minimal handler req/s", hook["rps"] / minimal["rps"], "x", TARGET_VS_MINIMAL, ">="),
+        Figure("webhook p50", hook["p50_ms"], "ms"),
+        Figure("webhook p99", hook["p99_ms"], "ms", TARGET_P99_MS, "<=", note=at),
+        Figure("minimal handler p50", minimal["p50_ms"], "ms"),
+        Figure("minimal handler p99", minimal["p99_ms"], "ms"),
+        Figure("livez req/s", livez["rps"], "req/s", note="relay, same run"),
+        Figure("webhook / livez req/s", hook["rps"] / livez["rps"], "x", note="informational"),
+        Figure("livez p99", livez["p99_ms"], "ms"),
+        Figure("server CPU ms per request, webhook", hook["server_cpu_ms"], "ms", note="gunicorn + redis"),
+        Figure("server CPU ms per request, minimal handler", minimal["server_cpu_ms"], "ms", note="gunicorn + redis"),
+        Figure("server CPU ms per request, livez", livez["server_cpu_ms"], "ms", note="gunicorn + redis"),
+    ]
+    if compare_gthread:
+        old = m[f"{GTHREAD}/webhook"]
+        figures += [
+            Figure("gthread: webhook req/s", old["rps"], "req/s", note="the relay, former worker class"),
+            Figure("gthread: webhook p99", old["p99_ms"], "ms"),
+            Figure("gevent / gthread webhook req/s", hook["rps"] / old["rps"], "x", TARGET_VS_GTHREAD, ">="),
+            Figure("gevent / gthread livez req/s", livez["rps"] / m[f"{GTHREAD}/livez"]["rps"], "x"),
+        ]
+    return figures
+
+
 def _profile(
-    port: int, spec: dict[str, Any], connections: int, duration: float, groups: dict[str, list[int]], work: Path
-) -> str:
-    """Webhook load once more, under py-spy (gunicorn master and workers, CPU samples); not measured."""
-    out = work / "webhook.pyspy.txt"
-    spy = PySpy(groups["gunicorn"][0], out, idle=False)  # CPU samples: the figure is CPU bound
+    spec: dict[str, Any], connections: int, duration: float, groups: dict[str, list[int]], work: Path
+) -> list[str]:
+    """One more load phase on ``spec``'s server under py-spy (gunicorn master and workers, CPU samples only:
+    the figure is CPU bound); not measured."""
+    server = spec["name"].split("/")[0]
+    out = work / f"{server}-webhook.pyspy.txt"
+    spy = PySpy(groups[f"gunicorn-{server}"][0], out, idle=False)
     if not spy.start():
-        return ""
+        return []
     try:
-        _run_loadgen(port, [spec], connections, duration, 1.0, 1, groups, work / "loadgen-profile.log")
+        _run_loadgen(spec["port"], [spec], connections, duration, 1.0, 1, groups, work / "loadgen-profile.log")
     finally:
         spy.stop()
-    text = summarize(out, top=30, only="bulkexport_webhook")
-    (work / "webhook-profile.txt").write_text(text + "\n")
-    print(text, flush=True)
-    return text
+    text = summarize(out, top=40)
+    (work / f"{server}-webhook-profile.txt").write_text(text + "\n")
+    print(f"--- py-spy, {server} webhook ---\n{text}", flush=True)
+    return text.splitlines()
 
 
-def _bound(hooks: dict[str, Any], livez: dict[str, Any]) -> str:
-    cpu = hooks["cpu_cores"]
-    busiest = max(cpu, key=lambda k: cpu[k])
-    total = sum(cpu.values())
-    return (
-        f"webhook phases used {total:.2f} of 2 cores ({', '.join(f'{k} {v:.2f}' for k, v in cpu.items())}); "
-        f"busiest: {busiest}. livez phases: " + ", ".join(f"{k} {v:.2f}" for k, v in livez["cpu_cores"].items())
-    )
+def _bound(m: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Per endpoint: cores used by each process group over its phases, and the busiest."""
+    out = {}
+    for name, a in m.items():
+        cpu = a["cpu_cores"]
+        busiest = max(cpu, key=lambda k: cpu[k])
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in cpu.items())
+        out[name] = f"{sum(cpu.values()):.2f} of 2 cores busy ({parts}); busiest: {busiest}"
+    return out
 
 
 def main() -> None:
@@ -310,10 +401,24 @@ def main() -> None:
     parser.add_argument("--duration", type=float)
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--fsync", choices=("always", "everysec", "no"), default="everysec")
-    parser.add_argument("--profile", action="store_true", help="one more webhook run under py-spy (not measured)")
+    parser.add_argument("--profile", action="store_true", help="py-spy each webhook once more (not measured)")
     parser.add_argument("--web-workers", type=int, help="gunicorn workers (default: deploy/gunicorn.conf.py's)")
+    parser.add_argument("--compare-gthread", action="store_true", help="add the relay on gthread (issue 12)")
+    parser.add_argument("--worker-connections", type=int, help="gevent's worker_connections (default: the config's)")
     args = parser.parse_args()
-    res = run(args.quick, args.connections, args.duration, args.rounds, args.fsync, args.profile, args.web_workers)
+    if not 1 <= args.connections <= 256 or (args.rounds is not None and not 1 <= args.rounds <= 20):
+        parser.error("--connections must be 1..256 and --rounds 1..20")
+    res = run(
+        args.quick,
+        args.connections,
+        args.duration,
+        args.rounds,
+        args.fsync,
+        args.profile,
+        args.web_workers,
+        args.compare_gthread,
+        args.worker_connections,
+    )
     print(json.dumps(res.to_json(), indent=2))
 
 
