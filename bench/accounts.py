@@ -169,7 +169,7 @@ def measure_case(
     out: dict[str, Any] = {}
     if case == "sweeps_due":
         out["poll_step"] = sample(meter, poll_step(svc), polls, before=unsweep(svc, owners))
-        out["sweeps_queued"] = svc.rq_connection.llen("rq:queue:control")
+        out["sweeps_queued"] = svc.enqueuer.control.count  # by the last sample: one per feed
         if profile:
             unsweep(svc, owners)()
     else:
