@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from devstack.calendar import Calendar
 from devstack.procs import stop_all
 from devstack.redis_server import RedisServer
 from devstack.relay import relay_env
@@ -98,3 +100,15 @@ def make_env(
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     stop_all()  # never leave a process behind, whatever happened
+
+
+SIM_TODAY = date(2026, 6, 10)  # where tests that move the calendar start (01:00 UTC, far from midnight)
+
+
+@pytest.fixture
+def calendar(sandbox: SandboxProcess, tmp_path: Path) -> Calendar:
+    """The sandbox's simulated calendar and the relay's clock file, moved together (devstack/calendar.py); the
+    relay follows it when started with ``calendar.env()`` in its environment."""
+    cal = Calendar(sandbox, tmp_path / "clock-offset")
+    cal.set_today(SIM_TODAY)
+    return cal

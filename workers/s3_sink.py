@@ -355,16 +355,20 @@ class S3Sink:
     def read_marker(self) -> dict[str, Any] | None:
         """The bucket's copy of the registry marker (``app.recovery.MarkerStore``); None if there is none."""
         key = f"{self.settings.prefix}{MARKER_KEY}"
+        resp = self._unless_missing("GetObject", key, lambda: self.client.get_object(Bucket=self.bucket, Key=key))
+        marker = json.loads(resp["Body"].read()) if resp is not None else None
+        return marker if isinstance(marker, dict) else None
+
+    def _unless_missing(self, operation: str, key: str, call: Callable[[], Any]) -> Any:
+        """``call()``'s answer, None if the key does not exist; every other S3 error classified."""
         try:
-            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            return call()
         except ClientError as exc:
             if _is_not_found(exc):
                 return None
-            raise classify_s3_error(exc, "GetObject", self.bucket, key) from exc
+            raise classify_s3_error(exc, operation, self.bucket, key) from exc
         except BotoCoreError as exc:
-            raise classify_s3_error(exc, "GetObject", self.bucket, key) from exc
-        marker = json.loads(body)
-        return marker if isinstance(marker, dict) else None
+            raise classify_s3_error(exc, operation, self.bucket, key) from exc
 
     def write_marker(self, marker: dict[str, Any]) -> None:
         self.put_json(f"{self.settings.prefix}{MARKER_KEY}", marker)
@@ -389,14 +393,11 @@ class S3Sink:
 
     def head(self, key: str) -> StoredObject | None:
         """Size, metadata, ETag (and S3's full-object SHA-256) of the object at ``key``; None if none."""
-        try:
-            resp = self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
-        except ClientError as exc:
-            if _is_not_found(exc):
-                return None
-            raise classify_s3_error(exc, "HeadObject", self.bucket, key) from exc
-        except BotoCoreError as exc:
-            raise classify_s3_error(exc, "HeadObject", self.bucket, key) from exc
+        resp = self._unless_missing(
+            "HeadObject", key, lambda: self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
+        )
+        if resp is None:
+            return None
         return StoredObject(
             size=int(resp["ContentLength"]),
             metadata=dict(resp.get("Metadata") or {}),

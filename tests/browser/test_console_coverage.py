@@ -5,29 +5,22 @@ the calendar until it is copied."""
 from __future__ import annotations
 
 import hashlib
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-from devstack.calendar import Calendar
 from devstack.procs import wait_until
 from tests.browser.pages import assert_fits_a_phone, flash, pause_refresh, sign_in, wait_for
+from tests.conftest import SIM_TODAY
 
 pytestmark = pytest.mark.e2e
 
-T0 = date(2026, 6, 10)
+T0 = SIM_TODAY  # the simulated "today" (the calendar fixture sets it)
 RT = "Messages"
 STATES = ("copied", "empty", "in_flight", "failed", "missing")
-
-
-@pytest.fixture
-def calendar(sandbox, tmp_path) -> Calendar:
-    cal = Calendar(sandbox, tmp_path / "clock-offset")
-    cal.set_today(T0)
-    return cal
 
 
 def day(n: int) -> str:

@@ -4,25 +4,18 @@ refusal (no Editions) shown inline."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
-from devstack.calendar import Calendar
 from tests.browser.pages import flash, sign_in, wait_for
+from tests.conftest import SIM_TODAY
 
 pytestmark = pytest.mark.e2e
 
-T0 = date(2026, 6, 10)
-
-
-@pytest.fixture
-def calendar(sandbox, tmp_path) -> Calendar:
-    cal = Calendar(sandbox, tmp_path / "clock-offset")
-    cal.set_today(T0)
-    return cal
+T0 = SIM_TODAY  # the simulated "today" (the calendar fixture sets it)
 
 
 def day(n: int) -> str:

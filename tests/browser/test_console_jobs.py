@@ -4,27 +4,20 @@ itself, a failed copy requeued from the job page until the day is copied, and a 
 from __future__ import annotations
 
 import hashlib
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 from selenium.webdriver.common.by import By
 
-from devstack.calendar import Calendar
 from devstack.procs import wait_until
 from tests.browser.pages import assert_fits_a_phone, flash, pause_refresh, sign_in, wait_for
+from tests.conftest import SIM_TODAY
 
 pytestmark = pytest.mark.e2e
 
-T0 = date(2026, 6, 10)  # the simulated "today"
+T0 = SIM_TODAY  # the simulated "today" (the calendar fixture sets it)
 RT = "Calls"
 STEP = 1000.0  # sandbox seconds per progress step: the job moves only when the test moves the clock
-
-
-@pytest.fixture
-def calendar(sandbox, tmp_path) -> Calendar:
-    cal = Calendar(sandbox, tmp_path / "clock-offset")
-    cal.set_today(T0)
-    return cal
 
 
 def day(n: int) -> str:

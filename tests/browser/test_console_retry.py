@@ -5,26 +5,19 @@ file (no quota), and a day with neither is left to the planner (its record remov
 from __future__ import annotations
 
 import hashlib
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from devstack.calendar import Calendar
 from devstack.procs import wait_until
 from tests.browser.pages import console_session
+from tests.conftest import SIM_TODAY
 
 pytestmark = pytest.mark.e2e
 
-T0 = date(2026, 6, 10)
+T0 = SIM_TODAY  # the simulated "today" (the calendar fixture sets it)
 RT = "Messages"
-
-
-@pytest.fixture
-def calendar(sandbox, tmp_path) -> Calendar:
-    cal = Calendar(sandbox, tmp_path / "clock-offset")
-    cal.set_today(T0)
-    return cal
 
 
 def day(n: int) -> str:

@@ -40,6 +40,7 @@ SECRET_NAMES = {
     "TWILIO_API_KEY_SID",
     "TWILIO_API_KEY_SECRET",
     "ADMIN_TOKEN",
+    "CONSOLE_TOKEN",
     "NOTIFY_SECRET",
 }
 # The contract as documented for operators: app/config.py may add names, but must not lose these.
@@ -684,6 +685,7 @@ ROLE_SECRETS = {
         "TWILIO_API_KEY_SID",
         "TWILIO_API_KEY_SECRET",
         "ADMIN_TOKEN",  # the admin API: the web's alone
+        "CONSOLE_TOKEN",  # the console's own sign-in token (optional): the web's alone
     },
     "worker": {"REDIS_URL", "TWILIO_AUTH_TOKEN", "TWILIO_API_KEY_SID", "TWILIO_API_KEY_SECRET", "NOTIFY_SECRET"},
     "poller": {"REDIS_URL"},  # rq cron only enqueues (workers/cron_settings.py)
@@ -931,6 +933,7 @@ def test_k8s_network_policy_egress_per_role() -> None:
 # here (and allowed in the policy of each role that makes it).
 S3_CALL_ACTIONS = {
     "head_object": {"s3:GetObject"},  # plus s3:ListBucket, or a missing key is 403 instead of 404
+    "get_object": {"s3:GetObject"},  # the registry marker's copy (app/recovery.py, S3Sink.read_marker)
     "head_bucket": {"s3:ListBucket"},  # /health (app/s3_client.probe_bucket)
     "put_object": {"s3:PutObject"},
     "upload_fileobj": {"s3:PutObject", "s3:AbortMultipartUpload"},  # multipart: Create/UploadPart/Complete
@@ -1011,7 +1014,8 @@ def test_iam_policy_allows_exactly_the_s3_calls_of_its_role(role: str) -> None:
 
 
 def test_the_web_policy_cannot_write_read_or_delete_objects() -> None:
-    assert s3_calls("app") == {"head_bucket"}, "the web's only S3 call is the /health probe"
+    # /health's probe, and /readyz's look for the registry marker by listing (app/recovery.registry_state)
+    assert s3_calls("app") == {"head_bucket", "list_objects_v2"}, "the web only probes and lists the bucket"
     (statement,) = _policy("web")["Statement"]
     assert _as_list(statement["Action"]) == ["s3:ListBucket"]
     assert statement["Resource"] == "arn:aws:s3:::YOUR_BUCKET"

@@ -18,18 +18,12 @@ import pytest
 from devstack.calendar import Calendar
 from devstack.procs import wait_until
 from devstack.relay import start_process
+from tests.conftest import SIM_TODAY
 
 pytestmark = pytest.mark.e2e
 
-T0 = date(2026, 6, 10)  # the simulated "today" every scenario starts from
+T0 = SIM_TODAY  # the simulated "today" (the calendar fixture sets it)
 RT = "Messages"
-
-
-@pytest.fixture
-def calendar(sandbox, tmp_path) -> Calendar:
-    cal = Calendar(sandbox, tmp_path / "clock-offset")
-    cal.set_today(T0)
-    return cal
 
 
 def feed_env(calendar: Calendar, **extra: str) -> dict[str, str]:

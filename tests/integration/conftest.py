@@ -1,26 +1,26 @@
-"""Fixtures for modules that need an S3 server of their own (write counts that only their tests touch).
+"""Fixtures for modules that need S3 servers of their own to count and inspect (the sink and copy tests).
 
-``server`` is module-scoped: each requesting module gets its own moto over TLS (so botocore sends aws-chunked
-bodies with checksums, as against real S3); ``client`` talks to it. Modules define their own ``bucket`` on
-top (a fresh one per test); the session-wide ``s3``/``bucket`` of tests/conftest.py stay available to the rest.
+``server`` is module-scoped and parametrized over SERVERS: each requesting module runs on the session's SeaweedFS
+(which checks every checksum) and on moto (over TLS, so botocore sends aws-chunked bodies with checksums);
+``client`` is a client of its own per test, so the event hooks a test registers never leak into another. Modules
+define their own ``bucket`` on top; the session-wide ``s3``/``bucket`` of tests/conftest.py stay for the rest.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from devstack.s3_server import MotoS3Server
+from devstack.s3_server import S3Server
+from tests.integration.s3_calls import SERVERS, s3_server
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3Server]:
-    with MotoS3Server(tls=True, log_dir=tmp_path_factory.mktemp("moto-s3")) as srv:
-        yield srv
+@pytest.fixture(scope="module", params=SERVERS)
+def server(request: pytest.FixtureRequest) -> S3Server:
+    return s3_server(request)
 
 
-@pytest.fixture(scope="module")
-def client(server: MotoS3Server) -> Any:
+@pytest.fixture
+def client(server: S3Server) -> Any:
     return server.client()

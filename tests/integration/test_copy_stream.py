@@ -20,7 +20,7 @@ import requests
 
 from devstack.procs import free_port
 from devstack.s3_server import S3Server
-from tests.integration.s3_calls import SERVERS, S3Calls, s3_server
+from tests.integration.s3_calls import S3Calls
 from workers.copy import copy_link_to_s3, open_link
 from workers.copy_errors import (
     CopyIntegrityError,
@@ -153,17 +153,6 @@ def loopback_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TWILIO_BULKEXPORTS_BASE_URL", "http://127.0.0.1:9")  # loopback downloads need a local API
     monkeypatch.setenv("DOWNLOAD_ALLOW_LOOPBACK", "true")
     monkeypatch.setenv("DOWNLOAD_HOST_ALLOWLIST", "127.0.0.1")
-
-
-@pytest.fixture(scope="module", params=SERVERS)
-def server(request: pytest.FixtureRequest) -> S3Server:
-    return s3_server(request)
-
-
-@pytest.fixture
-def client(server: S3Server) -> Any:
-    """A client of its own per test: the event hooks tests register never leak into another test."""
-    return server.client()
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoCredenti
 from app.s3_client import make_s3_client
 from devstack.procs import free_port
 from devstack.s3_server import MotoS3Server, S3Server, SeaweedS3Server
-from tests.integration.s3_calls import SERVERS, S3Calls, s3_server
+from tests.integration.s3_calls import S3Calls
 from workers.copy import VerifyingReader
 from workers.copy_errors import (
     CopyIntegrityError,
@@ -59,17 +59,6 @@ COPY_OPS = {"CopyObject", "UploadPartCopy"}
 
 
 # -- fixtures ----------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module", params=SERVERS)
-def server(request: pytest.FixtureRequest) -> S3Server:
-    return s3_server(request)
-
-
-@pytest.fixture
-def client(server: S3Server) -> Any:
-    """A client of its own per test: the event hooks tests register never leak into another test."""
-    return server.client()
 
 
 @pytest.fixture
