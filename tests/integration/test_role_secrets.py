@@ -28,7 +28,8 @@ WITH_IAM_ROLE = {"web", "worker"}  # deploy/k8s/serviceaccount.yaml: the poller 
 
 def role_keys() -> dict[str, set[str]]:
     docs = [d for d in yaml.safe_load_all(SECRETS.read_text()) if d]
-    roles = [d for d in docs if "app.kubernetes.io/component" in d["metadata"].get("labels", {})]  # not the accounts file
+    # the role Secrets carry a component label; the optional accounts-file Secret does not
+    roles = [d for d in docs if "app.kubernetes.io/component" in d["metadata"].get("labels", {})]
     return {d["metadata"]["labels"]["app.kubernetes.io/component"]: set(d["stringData"]) for d in roles}
 
 
