@@ -510,7 +510,7 @@ def load_account_settings(env: Mapping[str, str], key_template: str | None = Non
     if (discover or len(served) > 1) and "{account_sid}" not in (key_template or ""):
         raise ConfigError(
             "S3_KEY_TEMPLATE must contain {account_sid} when several Twilio accounts are served "
-            "(e.g. {prefix}account={account_sid}/{resource_type}/day={day}/{resource_type}-{day}.json.gz)"
+            "(e.g. {prefix}{resource_type}/account={account_sid}/day={day}/{resource_type}-{day}.json.gz)"
         )
     return AccountSettings(
         listed=listed,
