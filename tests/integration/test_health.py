@@ -56,7 +56,15 @@ def test_s3_trouble_fails_health_but_keeps_the_web_ready(make_client):
     r = client.get("/readyz")
     assert r.status_code == 200 and "s3" not in r.get_json()["checks"]
     (s3_check,) = client.get("/health").get_json(force=True)["checks"]["s3:bucket"]
-    assert s3_check["status"] == "fail" and "404" in s3_check["output"]
+    assert s3_check["status"] == "fail" and s3_check["output"].startswith("s3 unavailable (ClientError)")
+
+
+def test_unauthenticated_health_names_no_endpoint_or_bucket(make_client, capsys):
+    """Issue 12: /health is public, so an error's text (the endpoint, the bucket) goes to the log, not the answer."""
+    client = make_client(S3_BUCKET="no-such-bucket-secretive")
+    body = client.get("/health").get_data(as_text=True)
+    assert "no-such-bucket-secretive" not in body and "127.0.0.1" not in body
+    assert "health check s3 failed: ClientError" in capsys.readouterr().out  # the JSON log line, on stdout
 
 
 def _track_uncopied_day(client, age_days: float) -> None:

@@ -134,3 +134,31 @@ def test_all_days_final_needs_a_final_record_for_every_listed_day(registry):
     registry.put_day(SID, DayRecord(day="2026-04-28", state=DayState.COPIED))
     assert registry.all_days_final(SID, days)
     assert not registry.all_days_final(SID, [*days, "2026-05-01"])  # a day of the range not seen yet
+
+
+class CountingRedis(redis.Redis):
+    """Records every command sent (a pipeline would count as its commands' names too)."""
+
+    sent: list[str]
+
+    def execute_command(self, *args, **options):
+        self.sent.append(str(args[0]))
+        return super().execute_command(*args, **options)
+
+
+def test_add_job_and_finish_job_are_one_atomic_round_trip_each(redis_url):
+    """Issue 12: they used to be two steps, and a failure between them left a stub that blocked the sid for good.
+    Each is now one script: there is no "between" (its first send may load the script, EVALSHA then EVAL)."""
+    client = CountingRedis.from_url(redis_url, decode_responses=True)
+    client.sent = []
+    reg = Registry(client, retention_days=1)
+    other = JobRecord(job_sid="JS" + "34" * 16, resource_type="Calls", start_day="2026-11-01", end_day="2026-11-01")
+    reg.add_job(other)  # loads both scripts into a Redis that may not have them yet
+    reg.finish_job(other.job_sid, JobState.DONE)
+    client.sent.clear()
+    assert reg.add_job(job(token_hash="h10"))
+    assert client.sent == ["EVALSHA"]
+    client.sent.clear()
+    assert reg.finish_job(SID, JobState.DONE)
+    assert client.sent == ["HGETALL", "EVALSHA"]  # read the token's key name, then one atomic script
+    assert reg.get_job(SID).state == JobState.DONE and SID not in reg.active_jobs()
