@@ -18,6 +18,7 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.httpchecksum import AwsChunkedWrapper, Sha256Checksum
 
+from devstack.procs import wait_until
 from devstack.s3_server import GRPC_OFFSET, S3Server, SeaweedS3Server
 
 MiB = 1024 * 1024
@@ -104,7 +105,9 @@ def test_seaweedfs_restart_keeps_objects_uploads_and_write_counts(tmp_path: Path
         port, pid = s3.port, s3.pid
         s3.restart()
         assert (s3.port, s3.pid != pid) == (port, True)
-        assert client.get_object(Bucket="kept-bucket", Key="a")["Body"].read() == b"1"
+        # the volume server may answer InternalError for a moment after start (loading its volumes): poll
+        body = wait_until(lambda: client.get_object(Bucket="kept-bucket", Key="a")["Body"].read(), what="the object")
+        assert body == b"1"
         assert [u["UploadId"] for u in client.list_multipart_uploads(Bucket="kept-bucket")["Uploads"]] == [upload]
         assert s3.writes("kept-bucket", "a") == 1  # a graceful stop flushes the metadata log
 
