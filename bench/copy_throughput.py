@@ -56,6 +56,7 @@ MODES = ("copy", "verify_only", "upload_file")
 TARGET_RATIO = 0.9  # copy / min(upload_file, verify_only)
 TARGET_RSS_MIB = 150.0
 TARGET_RSS_GROWTH = 1.25
+CORES = len(os.sched_getaffinity(0))
 SINGLE_PUT_PROBE_MIB = 16  # the default S3_SINGLE_PUT_MAX_MIB: the biggest day held in memory whole
 
 
@@ -401,6 +402,24 @@ def _figures(
     )
 
 
+def cpu_ceiling(p: dict[str, dict[str, Any]]) -> float:
+    """copy / min(a, b) if every mode ran at the speed its CPU allows on CORES cores (the machine to itself).
+
+    A mode's time per byte is at least its CPU (worker + SeaweedFS + sandbox) over the cores, and at least its
+    serial part: verify only is one thread (its worker CPU); the copy verifies on one thread too (the same
+    work); upload_file's threads and SeaweedFS's goroutines spread over the cores. Measured ratios can exceed it
+    a little: no mode spreads perfectly."""
+
+    def total(m: dict[str, Any]) -> float:
+        return float(m["cpu_seconds"] + m["s3_cpu_seconds"] + m["sandbox_cpu_seconds"])
+
+    serial = p["verify_only"]["cpu_seconds"]
+    t_copy = max(total(p["copy"]) / CORES, serial)
+    t_upload = total(p["upload_file"]) / CORES
+    t_verify = max(total(p["verify_only"]) / CORES, serial)
+    return max(t_upload, t_verify) / t_copy  # min(a, b) is the slower of the two: the longer time
+
+
 def _size_figures(size: int, p: dict[str, dict[str, Any]]) -> list[Figure]:
     label = f"{size // MiB} MiB"
     copy, upload, verify = p["copy"], p["upload_file"], p["verify_only"]
@@ -412,6 +431,12 @@ def _size_figures(size: int, p: dict[str, dict[str, Any]]) -> list[Figure]:
         Figure(f"(b) verify only {label}", verify["mib_per_s"], "MiB/s", note="same download and checks, no upload"),
         Figure(
             f"copy / min(a, b) {label}", copy["mib_per_s"] / bound, "x", TARGET_RATIO, ">=", note=f"slower: {slower}"
+        ),
+        Figure(
+            f"copy / min(a, b), CPU-bound ceiling {label}",
+            cpu_ceiling(p),
+            "x",
+            note=f"model from the CPU-s below on {CORES} cores: the best the ratio can be on this machine",
         ),
         Figure(f"copy / upload_file {label}", copy["mib_per_s"] / upload["mib_per_s"], "x", note="informational"),
         Figure(f"copy / verify only {label}", copy["mib_per_s"] / verify["mib_per_s"], "x", note="informational"),

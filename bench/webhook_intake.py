@@ -167,6 +167,7 @@ def _aggregate(phases: list[dict[str, Any]], name: str, server: str) -> dict[str
         if k not in ("other", "loadgen")
     }
     out["server_cpu_ms"] = out["cpu_ms_per_request"][server] + out["cpu_ms_per_request"]["redis"]
+    out["loadgen_cpu_ms"] = round(1000 * sum(p["cpu"]["loadgen"] * p["seconds"] for p in mine) / ok, 3)
     return out
 
 
@@ -351,6 +352,12 @@ def _figures(m: dict[str, dict[str, Any]], connections: int, compare_gthread: bo
         Figure("server CPU ms per request, webhook", hook["server_cpu_ms"], "ms", note="gunicorn + redis"),
         Figure("server CPU ms per request, minimal handler", minimal["server_cpu_ms"], "ms", note="gunicorn + redis"),
         Figure("server CPU ms per request, livez", livez["server_cpu_ms"], "ms", note="gunicorn + redis"),
+        Figure(
+            "webhook / minimal handler, CPU-bound ceiling",
+            _ceiling(minimal) / _ceiling(hook),
+            "x",
+            note="(server + load generator CPU per request) minimal / webhook: the ratio's best when CPU bound",
+        ),
     ]
     if compare_gthread:
         old = m[f"{GTHREAD}/webhook"]
@@ -361,6 +368,11 @@ def _figures(m: dict[str, dict[str, Any]], connections: int, compare_gthread: bo
             Figure("gevent / gthread livez req/s", livez["rps"] / m[f"{GTHREAD}/livez"]["rps"], "x"),
         ]
     return figures
+
+
+def _ceiling(a: dict[str, Any]) -> float:
+    """CPU ms per request of everything that shares the cores for it (gunicorn, Redis, the load generator)."""
+    return float(a["server_cpu_ms"] + a["loadgen_cpu_ms"])
 
 
 def _profile(
