@@ -91,7 +91,16 @@ def run(
                 runs[name] = _one_job(name, env, url, work, redis_server, s3, sandbox, web, n_days, day_size, spy)
                 if index == 0:
                     raw = _raw_transfer(sandbox, s3, runs[name]["day_list"], day_size)
+                    # CPU of the servers over the two-stream transfer (link fetching included), per day: what the
+                    # sandbox and SeaweedFS cost without the relay, next to the relay run's cpu_ms_per_day
+                    meter = CpuMeter({"s3": [s3.pid], "sandbox": [sandbox.pid or 0]})
+                    meter.start()
+                    t_meter = time.monotonic()
                     raw["parallel"] = _raw_parallel(sandbox, s3, runs[name]["day_list"], day_size, streams=2)
+                    cores = meter.stop()
+                    wall = time.monotonic() - t_meter
+                    per_day = {k: round(v * wall / n_days * 1000, 1) for k, v in cores.items()}
+                    raw["parallel"]["cpu_ms_per_day"] = per_day
                     print(
                         f"  raw transfer: {raw['seconds']:.2f} s sequential ({1000 * raw['seconds'] / n_days:.1f} "
                         f"ms/day), {raw['parallel']['seconds']:.2f} s with 2 streams",

@@ -49,7 +49,7 @@ from bench.common import BenchResult, CpuMeter, Figure, child_env, percentile, w
 from bench.minimal_webhook import TOKEN_PREFIX
 from bench.profiling import PySpy, summarize
 from devstack.procs import ManagedProcess, free_port, python_argv, stop_all
-from devstack.relay import REPO_ROOT, process_env, procfile, start_web
+from devstack.relay import REPO_ROOT, process_env, procfile
 from devstack.stack import local_stack
 
 ADMIN_TOKEN = "bench-admin-token-0123456789abcdef"
@@ -181,6 +181,7 @@ def run(
     web_workers: int | None = None,
     compare_gthread: bool = False,
     worker_connections: int | None = None,
+    gc_probe: str = "",
 ) -> BenchResult:
     duration = duration or (2.0 if quick else 8.0)
     rounds = rounds or (1 if quick else 3)
@@ -198,7 +199,7 @@ def run(
             stack.sandbox.set_scenario(webhook={"drop": True})  # only our deliveries reach the web processes
             ports = {name: stack.port if name == SHIPPED else free_port() for name in names}
             for name in names:
-                servers[name] = _start_server(stack.env, name, ports[name], work)
+                servers[name] = _start_server(stack.env, name, ports[name], work, gc_probe)
             sid, hook_path, hook_headers = _prepare_job(stack, ports[SHIPPED])
             token = parse_qs(urlsplit(hook_path).query)["token"][0]
             stack.redis.client().set(TOKEN_PREFIX + hashlib.sha256(token.encode()).hexdigest(), sid)
@@ -243,6 +244,7 @@ def run(
         "measured": m,
         "webhook_outcomes_counted_by_the_relay": outcomes,
         "bound": _bound(m),
+        **({"gc": {name: _gc_summary(work / name / "gc") for name in names}} if gc_probe else {}),
     }
     unexpected = {name: a["unexpected_status"] for name, a in m.items() if a["unexpected_status"]}
     if unexpected:
@@ -250,19 +252,21 @@ def run(
     return result
 
 
-def _start_server(env: dict[str, str], name: str, port: int, work: Path) -> ManagedProcess:
+def _start_server(env: dict[str, str], name: str, port: int, work: Path, gc_probe: str = "") -> ManagedProcess:
     """The Procfile web line (for the minimal handler with its app instead of the relay's), its own log and
-    Prometheus directory (gunicorn.conf.py's on_starting wipes it)."""
+    Prometheus directory (gunicorn.conf.py's on_starting wipes it). ``gc_probe`` ("on" or "freeze"): the same
+    configuration through bench/gunicorn_gc_probe.py, logging every collection to ``work/<name>/gc``."""
     (work / name / "prometheus").mkdir(parents=True, exist_ok=True)
     extra = {"PROMETHEUS_MULTIPROC_DIR": str(work / name / "prometheus")}
     if name == GTHREAD:
         extra["GUNICORN_WORKER_CLASS"] = "gthread"
-    if name != MINIMAL:
-        proc, _ = start_web({**env, **extra}, work / name, port=port)
-        return proc
     line = procfile()["web"]
-    assert line.endswith(" app.wsgi:app"), line
-    command = line.removesuffix("app.wsgi:app") + "bench.minimal_webhook:app"
+    assert line.endswith(" app.wsgi:app") and " deploy/gunicorn.conf.py " in line, line
+    command = line if name != MINIMAL else line.removesuffix("app.wsgi:app") + "bench.minimal_webhook:app"
+    if gc_probe:
+        (work / name / "gc").mkdir(exist_ok=True)
+        command = command.replace(" deploy/gunicorn.conf.py ", " bench/gunicorn_gc_probe.py ")
+        extra |= {"BENCH_GC_LOG_DIR": str(work / name / "gc"), "BENCH_GC_FREEZE": "1" if gc_probe == "freeze" else ""}
     proc = ManagedProcess(
         name,
         ["bash", "-c", f"exec {command}"],
@@ -370,6 +374,23 @@ def _figures(m: dict[str, dict[str, Any]], connections: int, compare_gthread: bo
     return figures
 
 
+def _gc_summary(directory: Path) -> dict[str, Any]:
+    """Full collections of one server's workers over the whole run: how many, how long, objects tracked."""
+    full = [
+        json.loads(line)
+        for log in sorted(directory.glob("gc-*.log"))
+        for line in log.read_text().splitlines()
+        if '"gen": 2' in line
+    ]
+    pauses = sorted(e["ms"] for e in full)
+    return {
+        "full_collections": len(full),
+        "max_ms": pauses[-1] if pauses else 0.0,
+        "median_ms": pauses[len(pauses) // 2] if pauses else 0.0,
+        "objects_tracked_max": max((e.get("objects", 0) for e in full), default=0),
+    }
+
+
 def _ceiling(a: dict[str, Any]) -> float:
     """CPU ms per request of everything that shares the cores for it (gunicorn, Redis, the load generator)."""
     return float(a["server_cpu_ms"] + a["loadgen_cpu_ms"])
@@ -416,6 +437,11 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="py-spy each webhook once more (not measured)")
     parser.add_argument("--web-workers", type=int, help="gunicorn workers (default: deploy/gunicorn.conf.py's)")
     parser.add_argument("--compare-gthread", action="store_true", help="add the relay on gthread (issue 12)")
+    parser.add_argument(
+        "--gc-probe",
+        choices=("on", "freeze"),
+        help="log every garbage collection of the web workers (bench/gunicorn_gc_probe.py); freeze: gc.freeze() too",
+    )
     parser.add_argument("--worker-connections", type=int, help="gevent's worker_connections (default: the config's)")
     args = parser.parse_args()
     if not 1 <= args.connections <= 256 or (args.rounds is not None and not 1 <= args.rounds <= 20):
@@ -430,6 +456,7 @@ def main() -> None:
         args.web_workers,
         args.compare_gthread,
         args.worker_connections,
+        args.gc_probe or "",
     )
     print(json.dumps(res.to_json(), indent=2))
 
