@@ -4,10 +4,11 @@
 
 Serves a generated gzip JSON-lines file of about ``--mib`` MiB from a local HTTP server (sendfile, so
 it costs next to no CPU), and copies it
-into SeaweedFS (``weed mini``) over TLS, each measurement in a fresh child process (peak RSS = its ru_maxrss):
-``baseline`` (imports and a client, nothing sent), ``copy`` (link -> VerifyingReader -> staging ->
-server-side copy) and ``upload_file`` (boto3 defaults, from the local file). The server shares the machine's
-cores with the children: compare the figures with each other.
+into SeaweedFS (``weed mini``) over TLS, each measurement in a fresh child process (peak RSS = its VmHWM):
+``baseline`` (imports and a client, nothing sent), ``copy`` (link -> VerifyingReader -> the sink: a multipart
+upload of the final key above the single-PUT size) and ``upload_file`` (boto3 defaults, from the local file).
+A quick probe; bench/copy_throughput.py is the measurement (realistic JSON day files, both baselines). The
+server shares the machine's cores with the children: compare the figures with each other.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def serve(directory: str, port: int) -> None:
 
 
 def _time_phases(sink: Any, phases: dict[str, float]) -> None:
-    """Time the sink's two big steps: the streamed upload to staging and the server-side copy."""
+    """Time the sink's two big steps: the parts streamed while the reader verifies, and the completion."""
     for name in ("_upload_parts", "_complete"):  # the streamed parts, then CompleteMultipartUpload
         method = getattr(sink, name)
 
