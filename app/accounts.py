@@ -113,10 +113,11 @@ class AccountDirectory:
         self.refresh()
         return list((self._static | self._discovered).values())
 
-    def get(self, sid: str) -> Account:
-        """By SID (jobs and feeds name their account by SID); NotFound if it is not served (any more)."""
+    def get(self, sid: str, refresh: bool = True) -> Account:
+        """By SID (jobs and feeds name their account by SID); NotFound if it is not served (any more).
+        ``refresh=False``: from memory only (the webhook's hot path never calls the Accounts API)."""
         account = self._static.get(sid) or self._discovered.get(sid)
-        if account is None and time.monotonic() - self._refreshed > FORCED_REFRESH_SECONDS:
+        if account is None and refresh and time.monotonic() - self._refreshed > FORCED_REFRESH_SECONDS:
             self.refresh(force=True)  # a subaccount created since the last refresh (at most every 30 s)
             account = self._discovered.get(sid)
         if account is None:

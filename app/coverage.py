@@ -102,7 +102,7 @@ def record_job_day(store: FeedStore, settings: SyncSettings, job: JobRecord, rec
         )
         store.put_days(owner, {rec.day: done})
     elif rec.state == DayState.FAILED:
-        previous = store.coverage([owner])[owner].get(rec.day)
+        previous = store.get_day(owner, rec.day)
         if previous is not None and previous.state in ("copied", "empty"):
             return  # another job already brought the day in
         if previous is not None and previous.state in ("retry", "failed") and previous.job_sid == job.job_sid:

@@ -229,6 +229,11 @@ class FeedStore:
             raw = p.execute()
         return {o: {str(d): str(v) for d, v in r.items()} for o, r in zip(owners, raw, strict=True)}
 
+    def get_day(self, owner: str, day: str) -> CoverageDay | None:
+        """One day's record (one HGET, not the owner's whole coverage)."""
+        raw = self.r.hget(f"{PREFIX}cov:{owner}", day)
+        return CoverageDay.from_json(str(raw)) if raw else None
+
     def put_days(self, owner: str, days: dict[str, CoverageDay]) -> None:
         if days:
             self.r.hset(f"{PREFIX}cov:{owner}", mapping={d: rec.to_json() for d, rec in days.items()})
