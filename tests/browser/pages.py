@@ -35,15 +35,31 @@ def console_session(base_url: str, token: str = ADMIN_TOKEN) -> tuple[requests.S
     return http, fresh[1]
 
 
+# Chromium's answers when a page reloads between finding a node and reading it: not a StaleElementReference but a
+# plain WebDriverException (seen in CI: "Node with given id does not belong to the document").
+RELOAD_RACES = ("does not belong to the document", "target frame detached", "Cannot find context", "No node with")
+
+
 def wait_for(driver: Any, predicate: Callable[[Any], Any], what: str, timeout: float = 60) -> Any:
     """Poll the page until ``predicate(driver)`` is truthy; a page reloading under us is simply read again."""
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+        WebDriverException,
+    )
     from selenium.webdriver.support.ui import WebDriverWait
 
-    wait = WebDriverWait(
-        driver, timeout, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)
-    )
-    return wait.until(predicate, message=f"waiting for {what}")
+    def attempt(d: Any) -> Any:
+        try:
+            return predicate(d)
+        except (StaleElementReferenceException, NoSuchElementException):
+            return False
+        except WebDriverException as exc:
+            if any(race in str(exc.msg) for race in RELOAD_RACES):
+                return False
+            raise
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(attempt, message=f"waiting for {what}")
 
 
 def text_of(driver: Any, css: str) -> str:
