@@ -38,6 +38,12 @@ WEBHOOKS = Counter(
     ["outcome"],  # accepted, duplicate, throttled, early, rejected_token, rejected_signature, unavailable, too_large
 )
 
+CONSOLE_SIGNINS = Counter(
+    "relay_console_signins_total",
+    "Console sign-in attempts by outcome",
+    ["outcome"],  # ok, refused (wrong token), limited (429: too many failures, app/console/signin_limit.py)
+)
+
 
 def bind_redis(client: redis.Redis) -> None:
     """Where cluster metrics are counted (called once per process when its services are built)."""

@@ -9,6 +9,8 @@
 - Every POST carries the session's CSRF token in a hidden field, compared in constant time (SameSite=Strict
   already keeps other sites' forms from sending the cookie; the token also covers same-site attackers).
 - Without a session, pages redirect to the sign-in page and actions (POST) get 403.
+- Failed sign-ins are limited per client address and for everyone together (``app.console.signin_limit``): 429
+  with Retry-After, counted in ``relay_console_signins_total{outcome}`` and logged without the token.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from flask.sessions import SecureCookieSessionInterface
 from werkzeug.wrappers import Response
 
 from app.config import is_loopback_host
-from app.console import bp
+from app.console import bp, signin_limit
 from app.context import current_services
+from app.metrics import CONSOLE_SIGNINS
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +127,16 @@ def _safe_next(target: str | None) -> str:
     return url_for("console.overview")
 
 
+def _refuse_limited(limited: signin_limit.Limited, next_url: str | None) -> Response:
+    CONSOLE_SIGNINS.labels("limited").inc()
+    log.warning(
+        "console: sign-in refused, too many failed sign-ins",
+        extra={"remote_addr": request.remote_addr, "everyone": limited.everyone, "retry_after": limited.retry_after},
+    )
+    body = render_template("console/signin.html", next_url=next_url, error=limited.message)
+    return Response(body, 429, headers={"Retry-After": str(limited.retry_after)}, mimetype="text/html")
+
+
 @bp.route("/sign-in", methods=["GET", "POST"])
 def sign_in() -> Response | tuple[str, int] | str:
     next_url = request.values.get("next")
@@ -131,12 +144,20 @@ def sign_in() -> Response | tuple[str, int] | str:
         if signed_in():
             return redirect(_safe_next(next_url))
         return render_template("console/signin.html", next_url=next_url, error=None)
+    failures = current_services().registry.r
+    limited = signin_limit.check(failures, request.remote_addr)  # before the token is even looked at
+    if limited is not None:
+        return _refuse_limited(limited, next_url)
     expected = console_token()
     sent = request.form.get("token", "")
     if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
+        signin_limit.record_failure(failures, request.remote_addr)
+        CONSOLE_SIGNINS.labels("refused").inc()
         log.warning("console: sign-in refused (wrong token)", extra={"remote_addr": request.remote_addr})
         error = "That token is not the console token." if expected else "The console is off: no token is set."
         return render_template("console/signin.html", next_url=next_url, error=error), 401
+    signin_limit.clear(failures, request.remote_addr)
+    CONSOLE_SIGNINS.labels("ok").inc()
     session.clear()
     session.permanent = True
     session["signed_in"] = True
