@@ -10,13 +10,22 @@ SameSite=Strict, Secure off loopback, path ``/console``). Its key is an HMAC of 
 worker and replica agrees on it without one more secret, and changing the token signs everyone out. Nothing is
 loaded from outside the relay; the Content-Security-Policy says so to the browser.
 
-Accounts: every view asks ``selected_account()`` which account it shows (the TWILIO_ACCOUNT_SID account for now),
-so an account selector only has to change that one function.
+Accounts: every view asks ``selected_account()`` which account it shows. The choice travels as a query parameter,
+``?account=<sid>`` (the API's own ``?account=``), not in the session, because:
+- a link says what it shows: an operator can paste a calendar of ``team-b`` to a colleague, bookmark it, or keep
+  two tabs on two accounts side by side;
+- an action acts on the account the operator was looking at: every form's URL carries it, so a switch made in
+  another tab can never redirect a retry, a feed change or a daily-export toggle to another account (a session
+  field shared by the tabs could).
+``url_defaults`` adds it to every ``url_for`` inside the console (links, form actions, redirects), so no template
+or view has to remember it. Without the parameter the console shows TWILIO_ACCOUNT_SID's account, as it did
+with one account. An account the relay does not serve is a 404 page, never a 500. A job's pages show the job's
+own account (``pin_account``), wherever the link came from.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask
 
@@ -33,12 +42,67 @@ bp = Blueprint(
 )
 
 
-def selected_account() -> Account:
-    """The account the console shows: the relay's own (TWILIO_ACCOUNT_SID). An account selector plugs in here
-    (a query parameter or session field passed to ``svc.accounts.resolve``); every view goes through this."""
-    from app.context import current_services
+ACCOUNT_ARG = "account"
 
-    return current_services().accounts.primary
+
+def selected_account() -> Account:
+    """The account the console shows: ``?account=`` (SID or label) resolved through ``svc.accounts``, else
+    TWILIO_ACCOUNT_SID's. Cached for the request; an account not served is NotFound (a 404 page)."""
+    from flask import g, request
+
+    from app.context import current_services
+    from app.errors import NotFound, RequestError
+
+    cached: Account | None = g.get("console_account")
+    if cached is not None:
+        return cached
+    accounts = current_services().accounts
+    raw = request.args.get(ACCOUNT_ARG, "").strip()
+    if not raw:
+        account = accounts.primary
+    else:
+        try:
+            if len(raw) > 64:
+                raise RequestError("too long for an account SID or label")
+            account = accounts.resolve(raw)
+        except RequestError:
+            raise NotFound(
+                f"the account {raw[:64]!r} is not served by this relay: choose one in the account selector"
+            ) from None
+    g.console_account = account
+    return account
+
+
+def pin_account(account_sid: str) -> None:
+    """Show ``account_sid`` whatever ``?account=`` said (a job's pages show the job's own account); an account
+    no longer served leaves the selection as it was."""
+    from flask import g
+
+    from app.context import current_services
+    from app.errors import NotFound
+
+    try:
+        g.console_account = current_services().accounts.get(account_sid)
+    except NotFound:
+        return
+    g.console_account_pinned = True
+
+
+@bp.url_defaults
+def keep_account(endpoint: str, values: dict[str, Any]) -> None:
+    """Every console URL carries the account chosen with ``?account=`` (or pinned by a job page)."""
+    from flask import g, has_request_context, request
+
+    from app.errors import NotFound
+
+    if endpoint == "console.static" or ACCOUNT_ARG in values or not has_request_context():
+        return
+    if not (request.args.get(ACCOUNT_ARG) or g.get("console_account_pinned")):
+        return
+    try:
+        values[ACCOUNT_ARG] = selected_account().sid
+    except NotFound:
+        return  # the 404 page itself links to the default account
 
 
 def init_app(app: Flask) -> None:

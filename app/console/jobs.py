@@ -1,5 +1,11 @@
 """Jobs: the list with progress (days final / total, bytes copied), state and age; one job with every day, its
-state and error, Twilio's last snapshot, and the two actions (requeue failed days, cancel)."""
+state and error, Twilio's last snapshot, and the two actions (requeue failed days, cancel).
+
+Accounts: the list shows the selected account's jobs (the header says which), or every account's with ``?all=1``;
+with more than one account each row names its account. A job's pages show the job's own account (``pin_account``)
+and its actions act on that account only: a form naming another account (``?account=``) is refused, nothing done.
+The registry keeps no per-account index of jobs, so the filtered list reads each job's owner in pipelined batches
+(one HGET per job kept, ``JOB_RETENTION_DAYS``): cheap next to the page's own reads."""
 
 from __future__ import annotations
 
@@ -10,17 +16,18 @@ from flask import redirect, request, url_for
 from werkzeug.wrappers import Response
 
 from app import job_ops
-from app.console import bp
+from app.console import ACCOUNT_ARG, bp, pin_account, selected_account
 from app.console.web import fail, ok, render
 from app.context import current_services
 from app.days import job_days
-from app.errors import DomainError
-from app.registry import JobRecord
+from app.errors import Conflict, DomainError
+from app.registry import PREFIX, JobRecord, Registry
 from app.twilio_api import TwilioError
 from app.validation import parse_day
 from app.views import job_view
 
 PAGE_SIZE = 50
+SCAN_BATCH = 500  # job owners read per pipelined round trip when the list is filtered by account
 FINAL_DAY_STATES = ("copied", "empty", "failed")
 
 
@@ -65,11 +72,34 @@ def _page_arg() -> int:
     return min(int(raw), 100_000) if raw.isdigit() else 0
 
 
+def account_jobs(registry: Registry, account_sid: str, offset: int, limit: int) -> tuple[list[JobRecord], int]:
+    """One page of ``account_sid``'s jobs, newest first, and how many it has."""
+    sids = [str(s) for s in registry.r.zrevrange(f"{PREFIX}jobs", 0, -1)]
+    matches: list[str] = []
+    for start in range(0, len(sids), SCAN_BATCH):
+        batch = sids[start : start + SCAN_BATCH]
+        with registry.r.pipeline(transaction=False) as pipe:
+            for sid in batch:
+                pipe.hget(registry.job_key(sid), "account_sid")
+            owners = pipe.execute()
+        matches += [
+            sid for sid, owner in zip(batch, owners, strict=True) if (owner or registry.default_account) == account_sid
+        ]
+    page = [j for j in (registry.get_job(sid) for sid in matches[offset : offset + limit]) if j is not None]
+    return page, len(matches)
+
+
 @bp.get("/jobs")
 def jobs() -> tuple[str, int]:
     svc = current_services()
     page = _page_arg()
-    records, total = svc.registry.list_jobs(offset=page * PAGE_SIZE, limit=PAGE_SIZE)
+    shown = selected_account()  # an account not served is a 404 here too, even for every account's jobs
+    several = len(svc.accounts.all()) > 1
+    every = not several or request.args.get("all") == "1"
+    if every:
+        records, total = svc.registry.list_jobs(offset=page * PAGE_SIZE, limit=PAGE_SIZE)
+    else:
+        records, total = account_jobs(svc.registry, shown.sid, page * PAGE_SIZE, PAGE_SIZE)
     rows: list[dict[str, Any]] = []
     for job in records:
         view = job_view(svc.registry, job)
@@ -83,13 +113,26 @@ def jobs() -> tuple[str, int]:
         total=total,
         page_no=page,
         has_more=(page + 1) * PAGE_SIZE < total,
+        several=several,
+        every=every and several,
+        names={a.sid: a.name for a in svc.accounts.all()},
     )
+
+
+def _job_of_selection(job_sid: str) -> JobRecord:
+    """The job, if it belongs to the account the form names (``?account=``); its account is shown from here on."""
+    record = job_ops.require_job(current_services(), job_sid)
+    if request.args.get(ACCOUNT_ARG) and selected_account().sid != record.account_sid:
+        raise Conflict(f"job {job_sid} belongs to account {record.account_sid}, not {selected_account().name}")
+    pin_account(record.account_sid)
+    return record
 
 
 @bp.get("/jobs/<job_sid>")
 def job(job_sid: str) -> tuple[str, int]:
     svc = current_services()
     record = job_ops.require_job(svc, job_sid)
+    pin_account(record.account_sid)  # whichever account the link came from: the job's own
     view = job_view(svc.registry, record)
     view["days"] = every_day(record, view["days"])
     prog = progress(record, view)
@@ -101,6 +144,7 @@ def job(job_sid: str) -> tuple[str, int]:
 @bp.post("/jobs/<job_sid>/requeue")
 def requeue(job_sid: str) -> Response:
     svc = current_services()
+    _job_of_selection(job_sid)
     try:
         days = [parse_day(d, "day").isoformat() for d in request.form.getlist("day")]
         if not days:
@@ -116,6 +160,7 @@ def requeue(job_sid: str) -> Response:
 @bp.post("/jobs/<job_sid>/cancel")
 def cancel(job_sid: str) -> Response:
     svc = current_services()
+    _job_of_selection(job_sid)
     if request.form.get("confirm") != "yes":
         fail("Not cancelled: tick the box to confirm that the job is to be deleted at Twilio.")
         return redirect(url_for("console.job", job_sid=job_sid))

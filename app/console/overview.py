@@ -11,6 +11,7 @@ from typing import Any
 import redis
 
 from app import clock, coverage, health
+from app.accounts import accounts_view
 from app.console import bp, selected_account
 from app.console.web import render
 from app.context import Services, current_services
@@ -116,26 +117,40 @@ def overview_model(svc: Services) -> dict[str, Any]:
     try:
         return base | _registry_model(svc)
     except redis.RedisError:  # the health panel still says what is wrong
-        return base | {"redis_down": True, "feeds": []}
+        return base | {"redis_down": True, "feeds": [], "account_rows": []}
 
 
 def _registry_model(svc: Services) -> dict[str, Any]:
     active = scan_active_days(svc.registry)
     oldest = max(active.uncopied, key=lambda d: d.age_seconds, default=None)
     account = selected_account()
-    feeds = coverage.report(svc, account_sid=account.sid)["feeds"]
+    every = coverage.report(svc)["feeds"]  # every account's: the answers are for the whole relay
     return {
         "redis_down": False,
         "quota": coverage.quota_view(svc, clock.utc_today(), account.family),
         "quota_resets_in": clock.seconds_to_next_utc_day(),
-        "feeds": feeds,
-        "incomplete_days": sum(f["counts"]["missing"] + f["counts"]["failed"] for f in feeds),
-        "in_flight_days": sum(f["counts"]["in_flight"] for f in feeds),
+        "feeds": [f for f in every if f["account"] == account.sid],
+        "all_feeds": len(every),
+        "account_rows": account_rows(svc, every),
+        "incomplete_days": sum(f["counts"]["missing"] + f["counts"]["failed"] for f in every),
+        "in_flight_days": sum(f["counts"]["in_flight"] for f in every),
         "failed_in_jobs": active.failed,
-        "failed_in_feeds": sum(f["counts"]["failed"] for f in feeds),
+        "failed_in_feeds": sum(f["counts"]["failed"] for f in every),
         "retention": retention_view(oldest),
         "uncopied": len(active.uncopied),
     }
+
+
+def account_rows(svc: Services, feeds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every account at a glance: its state (in words), how many feeds, their days by state (no credential)."""
+    rows = []
+    for account in accounts_view(svc)["accounts"]:
+        mine = [f for f in feeds if f["account"] == account["sid"]]
+        counts = {s: sum(f["counts"][s] for f in mine) for s in coverage.REPORTED_STATES}
+        rows.append(
+            account | {"feeds": len(mine), "counts": counts, "incomplete": counts["missing"] + counts["failed"]}
+        )
+    return rows
 
 
 def _first_all(doc: dict[str, Any], name: str) -> list[dict[str, Any]]:
@@ -145,5 +160,5 @@ def _first_all(doc: dict[str, Any], name: str) -> list[dict[str, Any]]:
 @bp.get("/")
 def overview() -> tuple[str, int]:
     model = overview_model(current_services())
-    busy = any(model["queues"].values()) or any(f["counts"]["in_flight"] for f in model["feeds"])
+    busy = any(model["queues"].values()) or bool(model.get("in_flight_days"))
     return render("overview.html", refresh=busy, page="overview", **model)

@@ -9,12 +9,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from flask import flash, render_template
+from flask import flash, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
+from app.accounts import Account, accounts_view
 from app.console import bp, selected_account
 from app.console.auth import csrf_token, signed_in
-from app.errors import DomainError
+from app.context import current_services
+from app.errors import DomainError, NotFound
 from app.twilio_api import TwilioError, TwilioUnavailable
 
 log = logging.getLogger(__name__)
@@ -58,12 +60,44 @@ def fail(message: str) -> None:
     flash(message, "error")
 
 
+# Where the account selector leads: the same list page for another account; from a calendar or a job (which
+# may not exist in the other account), that account's feeds or jobs.
+SELECTOR_TARGETS = {
+    "console.overview": "console.overview",
+    "console.jobs": "console.jobs",
+    "console.job": "console.jobs",
+    "console.feeds_page": "console.feeds_page",
+    "console.feed_calendar": "console.feeds_page",
+}
+
+
+def shown_account() -> Account:
+    """The selected account, or TWILIO_ACCOUNT_SID's on the 404 page of an account not served."""
+    try:
+        return selected_account()
+    except NotFound:
+        return current_services().accounts.primary
+
+
+def account_choices() -> list[dict[str, Any]]:
+    """Every account for the selector (signed in only): SID, label, state in words; never a credential."""
+    if not signed_in():
+        return []
+    svc = current_services()
+    try:
+        return list(accounts_view(svc)["accounts"])
+    except redis.RedisError:  # states are in Redis; the selector still works without them
+        return [a.public_view() | {"state": "state unknown (Redis is down)"} for a in svc.accounts.all()]
+
+
 @bp.context_processor
 def helpers() -> dict[str, Any]:
     return {
         "csrf_token": csrf_token,
         "signed_in": signed_in,
-        "account": selected_account().name,
+        "account": shown_account(),
+        "accounts": account_choices(),
+        "selector_action": url_for(SELECTOR_TARGETS.get(request.endpoint or "", "console.overview")),
         "fmt_bytes": fmt_bytes,
         "fmt_age": fmt_age,
         "fmt_seconds": fmt_seconds,
