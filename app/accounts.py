@@ -113,11 +113,15 @@ class AccountDirectory:
         self.refresh()
         return list((self._static | self._discovered).values())
 
-    def get(self, sid: str, refresh: bool = True) -> Account:
+    def get(self, sid: str) -> Account:
         """By SID (jobs and feeds name their account by SID); NotFound if it is not served (any more).
-        ``refresh=False``: from memory only (the webhook's hot path never calls the Accounts API)."""
+
+        Discovery is refreshed as in ``all``: a process's first call discovers (a web worker's first request may
+        be a subaccount's webhook), later ones call the Accounts API at most every ACCOUNTS_REFRESH_SECONDS (a
+        rotated auth token is learnt), or every 30 s for a SID not known yet (a subaccount created since)."""
+        self.refresh()
         account = self._static.get(sid) or self._discovered.get(sid)
-        if account is None and refresh and time.monotonic() - self._refreshed > FORCED_REFRESH_SECONDS:
+        if account is None and time.monotonic() - self._refreshed > FORCED_REFRESH_SECONDS:
             self.refresh(force=True)  # a subaccount created since the last refresh (at most every 30 s)
             account = self._discovered.get(sid)
         if account is None:
@@ -141,9 +145,12 @@ class AccountDirectory:
     def refresh(self, force: bool = False) -> None:
         if self._discover is None or (not force and time.monotonic() - self._refreshed < self._refresh_seconds):
             return
-        if not self._lock.acquire(blocking=False):
+        first = not self._refreshed
+        if not self._lock.acquire(blocking=first):
             return  # another thread refreshes; the current list stays valid meanwhile
         try:
+            if first and self._refreshed:
+                return  # the first discovery was made by the thread we waited for
             self._refreshed = time.monotonic()
             found = self._discover(self.primary)
             self._discovered = {a.sid: a for a in (_discovered(item, self.primary) for item in found) if a}

@@ -57,6 +57,9 @@ def _job_detail(v: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+ACCOUNT_HELP = "Account SID or label (needed when several are served)"
+
+
 @click.group("relay")
 def relay_cli() -> None:
     """Submit and follow Twilio BulkExport jobs."""
@@ -68,6 +71,7 @@ def relay_cli() -> None:
 @click.argument("end_day")
 @click.option("--name", "friendly_name", default=None, help="Friendly name at Twilio")
 @click.option("--email", default=None, help="Also e-mail this address when Twilio finishes")
+@click.option("--account", default=None, help=ACCOUNT_HELP)
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 @errors_to_exit
@@ -77,11 +81,12 @@ def submit(
     end_day: str,
     friendly_name: str | None,
     email: str | None,
+    account: str | None,
     as_json: bool,
 ) -> None:
     """Export RESOURCE_TYPE from START_DAY to END_DAY (inclusive, YYYY-MM-DD)."""
     body = {"resource_type": resource_type, "start_day": start_day, "end_day": end_day}
-    body |= {k: v for k, v in (("friendly_name", friendly_name), ("email", email)) if v}
+    body |= {k: v for k, v in (("friendly_name", friendly_name), ("email", email), ("account", account)) if v}
     svc = _svc()
     result = submission.submit(svc, submission.SubmitRequest.from_body(body))
     views = [job_view(svc.registry, j) for j in result.jobs]
@@ -130,13 +135,14 @@ def cancel(job_sid: str, as_json: bool) -> None:
 @relay_cli.command("track")
 @click.argument("job_sid")
 @click.option("--resource-type", default=None, help="Needed only if Twilio does not say it")
+@click.option("--account", default=None, help=ACCOUNT_HELP)
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 @errors_to_exit
-def track(job_sid: str, resource_type: str | None, as_json: bool) -> None:
-    """Adopt a job created elsewhere; the poller copies its days."""
+def track(job_sid: str, resource_type: str | None, account: str | None, as_json: bool) -> None:
+    """Adopt a job created elsewhere (in ACCOUNT); the poller copies its days."""
     svc = _svc()
-    emit(job_view(svc.registry, job_ops.adopt(svc, job_sid, resource_type)), as_json, _job_line)
+    emit(job_view(svc.registry, job_ops.adopt(svc, job_sid, resource_type, account)), as_json, _job_line)
 
 
 @relay_cli.command("requeue")

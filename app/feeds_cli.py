@@ -10,7 +10,7 @@ import click
 from flask.cli import with_appcontext
 
 from app import accounts, coverage, daily_exports, feeds
-from app.cli import emit, errors_to_exit
+from app.cli import ACCOUNT_HELP, emit, errors_to_exit
 from app.context import current_services as _svc
 from app.days import days_between
 from app.validation import parse_day, validate_resource_type
@@ -32,7 +32,7 @@ def _feed_line(v: dict[str, Any]) -> str:
 
 @feed_cli.command("set")
 @click.argument("resource_type")
-@click.option("--account", default=None, help="Account SID or label (needed when several are served)")
+@click.option("--account", default=None, help=ACCOUNT_HELP)
 @click.option("--since", required=True, help="First day to keep (YYYY-MM-DD)")
 @click.option("--until", default=None, help="Last day, for a bounded backfill")
 @click.option("--disabled", is_flag=True, help="Keep the feed but stop planning it")
@@ -59,7 +59,7 @@ def list_feeds(as_json: bool) -> None:
 
 @feed_cli.command("show")
 @click.argument("resource_type")
-@click.option("--account", default=None, help="Account SID or label (needed when several are served)")
+@click.option("--account", default=None, help=ACCOUNT_HELP)
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 @errors_to_exit
@@ -70,7 +70,7 @@ def show_feed(resource_type: str, account: str | None, as_json: bool) -> None:
 
 @feed_cli.command("delete")
 @click.argument("resource_type")
-@click.option("--account", default=None, help="Account SID or label (needed when several are served)")
+@click.option("--account", default=None, help=ACCOUNT_HELP)
 @with_appcontext
 @errors_to_exit
 def delete_feed(resource_type: str, account: str | None) -> None:
@@ -81,7 +81,7 @@ def delete_feed(resource_type: str, account: str | None) -> None:
 
 @click.command("coverage")
 @click.argument("resource_type", required=False)
-@click.option("--account", default=None, help="Account SID or label (needed when several are served)")
+@click.option("--account", default=None, help=ACCOUNT_HELP)
 @click.option("--from", "first", default=None, help="First day shown (YYYY-MM-DD)")
 @click.option("--to", "last", default=None, help="Last day shown")
 @click.option("--json", "as_json", is_flag=True)
@@ -150,7 +150,7 @@ def _daily_line(v: dict[str, Any]) -> str:
 
 @daily_cli.command("show")
 @click.argument("resource_type")
-@click.option("--account", default=None, help="Account SID or label (needed when several are served)")
+@click.option("--account", default=None, help=ACCOUNT_HELP)
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 @errors_to_exit
@@ -160,7 +160,7 @@ def daily_show(resource_type: str, account: str | None, as_json: bool) -> None:
 
 @daily_cli.command("enable")
 @click.argument("resource_type")
-@click.option("--account", default=None, help="Account SID or label (needed when several are served)")
+@click.option("--account", default=None, help=ACCOUNT_HELP)
 @with_appcontext
 @errors_to_exit
 def daily_enable(resource_type: str, account: str | None) -> None:
@@ -171,7 +171,7 @@ def daily_enable(resource_type: str, account: str | None) -> None:
 
 @daily_cli.command("disable")
 @click.argument("resource_type")
-@click.option("--account", default=None, help="Account SID or label (needed when several are served)")
+@click.option("--account", default=None, help=ACCOUNT_HELP)
 @with_appcontext
 @errors_to_exit
 def daily_disable(resource_type: str, account: str | None) -> None:
@@ -182,7 +182,7 @@ def daily_disable(resource_type: str, account: str | None) -> None:
 @click.command("copy-day")
 @click.argument("resource_type")
 @click.argument("day")
-@click.option("--account", default=None, help="Account SID or label (needed when several are served)")
+@click.option("--account", default=None, help=ACCOUNT_HELP)
 @with_appcontext
 @errors_to_exit
 def copy_day_cmd(resource_type: str, day: str, account: str | None) -> None:

@@ -136,7 +136,7 @@ def _handle_delivery(svc: Services) -> Response:
         return _reject(404, "rejected_token")
     _limit_body()
     try:
-        tokens = svc.accounts.get(found.account_sid, refresh=False).auth_tokens  # the owning account's, no other's
+        tokens = svc.accounts.get(found.account_sid).auth_tokens  # the owning account's tokens, no other's
     except LookupError:
         return _reject(404, "rejected_token")  # its account is no longer served here
     signed = _signature_acceptable(svc, found.signed_seen, tokens)

@@ -82,9 +82,7 @@ def make_stack(request, redis_url, s3, bucket, sandbox, tmp_path) -> Iterator:
             bucket,
             sandbox,
             url,
-            WEB_CONCURRENCY="2",
-            PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prom"),
-            **env_overrides,
+            **({"WEB_CONCURRENCY": "2", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")} | env_overrides),
         )
         stack = Stack(url=url, env=env, log_dir=tmp_path / "logs")
         stacks.append(stack)

@@ -11,6 +11,8 @@ import pytest
 import requests
 from twilio.request_validator import RequestValidator
 
+from app import create_app
+from app.config import load_settings
 from devstack.calendar import Calendar
 from devstack.procs import wait_until
 
@@ -141,6 +143,26 @@ def test_a_webhook_signed_with_another_accounts_token_is_refused(make_stack, fam
     assert deliver(b["auth_token"]) == 403
     assert deliver(sandbox.auth_token) == 403  # the parent's token is not the subaccount's either
     assert deliver(a["auth_token"]) == 204
+
+
+def test_a_web_worker_whose_first_request_is_a_subaccounts_webhook_accepts_it(make_stack, family, sandbox):
+    """The job is submitted with the CLI (another process), so the web's workers have served nothing when the
+    subaccount's webhook arrives: each must discover the family before checking the signature (it once answered
+    404, the account unknown to that worker's memory)."""
+    subs, calendar = family
+    sandbox.update_scenario(webhook={"drop": True})
+    stack = make_stack(workers=0, **family_env(sandbox, calendar, WEBHOOK_SIGNATURE="required", WEB_CONCURRENCY="1"))
+    day = (T0 - timedelta(days=3)).isoformat()
+    cli = create_app(load_settings(stack.env)).test_cli_runner()
+    out = cli.invoke(args=["relay", "submit", RT, day, day, "--account", "team-a"])
+    assert out.exit_code == 0, out.output
+    job = next(j for j in sandbox.jobs() if j["start_day"] == day)
+    query = urlsplit(job["webhook_url"]).query
+    public, local = (f"{base}/hooks/bulkexport?{query}" for base in (stack.env["PUBLIC_BASE_URL"], stack.url))
+    form = {"status": "completed"}
+    signature = RequestValidator(subs[0]["auth_token"]).compute_signature(public, form)
+    r = requests.post(local, data=form, headers={"X-Twilio-Signature": signature}, timeout=10)
+    assert r.status_code == 204
 
 
 def test_a_revoked_account_shows_its_error_while_the_others_complete(make_stack, family, sandbox):
