@@ -38,6 +38,10 @@ class BucketIndex(Protocol):
         """day -> (key, size) of every stored day file of the account's resource type."""
         ...
 
+    def holds(self, key: str) -> bool:
+        """Whether the object ``key`` exists now (a HEAD: read-after-write consistent, unlike some listings)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Window:
@@ -137,9 +141,11 @@ def reconcile(store: FeedStore, index: BucketIndex, resource_type: str, account_
         if day not in cov or cov[day].state != "copied"
     }
     # A day copied while the listing ran, or just before (some S3 servers list new objects late), may be absent
-    # from it: only days recorded well before the listing can be "lost".
+    # from it: only days recorded well before the listing can be "lost", and only once a HEAD of their key
+    # confirms it (rare: someone deleted them). Dropping a day that is there would export it again.
     settled = listed_at - LISTING_LAG_SECONDS
-    lost = [d for d, rec in cov.items() if rec.state == "copied" and d not in stored and rec.updated_at < settled]
+    absent = [d for d, rec in cov.items() if rec.state == "copied" and d not in stored and rec.updated_at < settled]
+    lost = [d for d in absent if not _still_there(index, cov[d].key)]
     store.put_days(owner, found)
     store.drop_days(owner, lost)
     store.mark_run("reconcile", owner, clock.now())
@@ -151,6 +157,10 @@ def reconcile(store: FeedStore, index: BucketIndex, resource_type: str, account_
             extra={"resource_type": resource_type},
         )
     return len(found), len(lost)
+
+
+def _still_there(index: BucketIndex, key: str | None) -> bool:
+    return bool(key) and index.holds(str(key))
 
 
 # -- the report (API, CLI, /health, metrics) ----------------------------------------------------------------

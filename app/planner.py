@@ -14,6 +14,7 @@ import logging
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import TypeVar
 
 from app import clock, coverage
 from app.accounts import note_outcome
@@ -28,6 +29,7 @@ from app.twilio_api import TwilioError
 log = logging.getLogger(__name__)
 
 Range = tuple[date, date]
+T = TypeVar("T")
 
 
 @dataclass
@@ -94,7 +96,7 @@ def plan(svc: Services, store: FeedStore, skip: frozenset[str] = frozenset()) ->
     limit = svc.settings.daily_day_quota - svc.settings.sync.quota_reserve_days
     today = clock.utc_today().isoformat()
     for family in sorted({active[f.account].family for f in feeds}):
-        members = _interleaved([f for f in feeds if active[f.account].family == family])
+        members = _interleaved([f for f in feeds if active[f.account].family == family], clock.utc_today().toordinal())
         report.quota_left = max(0, limit - svc.registry.quota_used(today, family))
         family_wants = {f.owner: wants[f.owner] for f in members}
         _allocate(svc, store, {f.owner: f for f in members}, family_wants, limit, report)
@@ -111,18 +113,23 @@ def plan(svc: Services, store: FeedStore, skip: frozenset[str] = frozenset()) ->
     return report
 
 
-def _interleaved(feeds: list[Feed]) -> list[Feed]:
-    """Feeds ordered so that accounts alternate: each account's first feed, then each one's second, ..."""
+def _interleaved(feeds: list[Feed], turn: int = 0) -> list[Feed]:
+    """Feeds ordered so that accounts alternate: each account's first feed, then each one's second, ...
+
+    ``turn`` (the UTC day's ordinal) rotates where each account's list and the list of accounts start: when the
+    quota is smaller than the number of feeds, a different account and resource type go first each day, instead
+    of the same ones (sorted first) every day while the others wait."""
     by_account: dict[str, list[Feed]] = {}
     for feed in sorted(feeds, key=lambda f: (f.account, f.resource_type)):
         by_account.setdefault(feed.account, []).append(feed)
-    return [
-        f
-        for rank in range(max(map(len, by_account.values()), default=0))
-        for fs in by_account.values()
-        if rank < len(fs)
-        for f in [fs[rank]]
-    ]
+    accounts = _rotated(list(by_account.values()), turn)
+    ranked = [_rotated(fs, turn) for fs in accounts]
+    return [fs[rank] for rank in range(max(map(len, ranked), default=0)) for fs in ranked if rank < len(fs)]
+
+
+def _rotated(items: list[T], turn: int) -> list[T]:
+    k = turn % len(items) if items else 0
+    return items[k:] + items[:k]
 
 
 def _allocate(

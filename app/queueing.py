@@ -37,6 +37,7 @@ QUEUES = (CONTROL_QUEUE, COPY_QUEUE)
 
 SYNC_TASK = "workers.tasks.sync_job_task"
 SWEEP_TASK = "workers.tasks.sweep_task"
+RECONCILE_TASK = "workers.tasks.reconcile_task"
 RECOVER_TASK = "workers.tasks.recover_task"
 COPY_TASK = "workers.tasks.copy_day_task"
 COPY_FAILED_CALLBACK = "workers.tasks.on_copy_failure"
@@ -182,6 +183,19 @@ class Enqueuer:
             failure_ttl=24 * 3600,
             job_timeout=300,
             retry=Retry(max=3, interval=[5, 30, 120]),
+        )
+
+    def reconcile(self, owner: str) -> bool:
+        """Make a feed's coverage agree with an S3 listing of its keys (one task per feed: a poll with hundreds
+        of feeds due only enqueues, and the workers list the bucket side by side)."""
+        return self._enqueue_unique(
+            self.control,
+            RECONCILE_TASK,
+            (owner,),
+            f"reconcile-{owner.replace(':', '-')}",
+            result_ttl=0,
+            failure_ttl=24 * 3600,
+            job_timeout=600,
         )
 
     def recover(self) -> bool:

@@ -320,7 +320,9 @@ def settle_coverage(svc: Services, job_sid: str) -> None:
         return
     records = svc.registry.get_days(job_sid)
     for rec in records.values():
-        if rec.state.final:
+        # Copied days were recorded by the day copier (a crash before that is healed by the planner); empty and
+        # failed days may have been decided here, from Twilio's answers, without a copy.
+        if rec.state.final and rec.state != DayState.COPIED:
             coverage.record_job_day(svc.feeds, svc.settings.sync, job, rec)
     unfinished = [d for d in job_days(job.start_day, job.end_day) if d not in records or not records[d].state.final]
     coverage.release_job(svc.feeds, job, unfinished)

@@ -389,6 +389,10 @@ class S3Sink:
             raise classify_s3_error(exc, "ListObjectsV2", self.bucket, prefix) from exc
         return found
 
+    def holds(self, key: str) -> bool:
+        """``app.coverage.BucketIndex.holds``: a HEAD of ``key`` (S3 errors raise, classified)."""
+        return self.head(key) is not None
+
     # -- reads ----------------------------------------------------------------------------------------
 
     def head(self, key: str) -> StoredObject | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import logging
 import uuid
 from datetime import timedelta
@@ -19,7 +20,6 @@ from rq.job import Job
 
 from app import clock, coverage, daily_exports, events, feeds, planner, recovery, submission, sync
 from app.context import Services, worker_services
-from app.feed_store import Feed
 from app.metrics import POLLS, RETENTION_WARNINGS
 from app.queueing import copy_timeout
 from app.retention import RETENTION_WARN_S, scan_active_days
@@ -144,19 +144,22 @@ def recover_task() -> dict[str, int]:
 
 
 def _keep_feeds_complete(svc: Services) -> None:
-    """Continuous sync: SYNC_FEEDS applied, coverage reconciled with the bucket when due, missing days planned.
+    """Continuous sync: SYNC_FEEDS applied, feeds due a reconciliation with the bucket or a sweep of Twilio's day
+    list get a task, missing days are planned.
 
     A feed whose coverage was never reconciled (a fresh install, or a Redis that lost its data) is not planned
-    until a reconcile succeeds: planning it blind could export again days that are already in S3."""
+    until its reconcile task has run: planning it blind could export again days that are already in S3."""
     try:
         feeds.apply_env_feeds(svc.feeds, svc.settings.sync, [a.sid for a in svc.accounts.all()])
         never_reconciled: set[str] = set()
         listed = svc.feeds.list_feeds()
         last = svc.feeds.last_runs(("reconcile", "sweep"), [f.owner for f in listed])  # one round trip for all
         for feed in listed:
-            if not _reconcile_if_due(svc, feed, last[("reconcile", feed.owner)]):
+            if _due(last[("reconcile", feed.owner)], svc.settings.sync.reconcile_hours * 3600, feed.owner):
+                svc.enqueuer.reconcile(feed.owner)
+            if last[("reconcile", feed.owner)] is None:
                 never_reconciled.add(feed.owner)
-            elif feed.enabled and _due(last[("sweep", feed.owner)], svc.settings.sync.sweep_seconds):
+            elif feed.enabled and _due(last[("sweep", feed.owner)], svc.settings.sync.sweep_seconds, feed.owner):
                 svc.enqueuer.sweep(feed.owner)
         planner.plan(svc, svc.feeds, skip=frozenset(never_reconciled))
     except Exception:  # the jobs' own syncs (above) must not depend on the planner
@@ -164,21 +167,29 @@ def _keep_feeds_complete(svc: Services) -> None:
         log.exception("continuous sync planning failed; trying again next poll")
 
 
-def _due(last: float | None, every_seconds: float) -> bool:
-    return last is None or clock.now() - last >= every_seconds
-
-
-def _reconcile_if_due(svc: Services, feed: Feed, last: float | None) -> bool:
-    """False when the feed has never been reconciled and this attempt failed (``last``: its last reconcile)."""
-    if not _due(last, svc.settings.sync.reconcile_hours * 3600):
+def _due(last: float | None, every_seconds: float, owner: str, now: float | None = None) -> bool:
+    """Due at the feed's own phase of the interval (after a first run at once): hundreds of feeds created together
+    are then reconciled and swept spread over the interval, not all in the same poll, interval after interval."""
+    if last is None:
         return True
+    every = max(1, int(every_seconds))
+    phase = int.from_bytes(hashlib.sha256(owner.encode()).digest()[:4], "big") % every
+    next_slot = last - (last - phase) % every + every  # the first of phase + k * every after ``last``
+    return (clock.now() if now is None else now) >= next_slot
+
+
+def reconcile_task(owner: str) -> int:
+    """Reconcile one feed's coverage with the bucket; -1 when S3 could not be listed (the next poll asks again:
+    nothing is marked done)."""
+    account_sid, _, resource_type = owner.rpartition(":")
+    extra = {"resource_type": resource_type, "account_sid": account_sid}
     try:
-        coverage.reconcile(svc.feeds, sink(), feed.resource_type, feed.account)
-        return True
-    except CopyError as exc:  # S3 unavailable or refusing: try again next poll
-        extra = {"resource_type": feed.resource_type, "account_sid": feed.account}
+        found, lost = coverage.reconcile(worker_services().feeds, sink(), resource_type, account_sid)
+    except CopyError as exc:  # S3 unavailable or refusing
         log.warning("could not reconcile coverage with the bucket: %s", exc, extra=extra)
-        return last is not None
+        return -1
+    log.info("coverage reconciled with the bucket", extra=extra | {"found": found, "lost": lost})
+    return found + lost
 
 
 def _retention_check(svc: Services) -> None:

@@ -170,7 +170,9 @@ def test_a_day_deleted_from_s3_comes_back_after_the_next_reconciliation(make_sta
     wait_until(lambda: states_by_day(coverage_of(stack)).get(gone) == "copied", timeout=60, what="the day back")
     body = s3.client().get_object(Bucket=bucket, Key=f"twilio/{RT}/day={gone}/{RT}-{gone}.json.gz")["Body"].read()
     assert hashlib.sha256(body).hexdigest() == sandbox.expected_day(RT, gone)["sha256"]
-    assert submitted_days(sandbox).count(gone) == 2  # asked again once, because it really was gone
+    # Brought back by a new export, or by the sweep finding Twilio's file of the first export still listed (no
+    # quota spent): whichever comes first after the reconcile task; never asked for twice more.
+    assert submitted_days(sandbox).count(gone) in (1, 2)
 
 
 def test_two_pollers_never_submit_a_day_twice(make_stack, calendar, sandbox, s3, bucket):
