@@ -254,7 +254,7 @@ def run(
 
 def _start_server(env: dict[str, str], name: str, port: int, work: Path, gc_probe: str = "") -> ManagedProcess:
     """The Procfile web line (for the minimal handler with its app instead of the relay's), its own log and
-    Prometheus directory (gunicorn.conf.py's on_starting wipes it). ``gc_probe`` ("on" or "freeze"): the same
+    Prometheus directory (gunicorn.conf.py's on_starting wipes it). ``gc_probe`` ("on" or "nofreeze"): the same
     configuration through bench/gunicorn_gc_probe.py, logging every collection to ``work/<name>/gc``."""
     (work / name / "prometheus").mkdir(parents=True, exist_ok=True)
     extra = {"PROMETHEUS_MULTIPROC_DIR": str(work / name / "prometheus")}
@@ -266,7 +266,10 @@ def _start_server(env: dict[str, str], name: str, port: int, work: Path, gc_prob
     if gc_probe:
         (work / name / "gc").mkdir(exist_ok=True)
         command = command.replace(" deploy/gunicorn.conf.py ", " bench/gunicorn_gc_probe.py ")
-        extra |= {"BENCH_GC_LOG_DIR": str(work / name / "gc"), "BENCH_GC_FREEZE": "1" if gc_probe == "freeze" else ""}
+        extra |= {
+            "BENCH_GC_LOG_DIR": str(work / name / "gc"),
+            "BENCH_GC_FREEZE": "0" if gc_probe == "nofreeze" else "1",
+        }
     proc = ManagedProcess(
         name,
         ["bash", "-c", f"exec {command}"],
@@ -439,8 +442,9 @@ def main() -> None:
     parser.add_argument("--compare-gthread", action="store_true", help="add the relay on gthread (issue 12)")
     parser.add_argument(
         "--gc-probe",
-        choices=("on", "freeze"),
-        help="log every garbage collection of the web workers (bench/gunicorn_gc_probe.py); freeze: gc.freeze() too",
+        choices=("on", "nofreeze"),
+        help="log every garbage collection of the web workers (bench/gunicorn_gc_probe.py); nofreeze: without the "
+        "shipped gc.freeze()",
     )
     parser.add_argument("--worker-connections", type=int, help="gevent's worker_connections (default: the config's)")
     args = parser.parse_args()
