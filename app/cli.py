@@ -99,13 +99,15 @@ def submit(
 @relay_cli.command("list")
 @click.option("--page", default=0, show_default=True)
 @click.option("--page-size", default=50, show_default=True)
+@click.option("--account", default=None, help="Only this account's jobs (SID or label)")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 @errors_to_exit
-def list_jobs(page: int, page_size: int, as_json: bool) -> None:
+def list_jobs(page: int, page_size: int, account: str | None, as_json: bool) -> None:
     """Tracked jobs, newest first."""
     svc = _svc()
-    jobs, total = svc.registry.list_jobs(offset=page * page_size, limit=page_size)
+    sid = svc.accounts.resolve(account).sid if account else None
+    jobs, total = svc.registry.list_jobs(offset=page * page_size, limit=page_size, account_sid=sid)
     views = [job_view(svc.registry, j) for j in jobs]
     emit(views, as_json, lambda vs: "\n".join(_job_line(v) for v in vs) + f"\n({total} tracked)")
 

@@ -474,12 +474,31 @@ class Registry:
         """True once if a signed webhook arrived while a sync of this job was running (see webhook_lookup)."""
         return bool(self.r.hdel(self.job_key(sid), "resync"))
 
-    def list_jobs(self, offset: int = 0, limit: int = 50) -> tuple[list[JobRecord], int]:
-        """Newest first, with the total count for paging."""
-        sids = self.r.zrevrange(f"{PREFIX}jobs", offset, offset + limit - 1)
-        total = int(self.r.zcard(f"{PREFIX}jobs"))
-        jobs = [j for j in (self.get_job(str(s)) for s in sids) if j is not None]
-        return jobs, total
+    def list_jobs(
+        self, offset: int = 0, limit: int = 50, account_sid: str | None = None
+    ) -> tuple[list[JobRecord], int]:
+        """Newest first, with the total count for paging; ``account_sid``: that account's jobs only (no per-account
+        index is kept: each job's owner is read in pipelined batches, one HGET per job kept for
+        JOB_RETENTION_DAYS)."""
+        if account_sid is None:
+            sids = [str(s) for s in self.r.zrevrange(f"{PREFIX}jobs", offset, offset + limit - 1)]
+            total = int(self.r.zcard(f"{PREFIX}jobs"))
+        else:
+            matches = self._jobs_of(account_sid)
+            sids, total = matches[offset : offset + limit], len(matches)
+        return [j for j in (self.get_job(s) for s in sids) if j is not None], total
+
+    def _jobs_of(self, account_sid: str, batch: int = 500) -> list[str]:
+        sids = [str(s) for s in self.r.zrevrange(f"{PREFIX}jobs", 0, -1)]
+        matches: list[str] = []
+        for start in range(0, len(sids), batch):
+            chunk = sids[start : start + batch]
+            with self.r.pipeline(transaction=False) as pipe:
+                for sid in chunk:
+                    pipe.hget(self.job_key(sid), "account_sid")
+                owners = pipe.execute()
+            matches += [s for s, o in zip(chunk, owners, strict=True) if (o or self.default_account) == account_sid]
+        return matches
 
     def schedule_sync(self, sid: str, at: float, state: JobState | None = None) -> bool:
         """Tell the poller when to look at a job next (and optionally set its state), unless the job went final

@@ -4,8 +4,7 @@ state and error, Twilio's last snapshot, and the two actions (requeue failed day
 Accounts: the list shows the selected account's jobs (the header says which), or every account's with ``?all=1``;
 with more than one account each row names its account. A job's pages show the job's own account (``pin_account``)
 and its actions act on that account only: a form naming another account (``?account=``) is refused, nothing done.
-The registry keeps no per-account index of jobs, so the filtered list reads each job's owner in pipelined batches
-(one HGET per job kept, ``JOB_RETENTION_DAYS``): cheap next to the page's own reads."""
+The filtered list is ``Registry.list_jobs(account_sid=...)``, as for the API and the CLI."""
 
 from __future__ import annotations
 
@@ -21,13 +20,12 @@ from app.console.web import fail, ok, render
 from app.context import current_services
 from app.days import job_days
 from app.errors import Conflict, DomainError
-from app.registry import PREFIX, JobRecord, Registry
+from app.registry import JobRecord
 from app.twilio_api import TwilioError
 from app.validation import parse_day
 from app.views import job_view
 
 PAGE_SIZE = 50
-SCAN_BATCH = 500  # job owners read per pipelined round trip when the list is filtered by account
 FINAL_DAY_STATES = ("copied", "empty", "failed")
 
 
@@ -72,23 +70,6 @@ def _page_arg() -> int:
     return min(int(raw), 100_000) if raw.isdigit() else 0
 
 
-def account_jobs(registry: Registry, account_sid: str, offset: int, limit: int) -> tuple[list[JobRecord], int]:
-    """One page of ``account_sid``'s jobs, newest first, and how many it has."""
-    sids = [str(s) for s in registry.r.zrevrange(f"{PREFIX}jobs", 0, -1)]
-    matches: list[str] = []
-    for start in range(0, len(sids), SCAN_BATCH):
-        batch = sids[start : start + SCAN_BATCH]
-        with registry.r.pipeline(transaction=False) as pipe:
-            for sid in batch:
-                pipe.hget(registry.job_key(sid), "account_sid")
-            owners = pipe.execute()
-        matches += [
-            sid for sid, owner in zip(batch, owners, strict=True) if (owner or registry.default_account) == account_sid
-        ]
-    page = [j for j in (registry.get_job(sid) for sid in matches[offset : offset + limit]) if j is not None]
-    return page, len(matches)
-
-
 @bp.get("/jobs")
 def jobs() -> tuple[str, int]:
     svc = current_services()
@@ -99,7 +80,7 @@ def jobs() -> tuple[str, int]:
     if every:
         records, total = svc.registry.list_jobs(offset=page * PAGE_SIZE, limit=PAGE_SIZE)
     else:
-        records, total = account_jobs(svc.registry, shown.sid, page * PAGE_SIZE, PAGE_SIZE)
+        records, total = svc.registry.list_jobs(page * PAGE_SIZE, PAGE_SIZE, account_sid=shown.sid)
     rows: list[dict[str, Any]] = []
     for job in records:
         view = job_view(svc.registry, job)

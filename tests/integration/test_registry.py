@@ -120,6 +120,21 @@ def test_list_jobs_pages_newest_first(registry):
     assert total == 5 and [j.job_sid for j in page] == [f"JS{4:032x}", f"JS{3:032x}"]
 
 
+def test_list_jobs_of_one_account_pages_its_jobs_newest_first(redis_url):
+    primary, sub = "AC" + "1" * 32, "AC" + "2" * 32
+    registry = Registry(redis.Redis.from_url(redis_url, decode_responses=True), default_account=primary)
+    for i in range(7):  # even: the subaccount's; odd: the primary's (recorded without an account: older records)
+        owner = sub if i % 2 == 0 else ""
+        registry.add_job(
+            JobRecord(f"JS{i:032x}", "Calls", "2026-11-01", "2026-11-01", account_sid=owner, created_at=1000 + i)
+        )
+    page, total = registry.list_jobs(offset=1, limit=2, account_sid=sub)
+    assert total == 4 and [j.job_sid for j in page] == [f"JS{4:032x}", f"JS{2:032x}"]
+    page, total = registry.list_jobs(offset=0, limit=10, account_sid=primary)
+    assert total == 3 and [j.job_sid for j in page] == [f"JS{i:032x}" for i in (5, 3, 1)]
+    assert registry.list_jobs(account_sid="AC" + "3" * 32) == ([], 0)
+
+
 def test_all_days_final_needs_a_final_record_for_every_listed_day(registry):
     days = [f"2026-{m:02d}-{d:02d}" for m in (1, 2, 3, 4) for d in range(1, 29)] * 10  # > 1000: chunked calls
     assert not registry.all_days_final(SID, ["2026-01-01"])  # no record at all
