@@ -4,13 +4,14 @@ dropping it would export it again."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from app import clock, coverage, create_app
+from app import clock, coverage
 from app.config import load_settings
+from app.context import Services, build_services
 from app.feed_store import CoverageDay, owner_of
 from tests.conftest import make_env
 from workers.s3_sink import S3Sink, SinkSettings
@@ -18,14 +19,13 @@ from workers.s3_sink import S3Sink, SinkSettings
 RT = "Calls"
 
 
-def day(offset: int) -> str:
-    return (datetime.now(UTC).date() - timedelta(days=offset)).isoformat()
+def day(days_ago: int) -> str:
+    return (clock.utc_today() - timedelta(days=days_ago)).isoformat()
 
 
 @pytest.fixture
-def svc(redis_url, s3, bucket, sandbox):
-    app = create_app(load_settings(make_env(redis_url, s3, bucket, sandbox, "http://127.0.0.1:9")))
-    return app.extensions["relay"]
+def svc(redis_url, s3, bucket, sandbox) -> Services:
+    return build_services(load_settings(make_env(redis_url, s3, bucket, sandbox, "http://127.0.0.1:9")))
 
 
 @pytest.fixture
