@@ -75,10 +75,10 @@ def _register_error_handlers(app: Flask) -> None:
     from app.twilio_api import TwilioError, TwilioNotFound, TwilioRejected, TwilioUnavailable
 
     @app.errorhandler(DomainError)
-    def domain_error(exc: DomainError) -> tuple[Response, int]:
+    def domain_error(exc: DomainError) -> tuple[Response, int, dict[str, str]]:
         if exc.status >= 500:
             log.warning("%s: %s", exc.title, exc)
-        return _error(exc.status, exc.title, str(exc), **exc.details())
+        return (*_error(exc.status, exc.title, str(exc), **exc.details()), exc.headers())
 
     @app.errorhandler(TwilioNotFound)
     def twilio_not_found(exc: TwilioNotFound) -> tuple[Response, int]:

@@ -7,17 +7,20 @@ Every route needs ``Authorization: Bearer $ADMIN_TOKEN`` (compared in constant t
 from __future__ import annotations
 
 import hmac
+import logging
 from typing import Any
 
 from flask import Blueprint, Response, abort, jsonify, request
 from redis.exceptions import RedisError
 
-from app import job_ops, submission
+from app import guess_limit, job_ops, submission
 from app.context import current_services as _svc
-from app.errors import RequestError
+from app.errors import RequestError, TooManyAttempts
+from app.metrics import API_AUTH
 from app.validation import validate_job_sid, validate_resource_type
 from app.views import job_view
 
+log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api")
 MAX_PAGE_SIZE = 200
 MAX_PAGE = 1_000_000  # keeps page * page_size inside Redis' 64-bit range
@@ -25,10 +28,21 @@ MAX_PAGE = 1_000_000  # keeps page * page_size inside Redis' 64-bit range
 
 @bp.before_request
 def require_admin_token() -> None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    expected = _svc().settings.admin_token
+    """The bearer ADMIN_TOKEN, compared in constant time, unless this address has failed too often: then 429 with
+    Retry-After and the token is not even compared (``app.guess_limit.API_TOKEN``: the numbers and why). One
+    pipelined Redis round trip per request; without Redis, 503 like every API route."""
+    svc, client = _svc(), request.remote_addr
+    limited = guess_limit.API_TOKEN.check(svc.registry.r, client)
+    if limited is not None:
+        API_AUTH.labels("limited").inc()
+        log.warning("api: refused, too many failed authentications", extra={"remote_addr": client})
+        raise TooManyAttempts(limited.message, limited.retry_after)
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    expected = svc.settings.admin_token
     if not expected or scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
+        guess_limit.API_TOKEN.record_failure(svc.registry.r, client)
+        API_AUTH.labels("refused").inc()
+        log.warning("api: refused, missing or wrong token", extra={"remote_addr": client})  # never the token
         abort(401)
 
 

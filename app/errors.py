@@ -19,6 +19,10 @@ class DomainError(Exception):
         """Extra fields for the JSON error body."""
         return {}
 
+    def headers(self) -> dict[str, str]:
+        """Extra HTTP response headers."""
+        return {}
+
 
 class RequestError(DomainError, ValueError):
     """Bad input from a user; nothing was stored."""
@@ -53,6 +57,23 @@ class QuotaExceeded(DomainError):
 
     def details(self) -> dict[str, Any]:
         return {"used_today": self.used, "requested": self.wanted}
+
+
+class TooManyAttempts(DomainError):
+    """Too many failed authentications from this client: refused, credentials unread, until the window ends
+    (``app.guess_limit``)."""
+
+    status, title = 429, "too many failed attempts"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def details(self) -> dict[str, Any]:
+        return {"retry_after": self.retry_after}
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class SubmitUncertain(DomainError):

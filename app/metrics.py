@@ -41,7 +41,13 @@ WEBHOOKS = Counter(
 CONSOLE_SIGNINS = Counter(
     "relay_console_signins_total",
     "Console sign-in attempts by outcome",
-    ["outcome"],  # ok, refused (wrong token), limited (429: too many failures, app/console/signin_limit.py)
+    ["outcome"],  # ok, refused (wrong token), limited (429: too many failures, app/guess_limit.py)
+)
+
+API_AUTH = Counter(
+    "relay_api_auth_total",
+    "API requests refused by the ADMIN_TOKEN check",
+    ["outcome"],  # refused (401: missing or wrong token), limited (429: too many failures, app/guess_limit.py)
 )
 
 

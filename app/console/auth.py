@@ -9,7 +9,7 @@
 - Every POST carries the session's CSRF token in a hidden field, compared in constant time (SameSite=Strict
   already keeps other sites' forms from sending the cookie; the token also covers same-site attackers).
 - Without a session, pages redirect to the sign-in page and actions (POST) get 403.
-- Failed sign-ins are limited per client address and for everyone together (``app.console.signin_limit``): 429
+- Failed sign-ins are limited per client address and for everyone together (``app.guess_limit``): 429
   with Retry-After, counted in ``relay_console_signins_total{outcome}`` and logged without the token.
 """
 
@@ -28,8 +28,9 @@ from flask.sessions import SecureCookieSessionInterface
 from werkzeug.wrappers import Response
 
 from app.config import is_loopback_host
-from app.console import bp, signin_limit
+from app.console import bp
 from app.context import current_services
+from app.guess_limit import CONSOLE_SIGNIN, Limited
 from app.metrics import CONSOLE_SIGNINS
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ def _safe_next(target: str | None) -> str:
     return url_for("console.overview")
 
 
-def _refuse_limited(limited: signin_limit.Limited, next_url: str | None) -> Response:
+def _refuse_limited(limited: Limited, next_url: str | None) -> Response:
     CONSOLE_SIGNINS.labels("limited").inc()
     log.warning(
         "console: sign-in refused, too many failed sign-ins",
@@ -145,18 +146,18 @@ def sign_in() -> Response | tuple[str, int] | str:
             return redirect(_safe_next(next_url))
         return render_template("console/signin.html", next_url=next_url, error=None)
     failures = current_services().registry.r
-    limited = signin_limit.check(failures, request.remote_addr)  # before the token is even looked at
+    limited = CONSOLE_SIGNIN.check(failures, request.remote_addr)  # before the token is even looked at
     if limited is not None:
         return _refuse_limited(limited, next_url)
     expected = console_token()
     sent = request.form.get("token", "")
     if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
-        signin_limit.record_failure(failures, request.remote_addr)
+        CONSOLE_SIGNIN.record_failure(failures, request.remote_addr)
         CONSOLE_SIGNINS.labels("refused").inc()
         log.warning("console: sign-in refused (wrong token)", extra={"remote_addr": request.remote_addr})
         error = "That token is not the console token." if expected else "The console is off: no token is set."
         return render_template("console/signin.html", next_url=next_url, error=error), 401
-    signin_limit.clear(failures, request.remote_addr)
+    CONSOLE_SIGNIN.clear(failures, request.remote_addr)
     CONSOLE_SIGNINS.labels("ok").inc()
     session.clear()
     session.permanent = True

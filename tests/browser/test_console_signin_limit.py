@@ -13,11 +13,13 @@ import pytest
 import redis
 import requests
 
-from app.console.signin_limit import KEY_PREFIX, MAX_EVERYONE, MAX_PER_CLIENT, WINDOW_SECONDS
+from app.guess_limit import CONSOLE_SIGNIN
 from devstack.procs import wait_until
 from tests.conftest import ADMIN_TOKEN
 
 pytestmark = pytest.mark.e2e
+KEY_PREFIX, WINDOW_SECONDS = CONSOLE_SIGNIN.key_prefix, CONSOLE_SIGNIN.window_seconds
+MAX_PER_CLIENT, MAX_EVERYONE = CONSOLE_SIGNIN.max_per_client, CONSOLE_SIGNIN.max_everyone
 
 
 class Client:
