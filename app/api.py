@@ -90,7 +90,9 @@ def list_jobs() -> Response:
     svc = _svc()
     page = _int_arg("page", 0, 0, MAX_PAGE)
     size = _int_arg("page_size", 50, 1, MAX_PAGE_SIZE)
-    jobs, total = svc.registry.list_jobs(offset=page * size, limit=size)
+    account = request.args.get("account")  # SID or label: that account's jobs only (400 if not served)
+    sid = svc.accounts.resolve(account).sid if account else None
+    jobs, total = svc.registry.list_jobs(offset=page * size, limit=size, account_sid=sid)
     return jsonify(
         jobs=[job_view(svc.registry, j) | {"days": None} for j in jobs],
         meta={"page": page, "page_size": size, "total": total, "has_more": (page + 1) * size < total},

@@ -165,6 +165,18 @@ def test_a_web_worker_whose_first_request_is_a_subaccounts_webhook_accepts_it(ma
     assert r.status_code == 204
 
 
+def test_jobs_are_listed_per_account(make_stack, family, sandbox):
+    stack = make_stack(workers=0, **family_env(sandbox, family[1]))
+    day = (T0 - timedelta(days=3)).isoformat()
+    body = {"resource_type": RT, "start_day": day, "end_day": day, "account": "team-a"}
+    sid = stack.api("POST", "/api/jobs", json=body).json()["job_sid"]
+    mine = stack.api("GET", "/api/jobs?account=team-a").json()
+    assert [j["job_sid"] for j in mine["jobs"]] == [sid] and mine["meta"]["total"] == 1
+    assert stack.api("GET", "/api/jobs?account=team-b").json()["meta"]["total"] == 0
+    assert stack.api("GET", "/api/jobs").json()["meta"]["total"] == 1
+    assert stack.api("GET", "/api/jobs?account=team-z").status_code == 400
+
+
 def test_a_revoked_account_shows_its_error_while_the_others_complete(make_stack, family, sandbox):
     subs, calendar = family
     revoked = subs[1]
