@@ -174,7 +174,8 @@ def _due(last: float | None, every_seconds: float, owner: str, now: float | None
         return True
     every = max(1, int(every_seconds))
     phase = int.from_bytes(hashlib.sha256(owner.encode()).digest()[:4], "big") % every
-    next_slot = last - (last - phase) % every + every  # the first of phase + k * every after ``last``
+    earliest = last + every / 2  # never twice in quick succession, even while moving onto the phase
+    next_slot = earliest + (phase - earliest) % every  # the first of phase + k * every from ``earliest`` on
     return (clock.now() if now is None else now) >= next_slot
 
 
