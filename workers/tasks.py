@@ -169,14 +169,17 @@ def _keep_feeds_complete(svc: Services) -> None:
 
 def _due(last: float | None, every_seconds: float, owner: str, now: float | None = None) -> bool:
     """Due at the feed's own phase of the interval (after a first run at once): hundreds of feeds created together
-    are then reconciled and swept spread over the interval, not all in the same poll, interval after interval."""
+    are then reconciled and swept spread over the interval, not all in the same poll, interval after interval.
+
+    Runs are always between half an interval and one interval apart ("at least daily" stays true for the
+    reconcile): the next phase slot when it is at least half an interval away, else half an interval (which
+    puts the following run on the phase)."""
     if last is None:
         return True
     every = max(1, int(every_seconds))
     phase = int.from_bytes(hashlib.sha256(owner.encode()).digest()[:4], "big") % every
-    earliest = last + every / 2  # never twice in quick succession, even while moving onto the phase
-    next_slot = earliest + (phase - earliest) % every  # the first of phase + k * every from ``earliest`` on
-    return (clock.now() if now is None else now) >= next_slot
+    to_slot = (phase - last) % every or every
+    return (clock.now() if now is None else now) >= last + max(every / 2, to_slot)
 
 
 def reconcile_task(owner: str) -> int:

@@ -25,12 +25,12 @@ def test_a_feed_never_run_is_due_at_once():
     assert _due(None, EVERY, "AC1:Calls", now=0)
 
 
-def test_after_its_first_run_a_feed_runs_once_per_interval():
-    ran = slots("AC1:Calls", 1_000_000, polls=60)  # an hour of polls, one a minute
-    assert ran[0] == 1_000_000
-    gaps = [b - a for a, b in itertools.pairwise(ran[1:])]
-    assert gaps and all(g == EVERY for g in gaps)
-    assert EVERY / 2 <= ran[1] - ran[0] < 1.5 * EVERY  # the first gap brings it to its phase, never at once
+def test_after_its_first_run_a_feed_reaches_its_phase_then_runs_once_per_interval():
+    for owner in (f"AC{i}:Calls" for i in range(20)):
+        ran = slots(owner, 1_000_000, polls=60)  # an hour of polls, one a minute
+        assert ran[0] == 1_000_000
+        assert all(EVERY / 2 <= b - a <= EVERY for a, b in itertools.pairwise(ran[:3]))  # moving onto its phase
+        assert all(b - a == EVERY for a, b in itertools.pairwise(ran[2:]))  # then once per interval
 
 
 def test_feeds_created_together_spread_over_the_interval():
@@ -41,7 +41,8 @@ def test_feeds_created_together_spread_over_the_interval():
     assert max(per_poll.values()) < len(owners) / 2  # not all (nor most) in the same poll
 
 
-def test_never_due_again_within_half_an_interval():
+def test_runs_are_between_half_an_interval_and_one_interval_apart():
     for owner in (f"AC{i}:Messages" for i in range(50)):
-        assert not _due(1000.0, EVERY, owner, now=1000.0 + EVERY / 2 - 1)
-        assert _due(1000.0, EVERY, owner, now=1000.0 + 1.5 * EVERY)
+        for last in (1000.0, 1234.5, 99_999.0):
+            assert not _due(last, EVERY, owner, now=last + EVERY / 2 - 1)
+            assert _due(last, EVERY, owner, now=last + EVERY)  # a daily reconcile stays at least daily
