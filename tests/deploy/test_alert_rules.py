@@ -22,11 +22,14 @@ from tests.deploy.monitoring import (
     dashboard,
     dashboard_exprs,
     dashboard_panels,
+    metric_names,
     rules,
     used_metric_names,
 )
 
 SEVERITIES = {"warning", "critical"}
+# Counted by the web process that served the request (app/metrics.py, prometheus-client): summed over replicas.
+PER_REPLICA_COUNTERS = {"relay_webhooks_total", "relay_api_auth_total", "relay_console_signins_total"}
 
 
 def promtool() -> str:
@@ -87,6 +90,7 @@ def test_every_alert_says_what_how_bad_and_where_the_runbook_is() -> None:
         "RelayRegistryLost",
         "RelayQuotaExhaustedDaysMissing",
         "RelayAccountDown",
+        "RelayAuthGuessing",
     }
     for rule in alerts:
         assert rule["labels"]["severity"] in SEVERITIES, rule["alert"]
@@ -102,10 +106,17 @@ def test_every_alert_says_what_how_bad_and_where_the_runbook_is() -> None:
 
 def test_cluster_metrics_are_never_summed_over_replicas() -> None:
     """Every web replica reports the same Redis-backed cluster metrics: a sum would count them once per replica.
-    Only the webhook counter is per replica."""
+    Only the request counters (webhooks, API and console authentications) are per replica."""
     for expr in [r["expr"] for r in rules()] + dashboard_exprs():
         if re.search(r"\bsum\s*(\(|by\b|without\b)", expr):
-            assert "relay_webhooks_total" in expr and expr.count("relay_") == 1, expr
+            assert metric_names([expr]) <= PER_REPLICA_COUNTERS, expr
+
+
+def test_per_replica_counters_are_summed_over_replicas() -> None:
+    """Each web replica counts only the requests it served: max() would show one replica's share."""
+    for expr in [r["expr"] for r in rules()] + dashboard_exprs():
+        if metric_names([expr]) & PER_REPLICA_COUNTERS:
+            assert re.search(r"\bsum\s*(\(|by\b)", expr) and not re.search(r"\bmax\b", expr), expr
 
 
 def test_the_dashboard_is_importable_and_uses_its_datasource_variable() -> None:
