@@ -204,13 +204,15 @@ def _at_risk_view(d: UncopiedDay, now: float) -> dict[str, Any]:
 
 @_best_effort("feed.lagging")
 def feeds_lagging(svc: Services) -> None:
-    """Each feed lagging more than FEED_LAG_DAYS behind the newest day that can exist: once per feed and UTC date."""
+    """Each feed lagging more than FEED_LAG_DAYS behind the newest day that can exist: once per feed and UTC date,
+    and only once the feed has been reconciled with the bucket (before that its days in S3 are not known, and the
+    event, sent once a day, would carry a lag and a quota wait that the first plan has not measured)."""
     from app.health import feed_gauges  # the lag exactly as /health and /metrics report it (health imports us)
 
     today = clock.utc_today()
     for feed in feed_gauges(svc):
-        if feed["lag"] <= FEED_LAG_DAYS:
-            continue
+        if feed["lag"] <= FEED_LAG_DAYS or feed["last_reconciled_at"] is None:
+            continue  # not lagging, or its coverage is not known yet (never compared with the bucket nor planned)
         owner = f"{feed['account']}:{feed['resource_type']}"
         data = {
             "resource_type": feed["resource_type"],

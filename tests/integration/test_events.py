@@ -119,10 +119,13 @@ def test_a_failed_day_event_carries_its_error_without_secrets(svc: Services) -> 
     assert "abcdef0123" not in data["error"] and SECRET not in data["error"] and "[redacted]" in data["error"]
 
 
-def test_lagging_feeds_and_at_risk_jobs_are_announced_once_per_utc_day(svc: Services) -> None:
+def test_lagging_feeds_once_reconciled_and_at_risk_jobs_are_announced_once_per_utc_day(svc: Services) -> None:
     account = svc.settings.twilio_account_sid
     since = (clock.utc_today() - timedelta(days=12)).isoformat()
     svc.feeds.put_feed(Feed(resource_type="Messages", since=since, account=account))
+    events.feeds_lagging(svc)  # its coverage is not known before its first reconcile: nothing announced
+    assert queued_events(svc) == []
+    svc.feeds.mark_run("reconcile", f"{account}:Messages", clock.now())  # compared with the bucket: nothing there
     at_risk = [
         UncopiedDay(SID, "2026-11-01", DayState.COPYING, 5.5 * 86400),
         UncopiedDay(SID, "2026-11-02", DayState.PENDING, 5.2 * 86400),
@@ -147,6 +150,7 @@ def test_a_feed_within_two_days_is_not_lagging(svc: Services) -> None:
     account = svc.settings.twilio_account_sid
     newest = clock.utc_today() - timedelta(days=2)
     svc.feeds.put_feed(Feed(resource_type="Calls", since=newest.isoformat(), account=account))
+    svc.feeds.mark_run("reconcile", f"{account}:Calls", clock.now())
     events.feeds_lagging(svc)  # nothing copied yet: the lag is the whole window, one day, below the threshold
     assert queued_events(svc) == []
 
