@@ -116,10 +116,18 @@ class AccountDirectory:
     def get(self, sid: str) -> Account:
         """By SID (jobs and feeds name their account by SID); NotFound if it is not served (any more).
 
-        Discovery is refreshed as in ``all``: a process's first call discovers (a web worker's first request may
-        be a subaccount's webhook), later ones call the Accounts API at most every ACCOUNTS_REFRESH_SECONDS (a
-        rotated auth token is learnt), or every 30 s for a SID not known yet (a subaccount created since)."""
-        self.refresh()
+        The webhook calls this, so it waits for the Accounts API only when it must: a process's first call
+        discovers (a web worker's first request may be a subaccount's webhook), and a SID not known yet forces a
+        refresh at most every 30 s (a subaccount created since). A list older than ACCOUNTS_REFRESH_SECONDS (a
+        rotated auth token) is refreshed in a background thread while the current one answers."""
+        if not self._refreshed:
+            self.refresh()
+        elif (
+            self._discover is not None
+            and time.monotonic() - self._refreshed >= self._refresh_seconds
+            and not self._lock.locked()
+        ):
+            threading.Thread(target=self.refresh, name="accounts-refresh", daemon=True).start()
         account = self._static.get(sid) or self._discovered.get(sid)
         if account is None and time.monotonic() - self._refreshed > FORCED_REFRESH_SECONDS:
             self.refresh(force=True)  # a subaccount created since the last refresh (at most every 30 s)

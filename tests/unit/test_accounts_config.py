@@ -1,11 +1,13 @@
 """TWILIO_ACCOUNTS_FILE and the other account settings (app/config.py, issue 14): every bad file or combination is
 a ConfigError naming the variable and echoing no secret; the file's credentials reach the log scrubber and never a
-repr. Pure parsing: the files are written to a temporary folder, nothing else runs."""
+repr; the directory discovers at once but refreshes a stale list in the background. The files are written to a
+temporary folder; discovery is a plain function here."""
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import pytest
 from app.accounts import AccountDirectory
 from app.config import AccountSpec, ConfigError, load_settings
 from app.logs import JsonFormatter
+from devstack.procs import wait_until
 
 PARENT = "AC" + "a" * 32
 SUB_A, SUB_B = "AC" + "b" * 32, "AC" + "c" * 32
@@ -218,3 +221,25 @@ def test_no_repr_shows_a_secret(tmp_path):
     shown = [repr(spec), repr(settings.accounts.listed[1]), repr(settings.accounts), repr(settings), str(spec)]
     shown += [repr(a) for a in AccountDirectory(settings).all()]
     assert not [s for s in (*FILE_SECRETS, BASE["TWILIO_AUTH_TOKEN"]) if any(s in text for text in shown)], shown
+
+
+def test_get_waits_for_the_first_discovery_only_and_refreshes_a_stale_list_in_the_background(tmp_path):
+    """The webhook's lookup: the first call discovers; later, a stale list answers at once while a background
+    refresh learns a rotated token (the Accounts API is never awaited on the webhook for a known account)."""
+    settings = load_settings(BASE | {"TWILIO_DISCOVER_SUBACCOUNTS": "true"})
+    tokens, calls, release = [TOKEN_A], [], threading.Event()
+
+    def discover(parent: Any) -> list[dict[str, Any]]:
+        calls.append(parent.sid)
+        if len(calls) > 1:
+            assert release.wait(10)
+        return [{"sid": SUB_A, "auth_token": tokens[-1], "friendly_name": "team-a", "status": "active"}]
+
+    directory = AccountDirectory(settings, discover)
+    assert directory.get(SUB_A).auth_tokens[0] == TOKEN_A and len(calls) == 1  # the first call waited for it
+    tokens.append(TOKEN_B)  # rotated at Twilio
+    directory._refreshed -= settings.accounts.refresh_seconds  # the list is now stale
+    assert directory.get(SUB_A).auth_tokens[0] == TOKEN_A  # answered from memory while the refresh runs
+    release.set()
+    wait_until(lambda: directory.get(SUB_A).auth_tokens[0] == TOKEN_B, timeout=10, what="the background refresh")
+    assert len(calls) == 2
