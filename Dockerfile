@@ -38,7 +38,7 @@ COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
 # Only what runs: the code, the gunicorn settings, the entrypoint and the Procfile it reads the commands from.
 # Owned by root and read-only for the app user.
-COPY Procfile ./
+COPY Procfile pyproject.toml ./
 COPY deploy/gunicorn.conf.py deploy/entrypoint.sh deploy/
 COPY app/ app/
 COPY workers/ workers/

@@ -19,6 +19,7 @@ from app import job_ops, submission
 from app.context import current_services as _svc
 from app.errors import DomainError
 from app.twilio_api import TwilioError
+from app.version import version
 from app.views import job_view
 
 
@@ -61,6 +62,7 @@ ACCOUNT_HELP = "Account SID or label (needed when several are served)"
 
 
 @click.group("relay")
+@click.version_option(version(), prog_name="relay", message="%(prog)s %(version)s")
 def relay_cli() -> None:
     """Submit and follow Twilio BulkExport jobs."""
 
