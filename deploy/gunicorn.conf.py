@@ -65,6 +65,7 @@ def _gevent_worker() -> type:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.waiting: dict[Any, gevent.Timeout] = {}
+            self.connections: Any = None  # app.client_limits.ClientSlots, set in run() once the app is loaded
 
         @contextlib.contextmanager
         def timeout_ctx(self) -> Iterator[None]:
@@ -81,6 +82,31 @@ def _gevent_worker() -> type:
                     yield
             finally:
                 self.waiting.pop(me, None)
+
+        def run(self) -> None:
+            # The app is loaded by now: the cap comes from its validated settings (app/client_limits.py).
+            from app.client_limits import connection_slots
+
+            self.connections = connection_slots(self.wsgi.extensions["relay"].settings)
+            super().run()
+
+        def handle(self, listener: Any, client: Any, addr: Any) -> None:
+            # A connection over its client's cap is closed as soon as it is accepted, before a byte is read, so
+            # that one address can hold at most WEB_MAX_CONNECTIONS_PER_CLIENT of this worker's greenlets.
+            from app.client_limits import peer_address
+            from app.metrics import CLIENT_LIMITS
+
+            remote = peer_address(addr)
+            key = self.connections.take(remote) if self.connections and remote else ""
+            if key is None:
+                CLIENT_LIMITS.labels("connections_per_client").inc()
+                client.close()
+                return
+            try:
+                super().handle(listener, client, addr)
+            finally:
+                if key and self.connections:
+                    self.connections.give_back(key)
 
         def handle_exit(self, sig: int, frame: Any) -> None:
             super().handle_exit(sig, frame)
