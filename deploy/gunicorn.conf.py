@@ -17,9 +17,12 @@
   cover it (container runtimes often start processes at 1024). Redis connections do not grow with it: the app's
   pools are capped (app/context.py), so a burst of requests queues for a connection instead of failing.
 - A request's head must arrive within ``keepalive`` seconds (gunicorn's async workers time that wait), so idle
-  connections and unfinished headers are dropped after 75 s; a body is not timed: a dripping body holds its
-  greenlet until the client goes away. A buffering proxy in front (nginx, an ALB) still adds request timeouts
-  and per-client limits.
+  connections and unfinished headers are dropped after 75 s. gunicorn does not time a body: the app reads every
+  body whole within ``WEB_BODY_TIMEOUT_SECONDS`` (408 after), and one client address holds at most
+  ``WEB_MAX_CONNECTIONS_PER_CLIENT`` connections of a worker (closed at accept beyond; off behind proxies,
+  ``PROXY_FIX_HOPS`` > 0, where the app caps each client's bodies instead): app/client_limits.py, issue 20.
+  Before, 1,000 connections dripping a sign-in body filled a worker and /livez timed out. A buffering proxy in
+  front (nginx, an ALB) still adds request timeouts and per-client limits.
 - workers: one per usable CPU (``WEB_CONCURRENCY`` overrides). Requests are short and CPU-bound (the webhook does
   one Redis round trip) and a gevent worker uses one core, so more processes than cores only adds switching.
   Containers should still set WEB_CONCURRENCY: the CPU count seen here is the host's (or the cpuset's), not a
@@ -50,8 +53,9 @@ workers = int(os.environ.get("WEB_CONCURRENCY", len(os.sched_getaffinity(0))))
 
 
 def _gevent_worker() -> type:
-    """gunicorn's gevent worker, except that SIGTERM closes connections waiting for a request head at once, and
-    that a connection yields to the others between two requests.
+    """gunicorn's gevent worker, except that SIGTERM closes connections waiting for a request head at once, that
+    a connection yields to the others between two requests, and that one client address may hold at most
+    ``WEB_MAX_CONNECTIONS_PER_CLIENT`` connections (app/client_limits.py).
 
     gunicorn's gevent worker times each wait for a request head with ``timeout_ctx()`` (``keepalive`` seconds) and,
     on SIGTERM, waits for every connection to finish, idle keep-alive ones included: with a load balancer holding
