@@ -286,3 +286,24 @@ def _status(sock: socket.socket) -> int | str:
             return "closed"
         head += chunk
     return int(head.split(b" ", 2)[1])
+
+
+def test_a_body_announced_too_large_is_refused_at_once_and_its_connection_closed(make_stack):
+    """413 on the declared length, before a byte of the body is read; the connection is then closed, where gunicorn
+    would otherwise drain the announced 10 MB for as long as the client takes to drip it (up to ``keepalive``)."""
+    stack = make_stack(workers=0, WEB_CONCURRENCY="1")
+    port = int(stack.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(
+            (
+                f"POST /console/sign-in HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 10000000\r\n\r\ntoken=x"
+            ).encode()
+        )
+        assert _status(sock) == 413
+        sock.settimeout(10)  # a bound for the assertion below, not a synchronisation: closed means recv gives b""
+        received = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(4096):
+                received += chunk
+        assert b"HTTP/1.1" not in received  # nothing but the rest of the one answer came; then the end of stream
