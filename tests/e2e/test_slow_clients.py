@@ -307,3 +307,36 @@ def test_a_body_announced_too_large_is_refused_at_once_and_its_connection_closed
             while chunk := sock.recv(4096):
                 received += chunk
         assert b"HTTP/1.1" not in received  # nothing but the rest of the one answer came; then the end of stream
+
+
+def test_behind_a_proxy_the_cap_counts_each_forwarded_clients_bodies(make_stack):
+    """With PROXY_FIX_HOPS=1 every connection comes from the proxy (here 127.0.0.1), so connections are not capped
+    per address; the cap applies instead to the bodies one client, by its forwarded address, is sending at once:
+    its 101st answers 429 while another client behind the same proxy is served."""
+    stack = make_stack(workers=0, WEB_CONCURRENCY="1", PROXY_FIX_HOPS="1")
+    port = int(stack.url.rsplit(":", 1)[1])
+
+    def sign_in(client: str, length: int) -> socket.socket:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock.sendall(
+            (
+                f"POST /console/sign-in HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Forwarded-For: {client}\r\n"
+                f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {length}\r\n\r\nt"
+            ).encode()
+        )
+        return sock
+
+    def answered(client: str) -> int | str:
+        with sign_in(client, 1) as sock:  # a complete body
+            return _status(sock)
+
+    dripping = [sign_in("203.0.113.7", 1000) for _ in range(PER_CLIENT_CAP + 20)]  # more than the worker's cap
+    try:
+        wait_until(lambda: answered("203.0.113.7") == 429, timeout=10, what="the client's bodies over the cap")
+        other = answered("198.51.100.1")  # another client behind the same proxy: served (its form is refused)
+        assert isinstance(other, int) and other != 429, other
+        assert requests.get(f"{stack.url}/livez", timeout=PROBE_TIMEOUT_S).status_code == 200
+    finally:
+        for sock in dripping:
+            sock.close()
+    wait_until(lambda: answered("203.0.113.7") != 429, timeout=10, what="the slots given back")
