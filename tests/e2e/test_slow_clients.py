@@ -11,6 +11,13 @@ Before the fix (gthread, 2 workers x 4 threads) every thread ended up blocked re
 unfinished head, and the probes timed out (``ReadTimeout``) from the first round on. The gevent worker also
 runs every pending request at once, so the last test checks that a burst larger than redis-py's default
 connection pool queues for a Redis connection rather than being answered 503.
+
+Issue 20 ("slow bodies still pin workers"): with one worker, 1,000 sign-in POSTs dripping their body from one
+address plus 200 unfinished heads from another filled ``worker_connections`` and ``/livez`` timed out. Now one
+address holds at most WEB_MAX_CONNECTIONS_PER_CLIENT connections per worker, every body must arrive within
+WEB_BODY_TIMEOUT_SECONDS (408), a body announced too large is refused and its connection closed, and behind a
+proxy the cap counts each forwarded client's bodies (app/client_limits.py). Issue 12's attack is therefore spread
+over several loopback addresses, each under the cap.
 """
 
 from __future__ import annotations
