@@ -20,6 +20,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     # the master process) does not pull in the whole application.
     from werkzeug.middleware.proxy_fix import ProxyFix
 
+    from app.client_limits import BufferedBodies
     from app.config import load_settings
     from app.context import build_services
     from app.logs import configure_logging
@@ -29,6 +30,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    # Bodies are read whole, with a deadline, by the address ProxyFix gives (so inside it): app/client_limits.py
+    app.wsgi_app = BufferedBodies(app.wsgi_app, settings)  # type: ignore[method-assign]
     if settings.proxy_fix_hops:
         hops = settings.proxy_fix_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]

@@ -120,6 +120,8 @@ class Settings:
     janitor_interval_seconds: int = 3600
     webhook_max_body_bytes: int = 64 * 1024
     proxy_fix_hops: int = 0
+    web_body_timeout_seconds: int = 10  # a request body must arrive whole within this (app/client_limits.py)
+    web_max_connections_per_client: int = 100  # per web worker and client address; 0: no cap (app/client_limits.py)
     log_level: str = "INFO"
     job_retention_days: int = 30
     daily_day_quota: int = 366
@@ -396,6 +398,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         janitor_interval_seconds=_janitor_interval(env),
         webhook_max_body_bytes=_int(env, "WEBHOOK_MAX_BODY_BYTES", 64 * 1024, minimum=1024),
         proxy_fix_hops=_int(env, "PROXY_FIX_HOPS", 0),
+        web_body_timeout_seconds=_int(env, "WEB_BODY_TIMEOUT_SECONDS", 10, minimum=1),
+        web_max_connections_per_client=_int(env, "WEB_MAX_CONNECTIONS_PER_CLIENT", 100),
         log_level=log_level(env),
         job_retention_days=_int(env, "JOB_RETENTION_DAYS", 30, minimum=1),
         daily_day_quota=_int(env, "TWILIO_DAILY_DAY_QUOTA", 366, minimum=1),

@@ -50,6 +50,12 @@ API_AUTH = Counter(
     ["outcome"],  # refused (401: missing or wrong token), limited (429: too many failures, app/guess_limit.py)
 )
 
+CLIENT_LIMITS = Counter(
+    "relay_web_client_limit_refusals_total",
+    "Connections and requests the web refused because one client held too much or too long (app/client_limits.py)",
+    ["reason"],  # body_timeout (408), body_too_large (413), bodies_per_client (429), connections_per_client
+)
+
 
 def bind_redis(client: redis.Redis) -> None:
     """Where cluster metrics are counted (called once per process when its services are built)."""

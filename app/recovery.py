@@ -8,7 +8,12 @@ install: /readyz and /health say so, and the poller rebuilds it at once (``relay
   deployment's PUBLIC_BASE_URL webhook are ours (the token in the URL rebuilds the token mapping, hashed) and are
   tracked again and synced; jobs made without a webhook are found by the reference in their friendly name;
 - copied days: coverage is reconciled with an S3 listing before any feed is planned again, and each day copy first
-  asks S3 whether the file is already there (``S3Sink.stored_day``), so nothing in the bucket is fetched again.
+  asks S3 whether the file is already there (``S3Sink.stored_day``), so nothing in the bucket is fetched again;
+- "a validly signed webhook was seen" (WEBHOOK_SIGNATURE=auto refuses unsigned deliveries from then on,
+  app/intake.py): the web remembers it in Redis, and the poll after copies it into the bucket's marker
+  (``signed_webhook_seen_at``), once. Recovery restores it before any job's token is usable again, so a lost
+  Redis does not reopen the door to unsigned deliveries (issue 20). Only a Redis lost within one poll interval of
+  the very first signed delivery forgets it (the next signed delivery sets it again).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ log = logging.getLogger(__name__)
 
 LOST, FRESH, OK = "lost", "fresh", "ok"
 MARKER_KEY = "_relay/registry.json"  # under S3_PREFIX
+SIGNED_SEEN = "signed_webhook_seen_at"  # the marker's field: when the first validly signed webhook arrived
 
 
 class MarkerStore(Protocol):
@@ -60,7 +66,9 @@ class Recovery:
 def ensure_registry(svc: Services, store: MarkerStore) -> Recovery:
     """Run by every poll (cheap when the marker is there): create the marker on a fresh install, recover a lost
     registry."""
-    if svc.registry.marker():
+    marker = svc.registry.marker()
+    if marker:
+        keep_signed_seen(svc, store, marker)
         return Recovery([], OK)
     bucket = store.read_marker()
     if bucket is None:
@@ -69,11 +77,37 @@ def ensure_registry(svc: Services, store: MarkerStore) -> Recovery:
         svc.registry.put_marker(marker)
         log.info("registry marker created (fresh install)")
         return Recovery([], FRESH)
+    if bucket.get(SIGNED_SEEN):  # before any token is mapped again: no unsigned delivery slips in between
+        svc.registry.mark_signed_seen(_seconds(bucket[SIGNED_SEEN]))
     adopted = recover_jobs(svc)
     svc.registry.put_marker({**{k: str(v) for k, v in bucket.items()}, "recovered_at": str(clock.now())})
     log.warning("registry was lost and has been rebuilt from Twilio and the bucket", extra={"adopted": len(adopted)})
     events.registry_recovered(svc, adopted)  # queued only, never raises
     return Recovery(adopted, LOST)
+
+
+def keep_signed_seen(svc: Services, store: MarkerStore, marker: dict[str, str]) -> None:
+    """Copy "a validly signed webhook was seen" from Redis into the bucket's marker, once (the registry's marker
+    then carries it too, so later polls cost one GET); and set it again from the registry's marker if only the
+    flag was lost."""
+    seen = svc.registry.signed_seen()
+    if marker.get(SIGNED_SEEN):
+        if seen is None:
+            svc.registry.mark_signed_seen(_seconds(marker[SIGNED_SEEN]))
+        return
+    if seen is None:
+        return
+    store.write_marker({**(store.read_marker() or marker), SIGNED_SEEN: str(seen)})
+    svc.registry.put_marker({SIGNED_SEEN: str(seen)})
+    log.info("registry marker in the bucket now remembers that a signed webhook was seen")
+
+
+def _seconds(raw: Any) -> float | None:
+    """A stored time; None (now) if it is unreadable: the fact that one was seen is what matters."""
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        return None
 
 
 def recover_jobs(svc: Services) -> list[str]:

@@ -427,8 +427,9 @@ class Registry:
         """At most one webhook-triggered action per target and ``rate_seconds`` (daily-export sweeps)."""
         return bool(self.r.set(f"{PREFIX}hookrate:{target}", str(time.time()), nx=True, ex=rate_seconds))
 
-    def mark_signed_seen(self) -> None:
-        self.r.set(SIGNED_MARKER, str(time.time()), nx=True)
+    def mark_signed_seen(self, at: float | None = None) -> None:
+        """Remember that a validly signed delivery was seen (``at``: when, restored by app/recovery.py; else now)."""
+        self.r.set(SIGNED_MARKER, str(time.time() if at is None else at), nx=True)
 
     def signed_seen(self) -> float | None:
         value = self.r.get(SIGNED_MARKER)

@@ -17,9 +17,12 @@
   cover it (container runtimes often start processes at 1024). Redis connections do not grow with it: the app's
   pools are capped (app/context.py), so a burst of requests queues for a connection instead of failing.
 - A request's head must arrive within ``keepalive`` seconds (gunicorn's async workers time that wait), so idle
-  connections and unfinished headers are dropped after 75 s; a body is not timed: a dripping body holds its
-  greenlet until the client goes away. A buffering proxy in front (nginx, an ALB) still adds request timeouts
-  and per-client limits.
+  connections and unfinished headers are dropped after 75 s. gunicorn does not time a body: the app reads every
+  body whole within ``WEB_BODY_TIMEOUT_SECONDS`` (408 after), and one client address holds at most
+  ``WEB_MAX_CONNECTIONS_PER_CLIENT`` connections of a worker (closed at accept beyond; off behind proxies,
+  ``PROXY_FIX_HOPS`` > 0, where the app caps each client's bodies instead): app/client_limits.py, issue 20.
+  Before, 1,000 connections dripping a sign-in body filled a worker and /livez timed out. A buffering proxy in
+  front (nginx, an ALB) still adds request timeouts and per-client limits.
 - workers: one per usable CPU (``WEB_CONCURRENCY`` overrides). Requests are short and CPU-bound (the webhook does
   one Redis round trip) and a gevent worker uses one core, so more processes than cores only adds switching.
   Containers should still set WEB_CONCURRENCY: the CPU count seen here is the host's (or the cpuset's), not a
@@ -50,8 +53,9 @@ workers = int(os.environ.get("WEB_CONCURRENCY", len(os.sched_getaffinity(0))))
 
 
 def _gevent_worker() -> type:
-    """gunicorn's gevent worker, except that SIGTERM closes connections waiting for a request head at once, and
-    that a connection yields to the others between two requests.
+    """gunicorn's gevent worker, except that SIGTERM closes connections waiting for a request head at once, that
+    a connection yields to the others between two requests, and that one client address may hold at most
+    ``WEB_MAX_CONNECTIONS_PER_CLIENT`` connections (app/client_limits.py).
 
     gunicorn's gevent worker times each wait for a request head with ``timeout_ctx()`` (``keepalive`` seconds) and,
     on SIGTERM, waits for every connection to finish, idle keep-alive ones included: with a load balancer holding
@@ -65,6 +69,7 @@ def _gevent_worker() -> type:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.waiting: dict[Any, gevent.Timeout] = {}
+            self.connections: Any = None  # app.client_limits.ClientSlots, set in run() once the app is loaded
 
         @contextlib.contextmanager
         def timeout_ctx(self) -> Iterator[None]:
@@ -81,6 +86,31 @@ def _gevent_worker() -> type:
                     yield
             finally:
                 self.waiting.pop(me, None)
+
+        def run(self) -> None:
+            # The app is loaded by now: the cap comes from its validated settings (app/client_limits.py).
+            from app.client_limits import connection_slots
+
+            self.connections = connection_slots(self.wsgi.extensions["relay"].settings)
+            super().run()
+
+        def handle(self, listener: Any, client: Any, addr: Any) -> None:
+            # A connection over its client's cap is closed as soon as it is accepted, before a byte is read, so
+            # that one address can hold at most WEB_MAX_CONNECTIONS_PER_CLIENT of this worker's greenlets.
+            from app.client_limits import peer_address
+            from app.metrics import CLIENT_LIMITS
+
+            remote = peer_address(addr)
+            key = self.connections.take(remote) if self.connections and remote else ""
+            if key is None:
+                CLIENT_LIMITS.labels("connections_per_client").inc()
+                client.close()
+                return
+            try:
+                super().handle(listener, client, addr)
+            finally:
+                if key and self.connections:
+                    self.connections.give_back(key)
 
         def handle_exit(self, sig: int, frame: Any) -> None:
             super().handle_exit(sig, frame)

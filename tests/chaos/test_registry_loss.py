@@ -4,11 +4,13 @@ finishes it; every day ends in S3 exactly once and no day already in S3 is downl
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections import Counter
 
 import pytest
 import requests
+from twilio.request_validator import RequestValidator
 
 from devstack.procs import wait_until
 from tests.chaos.conftest import Supervisor, assert_days_exact, data_key, day
@@ -61,3 +63,43 @@ def test_a_lost_registry_is_rebuilt_and_nothing_is_copied_twice(how, chaos_stack
     assert all(downloads[d] == 1 for d in before), downloads  # nothing already in S3 fetched again
     assert redis_server.client().hget("ber:registry:marker", "recovered_at")  # rebuilt, not started afresh
     assert requests.get(f"{stack.url}/readyz", timeout=10).status_code == 200
+
+
+def _delivery(hook_url: str, auth_token: str | None) -> int:
+    """One completion webhook for the job behind ``hook_url``, signed with ``auth_token`` or unsigned (None)."""
+    params = {"status": "completed"}
+    headers = {}
+    if auth_token:
+        headers["X-Twilio-Signature"] = RequestValidator(auth_token).compute_signature(hook_url, params)
+    return requests.post(hook_url, data=params, headers=headers, timeout=10).status_code
+
+
+def test_a_lost_registry_still_refuses_unsigned_webhooks_once_a_signed_one_was_seen(
+    chaos_stack, sandbox, s3, bucket, redis_server
+):
+    """Issue 20: WEBHOOK_SIGNATURE=auto refuses unsigned deliveries once a signed one has been seen. That fact lived
+    only in Redis, so after a lost registry the rebuilt jobs' tokens took unsigned deliveries again (anyone who
+    read a webhook URL in a log could trigger syncs). It is now kept in the bucket's marker and restored."""
+    sandbox.set_scenario(webhook={"drop": True})  # the only deliveries are the test's own
+    stack = chaos_stack(workers=1, poller=True)
+    client = s3.client()
+    marker_key = "twilio/_relay/registry.json"
+
+    def bucket_marker() -> dict:
+        return json.loads(client.get_object(Bucket=bucket, Key=marker_key)["Body"].read())
+
+    wait_until(bucket_marker, what="the registry marker in the bucket")
+    r = stack.api("POST", "/api/jobs", json={"resource_type": RT, "start_day": day(3), "end_day": day(3)})
+    assert r.status_code == 201, r.text
+    sid = r.json()["job_sid"]
+    hook_url = sandbox.job(sid)["webhook_url"]
+    assert _delivery(hook_url, None) == 204  # auto: unsigned accepted until a signed delivery is seen
+    assert _delivery(hook_url, sandbox.auth_token) == 204
+    assert _delivery(hook_url, None) == 403
+    wait_until(lambda: bucket_marker().get("signed_webhook_seen_at"), what="the fact copied into the bucket")
+
+    with Supervisor(stack):
+        lose_registry("flushall", redis_server)
+        wait_until(lambda: stack.api("GET", f"/api/jobs/{sid}").status_code == 200, timeout=60, what="recovery")
+    assert _delivery(hook_url, None) == 403  # before the fix: 204, the rebuilt token took it
+    assert _delivery(hook_url, sandbox.auth_token) == 204
