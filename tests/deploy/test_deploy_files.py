@@ -42,6 +42,7 @@ SECRET_NAMES = {
     "TWILIO_API_KEY_SECRET",
     "ADMIN_TOKEN",
     "CONSOLE_TOKEN",
+    "CONSOLE_SECRET_KEY",
     "NOTIFY_SECRET",
 }
 # The contract as documented for operators: app/config.py may add names, but must not lose these.
@@ -687,6 +688,7 @@ ROLE_SECRETS = {
         "TWILIO_API_KEY_SECRET",
         "ADMIN_TOKEN",  # the admin API: the web's alone
         "CONSOLE_TOKEN",  # the console's own sign-in token (optional): the web's alone
+        "CONSOLE_SECRET_KEY",  # signs the console's cookies (optional: else one kept in Redis): the web's alone
     },
     "worker": {"REDIS_URL", "TWILIO_AUTH_TOKEN", "TWILIO_API_KEY_SID", "TWILIO_API_KEY_SECRET", "NOTIFY_SECRET"},
     "poller": {"REDIS_URL"},  # rq cron only enqueues (workers/cron_settings.py)
