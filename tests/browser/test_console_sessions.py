@@ -16,7 +16,7 @@ from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from devstack.procs import wait_until
+from devstack.procs import free_port, wait_until
 from tests.browser.pages import console_session
 from tests.conftest import ADMIN_TOKEN
 
@@ -149,3 +149,13 @@ def test_the_secure_flag_follows_configuration_not_the_host_header(make_stack, t
         assert re.search(r";\s*Secure", cookie), (host, cookie)
     forced = make_stack(workers=0, CONSOLE_COOKIE_SECURE="true", PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "p2"))
     assert re.search(r";\s*Secure", set_cookie(forced.url))  # http loopback, but configured Secure
+
+
+def test_without_redis_the_console_answers_503_and_never_falls_back_to_a_token_derived_key(make_stack) -> None:
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens: Redis is down from the start
+    stack = make_stack(workers=0, REDIS_URL=nowhere)
+    for path in ("/console/sign-in", "/console/jobs"):
+        page = requests.get(f"{stack.url}{path}", allow_redirects=False, timeout=30)
+        assert page.status_code == 503 and "Redis is not reachable" in page.text, (path, page.status_code)
+        assert COOKIE not in page.headers.get("Set-Cookie", "")  # no cookie signed with anything else
+    assert requests.get(f"{stack.url}/console/static/console.css", timeout=30).status_code == 200
