@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 COOKIE_NAME = "relay_console"
 CSRF_FIELD = "csrf_token"
 SESSION_ID = "sid"  # the server-side session's id, in the signed cookie (app.console.sessions)
+MARK_FIELD = "tm"  # which token signed the session in (sessions.token_mark): a new token signs everyone out
 PUBLIC_ENDPOINTS = {"console.sign_in", "console.static"}
 PREFIX = bp.url_prefix or "/console"
 
@@ -66,12 +67,8 @@ class ConsoleSessionInterface(SecureCookieSessionInterface):
             super().save_session(app, session, response)
 
     def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer:
-        key = g.get("console_signing_key")
-        if key is None:  # once per request: opening and saving the session share it
-            svc = current_services()
-            key = g.console_signing_key = sessions.signing_key(svc.settings.console.secret_key, svc.registry.r)
         return URLSafeTimedSerializer(
-            key,
+            signing_key(),
             salt=self.salt,
             serializer=self.serializer,
             signer_kwargs={"key_derivation": self.key_derivation, "digest_method": self.digest_method},
@@ -79,6 +76,15 @@ class ConsoleSessionInterface(SecureCookieSessionInterface):
 
     def get_cookie_secure(self, app: Flask) -> bool:
         return bool(app.extensions["relay"].settings.console.cookie_secure)
+
+
+def signing_key() -> str:
+    """The cookies' signing key, read once per request (opening and saving the session share it)."""
+    key: str | None = g.get("console_signing_key")
+    if key is None:
+        svc = current_services()
+        key = g.console_signing_key = sessions.signing_key(svc.settings.console.secret_key, svc.registry.r)
+    return key
 
 
 def console_token() -> str | None:
@@ -113,12 +119,22 @@ def _csrf_ok() -> bool:
 
 
 def signed_in() -> bool:
-    """The cookie names a live server-side session (one Redis read per request, none without a session id)."""
+    """The cookie names a live server-side session, signed in with the console token configured now (one Redis
+    read per request, none without a session id). Cached for the request."""
     known: bool | None = g.get("console_signed_in")
     if known is None:
         g.console_signed_in = False  # until known: a page rendered after a Redis error shows no session
-        known = g.console_signed_in = sessions.is_live(current_services().registry.r, session.get(SESSION_ID))
+        known = g.console_signed_in = _session_is_current()
     return known
+
+
+def _session_is_current() -> bool:
+    token, mark = console_token(), session.get(MARK_FIELD)
+    if not token or not isinstance(mark, str):
+        return False
+    if not hmac.compare_digest(mark, sessions.token_mark(signing_key(), token)):
+        return False  # signed in with a token that has been changed since
+    return sessions.is_live(current_services().registry.r, session.get(SESSION_ID))
 
 
 @bp.before_request
@@ -196,6 +212,7 @@ def sign_in() -> Response | tuple[str, int] | str:
     session.clear()
     session.permanent = True
     session[SESSION_ID] = sessions.start(r, svc.settings.console.session_hours)
+    session[MARK_FIELD] = sessions.token_mark(signing_key(), expected)
     session[CSRF_FIELD] = secrets.token_urlsafe(32)
     log.info("console: signed in", extra={"remote_addr": request.remote_addr})
     return redirect(_safe_next(next_url))

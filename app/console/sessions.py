@@ -25,6 +25,7 @@ disagree about every cookie.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 
 import redis
@@ -48,6 +49,13 @@ def signing_key(configured: str | None, r: redis.Redis) -> str:
         if r.set(SIGNING_KEY_REDIS, made, nx=True):  # the first writer wins; everyone else reads its key
             return made
     raise redis.RedisError("the console's signing key keeps vanishing from Redis")
+
+
+def token_mark(key: str, token: str) -> str:
+    """Which console token a session was signed in with, as only a holder of the signing key can compute it (an
+    HMAC, kept in the signed cookie of signed-in sessions only): a new CONSOLE_TOKEN or ADMIN_TOKEN signs everyone
+    out, and a cookie still tells a guesser nothing without the key."""
+    return hmac.new(key.encode(), b"console token\x00" + token.encode(), hashlib.sha256).hexdigest()
 
 
 def _key(session_id: str) -> str:

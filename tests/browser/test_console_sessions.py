@@ -72,7 +72,8 @@ def test_no_cookie_verifies_a_guess_of_the_token(make_stack) -> None:
                 with pytest.raises(BadSignature):
                     cookie_verifier(key).loads(cookie)
         _, payload = URLSafeTimedSerializer("unknown").loads_unsafe(cookie, salt="cookie-session")
-        assert set(payload) <= {"csrf_token", "sid", "_permanent"}, payload  # random values only
+        # random values, and a mark of the token that only the signing key's holder can compute
+        assert set(payload) <= {"csrf_token", "sid", "tm", "_permanent"}, payload
         assert ADMIN_TOKEN not in repr(payload)
 
 
@@ -88,6 +89,19 @@ def test_the_configured_key_signs_cookies_and_rotating_it_signs_everyone_out(mak
     assert not signed_in_as(as_holder_of(rotated.url, cookie))
     assert signed_in_as(as_holder_of(stack.url, cookie))  # the session itself was live: the key made the difference
     assert ADMIN_TOKEN not in repr(cookie_verifier(second).loads(anonymous_cookie(rotated.url)))
+
+
+def test_a_new_console_token_signs_everyone_out(make_stack, tmp_path) -> None:
+    stack = make_stack(workers=0)
+    http, _ = console_session(stack.url)
+    cookie = http.cookies[COOKIE]
+    # The same deployment (same Redis: same signing key, same sessions) after CONSOLE_TOKEN is set
+    new_token = "a-new-console-token-0123456789"
+    rotated = make_stack(workers=0, CONSOLE_TOKEN=new_token, PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prom2"))
+    assert not signed_in_as(as_holder_of(rotated.url, cookie))
+    assert signed_in_as(as_holder_of(stack.url, cookie))  # the old token's replica: still signed in
+    fresh, _ = console_session(rotated.url, token=new_token)
+    assert signed_in_as(as_holder_of(rotated.url, fresh.cookies[COOKIE]))
 
 
 def test_replicas_without_a_configured_key_agree_on_the_generated_one(make_stack, tmp_path) -> None:
