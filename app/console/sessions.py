@@ -8,14 +8,17 @@ session id. Two things make it safe:
   (``ber:console:signing-key``, written with SET NX, so every gunicorn worker and replica reads the same one). A
   cookie, even the one the sign-in page hands every anonymous visitor, therefore says nothing about
   ADMIN_TOKEN or CONSOLE_TOKEN: no guess of them can be checked against it offline. This is the one secret the
-  relay keeps in Redis, and only when none is configured: whoever reads that key can forge cookies, but a forged
-  cookie signs nobody in (a session id must also exist server-side, below, and Redis holds only its SHA-256), and
-  whoever can read Redis can already queue work. Setting CONSOLE_SECRET_KEY keeps it out of Redis. Changing it (or
-  deleting the Redis key) invalidates every cookie: everyone is signed out.
+  relay keeps in Redis, and only when none is configured. The trade-off: whoever reads that key can forge
+  cookies, but a forged cookie signs nobody in (a session id must also exist server-side, below, and Redis holds
+  only its SHA-256; whoever can *write* Redis can already queue work), and with the key *and* a signed-in
+  cookie one could test guesses of the token against that cookie's ``token_mark``. Setting CONSOLE_SECRET_KEY
+  keeps the key out of Redis, and is recommended. Changing it (or deleting the Redis key) invalidates every
+  cookie: everyone is signed out.
 - **A sign-in is a server-side session.** Signing in makes a random id (256 bits) for the cookie and stores its
   SHA-256 at ``ber:console:session:{hash}`` with the moment it ends: CONSOLE_SESSION_HOURS after sign-in, however
   busy the session (the end is read from the one clock, ``app.clock``; the key's TTL matches, so nothing is left
-  behind). Signing out deletes it: a copy of the cookie taken before is worthless from then on.
+  behind). Signing out deletes it: a copy of the cookie taken before is worthless from then on. The cookie also
+  carries ``token_mark`` of the token it signed in with, so a new CONSOLE_TOKEN or ADMIN_TOKEN signs everyone out.
 
 The key is read from Redis on every console request that needs it (one GET), not cached in the process: after a
 lost Redis the next process makes a new key, and every process must switch to it at once or replicas would
