@@ -17,7 +17,7 @@ from app import guess_limit, job_ops, submission
 from app.context import current_services as _svc
 from app.errors import RequestError, TooManyAttempts
 from app.metrics import API_AUTH
-from app.validation import validate_job_sid, validate_resource_type
+from app.validation import bounded_int, validate_job_sid, validate_resource_type
 from app.views import job_view
 
 log = logging.getLogger(__name__)
@@ -74,22 +74,11 @@ def submit_job() -> tuple[Response, int]:
     return jsonify(jobs=views), 201
 
 
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    try:
-        value = default if raw is None else int(raw)
-    except ValueError:
-        raise RequestError(f"{name} must be an integer") from None
-    if not low <= value <= high:
-        raise RequestError(f"{name} must be between {low} and {high}")
-    return value
-
-
 @bp.get("/jobs")
 def list_jobs() -> Response:
     svc = _svc()
-    page = _int_arg("page", 0, 0, MAX_PAGE)
-    size = _int_arg("page_size", 50, 1, MAX_PAGE_SIZE)
+    page = bounded_int(request.args, "page", 0, MAX_PAGE)
+    size = bounded_int(request.args, "page_size", 50, MAX_PAGE_SIZE, low=1)
     account = request.args.get("account")  # SID or label: that account's jobs only (400 if not served)
     sid = svc.accounts.resolve(account).sid if account else None
     jobs, total = svc.registry.list_jobs(offset=page * size, limit=size, account_sid=sid)

@@ -91,6 +91,16 @@ class NotifySettings:
     retry_intervals: tuple[int, ...] = (10, 60, 300, 1800, 3600, 14400)
 
 
+@dataclass(frozen=True)
+class ConsoleSettings:
+    """The console's sessions (app/console/sessions.py): the cookie's signing key, how long a sign-in lasts,
+    whether the cookie is Secure. Decided here from configuration only, never from a request."""
+
+    secret_key: str | None = field(default=None, repr=False)  # CONSOLE_SECRET_KEY; None: one kept in Redis
+    session_hours: int = 12  # CONSOLE_SESSION_HOURS: from sign-in, however busy the session is
+    cookie_secure: bool = True  # CONSOLE_COOKIE_SECURE (auto: off only for an http:// PUBLIC_BASE_URL)
+
+
 class ConfigError(ValueError):
     """A setting is missing or invalid; the message names the variable and never echoes a secret."""
 
@@ -131,6 +141,7 @@ class Settings:
     sync: SyncSettings = field(default_factory=lambda: SyncSettings())
     accounts: AccountSettings = field(default_factory=lambda: AccountSettings())
     notify: NotifySettings = field(default_factory=lambda: NotifySettings())  # outbound events (app/events.py)
+    console: ConsoleSettings = field(default_factory=lambda: ConsoleSettings())  # sessions of /console
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @property
@@ -380,7 +391,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     accounts = load_account_settings(env, s3["s3_key_template"])
     twilio_base_url = _twilio_base_url(env)
     notify = load_notify_settings(env)
-    secrets = (auth_token, secondary, key_secret, *tokens.values(), notify.secret, *_account_secrets(accounts))
+    console = load_console_settings(env, public_base_url)
+    tokens_and_keys = (*tokens.values(), notify.secret, console.secret_key, *_account_secrets(accounts))
+    secrets = (auth_token, secondary, key_secret, *tokens_and_keys)
     return Settings(
         redis_url=_get(env, "REDIS_URL", "redis://127.0.0.1:6379/0") or "",
         twilio_account_sid=account_sid,
@@ -409,6 +422,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sync=load_sync_settings(env, twilio_base_url),
         accounts=accounts,
         notify=notify,
+        console=console,
         secrets=tuple(s for s in secrets if s),
     )
 
@@ -422,6 +436,26 @@ def _web_tokens(env: Mapping[str, str]) -> dict[str, Any]:
             raise ConfigError(f"{name} must be at least 16 characters")
         out[name.lower()] = value
     return out
+
+
+def load_console_settings(env: Mapping[str, str], public_base_url: str | None) -> ConsoleSettings:
+    """CONSOLE_SECRET_KEY (at least 32 characters; unset: a random key made once and kept in Redis, see
+    app/console/sessions.py), CONSOLE_SESSION_HOURS (1-720, default 12) and CONSOLE_COOKIE_SECURE (``auto``: Secure
+    unless PUBLIC_BASE_URL is plain http, which only a loopback one may be; ``true``; ``false``, refused with an
+    https PUBLIC_BASE_URL). The key is never echoed."""
+    key = _get(env, "CONSOLE_SECRET_KEY")
+    if key is not None and len(key) < 32:
+        raise ConfigError("CONSOLE_SECRET_KEY must be at least 32 characters (e.g. 64 random hex digits)")
+    hours = _int(env, "CONSOLE_SESSION_HOURS", 12, minimum=1)
+    if hours > 720:
+        raise ConfigError(f"CONSOLE_SESSION_HOURS must be <= 720 (30 days; got {hours})")
+    secure = _choice(env, "CONSOLE_COOKIE_SECURE", "auto", ("auto", "true", "false"))
+    https = urlsplit(public_base_url or "").scheme == "https"
+    if secure == "false" and https:
+        raise ConfigError("CONSOLE_COOKIE_SECURE=false with an https PUBLIC_BASE_URL: the console is served over https")
+    if secure == "auto":
+        secure = "false" if public_base_url and not https else "true"
+    return ConsoleSettings(key, hours, secure == "true")
 
 
 def _s3_settings(env: Mapping[str, str]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
@@ -32,4 +33,25 @@ LISTED_JOB_RE = re.compile(r"\AJD[0-9a-f]{32}\Z")  # local ids of listed day fil
 def validate_job_sid(value: Any) -> str:
     if not isinstance(value, str) or not (JOB_SID_RE.fullmatch(value) or LISTED_JOB_RE.fullmatch(value)):
         raise RequestError("job_sid must look like JS followed by 32 hex digits")
+    return value
+
+
+_DIGITS_RE = re.compile(r"\A[0-9]{1,18}\Z")  # ASCII digits only; 18 of them always fit in a signed 64-bit int
+
+
+def bounded_int(args: Mapping[str, str], name: str, default: int, high: int, low: int = 0) -> int:
+    """A non-negative whole number from request arguments (``request.args``), ``low``..``high``; absent: ``default``.
+
+    One rule for every number a request carries (API paging, the console's pages and years). Only ASCII digits
+    pass: ``str.isdigit`` also accepts "²" (which ``int`` then refuses: a 500), and ``int`` alone accepts " 7",
+    "+7", "7_0" and other scripts' digits (Arabic-Indic seven). Anything else, or a number out of range, is a
+    RequestError (400)."""
+    raw = args.get(name)
+    if raw is None:
+        return default
+    if not _DIGITS_RE.fullmatch(raw):
+        raise RequestError(f"{name} must be a whole number from {low} to {high} (digits 0-9 only)")
+    value = int(raw)
+    if not low <= value <= high:
+        raise RequestError(f"{name} must be between {low} and {high}")
     return value

@@ -121,6 +121,17 @@ def refuse_if_running(workdir: Path) -> None:
             raise RunError(f"already running in {workdir} (pid {pid}): stop it, or use another --workdir")
 
 
+def local_console_cookie(env: dict[str, str], host: str) -> dict[str, str]:
+    """The console is on http://127.0.0.1 here: without PUBLIC_BASE_URL (whose http:// would say so) the cookie
+    would be Secure, which browsers may drop over plain http. Unless .env or the shell chose otherwise."""
+    from app.config import is_loopback_host
+
+    seen = {**os.environ, **env}
+    if seen.get("PUBLIC_BASE_URL") or seen.get("CONSOLE_COOKIE_SECURE") or not is_loopback_host(host):
+        return {}
+    return {"CONSOLE_COOKIE_SECURE": "false"}
+
+
 def start(env: dict[str, str], workdir: Path, host: str, port: int, relay: Relay) -> None:
     """Redis (unless REDIS_URL is given), then web, worker and poller, as the Procfile runs them."""
     logs = workdir / "logs"
@@ -131,6 +142,7 @@ def start(env: dict[str, str], workdir: Path, host: str, port: int, relay: Relay
     (workdir / "prometheus").mkdir(parents=True, exist_ok=True)
     bind = f"--bind={host}:{port} {os.environ.get('GUNICORN_CMD_ARGS', '')}".strip()
     env = {**env, "REDIS_URL": relay.redis_url, "PROMETHEUS_MULTIPROC_DIR": str(workdir / "prometheus")}
+    env |= local_console_cookie(env, host)
     web, relay.url = start_web({**env, "GUNICORN_CMD_ARGS": bind}, logs, port=port)
     relay.procs.append(web)
     relay.procs += [start_process("worker", env, logs), start_process("poller", env, logs)]

@@ -6,9 +6,10 @@ file (overview: the oldest uncopied day against the 7-day deletion). Routes are 
 ``app.feeds``, ``app.job_ops`` and ``app.daily_exports``, with the API's validation.
 
 Sign-in takes CONSOLE_TOKEN (or ADMIN_TOKEN when it is not set); the session is Flask's signed cookie (HttpOnly,
-SameSite=Strict, Secure off loopback, path ``/console``). Its key is an HMAC of that token, so every gunicorn
-worker and replica agrees on it without one more secret, and changing the token signs everyone out. Nothing is
-loaded from outside the relay; the Content-Security-Policy says so to the browser.
+SameSite=Strict, Secure as configured, path ``/console``) naming a server-side session with an absolute end that
+sign-out deletes; its signing key is random, never derived from a token (``app.console.auth``,
+``app.console.sessions``). Nothing is loaded from outside the relay; the Content-Security-Policy says so to the
+browser.
 
 Accounts: every view asks ``selected_account()`` which account it shows. The choice travels as a query parameter,
 ``?account=<sid>`` (the API's own ``?account=``), not in the session, because:
@@ -47,9 +48,14 @@ ACCOUNT_ARG = "account"
 
 def selected_account() -> Account:
     """The account the console shows: ``?account=`` (SID or label) resolved through ``svc.accounts``, else
-    TWILIO_ACCOUNT_SID's. Cached for the request; an account not served is NotFound (a 404 page)."""
+    TWILIO_ACCOUNT_SID's. Cached for the request; an account not served is NotFound (a 404 page).
+
+    Without a session ``?account=`` is never resolved (the sign-in and error pages show no account anyway):
+    answering with its SID, or differently for a label that does not exist, would tell an anonymous visitor
+    which accounts the relay serves."""
     from flask import g, request
 
+    from app.console.auth import signed_in
     from app.context import current_services
     from app.errors import NotFound, RequestError
 
@@ -58,7 +64,7 @@ def selected_account() -> Account:
         return cached
     accounts = current_services().accounts
     raw = request.args.get(ACCOUNT_ARG, "").strip()
-    if not raw:
+    if not raw or not signed_in():
         account = accounts.primary
     else:
         try:
@@ -90,12 +96,14 @@ def pin_account(account_sid: str) -> None:
 
 @bp.url_defaults
 def keep_account(endpoint: str, values: dict[str, Any]) -> None:
-    """Every console URL carries the account chosen with ``?account=`` (or pinned by a job page)."""
+    """Every console URL carries the account chosen with ``?account=`` (or pinned by a job page); never one made
+    for an anonymous visitor (the sign-in redirect and page carry only the raw ``next`` path they were given)."""
     from flask import g, has_request_context, request
 
+    from app.console.auth import signed_in
     from app.errors import NotFound
 
-    if endpoint == "console.static" or ACCOUNT_ARG in values or not has_request_context():
+    if endpoint == "console.static" or ACCOUNT_ARG in values or not has_request_context() or not signed_in():
         return
     if not (request.args.get(ACCOUNT_ARG) or g.get("console_account_pinned")):
         return

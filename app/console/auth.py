@@ -2,33 +2,34 @@
 
 - Sign-in compares the submitted token with CONSOLE_TOKEN (or ADMIN_TOKEN) in constant time; the token is never
   stored in the session, rendered or logged.
-- The session is Flask's signed cookie ``relay_console``: HttpOnly, SameSite=Strict, path ``/console``, Secure
-  unless the request's host is loopback (``make run`` on http://127.0.0.1), 12 hours at most (checked by the
-  server from the signature's timestamp). Its signing key is HMAC-SHA256(token, purpose): the same in every
-  process without a new setting, and a new token invalidates every session.
+- The session is Flask's signed cookie ``relay_console``: HttpOnly, SameSite=Strict, path ``/console``, Secure as
+  configured (CONSOLE_COOKIE_SECURE; never decided from the request's Host, which a client or proxy chooses). Its
+  signing key is random and a sign-in is a server-side session with an absolute end (``app.console.sessions``:
+  why, and the Redis keys). The cookie is sent again only when its content changes, never on every request.
 - Every POST carries the session's CSRF token in a hidden field, compared in constant time (SameSite=Strict
   already keeps other sites' forms from sending the cookie; the token also covers same-site attackers).
 - Without a session, pages redirect to the sign-in page and actions (POST) get 403.
 - Failed sign-ins are limited per client address and for everyone together (``app.guess_limit``): 429
   with Retry-After, counted in ``relay_console_signins_total{outcome}`` and logged without the token.
+- Without Redis (which holds the signing key unless CONSOLE_SECRET_KEY is set, and the sessions) every console
+  page but the static files answers 503.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import secrets
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
-from flask import Flask, Request, abort, redirect, render_template, request, session, url_for
-from flask.sessions import SecureCookieSessionInterface
+import redis
+from flask import Flask, Request, abort, g, redirect, render_template, request, session, url_for
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
+from itsdangerous import URLSafeTimedSerializer
 from werkzeug.wrappers import Response
 
-from app.config import is_loopback_host
-from app.console import bp
+from app.console import bp, sessions
 from app.context import current_services
 from app.guess_limit import CONSOLE_SIGNIN, Limited
 from app.metrics import CONSOLE_SIGNINS
@@ -36,23 +37,54 @@ from app.metrics import CONSOLE_SIGNINS
 log = logging.getLogger(__name__)
 
 COOKIE_NAME = "relay_console"
-SESSION_HOURS = 12
 CSRF_FIELD = "csrf_token"
+SESSION_ID = "sid"  # the server-side session's id, in the signed cookie (app.console.sessions)
+MARK_FIELD = "tm"  # which token signed the session in (sessions.token_mark): a new token signs everyone out
 PUBLIC_ENDPOINTS = {"console.sign_in", "console.static"}
-_KEY_PURPOSE = b"bulkexport-relay console session key v1"
+PREFIX = bp.url_prefix or "/console"
+
+
+class UnavailableSession(SecureCookieSession):
+    """What a console request gets while Redis (holding the signing key) is unreachable: empty, never saved;
+    ``guard`` answers 503."""
 
 
 class ConsoleSessionInterface(SecureCookieSessionInterface):
-    """Flask's signed-cookie session, opened only under /console (other routes never pay for it), with the
-    Secure flag decided per request: off only when the browser talks to a loopback host."""
+    """Flask's signed-cookie session, opened only under /console (other routes never pay for it), signed with the
+    key of ``app.console.sessions``, Secure as configured."""
 
-    def open_session(self, app: Flask, request: Request) -> Any:
-        if not request.path.startswith(bp.url_prefix or "/console"):
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if not request.path.startswith(PREFIX) or request.path.startswith(f"{PREFIX}/static/"):
             return self.session_class()  # empty and never modified: nothing is sent back
-        return super().open_session(app, request)
+        try:
+            return super().open_session(app, request)
+        except redis.RedisError as exc:
+            log.error("console: the session key is unavailable (Redis): %s", exc)
+            return UnavailableSession()
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Any) -> None:
+        if not isinstance(session, UnavailableSession):
+            super().save_session(app, session, response)
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer:
+        return URLSafeTimedSerializer(
+            signing_key(),
+            salt=self.salt,
+            serializer=self.serializer,
+            signer_kwargs={"key_derivation": self.key_derivation, "digest_method": self.digest_method},
+        )
 
     def get_cookie_secure(self, app: Flask) -> bool:
-        return not is_loopback_host(urlsplit(f"//{request.host}").hostname)
+        return bool(app.extensions["relay"].settings.console.cookie_secure)
+
+
+def signing_key() -> str:
+    """The cookies' signing key, read once per request (opening and saving the session share it)."""
+    key: str | None = g.get("console_signing_key")
+    if key is None:
+        svc = current_services()
+        key = g.console_signing_key = sessions.signing_key(svc.settings.console.secret_key, svc.registry.r)
+    return key
 
 
 def console_token() -> str | None:
@@ -62,17 +94,14 @@ def console_token() -> str | None:
 
 def configure_sessions(app: Flask) -> None:
     settings = app.extensions["relay"].settings
-    token = settings.console_token or settings.admin_token
-    # Without any token nobody can sign in; the random key only keeps Flask's session machinery working.
-    key = hmac.new(token.encode(), _KEY_PURPOSE, hashlib.sha256).hexdigest() if token else secrets.token_hex(32)
-    app.secret_key = key
     app.session_interface = ConsoleSessionInterface()
     app.config.update(
         SESSION_COOKIE_NAME=COOKIE_NAME,
-        SESSION_COOKIE_PATH="/console",
+        SESSION_COOKIE_PATH=PREFIX,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Strict",
-        PERMANENT_SESSION_LIFETIME=timedelta(hours=SESSION_HOURS),
+        SESSION_REFRESH_EACH_REQUEST=False,  # no sliding: the server-side session ends when it ends
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=settings.console.session_hours),
     )
 
 
@@ -90,12 +119,31 @@ def _csrf_ok() -> bool:
 
 
 def signed_in() -> bool:
-    return session.get("signed_in") is True
+    """The cookie names a live server-side session, signed in with the console token configured now (one Redis
+    read per request, none without a session id). Cached for the request."""
+    known: bool | None = g.get("console_signed_in")
+    if known is None:
+        g.console_signed_in = False  # until known: a page rendered after a Redis error shows no session
+        known = g.console_signed_in = _session_is_current()
+    return known
+
+
+def _session_is_current() -> bool:
+    token, mark = console_token(), session.get(MARK_FIELD)
+    if not token or not isinstance(mark, str):
+        return False
+    if not hmac.compare_digest(mark, sessions.token_mark(signing_key(), token)):
+        return False  # signed in with a token that has been changed since
+    return sessions.is_live(current_services().registry.r, session.get(SESSION_ID))
 
 
 @bp.before_request
 def guard() -> Response | None:
     """Every console request: a session for anything but sign-in and static files, a valid CSRF token on POST."""
+    if request.endpoint == "console.static":
+        return None
+    if isinstance(session, UnavailableSession):
+        raise redis.ConnectionError("the console's session key is in Redis, which is unavailable")
     if request.endpoint not in PUBLIC_ENDPOINTS and not signed_in():
         if request.method in ("GET", "HEAD"):
             return redirect(url_for("console.sign_in", next=request.full_path.rstrip("?")))
@@ -145,23 +193,26 @@ def sign_in() -> Response | tuple[str, int] | str:
         if signed_in():
             return redirect(_safe_next(next_url))
         return render_template("console/signin.html", next_url=next_url, error=None)
-    failures = current_services().registry.r
-    limited = CONSOLE_SIGNIN.check(failures, request.remote_addr)  # before the token is even looked at
+    svc = current_services()
+    r = svc.registry.r
+    limited = CONSOLE_SIGNIN.check(r, request.remote_addr)  # before the token is even looked at
     if limited is not None:
         return _refuse_limited(limited, next_url)
     expected = console_token()
     sent = request.form.get("token", "")
     if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
-        CONSOLE_SIGNIN.record_failure(failures, request.remote_addr)
+        CONSOLE_SIGNIN.record_failure(r, request.remote_addr)
         CONSOLE_SIGNINS.labels("refused").inc()
         log.warning("console: sign-in refused (wrong token)", extra={"remote_addr": request.remote_addr})
         error = "That token is not the console token." if expected else "The console is off: no token is set."
         return render_template("console/signin.html", next_url=next_url, error=error), 401
-    CONSOLE_SIGNIN.clear(failures, request.remote_addr)
+    CONSOLE_SIGNIN.clear(r, request.remote_addr)
     CONSOLE_SIGNINS.labels("ok").inc()
+    sessions.end(r, session.get(SESSION_ID))  # a session this browser had before: a fresh id, not that one
     session.clear()
     session.permanent = True
-    session["signed_in"] = True
+    session[SESSION_ID] = sessions.start(r, svc.settings.console.session_hours)
+    session[MARK_FIELD] = sessions.token_mark(signing_key(), expected)
     session[CSRF_FIELD] = secrets.token_urlsafe(32)
     log.info("console: signed in", extra={"remote_addr": request.remote_addr})
     return redirect(_safe_next(next_url))
@@ -169,6 +220,7 @@ def sign_in() -> Response | tuple[str, int] | str:
 
 @bp.post("/sign-out")
 def sign_out() -> Response:
+    sessions.end(current_services().registry.r, session.get(SESSION_ID))  # copies of the cookie stop working too
     session.clear()
     log.info("console: signed out", extra={"remote_addr": request.remote_addr})
     return redirect(url_for("console.sign_in"))

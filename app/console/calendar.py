@@ -20,7 +20,7 @@ from app.context import Services, current_services
 from app.errors import DomainError, RequestError
 from app.feed_store import CoverageDay, Feed
 from app.twilio_api import TwilioError
-from app.validation import parse_day
+from app.validation import bounded_int, parse_day
 
 RETRYABLE = ("failed", "missing")
 
@@ -74,10 +74,9 @@ def year_months(year: int, states: dict[str, str], cov: dict[str, CoverageDay]) 
 
 
 def _year_arg(first: date, last: date) -> int:
-    raw = request.args.get("year", "")
-    if raw.isdigit() and first.year <= int(raw) <= last.year:
-        return int(raw)
-    return last.year
+    """``?year=``: not a year is a 400; a year outside the feed's window (an old bookmark) shows the last one."""
+    year = bounded_int(request.args, "year", last.year, date.max.year, low=date.min.year)
+    return year if first.year <= year <= last.year else last.year
 
 
 def _detail(states: dict[str, str], cov: dict[str, CoverageDay]) -> dict[str, Any] | None:

@@ -22,10 +22,11 @@ from app.days import job_days
 from app.errors import Conflict, DomainError
 from app.registry import JobRecord
 from app.twilio_api import TwilioError
-from app.validation import parse_day
+from app.validation import bounded_int, parse_day
 from app.views import job_view
 
 PAGE_SIZE = 50
+MAX_PAGE = 100_000
 FINAL_DAY_STATES = ("copied", "empty", "failed")
 
 
@@ -65,15 +66,10 @@ def every_day(job: JobRecord, days: list[dict[str, Any]]) -> list[dict[str, Any]
     return [known.get(day) or {"day": day} | unknown for day in job_days(job.start_day, job.end_day)]
 
 
-def _page_arg() -> int:
-    raw = request.args.get("page", "0")
-    return min(int(raw), 100_000) if raw.isdigit() else 0
-
-
 @bp.get("/jobs")
 def jobs() -> tuple[str, int]:
     svc = current_services()
-    page = _page_arg()
+    page = bounded_int(request.args, "page", 0, MAX_PAGE)  # a bad number is a 400 page
     shown = selected_account()  # an account not served is a 404 here too, even for every account's jobs
     several = len(svc.accounts.all()) > 1
     every = not several or request.args.get("all") == "1"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -201,6 +202,39 @@ def test_an_account_not_served_is_a_404_page(family, sandbox):
     anonymous = requests.get(f"{stack.url}/console/sign-in", timeout=10).text
     assert "account-select" not in anonymous and "team-a" not in anonymous
     assert ADMIN_TOKEN not in anonymous
+
+
+SID_RE = re.compile(r"AC[0-9a-fA-F]{32}")
+
+
+def test_an_anonymous_account_parameter_reveals_no_sid_and_no_label(family, sandbox):
+    """``?account=`` without a session is never resolved: the sign-in redirect and page are the same for a label
+    that exists, one that does not and a SID, and carry only the raw path asked for (issue 20, item 13)."""
+    stack, subs = family
+    served = {sandbox.account_sid, *(s["sid"] for s in subs.values())}
+    asked = ["team-a", "team-b", "nobody", subs["team-a"]["sid"], "AC" + "0" * 32]
+    for value in asked:
+        for path in ("/console/jobs", "/console/feeds/Messages/calendar"):
+            r = requests.get(f"{stack.url}{path}", params={"account": value}, allow_redirects=False, timeout=10)
+            assert r.status_code == 302, (path, value, r.status_code)
+            target = urlsplit(r.headers["Location"])
+            assert target.path == "/console/sign-in", r.headers["Location"]
+            assert parse_qs(target.query) == {"next": [f"{path}?account={value}"]}, r.headers["Location"]
+            page = requests.get(f"{stack.url}/console/sign-in?{target.query}", timeout=10)
+            shown = set(SID_RE.findall(page.text)) | set(SID_RE.findall(page.headers.get("Location", "")))
+            assert page.status_code == 200 and shown <= {value}, (value, shown)  # at most the SID typed in
+            assert not (shown & served - {value})
+    # The same page straight to the sign-in URL with ?account= (no redirect): nothing resolved either.
+    page = requests.get(f"{stack.url}/console/sign-in", params={"account": "team-b"}, timeout=10)
+    assert page.status_code == 200 and not SID_RE.search(page.text)
+    # Signed in, the raw next path leads to the account asked for.
+    http = requests.Session()
+    form = http.get(f"{stack.url}/console/sign-in", params={"next": "/console/jobs?account=team-a"}, timeout=10)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert csrf
+    data = {"token": ADMIN_TOKEN, "csrf_token": csrf[1], "next": "/console/jobs?account=team-a"}
+    landed = http.post(f"{stack.url}/console/sign-in", data=data, timeout=10)
+    assert landed.url.endswith("/console/jobs?account=team-a") and "Jobs of team-a" in landed.text
 
 
 def test_a_suspended_account_says_so_in_the_selector_and_the_overview(family, sandbox):

@@ -14,6 +14,7 @@ and every variable those files, or compose, set must be a contract name, a knob 
 from __future__ import annotations
 
 import fnmatch
+import ipaddress
 import json
 import os
 import re
@@ -41,6 +42,7 @@ SECRET_NAMES = {
     "TWILIO_API_KEY_SECRET",
     "ADMIN_TOKEN",
     "CONSOLE_TOKEN",
+    "CONSOLE_SECRET_KEY",
     "NOTIFY_SECRET",
 }
 # The contract as documented for operators: app/config.py may add names, but must not lose these.
@@ -686,6 +688,7 @@ ROLE_SECRETS = {
         "TWILIO_API_KEY_SECRET",
         "ADMIN_TOKEN",  # the admin API: the web's alone
         "CONSOLE_TOKEN",  # the console's own sign-in token (optional): the web's alone
+        "CONSOLE_SECRET_KEY",  # signs the console's cookies (optional: else one kept in Redis): the web's alone
     },
     "worker": {"REDIS_URL", "TWILIO_AUTH_TOKEN", "TWILIO_API_KEY_SID", "TWILIO_API_KEY_SECRET", "NOTIFY_SECRET"},
     "poller": {"REDIS_URL"},  # rq cron only enqueues (workers/cron_settings.py)
@@ -909,6 +912,23 @@ def test_k8s_network_policies_select_each_roles_pods_and_deny_the_rest() -> None
         assert _policy_for(role)["ingress"] == [], f"{role} has no listener: no ingress at all"
 
 
+NAT64_PREFIXES = ("64:ff9b::/96", "64:ff9b:1::/48")  # RFC 6052's well-known prefix, RFC 8215's local-use one
+
+
+def _assert_no_nat64_way_to(v6_except: set[str], role: str) -> None:
+    """Through NAT64 an IPv6 address reaches an IPv4 one: every private IPv4 block the IPv4 rule refuses must be
+    refused in its NAT64 form too (the IPv4 address in the last 32 bits of 64:ff9b::/96), and the local-use
+    prefix (whose embedding depends on the operator's prefix length) as a whole."""
+    refused = [ipaddress.ip_network(c) for c in v6_except]
+    well_known = int(ipaddress.ip_network(NAT64_PREFIXES[0]).network_address)
+    for v4 in [*sorted(PUBLIC_EXCEPT_V4), "127.0.0.0/8"]:
+        net = ipaddress.ip_network(v4)
+        embedded = ipaddress.ip_network((well_known | int(net.network_address), 96 + net.prefixlen))
+        assert any(embedded.subnet_of(r) for r in refused), f"{role}: {v4} is reachable as {embedded} (NAT64)"
+    local_use = ipaddress.ip_network(NAT64_PREFIXES[1])
+    assert any(local_use.subnet_of(r) for r in refused), f"{role}: NAT64's local-use prefix {local_use} is open"
+
+
 def test_k8s_network_policy_egress_per_role() -> None:
     expected = {"web": {"dns", "redis", "https"}, "worker": {"dns", "redis", "https"}, "poller": {"dns", "redis"}}
     for role, kinds in expected.items():
@@ -923,6 +943,7 @@ def test_k8s_network_policy_egress_per_role() -> None:
             blocks = {b["ipBlock"]["cidr"]: set(b["ipBlock"].get("except", [])) for b in rules["https"]["to"]}
             assert blocks["0.0.0.0/0"] == PUBLIC_EXCEPT_V4, f"{role}: 443 to public IPv4 only (no metadata, no LAN)"
             assert blocks["::/0"] >= {"fc00::/7", "fe80::/10"}, f"{role}: 443 to public IPv6 only"
+            _assert_no_nat64_way_to(blocks["::/0"], role)
     redis_cidrs = {r: _egress_kinds(r)["redis"]["to"][0]["ipBlock"]["cidr"] for r in APP_SERVICES}
     assert len(set(redis_cidrs.values())) == 1, f"one Redis subnet for every role: {redis_cidrs}"
 

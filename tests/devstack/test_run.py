@@ -159,6 +159,8 @@ def test_make_run_serves_answers_the_cli_and_stops_on_sigterm_leaving_nothing(tm
         wait_until(lambda: "relay running" in out.read_text(), timeout=90, what="the banner")
         text = out.read_text()
         assert f"relay running: {url}" in text and "no PUBLIC_BASE_URL" in text and ADMIN_TOKEN not in text
+        cookie = requests.get(f"{url}/console/sign-in", timeout=10).headers["Set-Cookie"]
+        assert "Secure" not in cookie, "http://127.0.0.1: a Secure cookie might never come back"
         feed = requests.put(
             f"{url}/api/feeds/Messages",
             json={"since": "2020-01-01", "enabled": False},

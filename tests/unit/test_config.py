@@ -115,3 +115,42 @@ def test_cleartext_urls_off_this_host_are_refused():
     with pytest.raises(ConfigError, match="PUBLIC_BASE_URL must be https"):
         load_settings(BASE | {"PUBLIC_BASE_URL": "http://relay.example.com"})
     assert load_settings(BASE | {"PUBLIC_BASE_URL": "http://127.0.0.1:8000"})  # tests and the demo
+
+
+@pytest.mark.parametrize(
+    ("change", "secure"),
+    [
+        ({}, True),  # https PUBLIC_BASE_URL
+        ({"PUBLIC_BASE_URL": ""}, True),  # nothing says the console is plain http: Secure
+        ({"PUBLIC_BASE_URL": "http://127.0.0.1:8000"}, False),  # the only plain http allowed: loopback
+        ({"PUBLIC_BASE_URL": "http://127.0.0.1:8000", "CONSOLE_COOKIE_SECURE": "true"}, True),
+        ({"PUBLIC_BASE_URL": "", "CONSOLE_COOKIE_SECURE": "false"}, False),
+    ],
+)
+def test_the_console_cookie_is_secure_by_configuration(change, secure):
+    assert load_settings(BASE | change).console.cookie_secure is secure
+
+
+def test_console_session_settings():
+    key = "k" * 40
+    s = load_settings(BASE | {"CONSOLE_SECRET_KEY": key, "CONSOLE_SESSION_HOURS": "2"})
+    assert (s.console.secret_key, s.console.session_hours) == (key, 2)
+    assert key in s.secrets and key not in repr(s) and key not in repr(s.console)  # scrubbed from logs, never shown
+    assert load_settings(BASE).console.session_hours == 12 and load_settings(BASE).console.secret_key is None
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"CONSOLE_SECRET_KEY": "too-short"},
+        {"CONSOLE_SESSION_HOURS": "0"},
+        {"CONSOLE_SESSION_HOURS": "721"},
+        {"CONSOLE_COOKIE_SECURE": "maybe"},
+        {"CONSOLE_COOKIE_SECURE": "false"},  # with an https PUBLIC_BASE_URL
+    ],
+)
+def test_bad_console_settings_are_refused(change):
+    (variable,) = change
+    with pytest.raises(ConfigError, match=variable) as err:
+        load_settings(BASE | change)
+    assert "too-short" not in str(err.value)
