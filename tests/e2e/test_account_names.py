@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 import requests
 
+from app import create_app
+from app.config import load_settings
 from devstack.procs import wait_until
 from tests.accounts_api_stub import AccountsApiStub
 from tests.browser.pages import console_session
@@ -107,6 +109,12 @@ def test_a_subaccount_named_like_another_never_receives_its_actions(renamed, san
         assert stack.api("GET", f"/api/jobs?account={other}").json()["meta"]["total"] == 0
         assert sandbox.export_configuration(other)[RT]["enabled"] is False
     assert http.get(f"{stack.url}/console/feeds", params={"account": "team-a"}, timeout=10).status_code == 404
+
+    # The CLI names each by SID; a shared name is shown in parentheses, a SID-looking one not at all.
+    out = create_app(load_settings(stack.env)).test_cli_runner().invoke(args=["relay", "accounts"])
+    lines = {line.split()[0]: line for line in out.output.splitlines() if line.startswith("AC")}
+    assert "(team-a)" in lines[victim] and "(team-a)" in lines[twin]
+    assert lines[impostor].count(victim) == 0 and lines[victim].count(impostor) == 0
 
 
 @pytest.fixture
