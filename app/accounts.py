@@ -119,7 +119,7 @@ class AccountDirectory:
         self._refreshed = 0.0
         self._lock = threading.Lock()
         self.last_discovery_error: str | None = None
-        self._label_notes: set[tuple[str, str]] = set()  # (SID, friendly name) whose label was refused, logged
+        self._label_notes: dict[str, str] = {}  # SID -> the friendly name last refused as its label (logged once)
 
     def all(self) -> list[Account]:
         self.refresh()
@@ -191,8 +191,8 @@ class AccountDirectory:
         refused name is logged once per process (by SID: the name is the customer's)."""
         kept = unique_labels(discovered, self._static.values())
         for before, after in zip(discovered, kept, strict=True):
-            if before.label != after.label and (after.sid, before.label) not in self._label_notes:
-                self._label_notes.add((after.sid, before.label))
+            if before.label != after.label and self._label_notes.get(after.sid) != before.label:
+                self._label_notes[after.sid] = before.label
                 log.warning(
                     "subaccount %s: its friendly name is another account's label too; it is named by SID only",
                     after.sid,
@@ -201,9 +201,10 @@ class AccountDirectory:
 
 
 def unique_labels(discovered: list[Account], configured: Iterable[Account]) -> list[Account]:
-    """``discovered`` with the label removed where its key is a configured account's, or another discovered
+    """``discovered`` with the label removed where its key is another configured account's, or another discovered
     account's: a shared name is nobody's label, so no rename can take a label over."""
-    taken = {label_key(a.label) for a in configured if a.label}
+    sids = {a.sid for a in discovered}
+    taken = {label_key(a.label) for a in configured if a.label and a.sid not in sids}
     counts = Counter(label_key(a.label) for a in discovered if a.label)
     return [
         a
@@ -213,7 +214,7 @@ def unique_labels(discovered: list[Account], configured: Iterable[Account]) -> l
     ]
 
 
-def _discovered(item: dict[str, Any], parent: Account, notes: set[tuple[str, str]]) -> Account | None:
+def _discovered(item: dict[str, Any], parent: Account, notes: dict[str, str]) -> Account | None:
     sid, token = item.get("sid"), item.get("auth_token")
     if not isinstance(sid, str) or not ACCOUNT_SID_RE.fullmatch(sid) or sid == parent.sid:
         return None
@@ -222,8 +223,8 @@ def _discovered(item: dict[str, Any], parent: Account, notes: set[tuple[str, str
     add_secrets(token)
     raw = str(item.get("friendly_name") or "")
     name = shown_name(raw)
-    if raw and not name and (sid, raw) not in notes:
-        notes.add((sid, raw))
+    if raw and not name and notes.get(sid) != raw:
+        notes[sid] = raw
         log.warning(
             "subaccount %s: its friendly name looks like an account SID, is not plain printable ASCII or has no "
             "letter or digit; it is neither shown nor a label (named by SID only)",
