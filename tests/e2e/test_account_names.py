@@ -117,6 +117,30 @@ def test_a_subaccount_named_like_another_never_receives_its_actions(renamed, san
     assert lines[impostor].count(victim) == 0 and lines[victim].count(impostor) == 0
 
 
+def test_a_rename_while_the_relay_runs_takes_nothing_over(make_stack, calendar, sandbox):
+    """The same attack after discovery: the next refresh (ACCOUNTS_REFRESH_SECONDS) drops the shared label and
+    never gives the impostor the victim's SID as a name."""
+    impostor, victim = (sandbox.add_subaccount(sandbox.account_sid, friendly_name=n) for n in ("impostor", "team-a"))
+    stack = make_stack(workers=0, WEB_CONCURRENCY="1", **discovering(sandbox, calendar, sandbox.api_url))
+    assert stack.api("GET", "/api/feeds?account=team-a").status_code == 200
+    sandbox.update_account(impostor["sid"], friendly_name=victim["sid"])
+
+    def refreshed() -> bool:
+        listed = {a["sid"]: a for a in stack.api("GET", "/api/accounts").json()["accounts"]}
+        return listed[impostor["sid"]]["friendly_name"] is None
+
+    wait_until(refreshed, timeout=40, what="the rename seen by the relay's next discovery")
+    r = stack.api("PUT", f"/api/feeds/{RT}?account={victim['sid']}", json={"since": day(8), "enabled": False})
+    assert r.status_code == 200 and r.json()["account"] == victim["sid"], r.text
+    sandbox.update_account(impostor["sid"], friendly_name="team-a")
+    wait_until(
+        lambda: stack.api("GET", "/api/feeds?account=team-a").status_code == 400,
+        timeout=40,
+        what="the shared label dropped at the next discovery",
+    )
+    assert stack.api("GET", f"/api/feeds?account={impostor['sid']}").json()["feeds"] == []
+
+
 @pytest.fixture
 def leaky_accounts_api(sandbox) -> Iterator[AccountsApiStub]:
     api = AccountsApiStub(sandbox.account_sid)
