@@ -336,22 +336,16 @@ class PagingScope:
         where = origin_of(next_url)
         if where != self.origin:
             host = where[1] if where else "an invalid URL"
-            return (
-                f"points at {host}, not the configured {self.setting}; not followed (credentials are sent to that "
-                "host only)"
-            )
+            return f"points at {host}, not the configured {self.setting}; not followed (credentials go there only)"
         if self.path is not None and urlsplit(next_url).path != self.path:
             return f"leaves {self.path}; not followed (the next page of a list is on that list's path)"
         return None
 
 
 def _paged(op: str, what: str, first_page: Callable[[], Any], scope: PagingScope) -> Iterator[Any]:
-    """Follow Twilio's next page links through the SDK's Page objects, metering each page request.
-
-    The SDK requests whatever absolute URL ``meta.next_page_url`` holds (or ``next_page_uri`` appended to the base
-    URL), with our Basic auth: a page pointing anywhere but the configured base URL's scheme, host and port (and,
-    for a scope with a path, that path) is refused before anything is sent there.
-    """
+    """Follow Twilio's next page links through the SDK's Page objects, metering each page request. The SDK requests
+    whatever absolute URL ``meta.next_page_url`` holds (or ``next_page_uri`` appended to the base URL) with our
+    Basic auth: a link outside ``scope`` is refused before anything is sent there."""
     page = _call(op, what, first_page)
     while page is not None:
         yield from page
@@ -372,11 +366,8 @@ def discover_subaccounts(settings: Settings, sid: str, username: str, password: 
     the list's path only, or TwilioError (the parent's Basic auth never leaves that host)."""
     client = Client(username, password, account_sid=sid, http_client=_http_client(API_PROFILE))
     client.api.base_url = settings.accounts.api_base_url
-    scope = PagingScope(
-        origin_of(settings.accounts.api_base_url),
-        "TWILIO_API_BASE_URL",
-        urlsplit(client.api.absolute_url(ACCOUNTS_LIST_PATH)).path,
-    )
+    path = urlsplit(client.api.absolute_url(ACCOUNTS_LIST_PATH)).path
+    scope = PagingScope(origin_of(settings.accounts.api_base_url), "TWILIO_API_BASE_URL", path)
     first = functools.partial(client.api.v2010.accounts.page, page_size=ACCOUNTS_PAGE_SIZE)
     found = list(_paged("list_accounts", "list subaccounts", first, scope))
     return [
