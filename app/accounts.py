@@ -5,6 +5,13 @@ Credentials stay in this process's memory: never in Redis, S3, logs (each is reg
 an API answer. What other processes and people may see (label, family, state: ok / credentials refused /
 suspended, last error) is kept in Redis by ``Registry.put_account_state``. A parent and its subaccounts form one
 *family*, which shares Twilio's daily quota of requested days.
+
+Naming an account (``account=`` in the API, CLI and console; :meth:`AccountDirectory.resolve`): a SID always
+resolves to that account and is never compared with labels; a label is used only if it is one of the accounts'
+labels exactly. Labels are safe by construction (``app.account_labels``): a discovered subaccount's friendly name,
+which that subaccount's holder can change to anything, becomes its label only if it is plain printable ASCII,
+does not look like a SID (spacing, case and invisible characters ignored) and no other account has the same label
+key; otherwise that account is reached by SID only (and a SID-looking name is not even shown).
 """
 
 from __future__ import annotations
@@ -12,11 +19,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from app.config import AccountSpec, Settings
+from app.account_labels import label_key, shown_name
+from app.config import ACCOUNT_SID_RE, AccountSpec, Settings
 from app.errors import NotFound, RequestError
 from app.logs import add_secrets
 
@@ -51,6 +60,7 @@ class Account:
     auth_token_secondary: str | None = field(default=None, repr=False)
     api_key_sid: str | None = None
     api_key_secret: str | None = field(default=None, repr=False)
+    friendly_name: str = ""  # Twilio's, sanitised, shown only (app.account_labels.shown_name); never resolved
 
     @property
     def name(self) -> str:
@@ -66,6 +76,7 @@ class Account:
         return {
             "sid": self.sid,
             "label": self.label or None,
+            "friendly_name": self.friendly_name or None,
             "family": self.family,
             "source": self.source,
             "twilio_status": self.status,
@@ -108,6 +119,7 @@ class AccountDirectory:
         self._refreshed = 0.0
         self._lock = threading.Lock()
         self.last_discovery_error: str | None = None
+        self._label_notes: dict[str, str] = {}  # SID -> the friendly name last refused as its label (logged once)
 
     def all(self) -> list[Account]:
         self.refresh()
@@ -137,18 +149,22 @@ class AccountDirectory:
         return account
 
     def resolve(self, value: Any) -> Account:
-        """An account named by SID or label; none given: the only account, if there is exactly one."""
+        """An account named by SID or label (the rule in the module docstring); none given: the only account, if
+        there is exactly one."""
         accounts = self.all()
         if value is None or value == "":
             if len(accounts) == 1:
                 return accounts[0]
             raise RequestError(f"account is required: one of {', '.join(a.name for a in accounts)}")
-        if not isinstance(value, str):
+        if not isinstance(value, str) or len(value) > 64:
             raise RequestError("account must be an account SID or label")
-        for account in accounts:
-            if value in (account.sid, account.label):
-                return account
-        raise RequestError(f"account {value!r} is not served by this relay")
+        if ACCOUNT_SID_RE.fullmatch(value):
+            found = [a for a in accounts if a.sid.casefold() == value.casefold()]
+        else:
+            found = [a for a in accounts if a.label and a.label == value]
+        if len(found) != 1:
+            raise RequestError(f"account {value!r} is not served by this relay")
+        return found[0]
 
     def refresh(self, force: bool = False) -> None:
         if self._discover is None or (not force and time.monotonic() - self._refreshed < self._refresh_seconds):
@@ -161,7 +177,8 @@ class AccountDirectory:
                 return  # the first discovery was made by the thread we waited for
             self._refreshed = time.monotonic()
             found = self._discover(self.primary)
-            self._discovered = {a.sid: a for a in (_discovered(item, self.primary) for item in found) if a}
+            listed = [a for a in (_discovered(item, self.primary, self._label_notes) for item in found) if a]
+            self._discovered = {a.sid: a for a in self._unique_labels(listed)}
             self.last_discovery_error = None
         except Exception as exc:  # keep what was known; the error shows in /api/accounts and /health
             self.last_discovery_error = f"{type(exc).__name__}: {exc}"[:300]
@@ -169,14 +186,52 @@ class AccountDirectory:
         finally:
             self._lock.release()
 
+    def _unique_labels(self, discovered: list[Account]) -> list[Account]:
+        """Discovered accounts, their label dropped where it is not unique (rule 4 of ``app.account_labels``); each
+        refused name is logged once per process (by SID: the name is the customer's)."""
+        kept = unique_labels(discovered, self._static.values())
+        for before, after in zip(discovered, kept, strict=True):
+            if before.label != after.label and self._label_notes.get(after.sid) != before.label:
+                self._label_notes[after.sid] = before.label
+                log.warning(
+                    "subaccount %s: its friendly name is another account's label too; it is named by SID only",
+                    after.sid,
+                )
+        return kept
 
-def _discovered(item: dict[str, Any], parent: Account) -> Account | None:
+
+def unique_labels(discovered: list[Account], configured: Iterable[Account]) -> list[Account]:
+    """``discovered`` with the label removed where its key is another configured account's, or another discovered
+    account's: a shared name is nobody's label, so no rename can take a label over."""
+    sids = {a.sid for a in discovered}
+    taken = {label_key(a.label) for a in configured if a.label and a.sid not in sids}
+    counts = Counter(label_key(a.label) for a in discovered if a.label)
+    return [
+        a
+        if not a.label or (counts[label_key(a.label)] == 1 and label_key(a.label) not in taken)
+        else replace(a, label="")
+        for a in discovered
+    ]
+
+
+def _discovered(item: dict[str, Any], parent: Account, notes: dict[str, str]) -> Account | None:
     sid, token = item.get("sid"), item.get("auth_token")
-    if not isinstance(sid, str) or sid == parent.sid or not isinstance(token, str) or not token:
+    if not isinstance(sid, str) or not ACCOUNT_SID_RE.fullmatch(sid) or sid == parent.sid:
+        return None
+    if not isinstance(token, str) or not token:
         return None
     add_secrets(token)
-    label = str(item.get("friendly_name") or "")[:40].strip()
-    return Account(sid, label, parent.sid, "discovered", str(item.get("status") or "active"), token)
+    raw = str(item.get("friendly_name") or "")
+    name = shown_name(raw)
+    if raw and not name and notes.get(sid) != raw:
+        notes[sid] = raw
+        log.warning(
+            "subaccount %s: its friendly name looks like an account SID, is not plain printable ASCII or has no "
+            "letter or digit; it is neither shown nor a label (named by SID only)",
+            sid,
+        )
+    status = str(item.get("status") or "active")
+    return Account(sid, name, parent.sid, "discovered", status, token, friendly_name=name)
 
 
 def accounts_view(svc: Any) -> dict[str, Any]:

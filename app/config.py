@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from app.account_labels import label_key, looks_like_sid
+
 log = logging.getLogger(__name__)
 
 # \A...\Z, not ^...$: "$" also matches before a trailing newline.
@@ -569,9 +571,12 @@ def _account_file(path: str) -> tuple[AccountSpec, ...]:
     if not isinstance(raw, list) or not raw:
         raise ConfigError("TWILIO_ACCOUNTS_FILE must hold a non-empty JSON list of accounts")
     specs = tuple(_account_spec(item, n) for n, item in enumerate(raw))
-    sids, labels = [a.sid for a in specs], [a.label for a in specs if a.label]
+    sids, labels = [a.sid for a in specs], [label_key(a.label) for a in specs if a.label]
     if len(set(sids)) != len(sids) or len(set(labels)) != len(labels):
-        raise ConfigError("TWILIO_ACCOUNTS_FILE lists an account SID or label twice")
+        raise ConfigError(
+            "TWILIO_ACCOUNTS_FILE lists an account SID or label twice (labels differing only in case, '.', '_' or "
+            "'-' are the same label)"
+        )
     return specs
 
 
@@ -591,6 +596,8 @@ def _account_spec(item: object, n: int) -> AccountSpec:
     label = item.get("label", "")
     if label and not re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", label):
         raise ConfigError(f"{where}: label must be 1-40 letters, digits, '.', '_' or '-'")
+    if label and (looks_like_sid(label) or not label_key(label)):
+        raise ConfigError(f"{where}: label must not look like an account SID and needs a letter or digit")
     return AccountSpec(
         sid, label, item.get("auth_token"), item.get("auth_token_secondary"), key_sid, key_secret, parent
     )

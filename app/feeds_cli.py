@@ -200,9 +200,16 @@ def accounts_cmd(as_json: bool) -> None:
     emit(accounts.accounts_view(_svc()), as_json, _accounts_text)
 
 
+def _name(account: dict[str, Any]) -> str:
+    """Its label; else Twilio's name in parentheses (shown, not a label: shared with another account); else "-"."""
+    if account["label"]:
+        return str(account["label"])
+    return f"({account['friendly_name']})" if account.get("friendly_name") else "-"
+
+
 def _accounts_text(doc: dict[str, Any]) -> str:
     lines = [
-        f"{a['sid']}  {a['label'] or '-':<20} family {a['family'][:10]}…  {a['source']:<10} {a['state']}"
+        f"{a['sid']}  {_name(a):<20} family {a['family'][:10]}…  {a['source']:<10} {a['state']}"
         + (f"  ({a['error']})" if a["error"] else "")
         for a in doc["accounts"]
     ]

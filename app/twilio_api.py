@@ -40,6 +40,8 @@ DAY_RE = re.compile(r"\A\d{4}-\d{2}-\d{2}\Z")
 JOB_SID_RE = re.compile(r"\AJS[0-9a-fA-F]{32}\Z")
 LIST_DAYS_PAGE_SIZE = 400  # the spec's maximum since July 2025
 LIST_JOBS_PAGE_SIZE = 1000
+ACCOUNTS_PAGE_SIZE = 100
+ACCOUNTS_LIST_PATH = "/2010-04-01/Accounts.json"
 
 
 class TwilioError(Exception):
@@ -319,23 +321,39 @@ def origin_of(url: str) -> Origin | None:
     return parts.scheme, parts.hostname.rstrip(".").lower(), port or (443 if parts.scheme == "https" else 80)
 
 
-def _paged(op: str, what: str, first_page: Callable[[], Any], origin: Origin | None) -> Iterator[Any]:
-    """Follow Twilio's next_page_url through the SDK's Page objects, metering each page request.
+@dataclass(frozen=True)
+class PagingScope:
+    """Where a list's next pages may be: the configured base URL's origin (``setting`` names it in errors) and,
+    when given, the list's own path (the 2010 API's relative ``next_page_uri`` is appended to the base URL, so an
+    absolute URL there would otherwise become a request for a stray path on the right host)."""
 
-    The SDK requests whatever absolute URL ``meta.next_page_url`` holds, with our Basic auth: a page pointing
-    anywhere but the configured base URL's scheme, host and port is refused before anything is sent there.
-    """
+    origin: Origin | None
+    setting: str
+    path: str | None = None
+
+    def refusal(self, next_url: str) -> str | None:
+        """Why ``next_url`` must not be requested with our credentials; None when it may."""
+        where = origin_of(next_url)
+        if where != self.origin:
+            host = where[1] if where else "an invalid URL"
+            return f"points at {host}, not the configured {self.setting}; not followed (credentials go there only)"
+        if self.path is not None and urlsplit(next_url).path != self.path:
+            return f"leaves {self.path}; not followed (the next page of a list is on that list's path)"
+        return None
+
+
+def _paged(op: str, what: str, first_page: Callable[[], Any], scope: PagingScope) -> Iterator[Any]:
+    """Follow Twilio's next page links through the SDK's Page objects, metering each page request. The SDK requests
+    whatever absolute URL ``meta.next_page_url`` holds (or ``next_page_uri`` appended to the base URL) with our
+    Basic auth: a link outside ``scope`` is refused before anything is sent there."""
     page = _call(op, what, first_page)
     while page is not None:
         yield from page
         next_url = page.next_page_url
-        if next_url and origin_of(next_url) != origin:
+        refusal = scope.refusal(next_url) if next_url else None
+        if refusal:
             TWILIO_CALLS.labels(op, "refused").inc()
-            where = origin_of(next_url)
-            raise TwilioError(
-                f"{what}: Twilio's next_page_url points at {where[1] if where else 'an invalid URL'}, not the "
-                "configured TWILIO_BULKEXPORTS_BASE_URL; not followed (credentials are sent to that host only)"
-            )
+            raise TwilioError(f"{what}: Twilio's next_page_url {refusal}")
         page = _call(op, what, page.next_page)
 
 
@@ -344,10 +362,14 @@ Credentials = tuple[str, str, str | None]  # account SID, Basic-auth username (A
 
 def discover_subaccounts(settings: Settings, sid: str, username: str, password: str | None) -> list[dict[str, Any]]:
     """The parent's subaccounts from the Accounts API (/2010-04-01/Accounts.json), each with its auth token and
-    status; the parent itself is left out."""
+    status; the parent itself is left out. Paged like BulkExports: next pages on TWILIO_API_BASE_URL's origin and
+    the list's path only, or TwilioError (the parent's Basic auth never leaves that host)."""
     client = Client(username, password, account_sid=sid, http_client=_http_client(API_PROFILE))
     client.api.base_url = settings.accounts.api_base_url
-    found = _call("list_accounts", "list subaccounts", lambda: list(client.api.v2010.accounts.stream(page_size=100)))
+    path = urlsplit(client.api.absolute_url(ACCOUNTS_LIST_PATH)).path
+    scope = PagingScope(origin_of(settings.accounts.api_base_url), "TWILIO_API_BASE_URL", path)
+    first = functools.partial(client.api.v2010.accounts.page, page_size=ACCOUNTS_PAGE_SIZE)
+    found = list(_paged("list_accounts", "list subaccounts", first, scope))
     return [
         {
             "sid": a.sid,
@@ -377,7 +399,7 @@ class BulkExportsClient:
         self._client = Client(username, password, account_sid=account_sid, http_client=_http_client(profile))
         self._client.bulkexports.base_url = settings.twilio_base_url
         self._v1 = self._client.bulkexports.v1
-        self._origin = origin_of(settings.twilio_base_url)
+        self._scope = PagingScope(origin_of(settings.twilio_base_url), "TWILIO_BULKEXPORTS_BASE_URL")
 
     def create_job(
         self,
@@ -425,7 +447,7 @@ class BulkExportsClient:
     def list_jobs(self, resource_type: str) -> Iterator[TwilioJob]:
         resource = self._v1.exports(resource_type).export_custom_jobs
         first = functools.partial(resource.page, page_size=LIST_JOBS_PAGE_SIZE)
-        pages = _paged("list_jobs", f"list {resource_type} jobs", first, self._origin)
+        pages = _paged("list_jobs", f"list {resource_type} jobs", first, self._scope)
         for instance in pages:
             yield _job_from_payload(_fields(instance))
 
@@ -467,7 +489,7 @@ class BulkExportsClient:
         """Every day file Twilio holds for the resource type (paged by the SDK, 400 a page)."""
         resource = self._v1.exports(resource_type).days
         first = functools.partial(resource.page, page_size=LIST_DAYS_PAGE_SIZE)
-        pages = _paged("list_days", f"list {resource_type} days", first, self._origin)
+        pages = _paged("list_days", f"list {resource_type} days", first, self._scope)
         for inst in pages:
             if not isinstance(inst.day, str) or not DAY_RE.fullmatch(inst.day):
                 log.warning("ignoring a Day entry without a valid day: %r", inst.day)
