@@ -158,7 +158,6 @@ def test_eight_feeds_at_the_bound_cost_anonymous_probes_nothing_and_name_no_acco
         what="every probe in the access log",
     )
     slowest = {path: max(us) for path, us in times.items()}
-    print("SLOWEST", {p: sorted(v)[-6:] for p, v in times.items()}, rss_before, rss_after)
     assert set(slowest) == set(PROBES)
     assert all(us < SERVER_BOUND_US for us in slowest.values()), slowest
     assert rss_after - rss_before < MEMORY_GROWTH_BOUND, (rss_before, rss_after)
