@@ -242,15 +242,16 @@ def _feed_type_checks(types: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _feed_checks(svc: Services, names: dict[str, str]) -> list[dict[str, Any]]:
-    """With the admin token: the same per feed, named ``account/resource type`` (label, else SID)."""
+    """With the admin token: the same per feed, with its account's SID and label."""
     checks = []
     for feed in feed_summary.current(svc):
         failed = feed["counts"].get("failed", 0)
         notes = _feed_notes(failed, feed["waiting_for_quota"])
         checks.append(
             {
-                "componentId": f"{names.get(feed['account']) or feed['account']}/{feed['resource_type']}",
+                "componentId": feed["resource_type"],
                 "account": feed["account"],
+                "label": names.get(feed["account"]) or None,
                 "status": "warn" if feed["lag"] > FEED_LAG_WARN_DAYS or failed else "pass",
                 "observedValue": feed["lag"],
                 "observedUnit": "days",

@@ -183,7 +183,7 @@ def test_eight_feeds_at_the_bound_cost_anonymous_probes_nothing_and_name_no_acco
     by_account = {c["account"]: c for c in named_checks["accounts:state"]}
     assert sorted(by_account) == sorted(sids)
     assert (by_account[revoked]["componentId"], by_account[revoked]["output"]) == (LABEL, error)
-    feeds = {c["componentId"] for c in named_checks["feeds:lagDays"]}
-    assert {f"{LABEL}/Calls", f"{LABEL}/Messages", "team-a/Calls"} <= feeds and len(feeds) == 8
+    feeds = {(c["label"], c["componentId"]) for c in named_checks["feeds:lagDays"]}
+    assert {(LABEL, "Calls"), (LABEL, "Messages"), ("team-a", "Calls")} <= feeds and len(feeds) == 8
     wrong = requests.get(f"{stack.url}/health", headers={"Authorization": "Bearer not-the-token"}, timeout=10)
     assert wrong.status_code == 401 and LABEL not in wrong.text

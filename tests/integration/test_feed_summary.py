@@ -96,7 +96,11 @@ def test_the_admin_token_names_feeds_and_accounts_and_a_wrong_one_is_refused(mak
         "HTTP 401: Authenticate (20003)",
     )
     (feed,) = checks["feeds:lagDays"]
-    assert (feed["account"], feed["componentId"]) == (account, f"{svc.accounts.primary.name}/Messages")
+    assert (feed["account"], feed["label"], feed["componentId"]) == (
+        account,
+        svc.accounts.primary.label or None,
+        "Messages",
+    )
     wrong = client.get("/health", headers={"Authorization": "Bearer wrong-token"})
     assert wrong.status_code == 401 and account not in wrong.get_data(as_text=True)
 
