@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from app.account_labels import label_key, looks_like_sid
+from app.days import EARLIEST_DAY
 
 log = logging.getLogger(__name__)
 
@@ -504,6 +505,8 @@ def _feed_specs(env: Mapping[str, str]) -> tuple[FeedSpec, ...]:
                 raise ConfigError(f"SYNC_FEEDS: {rt} has an invalid day {value!r} (YYYY-MM-DD)")
         if not since or (until and until < since):
             raise ConfigError(f"SYNC_FEEDS: {rt} needs since[:until] with since <= until (got {dates!r})")
+        if since < EARLIEST_DAY.isoformat():
+            raise ConfigError(f"SYNC_FEEDS: {rt} starts before {EARLIEST_DAY} (Twilio has no records that old)")
         specs[rt] = FeedSpec(rt, since, until or None)
     return tuple(specs.values())
 

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from app import clock
 from app.config import SyncSettings
 from app.context import Services
-from app.days import compact_ranges, days_between
+from app.days import EARLIEST_DAY, compact_ranges, days_between
 from app.feed_store import CoverageDay, Feed, FeedStore, owner_of
 from app.feeds import feed_view, newest_custom_day
 from app.registry import DayRecord, DayState, JobRecord
@@ -59,11 +59,13 @@ def _window_days(first: date, last: date) -> tuple[str, ...]:
 
 
 def feed_window(feed: Feed, daily_enabled: bool, today: date | None = None) -> Window:
-    """since .. min(until, the newest day that can exist): today-2 for custom jobs, today-1 with daily exports."""
+    """since .. min(until, the newest day that can exist): today-2 for custom jobs, today-1 with daily exports.
+
+    A feed stored before ``since`` was bounded (issue 20) starts at EARLIEST_DAY: its cost stays bounded too."""
     today = today or clock.utc_today()
     newest = today - timedelta(days=1) if daily_enabled else newest_custom_day(today)
     last = min(date.fromisoformat(feed.until), newest) if feed.until else newest
-    return Window(date.fromisoformat(feed.since), last)
+    return Window(max(date.fromisoformat(feed.since), EARLIEST_DAY), last)
 
 
 def reported_state(rec: CoverageDay | None) -> str:

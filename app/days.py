@@ -6,6 +6,10 @@ from collections.abc import Iterable
 from datetime import date, timedelta
 
 MAX_DAYS_PER_JOB = 366  # Twilio's limit for one custom job
+# The oldest day a feed may start from. Twilio was founded in 2008 and opened its API that year: no account, so no
+# record and no BulkExport day file, is older. Every feed window (API, CLI, console, SYNC_FEEDS) starts here at the
+# earliest, so a feed's cost (coverage, planning) is bounded: about 365 days a year since 2008, not since year 1.
+EARLIEST_DAY = date(2008, 1, 1)
 
 
 def days_between(start: date, end: date) -> list[str]:

@@ -207,10 +207,10 @@ def feeds_lagging(svc: Services) -> None:
     """Each feed lagging more than FEED_LAG_DAYS behind the newest day that can exist: once per feed and UTC date,
     and only once the feed has been reconciled with the bucket (before that its days in S3 are not known, and the
     event, sent once a day, would carry a lag and a quota wait that the first plan has not measured)."""
-    from app.health import feed_gauges  # the lag exactly as /health and /metrics report it (health imports us)
+    from app import feed_summary  # the lag exactly as /health and /metrics report it (imports us, indirectly)
 
     today = clock.utc_today()
-    for feed in feed_gauges(svc):
+    for feed in feed_summary.current(svc):  # the poll that sends this refreshed them just before
         if feed["lag"] <= FEED_LAG_DAYS or feed["last_reconciled_at"] is None:
             continue  # not lagging, or its coverage is not known yet (never compared with the bucket nor planned)
         owner = f"{feed['account']}:{feed['resource_type']}"

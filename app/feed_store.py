@@ -10,10 +10,14 @@ ber:feed:{owner}                 hash    the feed: since, until, enabled, manage
 ber:cov:{owner}                  hash    day -> JSON CoverageDay (copied, empty, in_flight, failed, retry)
 ber:daily:{owner}                hash    daily export: enabled, token_hash, method, updated_at
 ber:syncstate                    hash    "{what}:{owner}" -> unix time of the last reconcile / sweep
+ber:feedsum                      hash    owner -> JSON summary of the feed (counts per state, lag; the poller's)
 ===============================  ======  =================================================================
 
 None of these expire: they describe what the bucket should hold, for as long as the feed exists. A day absent
 from ``ber:cov`` is *missing*. The bucket stays the final word on ``copied`` (``app.coverage.reconcile``).
+
+``ber:feedsum`` is derived: the poller rewrites it whole every poll (``app.feed_summary``), so /health and /metrics
+read a few numbers per feed instead of computing coverage (issue 20).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import redis
 from app import clock
 
 PREFIX = "ber:"
+SUMMARY_KEY = f"{PREFIX}feedsum"
 COVERAGE_STATES = ("copied", "empty", "in_flight", "failed", "retry")
 
 
@@ -197,7 +202,8 @@ class FeedStore:
         with self.r.pipeline() as p:
             p.delete(f"{PREFIX}feed:{owner}")
             p.srem(f"{PREFIX}feeds", owner)
-            deleted, _ = p.execute()
+            p.hdel(SUMMARY_KEY, owner)
+            deleted, _, _ = p.execute()
         return bool(deleted)
 
     # -- coverage -----------------------------------------------------------------------------------------
@@ -294,3 +300,22 @@ class FeedStore:
     def last_plan(self) -> dict[str, Any]:
         raw = self.r.hget(f"{PREFIX}syncstate", "plan")
         return json.loads(str(raw)) if raw else {}
+
+    # -- summaries (app/feed_summary.py) --------------------------------------------------------------------
+    def put_summaries(self, summaries: dict[str, dict[str, Any]]) -> None:
+        """Replace every feed's summary at once (a feed gone since the last poll loses its summary too)."""
+        with self.r.pipeline() as p:
+            p.delete(SUMMARY_KEY)
+            if summaries:
+                p.hset(SUMMARY_KEY, mapping={owner: json.dumps(s) for owner, s in summaries.items()})
+            p.execute()
+
+    def summaries(self) -> dict[str, dict[str, Any]]:
+        """owner -> summary of every feed that exists now (one deleted since the last poll is left out): one round
+        trip, whatever the length of the feeds' windows."""
+        with self.r.pipeline(transaction=False) as p:
+            p.smembers(f"{PREFIX}feeds")
+            p.hgetall(SUMMARY_KEY)
+            owners, raw = p.execute()
+        live = {str(o) for o in owners}
+        return {str(o): json.loads(str(v)) for o, v in raw.items() if str(o) in live}

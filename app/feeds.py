@@ -14,6 +14,7 @@ from typing import Any
 
 from app import clock
 from app.config import SyncSettings
+from app.days import EARLIEST_DAY
 from app.errors import Conflict, NotFound, RequestError
 from app.feed_store import Feed, FeedStore, owner_of
 from app.submission import EXPORTABLE_LAG_DAYS
@@ -45,6 +46,8 @@ def feed_from_body(resource_type: Any, body: Any, account_sid: str, today: date 
         raise RequestError("enabled must be true or false")
     if until is not None and since > until:
         raise RequestError("since must not be after until")
+    if since < EARLIEST_DAY:
+        raise RequestError(f"since must be {EARLIEST_DAY} or later (Twilio has no records that old)")
     latest = newest_custom_day(today)
     if since > latest:
         raise RequestError(f"since must be at most {latest.isoformat()} (two days before today, UTC)")

@@ -1,12 +1,19 @@
-"""Health and metrics endpoints: cheap (results cached ~2 s), unauthenticated, nothing secret in them.
+"""Health and metrics endpoints: cheap (results cached ~2 s), unauthenticated, nothing secret or named in them.
+
+Anonymous answers carry counts and states only: no account label (a customer's friendly name), SID or error text
+from Twilio (issue 20); ``/health`` with the admin token names each feed and account. Feed figures are the
+poller's last summary (app/feed_summary.py), never computed on the request, so their cost does not grow with
+feeds x days.
 
 - ``/livez``: the process answers; no dependency checks, so a Redis outage never restarts every pod.
 - ``/readyz``: what the web needs to do its job (Redis; the configuration was valid at start) -> 200, else 503
   naming the failing check (the load balancer's target health check). Not S3: the web never writes to it, so an
   S3 outage must not take webhook intake and the API out of the load balancer (workers retry the copies).
 - ``/health``: ``application/health+json`` (draft-inadarei-api-health-check): pass / warn / fail with details,
-  S3 bucket reachability included (short timeouts, one attempt).
-- ``/metrics``: Prometheus text format, aggregated across gunicorn workers and RQ workers.
+  S3 bucket reachability included (short timeouts, one attempt). With ``Authorization: Bearer $ADMIN_TOKEN``,
+  one entry per feed and per account (label, SID, Twilio's error); a wrong token is the API's 401 (counted).
+- ``/metrics``: Prometheus text format, aggregated across gunicorn workers and RQ workers; feeds per resource
+  type and accounts per state, no account label.
 - ``/openapi.json``: the API description kept in the repo (app/openapi.json).
 """
 
@@ -15,16 +22,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
-from datetime import date
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
 from rq import Worker
 
-from app import coverage, recovery
-from app.accounts import accounts_view
+from app import feed_summary, recovery
+from app.accounts import OK, REFUSED, SUSPENDED, accounts_view
+from app.api import require_admin_token
 from app.context import Services
 from app.context import current_services as _svc
 from app.metrics import ClusterCollector, render
@@ -154,29 +162,46 @@ def _health(svc: Services) -> dict[str, Any]:
                 "observedUnit": "s",
             }
         ]
-        checks["feeds:lagDays"] = _feed_checks(svc)
+        checks["feeds:lagDays"] = _feed_type_checks(feed_summary.by_resource_type(feed_summary.current(svc)))
         checks["webhooks:signaturePolicy"] = [_signature_policy(svc)]
-        checks["accounts:state"] = _account_checks(svc)
+        checks["accounts:state"] = _account_state_checks(svc)
     statuses = {c["status"] for entries in checks.values() for c in entries}
     overall = "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass"
     return {"status": overall, "serviceId": "bulkexport-relay", "checks": checks}
 
 
+def _account_state_checks(svc: Services) -> list[dict[str, Any]]:
+    """Anonymous: how many accounts are in each state; warn while any is not usable (the others keep syncing)."""
+    doc = accounts_view(svc)
+    counts = Counter(a["state"] for a in doc["accounts"])
+    checks = [
+        {"componentId": state, "status": "pass" if state == OK else "warn", "observedValue": n}
+        for state, n in sorted(counts.items())
+    ]
+    return checks + _discovery_check(doc)
+
+
 def _account_checks(svc: Services) -> list[dict[str, Any]]:
-    """Warn for each account whose credentials Twilio refused or that is suspended (the others keep syncing)."""
+    """With the admin token: one entry per account, named, with Twilio's error when its credentials failed."""
     doc = accounts_view(svc)
     checks = [
         {
             "componentId": a["label"] or a["sid"],
-            "status": "pass" if a["state"] == "ok" else "warn",
+            "account": a["sid"],
+            "status": "pass" if a["state"] == OK else "warn",
             "observedValue": a["state"],
             **({"output": a["error"]} if a["error"] else {}),
         }
         for a in doc["accounts"]
     ]
-    if doc["discovery_error"]:
-        checks.append({"componentId": "discovery", "status": "warn", "output": "subaccount discovery failed"})
-    return checks
+    return checks + _discovery_check(doc)
+
+
+def _discovery_check(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """A failed subaccount discovery, in words only (its error text names accounts: the logs have it)."""
+    if not doc["discovery_error"]:
+        return []
+    return [{"componentId": "discovery", "status": "warn", "output": "subaccount discovery failed"}]
 
 
 def _signature_policy(svc: Services) -> dict[str, Any]:
@@ -193,18 +218,42 @@ def _signature_policy(svc: Services) -> dict[str, Any]:
 FEED_LAG_WARN_DAYS = 2
 
 
-def _feed_checks(svc: Services) -> list[dict[str, Any]]:
-    """Warn when a feed lags more than two days behind the newest day that can exist, or has failed days."""
+def _feed_notes(failed: int, waiting: int) -> list[str]:
+    notes = [f"{failed} failed day(s): requeue them"] if failed else []
+    return notes + ([f"{waiting} day(s) wait for quota"] if waiting else [])
+
+
+def _feed_type_checks(types: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Anonymous: per resource type, warn when one of its feeds lags more than two days behind the newest day that
+    can exist, or has failed days (the largest lag; counts summed over accounts)."""
     checks = []
-    for feed in feed_gauges(svc):
-        failed = feed["counts"]["failed"]
-        lagging = feed["lag"] > FEED_LAG_WARN_DAYS
-        notes = [f"{failed} failed day(s): requeue them"] if failed else []
-        notes += [f"{feed['waiting_for_quota']} day(s) wait for quota"] if feed["waiting_for_quota"] else []
+    for t in types:
+        failed = t["counts"].get("failed", 0)
+        notes = [f"{t['feeds']} feed(s)", *_feed_notes(failed, t["waiting_for_quota"])]
+        checks.append(
+            {
+                "componentId": t["resource_type"],
+                "status": "warn" if t["lag"] > FEED_LAG_WARN_DAYS or failed else "pass",
+                "observedValue": t["lag"],
+                "observedUnit": "days",
+                "output": "; ".join(notes),
+            }
+        )
+    return checks
+
+
+def _feed_checks(svc: Services, names: dict[str, str]) -> list[dict[str, Any]]:
+    """With the admin token: the same per feed, with its account's SID and label."""
+    checks = []
+    for feed in feed_summary.current(svc):
+        failed = feed["counts"].get("failed", 0)
+        notes = _feed_notes(failed, feed["waiting_for_quota"])
         checks.append(
             {
                 "componentId": feed["resource_type"],
-                "status": "warn" if lagging or failed else "pass",
+                "account": feed["account"],
+                "label": names.get(feed["account"]) or None,
+                "status": "warn" if feed["lag"] > FEED_LAG_WARN_DAYS or failed else "pass",
                 "observedValue": feed["lag"],
                 "observedUnit": "days",
                 **({"output": "; ".join(notes)} if notes else {}),
@@ -216,14 +265,48 @@ def _feed_checks(svc: Services) -> list[dict[str, Any]]:
 _health_cached = _Cached(_health)
 
 
+def _health_detail(svc: Services) -> dict[str, Any]:
+    """The anonymous document with feeds and accounts one entry each, named (for the admin token and the console).
+    Same statuses entry for entry, so the overall status is the anonymous one."""
+    doc = _health_cached(svc)
+    if "accounts:state" not in doc["checks"]:
+        return doc  # Redis down: nothing to name
+    names = {a.sid: a.label for a in svc.accounts.all()}
+    detail = {"feeds:lagDays": _feed_checks(svc, names), "accounts:state": _account_checks(svc)}
+    return doc | {"checks": doc["checks"] | detail}
+
+
+_health_detail_cached = _Cached(_health_detail)
+
+
+def health_document(svc: Services, detail: bool = False) -> dict[str, Any]:
+    """/health's document (cached ~2 s), anonymous or named."""
+    return _health_detail_cached(svc) if detail else _health_cached(svc)
+
+
+def _detail_asked() -> bool:
+    """A request that sends a token asks for the named document, and then the token must be right: a wrong one is
+    the API's 401 and counts towards the same failed-authentication limit (app/guess_limit.py)."""
+    if "Authorization" not in request.headers:
+        return False
+    require_admin_token()
+    return True
+
+
 @bp.get("/health")
 def health() -> Response:
-    doc = _health_cached(_svc())
-    return Response(
+    detail = _detail_asked()
+    doc = health_document(_svc(), detail)
+    response = Response(
         current_app.json.dumps(doc),
         status=503 if doc["status"] == "fail" else 200,
         content_type="application/health+json",
     )
+    response.vary.add("Authorization")
+    if detail:
+        response.cache_control.no_store = True
+        response.cache_control.private = True
+    return response
 
 
 @bp.get("/openapi.json")
@@ -234,26 +317,17 @@ def openapi() -> Response:
 
 def _gauges(svc: Services) -> dict[str, Any]:
     days = scan_active_days(svc.registry)
+    states = Counter(a["state"] for a in accounts_view(svc)["accounts"])
     return {
         "queues": svc.enqueuer.depths(),
         "workers": Worker.count(connection=svc.rq_connection),
         "oldest_uncopied": days.oldest_uncopied_age,
         "failed": days.failed,
-        "feeds": feed_gauges(svc),
-        "accounts": accounts_view(svc)["accounts"],
+        "feeds": feed_summary.by_resource_type(feed_summary.current(svc)),
+        "accounts": {state: states.get(state, 0) for state in (OK, REFUSED, SUSPENDED)} | states,
         "poller_age": time.time() - (svc.registry.last_poll() or float("-inf")),  # +Inf: never polled
         "lost": int(_ready(svc)["registry"]["status"] == "fail"),  # recovery.registry_state, /readyz's cache
     }
-
-
-def feed_gauges(svc: Services) -> list[dict[str, Any]]:
-    """Per feed: counts per state, lag in days (the whole window when nothing is copied yet), quota wait."""
-    out = []
-    for feed in coverage.report(svc)["feeds"]:
-        window_days = (date.fromisoformat(feed["window"][1]) - date.fromisoformat(feed["window"][0])).days + 1
-        lag = window_days if feed["lag_days"] is None else feed["lag_days"]
-        out.append({**feed, "lag": lag})
-    return out
 
 
 _gauges_cached = _Cached(_gauges)

@@ -8,7 +8,8 @@
   workers on many hosts that nothing scrapes (and by forked work horses, were RQ's forking worker class used).
   They are kept in one Redis hash (``ber:metrics``) and reported at scrape time by every web replica, so one
   scrape target sees the whole system and nothing grows per process. Gauges (queue depth, oldest uncopied
-  day) are computed at scrape.
+  day) are read at scrape; the feed gauges come from the poller's feed summaries (app/feed_summary.py), so a
+  scrape never computes coverage. Anonymous like every gauge here: no account label.
 """
 
 from __future__ import annotations
@@ -181,38 +182,40 @@ class ClusterCollector:
             "relay_registry_lost", "1 while Redis has lost the registry (app/recovery.py)", value=gauges.get("lost", 0)
         )
         yield from _feed_families(gauges.get("feeds", []))
-        yield from _account_families(gauges.get("accounts", []))
+        yield from _account_families(gauges.get("accounts", {}))
 
 
-def _feed_families(feeds: list[dict[str, Any]]) -> Iterator[Metric]:
-    """Continuous sync: days per feed and state, and each feed's lag (see app/coverage.py), per account."""
-    labels = ["account", "resource_type"]
-    days = GaugeMetricFamily("relay_feed_days", "Days of each feed's window by state", labels=[*labels, "state"])
+def _feed_families(types: list[dict[str, Any]]) -> Iterator[Metric]:
+    """Continuous sync per resource type, summed over accounts (app/feed_summary.py): /metrics is scraped
+    anonymously, so no account is named (issue 20); the admin token's /health names the feed that lags."""
+    labels = ["resource_type"]
+    days = GaugeMetricFamily("relay_feed_days", "Days of the feeds' windows by state", labels=[*labels, "state"])
     lag = GaugeMetricFamily(
         "relay_feed_lag_days",
-        "Days between the newest day that can exist and the feed's newest copied day (window length if none)",
+        "Largest lag of the type's feeds: days between the newest day that can exist and a feed's newest copied day"
+        " (window length if none)",
         labels=labels,
     )
     waiting = GaugeMetricFamily(
         "relay_feed_days_waiting_for_quota", "Missing days the planner could not submit today", labels=labels
     )
-    for feed in feeds:
-        ids = [feed.get("account_label") or feed["account"], feed["resource_type"]]
-        for state, count in feed["counts"].items():
-            days.add_metric([*ids, state], count)
-        lag.add_metric(ids, feed["lag"])
-        waiting.add_metric(ids, feed["waiting_for_quota"])
-    yield from (days, lag, waiting)
+    feeds = GaugeMetricFamily("relay_feeds", "Feeds (one per account and resource type)", labels=labels)
+    for t in types:
+        rt = [t["resource_type"]]
+        for state, count in t["counts"].items():
+            days.add_metric([*rt, state], count)
+        lag.add_metric(rt, t["lag"])
+        waiting.add_metric(rt, t["waiting_for_quota"])
+        feeds.add_metric(rt, t["feeds"])
+    yield from (days, lag, waiting, feeds)
 
 
-def _account_families(accounts: list[dict[str, Any]]) -> Iterator[Metric]:
-    """One gauge per account: 1 while it is active and its credentials work, 0 otherwise."""
-    up = GaugeMetricFamily(
-        "relay_account_up", "Account usable (credentials accepted, not suspended)", labels=["account"]
-    )
-    for account in accounts:
-        up.add_metric([account["label"] or account["sid"]], 1 if account["state"] == "ok" else 0)
-    yield up
+def _account_families(states: dict[str, int]) -> Iterator[Metric]:
+    """Accounts per state (ok, credentials refused, suspended): counts, no account named (issue 20)."""
+    family = GaugeMetricFamily("relay_accounts", "Accounts served, by state (ok: usable)", labels=["state"])
+    for state, count in sorted(states.items()):
+        family.add_metric([state], count)
+    yield family
 
 
 def _family(

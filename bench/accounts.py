@@ -15,8 +15,8 @@ Each sample is one call of
 - ``app.planner.plan`` (``heal`` included): the poll's planning, target <= 1 s CPU;
 - ``workers.tasks._keep_feeds_complete``: the poll's continuous-sync step (account list, SYNC_FEEDS applied to
   every account, reconcile and sweep due-checks per feed, then ``plan``), target <= 1 s CPU;
-- ``app.coverage.report``: ``GET /api/coverage``, the ``/metrics`` feed gauges, and each poll's
-  ``events.feeds_lagging`` when NOTIFY_URL is set.
+- ``app.coverage.report``: ``GET /api/coverage``, and each poll's feed summaries (``app.feed_summary.refresh``,
+  which ``/health``, the ``/metrics`` feed gauges and ``events.feeds_lagging`` read).
 
 Cases: ``covered`` (every day of every feed copied, realistic records), ``missing`` (no day in coverage and the
 family's quota for today used up: every day wanted, nothing can be submitted), ``sweeps_due`` (covered, and every

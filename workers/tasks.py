@@ -18,7 +18,7 @@ from typing import Any
 from rq import get_current_job
 from rq.job import Job
 
-from app import clock, coverage, daily_exports, events, feeds, planner, recovery, submission, sync
+from app import clock, coverage, daily_exports, events, feed_summary, feeds, planner, recovery, submission, sync
 from app.context import Services, worker_services
 from app.metrics import POLLS, RETENTION_WARNINGS
 from app.queueing import copy_timeout
@@ -114,6 +114,7 @@ def poll_task() -> dict[str, int]:
             log.exception("could not reconcile pending submissions; trying again next poll")
         queued = sum(svc.enqueuer.sync(sid) for sid in svc.registry.due_jobs())
         _keep_feeds_complete(svc)
+        _summarise_feeds(svc)
         events.feeds_lagging(svc)  # feed.lagging: once per feed and UTC day, never raises
         _retention_check(svc)
         svc.registry.prune_jobs()
@@ -165,6 +166,16 @@ def _keep_feeds_complete(svc: Services) -> None:
     except Exception:  # the jobs' own syncs (above) must not depend on the planner
         POLLS.labels("plan_failed").inc()
         log.exception("continuous sync planning failed; trying again next poll")
+
+
+def _summarise_feeds(svc: Services) -> None:
+    """What /health, /metrics and feed.lagging report about feeds, computed here once per poll so that no web request
+    computes coverage (app/feed_summary.py)."""
+    try:
+        feed_summary.refresh(svc)
+    except Exception:  # the previous summaries stay; the next poll tries again
+        POLLS.labels("summary_failed").inc()
+        log.exception("could not summarise the feeds; /health and /metrics keep the previous summary")
 
 
 def _due(last: float | None, every_seconds: float, owner: str, now: float | None = None) -> bool:

@@ -107,7 +107,7 @@ def retention_view(oldest: UncopiedDay | None) -> dict[str, Any]:
 
 
 def overview_model(svc: Services) -> dict[str, Any]:
-    doc = health._health_cached(svc)  # /health's own cached document: one check serves both
+    doc = health.health_document(svc, detail=True)  # /health's own cached document (named): one check serves both
     base = {
         "overall": doc["status"],
         "checks": health_checks(doc, svc.settings.poll_interval_seconds),

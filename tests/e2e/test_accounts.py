@@ -15,6 +15,7 @@ from app import create_app
 from app.config import load_settings
 from devstack.calendar import Calendar
 from devstack.procs import wait_until
+from tests.conftest import ADMIN_TOKEN
 
 pytestmark = pytest.mark.e2e
 
@@ -200,9 +201,12 @@ def test_a_revoked_account_shows_its_error_while_the_others_complete(make_stack,
         what="the revoked account's state",
     )
     assert all(a["state"] == "ok" for sid, a in state.items() if sid != revoked["sid"]), state
-    health = requests.get(f"{stack.url}/health", timeout=10).json()
-    flagged = [c for c in health["checks"]["accounts:state"] if c["status"] == "warn"]
-    assert [c["observedValue"] for c in flagged] == ["credentials refused"]
+    named = requests.get(f"{stack.url}/health", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10).json()
+    flagged = [c for c in named["checks"]["accounts:state"] if c["status"] == "warn"]
+    assert [(c["componentId"], c["observedValue"]) for c in flagged] == [("team-b", "credentials refused")]
+    anonymous = requests.get(f"{stack.url}/health", timeout=10).json()  # counts per state, no account named
+    flagged = [c for c in anonymous["checks"]["accounts:state"] if c["status"] == "warn"]
+    assert [(c["componentId"], c["observedValue"]) for c in flagged] == [("credentials refused", 1)]
     metrics = requests.get(f"{stack.url}/metrics", timeout=10).text
-    assert 'relay_account_up{account="team-b"} 0.0' in metrics
-    assert 'relay_account_up{account="team-a"} 1.0' in metrics
+    assert 'relay_accounts{state="credentials refused"} 1.0' in metrics
+    assert 'relay_accounts{state="ok"} 3.0' in metrics and "team-b" not in metrics

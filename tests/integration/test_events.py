@@ -15,7 +15,7 @@ import pytest
 import redis
 from rq.job import Job
 
-from app import clock, events, sync
+from app import clock, events, feed_summary, sync
 from app.config import NotifySettings, load_settings
 from app.context import Services
 from app.feed_store import Feed
@@ -119,11 +119,17 @@ def test_a_failed_day_event_carries_its_error_without_secrets(svc: Services) -> 
     assert "abcdef0123" not in data["error"] and SECRET not in data["error"] and "[redacted]" in data["error"]
 
 
+def lagging_after_a_poll(svc: Services) -> None:
+    """What a poll does: summarise the feeds (app/feed_summary.py), then announce the lagging ones from them."""
+    feed_summary.refresh(svc)
+    events.feeds_lagging(svc)
+
+
 def test_lagging_feeds_once_reconciled_and_at_risk_jobs_are_announced_once_per_utc_day(svc: Services) -> None:
     account = svc.settings.twilio_account_sid
     since = (clock.utc_today() - timedelta(days=12)).isoformat()
     svc.feeds.put_feed(Feed(resource_type="Messages", since=since, account=account))
-    events.feeds_lagging(svc)  # its coverage is not known before its first reconcile: nothing announced
+    lagging_after_a_poll(svc)  # its coverage is not known before its first reconcile: nothing announced
     assert queued_events(svc) == []
     svc.feeds.mark_run("reconcile", f"{account}:Messages", clock.now())  # compared with the bucket: nothing there
     at_risk = [
@@ -132,7 +138,7 @@ def test_lagging_feeds_once_reconciled_and_at_risk_jobs_are_announced_once_per_u
     ]
     add_job(svc, {"2026-11-01": DayState.COPYING, "2026-11-02": DayState.PENDING})
     for _ in range(3):  # three polls on the same UTC day
-        events.feeds_lagging(svc)
+        lagging_after_a_poll(svc)
         events.retention_at_risk(svc, at_risk)
     by_type = {p["type"]: (eid, p["data"]) for eid, p in queued_events(svc)}
     assert sorted(by_type) == ["feed.lagging", "retention.at_risk"] and len(queued_events(svc)) == 2
@@ -151,7 +157,7 @@ def test_a_feed_within_two_days_is_not_lagging(svc: Services) -> None:
     newest = clock.utc_today() - timedelta(days=2)
     svc.feeds.put_feed(Feed(resource_type="Calls", since=newest.isoformat(), account=account))
     svc.feeds.mark_run("reconcile", f"{account}:Calls", clock.now())
-    events.feeds_lagging(svc)  # nothing copied yet: the lag is the whole window, one day, below the threshold
+    lagging_after_a_poll(svc)  # nothing copied yet: the lag is the whole window, one day, below the threshold
     assert queued_events(svc) == []
 
 

@@ -65,6 +65,8 @@ def test_a_feed_is_set_shown_listed_and_deleted(client):
         ("Calls", {"since": day(10), "until": "yesterday"}, "until"),
         ("Calls", {"since": day(10), "until": day(20)}, "since must not be after until"),
         ("Calls", {"since": day(1)}, "since must be at most"),
+        ("Calls", {"since": "2007-12-31"}, "since must be 2008-01-01 or later"),
+        ("Calls", {"since": "0001-01-01", "until": day(10)}, "since must be 2008-01-01 or later"),
         ("Calls", {"since": day(10), "enabled": "yes"}, "enabled"),
         ("Calls", {"since": day(10), "colour": "red"}, "colour"),
         ("Calls", {}, "since"),
@@ -198,6 +200,8 @@ def test_feed_and_coverage_cli(make_app):
     assert out.exit_code == 0 and "Calls" in out.output and "managed by api" in out.output
     bad = runner.invoke(args=["relay", "feed", "set", "Calls", "--since", "2025-02-30"])
     assert bad.exit_code == 1 and "since is not a real calendar day" in bad.output
+    too_old = runner.invoke(args=["relay", "feed", "set", "Calls", "--since", "2007-12-31"])
+    assert too_old.exit_code == 1 and "since must be 2008-01-01 or later" in too_old.output
     cal = runner.invoke(args=["relay", "coverage", "Calls"])
     assert cal.exit_code == 0, cal.output
     assert "missing 39" in cal.output and "legend:" in cal.output

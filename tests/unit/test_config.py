@@ -154,3 +154,17 @@ def test_bad_console_settings_are_refused(change):
     with pytest.raises(ConfigError, match=variable) as err:
         load_settings(BASE | change)
     assert "too-short" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "feeds", ["Calls:2007-12-31", "Messages:0001-01-01:2025-01-01", "Calls:2025-01-01,Messages:1999-01-01"]
+)
+def test_sync_feeds_cannot_start_before_the_earliest_day(feeds):
+    """Issue 20: a feed's window is bounded below (app.days.EARLIEST_DAY), SYNC_FEEDS like the API."""
+    with pytest.raises(ConfigError, match=r"SYNC_FEEDS: .* starts before 2008-01-01"):
+        load_settings(BASE | {"SYNC_FEEDS": feeds})
+
+
+def test_sync_feeds_may_start_at_the_earliest_day():
+    (spec,) = load_settings(BASE | {"SYNC_FEEDS": "Calls:2008-01-01"}).sync.feeds
+    assert (spec.resource_type, spec.since) == ("Calls", "2008-01-01")
