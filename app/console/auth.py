@@ -146,18 +146,17 @@ def sign_in() -> Response | tuple[str, int] | str:
             return redirect(_safe_next(next_url))
         return render_template("console/signin.html", next_url=next_url, error=None)
     failures = current_services().registry.r
-    limited = CONSOLE_SIGNIN.check(failures, request.remote_addr)  # before the token is even looked at
+    limited = CONSOLE_SIGNIN.reserve(failures, request.remote_addr)  # counted before the token is even looked at
     if limited is not None:
         return _refuse_limited(limited, next_url)
     expected = console_token()
     sent = request.form.get("token", "")
     if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
-        CONSOLE_SIGNIN.record_failure(failures, request.remote_addr)
         CONSOLE_SIGNINS.labels("refused").inc()
         log.warning("console: sign-in refused (wrong token)", extra={"remote_addr": request.remote_addr})
         error = "That token is not the console token." if expected else "The console is off: no token is set."
         return render_template("console/signin.html", next_url=next_url, error=error), 401
-    CONSOLE_SIGNIN.clear(failures, request.remote_addr)
+    CONSOLE_SIGNIN.release(failures, request.remote_addr, forgive=True)
     CONSOLE_SIGNINS.labels("ok").inc()
     session.clear()
     session.permanent = True
