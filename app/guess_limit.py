@@ -97,7 +97,7 @@ class FailureLimit:
         """
         counters = self._counters(remote_addr)
         keys = [key for key, _ in counters]
-        index, ttl = r.eval(_RESERVE, len(keys), *keys, self.window_seconds, *(m for _, m in counters))  # type: ignore[misc]
+        index, ttl = r.eval(_RESERVE, len(keys), *keys, self.window_seconds, *(m for _, m in counters))
         if int(index) == 0:
             return None
         return Limited(self._seconds_left(ttl), everyone=int(index) > 1, limit=self)
@@ -110,7 +110,7 @@ class FailureLimit:
         a window that ended meanwhile is left alone). ``forgive`` also forgets this client's earlier failures
         (the shared count stays until it expires)."""
         keys = [key for key, _ in self._counters(remote_addr)]
-        r.eval(_RELEASE, len(keys), *keys, int(forgive))  # type: ignore[misc]
+        r.eval(_RELEASE, len(keys), *keys, int(forgive))
 
     def clear(self, r: redis.Redis, remote_addr: str | None) -> None:
         """A success that forgives this client's failures (the shared count stays until it expires)."""
