@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from app.logs import secret_values
+
 log = logging.getLogger(__name__)
 
 # \A...\Z, not ^...$: "$" also matches before a trailing newline.
@@ -387,6 +389,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     twilio_base_url = _twilio_base_url(env)
     notify = load_notify_settings(env)
     secrets = (auth_token, secondary, key_secret, *tokens.values(), notify.secret, *_account_secrets(accounts))
+    secrets += secret_values(env)  # the environment's other secrets (AWS, REDIS_URL's password): app/logs.py
     return Settings(
         redis_url=_get(env, "REDIS_URL", "redis://127.0.0.1:6379/0") or "",
         twilio_account_sid=account_sid,
@@ -413,7 +416,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sync=load_sync_settings(env, twilio_base_url),
         accounts=accounts,
         notify=notify,
-        secrets=tuple(s for s in secrets if s),
+        secrets=tuple(dict.fromkeys(s for s in secrets if s)),
     )
 
 
