@@ -29,10 +29,11 @@ MAX_PAGE = 1_000_000  # keeps page * page_size inside Redis' 64-bit range
 @bp.before_request
 def require_admin_token() -> None:
     """The bearer ADMIN_TOKEN, compared in constant time, unless this address has failed too often: then 429 with
-    Retry-After and the token is not even compared (``app.guess_limit.API_TOKEN``: the numbers and why). One
-    pipelined Redis round trip per request; without Redis, 503 like every API route."""
+    Retry-After and the token is not even compared (``app.guess_limit.API_TOKEN``: the numbers and why). The
+    attempt is counted before the comparison and a right token gives the count back: two Redis round trips per
+    request (one while limited or refused); without Redis, 503 like every API route."""
     svc, client = _svc(), request.remote_addr
-    limited = guess_limit.API_TOKEN.check(svc.registry.r, client)
+    limited = guess_limit.API_TOKEN.reserve(svc.registry.r, client)
     if limited is not None:
         API_AUTH.labels("limited").inc()
         log.warning("api: refused, too many failed authentications", extra={"remote_addr": client})
@@ -40,10 +41,10 @@ def require_admin_token() -> None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     expected = svc.settings.admin_token
     if not expected or scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
-        guess_limit.API_TOKEN.record_failure(svc.registry.r, client)
         API_AUTH.labels("refused").inc()
         log.warning("api: refused, missing or wrong token", extra={"remote_addr": client})  # never the token
         abort(401)
+    guess_limit.API_TOKEN.release(svc.registry.r, client)
 
 
 def json_body(optional: bool = False) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 
 from app.account_labels import label_key, looks_like_sid
 from app.days import EARLIEST_DAY
+from app.logs import secret_values
 
 log = logging.getLogger(__name__)
 
@@ -211,14 +213,21 @@ def _single_put_max(env: Mapping[str, str]) -> int:
 KEY_TEMPLATE_FIELDS = ("prefix", "resource_type", "day", "job_sid", "account_sid")
 
 
+def key_template_fields(template: str) -> set[str]:
+    """The replacement fields of a str.format template as ``format`` will fill them (not its text: ``{{day}}``
+    is the literal text "{day}", no field); none if it does not parse."""
+    try:
+        return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError:
+        return set()
+
+
 def _check_key_template(template: str) -> None:
     """Every (resource type, day) must get its own key, so only bare known fields are allowed.
 
     A format spec or conversion (``{day:.4}``, ``{day!r}``) or an attribute/index access (``{day[0]}``) can make
     different days render the same text (``{day:.4}`` is the year), and one day file would overwrite another.
     """
-    import string
-
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
@@ -397,6 +406,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     console = load_console_settings(env, public_base_url)
     tokens_and_keys = (*tokens.values(), notify.secret, console.secret_key, *_account_secrets(accounts))
     secrets = (auth_token, secondary, key_secret, *tokens_and_keys)
+    secrets += secret_values(env)  # the environment's other secrets (AWS, REDIS_URL's password): app/logs.py
     return Settings(
         redis_url=_get(env, "REDIS_URL", "redis://127.0.0.1:6379/0") or "",
         twilio_account_sid=account_sid,
@@ -426,7 +436,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         accounts=accounts,
         notify=notify,
         console=console,
-        secrets=tuple(s for s in secrets if s),
+        secrets=tuple(dict.fromkeys(s for s in secrets if s)),
     )
 
 
@@ -543,14 +553,15 @@ def load_account_settings(env: Mapping[str, str], key_template: str | None = Non
     """TWILIO_ACCOUNTS_FILE (JSON list of {sid, auth_token | api_key_sid + api_key_secret, label?, parent_sid?,
     auth_token_secondary?}), TWILIO_DISCOVER_SUBACCOUNTS, ACCOUNTS_REFRESH_SECONDS, TWILIO_API_BASE_URL.
 
-    With more than one account (or discovery) S3_KEY_TEMPLATE must contain {account_sid}: two accounts' days
+    With more than one account (or discovery) S3_KEY_TEMPLATE must contain the field {account_sid} (a field, as
+    ``format`` parses it: ``{{account_sid}}`` is literal text, the same for every account): two accounts' days
     must never share a key."""
     path = _get(env, "TWILIO_ACCOUNTS_FILE")
     listed = _account_file(path) if path else ()
     discover = _choice(env, "TWILIO_DISCOVER_SUBACCOUNTS", "false", ("false", "true")) == "true"
     primary = _get(env, "TWILIO_ACCOUNT_SID")
     served = {a.sid for a in listed} | ({primary} if primary else set())  # the file's accounts and TWILIO_*'s
-    if (discover or len(served) > 1) and "{account_sid}" not in (key_template or ""):
+    if (discover or len(served) > 1) and "account_sid" not in key_template_fields(key_template or ""):
         raise ConfigError(
             "S3_KEY_TEMPLATE must contain {account_sid} when several Twilio accounts are served "
             "(e.g. {prefix}{resource_type}/account={account_sid}/day={day}/{resource_type}-{day}.json.gz)"

@@ -11,8 +11,11 @@ web replica sees the same counts, in fixed windows that expire by themselves (no
 - everyone together (``max_everyone``, optional): a ceiling against guessing spread over many addresses. Reaching
   it refuses everyone until the window ends, from anywhere.
 
-While limited, the caller answers 429 with Retry-After (the seconds left in the window) and does not even compare
-the token, so a correct token is refused too: a guesser learns nothing from it. Without Redis the limit cannot be
+Every attempt is counted as a failure before its token is compared (``reserve``, one atomic script: concurrent
+attempts cannot slip through together between a check and a count), and a right token takes its count back
+(``release``): so no more than the limit's number of tokens is ever compared per window. While limited, the
+caller answers 429 with Retry-After (the seconds left in the window) and does not even compare the token, so a
+correct token is refused too: a guesser learns nothing from it. Without Redis the limit cannot be
 known, so both callers refuse (503, the web's "storage unavailable") rather than run unlimited; the API needs Redis
 for every request anyway.
 
@@ -29,8 +32,8 @@ The numbers, and why:
   defence is the per-address limit times the token's strength: ADMIN_TOKEN must be at least 16 characters
   (start-up refuses shorter) and is generated randomly (62^16 ~ 5e28 values); 20 guesses per 15 min is 1,920 a
   day per address, and even a million addresses (or /64s) would need ~1e16 years on average. A correct token
-  does *not* clear the address's count: with scripts and a guesser behind one NAT address, the scripts' steady
-  successes would otherwise reset the guesser's count for ever (and it would cost a Redis write per request).
+  does *not* clear the address's count (it only gives back its own): with scripts and a guesser behind one NAT
+  address, the scripts' steady successes would otherwise reset the guesser's count for ever.
   The price: a client with a stale token shares the limit with good clients behind the same address; the
   refusals are logged with the address and counted (``relay_api_auth_total{outcome=refused|limited}``).
 
@@ -86,31 +89,28 @@ class FailureLimit:
             counters.append((self.key_of(EVERYONE), self.max_everyone))
         return counters
 
-    def check(self, r: redis.Redis, remote_addr: str | None) -> Limited | None:
-        """None when this client may try now; else why not and for how long (one round trip)."""
+    def reserve(self, r: redis.Redis, remote_addr: str | None) -> Limited | None:
+        """Count this attempt as a failure *before* its token is compared, unless the client is limited already:
+        then why and for how long, and nothing is counted. One atomic script, so concurrent attempts cannot all
+        pass a check made before any of them is counted: at most ``max_per_client`` tokens from one client (and
+        ``max_everyone`` from all) are ever compared per window. A right token gives its count back (``release``).
+        """
         counters = self._counters(remote_addr)
-        with r.pipeline(transaction=False) as pipe:
-            for key, _ in counters:
-                pipe.get(key)
-                pipe.ttl(key)
-            values = pipe.execute()
-        for i, (_, maximum) in enumerate(counters):
-            count, ttl = values[2 * i], values[2 * i + 1]
-            if int(count or 0) >= maximum:
-                return Limited(self._seconds_left(ttl), everyone=i > 0, limit=self)
-        return None
+        keys = [key for key, _ in counters]
+        index, ttl = r.eval(_RESERVE, len(keys), *keys, self.window_seconds, *(m for _, m in counters))
+        if int(index) == 0:
+            return None
+        return Limited(self._seconds_left(ttl), everyone=int(index) > 1, limit=self)
 
     def _seconds_left(self, ttl: int) -> int:
         return int(ttl) if int(ttl) > 0 else self.window_seconds  # -1 cannot happen: keys are made with expiry
 
-    def record_failure(self, r: redis.Redis, remote_addr: str | None) -> None:
-        """Count one failure for the client (and for everyone): each counter starts its window with its expiry
-        (SET NX EX, then INCR keeps it), in one transaction."""
-        with r.pipeline(transaction=True) as pipe:
-            for key, _ in self._counters(remote_addr):
-                pipe.set(key, 0, ex=self.window_seconds, nx=True)
-                pipe.incr(key)
-            pipe.execute()
+    def release(self, r: redis.Redis, remote_addr: str | None, forgive: bool = False) -> None:
+        """The reserved attempt's token was right, so it was no failure: its counts go back down (never below 0;
+        a window that ended meanwhile is left alone). ``forgive`` also forgets this client's earlier failures
+        (the shared count stays until it expires)."""
+        keys = [key for key, _ in self._counters(remote_addr)]
+        r.eval(_RELEASE, len(keys), *keys, int(forgive))
 
     def clear(self, r: redis.Redis, remote_addr: str | None) -> None:
         """A success that forgives this client's failures (the shared count stays until it expires)."""
@@ -119,6 +119,32 @@ class FailureLimit:
 
 EVERYONE = "*"
 WINDOW_SECONDS = 15 * 60
+
+# KEYS: the counters (the client's, then everyone's); ARGV: the window's seconds, then each counter's maximum.
+# {0, 0}: counted; {i, ttl}: KEYS[i] is at its maximum (nothing counted). A new counter starts its window.
+_RESERVE = """
+for i, key in ipairs(KEYS) do
+  if tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[i + 1]) then
+    return {i, redis.call('TTL', key)}
+  end
+end
+for _, key in ipairs(KEYS) do
+  redis.call('INCR', key)
+  if redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, ARGV[1]) end
+end
+return {0, 0}
+"""
+# KEYS: as above; ARGV[1]: '1' to forget the client's count (KEYS[1]) instead of taking one off.
+_RELEASE = """
+for i, key in ipairs(KEYS) do
+  if i == 1 and ARGV[1] == '1' then
+    redis.call('DEL', key)
+  elseif tonumber(redis.call('GET', key) or '0') > 0 then
+    redis.call('DECR', key)
+  end
+end
+return 0
+"""
 
 CONSOLE_SIGNIN = FailureLimit(
     key_prefix="ber:signin:failures:",

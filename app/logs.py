@@ -1,18 +1,27 @@
 """JSON-lines logging for web, workers and gunicorn, with ids where they apply and secrets scrubbed.
 
-Secrets (auth tokens, API key secret, admin token) are replaced wherever they appear in a message, and webhook
-tokens (``token=...`` in any URL) are masked, so even a library that logs a URL cannot leak one.
+One scrubber for every process (gunicorn's master and workers, ``rq worker``, ``rq cron``, the CLI): every secret
+the environment gives the process (``secret_values``: the secret settings, REDIS_URL's password, the accounts
+file's tokens) and every secret it learns later (``add_secrets``: discovered subaccounts' tokens) is replaced
+wherever it appears in a line, in the forms a library or a URL would carry it too (``secret_forms``: URL-encoded,
+base64 as in an HTTP Basic ``sid:token`` header). Webhook tokens (``token=...`` in any URL) and presigned-URL
+signatures are masked whatever they are, so even a library that logs a URL cannot leak one.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import functools
 import json
 import logging
+import os
 import re
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import quote, quote_plus, urlsplit
 
 _TOKEN_IN_URL = re.compile(r"(token=)[^&\s\"']+")
 _SIGNATURE_IN_URL = re.compile(r"(X-Amz-(?:Signature|Security-Token|Credential)=)[^&\s\"']+", re.IGNORECASE)
@@ -29,10 +38,73 @@ def add_secrets(*values: str) -> None:
     _RUNTIME_SECRETS.update(v for v in values if v)
 
 
+# Secret settings of the environment contract (README "Configuration"); REDIS_URL's password and the accounts file
+# (TWILIO_ACCOUNTS_FILE) are read by secret_values too.
+SECRET_SETTINGS = (
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_AUTH_TOKEN_SECONDARY",
+    "TWILIO_API_KEY_SECRET",
+    "ADMIN_TOKEN",
+    "CONSOLE_TOKEN",
+    "CONSOLE_SECRET_KEY",
+    "NOTIFY_SECRET",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+)
+ACCOUNT_FILE_SECRETS = ("auth_token", "auth_token_secondary", "api_key_secret")
+
+
+def secret_values(env: Mapping[str, str]) -> tuple[str, ...]:
+    """Every secret the environment gives a process, read before (and whatever) its settings are validated: a
+    process that refuses its configuration still scrubs them from the refusal's logs. An unreadable accounts file
+    gives none (the settings refuse it, without echoing it)."""
+    found = [env.get(name, "").strip() for name in SECRET_SETTINGS]
+    found += [v.removeprefix("whsec_") for v in found if v.startswith("whsec_")]  # NOTIFY_SECRET's key alone
+    with contextlib.suppress(ValueError):
+        found.append(urlsplit(env.get("REDIS_URL", "")).password or "")
+    path = env.get("TWILIO_ACCOUNTS_FILE", "").strip()
+    if path:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                entries = json.load(fh)
+        except (OSError, ValueError):
+            entries = []
+        for entry in entries if isinstance(entries, list) else []:
+            if isinstance(entry, dict):
+                found += [v for k, v in entry.items() if k in ACCOUNT_FILE_SECRETS and isinstance(v, str)]
+    return tuple(dict.fromkeys(v for v in found if v))
+
+
+@functools.lru_cache(maxsize=1024)
+def secret_forms(secret: str) -> tuple[str, ...]:
+    """``secret`` and the text that stands for it in other encodings, longest first: URL-encoded (path and
+    form), and base64 (standard and URL-safe) wherever it sits inside a longer encoded value, e.g. the token in
+    an HTTP Basic ``base64(sid:token)``: base64 maps 3 bytes to 4 characters, so for each of the 3 offsets the
+    characters that depend only on the secret's bytes are the same in every encoding that contains it there."""
+    raw = secret.encode()
+    whole = base64.b64encode(raw).decode()
+    forms = {
+        secret,
+        quote(secret, safe=""),
+        quote(secret),
+        quote_plus(secret),
+        whole,
+        base64.urlsafe_b64encode(raw).decode(),
+    }
+    for offset in range(3):
+        encoded = base64.b64encode(bytes(offset) + raw).decode().rstrip("=")
+        head = (0, 2, 3)[offset]  # characters that also hold bits of the bytes before the secret
+        tail = 1 if (offset + len(raw)) % 3 else 0  # ... and of the bytes after it
+        core = encoded[head : len(encoded) - tail]
+        forms |= {core, core.replace("+", "-").replace("/", "_")}
+    return tuple(sorted((f for f in forms if len(f) >= MIN_SECRET_LENGTH), key=len, reverse=True))
+
+
 def scrub(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in (*secrets, *_RUNTIME_SECRETS):
         if len(secret) >= MIN_SECRET_LENGTH:  # a 1-char "secret" would shred every message
-            text = text.replace(secret, "[redacted]")
+            for form in secret_forms(secret):
+                text = text.replace(form, "[redacted]")
     text = _TOKEN_IN_URL.sub(r"\1[redacted]", text)
     return _SIGNATURE_IN_URL.sub(r"\1[redacted]", text)
 
@@ -92,20 +164,17 @@ def configure_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
 QUIET_LOGGERS = {
     name: {"level": "WARNING"} for name in ("twilio.http_client", "botocore", "boto3", "urllib3", "s3transfer")
 }
-SECRET_ENV_VARS = ("TWILIO_AUTH_TOKEN", "TWILIO_AUTH_TOKEN_SECONDARY", "TWILIO_API_KEY_SECRET", "ADMIN_TOKEN")
 
 
 def logging_dict_config(extra_loggers: dict[str, Any] | None = None) -> dict[str, Any]:
-    """dictConfig for processes configured before our settings load (gunicorn, rq): JSON to stdout, scrubbed."""
-    import os
-
+    """dictConfig for processes configured before our settings load (gunicorn, rq): JSON to stdout, every secret
+    of the environment scrubbed (``secret_values``)."""
     from app.config import log_level
 
-    secrets = [os.environ.get(name, "") for name in SECRET_ENV_VARS]
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {"json": {"()": "app.logs.JsonFormatter", "secrets": [s for s in secrets if s]}},
+        "formatters": {"json": {"()": "app.logs.JsonFormatter", "secrets": list(secret_values(os.environ))}},
         "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}},
         "root": {"handlers": ["stdout"], "level": log_level(os.environ)},
         "loggers": {**QUIET_LOGGERS, **(extra_loggers or {})},

@@ -139,6 +139,9 @@ RETENTION_WARNINGS = ClusterCounter(
 )
 POLLS = ClusterCounter("relay_polls", "Poller runs", ["outcome"])
 SYNC_FAILURES = ClusterCounter("relay_sync_failures", "Syncs that could not use Twilio's answer", ["reason"])
+TASKS_REFUSED = ClusterCounter(
+    "relay_tasks_refused", "RQ jobs refused by the workers: not one of the relay's tasks (app/queueing.py)", ["queue"]
+)
 EVENTS = ClusterCounter("relay_events", "Outbound events (app/events.py) by type and outcome", ["type", "outcome"])
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import redis
 from rq import Callback, Queue, Retry
-from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
+from rq.exceptions import DeserializationError, DuplicateJobError, InvalidJobOperation, NoSuchJobError
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
@@ -42,6 +42,14 @@ RECOVER_TASK = "workers.tasks.recover_task"
 COPY_TASK = "workers.tasks.copy_day_task"
 COPY_FAILED_CALLBACK = "workers.tasks.on_copy_failure"
 EVENT_TASK = "workers.tasks.deliver_event_task"
+POLL_TASK = "workers.tasks.poll_task"  # registered by the cron poller (workers/cron_config.py)
+JANITOR_TASK = "workers.tasks.janitor_task"  # likewise
+# The only functions a relay worker resolves from a job: a job names its task by dotted path, and RQ would import
+# and call whatever path a job hash written into Redis names (``os.system`` included). See RelayJob.
+RELAY_TASKS = frozenset(
+    {SYNC_TASK, SWEEP_TASK, RECONCILE_TASK, RECOVER_TASK, COPY_TASK, EVENT_TASK, POLL_TASK, JANITOR_TASK}
+)
+RELAY_CALLBACKS = frozenset({COPY_FAILED_CALLBACK})
 SERIALIZER = JSONSerializer  # also in the Procfile (--serializer) and workers/cron_config.py
 
 _ACTIVE = {s.value.encode() for s in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED)}
@@ -68,8 +76,69 @@ def copy_timeout(size: int | None) -> int:
     return 300 + math.ceil((ASSUMED_SIZE_IF_UNKNOWN if size is None else size) / MIN_COPY_BYTES_PER_SECOND)
 
 
+class TaskRefused(Exception):
+    """A job names a function that is not one of the relay's tasks (RelayJob.refusal says which and why)."""
+
+
+class RelayJob(Job):
+    """An RQ job that only ever resolves the relay's own tasks and callbacks (RELAY_TASKS, RELAY_CALLBACKS).
+
+    Why here, on the job: RQ imports a job's function and callbacks by the dotted names stored in its hash, at the
+    moment it needs them (``Job.func``, ``Job.failure_callback``...: running it, failing it, cleaning up after a
+    dead worker). Checking those names before each import covers every path that resolves one, whichever worker
+    or registry code reaches it. The names are read from the job's JSON data without importing anything. The
+    worker (workers/inprocess_worker.py) asks ``refusal`` before running a job and fails a refused one without
+    calling anything; the properties below are the backstop for RQ's other paths."""
+
+    TASKS: frozenset[str] = RELAY_TASKS
+    CALLBACKS: frozenset[str] = RELAY_CALLBACKS
+
+    def refusal(self) -> str | None:
+        """Why this job must not run (None: it may). Never imports the names it checks."""
+        try:
+            func_name, instance = self.func_name, self.instance
+        except DeserializationError:
+            return "task refused: its data is not a JSON task"
+        if instance is not None or not isinstance(func_name, str) or func_name not in self.TASKS:
+            return f"task refused: {str(func_name)[:200]!r} is not one of the relay's tasks"
+        names = (self._success_callback_name, self._failure_callback_name, self._stopped_callback_name)
+        for name in names:
+            if name and name not in self.CALLBACKS:
+                return f"task refused: callback {name[:200]!r} is not one of the relay's callbacks"
+        if self.webhooks:  # RQ would POST the job to these URLs; the relay never sets any
+            return "task refused: it carries webhooks"
+        return None
+
+    def _checked(self) -> None:
+        reason = self.refusal()
+        if reason is not None:
+            raise TaskRefused(reason)
+
+    @property
+    def func(self) -> Any:
+        self._checked()
+        return super().func
+
+    @property
+    def success_callback(self) -> Any:
+        self._checked()
+        return super().success_callback
+
+    @property
+    def failure_callback(self) -> Any:
+        self._checked()
+        return super().failure_callback
+
+    @property
+    def stopped_callback(self) -> Any:
+        self._checked()
+        return super().stopped_callback
+
+
 class JSONQueue(Queue):
     """An RQ queue whose tasks are JSON (see the module docstring); RQ's own default is pickle."""
+
+    job_class = RelayJob
 
     def __init__(self, name: str = "default", *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("serializer", SERIALIZER)

@@ -26,19 +26,31 @@ worker process with it instead of only a horse. The supervisor (Kubernetes, comp
 it and the task is retried like any abandoned one; the copy path never leaves a partial object visible, so
 the outcome is the same, later. Memory is bounded per task (``S3_SINGLE_PUT_MAX_MIB`` or the multipart part
 buffers) and released when the task ends.
+
+Only the relay's own tasks run. A job names its function by dotted path and RQ imports whatever that path is, so
+anyone able to write to Redis could otherwise run any importable function here (``os.system``). Every job goes
+through ``app.queueing.RelayJob`` (whatever ``--job-class`` says), and a job it refuses is failed at once with the
+reason, counted (``relay_tasks_refused_total``), never retried, and none of its functions or callbacks imported.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
+from typing import Any
 
+from rq.exceptions import DeserializationError
 from rq.executions import Execution
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.queue import Queue
+from rq.utils import now
 from rq.worker import BaseWorker, SimpleWorker, WorkerStatus
+
+from app.metrics import TASKS_REFUSED
+from app.queueing import RelayJob
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +59,37 @@ class InProcessWorker(SimpleWorker):
     """``SimpleWorker`` plus a heart-beat thread while a task runs (see the module docstring)."""
 
     KILL_GRACE_SECONDS = 60  # as RQ's forking worker: a task still running this long after its timeout is ended
+    job_class: type[Job] = RelayJob
+
+    def __init__(self, queues: Any, *args: Any, job_class: Any = None, **kwargs: Any) -> None:
+        """RQ's CLI always passes ``--job-class`` (default: RQ's ``Job``); only a RelayJob (sub)class is taken."""
+        if isinstance(job_class, type) and issubclass(job_class, RelayJob):
+            self.job_class = job_class
+        super().__init__(queues, *args, **kwargs)
+        for queue in self.queues:  # the CLI built them with its job class: dequeues and registries use this one
+            queue.job_class = self.job_class
+
+    def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
+        reason = job.refusal() if isinstance(job, RelayJob) else "task refused: not a relay job"
+        if reason is None:
+            return super().perform_job(job, queue, execution)
+        self._refuse(job, queue, execution, reason)
+        return False
+
+    def _refuse(self, job: Job, queue: Queue, execution: Execution, reason: str) -> None:
+        """Fail a refused job as RQ fails a raising one, minus what would call into it: no callbacks, no
+        webhooks, no retry (it would only be refused again)."""
+        TASKS_REFUSED.labels(queue.name).inc()
+        log.error("job %s on %s: %s", job.id, queue.name, reason, extra={"job_id": job.id, "queue": queue.name})
+        with contextlib.suppress(DeserializationError):  # its procline names the function, which bad data lacks
+            self.prepare_job_execution(job, remove_from_intermediate_queue=len(self.queues) == 1)
+        job.retries_left = None
+        job.webhooks = []
+        job._status = JobStatus.FAILED
+        job.ended_at = now()
+        self.handle_job_failure(
+            job, queue, started_job_registry=queue.started_job_registry, exc_string=reason, execution=execution
+        )
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         execution = self.prepare_execution(job)

@@ -195,18 +195,17 @@ def sign_in() -> Response | tuple[str, int] | str:
         return render_template("console/signin.html", next_url=next_url, error=None)
     svc = current_services()
     r = svc.registry.r
-    limited = CONSOLE_SIGNIN.check(r, request.remote_addr)  # before the token is even looked at
+    limited = CONSOLE_SIGNIN.reserve(r, request.remote_addr)  # counted before the token is even looked at
     if limited is not None:
         return _refuse_limited(limited, next_url)
     expected = console_token()
     sent = request.form.get("token", "")
     if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
-        CONSOLE_SIGNIN.record_failure(r, request.remote_addr)
         CONSOLE_SIGNINS.labels("refused").inc()
         log.warning("console: sign-in refused (wrong token)", extra={"remote_addr": request.remote_addr})
         error = "That token is not the console token." if expected else "The console is off: no token is set."
         return render_template("console/signin.html", next_url=next_url, error=error), 401
-    CONSOLE_SIGNIN.clear(r, request.remote_addr)
+    CONSOLE_SIGNIN.release(r, request.remote_addr, forgive=True)
     CONSOLE_SIGNINS.labels("ok").inc()
     sessions.end(r, session.get(SESSION_ID))  # a session this browser had before: a fresh id, not that one
     session.clear()

@@ -8,6 +8,8 @@ one test can be many clients."""
 from __future__ import annotations
 
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
@@ -47,6 +49,23 @@ def metric(stack, outcome: str) -> float:
     text = requests.get(f"{stack.url}/metrics", timeout=10).text
     found = re.search(rf'^relay_console_signins_total\{{outcome="{outcome}"\}} (\S+)$', text, re.M)
     return float(found[1]) if found else 0.0
+
+
+def test_concurrent_wrong_tokens_are_compared_at_most_the_limit(make_stack):
+    """Many wrong sign-ins at once from one address: each is counted before its token is compared, so exactly
+    MAX_PER_CLIENT are compared (401) and the others are limited (429), however they interleave."""
+    stack = make_stack(workers=0, PROXY_FIX_HOPS="1")
+    guessers = [Client(stack.url, "203.0.113.12") for _ in range(3 * MAX_PER_CLIENT)]
+    start = threading.Barrier(len(guessers))
+
+    def guess(pair: tuple[Client, str]) -> int:
+        start.wait(timeout=30)
+        return pair[0].sign_in(pair[1]).status_code
+
+    with ThreadPoolExecutor(len(guessers)) as pool:
+        answers = list(pool.map(guess, zip(guessers, guesses(len(guessers)), strict=True)))
+    assert (answers.count(401), answers.count(429)) == (MAX_PER_CLIENT, len(guessers) - MAX_PER_CLIENT), answers
+    assert (metric(stack, "refused"), metric(stack, "limited")) == (MAX_PER_CLIENT, len(guessers) - MAX_PER_CLIENT)
 
 
 def test_an_address_is_limited_after_its_failures_even_with_the_right_token(make_stack):

@@ -14,8 +14,9 @@ from twilio.request_validator import RequestValidator
 from app import create_app
 from app.config import load_settings
 from devstack.calendar import Calendar
-from devstack.procs import wait_until
-from tests.conftest import ADMIN_TOKEN
+from devstack.procs import free_port, wait_until
+from devstack.relay import start_process
+from tests.conftest import ADMIN_TOKEN, make_env
 
 pytestmark = pytest.mark.e2e
 
@@ -210,3 +211,20 @@ def test_a_revoked_account_shows_its_error_while_the_others_complete(make_stack,
     metrics = requests.get(f"{stack.url}/metrics", timeout=10).text
     assert 'relay_accounts{state="credentials refused"} 1.0' in metrics
     assert 'relay_accounts{state="ok"} 3.0' in metrics and "team-b" not in metrics
+
+
+def test_a_literal_account_sid_in_the_key_template_stops_the_worker(redis_url, s3, bucket, sandbox, tmp_path):
+    """``{{account_sid}}`` renders as the same text for every account, so two accounts would share keys: the
+    Procfile's worker refuses to start, naming the setting (it contains the text "{account_sid}" but no field)."""
+    literal = "{prefix}{resource_type}/account={{account_sid}}/day={day}/{resource_type}-{day}.json.gz"
+    env = make_env(
+        redis_url, s3, bucket, sandbox, f"http://127.0.0.1:{free_port()}",
+        TWILIO_DISCOVER_SUBACCOUNTS="true", S3_KEY_TEMPLATE=literal,
+    )  # fmt: skip
+    worker = start_process("worker", env, tmp_path / "logs", name="worker-literal-template")
+    try:
+        wait_until(lambda: not worker.alive(), timeout=60, what="the worker to refuse its configuration")
+        assert worker.proc is not None and worker.proc.returncode != 0
+        assert "S3_KEY_TEMPLATE must contain {account_sid}" in worker.tail(200)
+    finally:
+        worker.stop()

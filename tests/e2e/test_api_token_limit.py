@@ -8,6 +8,9 @@ one test can be many clients."""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import redis
 import requests
@@ -70,6 +73,24 @@ def test_an_address_is_limited_after_its_failures_even_with_the_right_token(make
     assert "too many failed authentications" in logs and "missing or wrong token" in logs
     assert "203.0.113.7" in logs and "198.51.100.20" in logs
     assert not any(guess in logs for guess in [*wrong, "also-wrong"]) and ADMIN_TOKEN not in logs
+
+
+def test_concurrent_wrong_tokens_are_compared_at_most_the_limit(make_stack):
+    """The attack: many wrong tokens at once, so that all pass a check made before any is counted. Each is counted
+    before its comparison, so exactly MAX of them are compared (401) and every other one is limited (429)."""
+    stack = make_stack(workers=0, PROXY_FIX_HOPS="1")
+    wrong = guesses(3 * MAX)
+    start = threading.Barrier(len(wrong))
+
+    def guess(token: str) -> int:
+        start.wait(timeout=30)
+        return call(stack, "203.0.113.11", token).status_code
+
+    with ThreadPoolExecutor(len(wrong)) as pool:
+        answers = list(pool.map(guess, wrong))
+    assert (answers.count(401), answers.count(429)) == (MAX, len(wrong) - MAX), answers
+    assert (refusals(stack, "refused"), refusals(stack, "limited")) == (MAX, len(wrong) - MAX)
+    assert call(stack, "203.0.113.11", ADMIN_TOKEN).status_code == 429
 
 
 def test_a_correct_token_does_not_clear_the_count(make_stack):

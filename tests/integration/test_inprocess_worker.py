@@ -2,7 +2,8 @@
 the job timeout is enforced, and a task that outlives its timeout by the grace period ends the worker.
 
 Real ``rq worker --worker-class ...`` processes against the session's real Redis; the tasks below report their
-pid and wait (polling Redis, with a deadline) until the test releases them.
+pid and wait (polling Redis, with a deadline) until the test releases them. The shipped class runs only the
+relay's tasks (tests/e2e/test_json_tasks.py), so these tests run a subclass that allows this module's task too.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.timeouts import JobTimeoutException
 
+from app.queueing import RelayJob
 from devstack.procs import ManagedProcess, wait_until
 from devstack.redis_server import RedisServer
 from devstack.relay import REPO_ROOT, process_env
@@ -28,8 +30,18 @@ JOB_TIMEOUT = 3600  # SimpleWorker would keep its heart-beat alive for this + 60
 MONITORING_INTERVAL = 1
 
 
-class QuickGraceWorker(InProcessWorker):
-    """The shipped class with a 1-second grace, so that the overrun test does not wait a minute."""
+class LocalTaskJob(RelayJob):
+    TASKS = RelayJob.TASKS | {f"{__name__}.report_pid_and_wait"}
+
+
+class LocalTaskWorker(InProcessWorker):
+    """The shipped class, allowed to run this module's task."""
+
+    job_class = LocalTaskJob
+
+
+class QuickGraceWorker(LocalTaskWorker):
+    """With a 1-second grace, so that the overrun test does not wait a minute."""
 
     KILL_GRACE_SECONDS = 1
 
@@ -65,7 +77,7 @@ def test_tasks_run_in_process_with_renewed_short_heartbeats(
 ) -> None:
     conn = redis_server.client()
     job = Queue(QUEUE, connection=conn).enqueue(report_pid_and_wait, redis_url, job_timeout=JOB_TIMEOUT)
-    worker = start_worker(redis_url, tmp_path, "workers.inprocess_worker.InProcessWorker")
+    worker = start_worker(redis_url, tmp_path, f"{__name__}.LocalTaskWorker")
     try:
         pid = wait_until(lambda: conn.get("task:pid"), timeout=30, what="the task to start")
         assert int(pid) == worker.pid  # no work horse: the worker process runs the task itself
@@ -100,7 +112,7 @@ def test_tasks_run_in_process_with_renewed_short_heartbeats(
 def test_the_job_timeout_is_enforced_in_process(redis_server: RedisServer, redis_url: str, tmp_path: Path) -> None:
     conn = redis_server.client()
     job = Queue(QUEUE, connection=conn).enqueue(report_pid_and_wait, redis_url, job_timeout=1)
-    worker = start_worker(redis_url, tmp_path, "workers.inprocess_worker.InProcessWorker")
+    worker = start_worker(redis_url, tmp_path, f"{__name__}.LocalTaskWorker")
     try:
         wait_until(lambda: not worker.alive(), timeout=30, what="the burst worker to finish")
         assert worker.proc is not None and worker.proc.returncode == 0  # the worker survived its task's timeout

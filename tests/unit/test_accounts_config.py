@@ -149,7 +149,16 @@ def test_a_bad_entry_is_refused_naming_the_file_the_entry_and_the_field(tmp_path
     assert "entry 1" in message and names in message
 
 
-@pytest.mark.parametrize("template", [None, "{prefix}{resource_type}/day={day}/{resource_type}-{day}.json.gz"])
+@pytest.mark.parametrize(
+    "template",
+    [
+        None,
+        "{prefix}{resource_type}/day={day}/{resource_type}-{day}.json.gz",
+        # {{account_sid}} is the literal text "{account_sid}", the same for every account: no field
+        "{prefix}{resource_type}/account={{account_sid}}/day={day}/{resource_type}-{day}.json.gz",
+        "{prefix}{resource_type}/day={day}/{resource_type}-{day}.json.gz?{{{{account_sid}}}}",
+    ],
+)
 @pytest.mark.parametrize("how", ["file of two", "file of one besides TWILIO_ACCOUNT_SID", "discovery"])
 def test_several_accounts_need_account_sid_in_the_key_template(tmp_path, template, how):
     """Two accounts' days must never share a key: S3_KEY_TEMPLATE (or its default) without {account_sid} is
