@@ -15,13 +15,13 @@ import logging
 import secrets
 from typing import Any
 
-from app import clock, coverage
+from app import clock, coverage, job_ops
 from app.accounts import Account
 from app.context import Services
 from app.errors import DomainError, NotFound
 from app.feed_store import owner_of
 from app.metrics import JOBS
-from app.registry import JobRecord, hash_token
+from app.registry import DayState, JobRecord, JobState, hash_token
 from app.submission import TOKEN_BYTES, webhook_url
 from app.sync import day_files
 from app.twilio_api import TwilioRejected
@@ -94,26 +94,34 @@ def sweep(svc: Services, resource_type: str, account_sid: str) -> list[str]:
     cov = svc.feeds.coverage([owner])[owner]
     tracked = []
     for day in sorted(set(files) & window, reverse=True):
-        if day not in cov or cov[day].state == "retry":
-            tracked.append(_track_listed(svc, resource_type, account_sid, day, files[day]))
+        state = cov[day].state if day in cov else None
+        if state in (None, "retry", "corrupt"):
+            again = state == "corrupt"  # the bucket's object is bad: copy the day again (app/bucket_check.py)
+            tracked.append(_track_listed(svc, resource_type, account_sid, day, files[day], again=again))
     return tracked
 
 
-def copy_listed_day(svc: Services, resource_type: Any, day: Any, account: Account) -> JobRecord:
-    """Copy one day Twilio lists, on request (``relay copy-day``), whether or not a feed covers it."""
+def copy_listed_day(svc: Services, resource_type: Any, day: Any, account: Account, again: bool = False) -> JobRecord:
+    """Copy one day Twilio lists, on request (``relay copy-day``), whether or not a feed covers it; ``again``:
+    even if this very file was copied before (its object in the bucket was found corrupt)."""
     rt = validate_resource_type(resource_type)
     day_text = parse_day(day, "day").isoformat()
     listed = (day_files(svc, rt, account.sid) or {}).get(day_text)
     if listed is None:
         raise NotFound(f"Twilio lists no {rt} file for {day_text} (files are kept 7 days after they are made)")
-    sid = _track_listed(svc, rt, account.sid, day_text, listed)
+    sid = _track_listed(svc, rt, account.sid, day_text, listed, again=again)
     job = svc.registry.get_job(sid)
     assert job is not None
     return job
 
 
 def _track_listed(
-    svc: Services, resource_type: str, account_sid: str, day: str, listed: tuple[int | None, str | None]
+    svc: Services,
+    resource_type: str,
+    account_sid: str,
+    day: str,
+    listed: tuple[int | None, str | None],
+    again: bool = False,
 ) -> str:
     size, create_date = listed
     owner = owner_of(resource_type, account_sid)
@@ -132,5 +140,18 @@ def _track_listed(
         JOBS.labels("listed").inc()
         svc.feeds.mark_in_flight(owner, sid, [day])
         log.info("tracking a listed day file", extra={"job_sid": sid, "resource_type": resource_type, "day": day})
+    elif again and _copied_in(svc, sid, day):
+        job_ops.requeue(svc, sid, [day])  # this very file was copied by this job: copy it once more
+        log.info("copying a listed day file again", extra={"job_sid": sid, "resource_type": resource_type, "day": day})
+        return sid
     svc.enqueuer.sync(sid)
     return sid
+
+
+def _copied_in(svc: Services, job_sid: str, day: str) -> bool:
+    """Whether the job copied the day (a copy in flight or failed there is not started again: the failure is
+    visible, and the console's Retry requeues it; nor is a cancelled job's)."""
+    job = svc.registry.get_job(job_sid)
+    rec = svc.registry.get_day(job_sid, day)
+    live = job is not None and job.state != JobState.CANCELLED
+    return live and rec is not None and rec.state in (DayState.COPIED, DayState.EMPTY)

@@ -1,21 +1,23 @@
-"""``flask --app app relay feed ...`` and ``relay coverage``: continuous sync at a shell (same rules as the API)."""
+"""``flask --app app relay feed ...``, ``relay coverage``, ``relay verify``: continuous sync at a shell (same rules as
+the API)."""
 
 from __future__ import annotations
 
 import calendar
+import sys
 from datetime import date
 from typing import Any
 
 import click
 from flask.cli import with_appcontext
 
-from app import accounts, coverage, daily_exports, feeds
+from app import accounts, coverage, daily_exports, feeds, verify
 from app.cli import ACCOUNT_HELP, emit, errors_to_exit
 from app.context import current_services as _svc
 from app.days import days_between
 from app.validation import parse_day, validate_resource_type
 
-SYMBOLS = {"copied": "#", "empty": ".", "in_flight": "~", "failed": "!", "missing": "_"}
+SYMBOLS = {"copied": "#", "empty": ".", "in_flight": "~", "failed": "!", "corrupt": "x", "missing": "_"}
 LEGEND = "  ".join(f"{mark} {state}" for state, mark in SYMBOLS.items()) + "  (blank: outside the feed)"
 
 
@@ -136,6 +138,46 @@ def _months(feed: dict[str, Any]) -> list[str]:
         lines.append(f"  {year:04d}-{month:02d} {marks}")
         year, month = (year + 1, 1) if month == 12 else (year, month + 1)
     return lines
+
+
+@click.command("verify")
+@click.option("--feed", "resource_type", default=None, help="Only this resource type's feed")
+@click.option("--account", default=None, help="Only this account's feeds (SID or label)")
+@click.option("--from", "first", default=None, help="First day checked (YYYY-MM-DD)")
+@click.option("--to", "last", default=None, help="Last day checked")
+@click.option("--repair", is_flag=True, help="Copy problem days again from the files Twilio still lists")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+@errors_to_exit
+def verify_cmd(
+    resource_type: str | None, account: str | None, first: str | None, last: str | None, repair: bool, as_json: bool
+) -> None:
+    """Re-read each copied day's object and check its sha256 and record count; exit 1 if any day fails."""
+    svc = _svc()
+    which = verify.Selection(
+        validate_resource_type(resource_type) if resource_type else None,
+        svc.accounts.resolve(account).sid if account else None,
+        parse_day(first, "--from") if first else None,
+        parse_day(last, "--to") if last else None,
+    )
+    doc = verify.summary(verify.verify(svc, which, repair=repair))
+    emit(doc, as_json, _verify_text)
+    if doc["problems"]:
+        sys.exit(1)
+
+
+def _verify_text(doc: dict[str, Any]) -> str:
+    lines = [
+        f"{p['outcome'].upper():<10} {p['resource_type']} {p['day']}  {p['key'] or '-'}: {p['detail']}"
+        + (f"\n           repair: {p['repair']}" if p["repair"] else "")
+        for p in doc["problems"]
+    ]
+    lines += [f"RESTORED   {r['resource_type']} {r['day']}: {r['detail']}" for r in doc["restored"]]
+    counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(doc["counts"].items())) or "nothing to check"
+    note = f" ({doc['without_sha256']} without a recorded sha256: size and gzip only)" if doc["without_sha256"] else ""
+    verdict = f"{len(doc['problems'])} problem day(s)" if doc["problems"] else "no problem found"
+    lines.append(f"verified {doc['checked']} copied day(s): {counts}{note}; {verdict}")
+    return "\n".join(lines)
 
 
 @click.group("daily")

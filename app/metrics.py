@@ -132,6 +132,11 @@ RETENTION_WARNINGS = ClusterCounter(
 )
 POLLS = ClusterCounter("relay_polls", "Poller runs", ["outcome"])
 SYNC_FAILURES = ClusterCounter("relay_sync_failures", "Syncs that could not use Twilio's answer", ["reason"])
+BUCKET_PROBLEMS = ClusterCounter(
+    "relay_bucket_problems",
+    "Copied days whose object was found changed (corrupt) or gone (missing), by check (reconcile, verify)",
+    ["check", "state"],
+)
 EVENTS = ClusterCounter("relay_events", "Outbound events (app/events.py) by type and outcome", ["type", "outcome"])
 
 

@@ -59,7 +59,7 @@ import string
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlencode
@@ -207,6 +207,7 @@ class StoredDay:
     size: int
     sha256: str | None
     records: int | None  # None when the object does not say
+    etag: str | None = field(default=None, compare=False)  # HeadObject's (not part of which file it is)
 
 
 @dataclass(frozen=True)
@@ -373,18 +374,20 @@ class S3Sink:
     def write_marker(self, marker: dict[str, Any]) -> None:
         self.put_json(f"{self.settings.prefix}{MARKER_KEY}", marker)
 
-    def day_index(self, resource_type: str, account_sid: str = "") -> dict[str, tuple[str, int]]:
-        """day -> (key, size) of every day file of ``resource_type`` in the bucket (``app.coverage.BucketIndex``):
-        one paged ListObjectsV2 under the template's fixed prefix, keys matched against the template."""
+    def day_index(self, resource_type: str, account_sid: str = "") -> dict[str, tuple[str, int, str]]:
+        """day -> (key, size, ETag) of every day file of ``resource_type`` in the bucket
+        (``app.coverage.BucketIndex``): one paged ListObjectsV2 under the template's fixed prefix, keys matched
+        against the template. The ETag is "" where the listing gives none."""
         pattern, prefix = _key_pattern(self.settings, resource_type, account_sid)
-        found: dict[str, tuple[str, int]] = {}
+        found: dict[str, tuple[str, int, str]] = {}
         paginator = self.client.get_paginator("list_objects_v2")
         try:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 for obj in page.get("Contents") or []:
                     match = pattern.fullmatch(obj["Key"])
                     if match:
-                        found[match.group("day")] = (obj["Key"], int(obj["Size"]))
+                        etag = str(obj.get("ETag") or "").strip('"')
+                        found[match.group("day")] = (obj["Key"], int(obj["Size"]), etag)
         except (ClientError, BotoCoreError) as exc:
             raise classify_s3_error(exc, "ListObjectsV2", self.bucket, prefix) from exc
         return found
@@ -439,7 +442,7 @@ class S3Sink:
         sha256, records = source.get("sha256"), source.get("records", "")
         if not sha256:
             return None
-        return StoredDay(key, stored.size, sha256, int(records) if records.isdigit() else None)
+        return StoredDay(key, stored.size, sha256, int(records) if records.isdigit() else None, stored.etag or None)
 
     def check_bucket(self) -> None:
         """Readiness: raise PermanentS3Error/TransientS3Error unless the bucket answers HeadBucket."""

@@ -184,16 +184,20 @@ def _due(last: float | None, every_seconds: float, owner: str, now: float | None
 
 def reconcile_task(owner: str) -> int:
     """Reconcile one feed's coverage with the bucket; -1 when S3 could not be listed (the next poll asks again:
-    nothing is marked done)."""
+    nothing is marked done). Days found corrupt get a sweep at once: it copies them again while Twilio still
+    lists their files (app/bucket_check.py)."""
     account_sid, _, resource_type = owner.rpartition(":")
     extra = {"resource_type": resource_type, "account_sid": account_sid}
+    svc = worker_services()
     try:
-        found, lost = coverage.reconcile(worker_services().feeds, sink(), resource_type, account_sid)
+        result = coverage.reconcile(svc.feeds, sink(), resource_type, account_sid)
     except CopyError as exc:  # S3 unavailable or refusing
         log.warning("could not reconcile coverage with the bucket: %s", exc, extra=extra)
         return -1
-    log.info("coverage reconciled with the bucket", extra=extra | {"found": found, "lost": lost})
-    return found + lost
+    if result.corrupt:
+        svc.enqueuer.sweep(owner)
+    log.info("coverage reconciled with the bucket", extra=extra | result._asdict())
+    return result.found + result.lost + result.corrupt
 
 
 def _retention_check(svc: Services) -> None:
