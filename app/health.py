@@ -194,17 +194,19 @@ FEED_LAG_WARN_DAYS = 2
 
 
 def _feed_checks(svc: Services) -> list[dict[str, Any]]:
-    """Warn when a feed lags more than two days behind the newest day that can exist, or has failed days."""
+    """Warn when a feed lags more than two days behind the newest day that can exist, or has failed or corrupt
+    days."""
     checks = []
     for feed in feed_gauges(svc):
-        failed = feed["counts"]["failed"]
+        failed, corrupt = feed["counts"]["failed"], feed["counts"]["corrupt"]
         lagging = feed["lag"] > FEED_LAG_WARN_DAYS
         notes = [f"{failed} failed day(s): requeue them"] if failed else []
+        notes += [f"{corrupt} corrupt day(s): the bucket's object changed after the copy"] if corrupt else []
         notes += [f"{feed['waiting_for_quota']} day(s) wait for quota"] if feed["waiting_for_quota"] else []
         checks.append(
             {
                 "componentId": feed["resource_type"],
-                "status": "warn" if lagging or failed else "pass",
+                "status": "warn" if lagging or failed or corrupt else "pass",
                 "observedValue": feed["lag"],
                 "observedUnit": "days",
                 **({"output": "; ".join(notes)} if notes else {}),

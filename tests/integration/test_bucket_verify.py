@@ -88,7 +88,7 @@ def test_intact_days_pass_and_the_exit_status_is_0(svc, sink, relay):
     )
 
 
-def test_records_that_differ_are_corrupt_and_from_to_bound_the_days_read(svc, sink, relay):
+def test_records_that_differ_are_corrupt_and_from_to_bound_the_days_read(app, svc, sink, relay):
     copied(svc, sink, day(5), records=6)  # the object holds 5 records
     copied(svc, sink, day(9), sha256="0" * 64)
     r = relay("verify", "--feed", RT, "--from", day(6), "--to", day(5), "--json")
@@ -99,6 +99,8 @@ def test_records_that_differ_are_corrupt_and_from_to_bound_the_days_read(svc, si
     assert (problem["day"], problem["detail"]) == (day(5), "5 records, the verified copy had 6")
     assert problem["repair"] is None
     assert state_of(svc, day(5)).state == "corrupt" and state_of(svc, day(9)).state == "copied"  # not read
+    (check,) = app.test_client().get("/health").get_json(force=True)["checks"]["feeds:lagDays"]
+    assert check["status"] == "warn" and "1 corrupt day(s)" in check["output"]
 
 
 def test_a_corrupt_day_whose_object_checks_out_is_copied_again(svc, sink, relay):
