@@ -24,7 +24,8 @@ The rule, one meaning per state:
   A corrupt day becomes ``copied`` again only through a copy, or when ``relay verify`` re-reads its object
   and finds the verified bytes; a reconciliation never makes it ``copied`` on a listing alone.
 - Days recorded by versions that did not record a size: presence only, as before; without an ETag recorded:
-  the size only.
+  the size only; the size only too where the listed ETag is not of the recorded one's kind (multipart or not:
+  ``_same_kind``).
 
 Never silently ``copied``: every finding is an ERROR log with the day and key, and counts in
 ``relay_bucket_problems_total{check, state}``.
@@ -51,9 +52,16 @@ def listing_problem(rec: CoverageDay, size: int, etag: str) -> str | None:
         return None
     if size != rec.size:
         return f"the bucket's object is {size} bytes, the verified copy was {rec.size}"
-    if rec.etag and etag and etag != rec.etag:
+    if rec.etag and etag and _same_kind(etag, rec.etag) and etag != rec.etag:
         return f"the bucket's object has ETag {etag}, the verified copy had {rec.etag}"
     return None
+
+
+def _same_kind(a: str, b: str) -> bool:
+    """Whether two ETags can be compared: both of a multipart upload (``<md5 of part md5s>-<parts>``) or neither.
+    rclone's S3 server answers CompleteMultipartUpload with the former but lists (and HEADs) the object by the MD5
+    of its bytes: there, a multipart day is compared by size (and by ``relay verify``)."""
+    return ("-" in a) == ("-" in b)
 
 
 def changed_objects(cov: dict[str, CoverageDay], listed: dict[str, tuple[str, int, str]]) -> dict[str, CoverageDay]:
