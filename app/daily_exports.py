@@ -94,35 +94,32 @@ def sweep(svc: Services, resource_type: str, account_sid: str) -> list[str]:
     cov = svc.feeds.coverage([owner])[owner]
     tracked = []
     for day in sorted(set(files) & window, reverse=True):
-        state = cov[day].state if day in cov else None
-        if state in (None, "retry", "corrupt"):
-            again = state == "corrupt"  # the bucket's object is bad: copy the day again (app/bucket_check.py)
-            tracked.append(_track_listed(svc, resource_type, account_sid, day, files[day], again=again))
+        # missing (or a retry waits), or its object is not the verified copy (app/bucket_check.py)
+        if day not in cov or cov[day].state in ("retry", "corrupt"):
+            tracked.append(_track_listed(svc, resource_type, account_sid, day, files[day]))
     return tracked
 
 
-def copy_listed_day(svc: Services, resource_type: Any, day: Any, account: Account, again: bool = False) -> JobRecord:
-    """Copy one day Twilio lists, on request (``relay copy-day``), whether or not a feed covers it; ``again``:
-    even if this very file was copied before (its object in the bucket was found corrupt)."""
+def copy_listed_day(svc: Services, resource_type: Any, day: Any, account: Account) -> JobRecord:
+    """Copy one day Twilio lists, on request (``relay copy-day``, ``relay verify --repair``, the console's Retry),
+    whether or not a feed covers it, and even if this very file was copied before."""
     rt = validate_resource_type(resource_type)
     day_text = parse_day(day, "day").isoformat()
     listed = (day_files(svc, rt, account.sid) or {}).get(day_text)
     if listed is None:
         raise NotFound(f"Twilio lists no {rt} file for {day_text} (files are kept 7 days after they are made)")
-    sid = _track_listed(svc, rt, account.sid, day_text, listed, again=again)
+    sid = _track_listed(svc, rt, account.sid, day_text, listed)
     job = svc.registry.get_job(sid)
     assert job is not None
     return job
 
 
 def _track_listed(
-    svc: Services,
-    resource_type: str,
-    account_sid: str,
-    day: str,
-    listed: tuple[int | None, str | None],
-    again: bool = False,
+    svc: Services, resource_type: str, account_sid: str, day: str, listed: tuple[int | None, str | None]
 ) -> str:
+    """Track the listed file as a one-day job, or, if this very file was tracked and copied before, copy it once
+    more: it is asked for only when the bucket lacks the day or holds it corrupt (or on request), and where the
+    object is in fact there and intact, the copy's "already stored?" check makes that a HEAD, not a download."""
     size, create_date = listed
     owner = owner_of(resource_type, account_sid)
     sid = listed_job_sid(owner, day, create_date)
@@ -140,8 +137,9 @@ def _track_listed(
         JOBS.labels("listed").inc()
         svc.feeds.mark_in_flight(owner, sid, [day])
         log.info("tracking a listed day file", extra={"job_sid": sid, "resource_type": resource_type, "day": day})
-    elif again and _copied_in(svc, sid, day):
-        job_ops.requeue(svc, sid, [day])  # this very file was copied by this job: copy it once more
+    elif _copied_in(svc, sid, day):
+        job_ops.requeue(svc, sid, [day])
+        svc.feeds.mark_in_flight(owner, sid, [day])  # a missing day (not a corrupt one): the planner leaves it
         log.info("copying a listed day file again", extra={"job_sid": sid, "resource_type": resource_type, "day": day})
         return sid
     svc.enqueuer.sync(sid)

@@ -159,7 +159,7 @@ def _repair(svc: Services, feed: Feed, check: DayCheck) -> DayCheck:
     """Copy the day again from the file Twilio lists (queued to the workers), or say why that cannot be."""
     try:
         account = svc.accounts.get(feed.account)
-        job = daily_exports.copy_listed_day(svc, feed.resource_type, check.day, account, again=True)
+        job = daily_exports.copy_listed_day(svc, feed.resource_type, check.day, account)
     except NotFound:
         if check.outcome == "missing":
             how = "the planner exports it again (one day of quota)" if feed.enabled else "enable the feed to export it"

@@ -4,8 +4,8 @@
    (Twilio made the file): requeue the day in that job (``job_ops.requeue``). The file is still at Twilio for
    7 days after it was made; no quota is spent.
 2. Otherwise, Twilio lists a file for the day (ListDay: a daily export, a job made elsewhere, or an older job):
-   copy that file (``daily_exports.copy_listed_day``; for a corrupt day even if that very file was copied
-   before); no quota is spent.
+   copy that file (``daily_exports.copy_listed_day``, even if that very file was copied before); no quota is
+   spent.
 3. Otherwise a new export is needed: the day's failed (or retry-later) record is removed (``FeedStore.drop_days``),
    so the day is plainly missing and the planner asks Twilio for it at its next poll, within today's quota (a
    corrupt day's object is then overwritten by that export's copy).
@@ -60,7 +60,7 @@ def retry_day(svc: Services, feed: Feed, day: str, account: Account) -> RetryOut
             "requeued", rec.job_sid, f"{day}: the copy was requeued in job {rec.job_sid} (no quota used)."
         )
     try:
-        job = daily_exports.copy_listed_day(svc, feed.resource_type, day, account, again=state == "corrupt")
+        job = daily_exports.copy_listed_day(svc, feed.resource_type, day, account)
     except NotFound:
         pass
     else:

@@ -144,6 +144,16 @@ def test_the_sweep_copies_a_corrupt_day_again_through_the_job_that_copied_it(svc
     assert state_of(svc, day(5)).state == "corrupt"  # until a copy replaces the object (not "in flight")
 
 
+def test_a_vanished_day_is_copied_again_through_its_listed_job_and_held_in_flight(svc, sandbox):
+    """The day is missing (its object vanished); its listed job copied it: asked again, it copies it once more,
+    in flight meanwhile so that the planner spends no quota on it."""
+    sid = listed_day(svc, sandbox, day(5))
+    svc.feeds.drop_days(owner_of(RT, svc.accounts.primary.sid), [day(5)])
+    assert daily_exports.sweep(svc, RT, svc.accounts.primary.sid) == [sid]
+    assert svc.registry.get_day(sid, day(5)).state == DayState.PENDING
+    assert state_of(svc, day(5)).state == "in_flight" and state_of(svc, day(5)).job_sid == sid
+
+
 def test_a_failed_copy_of_a_corrupt_day_is_not_started_again_by_each_sweep(svc, sink, sandbox):
     sid = listed_day(svc, sandbox, day(5))
     svc.registry.put_day(sid, DayRecord(day=day(5), state=DayState.FAILED, error="gone"))
