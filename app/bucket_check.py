@@ -16,7 +16,8 @@ The rule, one meaning per state:
   for any missing day.
 - **corrupt**: the object is there but is not the verified copy (another size or ETag, or a sha256 / record
   count / gzip stream that does not check out). The record keeps the verified copy's facts and says what was
-  found (``error``). The sweep copies the day again, overwriting the object, while Twilio still lists a file
+  found (``error``). The sweep (queued at once by the reconcile task that found it, and every
+  ``SWEEP_INTERVAL_SECONDS``) copies the day again, overwriting the object, while Twilio still lists a file
   (kept 7 days after it was made; no quota), and the copy does not take the object's surviving metadata as
   proof that it is stored (``workers.day_copier``). Otherwise the day stays ``corrupt``, visible in coverage,
   the console calendar and ``relay_feed_days{state="corrupt"}``: the planner does not spend quota on it by
@@ -27,7 +28,7 @@ The rule, one meaning per state:
   the size only; the size only too where the listed ETag is not of the recorded one's kind (multipart or not:
   ``_same_kind``).
 
-Never silently ``copied``: every finding is an ERROR log with the day and key, and counts in
+Never silently ``copied``: every finding is an ERROR log naming the day, and counts in
 ``relay_bucket_problems_total{check, state}``.
 """
 
