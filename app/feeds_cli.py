@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 from flask.cli import with_appcontext
+from rq.results import Result
 
 from app import accounts, coverage, daily_exports, feeds, verify
 from app.cli import ACCOUNT_HELP, emit, errors_to_exit
@@ -146,38 +147,40 @@ def _months(feed: dict[str, Any]) -> list[str]:
 @click.option("--from", "first", default=None, help="First day checked (YYYY-MM-DD)")
 @click.option("--to", "last", default=None, help="Last day checked")
 @click.option("--repair", is_flag=True, help="Copy problem days again from the files Twilio still lists")
+@click.option("--wait", default=3600, show_default=True, help="Seconds to wait for the worker's report")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 @errors_to_exit
 def verify_cmd(
-    resource_type: str | None, account: str | None, first: str | None, last: str | None, repair: bool, as_json: bool
+    resource_type: str | None,
+    account: str | None,
+    first: str | None,
+    last: str | None,
+    repair: bool,
+    wait: int,
+    as_json: bool,
 ) -> None:
-    """Re-read each copied day's object and check its sha256 and record count; exit 1 if any day fails."""
+    """Re-read each copied day's object and check its sha256 and record count; exit 1 if any day fails.
+
+    A worker reads the objects (only the workers' role may): this queues the check and waits for its report."""
     svc = _svc()
-    which = verify.Selection(
+    args = (
         validate_resource_type(resource_type) if resource_type else None,
         svc.accounts.resolve(account).sid if account else None,
-        parse_day(first, "--from") if first else None,
-        parse_day(last, "--to") if last else None,
+        parse_day(first, "--from").isoformat() if first else None,
+        parse_day(last, "--to").isoformat() if last else None,
+        repair,
     )
-    doc = verify.summary(verify.verify(svc, which, repair=repair))
-    emit(doc, as_json, _verify_text)
+    task = svc.enqueuer.verify(args, timeout=max(60, wait))
+    result = task.latest_result(timeout=max(1, wait))
+    if result is None or result.type != Result.Type.SUCCESSFUL:
+        why = "no report yet (are workers running?)" if result is None else (result.exc_string or "").strip()
+        click.echo(f"error: verification task {task.id}: {why.splitlines()[-1] if why else 'failed'}", err=True)
+        sys.exit(1)
+    doc: dict[str, Any] = result.return_value or {}
+    emit(doc, as_json, verify.summary_text)
     if doc["problems"]:
         sys.exit(1)
-
-
-def _verify_text(doc: dict[str, Any]) -> str:
-    lines = [
-        f"{p['outcome'].upper():<10} {p['resource_type']} {p['day']}  {p['key'] or '-'}: {p['detail']}"
-        + (f"\n           repair: {p['repair']}" if p["repair"] else "")
-        for p in doc["problems"]
-    ]
-    lines += [f"RESTORED   {r['resource_type']} {r['day']}: {r['detail']}" for r in doc["restored"]]
-    counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(doc["counts"].items())) or "nothing to check"
-    note = f" ({doc['without_sha256']} without a recorded sha256: size and gzip only)" if doc["without_sha256"] else ""
-    verdict = f"{len(doc['problems'])} problem day(s)" if doc["problems"] else "no problem found"
-    lines.append(f"verified {doc['checked']} copied day(s): {counts}{note}; {verdict}")
-    return "\n".join(lines)
 
 
 @click.group("daily")

@@ -2,8 +2,10 @@
 
 A listing (``app.coverage.reconcile``) sees sizes and ETags; this reads the bytes: the object streamed in bounded
 chunks through SHA-256 and the copy's own gzip check (``app.gzip_check``: framing, CRC-32, length trailers,
-record count), then compared with the day's record (size, sha256, records). It runs in the CLI's process, with
-the service's own S3 client and settings; it only reads the bucket. What it finds is recorded by the rule of
+record count), then compared with the day's record (size, sha256, records). It runs on a worker
+(``workers.tasks.verify_task``, queued by the CLI, which waits for its report): only the workers' role may read
+objects (deploy/iam-policy-*.json; the web's can list the bucket, no more), and the object is read through the
+workers' sink (``ObjectReader``). What it finds is recorded by the rule of
 ``app.bucket_check`` (``corrupt`` / ``missing``, ERROR log, ``relay_bucket_problems_total{check="verify"}``), and
 a ``corrupt`` day whose object now checks out is ``copied`` again.
 
@@ -18,12 +20,11 @@ Days recorded without a sha256 (found in a listing, not copied here) get the siz
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import logging
+from collections.abc import Generator
 from dataclasses import dataclass, replace
 from datetime import date
-from typing import Any
-
-from botocore.exceptions import BotoCoreError, ClientError
+from typing import Any, Protocol
 
 from app import bucket_check, clock, daily_exports
 from app.context import Services
@@ -32,8 +33,18 @@ from app.feed_store import CoverageDay, Feed
 from app.gzip_check import GzipCheck, GzipCorrupt
 from app.twilio_api import TwilioError
 
-READ_CHUNK = 1024 * 1024
+log = logging.getLogger(__name__)
+
 PROBLEMS = ("corrupt", "missing", "unreadable")
+
+
+class ObjectReader(Protocol):
+    """How the bucket's objects are read (the workers' S3 sink implements it)."""
+
+    def read_object(self, key: str) -> Generator[bytes, None, None] | None:
+        """The object's bytes in bounded chunks (closing the generator closes the download), or None when there is
+        no object at ``key``; any other S3 failure raises."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -67,7 +78,7 @@ class Selection:
     last: date | None = None
 
 
-def verify(svc: Services, which: Selection, repair: bool = False) -> list[DayCheck]:
+def verify(svc: Services, reader: ObjectReader, which: Selection, repair: bool = False) -> list[DayCheck]:
     """Every copied (or corrupt) day of the selected feeds, re-read and checked, in feed and day order."""
     feeds = [
         f
@@ -76,15 +87,15 @@ def verify(svc: Services, which: Selection, repair: bool = False) -> list[DayChe
     ]
     out: list[DayCheck] = []
     for feed in feeds:
-        out += _verify_feed(svc, feed, which, repair)
+        out += _verify_feed(svc, reader, feed, which, repair)
     return out
 
 
-def _verify_feed(svc: Services, feed: Feed, which: Selection, repair: bool) -> list[DayCheck]:
+def _verify_feed(svc: Services, reader: ObjectReader, feed: Feed, which: Selection, repair: bool) -> list[DayCheck]:
     cov = svc.feeds.coverage([feed.owner])[feed.owner]
     first, last = (which.first or date.min).isoformat(), (which.last or date.max).isoformat()
     days = sorted(d for d, rec in cov.items() if rec.state in bucket_check.CHECKED_STATES and first <= d <= last)
-    checks = [_record(svc, feed, day, cov[day], *_read_and_compare(svc, cov[day])) for day in days]
+    checks = [_record(svc, feed, day, cov[day], *_read_and_compare(reader, cov[day])) for day in days]
     if repair:
         checks = [_repair(svc, feed, c) if c.outcome in ("corrupt", "missing") else c for c in checks]
     return checks
@@ -107,33 +118,23 @@ def _record(svc: Services, feed: Feed, day: str, rec: CoverageDay, outcome: str,
     return DayCheck(rt, account, day, rec.key, outcome, detail, sha256_recorded=bool(rec.sha256))
 
 
-def _read_and_compare(svc: Services, rec: CoverageDay) -> tuple[str, str]:
+def _read_and_compare(reader: ObjectReader, rec: CoverageDay) -> tuple[str, str]:
     """(outcome, detail) of re-reading the day's object."""
     if not rec.key:
         return "unreadable", "no key recorded"
-    client = svc.s3_client()
+    chunks = None
     try:
-        body = client.get_object(Bucket=svc.settings.s3_bucket, Key=rec.key)["Body"]
-    except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in ("NoSuchKey", "404", "NotFound"):
-            return "missing", "the object is gone"
-        return "unreadable", f"GetObject failed: {code}"
-    except BotoCoreError as exc:
-        return "unreadable", f"GetObject failed: {type(exc).__name__}: {exc}"
-    try:
-        return _compare(rec, _chunks(body))
-    except (ClientError, BotoCoreError, OSError) as exc:
-        return "unreadable", f"reading the object failed: {type(exc).__name__}: {exc}"
+        chunks = reader.read_object(rec.key)
+        return ("missing", "the object is gone") if chunks is None else _compare(rec, chunks)
+    except Exception as exc:  # S3 refused or failed: reported (and the exit status says so), nothing recorded
+        log.warning("verify: could not read %s: %s", rec.key, exc)
+        return "unreadable", f"{type(exc).__name__}: {exc}"
     finally:
-        body.close()
+        if chunks is not None:
+            chunks.close()
 
 
-def _chunks(body: Any) -> Iterator[bytes]:
-    yield from body.iter_chunks(READ_CHUNK)
-
-
-def _compare(rec: CoverageDay, chunks: Iterator[bytes]) -> tuple[str, str]:
+def _compare(rec: CoverageDay, chunks: Generator[bytes, None, None]) -> tuple[str, str]:
     """Stream the object through SHA-256 and the gzip check, stopping early once it is longer than recorded."""
     sha, gzip, size = hashlib.sha256(), GzipCheck(), 0
     try:
@@ -183,3 +184,18 @@ def summary(checks: list[DayCheck]) -> dict[str, Any]:
         "problems": [c.view() for c in checks if c.problem],
         "restored": [c.view() for c in checks if c.outcome == "restored"],
     }
+
+
+def summary_text(doc: dict[str, Any]) -> str:
+    """``summary`` for people: one line per problem day (and what its repair did), then the counts."""
+    lines = [
+        f"{p['outcome'].upper():<10} {p['resource_type']} {p['day']}  {p['key'] or '-'}: {p['detail']}"
+        + (f"\n           repair: {p['repair']}" if p["repair"] else "")
+        for p in doc["problems"]
+    ]
+    lines += [f"RESTORED   {r['resource_type']} {r['day']}: {r['detail']}" for r in doc["restored"]]
+    counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(doc["counts"].items())) or "nothing to check"
+    note = f" ({doc['without_sha256']} without a recorded sha256: size and gzip only)" if doc["without_sha256"] else ""
+    verdict = f"{len(doc['problems'])} problem day(s)" if doc["problems"] else "no problem found"
+    lines.append(f"verified {doc['checked']} copied day(s): {counts}{note}; {verdict}")
+    return "\n".join(lines)

@@ -57,7 +57,7 @@ import math
 import re
 import string
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -86,6 +86,7 @@ UPLOAD_BUFFER_BUDGET = 64 * MiB
 SINGLE_PUT_MAX = 16 * MiB
 SINGLE_PUT_LIMIT = 5 * GiB  # S3's own PutObject limit
 UPLOAD_READ_STEP = MiB  # small steps: the reader's own buffer stays tiny next to the body buffer
+READ_CHUNK = MiB  # what ``read_object`` hands out at a time (``relay verify``)
 DEFAULT_KEY_TEMPLATE = "{prefix}{resource_type}/day={day}/{resource_type}-{day}.json.gz"
 GZIP_CONTENT_TYPE = "application/gzip"
 # Versions before the streaming multipart path staged big files here. Nothing writes there any more; the
@@ -411,6 +412,20 @@ class S3Sink:
             etag=str(resp.get("ETag", "")).strip('"'),
             s3_sha256=_full_object_sha256(resp),
         )
+
+    def read_object(self, key: str) -> Generator[bytes, None, None] | None:
+        """``app.verify.ObjectReader``: the object's bytes in chunks of READ_CHUNK, None if there is no object at
+        ``key`` (S3 errors raise, classified); closing the generator closes the download."""
+        resp = self._unless_missing("GetObject", key, lambda: self.client.get_object(Bucket=self.bucket, Key=key))
+        return None if resp is None else self._chunks(resp["Body"], key)
+
+    def _chunks(self, body: Any, key: str) -> Generator[bytes, None, None]:
+        try:
+            yield from body.iter_chunks(READ_CHUNK)
+        except (ClientError, BotoCoreError) as exc:
+            raise classify_s3_error(exc, "GetObject", self.bucket, key) from exc
+        finally:
+            body.close()
 
     def tags(self, key: str) -> dict[str, str]:
         """The object's tags (GetObjectTagging); {} if it has none or is gone."""

@@ -12,13 +12,13 @@ import functools
 import hashlib
 import logging
 import uuid
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from rq import get_current_job
 from rq.job import Job
 
-from app import clock, coverage, daily_exports, events, feeds, planner, recovery, submission, sync
+from app import clock, coverage, daily_exports, events, feeds, planner, recovery, submission, sync, verify
 from app.context import Services, worker_services
 from app.metrics import POLLS, RETENTION_WARNINGS
 from app.queueing import copy_timeout
@@ -198,6 +198,21 @@ def reconcile_task(owner: str) -> int:
         svc.enqueuer.sweep(owner)
     log.info("coverage reconciled with the bucket", extra=extra | result._asdict())
     return result.found + result.lost + result.corrupt
+
+
+def verify_task(
+    resource_type: str | None, account_sid: str | None, first: str | None, last: str | None, repair: bool
+) -> dict[str, Any]:
+    """``relay verify``: re-read the selected feeds' copied days (app/verify.py); the report is the result."""
+    which = verify.Selection(
+        resource_type,
+        account_sid,
+        date.fromisoformat(first) if first else None,
+        date.fromisoformat(last) if last else None,
+    )
+    doc = verify.summary(verify.verify(worker_services(), sink(), which, repair=repair))
+    log.info("verified the bucket", extra={"resource_type": resource_type, "counts": doc["counts"]})
+    return doc
 
 
 def _retention_check(svc: Services) -> None:

@@ -3,9 +3,9 @@ Redis, SeaweedFS and the Twilio sandbox, with the sandbox's calendar and the rel
 
 - An object replaced after its copy (what rclone's PutObjectTagging did: the body became the tagging XML) is found
   by the next reconciliation, counted, and copied again from the file Twilio still lists: no new export.
-- ``relay verify`` re-reads the objects: a same-size tampered object (only its sha256 tells), a truncated one
-  and a vanished one are reported, shown as corrupt / missing in coverage and the console calendar, and
-  ``--repair`` has the workers copy them again; a second ``relay verify`` finds nothing.
+- ``relay verify`` has a worker re-read the objects: a same-size tampered object (only its sha256 tells), a
+  truncated one and a vanished one are reported, shown as corrupt / missing in coverage and the console
+  calendar, and ``--repair`` has the workers copy them again; a second ``relay verify`` finds nothing.
 """
 
 from __future__ import annotations
@@ -45,10 +45,9 @@ def problems_counted(stack: Any) -> dict[tuple[str, str], float]:
     }
 
 
-def relay_cli(stack: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """``flask relay ...`` in this process, with the stack's environment (as an operator runs it in a container)."""
-    for name, value in stack.env.items():
-        monkeypatch.setenv(name, value)
+def relay_cli(stack: Any) -> Any:
+    """``flask relay ...`` in this process, with the stack's settings (as an operator runs it in a container);
+    ``relay verify`` queues its task for the stack's workers and waits for the report."""
     runner = create_app(load_settings(stack.env)).test_cli_runner()
 
     def run(*args: str) -> Any:
@@ -74,9 +73,7 @@ def test_an_object_replaced_after_its_copy_is_found_corrupt_and_copied_again(mak
     assert submitted_days(sandbox).count(hit) == 1  # copied again from Twilio's listed file: no new export
 
 
-def test_relay_verify_finds_what_a_listing_cannot_and_repair_copies_it_again(
-    make_stack, calendar, sandbox, s3, bucket, monkeypatch
-):
+def test_relay_verify_finds_what_a_listing_cannot_and_repair_copies_it_again(make_stack, calendar, sandbox, s3, bucket):
     sandbox.update_scenario(step_seconds=0.05, days_per_step=50)
     stack = make_stack(workers=1, poller=True, **feed_env(calendar, SYNC_FEEDS=f"{RT}:{days_back(5, 5)[0]}"))
     wait_until(lambda: coverage_of(stack)["counts"]["copied"] == 4, timeout=60, what="the feed's four days")
@@ -95,7 +92,7 @@ def test_relay_verify_finds_what_a_listing_cannot_and_repair_copies_it_again(
     cut = client.get_object(Bucket=bucket, Key=key_of(truncated))["Body"].read()
     client.put_object(Bucket=bucket, Key=key_of(truncated), Body=cut[: len(cut) // 2])
 
-    relay = relay_cli(stack, monkeypatch)
+    relay = relay_cli(stack)
     r = relay("verify", "--feed", RT)
     assert r.exit_code == 1, r.output
     lines = r.output.splitlines()

@@ -1,19 +1,19 @@
 """``relay verify`` and the corrupt-day rule (app/bucket_check.py, app/verify.py) in-process, against real Redis, each
-S3 server of the ``server`` fixture and the Twilio sandbox: what is read and reported, what is recorded, what a
-repair can and cannot do, and how the sweep and a failed copy treat a corrupt day. The whole loop with real
-workers is tests/e2e/test_bucket_checks.py."""
+S3 server of the ``server`` fixture (read through the workers' sink, as the verify task reads it) and the Twilio
+sandbox: what is read and reported, what is recorded, what a repair can and cannot do, and how the sweep and a
+failed copy treat a corrupt day. The CLI, its task on a real worker and the repair's copies are
+tests/e2e/test_bucket_checks.py."""
 
 from __future__ import annotations
 
 import gzip
-import json
 import uuid
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
 
-from app import clock, coverage, create_app, daily_exports
+from app import clock, coverage, create_app, daily_exports, verify
 from app.config import load_settings
 from app.feed_store import CoverageDay, Feed, owner_of
 from app.registry import DayRecord, DayState, JobRecord
@@ -37,11 +37,8 @@ def bucket(client: Any) -> str:
 
 
 @pytest.fixture
-def app(redis_url, server, bucket, sandbox, monkeypatch):
-    env = make_env(redis_url, server, bucket, sandbox, "http://127.0.0.1:9")
-    for name, value in env.items():  # the CLI's S3 client reads AWS_* from the environment, as in a container
-        monkeypatch.setenv(name, value)
-    return create_app(load_settings(env))
+def app(redis_url, server, bucket, sandbox):
+    return create_app(load_settings(make_env(redis_url, server, bucket, sandbox, "http://127.0.0.1:9")))
 
 
 @pytest.fixture
@@ -52,9 +49,14 @@ def svc(app):
 
 
 @pytest.fixture
-def relay(app):
-    runner = app.test_cli_runner()
-    return lambda *args: runner.invoke(args=["relay", *args])
+def relay(svc, sink):
+    """What ``relay verify`` has a worker do: the report, and its text (one line per problem, then the counts)."""
+
+    def run(repair: bool = False, **which: Any) -> tuple[dict[str, Any], list[str]]:
+        doc = verify.summary(verify.verify(svc, sink, verify.Selection(**which), repair=repair))
+        return doc, verify.summary_text(doc).splitlines()
+
+    return run
 
 
 @pytest.fixture
@@ -78,22 +80,19 @@ def state_of(svc: Any, iso: str) -> CoverageDay | None:
     return svc.feeds.get_day(owner_of(RT, svc.accounts.primary.sid), iso)
 
 
-def test_intact_days_pass_and_the_exit_status_is_0(svc, sink, relay):
+def test_intact_days_pass(svc, sink, relay):
     copied(svc, sink, day(5))
     copied(svc, sink, day(6), sha256=None, records=None)  # found in a listing: size and gzip only
-    r = relay("verify")
-    assert r.exit_code == 0, r.output
-    assert r.output.strip() == (
+    doc, text = relay()
+    assert doc["problems"] == [] and text == [
         "verified 2 copied day(s): 2 ok (1 without a recorded sha256: size and gzip only); no problem found"
-    )
+    ]
 
 
 def test_records_that_differ_are_corrupt_and_from_to_bound_the_days_read(app, svc, sink, relay):
     copied(svc, sink, day(5), records=6)  # the object holds 5 records
     copied(svc, sink, day(9), sha256="0" * 64)
-    r = relay("verify", "--feed", RT, "--from", day(6), "--to", day(5), "--json")
-    assert r.exit_code == 1
-    doc = json.loads(r.output)
+    doc, _ = relay(resource_type=RT, first=date.fromisoformat(day(6)), last=date.fromisoformat(day(5)))
     assert doc["checked"] == 1 and doc["counts"] == {"corrupt": 1}
     (problem,) = doc["problems"]
     assert (problem["day"], problem["detail"]) == (day(5), "5 records, the verified copy had 6")
@@ -106,9 +105,9 @@ def test_records_that_differ_are_corrupt_and_from_to_bound_the_days_read(app, sv
 def test_a_corrupt_day_whose_object_checks_out_is_copied_again(svc, sink, relay):
     """A corrupt record (say, from a listing on a store whose ETags changed) is restored by reading the bytes."""
     copied(svc, sink, day(5), state="corrupt", error="the bucket's object has ETag x, the verified copy had y")
-    r = relay("verify")
-    assert r.exit_code == 0, r.output
-    assert r.output.splitlines()[0] == f"RESTORED   {RT} {day(5)}: was corrupt; the object is the verified copy again"
+    doc, text = relay()
+    assert doc["problems"] == []
+    assert text[0] == f"RESTORED   {RT} {day(5)}: was corrupt; the object is the verified copy again"
     rec = state_of(svc, day(5))
     assert rec.state == "copied" and rec.error is None
 
@@ -116,9 +115,9 @@ def test_a_corrupt_day_whose_object_checks_out_is_copied_again(svc, sink, relay)
 def test_repair_says_what_it_cannot_repair_and_the_day_stays_corrupt(svc, sink, client, bucket, relay):
     result = copied(svc, sink, day(5))
     client.put_object(Bucket=bucket, Key=result.key, Body=b"not gzip at all")  # Twilio lists no file for it
-    r = relay("verify", "--repair")
-    assert r.exit_code == 1
-    first, second = r.output.splitlines()[:2]
+    doc, text = relay(repair=True)
+    assert len(doc["problems"]) == 1
+    first, second = text[:2]
     assert first.startswith(f"CORRUPT    {RT} {day(5)}  {result.key}: not the intact gzip file copied: corrupt gzip")
     assert second == (
         "           repair: cannot repair: Twilio lists no file for it (kept 7 days); it stays corrupt; the console's "
