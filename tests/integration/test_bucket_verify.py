@@ -169,3 +169,11 @@ def test_a_corrupt_day_whose_copy_failed_stays_corrupt_and_says_why(svc, sink):
     coverage.record_job_day(svc.feeds, svc.settings.sync, job, failed)
     rec = state_of(svc, day(5))
     assert rec.state == "corrupt" and rec.error == "not copied again: LinkNotFoundError: the day file is gone"
+
+
+def test_the_cli_says_so_when_no_worker_reports(app, svc):
+    """The objects are read by a worker (the web's role may not read them): without one, no report, exit 1."""
+    r = app.test_cli_runner().invoke(args=["relay", "verify", "--feed", RT, "--wait", "1"])
+    assert r.exit_code == 1
+    assert r.output.startswith("error: verification task verify-")
+    assert r.output.rstrip().endswith("no report yet (are workers running?)")
