@@ -147,7 +147,9 @@ def _months(feed: dict[str, Any]) -> list[str]:
 @click.option("--from", "first", default=None, help="First day checked (YYYY-MM-DD)")
 @click.option("--to", "last", default=None, help="Last day checked")
 @click.option("--repair", is_flag=True, help="Copy problem days again from the files Twilio still lists")
-@click.option("--wait", default=3600, show_default=True, help="Seconds to wait for the worker's report")
+@click.option(
+    "--wait", default=3600, show_default=True, help="Seconds to wait for the worker's report (and it may run)"
+)
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 @errors_to_exit
