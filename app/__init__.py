@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     from app import api, console, feeds_api, health, intake
     from app.cli import relay_cli
-    from app.feeds_cli import accounts_cmd, copy_day_cmd, coverage_cmd, daily_cli, feed_cli
+    from app.feeds_cli import accounts_cmd, copy_day_cmd, coverage_cmd, daily_cli, feed_cli, verify_cmd
 
     app.register_blueprint(health.bp)
     app.register_blueprint(intake.bp)
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     relay_cli.add_command(daily_cli)
     relay_cli.add_command(copy_day_cmd)
     relay_cli.add_command(accounts_cmd)
+    relay_cli.add_command(verify_cmd)
     app.cli.add_command(relay_cli)
     _register_error_handlers(app)
 

@@ -1,11 +1,13 @@
 """Coverage: the state of every day of every feed, and its reconciliation with the bucket.
 
 A day of a feed's window is ``copied`` or ``empty`` (done), ``in_flight`` (a tracked job covers it and is not
-final), ``failed`` (given up after FEED_MAX_ATTEMPTS failed jobs: requeue it), or ``missing`` (nothing covers it,
-or a failed attempt waits for its retry). The record is kept per (account, resource type) in ``ber:cov`` and
-updated as jobs finish days (``record_job_day``); the bucket is the final word on ``copied``: ``reconcile`` adds
-every day found in an S3 listing and forgets every ``copied`` day the listing lacks, so a lost or hand-edited
-registry never makes the relay export a stored day again, and a day deleted from S3 is fetched again.
+final), ``failed`` (given up after FEED_MAX_ATTEMPTS failed jobs: requeue it), ``corrupt`` (copied, but the
+bucket's object is no longer the verified copy: app/bucket_check.py), or ``missing`` (nothing covers it, or a
+failed attempt waits for its retry). The record is kept per (account, resource type) in ``ber:cov`` and updated
+as jobs finish days (``record_job_day``); the bucket is the final word on ``copied``: ``reconcile`` adds every day
+found in an S3 listing, forgets every ``copied`` day the listing lacks (so a lost or hand-edited registry never
+makes the relay export a stored day again, and a day deleted from S3 is fetched again), and marks ``corrupt``
+every copied day whose listed size or ETag is not the recorded copy's.
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
-from app import clock
+from app import bucket_check, clock
 from app.config import SyncSettings
 from app.context import Services
 from app.days import EARLIEST_DAY, compact_ranges, days_between
@@ -28,14 +30,14 @@ from app.registry import DayRecord, DayState, JobRecord
 log = logging.getLogger(__name__)
 
 LISTING_LAG_SECONDS = 600
-REPORTED_STATES = ("copied", "empty", "in_flight", "failed", "missing")
+REPORTED_STATES = ("copied", "empty", "in_flight", "failed", "corrupt", "missing")
 
 
 class BucketIndex(Protocol):
     """What the bucket holds for a resource type (the workers' S3 sink implements it)."""
 
-    def day_index(self, resource_type: str, account_sid: str = "") -> dict[str, tuple[str, int]]:
-        """day -> (key, size) of every stored day file of the account's resource type."""
+    def day_index(self, resource_type: str, account_sid: str = "") -> dict[str, tuple[str, int, str]]:
+        """day -> (key, size, ETag or "") of every stored day file of the account's resource type."""
         ...
 
     def holds(self, key: str) -> bool:
@@ -104,13 +106,18 @@ def record_job_day(store: FeedStore, settings: SyncSettings, job: JobRecord, rec
     owner = owner_of(job.resource_type, job.account_sid)
     if rec.state in (DayState.COPIED, DayState.EMPTY):
         done = CoverageDay(
-            rec.state.value, job.job_sid, rec.key, rec.size, rec.sha256, rec.records, rec.twilio_create_date
+            rec.state.value, job.job_sid, rec.key, rec.size, rec.sha256, rec.records, rec.twilio_create_date, rec.etag
         )
         store.put_days(owner, {rec.day: done})
     elif rec.state == DayState.FAILED:
         previous = store.get_day(owner, rec.day)
         if previous is not None and previous.state in ("copied", "empty"):
             return  # another job already brought the day in
+        if previous is not None and previous.state == "corrupt":
+            # The bucket still holds the bad object: the day stays corrupt (and visible), with why it was not
+            # replaced; the planner does not export it again by itself (app/bucket_check.py).
+            store.put_days(owner, {rec.day: replace(previous, error=f"not copied again: {rec.error}"[:500])})
+            return
         if previous is not None and previous.state in ("retry", "failed") and previous.job_sid == job.job_sid:
             return  # this job's failure is already counted (seen again when the job ends, or after a requeue)
         attempts = (previous.attempts if previous else 0) + 1
@@ -131,34 +138,41 @@ def release_job(store: FeedStore, job: JobRecord, days: Iterable[str]) -> None:
     store.release_days(owner_of(job.resource_type, job.account_sid), job.job_sid, list(days))
 
 
-def reconcile(store: FeedStore, index: BucketIndex, resource_type: str, account_sid: str) -> tuple[int, int]:
-    """Make coverage agree with the bucket; returns (days found in S3 but not recorded, copied days S3 lacks)."""
+class Reconciled(NamedTuple):
+    found: int  # days found in S3 but not recorded
+    lost: int  # copied (or corrupt) days S3 no longer has: missing again
+    corrupt: int  # copied days whose object is no longer the recorded copy (size or ETag)
+
+
+def reconcile(store: FeedStore, index: BucketIndex, resource_type: str, account_sid: str) -> Reconciled:
+    """Make coverage agree with the bucket."""
     owner = owner_of(resource_type, account_sid)
     listed_at = clock.now()
     stored = index.day_index(resource_type, account_sid)
     cov = store.coverage([owner])[owner]
     found = {
-        day: CoverageDay("copied", cov[day].job_sid if day in cov else None, key, size)
-        for day, (key, size) in stored.items()
-        if day not in cov or cov[day].state != "copied"
+        day: CoverageDay("copied", cov[day].job_sid if day in cov else None, key, size, etag=etag or None)
+        for day, (key, size, etag) in stored.items()
+        if day not in cov or cov[day].state not in bucket_check.CHECKED_STATES
     }
     # A day copied while the listing ran, or just before (some S3 servers list new objects late), may be absent
-    # from it: only days recorded well before the listing can be "lost", and only once a HEAD of their key
-    # confirms it (rare: someone deleted them). Dropping a day that is there would export it again.
+    # from it, or listed with the object it replaced: only days recorded well before the listing are checked,
+    # and a day is "lost" only once a HEAD of its key confirms it (rare: someone deleted it). Dropping a day
+    # that is there would export it again. Records changed meanwhile are left alone (``replace_days``).
     settled = listed_at - LISTING_LAG_SECONDS
-    absent = [d for d, rec in cov.items() if rec.state == "copied" and d not in stored and rec.updated_at < settled]
+    cov_settled = {d: rec for d, rec in cov.items() if rec.updated_at < settled}
+    checked = bucket_check.CHECKED_STATES
+    absent = [d for d, rec in cov_settled.items() if rec.state in checked and d not in stored]
     lost = [d for d in absent if not _still_there(index, cov[d].key)]
+    changed = bucket_check.changed_objects(cov_settled, stored)
     store.put_days(owner, found)
-    store.drop_days(owner, lost)
+    dropped = store.replace_days(owner, {d: (cov[d], None) for d in lost})
+    corrupt = store.replace_days(owner, {d: (cov[d], new) for d, new in changed.items()})
     store.mark_run("reconcile", owner, clock.now())
-    if found or lost:
-        log.warning(
-            "coverage reconciled with the bucket: %d day(s) found in S3, %d copied day(s) no longer there",
-            len(found),
-            len(lost),
-            extra={"resource_type": resource_type},
-        )
-    return len(found), len(lost)
+    bucket_check.report_problems("reconcile", resource_type, account_sid, {d: changed[d] for d in corrupt}, dropped)
+    if found:
+        log.warning("coverage reconciled: %d day(s) found in S3", len(found), extra={"resource_type": resource_type})
+    return Reconciled(len(found), len(dropped), len(corrupt))
 
 
 def _still_there(index: BucketIndex, key: str | None) -> bool:

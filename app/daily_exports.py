@@ -15,13 +15,13 @@ import logging
 import secrets
 from typing import Any
 
-from app import clock, coverage
+from app import clock, coverage, job_ops
 from app.accounts import Account
 from app.context import Services
 from app.errors import DomainError, NotFound
 from app.feed_store import owner_of
 from app.metrics import JOBS
-from app.registry import JobRecord, hash_token
+from app.registry import DayState, JobRecord, JobState, hash_token
 from app.submission import TOKEN_BYTES, webhook_url
 from app.sync import day_files
 from app.twilio_api import TwilioRejected
@@ -94,13 +94,15 @@ def sweep(svc: Services, resource_type: str, account_sid: str) -> list[str]:
     cov = svc.feeds.coverage([owner])[owner]
     tracked = []
     for day in sorted(set(files) & window, reverse=True):
-        if day not in cov or cov[day].state == "retry":
+        # missing (or a retry waits), or its object is not the verified copy (app/bucket_check.py)
+        if day not in cov or cov[day].state in ("retry", "corrupt"):
             tracked.append(_track_listed(svc, resource_type, account_sid, day, files[day]))
     return tracked
 
 
 def copy_listed_day(svc: Services, resource_type: Any, day: Any, account: Account) -> JobRecord:
-    """Copy one day Twilio lists, on request (``relay copy-day``), whether or not a feed covers it."""
+    """Copy one day Twilio lists, on request (``relay copy-day``, ``relay verify --repair``, the console's Retry),
+    whether or not a feed covers it, and even if this very file was copied before."""
     rt = validate_resource_type(resource_type)
     day_text = parse_day(day, "day").isoformat()
     listed = (day_files(svc, rt, account.sid) or {}).get(day_text)
@@ -115,6 +117,9 @@ def copy_listed_day(svc: Services, resource_type: Any, day: Any, account: Accoun
 def _track_listed(
     svc: Services, resource_type: str, account_sid: str, day: str, listed: tuple[int | None, str | None]
 ) -> str:
+    """Track the listed file as a one-day job, or, if this very file was tracked and copied before, copy it once
+    more: it is asked for only when the bucket lacks the day or holds it corrupt (or on request), and where the
+    object is in fact there and intact, the copy's "already stored?" check makes that a HEAD, not a download."""
     size, create_date = listed
     owner = owner_of(resource_type, account_sid)
     sid = listed_job_sid(owner, day, create_date)
@@ -132,5 +137,19 @@ def _track_listed(
         JOBS.labels("listed").inc()
         svc.feeds.mark_in_flight(owner, sid, [day])
         log.info("tracking a listed day file", extra={"job_sid": sid, "resource_type": resource_type, "day": day})
+    elif _copied_in(svc, sid, day):
+        job_ops.requeue(svc, sid, [day])
+        svc.feeds.mark_in_flight(owner, sid, [day])  # a missing day (not a corrupt one): the planner leaves it
+        log.info("copying a listed day file again", extra={"job_sid": sid, "resource_type": resource_type, "day": day})
+        return sid
     svc.enqueuer.sync(sid)
     return sid
+
+
+def _copied_in(svc: Services, job_sid: str, day: str) -> bool:
+    """Whether the job copied the day (a copy in flight or failed there is not started again: the failure is
+    visible, and the console's Retry requeues it; nor is a cancelled job's)."""
+    job = svc.registry.get_job(job_sid)
+    rec = svc.registry.get_day(job_sid, day)
+    live = job is not None and job.state != JobState.CANCELLED
+    return live and rec is not None and rec.state in (DayState.COPIED, DayState.EMPTY)

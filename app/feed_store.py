@@ -7,7 +7,7 @@ key                              type    content
 ===============================  ======  =================================================================
 ber:feeds                        set     every feed's owner
 ber:feed:{owner}                 hash    the feed: since, until, enabled, managed_by (api|env), timestamps
-ber:cov:{owner}                  hash    day -> JSON CoverageDay (copied, empty, in_flight, failed, retry)
+ber:cov:{owner}                  hash    day -> JSON CoverageDay (copied, empty, in_flight, failed, retry, corrupt)
 ber:daily:{owner}                hash    daily export: enabled, token_hash, method, updated_at
 ber:syncstate                    hash    "{what}:{owner}" -> unix time of the last reconcile / sweep
 ber:feedsum                      hash    owner -> JSON summary of the feed (counts per state, lag; the poller's)
@@ -34,7 +34,7 @@ from app import clock
 
 PREFIX = "ber:"
 SUMMARY_KEY = f"{PREFIX}feedsum"
-COVERAGE_STATES = ("copied", "empty", "in_flight", "failed", "retry")
+COVERAGE_STATES = ("copied", "empty", "in_flight", "failed", "retry", "corrupt")
 
 
 def owner_of(resource_type: str, account_sid: str) -> str:
@@ -84,10 +84,11 @@ class CoverageDay:
     state: str  # one of COVERAGE_STATES; "retry" is reported as missing (asked again from next_try)
     job_sid: str | None = None
     key: str | None = None
-    size: int | None = None
+    size: int | None = None  # copied/corrupt: the verified copy's (None in records of versions before sizes)
     sha256: str | None = None
     records: int | None = None
     create_date: str | None = None
+    etag: str | None = None  # copied/corrupt: the ETag S3 gave the verified copy (None: not recorded)
     attempts: int = 0  # failed attempts so far (custom jobs that failed the day)
     next_try: float = 0.0
     error: str | None = None
@@ -131,15 +132,15 @@ return out
 """
 
 
-# Mark days in flight for a job unless they are already copied or empty. KEYS[1]: coverage hash.
-# ARGV: job_sid, now, day, day, ...
+# Mark days in flight for a job unless they are already copied or empty, or corrupt (the bucket holds a bad
+# object until a copy replaces it: app/bucket_check.py). KEYS[1]: coverage hash. ARGV: job_sid, now, day, day, ...
 _IN_FLIGHT_LUA = """
 local marked = 0
 for i = 3, #ARGV do
   local raw = redis.call('HGET', KEYS[1], ARGV[i])
   local rec = {}
   if raw then rec = cjson.decode(raw) end
-  if rec['state'] ~= 'copied' and rec['state'] ~= 'empty' then
+  if rec['state'] ~= 'copied' and rec['state'] ~= 'empty' and rec['state'] ~= 'corrupt' then
     rec['state'] = 'in_flight'
     rec['job_sid'] = ARGV[1]
     rec['updated_at'] = tonumber(ARGV[2])
@@ -168,6 +169,29 @@ return released
 """
 
 
+# Replace days whose record is still the one read (same state and updated_at), or drop them (new JSON ""): a
+# check that took a while (a listing, a re-read of the object) never overwrites a copy recorded meanwhile.
+# KEYS[1]: coverage hash. ARGV: day, state read, updated_at read, new JSON, day, ... Returns the days changed.
+_REPLACE_LUA = """
+local changed = {}
+for i = 1, #ARGV, 4 do
+  local raw = redis.call('HGET', KEYS[1], ARGV[i])
+  if raw then
+    local rec = cjson.decode(raw)
+    if rec['state'] == ARGV[i + 1] and tonumber(rec['updated_at'] or 0) == tonumber(ARGV[i + 2]) then
+      if ARGV[i + 3] == '' then
+        redis.call('HDEL', KEYS[1], ARGV[i])
+      else
+        redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 3])
+      end
+      changed[#changed + 1] = ARGV[i]
+    end
+  end
+end
+return changed
+"""
+
+
 class FeedStore:
     """Reads and writes of the keys above; each planner step costs a bounded number of round trips per feed."""
 
@@ -176,6 +200,7 @@ class FeedStore:
         self._in_flight = client.register_script(_IN_FLIGHT_LUA)
         self._release = client.register_script(_RELEASE_LUA)
         self._states = client.register_script(_STATES_LUA)
+        self._replace = client.register_script(_REPLACE_LUA)
 
     # -- feeds --------------------------------------------------------------------------------------------
     def put_feed(self, feed: Feed) -> None:
@@ -255,6 +280,16 @@ class FeedStore:
         days = list(days)
         if days:
             self.r.hdel(f"{PREFIX}cov:{owner}", *days)
+
+    def replace_days(self, owner: str, changes: dict[str, tuple[CoverageDay, CoverageDay | None]]) -> list[str]:
+        """day -> (the record read, its replacement or None to drop it): applied only where the record is still
+        the one read (its state and ``updated_at``); returns the days changed. One round trip."""
+        args: list[str | float] = []
+        for day, (read, new) in changes.items():
+            args += [day, read.state, repr(float(read.updated_at)), new.to_json() if new is not None else ""]
+        if not args:
+            return []
+        return [str(d) for d in self._replace(keys=[f"{PREFIX}cov:{owner}"], args=args)]
 
     def mark_in_flight(self, owner: str, job_sid: str, days: Sequence[str]) -> int:
         """Days a tracked job now covers (never downgrading a copied or empty day); one round trip."""

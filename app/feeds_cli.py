@@ -1,21 +1,24 @@
-"""``flask --app app relay feed ...`` and ``relay coverage``: continuous sync at a shell (same rules as the API)."""
+"""``flask --app app relay feed ...``, ``relay coverage``, ``relay verify``: continuous sync at a shell (same rules as
+the API)."""
 
 from __future__ import annotations
 
 import calendar
+import sys
 from datetime import date
 from typing import Any
 
 import click
 from flask.cli import with_appcontext
+from rq.results import Result
 
-from app import accounts, coverage, daily_exports, feeds
+from app import accounts, coverage, daily_exports, feeds, verify
 from app.cli import ACCOUNT_HELP, emit, errors_to_exit
 from app.context import current_services as _svc
 from app.days import days_between
 from app.validation import parse_day, validate_resource_type
 
-SYMBOLS = {"copied": "#", "empty": ".", "in_flight": "~", "failed": "!", "missing": "_"}
+SYMBOLS = {"copied": "#", "empty": ".", "in_flight": "~", "failed": "!", "corrupt": "x", "missing": "_"}
 LEGEND = "  ".join(f"{mark} {state}" for state, mark in SYMBOLS.items()) + "  (blank: outside the feed)"
 
 
@@ -136,6 +139,50 @@ def _months(feed: dict[str, Any]) -> list[str]:
         lines.append(f"  {year:04d}-{month:02d} {marks}")
         year, month = (year + 1, 1) if month == 12 else (year, month + 1)
     return lines
+
+
+@click.command("verify")
+@click.option("--feed", "resource_type", default=None, help="Only this resource type's feed")
+@click.option("--account", default=None, help="Only this account's feeds (SID or label)")
+@click.option("--from", "first", default=None, help="First day checked (YYYY-MM-DD)")
+@click.option("--to", "last", default=None, help="Last day checked")
+@click.option("--repair", is_flag=True, help="Copy problem days again from the files Twilio still lists")
+@click.option(
+    "--wait", default=3600, show_default=True, help="Seconds to wait for the worker's report (and it may run)"
+)
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+@errors_to_exit
+def verify_cmd(
+    resource_type: str | None,
+    account: str | None,
+    first: str | None,
+    last: str | None,
+    repair: bool,
+    wait: int,
+    as_json: bool,
+) -> None:
+    """Re-read each copied day's object and check its sha256 and record count; exit 1 if any day fails.
+
+    A worker reads the objects (only the workers' role may): this queues the check and waits for its report."""
+    svc = _svc()
+    args = (
+        validate_resource_type(resource_type) if resource_type else None,
+        svc.accounts.resolve(account).sid if account else None,
+        parse_day(first, "--from").isoformat() if first else None,
+        parse_day(last, "--to").isoformat() if last else None,
+        repair,
+    )
+    task = svc.enqueuer.verify(args, timeout=max(60, wait))
+    result = task.latest_result(timeout=max(1, wait))
+    if result is None or result.type != Result.Type.SUCCESSFUL:
+        why = "no report yet (are workers running?)" if result is None else (result.exc_string or "").strip()
+        click.echo(f"error: verification task {task.id}: {why.splitlines()[-1] if why else 'failed'}", err=True)
+        sys.exit(1)
+    doc: dict[str, Any] = result.return_value or {}
+    emit(doc, as_json, verify.summary_text)
+    if doc["problems"]:
+        sys.exit(1)
 
 
 @click.group("daily")

@@ -218,22 +218,29 @@ def _signature_policy(svc: Services) -> dict[str, Any]:
 FEED_LAG_WARN_DAYS = 2
 
 
-def _feed_notes(failed: int, waiting: int) -> list[str]:
+def _feed_notes(counts: dict[str, int], waiting: int) -> list[str]:
+    failed, corrupt = counts.get("failed", 0), counts.get("corrupt", 0)
     notes = [f"{failed} failed day(s): requeue them"] if failed else []
+    notes += [f"{corrupt} corrupt day(s): the bucket's object changed after the copy"] if corrupt else []
     return notes + ([f"{waiting} day(s) wait for quota"] if waiting else [])
 
 
+def _feed_status(lag: int, counts: dict[str, int]) -> str:
+    """warn when the feed lags more than two days behind the newest day that can exist, or has failed or corrupt
+    days"""
+    troubled = lag > FEED_LAG_WARN_DAYS or counts.get("failed", 0) or counts.get("corrupt", 0)
+    return "warn" if troubled else "pass"
+
+
 def _feed_type_checks(types: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Anonymous: per resource type, warn when one of its feeds lags more than two days behind the newest day that
-    can exist, or has failed days (the largest lag; counts summed over accounts)."""
+    """Anonymous: per resource type, the largest lag of its feeds and their days counted over accounts."""
     checks = []
     for t in types:
-        failed = t["counts"].get("failed", 0)
-        notes = [f"{t['feeds']} feed(s)", *_feed_notes(failed, t["waiting_for_quota"])]
+        notes = [f"{t['feeds']} feed(s)", *_feed_notes(t["counts"], t["waiting_for_quota"])]
         checks.append(
             {
                 "componentId": t["resource_type"],
-                "status": "warn" if t["lag"] > FEED_LAG_WARN_DAYS or failed else "pass",
+                "status": _feed_status(t["lag"], t["counts"]),
                 "observedValue": t["lag"],
                 "observedUnit": "days",
                 "output": "; ".join(notes),
@@ -246,14 +253,13 @@ def _feed_checks(svc: Services, names: dict[str, str]) -> list[dict[str, Any]]:
     """With the admin token: the same per feed, with its account's SID and label."""
     checks = []
     for feed in feed_summary.current(svc):
-        failed = feed["counts"].get("failed", 0)
-        notes = _feed_notes(failed, feed["waiting_for_quota"])
+        notes = _feed_notes(feed["counts"], feed["waiting_for_quota"])
         checks.append(
             {
                 "componentId": feed["resource_type"],
                 "account": feed["account"],
                 "label": names.get(feed["account"]) or None,
-                "status": "warn" if feed["lag"] > FEED_LAG_WARN_DAYS or failed else "pass",
+                "status": _feed_status(feed["lag"], feed["counts"]),
                 "observedValue": feed["lag"],
                 "observedUnit": "days",
                 **({"output": "; ".join(notes)} if notes else {}),

@@ -142,6 +142,11 @@ SYNC_FAILURES = ClusterCounter("relay_sync_failures", "Syncs that could not use 
 TASKS_REFUSED = ClusterCounter(
     "relay_tasks_refused", "RQ jobs refused by the workers: not one of the relay's tasks (app/queueing.py)", ["queue"]
 )
+BUCKET_PROBLEMS = ClusterCounter(
+    "relay_bucket_problems",
+    "Copied days whose object was found changed (corrupt) or gone (missing), by check (reconcile, verify)",
+    ["check", "state"],
+)
 EVENTS = ClusterCounter("relay_events", "Outbound events (app/events.py) by type and outcome", ["type", "outcome"])
 
 

@@ -39,6 +39,7 @@ SYNC_TASK = "workers.tasks.sync_job_task"
 SWEEP_TASK = "workers.tasks.sweep_task"
 RECONCILE_TASK = "workers.tasks.reconcile_task"
 RECOVER_TASK = "workers.tasks.recover_task"
+VERIFY_TASK = "workers.tasks.verify_task"
 COPY_TASK = "workers.tasks.copy_day_task"
 COPY_FAILED_CALLBACK = "workers.tasks.on_copy_failure"
 EVENT_TASK = "workers.tasks.deliver_event_task"
@@ -271,6 +272,19 @@ class Enqueuer:
         """Rebuild the registry from Twilio's job lists (``relay recover``)."""
         return self._enqueue_unique(
             self.control, RECOVER_TASK, (), "recover", result_ttl=3600, failure_ttl=24 * 3600, job_timeout=600
+        )
+
+    def verify(self, args: tuple[str | None, str | None, str | None, str | None, bool], timeout: int) -> Job:
+        """``relay verify`` on a worker (only the workers may read objects): (resource_type, account_sid, first,
+        last, repair), on the copy queue (bandwidth bound, like the copies); each call its own task, whose report
+        the caller waits for (``Job.latest_result``)."""
+        return self.copy.enqueue(
+            VERIFY_TASK,
+            *args,
+            job_id=f"verify-{uuid.uuid4().hex}",
+            result_ttl=3600,
+            failure_ttl=24 * 3600,
+            job_timeout=timeout,
         )
 
     def copy_day(self, job_sid: str, resource_type: str, day: str, size: int | None, create_date: str | None) -> bool:

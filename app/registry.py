@@ -95,6 +95,7 @@ class DayRecord:
     error: str | None = None
     twilio_status: str | None = None
     twilio_create_date: str | None = None  # when Twilio made the file: it deletes it 7 days later
+    etag: str | None = None  # the ETag S3 gave the copy (coverage compares listings with it: app/bucket_check.py)
     updated_at: float = field(default_factory=time.time)
 
     def to_json(self) -> str:

@@ -49,13 +49,13 @@ def child(mode: str, url: str, path: str, bucket: str) -> None:
     """Runs in a fresh interpreter: do one transfer, print seconds and peak RSS as JSON."""
     import zlib
 
+    from app import gzip_check
     from app.s3_client import make_s3_client
-    from workers import copy
     from workers.copy import copy_link_to_s3
     from workers.s3_sink import S3Sink, SinkSettings
 
     if mode == "copy-zlib":
-        copy.INFLATE = zlib
+        gzip_check.INFLATE = zlib
 
     client = make_s3_client()
     size = os.path.getsize(path)
@@ -178,7 +178,7 @@ def main() -> None:
             # The link is http on loopback: the local-stack download policy (app/url_policy.py).
             env |= {"DOWNLOAD_ALLOW_LOOPBACK": "true", "DOWNLOAD_HOST_ALLOWLIST": "127.0.0.1"}
             env["TWILIO_BULKEXPORTS_BASE_URL"] = "http://127.0.0.1:9"
-            from workers.copy import INFLATE
+            from app.gzip_check import INFLATE
 
             modes = ["baseline", "copy", "upload_file"] + (["copy-zlib"] if INFLATE.__name__ != "zlib" else [])
             print(f"inflate backend for 'copy': {INFLATE.__name__}; {args.repeat} interleaved runs each")

@@ -16,6 +16,7 @@ from typing import Any
 
 from app import coverage, events
 from app.context import Services
+from app.feed_store import owner_of
 from app.metrics import COPY_BYTES, COPY_RETRIES, COPY_SECONDS, DAYS
 from app.registry import DayRecord, DayState, JobState
 from app.sync import day_files
@@ -94,9 +95,11 @@ def _copy_locked(svc: Services, sink: S3Sink, task: DayTask, current: DayRecord)
     """Runs under the per-object lock, so what S3 says here still holds when the sink writes."""
     key = sink.day_key(task.resource_type, task.day, task.job_sid, task.account_sid)
     stored = sink.stored_day(key, task.size, task.create_date)
-    if stored is not None:  # this very Twilio file is already there, verified: no download
+    if stored is not None and _found_corrupt(svc, task):
+        log.warning("the object looks stored but coverage found it corrupt: copied again", extra=task.log_extra)
+    elif stored is not None:  # this very Twilio file is already there, verified: no download
         log.info("already stored (sha256 %s): not copied again", stored.sha256, extra=task.log_extra)
-        return _done(current, key, stored.size, stored.sha256, stored.records)
+        return _done(current, key, stored.size, stored.sha256, stored.records, stored.etag)
     try:
         link = svc.twilio_for(task.account_sid).day_link(task.resource_type, task.day)
     except TwilioNotFound:
@@ -117,14 +120,23 @@ def _copy_locked(svc: Services, sink: S3Sink, task: DayTask, current: DayRecord)
     COPY_SECONDS.observe(time.monotonic() - started)
     COPY_BYTES.inc(result.size)
     current.twilio_create_date = task.create_date or current.twilio_create_date
-    return _done(current, result.key, result.size, result.sha256, result.records)
+    return _done(current, result.key, result.size, result.sha256, result.records, result.etag)
 
 
-def _done(rec: DayRecord, key: str, size: int, sha256: str | None, records: int | None) -> DayRecord:
+def _found_corrupt(svc: Services, task: DayTask) -> bool:
+    """Whether coverage holds the day as ``corrupt`` (a listing or ``relay verify`` found its object changed):
+    then the object's metadata and tags, which may have survived the change, are not taken as proof that it is
+    stored (app/bucket_check.py). Asked only when the object looks stored, so the usual copy pays nothing."""
+    rec = svc.feeds.get_day(owner_of(task.resource_type, task.account_sid), task.day)
+    return rec is not None and rec.state == "corrupt"
+
+
+def _done(rec: DayRecord, key: str, size: int, sha256: str | None, records: int | None, etag: str | None) -> DayRecord:
     """Copied, or empty when Twilio said so or the file holds no record (an unknown count is not "empty")."""
     empty = rec.twilio_status == EMPTY or records == 0
     rec.state = DayState.EMPTY if empty else DayState.COPIED
     rec.key, rec.size, rec.sha256, rec.records, rec.error = key, size, sha256, records, None
+    rec.etag = etag or None
     return rec
 
 

@@ -57,9 +57,9 @@ import math
 import re
 import string
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlencode
@@ -86,6 +86,7 @@ UPLOAD_BUFFER_BUDGET = 64 * MiB
 SINGLE_PUT_MAX = 16 * MiB
 SINGLE_PUT_LIMIT = 5 * GiB  # S3's own PutObject limit
 UPLOAD_READ_STEP = MiB  # small steps: the reader's own buffer stays tiny next to the body buffer
+READ_CHUNK = MiB  # what ``read_object`` hands out at a time (``relay verify``)
 DEFAULT_KEY_TEMPLATE = "{prefix}{resource_type}/day={day}/{resource_type}-{day}.json.gz"
 GZIP_CONTENT_TYPE = "application/gzip"
 # Versions before the streaming multipart path staged big files here. Nothing writes there any more; the
@@ -207,6 +208,7 @@ class StoredDay:
     size: int
     sha256: str | None
     records: int | None  # None when the object does not say
+    etag: str | None = field(default=None, compare=False)  # HeadObject's (not part of which file it is)
 
 
 @dataclass(frozen=True)
@@ -373,18 +375,20 @@ class S3Sink:
     def write_marker(self, marker: dict[str, Any]) -> None:
         self.put_json(f"{self.settings.prefix}{MARKER_KEY}", marker)
 
-    def day_index(self, resource_type: str, account_sid: str = "") -> dict[str, tuple[str, int]]:
-        """day -> (key, size) of every day file of ``resource_type`` in the bucket (``app.coverage.BucketIndex``):
-        one paged ListObjectsV2 under the template's fixed prefix, keys matched against the template."""
+    def day_index(self, resource_type: str, account_sid: str = "") -> dict[str, tuple[str, int, str]]:
+        """day -> (key, size, ETag) of every day file of ``resource_type`` in the bucket
+        (``app.coverage.BucketIndex``): one paged ListObjectsV2 under the template's fixed prefix, keys matched
+        against the template. The ETag is "" where the listing gives none."""
         pattern, prefix = _key_pattern(self.settings, resource_type, account_sid)
-        found: dict[str, tuple[str, int]] = {}
+        found: dict[str, tuple[str, int, str]] = {}
         paginator = self.client.get_paginator("list_objects_v2")
         try:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 for obj in page.get("Contents") or []:
                     match = pattern.fullmatch(obj["Key"])
                     if match:
-                        found[match.group("day")] = (obj["Key"], int(obj["Size"]))
+                        etag = str(obj.get("ETag") or "").strip('"')
+                        found[match.group("day")] = (obj["Key"], int(obj["Size"]), etag)
         except (ClientError, BotoCoreError) as exc:
             raise classify_s3_error(exc, "ListObjectsV2", self.bucket, prefix) from exc
         return found
@@ -408,6 +412,20 @@ class S3Sink:
             etag=str(resp.get("ETag", "")).strip('"'),
             s3_sha256=_full_object_sha256(resp),
         )
+
+    def read_object(self, key: str) -> Generator[bytes, None, None] | None:
+        """``app.verify.ObjectReader``: the object's bytes in chunks of READ_CHUNK, None if there is no object at
+        ``key`` (S3 errors raise, classified); closing the generator closes the download."""
+        resp = self._unless_missing("GetObject", key, lambda: self.client.get_object(Bucket=self.bucket, Key=key))
+        return None if resp is None else self._chunks(resp["Body"], key)
+
+    def _chunks(self, body: Any, key: str) -> Generator[bytes, None, None]:
+        try:
+            yield from body.iter_chunks(READ_CHUNK)
+        except (ClientError, BotoCoreError) as exc:
+            raise classify_s3_error(exc, "GetObject", self.bucket, key) from exc
+        finally:
+            body.close()
 
     def tags(self, key: str) -> dict[str, str]:
         """The object's tags (GetObjectTagging); {} if it has none or is gone."""
@@ -439,7 +457,7 @@ class S3Sink:
         sha256, records = source.get("sha256"), source.get("records", "")
         if not sha256:
             return None
-        return StoredDay(key, stored.size, sha256, int(records) if records.isdigit() else None)
+        return StoredDay(key, stored.size, sha256, int(records) if records.isdigit() else None, stored.etag or None)
 
     def check_bucket(self) -> None:
         """Readiness: raise PermanentS3Error/TransientS3Error unless the bucket answers HeadBucket."""

@@ -12,13 +12,25 @@ import functools
 import hashlib
 import logging
 import uuid
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from rq import get_current_job
 from rq.job import Job
 
-from app import clock, coverage, daily_exports, events, feed_summary, feeds, planner, recovery, submission, sync
+from app import (
+    clock,
+    coverage,
+    daily_exports,
+    events,
+    feed_summary,
+    feeds,
+    planner,
+    recovery,
+    submission,
+    sync,
+    verify,
+)
 from app.context import Services, worker_services
 from app.metrics import POLLS, RETENTION_WARNINGS
 from app.queueing import copy_timeout
@@ -195,16 +207,35 @@ def _due(last: float | None, every_seconds: float, owner: str, now: float | None
 
 def reconcile_task(owner: str) -> int:
     """Reconcile one feed's coverage with the bucket; -1 when S3 could not be listed (the next poll asks again:
-    nothing is marked done)."""
+    nothing is marked done). Days found corrupt get a sweep at once: it copies them again while Twilio still
+    lists their files (app/bucket_check.py)."""
     account_sid, _, resource_type = owner.rpartition(":")
     extra = {"resource_type": resource_type, "account_sid": account_sid}
+    svc = worker_services()
     try:
-        found, lost = coverage.reconcile(worker_services().feeds, sink(), resource_type, account_sid)
+        result = coverage.reconcile(svc.feeds, sink(), resource_type, account_sid)
     except CopyError as exc:  # S3 unavailable or refusing
         log.warning("could not reconcile coverage with the bucket: %s", exc, extra=extra)
         return -1
-    log.info("coverage reconciled with the bucket", extra=extra | {"found": found, "lost": lost})
-    return found + lost
+    if result.corrupt:
+        svc.enqueuer.sweep(owner)
+    log.info("coverage reconciled with the bucket", extra=extra | result._asdict())
+    return result.found + result.lost + result.corrupt
+
+
+def verify_task(
+    resource_type: str | None, account_sid: str | None, first: str | None, last: str | None, repair: bool
+) -> dict[str, Any]:
+    """``relay verify``: re-read the selected feeds' copied days (app/verify.py); the report is the result."""
+    which = verify.Selection(
+        resource_type,
+        account_sid,
+        date.fromisoformat(first) if first else None,
+        date.fromisoformat(last) if last else None,
+    )
+    doc = verify.summary(verify.verify(worker_services(), sink(), which, repair=repair))
+    log.info("verified the bucket", extra={"resource_type": resource_type, "counts": doc["counts"]})
+    return doc
 
 
 def _retention_check(svc: Services) -> None:

@@ -1,6 +1,6 @@
 """The coverage calendar of one feed: a year of days coloured by state (with a letter and a pattern each), the
-record behind each day (key, size, records, sha256, job) on hover, focus or selection, and retry of a failed or
-missing day (the rule is in ``app.console.retry``)."""
+record behind each day (key, size, records, sha256, job) on hover, focus or selection, and retry of a failed,
+missing or corrupt day (the rule is in ``app.console.retry``)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from app.feed_store import CoverageDay, Feed
 from app.twilio_api import TwilioError
 from app.validation import bounded_int, parse_day
 
-RETRYABLE = ("failed", "missing")
+RETRYABLE = ("failed", "missing", "corrupt")
 
 
 @dataclass(frozen=True)

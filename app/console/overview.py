@@ -132,7 +132,7 @@ def _registry_model(svc: Services) -> dict[str, Any]:
         "feeds": [f for f in every if f["account"] == account.sid],
         "all_feeds": len(every),
         "account_rows": account_rows(svc, every),
-        "incomplete_days": sum(f["counts"]["missing"] + f["counts"]["failed"] for f in every),
+        "incomplete_days": sum(f["counts"]["missing"] + f["counts"]["failed"] + f["counts"]["corrupt"] for f in every),
         "in_flight_days": sum(f["counts"]["in_flight"] for f in every),
         "failed_in_jobs": active.failed,
         "failed_in_feeds": sum(f["counts"]["failed"] for f in every),
@@ -148,7 +148,12 @@ def account_rows(svc: Services, feeds: list[dict[str, Any]]) -> list[dict[str, A
         mine = [f for f in feeds if f["account"] == account["sid"]]
         counts = {s: sum(f["counts"][s] for f in mine) for s in coverage.REPORTED_STATES}
         rows.append(
-            account | {"feeds": len(mine), "counts": counts, "incomplete": counts["missing"] + counts["failed"]}
+            account
+            | {
+                "feeds": len(mine),
+                "counts": counts,
+                "incomplete": counts["missing"] + counts["failed"] + counts["corrupt"],
+            }
         )
     return rows
 

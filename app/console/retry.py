@@ -1,12 +1,14 @@
-"""Retrying one failed or missing day of a feed from the coverage calendar: the rule.
+"""Retrying one failed, missing or corrupt day of a feed from the coverage calendar: the rule.
 
 1. The day's coverage record names a job we still track, not cancelled, in which *our copy* of the day failed
    (Twilio made the file): requeue the day in that job (``job_ops.requeue``). The file is still at Twilio for
    7 days after it was made; no quota is spent.
 2. Otherwise, Twilio lists a file for the day (ListDay: a daily export, a job made elsewhere, or an older job):
-   copy that file (``daily_exports.copy_listed_day``); no quota is spent.
+   copy that file (``daily_exports.copy_listed_day``, even if that very file was copied before); no quota is
+   spent.
 3. Otherwise a new export is needed: the day's failed (or retry-later) record is removed (``FeedStore.drop_days``),
-   so the day is plainly missing and the planner asks Twilio for it at its next poll, within today's quota.
+   so the day is plainly missing and the planner asks Twilio for it at its next poll, within today's quota (a
+   corrupt day's object is then overwritten by that export's copy).
    A day Twilio itself failed in its job lands here too: asking that job again would get the same answer.
 """
 
@@ -48,7 +50,7 @@ def retry_day(svc: Services, feed: Feed, day: str, account: Account) -> RetryOut
         raise RequestError(f"{day} is outside the {feed.resource_type} feed's window")
     rec = svc.feeds.coverage([feed.owner])[feed.owner].get(day)
     state = coverage.reported_state(rec)
-    if state not in ("failed", "missing"):
+    if state not in ("failed", "missing", "corrupt"):
         raise Conflict(f"{day} is {state.replace('_', ' ')}: there is nothing to retry")
     if rec is not None and copy_failed_in_job(svc, rec.job_sid, day):
         assert rec.job_sid is not None

@@ -83,6 +83,7 @@ def test_every_alert_says_what_how_bad_and_where_the_runbook_is() -> None:
         "RelayFeedLagging",
         "RelayDaysFailed",
         "RelayFeedDaysFailed",
+        "RelayFeedDaysCorrupt",
         "RelayUncopiedDayNearDeletion",
         "RelayPollerNotRunning",
         "RelaySignatureRejectionsRising",

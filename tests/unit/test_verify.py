@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from workers import copy as copy_module
+from app import gzip_check
 from workers.copy import VerifyingReader
 from workers.copy_errors import CopyIntegrityError, RetryableCopyError
 
@@ -25,7 +25,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[str]:
     """Run every test with the stdlib inflater and with ISA-L's (when the optional package is there)."""
     module = zlib if request.param == "zlib" else pytest.importorskip("isal.isal_zlib")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(copy_module, "INFLATE", module)
+        mp.setattr(gzip_check, "INFLATE", module)
         yield request.param
 
 
