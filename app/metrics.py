@@ -132,6 +132,11 @@ RETENTION_WARNINGS = ClusterCounter(
 )
 POLLS = ClusterCounter("relay_polls", "Poller runs", ["outcome"])
 SYNC_FAILURES = ClusterCounter("relay_sync_failures", "Syncs that could not use Twilio's answer", ["reason"])
+STORE_ANOMALIES = ClusterCounter(
+    "relay_store_anomalies",
+    "Writes after which S3 no longer held the verified object (workers.s3_sink): deleted and written again",
+    ["operation", "reason"],  # PutObject, PutObjectTagging, CompleteMultipartUpload; gone, size, etag
+)
 EVENTS = ClusterCounter("relay_events", "Outbound events (app/events.py) by type and outcome", ["type", "outcome"])
 
 
