@@ -18,7 +18,7 @@ from typing import Any
 from rq import get_current_job
 from rq.job import Job
 
-from app import clock, coverage, daily_exports, events, feeds, planner, recovery, submission, sync
+from app import clock, coverage, daily_exports, events, feeds, planner, recovery, store_probe, submission, sync
 from app.context import Services, worker_services
 from app.metrics import POLLS, RETENTION_WARNINGS
 from app.queueing import copy_timeout
@@ -35,7 +35,12 @@ POLL_LOCK_SECONDS = 300
 
 @functools.cache
 def sink() -> S3Sink:
-    s = worker_services().settings
+    """The process's sink, on the write path the store probe decided (``app.store_probe``: probed once across
+    replicas, cached in Redis). Raises StoreRefused for a store that would corrupt what the relay writes, and
+    botocore's error if the probe could not run (not cached: the next call probes again)."""
+    svc = worker_services()
+    s = svc.settings
+    path = store_probe.write_path(svc.registry.r, svc.s3_client(), s.s3_bucket, s.s3_prefix, s.s3_object_tags)
     settings = SinkSettings(
         bucket=s.s3_bucket,
         prefix=s.s3_prefix,
@@ -43,10 +48,12 @@ def sink() -> S3Sink:
         kms_key_id=s.s3_sse_kms_key_id,
         storage_class=s.s3_storage_class,
         single_put_max=s.s3_single_put_max_mib * MiB,
+        digest_in_tags=path.digest_in_tags,
+        multipart_etag_kept=path.multipart_etag_kept,
     )
     if s.s3_key_template:
         settings = dataclasses.replace(settings, key_template=s.s3_key_template)
-    return S3Sink(worker_services().s3_client(), settings)
+    return S3Sink(svc.s3_client(), settings)
 
 
 def _task_id() -> str:

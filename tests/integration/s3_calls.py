@@ -59,6 +59,20 @@ def keeps_tags(client: Any) -> bool:
     return path_settings(client).get("digest_in_tags", True)
 
 
+def open_uploads(client: Any, bucket: str) -> list[dict[str, Any]]:
+    try:
+        return list(client.list_multipart_uploads(Bucket=bucket).get("Uploads", []))
+    except client.exceptions.NoSuchUpload:  # rclone's answer for a bucket without open uploads
+        return []
+
+
+def publish_manifest(sink: Any, meta: dict[str, str], *results: Any) -> None:
+    """The job manifest of ``meta``'s job, as ``app.sync.finish_if_done`` writes it: where a store without safe tags
+    keeps the digest (``S3Sink.stored_day`` reads it there)."""
+    days = [{"key": r.key, "size": r.size, "sha256": r.sha256, "records": r.records} for r in results]
+    sink.put_json(sink.manifest_key(meta["resource_type"], meta["job_sid"]), {"days": days})
+
+
 @dataclass
 class Sent:
     """One request as it left botocore (after signing): operation, checksum header, body length and its SHA-256."""

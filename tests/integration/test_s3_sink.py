@@ -25,7 +25,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoCredenti
 from app.s3_client import make_s3_client
 from devstack.procs import free_port
 from devstack.s3_server import MotoS3Server, RcloneS3Server, S3Server, SeaweedS3Server
-from tests.integration.s3_calls import S3Calls, keeps_tags, path_settings
+from tests.integration.s3_calls import S3Calls, keeps_tags, open_uploads, path_settings, publish_manifest
 from workers.copy import VerifyingReader
 from workers.copy_errors import (
     CopyIntegrityError,
@@ -103,20 +103,6 @@ def assert_digest_kept(client: Any, bucket: str, key: str, sha256: str, records:
 
 def all_keys(client: Any, bucket: str) -> list[str]:
     return [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
-
-
-def open_uploads(client: Any, bucket: str) -> list[dict[str, Any]]:
-    try:
-        return list(client.list_multipart_uploads(Bucket=bucket).get("Uploads", []))
-    except client.exceptions.NoSuchUpload:  # rclone's answer for a bucket without open uploads
-        return []
-
-
-def publish_manifest(sink: S3Sink, *results: Any) -> None:
-    """The job manifest of META's job, as ``app.sync.finish_if_done`` writes it: where a store without safe tags
-    keeps the digest (``stored_day`` reads it there)."""
-    days = [{"key": r.key, "size": r.size, "sha256": r.sha256, "records": r.records} for r in results]
-    sink.put_json(sink.manifest_key(META["resource_type"], META["job_sid"]), {"days": days})
 
 
 def assert_nothing_published(server: S3Server, client: Any, bucket: str) -> None:
@@ -426,7 +412,7 @@ def test_our_checksum_goes_with_every_write_whatever_the_checksum_setting(
     result = sink.upload_verified(reader_for(data), "twilio/plain.json.gz", len(data), META)
     writes = calls.of("PutObject") + calls.of("UploadPart")
     assert len(writes) == 1 and writes[0].checksum == writes[0].body_sha256 == sha256_b64(data)
-    publish_manifest(sink, result)
+    publish_manifest(sink, META, result)
     assert sink.stored_day("twilio/plain.json.gz", len(data), META["twilio_create_date"]) is not None
 
 
@@ -444,7 +430,7 @@ def test_stored_day_finds_the_same_file_so_it_is_written_once(
     data = day_file(4096)
     key = "twilio/Messages/same.json.gz"
     first = sink.upload_verified(reader_for(data), key, len(data), META)
-    publish_manifest(sink, first)
+    publish_manifest(sink, META, first)
     calls = S3Calls.record(client)
     stored = sink.stored_day(key, len(data), META["twilio_create_date"])
     assert stored == StoredDay(key, len(data), first.sha256, first.records)
@@ -464,7 +450,7 @@ def test_without_its_manifest_an_untagged_object_is_not_taken_as_stored(client: 
     assert sink.stored_day(key, len(data), META["twilio_create_date"]) is None
     sink.put_json(sink.manifest_key("Messages", "JS0123"), {"days": [{"key": key, "size": len(data) + 1}]})
     assert sink.stored_day(key, len(data), META["twilio_create_date"]) is None  # another file's entry
-    publish_manifest(sink, result)
+    publish_manifest(sink, META, result)
     assert sink.stored_day(key, len(data), META["twilio_create_date"]) == StoredDay(
         key, len(data), result.sha256, result.records
     )
