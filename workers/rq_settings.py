@@ -14,7 +14,6 @@ capability and the setting (``S3_OBJECT_TAGS``). A probe that cannot run (S3 unr
 first task that needs the sink probes again.
 """
 
-import logging
 import os
 
 from app import store_probe
@@ -27,8 +26,6 @@ DICT_CONFIG = logging_dict_config({"rq": {"handlers": [], "propagate": True}})
 
 worker_services()
 try:
-    tasks.sink()
+    tasks.sink()  # an S3 outage does not stop the worker: tasks.store_path probes again at the next task
 except store_probe.StoreRefused as refused:
     raise SystemExit(f"relay worker refuses to start: {refused}") from None
-except Exception as exc:  # an S3 outage must not crash-loop the workers
-    logging.getLogger(__name__).warning("S3 store probe did not run (retried by the first task): %s", exc)
