@@ -752,3 +752,65 @@ def test_plain_server_counts_and_restart_loses_state(tmp_path: Path) -> None:
         pid = plain.pid
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # stopped and reaped on exit
+
+
+# -- the check after every write (issue 19) --------------------------------------------------------------------
+
+
+def last_write_of(client: Any, settings: dict[str, Any]) -> str:
+    """The last request that touches a day file's key on this path (after which the HeadObject checks it)."""
+    if settings is SINGLE:
+        return "PutObject"
+    return "PutObjectTagging" if keeps_tags(client) else "CompleteMultipartUpload"
+
+
+@PATHS
+def test_an_object_changed_right_after_its_last_write_is_an_anomaly_and_is_removed(
+    server: S3Server, client: Any, bucket: str, settings: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Someone (a gateway, a proxy, another writer) changes the object between the relay's last write and its
+    HeadObject: never returned as uploaded, ERROR with bucket/key/operation, the object deleted (the retry writes
+    it again)."""
+    operation = last_write_of(client, settings)
+    other = server.client()
+    key = "twilio/Messages/day=2024-05-01/altered.json.gz"
+
+    def alter(**_: Any) -> None:
+        other.put_object(Bucket=bucket, Key=key, Body=b"<Tagging/>", ChecksumSHA256=sha256_b64(b"<Tagging/>"))
+
+    client.meta.events.register(f"after-call.s3.{operation}", alter)
+    data = day_file(4096)
+    with pytest.raises(TransientS3Error) as info:
+        make_sink(client, bucket, **settings).upload_verified(reader_for(data), key, len(data), META)
+    assert info.value.code == "StoreAnomaly" and info.value.operation == operation
+    assert isinstance(info.value, RetryableCopyError)
+    assert all_keys(client, bucket) == []
+    (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert (record.bucket, record.key, record.operation, record.reason) == (bucket, key, operation, "size")
+
+
+def test_tags_forced_on_rclone_are_caught_by_the_check_after_tagging(rclone_s3: RcloneS3Server) -> None:
+    """What issue 19 saw (S3_OBJECT_TAGS=on against rclone, whose PutObjectTagging replaces the object): the
+    HeadObject after the tagging finds the tagging XML in place of the day file."""
+    client = rclone_s3.client()
+    bucket = f"relay-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=bucket)
+    sink = make_sink(client, bucket, single_put_max=0, digest_in_tags=True, multipart_etag_kept=False)
+    data = day_file(4096)
+    with pytest.raises(TransientS3Error, match="changed after PutObjectTagging") as info:
+        sink.upload_verified(reader_for(data), "twilio/Messages/big.json.gz", len(data), META)
+    assert info.value.code == "StoreAnomaly"
+    assert all_keys(client, bucket) == []
+
+
+def test_a_manifest_changed_after_its_put_is_an_anomaly(server: S3Server, client: Any, bucket: str) -> None:
+    other = server.client()
+    key = "twilio/Messages/_manifests/JS1.json"
+
+    def alter(**_: Any) -> None:
+        other.put_object(Bucket=bucket, Key=key, Body=b"{}", ChecksumSHA256=sha256_b64(b"{}"))
+
+    client.meta.events.register("after-call.s3.PutObject", alter)
+    with pytest.raises(TransientS3Error, match="changed after PutObject"):
+        make_sink(client, bucket).put_json(key, {"job_sid": "JS1", "days": []})
+    assert all_keys(client, bucket) == []
