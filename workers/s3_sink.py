@@ -338,7 +338,8 @@ class _PartPipeline:
 
 
 class S3Sink:
-    """The only place that writes to S3 (the web's read-only bucket probe is ``app.s3_client.probe_bucket``).
+    """The only place that writes the relay's objects to S3 (the store probe's own small objects under
+    ``<prefix>_relay/`` are ``app.store_probe``'s; the web's read-only bucket probe is ``app.s3_client.probe_bucket``).
     Thread-safe as far as the boto3 client is. Implements ``app.sync.ManifestStore`` for the job manifest."""
 
     def __init__(self, client: S3Client, settings: SinkSettings) -> None:

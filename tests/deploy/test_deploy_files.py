@@ -1032,7 +1032,7 @@ def test_the_web_policy_cannot_write_read_or_delete_objects() -> None:
 def test_the_web_never_runs_the_store_probe() -> None:
     """Only workers (tasks.store_path) and `relay doctor` (app/doctor.py, run with the workers' credentials) probe."""
     for path in sorted((ROOT / "app").rglob("*.py")):
-        if str(path.relative_to(ROOT)) not in WORKER_ONLY + ("app/doctor.py",):
+        if str(path.relative_to(ROOT)) not in (*WORKER_ONLY, "app/doctor.py"):
             assert not any(name in _read(path) for name in PROBING), path
     assert any(name in _read(ROOT / "workers" / "tasks.py") for name in PROBING)
 
