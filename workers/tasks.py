@@ -40,7 +40,9 @@ def store_path() -> store_probe.WritePath:
     """The write path the store probe decided (``app.store_probe``: probed once across replicas, cached in Redis).
     Raises StoreRefused for a store that would corrupt what the relay writes. A probe that cannot run (S3 down, a
     missing bucket) is not fatal: until one runs, the path a store like AWS S3 gets under S3_OBJECT_TAGS (every
-    write is still checked by a HeadObject), and the next call probes again."""
+    write is still checked by a HeadObject), and the next call probes again. A worker keeps the path it got for
+    its lifetime: a store that changes behaviour is seen by workers started after the cache expires (6 h) or after
+    ``relay doctor`` probed it afresh."""
     if _probed:
         return _probed[0]
     svc = worker_services()
