@@ -15,6 +15,7 @@ from typing import Any
 import click
 from flask.cli import with_appcontext
 
+from app import doctor as doctor_checks
 from app import job_ops, submission
 from app.context import current_services as _svc
 from app.errors import DomainError
@@ -172,3 +173,16 @@ def recover() -> None:
     """Rebuild the registry from Twilio's job lists and the bucket (after Redis lost its data; idempotent)."""
     queued = _svc().enqueuer.recover()
     click.echo("recovery queued: a worker tracks again every job of ours Twilio lists" if queued else "already queued")
+
+
+@relay_cli.command("doctor")
+@with_appcontext
+def doctor() -> None:
+    """Check the whole set-up, one line per finding (config, Redis, S3 and its store probe, Twilio); exit 1 if any
+    fails. The store probe writes a few small objects under <S3_PREFIX>_relay/: run it with the workers' rights."""
+    failed = False
+    for finding in doctor_checks.check(_svc()):
+        click.echo(finding.line())
+        failed = failed or finding.level == "fail"
+    if failed:
+        sys.exit(1)

@@ -131,6 +131,7 @@ class Settings:
     admin_token: str | None  # only the web needs it (see require_web_settings); worker and poller run without
     console_token: str | None = None  # CONSOLE_TOKEN: signs in to /console instead of ADMIN_TOKEN (app/console)
     s3_single_put_max_mib: int = 16
+    s3_object_tags: str = "auto"  # S3_OBJECT_TAGS: where the digest goes, by the store probe (app/store_probe.py)
     poll_interval_seconds: int = 60
     janitor_interval_seconds: int = 3600
     webhook_max_body_bytes: int = 64 * 1024
@@ -496,6 +497,8 @@ def _s3_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "s3_sse_kms_key_id": kms_key,
         "s3_storage_class": _storage_class(env),
         "s3_single_put_max_mib": _single_put_max(env),
+        # auto: object tags where the store probe found them safe, else the job manifests only (app/store_probe)
+        "s3_object_tags": _choice(env, "S3_OBJECT_TAGS", "auto", ("auto", "on", "off")),
     }
 
 

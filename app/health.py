@@ -10,8 +10,12 @@ feeds x days.
   naming the failing check (the load balancer's target health check). Not S3: the web never writes to it, so an
   S3 outage must not take webhook intake and the API out of the load balancer (workers retry the copies).
 - ``/health``: ``application/health+json`` (draft-inadarei-api-health-check): pass / warn / fail with details,
-  S3 bucket reachability included (short timeouts, one attempt). With ``Authorization: Bearer $ADMIN_TOKEN``,
-  one entry per feed and per account (label, SID, Twilio's error); a wrong token is the API's 401 (counted).
+  S3 bucket reachability included (short timeouts, one attempt), and ``s3:store``: the S3 store probe's verdict
+  (``app.store_probe``, read from its Redis cache: the web never writes to S3). With ``Authorization: Bearer
+  $ADMIN_TOKEN``, one entry per feed and per account (label, SID, Twilio's error) and the store probe's findings
+  and write path (``detail``); a wrong token is the API's 401 (counted).
+- ``/readyz`` also fails (``store``) when the cached probe says the store would corrupt what the relay writes
+  under its S3_OBJECT_TAGS: a configuration error, like an invalid setting, not an S3 outage.
 - ``/metrics``: Prometheus text format, aggregated across gunicorn workers and RQ workers; feeds per resource
   type and accounts per state, no account label.
 - ``/openapi.json``: the API description kept in the repo (app/openapi.json).
@@ -30,7 +34,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 from rq import Worker
 
-from app import feed_summary, recovery
+from app import feed_summary, recovery, store_probe
 from app.accounts import OK, REFUSED, SUSPENDED, accounts_view
 from app.api import require_admin_token
 from app.context import Services
@@ -89,11 +93,44 @@ def _check(name: str, func: Callable[[], Any]) -> dict[str, Any]:
 
 def _readiness(svc: Services) -> dict[str, dict[str, Any]]:
     redis_check = _check("redis", svc.registry.ping)
+    up = redis_check["status"] == "pass"
     return {
         "redis": redis_check,
-        "registry": _registry_check(svc) if redis_check["status"] == "pass" else {"status": "pass"},
+        "registry": _registry_check(svc) if up else {"status": "pass"},
         "config": {"status": "pass"},  # the app would not have started with an invalid configuration
+        "store": _store_ready(_store_check(svc)) if up else {"status": "pass"},
     }
+
+
+def _store_ready(check: dict[str, Any]) -> dict[str, Any]:
+    """Readiness fails only for a store the probe refused (a warning is /health's business)."""
+    if check["status"] != "fail":
+        return {"status": "pass"}
+    return {"status": "fail", "output": "the S3 store would corrupt what the relay writes: run `relay doctor`"}
+
+
+def _store_check(svc: Services) -> dict[str, Any]:
+    """The store probe's verdict from its Redis cache (workers probe; the web only reads): fail when the store
+    would corrupt what the relay writes, warn before any probe or with a warning, else pass. ``detail``: the
+    findings and the write path, for authenticated callers only (see ``health``)."""
+    s = svc.settings
+    try:
+        findings = store_probe.cached_findings(svc.registry.r, svc.s3_probe_client(), s.s3_bucket)
+    except Exception as exc:
+        log.warning("store probe cache unreadable: %s", exc)
+        return {"status": "pass", "output": "unknown"}
+    if findings is None:
+        return {"status": "warn", "output": "not probed yet (a worker probes when it starts)", "detail": {}}
+    path = store_probe.decide(findings, s.s3_object_tags, s.s3_bucket)
+    status = "fail" if path.refusal else "warn" if path.warnings else "pass"
+    detail = {
+        "probed_at": findings.probed_at,
+        "findings": dict(findings.lines()),
+        "S3_OBJECT_TAGS": s.s3_object_tags,
+        "digest_in": "tags" if path.digest_in_tags else "job manifests",
+        "notes": [path.refusal] if path.refusal else list(path.warnings),
+    }
+    return {"status": status, "detail": detail}
 
 
 def _registry_check(svc: Services) -> dict[str, Any]:
@@ -136,6 +173,7 @@ def _health(svc: Services) -> dict[str, Any]:
     ready = _ready(svc)  # shares /readyz's 2-second cache: probes and dashboards polling both cost one check
     checks["redis:responseTime"] = [ready["redis"]]
     checks["s3:bucket"] = [_s3(svc)]
+    checks["s3:store"] = [_store_check(svc)]
     if ready["redis"]["status"] == "pass":
         workers = Worker.all(connection=svc.rq_connection)
         checks["workers:count"] = [{"status": "pass" if workers else "fail", "observedValue": len(workers)}]
@@ -299,10 +337,20 @@ def _detail_asked() -> bool:
     return True
 
 
+def _without_detail(doc: dict[str, Any]) -> dict[str, Any]:
+    """The anonymous document: no check's ``detail`` (the store probe's findings and write path)."""
+    checks = {
+        name: [{k: v for k, v in c.items() if k != "detail"} for c in entries]
+        for name, entries in doc["checks"].items()
+    }
+    return {**doc, "checks": checks}
+
+
 @bp.get("/health")
 def health() -> Response:
     detail = _detail_asked()
     doc = health_document(_svc(), detail)
+    doc = doc if detail else _without_detail(doc)
     response = Response(
         current_app.json.dumps(doc),
         status=503 if doc["status"] == "fail" else 200,

@@ -147,6 +147,11 @@ BUCKET_PROBLEMS = ClusterCounter(
     "Copied days whose object was found changed (corrupt) or gone (missing), by check (reconcile, verify)",
     ["check", "state"],
 )
+STORE_ANOMALIES = ClusterCounter(
+    "relay_store_anomalies",
+    "Writes after which S3 no longer held the verified object (workers.s3_sink): deleted and written again",
+    ["operation", "reason"],  # PutObject, PutObjectTagging, CompleteMultipartUpload; gone, size, etag
+)
 EVENTS = ClusterCounter("relay_events", "Outbound events (app/events.py) by type and outcome", ["type", "outcome"])
 
 

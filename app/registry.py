@@ -27,6 +27,8 @@ ber:accounts                        set     SIDs with a ber:account hash        
 ber:metrics                         hash    cluster-wide counters and histograms (app/metrics.py)         none
 ber:registry:marker                 hash    this registry's id and birth (a copy is in the bucket: recovery) none
 ber:event:{event_id}                string  an outbound event was emitted (app/events.py): never twice    8 days
+ber:store:probe:{bucket}:{endpoint} string  the S3 store probe's findings, JSON (app/store_probe.py)        6 h
+ber:lock:store-probe:{bucket}:{ep}  string  one store probe at a time across workers (app/store_probe.py)   60 s
 ber:signin:failures:{addr|*}        string  failed console sign-ins this window (guess_limit.py)           15 min
 ber:api:auth-failures:{addr}        string  failed API bearer tokens this window (guess_limit.py)          15 min
 ==================================  ======  ===========================================================  ==========

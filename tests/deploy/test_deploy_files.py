@@ -981,6 +981,10 @@ S3_CALL_ACTIONS = {
 # Which code each role runs: the web only app/ (tests/unit/test_architecture.py: the core never imports workers),
 # the worker app/ and workers/. The poller runs neither's S3 code (test_the_poller_loads_no_credentials).
 ROLE_SOURCES = {"web": ("app",), "worker": ("app", "workers")}
+# The store probe writes a few objects under <S3_PREFIX>_relay/: workers run it (and `relay doctor`, with their
+# credentials); the web only reads its cached findings from Redis (app/health.py), never calls it.
+WORKER_ONLY = ("app/store_probe.py",)
+PROBING = ("probe_store(", "store_findings(", "write_path(")
 IAM_ROLES = ("web", "worker")
 KMS_ACTIONS = {"kms:GenerateDataKey", "kms:Decrypt"}
 
@@ -1013,12 +1017,14 @@ def s3_client_methods() -> frozenset[str]:
     return frozenset({xform_name(op) for op in model.operation_names} | transfer)
 
 
-def s3_calls(*packages: str) -> set[str]:
+def s3_calls(*packages: str, exclude: tuple[str, ...] = ()) -> set[str]:
     """The S3 client methods called in these packages (``client.x(`` with x an S3 method, ``get_paginator("x")``);
     other clients' calls (Redis: ``client.register_script(``) do not count."""
     calls: set[str] = set()
     for package in packages:
         for path in sorted((ROOT / package).glob("*.py")):
+            if str(path.relative_to(ROOT)) in exclude:
+                continue
             source = _read(path)
             calls |= set(re.findall(r"\bclient\.(\w+)\(", source)) & s3_client_methods()
             calls |= set(re.findall(r"get_paginator\(\s*[\"'](\w+)[\"']", source))
@@ -1035,7 +1041,7 @@ def test_iam_policies_one_per_role_are_valid() -> None:
 
 @pytest.mark.parametrize("role", IAM_ROLES)
 def test_iam_policy_allows_exactly_the_s3_calls_of_its_role(role: str) -> None:
-    calls = s3_calls(*ROLE_SOURCES[role])
+    calls = s3_calls(*ROLE_SOURCES[role], exclude=WORKER_ONLY if role == "web" else ())
     unmapped = calls - set(S3_CALL_ACTIONS)
     assert not unmapped, f"new S3 calls: map them in S3_CALL_ACTIONS (and the {role} policy): {unmapped}"
     needed = set().union(*(S3_CALL_ACTIONS[c] for c in calls))
@@ -1044,11 +1050,20 @@ def test_iam_policy_allows_exactly_the_s3_calls_of_its_role(role: str) -> None:
 
 def test_the_web_policy_cannot_write_read_or_delete_objects() -> None:
     # /health's probe, and /readyz's look for the registry marker by listing (app/recovery.registry_state)
-    assert s3_calls("app") == {"head_bucket", "list_objects_v2"}, "the web only probes and lists the bucket"
+    web_calls = s3_calls("app", exclude=WORKER_ONLY)
+    assert web_calls == {"head_bucket", "list_objects_v2"}, "the web only probes and lists the bucket"
     (statement,) = _policy("web")["Statement"]
     assert _as_list(statement["Action"]) == ["s3:ListBucket"]
     assert statement["Resource"] == "arn:aws:s3:::YOUR_BUCKET"
     assert not _allowed("web", "kms"), "HeadBucket needs no key"
+
+
+def test_the_web_never_runs_the_store_probe() -> None:
+    """Only workers (tasks.store_path) and `relay doctor` (app/doctor.py, run with the workers' credentials) probe."""
+    for path in sorted((ROOT / "app").rglob("*.py")):
+        if str(path.relative_to(ROOT)) not in (*WORKER_ONLY, "app/doctor.py"):
+            assert not any(name in _read(path) for name in PROBING), path
+    assert any(name in _read(ROOT / "workers" / "tasks.py") for name in PROBING)
 
 
 def test_iam_policies_are_least_privilege() -> None:

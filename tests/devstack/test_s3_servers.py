@@ -1,5 +1,6 @@
-"""devstack's S3 servers: SeaweedFS as the tests, demo and bench start it, and how it (and moto) answer the S3 calls
-the relay relies on. /work/notes/seaweedfs-differences.md cites these tests for each difference from AWS S3."""
+"""devstack's S3 servers: SeaweedFS (and rclone serve s3) as the tests, demo and bench start them, and how SeaweedFS
+and moto answer the S3 calls the relay relies on (rclone's differences: tests/integration/test_store_probe.py).
+/work/notes/seaweedfs-differences.md cites these tests for each difference from AWS S3."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from botocore.exceptions import ClientError
 from botocore.httpchecksum import AwsChunkedWrapper, Sha256Checksum
 
 from devstack.procs import wait_until
-from devstack.s3_server import GRPC_OFFSET, S3Server, SeaweedS3Server
+from devstack.s3_server import GRPC_OFFSET, RcloneS3Server, S3Server, SeaweedS3Server
 
 MiB = 1024 * 1024
 
@@ -126,6 +127,51 @@ def test_writes_count_what_made_an_object_visible(any_s3: S3Server, new_bucket: 
     assert any_s3.writes_by_key(bucket) == {"p": 2, "c": 1, "m": 1}
     any_s3.reset_counts()
     assert any_s3.writes_by_key(bucket) == {}
+
+
+def test_rclone_listens_on_loopback_checks_signatures_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    with RcloneS3Server(tmp_path, tls=True) as s3:
+        proc = psutil.Process(s3.pid)
+        listening = [c.laddr for c in proc.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+        assert {(addr.ip, addr.port) for addr in listening} == {("127.0.0.1", s3.port)}, listening
+        assert s3.endpoint_url.startswith("https://") and s3.data_dir.is_relative_to(tmp_path)
+        import boto3
+
+        wrong = boto3.session.Session().client(
+            "s3",
+            endpoint_url=s3.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="not-the-secret",
+            verify=s3.ca_bundle,
+        )
+        with pytest.raises(ClientError):
+            wrong.list_buckets()
+        pid = s3.pid
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_rclone_counts_writes_and_restart_keeps_objects_but_not_metadata(tmp_path: Path) -> None:
+    """rclone keeps object metadata in memory only (its documentation): after a restart the relay's "already
+    stored?" match fails and the day is written again, which is safe."""
+    with RcloneS3Server(tmp_path) as s3:
+        client = s3.client()
+        client.create_bucket(Bucket="kept-bucket")
+        client.put_object(Bucket="kept-bucket", Key="a/b", Body=b"1", Metadata={"size": "1"})
+        client.put_object(Bucket="kept-bucket", Key="a/b", Body=b"22", Metadata={"size": "2"})
+        upload = client.create_multipart_upload(Bucket="kept-bucket", Key="m")["UploadId"]
+        part = client.upload_part(Bucket="kept-bucket", Key="m", UploadId=upload, PartNumber=1, Body=b"x")
+        parts = {"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]}
+        client.complete_multipart_upload(Bucket="kept-bucket", Key="m", UploadId=upload, MultipartUpload=parts)
+        assert s3.writes_by_key("kept-bucket") == {"a/b": 2, "m": 1}
+        assert client.head_object(Bucket="kept-bucket", Key="a/b")["Metadata"] == {"Size": "2"}  # capitalised
+        port = s3.port
+        s3.restart()
+        assert s3.port == port
+        assert client.get_object(Bucket="kept-bucket", Key="a/b")["Body"].read() == b"22"
+        assert client.head_object(Bucket="kept-bucket", Key="a/b")["Metadata"] == {}
+        s3.reset_counts()
+        assert s3.writes_by_key("kept-bucket") == {}
 
 
 # -- S3 behaviour the relay relies on: where SeaweedFS and moto agree, and where they do not ------------------

@@ -1,14 +1,17 @@
 """The whole service as in production: gunicorn (Procfile `web`), `rq worker` (Procfile `worker`) and the RQ
 cron poller (Procfile `poller`), wired to real Redis, SeaweedFS S3 over TLS and the Twilio sandbox.
 
-``s3`` is SeaweedFS (``seaweed_s3``). A test parametrized with ``@pytest.mark.parametrize("s3", ["seaweedfs",
-"moto"], indirect=True)`` runs on both, so the moto-over-TLS path stays covered too.
+``s3`` is SeaweedFS (``seaweed_s3``), or the server named by ``RELAY_E2E_S3`` (seaweedfs, moto, rclone) to run
+the whole suite on another store. A test parametrized with ``@pytest.mark.parametrize("s3", ["seaweedfs",
+"moto", "rclone"], indirect=True)`` runs on each, so the moto-over-TLS path and ``rclone serve s3`` (a store
+whose tags are unsafe: the relay keeps the digest in the job manifests there) stay covered too.
 
 On failure, the tail of every process log is printed (pytest shows it under "Captured stdout teardown").
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +24,16 @@ from devstack.relay import start_process, start_web
 from devstack.s3_server import S3Server
 from tests.conftest import ADMIN_TOKEN, make_env
 
+SERVER_FIXTURES = {"seaweedfs": "seaweed_s3", "moto": "moto_s3", "rclone": "rclone_s3"}
+
 
 @pytest.fixture(scope="session")
 def s3(request: pytest.FixtureRequest) -> S3Server:
-    """SeaweedFS over TLS; ``moto`` as the (indirect) parameter gives moto over TLS instead."""
-    name = getattr(request, "param", "seaweedfs")
-    assert name in ("seaweedfs", "moto"), name
-    server: S3Server = request.getfixturevalue("moto_s3" if name == "moto" else "seaweed_s3")
+    """SeaweedFS over TLS (or RELAY_E2E_S3's server); ``moto`` or ``rclone`` as the (indirect) parameter gives that
+    server over TLS instead."""
+    name = getattr(request, "param", os.environ.get("RELAY_E2E_S3", "seaweedfs"))
+    assert name in SERVER_FIXTURES, name
+    server: S3Server = request.getfixturevalue(SERVER_FIXTURES[name])
     return server
 
 

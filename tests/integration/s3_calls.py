@@ -2,7 +2,8 @@
 
 ``SERVERS`` and ``s3_server(request)`` make a module-scoped ``server`` fixture (overriding tests/integration/
 conftest.py's moto-only one) that runs every test of a module on SeaweedFS (a real S3 server: it checks request
-checksums) and on moto over TLS, the session-wide servers of tests/conftest.py; write counts are per bucket, and
+checksums), on moto over TLS and on ``rclone serve s3`` (whose PutObjectTagging replaces the object), the
+session-wide servers of tests/conftest.py; write counts are per bucket, and
 every test gets a fresh bucket.
 """
 
@@ -11,21 +12,65 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
+from app.store_probe import WritePath, decide, probe_store
 from devstack.s3_server import S3Server
 
-SERVERS = ["seaweedfs", "moto"]
+SERVERS = ["seaweedfs", "moto", "rclone"]
+FIXTURES = {"seaweedfs": "seaweed_s3", "moto": "moto_s3", "rclone": "rclone_s3"}
 
 
 def s3_server(request: pytest.FixtureRequest) -> S3Server:
-    """The session's SeaweedFS or moto server, by the fixture's parameter (one of SERVERS)."""
-    found: S3Server = request.getfixturevalue("seaweed_s3" if request.param == "seaweedfs" else "moto_s3")
+    """The session's SeaweedFS, moto or rclone server, by the fixture's parameter (one of SERVERS), probed."""
+    found: S3Server = request.getfixturevalue(FIXTURES[request.param])
+    write_path(found)
     return found
+
+
+_PATHS: dict[str, WritePath] = {}
+
+
+def write_path(server: S3Server) -> WritePath:
+    """The write path the relay takes on ``server`` (``app.store_probe``, S3_OBJECT_TAGS=auto), probed once per
+    server in a bucket of its own."""
+    if server.endpoint_url not in _PATHS:
+        client, bucket = server.client(), f"relay-probe-{uuid.uuid4().hex[:12]}"
+        client.create_bucket(Bucket=bucket)
+        _PATHS[server.endpoint_url] = decide(probe_store(client, bucket, "twilio/"), "auto", bucket)
+    return _PATHS[server.endpoint_url]
+
+
+def path_settings(client: Any) -> dict[str, bool]:
+    """SinkSettings fields for the store ``client`` talks to, as the worker sets them after its probe."""
+    path = _PATHS.get(client.meta.endpoint_url)
+    if path is None:
+        return {}
+    return {"digest_in_tags": path.digest_in_tags, "multipart_etag_kept": path.multipart_etag_kept}
+
+
+def keeps_tags(client: Any) -> bool:
+    """Whether the relay keeps the digest in object tags on this store (else in the job manifests only)."""
+    return path_settings(client).get("digest_in_tags", True)
+
+
+def open_uploads(client: Any, bucket: str) -> list[dict[str, Any]]:
+    try:
+        return list(client.list_multipart_uploads(Bucket=bucket).get("Uploads", []))
+    except client.exceptions.NoSuchUpload:  # rclone's answer for a bucket without open uploads
+        return []
+
+
+def publish_manifest(sink: Any, meta: dict[str, str], *results: Any) -> None:
+    """The job manifest of ``meta``'s job, as ``app.sync.finish_if_done`` writes it: where a store without safe tags
+    keeps the digest (``S3Sink.stored_day`` reads it there)."""
+    days = [{"key": r.key, "size": r.size, "sha256": r.sha256, "records": r.records} for r in results]
+    sink.put_json(sink.manifest_key(meta["resource_type"], meta["job_sid"]), {"days": days})
 
 
 @dataclass

@@ -20,7 +20,7 @@ import requests
 
 from devstack.procs import free_port
 from devstack.s3_server import S3Server
-from tests.integration.s3_calls import S3Calls
+from tests.integration.s3_calls import S3Calls, keeps_tags, open_uploads, path_settings, publish_manifest
 from workers.copy import copy_link_to_s3, open_link
 from workers.copy_errors import (
     CopyIntegrityError,
@@ -170,7 +170,7 @@ def bucket(client: Any) -> str:
 
 @pytest.fixture
 def sink(client: Any, bucket: str) -> S3Sink:
-    return S3Sink(client, SinkSettings(bucket=bucket, prefix="twilio/"))
+    return S3Sink(client, SinkSettings(bucket=bucket, prefix="twilio/", **path_settings(client)))
 
 
 def day_file(size: int, seed: int = 7) -> bytes:
@@ -191,11 +191,22 @@ def key_for(sink: S3Sink) -> str:
 def assert_nothing_left(client: Any, bucket: str, key: str) -> None:
     assert "Contents" not in client.list_objects_v2(Bucket=bucket, Prefix=key)
     assert "Contents" not in client.list_objects_v2(Bucket=bucket)  # no staging key, nothing else either
-    assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")
+    assert not open_uploads(client, bucket)
 
 
 def tags_of(client: Any, bucket: str, key: str) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in client.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]}
+
+
+def assert_digest_tags(client: Any, bucket: str, key: str, sha256: str, records: int) -> None:
+    """The digest in the tags where the relay keeps it there; a store without safe tags has it in the job manifest
+    only (tests/integration/test_s3_sink.py covers that path), and no tagging request was sent."""
+    if keeps_tags(client):
+        assert tags_of(client, bucket, key) == {"sha256": sha256, "records": str(records)}
+
+
+def meta_of(obj: dict[str, Any]) -> dict[str, str]:
+    return {k.lower(): v for k, v in obj["Metadata"].items()}
 
 
 WRITES = {"PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload", "CopyObject", "UploadPartCopy"}
@@ -212,32 +223,37 @@ def test_small_copy_is_byte_exact_with_metadata_and_tags(
     url = links.add(Route(body=data))
     key = key_for(sink)
     result = copy_link_to_s3(url, len(data), sink, key, META)
-    assert calls.ops() == {"PutObject": 1}  # one PutObject straight to the final key, tags included
+    # one PutObject straight to the final key, tags included; then one HeadObject: it still holds what was verified
+    assert calls.ops() == {"PutObject": 1, "HeadObject": 1}
 
     sha = hashlib.sha256(data).hexdigest()
     assert (result.key, result.size, result.sha256, result.records) == (key, len(data), sha, records_of(data))
     obj = client.get_object(Bucket=bucket, Key=key)
     assert hashlib.sha256(obj["Body"].read()).hexdigest() == sha
-    assert obj["Metadata"] == {**META, "size": str(len(data))}
-    assert tags_of(client, bucket, key) == {"sha256": sha, "records": str(result.records)}
+    assert meta_of(obj) == {**META, "size": str(len(data))}
+    assert_digest_tags(client, bucket, key, sha, result.records)
     assert obj["ContentType"] == "application/gzip" and "ContentEncoding" not in obj
     assert server.writes_by_key(bucket) == {key: 1}
 
 
 @pytest.mark.parametrize("single_put_max", [16 * MiB, 0], ids=["single-put", "multipart"])
-def test_the_copy_asks_s3_nothing_before_or_after_writing(
+def test_the_copy_asks_s3_nothing_before_writing_and_one_head_after(
     client: Any, bucket: str, links: LinkServer, single_put_max: int
 ) -> None:
     """ "Already stored?" is decided once, by the day task under its lock (S3Sink.stored_day): the streaming copy
-    itself never heads the key before writing (a replaced file costs no extra request), nor reads it back after."""
+    itself never heads the key before writing (a replaced file costs no extra request), nor reads it back after:
+    one HeadObject per copy checks the key still holds the verified object."""
     calls = S3Calls.record(client)
-    sink = S3Sink(client, SinkSettings(bucket=bucket, prefix="twilio/", single_put_max=single_put_max))
+    sink = S3Sink(
+        client, SinkSettings(bucket=bucket, prefix="twilio/", **path_settings(client), single_put_max=single_put_max)
+    )
     data = day_file(50_000)
     key = key_for(sink)
     copy_link_to_s3(links.add(Route(body=data)), len(data), sink, key, META)
     again = day_file(60_000, seed=9)
     copy_link_to_s3(links.add(Route(body=again)), len(again), sink, key, META)
-    assert set(calls.ops()) <= WRITES | {"PutObjectTagging"}  # no HeadObject, GetObject, tagging read, listing
+    assert set(calls.ops()) <= WRITES | {"PutObjectTagging", "HeadObject"}  # no GetObject, tagging read, listing
+    assert calls.ops()["HeadObject"] == 2  # one per copy
     assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == again
 
 
@@ -247,13 +263,16 @@ def test_large_copy_streams_one_multipart_upload_to_the_final_key(
     calls = S3Calls.record(client)
     data = day_file(20 * MiB)
     assert len(data) > 16 * MiB
-    sink = S3Sink(client, SinkSettings(bucket=bucket, prefix="twilio/", single_put_max=16 * MiB))
+    sink = S3Sink(
+        client, SinkSettings(bucket=bucket, prefix="twilio/", **path_settings(client), single_put_max=16 * MiB)
+    )
     url = links.add(Route(body=data))
     key = key_for(sink)
     result = copy_link_to_s3(url, len(data), sink, key, META)
 
     ops = calls.ops()
-    assert ops["CreateMultipartUpload"] == ops["CompleteMultipartUpload"] == ops["PutObjectTagging"] == 1
+    assert ops["CreateMultipartUpload"] == ops["CompleteMultipartUpload"] == ops["HeadObject"] == 1
+    assert ops["PutObjectTagging"] == (1 if keeps_tags(client) else 0)
     parts = calls.of("UploadPart")
     assert len(parts) == 3 and sum(p.size for p in parts) == len(data)  # 8 + 8 + rest MiB, each byte once
     assert all(p.checksum == p.body_sha256 for p in parts)  # every part with the SHA-256 of its bytes
@@ -261,9 +280,9 @@ def test_large_copy_streams_one_multipart_upload_to_the_final_key(
     body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
     assert hashlib.sha256(body).hexdigest() == result.sha256 == hashlib.sha256(data).hexdigest()
     assert result.records == records_of(data)
-    assert tags_of(client, bucket, key) == {"sha256": result.sha256, "records": str(result.records)}
+    assert_digest_tags(client, bucket, key, result.sha256, result.records)
     assert server.writes_by_key(bucket) == {key: 1}  # the server's own count: written once, at the final key
-    assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")
+    assert not open_uploads(client, bucket)
 
 
 def test_content_encoding_gzip_on_the_link_is_not_inflated(
@@ -304,6 +323,7 @@ def test_a_stored_file_is_found_before_any_download(
     data = day_file(30_000)
     key = key_for(sink)
     first = copy_link_to_s3(links.add(Route(body=data)), len(data), sink, key, META)
+    publish_manifest(sink, META, first)  # what the job's end writes: where a store without safe tags keeps it
     second = sink.stored_day(key, len(data), META["twilio_create_date"])
 
     assert second is not None
@@ -335,7 +355,9 @@ def test_a_link_cut_before_its_last_byte_leaves_nothing(
 ) -> None:
     """The first parts are already in S3 when the last byte fails to come: the upload is aborted, never completed."""
     calls = S3Calls.record(client)
-    sink = S3Sink(client, SinkSettings(bucket=bucket, prefix="twilio/", single_put_max=16 * MiB))
+    sink = S3Sink(
+        client, SinkSettings(bucket=bucket, prefix="twilio/", **path_settings(client), single_put_max=16 * MiB)
+    )
     data = day_file(20 * MiB)
     key = key_for(sink)
     with pytest.raises(TransientDownloadError):

@@ -24,8 +24,8 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoCredenti
 
 from app.s3_client import make_s3_client
 from devstack.procs import free_port
-from devstack.s3_server import MotoS3Server, S3Server, SeaweedS3Server
-from tests.integration.s3_calls import S3Calls
+from devstack.s3_server import MotoS3Server, RcloneS3Server, S3Server, SeaweedS3Server
+from tests.integration.s3_calls import S3Calls, keeps_tags, open_uploads, path_settings, publish_manifest
 from workers.copy import VerifyingReader
 from workers.copy_errors import (
     CopyIntegrityError,
@@ -69,7 +69,7 @@ def bucket(client: Any) -> str:
 
 
 def make_sink(client: Any, bucket: str, **settings: Any) -> S3Sink:
-    return S3Sink(client, SinkSettings(bucket=bucket, **settings))
+    return S3Sink(client, SinkSettings(bucket=bucket, **{**path_settings(client), **settings}))
 
 
 def day_file(size: int, seed: int = 1) -> bytes:
@@ -87,12 +87,22 @@ def tags_of(client: Any, bucket: str, key: str) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in client.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]}
 
 
+def meta_of(head: dict[str, Any]) -> dict[str, str]:
+    """User metadata as S3 names it (lower-case; rclone capitalises the names it answers)."""
+    return {k.lower(): v for k, v in head["Metadata"].items()}
+
+
+def assert_digest_kept(client: Any, bucket: str, key: str, sha256: str, records: int) -> None:
+    """Where this store keeps the digest: the tags; on a store without safe tags (rclone) only the job manifest
+    holds it (no request went to the object after it was written: see test_upload_verified_...)."""
+    if keeps_tags(client):
+        assert tags_of(client, bucket, key) == {"sha256": sha256, "records": str(records)}
+    body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == sha256
+
+
 def all_keys(client: Any, bucket: str) -> list[str]:
     return [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
-
-
-def open_uploads(client: Any, bucket: str) -> list[dict[str, Any]]:
-    return list(client.list_multipart_uploads(Bucket=bucket).get("Uploads", []))
 
 
 def assert_nothing_published(server: S3Server, client: Any, bucket: str) -> None:
@@ -173,23 +183,27 @@ def test_upload_verified_publishes_metadata_and_digest_tags(
     assert (result.size, result.records) == (len(data), 3)
     assert result.sha256 == hashlib.sha256(data).hexdigest()
     head = client.head_object(Bucket=bucket, Key=key)
-    assert head["Metadata"] == {**META, "size": str(len(data))}
-    assert tags_of(client, bucket, key) == {"sha256": result.sha256, "records": "3"}
+    assert meta_of(head) == {**META, "size": str(len(data))}
+    assert_digest_kept(client, bucket, key, result.sha256, 3)
     assert head["ContentType"] == "application/gzip"
     assert "ContentEncoding" not in head
     assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == data
     assert all_keys(client, bucket) == [key] and open_uploads(client, bucket) == []
     assert server.writes_by_key(bucket) == {key: 1}
+    # one HeadObject after the last write: the key still holds the verified object
     if settings is SINGLE:  # tags travel with the PutObject: atomic
-        assert sent == {"PutObject": 1}
+        assert sent == {"PutObject": 1, "HeadObject": 1}
         stored = sink.head(key)
-        assert stored is not None and stored.s3_sha256 == result.sha256  # the full-object SHA-256 S3 checked
+        if not isinstance(server, RcloneS3Server):  # rclone keeps no checksum
+            assert stored is not None and stored.s3_sha256 == result.sha256  # the full-object SHA-256 S3 checked
     else:
+        tagging = {"PutObjectTagging": 1} if keeps_tags(client) else {}  # never on a store whose tagging is unsafe
         assert sent == {
             "CreateMultipartUpload": 1,
             "UploadPart": 1,
             "CompleteMultipartUpload": 1,
-            "PutObjectTagging": 1,
+            **tagging,
+            "HeadObject": 1,
         }
 
 
@@ -208,16 +222,17 @@ def test_a_big_day_streams_once_into_a_multipart_upload_of_the_final_key(
     assert sum(p.size for p in parts) == len(data)  # each byte sent once
     assert all(p.checksum == p.body_sha256 for p in parts)  # our SHA-256 of exactly the bytes sent, on every part
     ops = calls.ops()
-    assert ops["CreateMultipartUpload"] == ops["CompleteMultipartUpload"] == ops["PutObjectTagging"] == 1
-    assert not COPY_OPS & set(ops) and "PutObject" not in ops and "HeadObject" not in ops  # no copy, no read-back
+    assert ops["CreateMultipartUpload"] == ops["CompleteMultipartUpload"] == 1
+    assert ops["PutObjectTagging"] == (1 if keeps_tags(client) else 0)
+    assert not COPY_OPS & set(ops) and "PutObject" not in ops and "GetObject" not in ops  # no copy, no read-back
+    assert ops["HeadObject"] == 1  # the one check that the key still holds the verified object
     assert server.writes_by_key(bucket) == {key: 1}  # the server's own count: one object made visible, here
     assert all_keys(client, bucket) == [key] and open_uploads(client, bucket) == []
     head = client.head_object(Bucket=bucket, Key=key)
-    assert head["Metadata"] == {**META, "size": str(len(data))}
+    assert meta_of(head) == {**META, "size": str(len(data))}
     assert head["ContentType"] == "application/gzip" and head["ContentLength"] == len(data)
-    assert tags_of(client, bucket, key) == {"sha256": result.sha256, "records": str(result.records)}
-    body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
-    assert hashlib.sha256(body).hexdigest() == result.sha256 == hashlib.sha256(data).hexdigest()
+    assert_digest_kept(client, bucket, key, result.sha256, result.records)
+    assert result.sha256 == hashlib.sha256(data).hexdigest()
     if isinstance(server, MotoS3Server):  # moto counts operations too: nothing but the multipart upload wrote
         final = server.counts()[f"{bucket}/{key}"]
         assert final["upload_part"] == 3 and final["complete_multipart_upload"] == 1
@@ -394,9 +409,10 @@ def test_our_checksum_goes_with_every_write_whatever_the_checksum_setting(
     calls = S3Calls.record(client)
     sink = make_sink(client, bucket, **settings)
     data = day_file(2048)
-    sink.upload_verified(reader_for(data), "twilio/plain.json.gz", len(data), META)
+    result = sink.upload_verified(reader_for(data), "twilio/plain.json.gz", len(data), META)
     writes = calls.of("PutObject") + calls.of("UploadPart")
     assert len(writes) == 1 and writes[0].checksum == writes[0].body_sha256 == sha256_b64(data)
+    publish_manifest(sink, META, result)
     assert sink.stored_day("twilio/plain.json.gz", len(data), META["twilio_create_date"]) is not None
 
 
@@ -408,20 +424,41 @@ def test_stored_day_finds_the_same_file_so_it_is_written_once(
     server: S3Server, client: Any, bucket: str, settings: dict[str, Any]
 ) -> None:
     """The one "already stored?" check (the day copier asks it before downloading): the same Twilio file is found,
-    its digest read from the tags, so a second copy of it never reaches the write path."""
+    its digest read from the tags (or, on a store without safe tags, from its job's manifest), so a second copy
+    of it never reaches the write path."""
     sink = make_sink(client, bucket, **settings)
     data = day_file(4096)
     key = "twilio/Messages/same.json.gz"
     first = sink.upload_verified(reader_for(data), key, len(data), META)
+    publish_manifest(sink, META, first)
     calls = S3Calls.record(client)
     stored = sink.stored_day(key, len(data), META["twilio_create_date"])
     assert stored == StoredDay(key, len(data), first.sha256, first.records)
-    assert calls.ops() == {"HeadObject": 1, "GetObjectTagging": 1}
+    digest_read = {"GetObjectTagging": 1} if keeps_tags(client) else {"GetObject": 1}
+    assert calls.ops() == {"HeadObject": 1, **digest_read}
     assert server.writes(bucket, key) == 1
-    assert all_keys(client, bucket) == [key]
+    assert sorted(all_keys(client, bucket)) == sorted([key, sink.manifest_key("Messages", "JS0123")])
+
+
+def test_without_its_manifest_an_untagged_object_is_not_taken_as_stored(client: Any, bucket: str) -> None:
+    """On a store without safe tags the digest is in the job manifest only: before the manifest exists (the job
+    is still running, or the worker died), the object is written again rather than recorded without a sha256."""
+    sink = make_sink(client, bucket, digest_in_tags=False)
+    data = day_file(2048)
+    key = "twilio/Messages/nomanifest.json.gz"
+    result = sink.upload_verified(reader_for(data), key, len(data), META)
+    assert sink.stored_day(key, len(data), META["twilio_create_date"]) is None
+    sink.put_json(sink.manifest_key("Messages", "JS0123"), {"days": [{"key": key, "size": len(data) + 1}]})
+    assert sink.stored_day(key, len(data), META["twilio_create_date"]) is None  # another file's entry
+    publish_manifest(sink, META, result)
+    assert sink.stored_day(key, len(data), META["twilio_create_date"]) == StoredDay(
+        key, len(data), result.sha256, result.records
+    )
 
 
 def test_stored_day_matches_size_and_create_date_before_reading_tags(client: Any, bucket: str) -> None:
+    if not keeps_tags(client):
+        pytest.skip("no tags on this store: test_without_its_manifest_an_untagged_object_is_not_taken_as_stored")
     sink = make_sink(client, bucket)
     data = day_file(2048)
     key = "twilio/Messages/v.json.gz"
@@ -451,6 +488,8 @@ def test_stored_day_reads_the_digest_of_older_versions_from_the_metadata(client:
 def test_an_object_never_tagged_is_not_taken_as_stored(client: Any, bucket: str) -> None:
     """A worker that died between CompleteMultipartUpload and PutObjectTagging left an object without its digest:
     the day is copied again rather than recorded without a sha256."""
+    if not keeps_tags(client):
+        pytest.skip("no PutObjectTagging on this store: test_without_its_manifest_an_untagged_object_is_not_...")
     sink = make_sink(client, bucket, **MULTIPART)
     data = day_file(4096)
     key = "twilio/Messages/untagged.json.gz"
@@ -478,7 +517,7 @@ def test_new_content_replaces_the_old(server: S3Server, client: Any, bucket: str
     sink.upload_verified(reader_for(old), key, len(old), META)
     result = sink.upload_verified(reader_for(new), key, len(new), META)
     assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == new
-    assert tags_of(client, bucket, key)["sha256"] == result.sha256
+    assert_digest_kept(client, bucket, key, result.sha256, result.records)
     assert server.writes(bucket, key) == 2
 
 
@@ -530,7 +569,8 @@ def test_empty_file_is_one_put_whatever_the_settings(client: Any, bucket: str) -
     data = gzip.compress(b"", mtime=0)
     for settings, key in ((SINGLE, "twilio/e1.json.gz"), (MULTIPART, "twilio/e2.json.gz")):
         result = make_sink(client, bucket, **settings).upload_verified(reader_for(data), key, len(data), META)
-        assert result.records == 0 and tags_of(client, bucket, key)["records"] == "0"
+        assert result.records == 0
+        assert_digest_kept(client, bucket, key, hashlib.sha256(data).hexdigest(), 0)
     zero = make_sink(client, bucket, **MULTIPART).upload_verified(reader_for(b""), "twilio/e3", 0, META)
     assert zero.size == 0 and client.head_object(Bucket=bucket, Key="twilio/e3")["ContentLength"] == 0
 
@@ -680,7 +720,7 @@ def test_make_s3_client_reads_boto3_environment(
     assert client.meta.config.retries == {"mode": "standard", "total_max_attempts": 5}
     assert client.meta.config.max_pool_connections == 7
     assert client.meta.config.s3 == {"addressing_style": "path"}
-    client.put_object(Bucket=bucket, Key="probe", Body=b"x")
+    client.put_object(Bucket=bucket, Key="probe", Body=b"x", ChecksumSHA256=sha256_b64(b"x"))  # header, not chunked
     assert client.get_object(Bucket=bucket, Key="probe")["Body"].read() == b"x"
 
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "9")
@@ -712,3 +752,65 @@ def test_plain_server_counts_and_restart_loses_state(tmp_path: Path) -> None:
         pid = plain.pid
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # stopped and reaped on exit
+
+
+# -- the check after every write (issue 19) --------------------------------------------------------------------
+
+
+def last_write_of(client: Any, settings: dict[str, Any]) -> str:
+    """The last request that touches a day file's key on this path (after which the HeadObject checks it)."""
+    if settings is SINGLE:
+        return "PutObject"
+    return "PutObjectTagging" if keeps_tags(client) else "CompleteMultipartUpload"
+
+
+@PATHS
+def test_an_object_changed_right_after_its_last_write_is_an_anomaly_and_is_removed(
+    server: S3Server, client: Any, bucket: str, settings: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Someone (a gateway, a proxy, another writer) changes the object between the relay's last write and its
+    HeadObject: never returned as uploaded, ERROR with bucket/key/operation, the object deleted (the retry writes
+    it again)."""
+    operation = last_write_of(client, settings)
+    other = server.client()
+    key = "twilio/Messages/day=2024-05-01/altered.json.gz"
+
+    def alter(**_: Any) -> None:
+        other.put_object(Bucket=bucket, Key=key, Body=b"<Tagging/>", ChecksumSHA256=sha256_b64(b"<Tagging/>"))
+
+    client.meta.events.register(f"after-call.s3.{operation}", alter)
+    data = day_file(4096)
+    with pytest.raises(TransientS3Error) as info:
+        make_sink(client, bucket, **settings).upload_verified(reader_for(data), key, len(data), META)
+    assert info.value.code == "StoreAnomaly" and info.value.operation == operation
+    assert isinstance(info.value, RetryableCopyError)
+    assert all_keys(client, bucket) == []
+    (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert (record.bucket, record.key, record.operation, record.reason) == (bucket, key, operation, "size")
+
+
+def test_tags_forced_on_rclone_are_caught_by_the_check_after_tagging(rclone_s3: RcloneS3Server) -> None:
+    """What issue 19 saw (S3_OBJECT_TAGS=on against rclone, whose PutObjectTagging replaces the object): the
+    HeadObject after the tagging finds the tagging XML in place of the day file."""
+    client = rclone_s3.client()
+    bucket = f"relay-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=bucket)
+    sink = make_sink(client, bucket, single_put_max=0, digest_in_tags=True, multipart_etag_kept=False)
+    data = day_file(4096)
+    with pytest.raises(TransientS3Error, match="changed after PutObjectTagging") as info:
+        sink.upload_verified(reader_for(data), "twilio/Messages/big.json.gz", len(data), META)
+    assert info.value.code == "StoreAnomaly"
+    assert all_keys(client, bucket) == []
+
+
+def test_a_manifest_changed_after_its_put_is_an_anomaly(server: S3Server, client: Any, bucket: str) -> None:
+    other = server.client()
+    key = "twilio/Messages/_manifests/JS1.json"
+
+    def alter(**_: Any) -> None:
+        other.put_object(Bucket=bucket, Key=key, Body=b"{}", ChecksumSHA256=sha256_b64(b"{}"))
+
+    client.meta.events.register("after-call.s3.PutObject", alter)
+    with pytest.raises(TransientS3Error, match="changed after PutObject"):
+        make_sink(client, bucket).put_json(key, {"job_sid": "JS1", "days": []})
+    assert all_keys(client, bucket) == []
