@@ -18,6 +18,7 @@ from app.config import load_settings
 from app.feed_store import CoverageDay, Feed, owner_of
 from app.registry import DayRecord, DayState, JobRecord
 from tests.conftest import make_env
+from tests.integration.s3_calls import path_settings
 from workers.copy import VerifyingReader
 from workers.s3_sink import S3Sink, SinkSettings, UploadResult
 
@@ -61,7 +62,7 @@ def relay(svc, sink):
 
 @pytest.fixture
 def sink(client, bucket) -> S3Sink:
-    return S3Sink(client, SinkSettings(bucket=bucket, prefix="twilio/"))
+    return S3Sink(client, SinkSettings(bucket=bucket, prefix="twilio/", **path_settings(client)))
 
 
 def copied(

@@ -18,6 +18,7 @@ from app.config import load_settings
 from app.context import Services, build_services
 from app.feed_store import CoverageDay, Feed, owner_of
 from tests.conftest import make_env
+from tests.integration.s3_calls import path_settings
 from workers.copy import VerifyingReader
 from workers.s3_sink import S3Sink, SinkSettings, UploadResult
 
@@ -43,7 +44,7 @@ def svc(redis_url, server, bucket, sandbox) -> Services:
 
 @pytest.fixture
 def sink(client, bucket) -> S3Sink:
-    return S3Sink(client, SinkSettings(bucket=bucket, prefix="twilio/"))
+    return S3Sink(client, SinkSettings(bucket=bucket, prefix="twilio/", **path_settings(client)))
 
 
 class LaggingListing:
@@ -132,7 +133,9 @@ def test_a_recently_copied_day_is_not_dropped_even_when_absent(svc, sink):
 @pytest.mark.parametrize("single_put_max", [16 * MiB, 0], ids=["single-put", "multipart"])
 def test_a_verified_copy_stays_copied_whatever_the_write_path(svc, client, bucket, single_put_max):
     """The ETag the upload answered is the ETag the listing shows: a fresh copy is never taken for a changed one."""
-    sink = S3Sink(client, SinkSettings(bucket=bucket, prefix="twilio/", single_put_max=single_put_max))
+    sink = S3Sink(
+        client, SinkSettings(bucket=bucket, prefix="twilio/", single_put_max=single_put_max, **path_settings(client))
+    )
     result = copy_day(sink, day(5), day_file(9 * MiB if single_put_max == 0 else 4096))
     assert result.etag
     svc.feeds.put_days(owner_of(RT, svc.accounts.primary.sid), {day(5): recorded(result)})
