@@ -136,6 +136,7 @@ class TwilioJob:
     details: list[DayDetail]
     job_queue_position: str | None = None
     estimated_completion_time: str | None = None
+    email: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
     def snapshot(self) -> dict[str, Any]:
@@ -153,6 +154,7 @@ class DayFile:
     size: int
     create_date: str | None
     resource_type: str | None
+    friendly_name: str | None = None  # the FriendlyName of the job that made the file
 
 
 @dataclass(frozen=True)
@@ -231,6 +233,7 @@ def _job_from_payload(payload: dict[str, Any]) -> TwilioJob:
         details=parse_details(payload.get("details")),
         job_queue_position=_str_or_none(payload.get("job_queue_position")),
         estimated_completion_time=_str_or_none(payload.get("estimated_completion_time")),
+        email=_str_or_none(payload.get("email")),
         raw=payload,
     )
 
@@ -243,6 +246,7 @@ _JOB_FIELDS = (
     "friendly_name",
     "webhook_url",
     "webhook_method",
+    "email",
     "details",
     "job_queue_position",
     "estimated_completion_time",
@@ -497,4 +501,4 @@ class BulkExportsClient:
             if not isinstance(inst.size, int) or inst.size < 0:
                 log.warning("ignoring Day %s with invalid size %r", inst.day, inst.size)
                 continue
-            yield DayFile(day=inst.day, size=inst.size, create_date=inst.create_date, resource_type=inst.resource_type)
+            yield DayFile(inst.day, inst.size, inst.create_date, inst.resource_type, inst.friendly_name)
