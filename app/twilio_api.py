@@ -17,7 +17,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -238,19 +238,7 @@ def _job_from_payload(payload: dict[str, Any]) -> TwilioJob:
     )
 
 
-_JOB_FIELDS = (
-    "job_sid",
-    "resource_type",
-    "start_day",
-    "end_day",
-    "friendly_name",
-    "webhook_url",
-    "webhook_method",
-    "email",
-    "details",
-    "job_queue_position",
-    "estimated_completion_time",
-)
+_JOB_FIELDS = tuple(f.name for f in fields(TwilioJob) if f.name != "raw")  # the payload's names
 
 
 def _fields(instance: Any) -> dict[str, Any]:

@@ -51,10 +51,10 @@ def iso(ts: float) -> str:
 def twilio_view(snapshot: dict[str, Any] | None) -> dict[str, Any] | None:
     """Twilio's last answer about a job as we show it: its ETA with a zone (records kept before zones were added
     are shown the same way)."""
-    if not snapshot:
+    eta = (snapshot or {}).get("estimated_completion_time")
+    if not snapshot or not isinstance(eta, str):
         return snapshot
-    eta = snapshot.get("estimated_completion_time")
-    return snapshot | {"estimated_completion_time": utc_text(eta) if isinstance(eta, str) else eta}
+    return snapshot | {"estimated_completion_time": utc_text(eta)}
 
 
 def utc_text(value: str | None) -> str | None:
