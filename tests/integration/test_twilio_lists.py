@@ -213,3 +213,25 @@ def test_cli_errors_are_one_line(cli):
     ):
         r = cli(*args)
         assert r.exit_code == 1 and r.output.startswith(text) and len(r.output.splitlines()) == 1, r.output
+
+
+def test_each_account_sees_its_own_lists(redis_url, s3, bucket, sandbox):
+    sub = sandbox.add_subaccount(sandbox.account_sid, friendly_name="team-a")
+    env = {
+        "TWILIO_DISCOVER_SUBACCOUNTS": "true",
+        "TWILIO_API_BASE_URL": sandbox.api_url,
+        "S3_KEY_TEMPLATE": "{prefix}account={account_sid}/{resource_type}/day={day}/{resource_type}-{day}.json.gz",
+    }
+    app = create_app(load_settings(make_env(redis_url, s3, bucket, sandbox, "https://relay.example.com", **env)))
+    client = app.test_client()
+    remote = sandbox.twilio_client(sub["sid"], sub["auth_token"], sub["sid"]).bulkexports.v1.exports("Calls")
+    sid = remote.export_custom_jobs.create(start_day=day(4), end_day=day(4), friendly_name="team job").job_sid
+    sandbox.complete(sid)
+    r = client.get("/api/twilio/jobs?resource_type=Calls", headers=AUTH)
+    assert r.status_code == 400 and "account is required" in r.get_json()["detail"]  # two accounts served
+    theirs = twilio_jobs(client, f"resource_type=Calls&account={sub['sid']}")
+    assert [j["job_sid"] for j in theirs["jobs"]] == [sid] and theirs["account_sid"] == sub["sid"]
+    assert twilio_jobs(client, f"resource_type=Calls&account={sandbox.account_sid}")["jobs"] == []
+    days = client.get(f"/api/twilio/days/Calls?account={sub['sid']}", headers=AUTH).get_json()["days"]
+    assert [d["day"] for d in days] == [day(4)]
+    assert client.get(f"/api/twilio/days/Calls?account={sandbox.account_sid}", headers=AUTH).get_json()["days"] == []
