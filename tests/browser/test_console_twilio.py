@@ -122,3 +122,22 @@ def test_a_one_off_job_is_submitted_from_the_console(make_stack, sandbox):
     r = http.post(f"{stack.url}/console/twilio/submit", data=good, timeout=30)
     assert r.status_code == 429 and 'id="err-submit"' in r.text and "2 already requested today" in r.text
     assert len(sandbox.jobs()) == 1
+
+
+def test_at_twilio_in_a_browser(make_stack, sandbox, browser, screenshot):
+    from selenium.webdriver.common.by import By
+
+    from tests.browser.pages import assert_fits_a_phone, flash, sign_in, wait_for
+
+    theirs = made_elsewhere(sandbox, 5, 4, "made in the Console")
+    sandbox.complete(theirs)
+    stack = make_stack(workers=1)
+    sign_in(browser, stack.url, path=f"/console/twilio?rt={RT}")
+    wait_for(browser, lambda d: "At Twilio" in d.find_element(By.TAG_NAME, "h1").text, "the At Twilio page")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "tr[data-twilio-day]")) == 2
+    screenshot("at-twilio")
+    browser.find_element(By.CSS_SELECTOR, f"tr[data-twilio-job='{theirs}'] button[type=submit]").click()
+    wait_for(browser, lambda d: "is tracked" in flash(d), "the job tracked")
+    row = browser.find_element(By.CSS_SELECTOR, f"tr[data-twilio-job='{theirs}']")
+    assert row.get_attribute("data-tracked") == "yes"
+    assert_fits_a_phone(browser, stack.url, [f"/console/twilio?rt={RT}"])
