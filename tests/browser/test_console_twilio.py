@@ -114,6 +114,7 @@ def test_a_one_off_job_is_submitted_from_the_console(make_stack, sandbox):
     r = http.post(f"{stack.url}/console/twilio/submit", data=good, timeout=30)
     assert r.status_code == 200 and "/console/jobs/JS" in r.url, (r.status_code, r.url)
     assert "Submitted" in flash_of(r.text)
+    assert re.search(r"Estimated completion</dt><dd>\d{4}-\d\d-\d\dT[\d:.]+Z</dd>", r.text)  # with its zone
     (job,) = sandbox.jobs()
     assert job["job_sid"] in r.url and job["resource_type"] == "Messages"
     assert (job["friendly_name"], job["email"]) == ("one-off from the console", "ops@example.com")
@@ -135,7 +136,7 @@ def test_at_twilio_in_a_browser(make_stack, sandbox, browser, screenshot):
     sign_in(browser, stack.url, path=f"/console/twilio?rt={RT}")
     wait_for(browser, lambda d: "At Twilio" in d.find_element(By.TAG_NAME, "h1").text, "the At Twilio page")
     assert len(browser.find_elements(By.CSS_SELECTOR, "tr[data-twilio-day]")) == 2
-    screenshot("at-twilio")
+    screenshot("at-twilio", docs=True)
     browser.find_element(By.CSS_SELECTOR, f"tr[data-twilio-job='{theirs}'] button[type=submit]").click()
     wait_for(browser, lambda d: "is tracked" in flash(d), "the job tracked")
     row = browser.find_element(By.CSS_SELECTOR, f"tr[data-twilio-job='{theirs}']")
