@@ -142,3 +142,26 @@ def test_at_twilio_in_a_browser(make_stack, sandbox, browser, screenshot):
     row = browser.find_element(By.CSS_SELECTOR, f"tr[data-twilio-job='{theirs}']")
     assert row.get_attribute("data-tracked") == "yes"
     assert_fits_a_phone(browser, stack.url, [f"/console/twilio?rt={RT}"])
+
+
+def test_at_twilio_shows_and_acts_on_the_selected_account(make_stack, sandbox):
+    sub = sandbox.add_subaccount(sandbox.account_sid, friendly_name="team-a")
+    remote = sandbox.twilio_client(sub["sid"], sub["auth_token"], sub["sid"]).bulkexports.v1.exports(RT)
+    theirs = str(remote.export_custom_jobs.create(start_day=day(4), end_day=day(4), friendly_name="team job").job_sid)
+    stack = make_stack(
+        workers=1,
+        TWILIO_DISCOVER_SUBACCOUNTS="true",
+        TWILIO_API_BASE_URL=sandbox.api_url,
+        S3_KEY_TEMPLATE="{prefix}account={account_sid}/{resource_type}/day={day}/{resource_type}-{day}.json.gz",
+    )
+    http, csrf = console_session(stack.url)
+    primary = http.get(f"{stack.url}/console/twilio?rt={RT}", timeout=30).text
+    assert theirs not in primary and f"Twilio has no {RT} export job for this account" in primary
+    page = http.get(f"{stack.url}/console/twilio?rt={RT}&account={sub['sid']}", timeout=30).text
+    assert 'data-tracked="no"' in row(page, "data-twilio-job", theirs)
+    action = re.search(r'action="(/console/twilio/track[^"]*)"', page)
+    assert action and f"account={sub['sid']}" in action[1]  # the form acts on the account its page showed
+    form = {"csrf_token": csrf, "job_sid": theirs, "resource_type": RT}
+    r = http.post(f"{stack.url}{action[1].replace('&amp;', '&')}", data=form, timeout=30)
+    assert r.status_code == 200 and f"Job {theirs} is tracked" in flash_of(r.text), r.text
+    assert stack.api("GET", f"/api/jobs/{theirs}").json()["account_sid"] == sub["sid"]
