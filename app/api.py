@@ -115,6 +115,13 @@ def track_job() -> tuple[Response, int]:
     return jsonify(job_view(svc.registry, job)), 201
 
 
+@bp.post("/jobs/<job_sid>/refresh")
+def refresh_job(job_sid: str) -> Response:
+    """Read the job from Twilio now (``job_ops.refresh``): Twilio's answer at once, the days by the sync it queues."""
+    svc = _svc()
+    return jsonify(job_view(svc.registry, job_ops.refresh(svc, job_sid)))
+
+
 @bp.post("/jobs/<job_sid>/requeue")
 def requeue_job(job_sid: str) -> Response:
     svc = _svc()

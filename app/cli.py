@@ -53,10 +53,22 @@ def _job_detail(v: dict[str, Any]) -> str:
         lines.append(f"  error: {v['error']}")
     if v.get("manifest_key"):
         lines.append(f"  manifest: {v['manifest_key']}")
+    if at_twilio := _twilio_line(v.get("twilio") or {}):
+        lines.append(at_twilio)
     for d in v.get("days") or []:
         extra = d["key"] or d["error"] or ""
         lines.append(f"  {d['day']}  {d['state']:<8} {d['twilio_status'] or '-':<22} {d['records'] or '':>8} {extra}")
     return "\n".join(lines)
+
+
+def _twilio_line(snapshot: dict[str, Any]) -> str:
+    """Twilio's queue position and ETA for the job, and when Twilio said so (empty for a listed day file)."""
+    if "job_queue_position" not in snapshot and "estimated_completion_time" not in snapshot:
+        return ""
+    position = snapshot.get("job_queue_position")
+    eta = snapshot.get("estimated_completion_time") or "-"
+    when = f" (as of {snapshot['fetched_at']})" if snapshot.get("fetched_at") else ""
+    return f"  at Twilio: queue position {position if position is not None else '-'}, ETA {eta}{when}"
 
 
 ACCOUNT_HELP = "Account SID or label (needed when several are served)"
@@ -117,13 +129,15 @@ def list_jobs(page: int, page_size: int, account: str | None, as_json: bool) -> 
 
 @relay_cli.command("status")
 @click.argument("job_sid")
+@click.option("--refresh", is_flag=True, help="Read the job from Twilio now (and queue a sync of its days)")
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 @errors_to_exit
-def status(job_sid: str, as_json: bool) -> None:
-    """One job with its days."""
+def status(job_sid: str, refresh: bool, as_json: bool) -> None:
+    """One job with its days; Twilio's queue position and ETA as last read (now, with --refresh)."""
     svc = _svc()
-    emit(job_view(svc.registry, job_ops.require_job(svc, job_sid)), as_json, _job_detail)
+    job = job_ops.refresh(svc, job_sid) if refresh else job_ops.require_job(svc, job_sid)
+    emit(job_view(svc.registry, job), as_json, _job_detail)
 
 
 @relay_cli.command("cancel")

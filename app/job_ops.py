@@ -1,4 +1,5 @@
-"""Operations on tracked jobs: look one up, adopt a job made elsewhere, cancel, requeue failed days."""
+"""Operations on tracked jobs: look one up, read it from Twilio now, adopt a job made elsewhere, cancel, requeue
+failed days."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from app.context import Services
 from app.errors import Conflict, NotFound, RequestError
 from app.metrics import JOBS
 from app.registry import DayState, JobRecord, JobState
-from app.sync import finish
+from app.sync import fetched, finish
 from app.twilio_api import DAY_RE, TwilioError, TwilioNotFound
 from app.validation import validate_job_sid
 
@@ -22,6 +23,24 @@ def require_job(svc: Services, job_sid: str) -> JobRecord:
     if job is None:
         raise NotFound(f"job {job_sid} is not tracked here")
     return job
+
+
+def refresh(svc: Services, job_sid: str) -> JobRecord:
+    """Read the job from Twilio now (``relay status --refresh``, ``POST /api/jobs/{sid}/refresh``).
+
+    Twilio's answer (queue position, ETA, per-day statuses) replaces the record's snapshot at once, stamped with
+    ``fetched_at``, and an unfinished job gets a sync queued: the worker plans and copies its days from Twilio's
+    answer exactly as after a webhook. The days are not planned here, so the CLI and the web never copy, write a
+    manifest or finish a job themselves. A 404 from Twilio is shown as it is and changes nothing (the sync's
+    rules decide when a job counts as gone)."""
+    job = require_job(svc, job_sid)
+    if job.origin == "listed":
+        raise Conflict(f"{job_sid} is a day file Twilio listed, not a job at Twilio: there is no job to read")
+    tj = svc.twilio_for(job.account_sid).fetch_job(job_sid)
+    svc.registry.update_job(job_sid, twilio=fetched(tj))
+    if not job.state.final:
+        svc.enqueuer.sync(job_sid)
+    return require_job(svc, job_sid)
 
 
 def adopt(svc: Services, job_sid: str, resource_type: str | None = None, account: str | None = None) -> JobRecord:

@@ -493,6 +493,14 @@ class Registry:
             sids, total = matches[offset : offset + limit], len(matches)
         return [j for j in (self.get_job(s) for s in sids) if j is not None], total
 
+    def job_states(self, sids: Sequence[str]) -> dict[str, str | None]:
+        """sid -> the tracked job's state, or None when it is not tracked here; one pipelined round trip."""
+        with self.r.pipeline(transaction=False) as pipe:
+            for sid in sids:
+                pipe.hget(self.job_key(sid), "state")
+            states = pipe.execute()
+        return {sid: (str(state) if state else None) for sid, state in zip(sids, states, strict=True)}
+
     def _jobs_of(self, account_sid: str, batch: int = 500) -> list[str]:
         sids = [str(s) for s in self.r.zrevrange(f"{PREFIX}jobs", 0, -1)]
         matches: list[str] = []

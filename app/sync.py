@@ -31,7 +31,7 @@ from app.twilio_status import (
     WAITING_STATUSES,
     normalise,
 )
-from app.views import day_views
+from app.views import day_views, iso
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +171,11 @@ def sync_job(svc: Services, store: ManifestStore, job_sid: str) -> SyncResult:
     return result
 
 
+def fetched(tj: TwilioJob) -> dict[str, Any]:
+    """What a job record keeps of Twilio's answer, with when it was read (``fetched_at``)."""
+    return tj.snapshot() | {"fetched_at": iso(clock.now())}
+
+
 def _sync_once(svc: Services, job_sid: str) -> SyncResult:
     job = svc.registry.get_job(job_sid)
     if job is None:
@@ -191,7 +196,7 @@ def _sync_once(svc: Services, job_sid: str) -> SyncResult:
         _sync_failed(svc, job, exc)
         raise  # RQ retries the sync a few times; the poller takes it up again after the backoff
     note_outcome(svc.registry, job.account_sid, None)
-    svc.registry.update_job(job_sid, twilio=tj.snapshot(), not_found=0, last_sync_error="")
+    svc.registry.update_job(job_sid, twilio=fetched(tj), not_found=0, last_sync_error="")
     needs_files = any(d.days is None for d in tj.details)
     files = day_files(svc, job.resource_type, job.account_sid) if needs_files or _has_copyable(tj) else {}
     plan = plan_days(job, tj.details, None if files is None else set(files))

@@ -17,7 +17,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -136,6 +136,7 @@ class TwilioJob:
     details: list[DayDetail]
     job_queue_position: str | None = None
     estimated_completion_time: str | None = None
+    email: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
 
     def snapshot(self) -> dict[str, Any]:
@@ -153,6 +154,7 @@ class DayFile:
     size: int
     create_date: str | None
     resource_type: str | None
+    friendly_name: str | None = None  # the FriendlyName of the job that made the file
 
 
 @dataclass(frozen=True)
@@ -231,22 +233,12 @@ def _job_from_payload(payload: dict[str, Any]) -> TwilioJob:
         details=parse_details(payload.get("details")),
         job_queue_position=_str_or_none(payload.get("job_queue_position")),
         estimated_completion_time=_str_or_none(payload.get("estimated_completion_time")),
+        email=_str_or_none(payload.get("email")),
         raw=payload,
     )
 
 
-_JOB_FIELDS = (
-    "job_sid",
-    "resource_type",
-    "start_day",
-    "end_day",
-    "friendly_name",
-    "webhook_url",
-    "webhook_method",
-    "details",
-    "job_queue_position",
-    "estimated_completion_time",
-)
+_JOB_FIELDS = tuple(f.name for f in fields(TwilioJob) if f.name != "raw")  # the payload's names
 
 
 def _fields(instance: Any) -> dict[str, Any]:
@@ -497,4 +489,4 @@ class BulkExportsClient:
             if not isinstance(inst.size, int) or inst.size < 0:
                 log.warning("ignoring Day %s with invalid size %r", inst.day, inst.size)
                 continue
-            yield DayFile(day=inst.day, size=inst.size, create_date=inst.create_date, resource_type=inst.resource_type)
+            yield DayFile(inst.day, inst.size, inst.create_date, inst.resource_type, inst.friendly_name)

@@ -55,3 +55,11 @@ def bounded_int(args: Mapping[str, str], name: str, default: int, high: int, low
     if not low <= value <= high:
         raise RequestError(f"{name} must be between {low} and {high}")
     return value
+
+
+def only_args(args: Mapping[str, str], allowed: tuple[str, ...]) -> None:
+    """Refuse query parameters an operation does not read (a misspelt filter is a 400, never silently ignored)."""
+    unknown = sorted(set(args) - set(allowed))
+    if unknown:
+        takes = ", ".join(allowed) if allowed else "none"
+        raise RequestError(f"unknown query parameter(s): {', '.join(unknown)} (this operation takes: {takes})")

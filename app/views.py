@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,7 +38,7 @@ def job_view(registry: Registry, job: JobRecord) -> dict[str, Any]:
         "created_at": iso(job.created_at),
         "updated_at": iso(job.updated_at),
         "webhooks_received": job.webhooks_received,
-        "twilio": job.twilio,
+        "twilio": twilio_view(job.twilio),
         "day_counts": counts,
         "days": days,
     }
@@ -45,3 +46,24 @@ def job_view(registry: Registry, job: JobRecord) -> dict[str, Any]:
 
 def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def twilio_view(snapshot: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Twilio's last answer about a job as we show it: its ETA with a zone (records kept before zones were added
+    are shown the same way)."""
+    eta = (snapshot or {}).get("estimated_completion_time")
+    if not snapshot or not isinstance(eta, str):
+        return snapshot
+    return snapshot | {"estimated_completion_time": utc_text(eta)}
+
+
+def utc_text(value: str | None) -> str | None:
+    """A time as Twilio writes it, with its zone: Twilio's ``estimated_completion_time`` carries none
+    ("2021-03-15T20:20:14.547") and Twilio's times are UTC, so "Z" is added; a value with a zone, a bare day or
+    text that is no time at all is returned as it was."""
+    if not value or not _NAIVE_TIME.fullmatch(value):
+        return value
+    return value.replace(" ", "T", 1) + "Z"
+
+
+_NAIVE_TIME = re.compile(r"\A\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?\Z")

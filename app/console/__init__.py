@@ -115,7 +115,7 @@ def keep_account(endpoint: str, values: dict[str, Any]) -> None:
 
 def init_app(app: Flask) -> None:
     """Register the console on the relay's Flask app (called by ``app.create_app``)."""
-    from app.console import auth, calendar, feeds, jobs, overview, web  # noqa: F401 - routes register on bp
+    from app.console import auth, calendar, feeds, jobs, overview, twilio, web  # noqa: F401 - routes register on bp
 
     auth.configure_sessions(app)
     app.register_blueprint(bp)

@@ -70,6 +70,7 @@ SELECTOR_TARGETS = {
     "console.job": "console.jobs",
     "console.feeds_page": "console.feeds_page",
     "console.feed_calendar": "console.feeds_page",
+    "console.at_twilio": "console.at_twilio",
 }
 
 

@@ -1,0 +1,38 @@
+"""The HTTP API of Twilio's own lists, under /api/twilio (same admin token as the jobs API): the jobs Twilio has
+for a resource type and the day files it holds, read live (``app.twilio_lists``). ``?account=`` (SID or label)
+picks the account; it may be left out when the relay serves one account. Unknown query parameters are a 400."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify, request
+
+from app import twilio_lists
+from app.api import require_admin_token
+from app.context import current_services as _svc
+from app.validation import bounded_int, only_args
+
+bp = Blueprint("twilio_lists_api", __name__, url_prefix="/api/twilio")
+bp.before_request(require_admin_token)
+
+PAGING = ("page", "page_size")
+
+
+def _page() -> tuple[int, int]:
+    page = bounded_int(request.args, "page", 0, twilio_lists.MAX_PAGE)
+    return page, bounded_int(request.args, "page_size", 50, twilio_lists.MAX_PAGE_SIZE, low=1)
+
+
+@bp.get("/jobs")
+def twilio_jobs() -> Response:
+    only_args(request.args, ("resource_type", "account", *PAGING))
+    svc = _svc()
+    account = svc.accounts.resolve(request.args.get("account"))
+    return jsonify(twilio_lists.twilio_jobs(svc, request.args.get("resource_type"), account, *_page()))
+
+
+@bp.get("/days/<resource_type>")
+def twilio_days(resource_type: str) -> Response:
+    only_args(request.args, ("account", *PAGING))
+    svc = _svc()
+    account = svc.accounts.resolve(request.args.get("account"))
+    return jsonify(twilio_lists.twilio_days(svc, resource_type, account, *_page()))

@@ -1,0 +1,81 @@
+"""``flask --app app relay twilio-jobs`` and ``relay twilio-days``: Twilio's own lists at a shell, read live
+(``app.twilio_lists``, as ``GET /api/twilio/...``): ``--json`` for scripts, a table for people."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from flask.cli import with_appcontext
+
+from app import twilio_lists
+from app.cli import ACCOUNT_HELP, emit, errors_to_exit
+from app.context import current_services as _svc
+from app.validation import bounded_int
+
+
+def _paging(page: str, page_size: str) -> tuple[int, int]:
+    """The API's paging rules for the options (``bounded_int``: digits only, in range)."""
+    args = {"--page": page, "--page-size": page_size}
+    return (
+        bounded_int(args, "--page", 0, twilio_lists.MAX_PAGE),
+        bounded_int(args, "--page-size", 50, twilio_lists.MAX_PAGE_SIZE, low=1),
+    )
+
+
+def _footer(doc: dict[str, Any], what: str) -> str:
+    meta = doc["meta"]
+    more = f"; next: --page {meta['page'] + 1}" if meta["has_more"] else ""
+    return f"({meta['total']} {what} at Twilio, page {meta['page']} of size {meta['page_size']}{more})"
+
+
+def _jobs_text(doc: dict[str, Any]) -> str:
+    lines = []
+    for j in doc["jobs"]:
+        tracked = f"tracked ({j['state']})" if j["tracked"] else "untracked"
+        position = "-" if j["job_queue_position"] is None else j["job_queue_position"]
+        lines.append(
+            f"{j['job_sid']}  {j['start_day']}..{j['end_day']}  {tracked:<19} queue {position:<4} "
+            f"ETA {j['estimated_completion_time'] or '-'}  {j['friendly_name'] or ''}"
+            + (f" <{j['email']}>" if j["email"] else "")
+        )
+    return "\n".join([*lines, _footer(doc, f"{doc['resource_type']} job(s)")])
+
+
+def _days_text(doc: dict[str, Any]) -> str:
+    lines = [
+        f"{d['day']}  {d['size']:>12} B  made {d['create_date'] or '-':<10}  "
+        f"{'in the bucket' if d['in_bucket'] else 'bucket: ' + d['bucket']:<20} {d['friendly_name'] or ''}"
+        for d in doc["days"]
+    ]
+    return "\n".join([*lines, _footer(doc, f"{doc['resource_type']} day file(s)")])
+
+
+@click.command("twilio-jobs")
+@click.argument("resource_type")
+@click.option("--account", default=None, help=ACCOUNT_HELP)
+@click.option("--page", default="0", show_default=True)
+@click.option("--page-size", default="50", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+@errors_to_exit
+def twilio_jobs_cmd(resource_type: str, account: str | None, page: str, page_size: str, as_json: bool) -> None:
+    """Every RESOURCE_TYPE job Twilio has (made here or elsewhere), tracked here or not; `relay track` the others."""
+    svc = _svc()
+    doc = twilio_lists.twilio_jobs(svc, resource_type, svc.accounts.resolve(account), *_paging(page, page_size))
+    emit(doc, as_json, _jobs_text)
+
+
+@click.command("twilio-days")
+@click.argument("resource_type")
+@click.option("--account", default=None, help=ACCOUNT_HELP)
+@click.option("--page", default="0", show_default=True)
+@click.option("--page-size", default="50", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+@errors_to_exit
+def twilio_days_cmd(resource_type: str, account: str | None, page: str, page_size: str, as_json: bool) -> None:
+    """Every RESOURCE_TYPE day file Twilio holds and whether the bucket has its day; `relay copy-day` the others."""
+    svc = _svc()
+    doc = twilio_lists.twilio_days(svc, resource_type, svc.accounts.resolve(account), *_paging(page, page_size))
+    emit(doc, as_json, _days_text)
