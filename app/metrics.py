@@ -21,6 +21,8 @@ from typing import Any
 
 import redis
 
+from app.version import version
+
 # prometheus-client opens its per-process files in this directory as soon as a metric is created: make sure it
 # exists whichever process imports this first (gunicorn's on_starting hook empties it at server start).
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -258,7 +260,19 @@ def render(cluster: ClusterCollector | None = None) -> tuple[bytes, str]:
         registry.register(_ProcessLocal())
     if cluster is not None:
         registry.register(cluster)
+    registry.register(_BuildInfo())
     return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class _BuildInfo:
+    """``relay_build_info{version}`` 1: the version of the web replica answering the scrape (app/version.py), so a
+    dashboard shows a rolling upgrade. /metrics is for the scraper, not the public: deploy/README.md exposes only
+    /hooks/ through the public Ingress."""
+
+    def collect(self) -> Iterator[Metric]:
+        info = GaugeMetricFamily("relay_build_info", "The relay's version (label), always 1", labels=["version"])
+        info.add_metric([version()], 1)
+        yield info
 
 
 class _ProcessLocal:

@@ -9,6 +9,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from app.cli import relay_cli
+from app.metrics import render
 from app.version import version
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,3 +36,8 @@ def test_the_changelog_has_an_unreleased_section_and_one_for_a_release_version()
 
 def test_the_licence_is_apache_2() -> None:
     assert "Apache License" in (ROOT / "LICENSE").read_text()[:200]
+
+
+def test_the_scrape_carries_the_version_as_a_label() -> None:
+    body, _ = render()
+    assert f'relay_build_info{{version="{version()}"}} 1.0' in body.decode()
