@@ -203,17 +203,7 @@ class _Probe:
         key = f"{self.base}-wrong-part"
         upload_id = self.upload(key)
         try:
-            return _refused(
-                lambda: self.client.upload_part(
-                    Bucket=self.bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=1,
-                    Body=self.body,
-                    ChecksumAlgorithm="SHA256",
-                    ChecksumSHA256=_b64_sha256(b"not the part"),
-                )
-            )
+            return _refused(lambda: self.part(key, upload_id, _b64_sha256(b"not the part")))
         finally:
             self.abort(key, upload_id)
 
@@ -222,15 +212,7 @@ class _Probe:
         self.keys.append(key)
         upload_id, checksum = self.upload(key), _b64_sha256(self.body)
         try:
-            part = self.client.upload_part(
-                Bucket=self.bucket,
-                Key=key,
-                UploadId=upload_id,
-                PartNumber=1,
-                Body=self.body,
-                ChecksumAlgorithm="SHA256",
-                ChecksumSHA256=checksum,
-            )
+            part = self.part(key, upload_id, checksum)
             done = self.client.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=key,
@@ -243,6 +225,18 @@ class _Probe:
         intact = self.head_agrees(key, len(self.body), None) and self.body_is(key, self.body)
         etag = str(done.get("ETag", "")).strip('"')
         return intact, intact and self.head_agrees(key, len(self.body), etag)
+
+    def part(self, key: str, upload_id: str, checksum: str) -> dict[str, Any]:
+        """UploadPart of the probe's body as part 1, claiming ``checksum`` as its SHA-256."""
+        return self.client.upload_part(
+            Bucket=self.bucket,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=1,
+            Body=self.body,
+            ChecksumAlgorithm="SHA256",
+            ChecksumSHA256=checksum,
+        )
 
     def abort(self, key: str, upload_id: str) -> None:
         try:
