@@ -48,7 +48,7 @@ JANITOR_TASK = "workers.tasks.janitor_task"  # likewise
 # The only functions a relay worker resolves from a job: a job names its task by dotted path, and RQ would import
 # and call whatever path a job hash written into Redis names (``os.system`` included). See RelayJob.
 RELAY_TASKS = frozenset(
-    {SYNC_TASK, SWEEP_TASK, RECONCILE_TASK, RECOVER_TASK, COPY_TASK, EVENT_TASK, POLL_TASK, JANITOR_TASK}
+    {SYNC_TASK, SWEEP_TASK, RECONCILE_TASK, RECOVER_TASK, VERIFY_TASK, COPY_TASK, EVENT_TASK, POLL_TASK, JANITOR_TASK}
 )
 RELAY_CALLBACKS = frozenset({COPY_FAILED_CALLBACK})
 SERIALIZER = JSONSerializer  # also in the Procfile (--serializer) and workers/cron_config.py
@@ -89,7 +89,8 @@ class RelayJob(Job):
     dead worker). Checking those names before each import covers every path that resolves one, whichever worker
     or registry code reaches it. The names are read from the job's JSON data without importing anything. The
     worker (workers/inprocess_worker.py) asks ``refusal`` before running a job and fails a refused one without
-    calling anything; the properties below are the backstop for RQ's other paths."""
+    calling anything; the properties below are the backstop for RQ's other paths, and ``send_webhooks`` sends
+    nothing (RQ's registry cleanup fails an abandoned job and posts its webhooks without asking ``refusal``)."""
 
     TASKS: frozenset[str] = RELAY_TASKS
     CALLBACKS: frozenset[str] = RELAY_CALLBACKS
@@ -134,6 +135,10 @@ class RelayJob(Job):
     def stopped_callback(self) -> Any:
         self._checked()
         return super().stopped_callback
+
+    def send_webhooks(self, *args: Any, **kwargs: Any) -> None:
+        """Nothing: the relay never sets RQ webhooks, so any a job carries were written by someone else."""
+        log.warning("refused to send the webhooks of job %s", self.id)
 
 
 class JSONQueue(Queue):
