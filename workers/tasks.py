@@ -53,9 +53,9 @@ def store_path() -> store_probe.WritePath:
     """The write path the store probe decided (``app.store_probe``: probed once across replicas, cached in Redis).
     Raises StoreRefused for a store that would corrupt what the relay writes. A probe that cannot run (S3 down, a
     missing bucket) is not fatal: until one runs, the path a store like AWS S3 gets under S3_OBJECT_TAGS (every
-    write is still checked by a HeadObject), and the next call probes again. A worker keeps the path it got for
-    its lifetime: a store that changes behaviour is seen by workers started after the cache expires (6 h) or after
-    ``relay doctor`` probed it afresh."""
+    write is still checked by a HeadObject), and the next call probes again. The janitor (``janitor_task``, hourly)
+    takes the path again from the cache, probing when it has expired (6 h) or was lost with Redis: so the cache
+    /health and /readyz read never runs out, and a store that changes behaviour is followed within hours."""
     if _probed:
         return _probed[0]
     svc = worker_services()
@@ -293,7 +293,9 @@ def deliver_event_task(event_id: str, body: str) -> int:
 
 
 def janitor_task() -> int:
-    """Abort multipart uploads and staging objects left by killed workers."""
+    """Take the store's write path again (``store_path``), then abort multipart uploads and staging objects left
+    by killed workers."""
+    _probed.clear()
     count = sink().abort_stale_uploads(STALE_UPLOAD_AGE)
     log.info("janitor removed %d stale upload(s)", count)
     return count

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rq import Queue
 
+from app import store_probe
 from app.context import worker_services
 from app.queueing import CONTROL_QUEUE
 from app.registry import JobRecord, hash_token
@@ -66,3 +67,14 @@ def test_a_poll_that_overran_its_lock_does_not_free_the_next_polls(svc, monkeypa
     monkeypatch.setattr(svc.registry, "prune_jobs", lock_expires_and_is_retaken)
     assert tasks.poll_task() == {"queued": 1}
     assert svc.registry.r.get("ber:lock:poll") == "the-next-poll"
+
+
+def test_the_janitor_probes_the_store_again_once_its_findings_are_gone(svc):
+    """/health and /readyz read the store probe's cached findings (app/store_probe.py): the hourly janitor keeps
+    them there, whether they expired or were lost with Redis."""
+    s = svc.settings
+    tasks.janitor_task()
+    assert store_probe.cached_findings(svc.registry.r, svc.s3_client(), s.s3_bucket) is not None
+    svc.registry.r.flushall()  # Redis lost (or the findings expired)
+    tasks.janitor_task()
+    assert store_probe.cached_findings(svc.registry.r, svc.s3_client(), s.s3_bucket) is not None
