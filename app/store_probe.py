@@ -300,19 +300,21 @@ def store_findings(r: redis.Redis, client: S3Client, bucket: str, prefix: str, f
     """The store's findings: cached ones unless ``fresh``; else probed once across replicas (a lock: the others
     wait up to WAIT_SECONDS for its result, then probe themselves) and cached for CACHE_SECONDS."""
     suffix = _suffix(client, bucket)
+    lock = r.lock(LOCK_PREFIX + suffix, timeout=LOCK_SECONDS)  # released only by its owner (a token)
     deadline = time.monotonic() + WAIT_SECONDS
     while not fresh:
         found = cached_findings(r, client, bucket)
         if found is not None:
             return found
-        if r.set(LOCK_PREFIX + suffix, "1", nx=True, ex=LOCK_SECONDS) or time.monotonic() > deadline:
+        if lock.acquire(blocking=False) or time.monotonic() > deadline:
             break
         time.sleep(0.2)  # another replica is probing right now: its result is seconds away
     try:
         findings = probe_store(client, bucket, prefix)
         r.set(KEY_PREFIX + suffix, findings.to_json(), ex=CACHE_SECONDS)
     finally:
-        r.delete(LOCK_PREFIX + suffix)
+        if lock.owned():
+            lock.release()
     log.info("S3 store probed", extra={"bucket": bucket, "findings": findings.to_json()})
     return findings
 
