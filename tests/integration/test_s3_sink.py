@@ -789,6 +789,30 @@ def test_an_object_changed_right_after_its_last_write_is_an_anomaly_and_is_remov
     assert (record.bucket, record.key, record.operation, record.reason) == (bucket, key, operation, "size")
 
 
+def test_a_tagging_that_fails_after_altering_the_object_is_checked_too(
+    server: S3Server, client: Any, bucket: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store that replaces the body on PutObjectTagging and then drops the connection: the tagging's error is
+    raised, and the altered object is found and deleted all the same (never left at the published key)."""
+    if not keeps_tags(client):
+        pytest.skip("no PutObjectTagging on this store: covered by the test after this one")
+    other = server.client()
+    key = "twilio/Messages/day=2024-05-02/altered.json.gz"
+
+    def alter_then_fail(**_: Any) -> None:
+        other.put_object(Bucket=bucket, Key=key, Body=b"<Tagging/>", ChecksumSHA256=sha256_b64(b"<Tagging/>"))
+        raise EndpointConnectionError(endpoint_url=server.endpoint_url)
+
+    client.meta.events.register("after-call.s3.PutObjectTagging", alter_then_fail)
+    data = day_file(4096)
+    with pytest.raises(TransientS3Error) as info:
+        make_sink(client, bucket, single_put_max=0).upload_verified(reader_for(data), key, len(data), META)
+    assert info.value.operation == "PutObjectTagging" and info.value.code != "StoreAnomaly"  # the tagging's error
+    assert all_keys(client, bucket) == []
+    (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert (record.key, record.operation, record.reason) == (key, "PutObjectTagging", "size")
+
+
 def test_tags_forced_on_rclone_are_caught_by_the_check_after_tagging(rclone_s3: RcloneS3Server) -> None:
     """What issue 19 saw (S3_OBJECT_TAGS=on against rclone, whose PutObjectTagging replaces the object): the
     HeadObject after the tagging finds the tagging XML in place of the day file."""
