@@ -16,10 +16,11 @@ The probe, each step followed by a HeadObject (and a GetObject of the few bytes 
 - ``multipart_intact``: a multipart upload completes and holds its bytes; ``multipart_etag_kept``: HeadObject
   then answers CompleteMultipartUpload's ETag (else the check after a multipart write compares the size only).
 
-Who probes: workers (``probe_and_cache`` when one starts, and ``relay doctor``), which may write; the web only
-reads the cached findings (its IAM role has no PutObject). The findings are cached in Redis per endpoint and
-bucket for ``CACHE_SECONDS`` (a store does not change behaviour often; a gateway upgrade is seen within hours, or
-at once with ``relay doctor``), under a lock so that replicas starting together probe once: the others wait for
+Who probes: workers (``workers.tasks.store_path`` through ``write_path``: when one starts, and again from the
+hourly janitor once the cache has expired) and ``relay doctor``, which may write; the web only reads the cached
+findings (its IAM role has no PutObject). The findings are cached in Redis per endpoint and bucket for
+``CACHE_SECONDS`` (a store does not change behaviour often; a gateway upgrade is seen within hours, or at once
+with ``relay doctor``), under a lock so that replicas starting together probe once: the others wait for
 its result. A probe that could not finish (S3 unreachable) is not cached.
 
 Redis keys (the registry's layout table lists them): ``ber:store:probe:{bucket}:{endpoint hash}`` (JSON findings,

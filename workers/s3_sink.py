@@ -534,7 +534,8 @@ class S3Sink:
         """Write a self-verifying stream once, straight to ``key``, and publish it only once verified.
 
         ``metadata`` (job_sid, day, resource_type, twilio_create_date) goes into the object's metadata with
-        ``size``; sha256 and records into its tags (see the module docstring). The caller has already decided
+        ``size``; sha256 and records into its tags where the store keeps them safely (``digest_in_tags``), else
+        only into the job manifest the caller writes (see the module docstring). The caller has already decided
         that ``key`` does not hold this file (``stored_day``, under its per-key lock). Errors raised by the
         reader (integrity, download) propagate unchanged; S3 errors are classified.
         """
@@ -547,10 +548,11 @@ class S3Sink:
     def _put_verified(
         self, reader: VerifiedStream, key: str, expected_size: int, metadata: Mapping[str, str]
     ) -> UploadResult:
-        """Small files: verify in memory, then one PutObject with the metadata, our SHA-256 and the digest tags.
+        """Small files: verify in memory, then one PutObject with the metadata, our SHA-256 and (where the store
+        keeps tags safely) the digest tags.
 
         S3 checks the body against ``ChecksumSHA256`` and refuses a mismatch (BadDigest), so what is stored
-        is proven to be what we hashed, and a PutObject is atomic, tags included.
+        is proven to be what we hashed, and a PutObject is atomic, tags included; a HeadObject then checks it.
         """
         body = read_verified(reader, expected_size)
         digest = reader.digest()
