@@ -185,8 +185,10 @@ def _ensure_registry(svc: Services) -> None:
 def recover_task() -> dict[str, int]:
     """``relay recover``: track again every job of ours Twilio still lists (idempotent), marker included."""
     svc = worker_services()
-    # A lost registry gets its marker (and the "signed webhook seen" fact) back before its jobs' tokens map again.
-    adopted = recovery.ensure_registry(svc, sink()).adopted + recovery.recover_jobs(svc)
+    # A lost registry gets its marker (and the "signed webhook seen" fact) back before its jobs' tokens map again;
+    # ensure_registry then has already listed Twilio's jobs: they are not listed twice.
+    done = recovery.ensure_registry(svc, sink())
+    adopted = done.adopted if done.state_before == recovery.LOST else recovery.recover_jobs(svc)
     log.info("recovery on request", extra={"adopted": len(adopted)})
     return {"adopted": len(adopted)}
 
