@@ -118,6 +118,22 @@ def peer_address(addr: Any) -> str | None:
     return addr[0] if isinstance(addr, tuple) and addr and isinstance(addr[0], str) else None
 
 
+def serve_capped(slots: ClientSlots | None, addr: Any, client: Any, serve: Callable[[], None]) -> None:
+    """``serve()`` the connection unless its client already holds its cap of this worker's connections: then it is
+    closed as soon as it is accepted, before a byte is read (deploy/gunicorn.conf.py's gevent worker calls this)."""
+    remote = peer_address(addr)
+    key = slots.take(remote) if slots and remote else ""
+    if key is None:
+        CLIENT_LIMITS.labels("connections_per_client").inc()
+        client.close()
+        return
+    try:
+        serve()
+    finally:
+        if key and slots:
+            slots.give_back(key)
+
+
 class BodyTimeout(Exception):
     """The request body did not arrive within the deadline (an Exception, so gunicorn marks the body failed)."""
 

@@ -95,22 +95,11 @@ def _gevent_worker() -> type:
             super().run()
 
         def handle(self, listener: Any, client: Any, addr: Any) -> None:
-            # A connection over its client's cap is closed as soon as it is accepted, before a byte is read, so
-            # that one address can hold at most WEB_MAX_CONNECTIONS_PER_CLIENT of this worker's greenlets.
-            from app.client_limits import peer_address
-            from app.metrics import CLIENT_LIMITS
+            from app.client_limits import serve_capped  # at most WEB_MAX_CONNECTIONS_PER_CLIENT per address
 
-            remote = peer_address(addr)
-            key = self.connections.take(remote) if self.connections and remote else ""
-            if key is None:
-                CLIENT_LIMITS.labels("connections_per_client").inc()
-                client.close()
-                return
-            try:
-                super().handle(listener, client, addr)
-            finally:
-                if key and self.connections:
-                    self.connections.give_back(key)
+            serve_capped(
+                self.connections, addr, client, lambda: super(RelayGeventWorker, self).handle(listener, client, addr)
+            )
 
         def handle_exit(self, sig: int, frame: Any) -> None:
             super().handle_exit(sig, frame)
