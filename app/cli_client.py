@@ -96,7 +96,11 @@ class HttpClient:
 
         self.base = url.rstrip("/") + "/api"
         self.session = requests.Session()
-        self.session.headers.update({"Authorization": f"Bearer {token}", "Accept": "application/json"})
+        from app.version import version
+
+        self.session.headers.update(
+            {"Authorization": f"Bearer {token}", "Accept": "application/json", "User-Agent": f"relay/{version()}"}
+        )
         self.session.trust_env = True  # HTTPS_PROXY and REQUESTS_CA_BUNDLE work as everywhere else
 
     def _call(self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None) -> Any:
