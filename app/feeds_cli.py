@@ -11,11 +11,9 @@ from typing import Any
 
 import click
 
-from app import verify
 from app.cli import ACCOUNT_HELP, client, emit, errors_to_exit, fail, local_only
 from app.cli_client import EXIT_ERROR, CliFailure
 from app.days import days_between
-from app.validation import parse_day, validate_resource_type
 
 SYMBOLS = {"copied": "#", "empty": ".", "in_flight": "~", "failed": "!", "corrupt": "x", "missing": "_"}
 LEGEND = "  ".join(f"{mark} {state}" for state, mark in SYMBOLS.items()) + "  (blank: outside the feed)"
@@ -152,7 +150,9 @@ def verify_cmd(
     local_only("verify")
     from rq.results import Result
 
+    from app import verify
     from app.cli_local import services
+    from app.validation import parse_day, validate_resource_type
 
     svc = services()
     args = (
