@@ -15,10 +15,11 @@ import sys
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import click
 
-from app.cli_client import EXIT_CONFIG, EXIT_ERROR, EXIT_USAGE, Client, CliFailure, HttpClient
+from app.cli_client import EXIT_CODES, EXIT_CONFIG, EXIT_ERROR, EXIT_USAGE, Client, CliFailure, HttpClient
 from app.version import version
 
 URL_KEY, TOKEN_KEY = "relay.url", "relay.token"
@@ -59,9 +60,27 @@ def remote() -> tuple[str, str] | None:
     url, token = meta.get(URL_KEY), meta.get(TOKEN_KEY)
     if not url:
         return None
+    check_url(url)
     if not token:
         raise CliFailure("--url needs the API's token: give --token or set RELAY_TOKEN", EXIT_CONFIG)
     return url, token
+
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def check_url(url: str) -> None:
+    """An http(s) URL with a host; plain http only to this machine (a port-forward, a tunnel): the token must
+    not cross a network in clear text."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CliFailure(f"--url must be https://HOST[:PORT] (got {url!r})", EXIT_USAGE)
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        raise CliFailure(
+            f"--url: refusing to send the token over plain http to {parts.hostname}: use https "
+            "(or a tunnel to localhost)",
+            EXIT_USAGE,
+        )
 
 
 def client() -> Client:
@@ -115,7 +134,10 @@ def _twilio_line(snapshot: dict[str, Any]) -> str:
 ACCOUNT_HELP = "Account SID or label (needed when several are served)"
 
 
-@click.group("relay")
+EPILOG = "\b\nExit statuses:\n" + "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODES.items())
+
+
+@click.group("relay", epilog=EPILOG)
 @click.version_option(version(), prog_name="relay", message="%(prog)s %(version)s")
 @click.option("--url", envvar="RELAY_URL", default=None, help="Use the relay at URL over HTTP (env RELAY_URL)")
 @click.option("--token", envvar="RELAY_TOKEN", default=None, help="Its API token (env RELAY_TOKEN)")

@@ -129,6 +129,8 @@ def test_each_failure_is_one_line_with_its_exit_status(both):
     assert "in-process only" in one_line_failure(remote("doctor"), EXIT_USAGE)
     no_token = run(BARE_ENV, "--url", "http://127.0.0.1:1", "list")
     assert "RELAY_TOKEN" in one_line_failure(no_token, EXIT_CONFIG)
+    clear_text = run(BARE_ENV, "--url", "http://relay.example.com", "--token", ADMIN_TOKEN, "list")
+    assert "plain http" in one_line_failure(clear_text, EXIT_USAGE)  # the token never crosses a network unencrypted
     unreachable = run(BARE_ENV, "--url", f"http://127.0.0.1:{free_port()}", "--token", ADMIN_TOKEN, "list")
     assert "cannot reach the relay" in one_line_failure(unreachable, EXIT_UNAVAILABLE)
 
