@@ -48,7 +48,7 @@ JANITOR_TASK = "workers.tasks.janitor_task"  # likewise
 # The only functions a relay worker resolves from a job: a job names its task by dotted path, and RQ would import
 # and call whatever path a job hash written into Redis names (``os.system`` included). See RelayJob.
 RELAY_TASKS = frozenset(
-    {SYNC_TASK, SWEEP_TASK, RECONCILE_TASK, RECOVER_TASK, COPY_TASK, EVENT_TASK, POLL_TASK, JANITOR_TASK}
+    {SYNC_TASK, SWEEP_TASK, RECONCILE_TASK, RECOVER_TASK, VERIFY_TASK, COPY_TASK, EVENT_TASK, POLL_TASK, JANITOR_TASK}
 )
 RELAY_CALLBACKS = frozenset({COPY_FAILED_CALLBACK})
 SERIALIZER = JSONSerializer  # also in the Procfile (--serializer) and workers/cron_config.py
