@@ -38,9 +38,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.extensions["relay"] = services or build_services(settings)
 
     from app import api, console, feeds_api, health, intake, twilio_lists_api
-    from app.cli import relay_cli
-    from app.feeds_cli import accounts_cmd, copy_day_cmd, coverage_cmd, daily_cli, feed_cli, verify_cmd
-    from app.twilio_lists_cli import twilio_days_cmd, twilio_jobs_cmd
+    from app.cli_main import relay_cli
 
     app.register_blueprint(health.bp)
     app.register_blueprint(intake.bp)
@@ -48,14 +46,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.register_blueprint(feeds_api.bp)
     app.register_blueprint(twilio_lists_api.bp)
     console.init_app(app)  # the operator console under /console (app/console)
-    relay_cli.add_command(feed_cli)
-    relay_cli.add_command(coverage_cmd)
-    relay_cli.add_command(daily_cli)
-    relay_cli.add_command(copy_day_cmd)
-    relay_cli.add_command(accounts_cmd)
-    relay_cli.add_command(verify_cmd)
-    relay_cli.add_command(twilio_jobs_cmd)
-    relay_cli.add_command(twilio_days_cmd)
     app.cli.add_command(relay_cli)
     _register_error_handlers(app)
 

@@ -1,7 +1,8 @@
 """The domain's error registry: what the core raises on purpose, and how the API and CLI show it.
 
 Each error carries its HTTP status and title; the web has one handler for all of them (``app.__init__``) and the
-CLI prints the message and exits 1 (``app.cli``), so an error means the same thing everywhere. Twilio's errors
+CLI prints the message and exits with the status's code (``app.cli_client.exit_code_for``: 404 is 6, 429 is 7, ...
+whether it ran in-process or over HTTP), so an error means the same thing everywhere. Twilio's errors
 live with the client (``app.twilio_api``), the copy errors with the workers that raise them
 (``workers.copy_errors``).
 """

@@ -1,5 +1,6 @@
-"""``flask --app app relay feed ...``, ``relay coverage``, ``relay verify``: continuous sync at a shell (same rules as
-the API)."""
+"""``relay feed ...``, ``relay coverage``, ``relay daily ...``, ``relay copy-day``, ``relay accounts`` (over HTTP
+or in-process, ``app.cli``) and ``relay verify`` (in-process only): continuous sync at a shell, same rules and
+documents as the API."""
 
 from __future__ import annotations
 
@@ -9,14 +10,10 @@ from datetime import date
 from typing import Any
 
 import click
-from flask.cli import with_appcontext
-from rq.results import Result
 
-from app import accounts, coverage, daily_exports, feeds, verify
-from app.cli import ACCOUNT_HELP, emit, errors_to_exit
-from app.context import current_services as _svc
+from app.cli import ACCOUNT_HELP, client, emit, errors_to_exit, fail, local_only
+from app.cli_client import EXIT_ERROR, CliFailure
 from app.days import days_between
-from app.validation import parse_day, validate_resource_type
 
 SYMBOLS = {"copied": "#", "empty": ".", "in_flight": "~", "failed": "!", "corrupt": "x", "missing": "_"}
 LEGEND = "  ".join(f"{mark} {state}" for state, mark in SYMBOLS.items()) + "  (blank: outside the feed)"
@@ -40,46 +37,38 @@ def _feed_line(v: dict[str, Any]) -> str:
 @click.option("--until", default=None, help="Last day, for a bounded backfill")
 @click.option("--disabled", is_flag=True, help="Keep the feed but stop planning it")
 @click.option("--json", "as_json", is_flag=True)
-@with_appcontext
 @errors_to_exit
 def set_feed(
     resource_type: str, account: str | None, since: str, until: str | None, disabled: bool, as_json: bool
 ) -> None:
     body = {"since": since, "until": until, "enabled": not disabled}
-    sid = _svc().accounts.resolve(account).sid
-    feed = feeds.put_feed(_svc().feeds, feeds.feed_from_body(resource_type, body, sid))
-    emit(feeds.feed_view(feed), as_json, _feed_line)
+    emit(client().put_feed(resource_type, account, body), as_json, _feed_line)
 
 
 @feed_cli.command("list")
 @click.option("--json", "as_json", is_flag=True)
-@with_appcontext
 @errors_to_exit
 def list_feeds(as_json: bool) -> None:
-    views = [feeds.feed_view(f) for f in _svc().feeds.list_feeds()]
-    emit(views, as_json, lambda vs: "\n".join(_feed_line(v) for v in vs) or "no feeds")
+    emit(client().list_feeds(), as_json, lambda doc: "\n".join(_feed_line(v) for v in doc["feeds"]) or "no feeds")
 
 
 @feed_cli.command("show")
 @click.argument("resource_type")
 @click.option("--account", default=None, help=ACCOUNT_HELP)
 @click.option("--json", "as_json", is_flag=True)
-@with_appcontext
 @errors_to_exit
 def show_feed(resource_type: str, account: str | None, as_json: bool) -> None:
-    sid = _svc().accounts.resolve(account).sid
-    emit(feeds.feed_view(feeds.require_feed(_svc().feeds, resource_type, sid)), as_json, _feed_line)
+    emit(client().feed(resource_type, account), as_json, _feed_line)
 
 
 @feed_cli.command("delete")
 @click.argument("resource_type")
 @click.option("--account", default=None, help=ACCOUNT_HELP)
-@with_appcontext
 @errors_to_exit
 def delete_feed(resource_type: str, account: str | None) -> None:
     """Stop planning the feed (copied data and jobs in flight are untouched)."""
-    feed = feeds.delete_feed(_svc().feeds, resource_type, _svc().accounts.resolve(account).sid)
-    click.echo(f"feed {feed.resource_type} deleted")
+    feed = client().delete_feed(resource_type, account)
+    click.echo(f"feed {feed['resource_type']} deleted")
 
 
 @click.command("coverage")
@@ -88,20 +77,13 @@ def delete_feed(resource_type: str, account: str | None) -> None:
 @click.option("--from", "first", default=None, help="First day shown (YYYY-MM-DD)")
 @click.option("--to", "last", default=None, help="Last day shown")
 @click.option("--json", "as_json", is_flag=True)
-@with_appcontext
 @errors_to_exit
 def coverage_cmd(
     resource_type: str | None, account: str | None, first: str | None, last: str | None, as_json: bool
 ) -> None:
     """Which days of each feed are in the bucket: counts, then a month per line."""
-    svc = _svc()
-    doc = coverage.report(
-        svc,
-        validate_resource_type(resource_type) if resource_type else None,
-        parse_day(first, "--from") if first else None,
-        parse_day(last, "--to") if last else None,
-        svc.accounts.resolve(account).sid if account else None,
-    )
+    query = {"resource_type": resource_type, "from": first, "to": last, "account": account}
+    doc = client().coverage({k: v for k, v in query.items() if v is not None})
     emit(doc, as_json, _calendar_text)
 
 
@@ -151,7 +133,6 @@ def _months(feed: dict[str, Any]) -> list[str]:
     "--wait", default=3600, show_default=True, help="Seconds to wait for the worker's report (and it may run)"
 )
 @click.option("--json", "as_json", is_flag=True)
-@with_appcontext
 @errors_to_exit
 def verify_cmd(
     resource_type: str | None,
@@ -164,8 +145,16 @@ def verify_cmd(
 ) -> None:
     """Re-read each copied day's object and check its sha256 and record count; exit 1 if any day fails.
 
-    A worker reads the objects (only the workers' role may): this queues the check and waits for its report."""
-    svc = _svc()
+    A worker reads the objects (only the workers' role may): this queues the check and waits for its report.
+    In-process only."""
+    local_only("verify")
+    from rq.results import Result
+
+    from app import verify
+    from app.cli_local import services
+    from app.validation import parse_day, validate_resource_type
+
+    svc = services()
     args = (
         validate_resource_type(resource_type) if resource_type else None,
         svc.accounts.resolve(account).sid if account else None,
@@ -177,12 +166,11 @@ def verify_cmd(
     result = task.latest_result(timeout=max(1, wait))
     if result is None or result.type != Result.Type.SUCCESSFUL:
         why = "no report yet (are workers running?)" if result is None else (result.exc_string or "").strip()
-        click.echo(f"error: verification task {task.id}: {why.splitlines()[-1] if why else 'failed'}", err=True)
-        sys.exit(1)
+        fail(CliFailure(f"verification task {task.id}: {why.splitlines()[-1] if why else 'failed'}"))
     doc: dict[str, Any] = result.return_value or {}
     emit(doc, as_json, verify.summary_text)
     if doc["problems"]:
-        sys.exit(1)
+        sys.exit(EXIT_ERROR)
 
 
 @click.group("daily")
@@ -199,52 +187,50 @@ def _daily_line(v: dict[str, Any]) -> str:
 @click.argument("resource_type")
 @click.option("--account", default=None, help=ACCOUNT_HELP)
 @click.option("--json", "as_json", is_flag=True)
-@with_appcontext
 @errors_to_exit
 def daily_show(resource_type: str, account: str | None, as_json: bool) -> None:
-    emit(daily_exports.show(_svc(), resource_type, _svc().accounts.resolve(account)), as_json, _daily_line)
+    emit(client().daily(resource_type, account), as_json, _daily_line)
 
 
 @daily_cli.command("enable")
 @click.argument("resource_type")
 @click.option("--account", default=None, help=ACCOUNT_HELP)
-@with_appcontext
 @errors_to_exit
 def daily_enable(resource_type: str, account: str | None) -> None:
     """Have Twilio export every day by itself and call this relay (no quota spent on those days)."""
-    view = daily_exports.set_enabled(_svc(), resource_type, True, _svc().accounts.resolve(account))
-    click.echo(_daily_line(view))
+    click.echo(_daily_line(client().set_daily(resource_type, account, True)))
 
 
 @daily_cli.command("disable")
 @click.argument("resource_type")
 @click.option("--account", default=None, help=ACCOUNT_HELP)
-@with_appcontext
 @errors_to_exit
 def daily_disable(resource_type: str, account: str | None) -> None:
-    view = daily_exports.set_enabled(_svc(), resource_type, False, _svc().accounts.resolve(account))
-    click.echo(_daily_line(view))
+    click.echo(_daily_line(client().set_daily(resource_type, account, False)))
 
 
 @click.command("copy-day")
 @click.argument("resource_type")
 @click.argument("day")
 @click.option("--account", default=None, help=ACCOUNT_HELP)
-@with_appcontext
+@click.option("--json", "as_json", is_flag=True)
 @errors_to_exit
-def copy_day_cmd(resource_type: str, day: str, account: str | None) -> None:
+def copy_day_cmd(resource_type: str, day: str, account: str | None, as_json: bool) -> None:
     """Copy one day file Twilio lists (made by a daily export, the Console, another tool): no quota spent."""
-    job = daily_exports.copy_listed_day(_svc(), resource_type, day, _svc().accounts.resolve(account))
-    click.echo(f"{job.job_sid}  {job.resource_type} {job.start_day}: copy queued (relay status {job.job_sid})")
+    job = client().copy_day(resource_type, day, account)
+    emit(job, as_json, _copy_queued_line)
+
+
+def _copy_queued_line(j: dict[str, Any]) -> str:
+    return f"{j['job_sid']}  {j['resource_type']} {j['start_day']}: copy queued (relay status {j['job_sid']})"
 
 
 @click.command("accounts")
 @click.option("--json", "as_json", is_flag=True)
-@with_appcontext
 @errors_to_exit
 def accounts_cmd(as_json: bool) -> None:
     """The Twilio accounts this relay serves, and their state (never a credential)."""
-    emit(accounts.accounts_view(_svc()), as_json, _accounts_text)
+    emit(client().accounts(), as_json, _accounts_text)
 
 
 def _name(account: dict[str, Any]) -> str:

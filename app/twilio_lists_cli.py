@@ -1,26 +1,13 @@
-"""``flask --app app relay twilio-jobs`` and ``relay twilio-days``: Twilio's own lists at a shell, read live
-(``app.twilio_lists``, as ``GET /api/twilio/...``): ``--json`` for scripts, a table for people."""
+"""``relay twilio-jobs`` and ``relay twilio-days``: Twilio's own lists at a shell, read live (``GET /api/twilio/...``
+over HTTP, or ``app.twilio_lists`` in-process, ``app.cli``): ``--json`` for scripts, a table for people."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import click
-from flask.cli import with_appcontext
 
-from app import twilio_lists
-from app.cli import ACCOUNT_HELP, emit, errors_to_exit
-from app.context import current_services as _svc
-from app.validation import bounded_int
-
-
-def _paging(page: str, page_size: str) -> tuple[int, int]:
-    """The API's paging rules for the options (``bounded_int``: digits only, in range)."""
-    args = {"--page": page, "--page-size": page_size}
-    return (
-        bounded_int(args, "--page", 0, twilio_lists.MAX_PAGE),
-        bounded_int(args, "--page-size", 50, twilio_lists.MAX_PAGE_SIZE, low=1),
-    )
+from app.cli import ACCOUNT_HELP, client, emit, errors_to_exit
 
 
 def _footer(doc: dict[str, Any], what: str) -> str:
@@ -57,13 +44,10 @@ def _days_text(doc: dict[str, Any]) -> str:
 @click.option("--page", default="0", show_default=True)
 @click.option("--page-size", default="50", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-@with_appcontext
 @errors_to_exit
 def twilio_jobs_cmd(resource_type: str, account: str | None, page: str, page_size: str, as_json: bool) -> None:
     """Every RESOURCE_TYPE job Twilio has (made here or elsewhere), tracked here or not; `relay track` the others."""
-    svc = _svc()
-    doc = twilio_lists.twilio_jobs(svc, resource_type, svc.accounts.resolve(account), *_paging(page, page_size))
-    emit(doc, as_json, _jobs_text)
+    emit(client().twilio_jobs(resource_type, account, page, page_size), as_json, _jobs_text)
 
 
 @click.command("twilio-days")
@@ -72,10 +56,7 @@ def twilio_jobs_cmd(resource_type: str, account: str | None, page: str, page_siz
 @click.option("--page", default="0", show_default=True)
 @click.option("--page-size", default="50", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-@with_appcontext
 @errors_to_exit
 def twilio_days_cmd(resource_type: str, account: str | None, page: str, page_size: str, as_json: bool) -> None:
     """Every RESOURCE_TYPE day file Twilio holds and whether the bucket has its day; `relay copy-day` the others."""
-    svc = _svc()
-    doc = twilio_lists.twilio_days(svc, resource_type, svc.accounts.resolve(account), *_paging(page, page_size))
-    emit(doc, as_json, _days_text)
+    emit(client().twilio_days(resource_type, account, page, page_size), as_json, _days_text)

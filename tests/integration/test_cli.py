@@ -46,13 +46,13 @@ def test_submit_list_status_cancel(cli, sandbox):
     assert r.exit_code == 1 and "already cancelled" in r.output
 
 
-def test_errors_are_one_line_and_exit_1(cli):
+def test_errors_are_one_line_with_their_exit_status(cli):
     r = cli("submit", "Faxes", day(4), day(3))
     assert r.exit_code == 1 and r.output.startswith("error: resource_type must be one of")
     r = cli("status", "JS" + "0" * 32)
-    assert r.exit_code == 1 and "not tracked" in r.output
+    assert r.exit_code == 6 and "not tracked" in r.output  # not found
     r = cli("track", "JS" + "f" * 32)
-    assert r.exit_code == 1 and "404" in r.output
+    assert r.exit_code == 6 and "404" in r.output and len(r.output.splitlines()) == 1
 
 
 def test_track_and_requeue(cli, sandbox):
