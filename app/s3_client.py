@@ -6,6 +6,8 @@ imports the workers.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 from typing import Any
 
@@ -56,3 +58,8 @@ def make_s3_client(max_pool_connections: int = 10, quick: bool = False) -> S3Cli
 def probe_bucket(client: S3Client, bucket: str) -> None:
     """Raise (botocore's error) unless the bucket answers HeadBucket: the web's read-only S3 health probe."""
     client.head_bucket(Bucket=bucket)
+
+
+def sha256_b64(data: bytes | bytearray | memoryview) -> str:
+    """SHA-256 as S3's checksum headers spell it (base64 of the raw digest): every ``ChecksumSHA256`` we send."""
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()

@@ -29,7 +29,6 @@ Redis keys (the registry's layout table lists them): ``ber:store:probe:{bucket}:
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
@@ -43,7 +42,7 @@ import redis
 from botocore.exceptions import BotoCoreError, ClientError
 
 from app import clock
-from app.s3_client import S3Client
+from app.s3_client import S3Client, sha256_b64
 
 log = logging.getLogger(__name__)
 
@@ -137,10 +136,6 @@ def decide(findings: StoreFindings, object_tags: str, bucket: str) -> WritePath:
 # -- the probe ---------------------------------------------------------------------------------------------------
 
 
-def _b64_sha256(data: bytes) -> str:
-    return base64.b64encode(hashlib.sha256(data).digest()).decode()
-
-
 def _refused(call: Callable[[], Any]) -> bool:
     """Whether S3 refused ``call`` (a 4xx/5xx answer); transport trouble propagates (the probe did not finish)."""
     try:
@@ -189,7 +184,7 @@ class _Probe:
     def wrong_put_refused(self) -> bool:
         key = f"{self.base}-wrong-checksum"
         self.keys.append(key)
-        wrong = _b64_sha256(b"not the body")
+        wrong = sha256_b64(b"not the body")
         return _refused(
             lambda: self.client.put_object(
                 Bucket=self.bucket, Key=key, Body=self.body, ChecksumAlgorithm="SHA256", ChecksumSHA256=wrong
@@ -204,14 +199,14 @@ class _Probe:
         key = f"{self.base}-wrong-part"
         upload_id = self.upload(key)
         try:
-            return _refused(lambda: self.part(key, upload_id, _b64_sha256(b"not the part")))
+            return _refused(lambda: self.part(key, upload_id, sha256_b64(b"not the part")))
         finally:
             self.abort(key, upload_id)
 
     def multipart(self, key: str) -> tuple[bool, bool]:
         """(multipart_intact, multipart_etag_kept) of a one-part upload."""
         self.keys.append(key)
-        upload_id, checksum = self.upload(key), _b64_sha256(self.body)
+        upload_id, checksum = self.upload(key), sha256_b64(self.body)
         try:
             part = self.part(key, upload_id, checksum)
             done = self.client.complete_multipart_upload(
@@ -267,7 +262,7 @@ def probe_store(client: S3Client, bucket: str, prefix: str) -> StoreFindings:
             Metadata={"probe": "1"},
             Tagging="probe=1",
             ChecksumAlgorithm="SHA256",
-            ChecksumSHA256=_b64_sha256(probe.body),
+            ChecksumSHA256=sha256_b64(probe.body),
         )  # not _refused: access denied or a missing bucket must be an error, not a finding
         etag = str(resp.get("ETag", "")).strip('"')
         put_intact = probe.head_agrees(key, len(probe.body), etag) and probe.body_is(key, probe.body)

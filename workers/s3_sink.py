@@ -68,7 +68,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import json
 import logging
 import math
@@ -87,7 +86,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from app.metrics import STORE_ANOMALIES
 from app.recovery import MARKER_KEY
-from app.s3_client import S3Client
+from app.s3_client import S3Client, sha256_b64
 from app.sync import ManifestRefused
 from workers.copy_errors import PermanentS3Error, S3Error, TransientS3Error
 
@@ -276,11 +275,6 @@ def parts_in_memory(part_size: int, concurrency: int) -> int:
     """How many parts a multipart upload may hold at once: one being read plus up to ``concurrency`` being sent,
     within UPLOAD_BUFFER_BUDGET (but never fewer than 2: one read while one is sent, whatever the part size)."""
     return max(2, min(concurrency + 1, UPLOAD_BUFFER_BUDGET // part_size))
-
-
-def sha256_b64(data: bytes | bytearray | memoryview) -> str:
-    """SHA-256 as S3's checksum headers spell it (base64 of the raw digest)."""
-    return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
 def composite_sha256(part_checksums: list[str]) -> str:
