@@ -9,12 +9,14 @@ and reads, and the enums the code produces. Any difference fails.
   reads each one and nothing else (so a documented filter cannot be silently ignored again, as
   ``GET /api/jobs?resource_type=`` was).
 - Enums: job and day states, job origins, coverage states, resource types, feed managers, account states.
+- JSON bodies: every documented field is accepted and any other is a 400.
 """
 
 from __future__ import annotations
 
 import ast
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from flask import Flask
 from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.utils import cached_property
 
-from app import create_app
+from app import clock, create_app
 from app.accounts import OK, REFUSED, SUSPENDED
 from app.config import RESOURCE_TYPES, load_settings
 from app.coverage import REPORTED_STATES
@@ -263,3 +265,41 @@ def test_job_origins() -> None:
 
 def test_feed_managers() -> None:
     assert set(enum(SCHEMAS["Feed"], "managed_by")) == literals_given_to("managed_by") == {"api", "env"}
+
+
+def full_bodies(app: Flask) -> dict[tuple[str, str], dict[str, Any]]:
+    """(METHOD, path) -> a valid body with every property its schema documents."""
+    primary = app.extensions["relay"].accounts.primary.sid
+    day = (clock.utc_today() - timedelta(days=5)).isoformat()
+    return {
+        ("POST", "/api/jobs"): {
+            "resource_type": "Calls",
+            "start_day": day,
+            "end_day": day,
+            "friendly_name": "contract",
+            "email": "ops@example.com",
+            "account": primary,
+        },
+        ("POST", "/api/jobs/track"): {"job_sid": SID, "resource_type": "Calls", "account": primary},
+        ("POST", "/api/jobs/{job_sid}/requeue"): {"days": ["2026-11-01"]},
+        ("PUT", "/api/feeds/{resource_type}"): {"since": day, "until": day, "enabled": False},
+        ("PUT", "/api/daily/{resource_type}"): {"enabled": False},
+    }
+
+
+def test_each_json_body_takes_exactly_its_documented_fields(app: Flask) -> None:
+    """Every documented field is accepted (not refused as unknown) and any other field is a 400."""
+    client, bodies = app.test_client(), full_bodies(app)
+    for (method, path), rule in routes(app).items():
+        schema = operations()[(method, path)].get("requestBody", {}).get("content", {}).get("application/json")
+        if schema is None or not path.startswith("/api/"):
+            continue  # the webhook's body is whatever Twilio sends: only its signature is checked
+        schema = resolve(schema["schema"])
+        body = bodies[(method, path)]
+        assert set(body) == set(schema["properties"]) and schema["additionalProperties"] is False, (method, path)
+        url = rule.build(example_path_args(rule.arguments), append_unknown=False)[1]
+        r = client.open(url, method=method, headers=AUTH, json=body)
+        detail = (r.get_json() or {}).get("detail") or ""
+        assert not (r.status_code == 400 and ("unknown" in detail or "body must be" in detail)), (path, detail)
+        r = client.open(url, method=method, headers=AUTH, json=body | {"frobnicate": 1})
+        assert r.status_code == 400, (method, path, r.status_code)
