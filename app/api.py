@@ -1,6 +1,7 @@
 """The HTTP API under /api: submit, list, show, cancel, adopt and requeue export jobs.
 
-Every route needs ``Authorization: Bearer $ADMIN_TOKEN`` (compared in constant time). Errors are JSON
+Every route needs ``Authorization: Bearer $ADMIN_TOKEN`` (compared in constant time) and declares the query
+parameters it reads (``app.validation.query_args``: any other is a 400, never ignored). Errors are JSON
 ``{"error": ..., "detail": ...}``; the app's error handlers guarantee no stack trace leaks.
 """
 
