@@ -1,8 +1,9 @@
 """Fuzzing (>= 10,000 generated requests in all): no 5xx except documented 503s, no enqueue from invalid input.
 
 - schemathesis generates requests for every operation of app/openapi.json (the description kept in the repo)
-  and checks each answer against it, in-process through WSGI, with real Redis and the Twilio sandbox behind;
-  the suite fails if an operation of the document was never exercised (test_every_operation_was_exercised).
+  and checks each answer against it (status, content type, body schema), in-process through WSGI, with real
+  Redis and the Twilio sandbox behind; the suite fails if an operation of the document was never exercised
+  (test_every_operation_was_exercised).
 - hypothesis throws arbitrary tokens, bodies, content types and signatures at the webhook.
 """
 
@@ -17,6 +18,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rq import Queue
+from schemathesis.checks import content_type_conformance, response_schema_conformance
 
 from app import create_app
 from app.config import load_settings
@@ -104,6 +106,7 @@ def test_api_conforms_and_never_errors(case, fuzz_app):
     EXERCISED.add((method.upper(), case.path))
     documented = operations[method]["responses"]
     assert str(response.status_code) in documented, (case.method, case.path, response.status_code)
+    case.validate_response(response, checks=[response_schema_conformance, content_type_conformance])
 
 
 def _queued(app) -> int:
