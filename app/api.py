@@ -1,6 +1,7 @@
 """The HTTP API under /api: submit, list, show, cancel, adopt and requeue export jobs.
 
-Every route needs ``Authorization: Bearer $ADMIN_TOKEN`` (compared in constant time). Errors are JSON
+Every route needs ``Authorization: Bearer $ADMIN_TOKEN`` (compared in constant time) and declares the query
+parameters it reads (``app.validation.query_args``: any other is a 400, never ignored). Errors are JSON
 ``{"error": ..., "detail": ...}``; the app's error handlers guarantee no stack trace leaks.
 """
 
@@ -17,7 +18,7 @@ from app import guess_limit, job_ops, submission
 from app.context import current_services as _svc
 from app.errors import RequestError, TooManyAttempts
 from app.metrics import API_AUTH
-from app.validation import bounded_int, validate_job_sid, validate_resource_type
+from app.validation import bounded_int, query_args, validate_job_sid, validate_resource_type
 from app.views import job_view
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ def json_body(optional: bool = False) -> Any:
 
 
 @bp.post("/jobs")
+@query_args()
 def submit_job() -> tuple[Response, int]:
     svc = _svc()
     req = submission.SubmitRequest.from_body(json_body())
@@ -76,13 +78,16 @@ def submit_job() -> tuple[Response, int]:
 
 
 @bp.get("/jobs")
+@query_args("page", "page_size", "account", "resource_type")
 def list_jobs() -> Response:
     svc = _svc()
     page = bounded_int(request.args, "page", 0, MAX_PAGE)
     size = bounded_int(request.args, "page_size", 50, MAX_PAGE_SIZE, low=1)
     account = request.args.get("account")  # SID or label: that account's jobs only (400 if not served)
     sid = svc.accounts.resolve(account).sid if account else None
-    jobs, total = svc.registry.list_jobs(offset=page * size, limit=size, account_sid=sid)
+    rt = request.args.get("resource_type")  # that resource type's jobs only
+    rt = validate_resource_type(rt) if rt is not None else None
+    jobs, total = svc.registry.list_jobs(offset=page * size, limit=size, account_sid=sid, resource_type=rt)
     return jsonify(
         jobs=[job_view(svc.registry, j) | {"days": None} for j in jobs],
         meta={"page": page, "page_size": size, "total": total, "has_more": (page + 1) * size < total},
@@ -90,12 +95,14 @@ def list_jobs() -> Response:
 
 
 @bp.get("/jobs/<job_sid>")
+@query_args()
 def show_job(job_sid: str) -> Response:
     svc = _svc()
     return jsonify(job_view(svc.registry, job_ops.require_job(svc, job_sid)))
 
 
 @bp.delete("/jobs/<job_sid>")
+@query_args()
 def cancel_job(job_sid: str) -> Response:
     svc = _svc()
     job = job_ops.cancel(svc, job_sid)
@@ -103,6 +110,7 @@ def cancel_job(job_sid: str) -> Response:
 
 
 @bp.post("/jobs/track")
+@query_args()
 def track_job() -> tuple[Response, int]:
     svc = _svc()
     body = json_body()
@@ -116,6 +124,7 @@ def track_job() -> tuple[Response, int]:
 
 
 @bp.post("/jobs/<job_sid>/refresh")
+@query_args()
 def refresh_job(job_sid: str) -> Response:
     """Read the job from Twilio now (``job_ops.refresh``): Twilio's answer at once, the days by the sync it queues."""
     svc = _svc()
@@ -123,6 +132,7 @@ def refresh_job(job_sid: str) -> Response:
 
 
 @bp.post("/jobs/<job_sid>/requeue")
+@query_args()
 def requeue_job(job_sid: str) -> Response:
     svc = _svc()
     body = json_body(optional=True)

@@ -95,7 +95,7 @@ def apply_env_feeds(store: FeedStore, settings: SyncSettings, account_sids: list
             log.info("feed no longer in SYNC_FEEDS: stopped", extra={"resource_type": feed.resource_type})
     for (owner, sid), spec in declared.items():
         current = stored.get(owner)
-        wanted = Feed(spec.resource_type, spec.since, spec.until, True, "env", account=sid)
+        wanted = Feed(spec.resource_type, spec.since, spec.until, True, managed_by="env", account=sid)
         same = current is not None and (current.since, current.until, current.enabled, current.managed_by) == (
             wanted.since,
             wanted.until,

@@ -11,7 +11,7 @@ from app.accounts import Account
 from app.api import json_body, require_admin_token
 from app.context import current_services as _svc
 from app.errors import RequestError
-from app.validation import parse_day, validate_resource_type
+from app.validation import parse_day, query_args, validate_resource_type
 from app.views import job_view
 
 bp = Blueprint("feeds_api", __name__, url_prefix="/api")
@@ -28,33 +28,39 @@ def _account_filter() -> str | None:
 
 
 @bp.get("/accounts")
+@query_args()
 def list_accounts() -> Response:
     return jsonify(accounts.accounts_view(_svc()))
 
 
 @bp.get("/feeds")
+@query_args("account")
 def list_feeds() -> Response:
     only = _account_filter()
     return jsonify(feeds=[feeds.feed_view(f) for f in _svc().feeds.list_feeds() if only in (None, f.account)])
 
 
 @bp.get("/feeds/<resource_type>")
+@query_args("account")
 def show_feed(resource_type: str) -> Response:
     return jsonify(feeds.feed_view(feeds.require_feed(_svc().feeds, resource_type, _account().sid)))
 
 
 @bp.put("/feeds/<resource_type>")
+@query_args("account")
 def put_feed(resource_type: str) -> Response:
     feed = feeds.put_feed(_svc().feeds, feeds.feed_from_body(resource_type, json_body(), _account().sid))
     return jsonify(feeds.feed_view(feed))
 
 
 @bp.delete("/feeds/<resource_type>")
+@query_args("account")
 def delete_feed(resource_type: str) -> Response:
     return jsonify(feeds.feed_view(feeds.delete_feed(_svc().feeds, resource_type, _account().sid)))
 
 
 @bp.get("/coverage")
+@query_args("resource_type", "from", "to", "account")
 def show_coverage() -> Response:
     rt = request.args.get("resource_type")
     first, last = request.args.get("from"), request.args.get("to")
@@ -70,11 +76,13 @@ def show_coverage() -> Response:
 
 
 @bp.get("/daily/<resource_type>")
+@query_args("account")
 def show_daily(resource_type: str) -> Response:
     return jsonify(daily_exports.show(_svc(), resource_type, _account()))
 
 
 @bp.put("/daily/<resource_type>")
+@query_args("account")
 def set_daily(resource_type: str) -> Response:
     body = json_body()
     if not isinstance(body, dict) or set(body) != {"enabled"} or not isinstance(body["enabled"], bool):
@@ -83,6 +91,7 @@ def set_daily(resource_type: str) -> Response:
 
 
 @bp.post("/days/<resource_type>/<day>/copy")
+@query_args("account")
 def copy_day(resource_type: str, day: str) -> tuple[Response, int]:
     """Copy one day file Twilio lists (no custom job, no quota), whether or not a feed covers it."""
     svc = _svc()

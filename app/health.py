@@ -42,6 +42,7 @@ from app.context import current_services as _svc
 from app.metrics import ClusterCollector, render
 from app.retention import RETENTION_FAIL_S, RETENTION_WARN_S, TWILIO_RETENTION_S, scan_active_days
 from app.s3_client import probe_bucket
+from app.validation import query_args
 
 log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
@@ -155,11 +156,13 @@ _s3 = _Cached(_s3_bucket)
 
 
 @bp.get("/livez")
+@query_args(strict=False)
 def livez() -> Response:
     return jsonify(status="ok")
 
 
 @bp.get("/readyz")
+@query_args(strict=False)
 def readyz() -> tuple[Response, int]:
     checks = _ready(_svc())
     failing = sorted(name for name, c in checks.items() if c["status"] != "pass")
@@ -347,6 +350,7 @@ def _without_detail(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.get("/health")
+@query_args(strict=False)
 def health() -> Response:
     detail = _detail_asked()
     doc = health_document(_svc(), detail)
@@ -364,6 +368,7 @@ def health() -> Response:
 
 
 @bp.get("/openapi.json")
+@query_args(strict=False)
 def openapi() -> Response:
     """The API description (also what the fuzz tests generate requests from)."""
     return Response(_OPENAPI.read_bytes(), content_type="application/json")
@@ -388,6 +393,7 @@ _gauges_cached = _Cached(_gauges)
 
 
 @bp.get("/metrics")
+@query_args(strict=False)
 def metrics() -> Response:
     svc = _svc()
     body, content_type = render(ClusterCollector(svc.registry.r, lambda: _gauges_cached(svc)))

@@ -31,6 +31,7 @@ from app.context import current_services as _svc
 from app.daily_exports import DAILY_TARGET
 from app.metrics import WEBHOOKS
 from app.registry import hash_token
+from app.validation import query_args
 
 log = logging.getLogger(__name__)
 bp = Blueprint("intake", __name__)
@@ -114,6 +115,7 @@ def _reject(status: int, outcome: str, job_sid: str | None = None) -> Response:
 
 
 @bp.route("/hooks/bulkexport", methods=["GET", "POST"])
+@query_args("token", "bodySHA256", strict=False)
 def bulkexport_webhook() -> Response:
     """Every outcome is counted here (the app's error handlers then answer 503 / 413)."""
     try:

@@ -59,6 +59,10 @@ TARGET_SEP = "|"  # a token's value: {account_sid}|{target}
 REGISTRY_MARKER = f"{PREFIX}registry:marker"
 ORPHAN_SIGHTING_TTL = 86400  # far longer than any gap between two enqueue attempts (re-syncs: <= 15 min)
 DAILY_DAY_QUOTA = 366
+# A job's ``origin``: "api" (we created it, webhook is ours), "feed" (the planner created it), "adopted" (found
+# only by the poller, or tracked on request), "listed" (a day file Twilio listed that nobody submitted here: copied
+# without a job at Twilio). app/openapi.json documents these (tests/integration/test_api_contract.py).
+ORIGINS = ("api", "feed", "adopted", "listed")
 
 
 class JobState(StrEnum):
@@ -119,9 +123,7 @@ class JobRecord:
     end_day: str
     friendly_name: str = ""
     email: str = ""
-    # "api" (we created it, webhook is ours), "feed" (the planner created it), "adopted" (found only by the poller),
-    # "listed" (a day file Twilio listed that nobody submitted here: copied without a job at Twilio)
-    origin: str = "api"
+    origin: str = "api"  # one of ORIGINS
     account_sid: str = ""  # the Twilio account that owns the job ("" in records of single-account versions)
     state: JobState = JobState.WAITING
     token_hash: str = ""
@@ -480,16 +482,16 @@ class Registry:
         return bool(self.r.hdel(self.job_key(sid), "resync"))
 
     def list_jobs(
-        self, offset: int = 0, limit: int = 50, account_sid: str | None = None
+        self, offset: int = 0, limit: int = 50, account_sid: str | None = None, resource_type: str | None = None
     ) -> tuple[list[JobRecord], int]:
-        """Newest first, with the total count for paging; ``account_sid``: that account's jobs only (no per-account
-        index is kept: each job's owner is read in pipelined batches, one HGET per job kept for
-        JOB_RETENTION_DAYS)."""
-        if account_sid is None:
+        """Newest first, with the total count for paging; ``account_sid`` / ``resource_type``: only the jobs of that
+        account / resource type (no per-account or per-type index is kept: each job's owner and type are read in
+        pipelined batches, one HMGET per job kept for JOB_RETENTION_DAYS)."""
+        if account_sid is None and resource_type is None:
             sids = [str(s) for s in self.r.zrevrange(f"{PREFIX}jobs", offset, offset + limit - 1)]
             total = int(self.r.zcard(f"{PREFIX}jobs"))
         else:
-            matches = self._jobs_of(account_sid)
+            matches = self._jobs_matching(account_sid, resource_type)
             sids, total = matches[offset : offset + limit], len(matches)
         return [j for j in (self.get_job(s) for s in sids) if j is not None], total
 
@@ -501,16 +503,20 @@ class Registry:
             states = pipe.execute()
         return {sid: (str(state) if state else None) for sid, state in zip(sids, states, strict=True)}
 
-    def _jobs_of(self, account_sid: str, batch: int = 500) -> list[str]:
+    def _jobs_matching(self, account_sid: str | None, resource_type: str | None, batch: int = 500) -> list[str]:
         sids = [str(s) for s in self.r.zrevrange(f"{PREFIX}jobs", 0, -1)]
         matches: list[str] = []
         for start in range(0, len(sids), batch):
             chunk = sids[start : start + batch]
             with self.r.pipeline(transaction=False) as pipe:
                 for sid in chunk:
-                    pipe.hget(self.job_key(sid), "account_sid")
-                owners = pipe.execute()
-            matches += [s for s, o in zip(chunk, owners, strict=True) if (o or self.default_account) == account_sid]
+                    pipe.hmget(self.job_key(sid), ["account_sid", "resource_type"])
+                fields = pipe.execute()
+            matches += [
+                s
+                for s, (owner, rt) in zip(chunk, fields, strict=True)
+                if account_sid in (None, owner or self.default_account) and resource_type in (None, rt)
+            ]
         return matches
 
     def schedule_sync(self, sid: str, at: float, state: JobState | None = None) -> bool:

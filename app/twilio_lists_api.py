@@ -9,7 +9,7 @@ from flask import Blueprint, Response, jsonify, request
 from app import twilio_lists
 from app.api import require_admin_token
 from app.context import current_services as _svc
-from app.validation import bounded_int, only_args
+from app.validation import bounded_int, query_args
 
 bp = Blueprint("twilio_lists_api", __name__, url_prefix="/api/twilio")
 bp.before_request(require_admin_token)
@@ -23,16 +23,16 @@ def _page() -> tuple[int, int]:
 
 
 @bp.get("/jobs")
+@query_args("resource_type", "account", *PAGING)
 def twilio_jobs() -> Response:
-    only_args(request.args, ("resource_type", "account", *PAGING))
     svc = _svc()
     account = svc.accounts.resolve(request.args.get("account"))
     return jsonify(twilio_lists.twilio_jobs(svc, request.args.get("resource_type"), account, *_page()))
 
 
 @bp.get("/days/<resource_type>")
+@query_args("account", *PAGING)
 def twilio_days(resource_type: str) -> Response:
-    only_args(request.args, ("account", *PAGING))
     svc = _svc()
     account = svc.accounts.resolve(request.args.get("account"))
     return jsonify(twilio_lists.twilio_days(svc, resource_type, account, *_page()))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
+
+from flask import request
 
 from app.config import RESOURCE_TYPES
 from app.errors import RequestError
@@ -63,3 +66,25 @@ def only_args(args: Mapping[str, str], allowed: tuple[str, ...]) -> None:
     if unknown:
         takes = ", ".join(allowed) if allowed else "none"
         raise RequestError(f"unknown query parameter(s): {', '.join(unknown)} (this operation takes: {takes})")
+
+
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+def query_args(*names: str, strict: bool = True) -> Callable[[View], View]:
+    """Declare, in one place, the query parameters a view reads (``view.query_args``: app/openapi.json must document
+    exactly these, tests/integration/test_api_contract.py checks it). ``strict`` (every /api route): any other
+    parameter is a 400 before the view runs (``only_args``). Not strict: the webhook, whose URL Twilio may extend,
+    and the probes (/livez, /metrics, ...), which answer whatever a load balancer or scraper appends."""
+
+    def declare(view: View) -> View:
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            only_args(request.args, names)
+            return view(*args, **kwargs)
+
+        wrapped: Any = functools.wraps(view)(checked) if strict else view
+        wrapped.query_args = names
+        wrapped.query_args_strict = strict
+        return wrapped
+
+    return declare

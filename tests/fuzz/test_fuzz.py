@@ -1,12 +1,15 @@
 """Fuzzing (>= 10,000 generated requests in all): no 5xx except documented 503s, no enqueue from invalid input.
 
 - schemathesis generates requests for every operation of app/openapi.json (the description kept in the repo)
-  and checks each answer against it, in-process through WSGI, with real Redis and the Twilio sandbox behind.
+  and checks each answer against it (status, content type, body schema), in-process through WSGI, with real
+  Redis and the Twilio sandbox behind; the suite fails if an operation of the document was never exercised
+  (test_every_operation_was_exercised).
 - hypothesis throws arbitrary tokens, bodies, content types and signatures at the webhook.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -15,6 +18,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rq import Queue
+from schemathesis.checks import content_type_conformance, response_schema_conformance
 
 from app import create_app
 from app.config import load_settings
@@ -24,11 +28,19 @@ from app.registry import JobRecord, hash_token
 from tests.conftest import ADMIN_TOKEN, make_env
 
 SPEC = Path(__file__).resolve().parents[2] / "app" / "openapi.json"
-SCHEMATHESIS_EXAMPLES = 500  # per operation; 14 operations
+SCHEMATHESIS_EXAMPLES = 500  # per operation (every operation of SPEC: OPERATIONS)
 WEBHOOK_EXAMPLES = 6000
 TOKEN = "fuzz_" + "t" * 40
 SID = "JS" + "ef" * 16
 COUNTS = {"schemathesis": 0, "webhook": 0}
+HTTP_METHODS = ("get", "put", "post", "delete", "patch")
+OPERATIONS = {
+    (method.upper(), path)
+    for path, item in json.loads(SPEC.read_text())["paths"].items()
+    for method in HTTP_METHODS
+    if method in item
+}
+EXERCISED: set[tuple[str, str]] = set()  # operations schemathesis reached (not a 405 probe of another method)
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +103,10 @@ def test_api_conforms_and_never_errors(case, fuzz_app):
     elif method not in operations:
         assert response.status_code == 405  # schemathesis also probes methods the path does not have
         return
+    EXERCISED.add((method.upper(), case.path))
     documented = operations[method]["responses"]
     assert str(response.status_code) in documented, (case.method, case.path, response.status_code)
+    case.validate_response(response, checks=[response_schema_conformance, content_type_conformance])
 
 
 def _queued(app) -> int:
@@ -188,6 +202,12 @@ def test_ids_with_trailing_newlines_or_junk_are_refused(fuzz_app, sid, suffix, r
     COUNTS["schemathesis"] += 1
     assert response.status_code in (400, 404), (route, suffix, response.status_code)
     assert _queued(fuzz_app) == 0
+
+
+def test_every_operation_was_exercised(fuzz_app):
+    """Runs after the schemathesis test (file order): each operation of app/openapi.json got generated requests."""
+    assert len(OPERATIONS) >= 25
+    assert not OPERATIONS - EXERCISED, sorted(OPERATIONS - EXERCISED)
 
 
 def test_total_generated_requests(fuzz_app):

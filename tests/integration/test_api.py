@@ -102,6 +102,27 @@ def test_not_json_and_auth(client):
     assert client.get("/api/jobs/nope", headers=AUTH).status_code == 400
 
 
+def test_list_filters_by_resource_type_and_refuses_unknown_filters(client):
+    calls = submit(client).get_json()["job_sid"]
+    messages = submit(client, resource_type="Messages").get_json()["job_sid"]
+    account = client.svc.accounts.primary.sid
+
+    def listed(query):
+        r = client.get(f"/api/jobs?{query}", headers=AUTH)
+        assert r.status_code == 200, r.get_json()
+        return [j["job_sid"] for j in r.get_json()["jobs"]], r.get_json()["meta"]["total"]
+
+    assert listed("resource_type=Messages") == ([messages], 1)
+    assert listed("resource_type=Calls") == ([calls], 1)
+    assert listed(f"resource_type=Messages&account={account}") == ([messages], 1)
+    assert listed("resource_type=Participants") == ([], 0)
+    assert sorted(listed("")[0]) == sorted([calls, messages])
+    r = client.get("/api/jobs?resource_type=Faxes", headers=AUTH)
+    assert r.status_code == 400 and "resource_type" in r.get_json()["detail"]
+    r = client.get("/api/jobs?type=Messages", headers=AUTH)  # a misspelt filter is refused, never ignored
+    assert r.status_code == 400 and "unknown query parameter(s): type" in r.get_json()["detail"]
+
+
 def test_range_over_366_days_is_split(make_client, sandbox):
     sandbox.set_scenario(daily_quota_days=2000)
     client = make_client(TWILIO_DAILY_DAY_QUOTA="2000")
