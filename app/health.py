@@ -23,6 +23,7 @@ feeds x days.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -47,6 +48,7 @@ from app.validation import query_args
 log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
 _OPENAPI = Path(__file__).with_name("openapi.json")
+UNPUBLISHED = "unpublished"  # /openapi.json's info.version for anonymous callers
 
 CACHE_SECONDS = 2.0
 
@@ -370,8 +372,15 @@ def health() -> Response:
 @bp.get("/openapi.json")
 @query_args(strict=False)
 def openapi() -> Response:
-    """The API description (also what the fuzz tests generate requests from)."""
-    return Response(_OPENAPI.read_bytes(), content_type="application/json")
+    """The API description kept in the repo (also what the fuzz and contract tests read). Its ``info.version`` is
+    the relay's version (app/version.py) for the admin token only; anonymous callers get ``unpublished`` there, so
+    the document does not say which advisories apply (a wrong token is the API's 401, as on /health)."""
+    doc = json.loads(_OPENAPI.read_bytes())
+    if not _detail_asked():
+        doc["info"]["version"] = UNPUBLISHED
+    response = Response(json.dumps(doc, indent=2), content_type="application/json")
+    response.vary.add("Authorization")
+    return response
 
 
 def _gauges(svc: Services) -> dict[str, Any]:

@@ -9,8 +9,9 @@ import pytest
 from app import create_app
 from app.config import load_settings
 from app.registry import DayRecord, JobRecord
+from app.version import version
 from devstack.redis_server import RedisServer
-from tests.conftest import make_env
+from tests.conftest import ADMIN_TOKEN, make_env
 
 PUBLIC = "https://relay.example.com"
 SID = "JS" + "cd" * 16
@@ -113,3 +114,12 @@ def test_health_reports_stale_poller(make_client):
     client = make_client()
     doc = client.get("/health").get_json(force=True)
     assert doc["checks"]["poller:lastRun"][0]["status"] == "warn"  # never ran
+
+
+def test_the_api_document_names_the_version_for_the_admin_token_only(make_client):
+    client = make_client()
+    assert client.get("/openapi.json").get_json()["info"]["version"] == "unpublished"
+    named = client.get("/openapi.json", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert named.get_json()["info"]["version"] == version()
+    assert client.get("/openapi.json", headers={"Authorization": "Bearer wrong-token"}).status_code == 401
+    assert version() not in client.get("/health").get_data(as_text=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -41,3 +42,7 @@ def test_the_licence_is_apache_2() -> None:
 def test_the_scrape_carries_the_version_as_a_label() -> None:
     body, _ = render()
     assert f'relay_build_info{{version="{version()}"}} 1.0' in body.decode()
+
+
+def test_the_committed_api_document_carries_the_version() -> None:
+    assert json.loads((ROOT / "app" / "openapi.json").read_text())["info"]["version"] == version()
