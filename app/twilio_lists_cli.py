@@ -3,6 +3,7 @@ over HTTP, or ``app.twilio_lists`` in-process, ``app.cli``): ``--json`` for scri
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -38,25 +39,29 @@ def _days_text(doc: dict[str, Any]) -> str:
     return "\n".join([*lines, _footer(doc, f"{doc['resource_type']} day file(s)")])
 
 
+def _listing(func: Callable[..., None]) -> Callable[..., None]:
+    """The arguments both of Twilio's lists take: a resource type, the account, the page, the format."""
+    for option in (
+        errors_to_exit,
+        click.option("--json", "as_json", is_flag=True),
+        click.option("--page-size", default="50", show_default=True),
+        click.option("--page", default="0", show_default=True),
+        click.option("--account", default=None, help=ACCOUNT_HELP),
+        click.argument("resource_type"),
+    ):
+        func = option(func)
+    return func
+
+
 @click.command("twilio-jobs")
-@click.argument("resource_type")
-@click.option("--account", default=None, help=ACCOUNT_HELP)
-@click.option("--page", default="0", show_default=True)
-@click.option("--page-size", default="50", show_default=True)
-@click.option("--json", "as_json", is_flag=True)
-@errors_to_exit
+@_listing
 def twilio_jobs_cmd(resource_type: str, account: str | None, page: str, page_size: str, as_json: bool) -> None:
     """Every RESOURCE_TYPE job Twilio has (made here or elsewhere), tracked here or not; `relay track` the others."""
     emit(client().twilio_jobs(resource_type, account, page, page_size), as_json, _jobs_text)
 
 
 @click.command("twilio-days")
-@click.argument("resource_type")
-@click.option("--account", default=None, help=ACCOUNT_HELP)
-@click.option("--page", default="0", show_default=True)
-@click.option("--page-size", default="50", show_default=True)
-@click.option("--json", "as_json", is_flag=True)
-@errors_to_exit
+@_listing
 def twilio_days_cmd(resource_type: str, account: str | None, page: str, page_size: str, as_json: bool) -> None:
     """Every RESOURCE_TYPE day file Twilio holds and whether the bucket has its day; `relay copy-day` the others."""
     emit(client().twilio_days(resource_type, account, page, page_size), as_json, _days_text)
