@@ -81,6 +81,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
+from boto3.s3.transfer import TransferConfig
 from botocore import exceptions as boto_exc
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -104,6 +105,7 @@ UPLOAD_BUFFER_BUDGET = 64 * MiB
 # docstring): faster than a multipart upload up to about this size, slower above (bench/README.md).
 SINGLE_PUT_MAX = 16 * MiB
 SINGLE_PUT_LIMIT = 5 * GiB  # S3's own PutObject limit
+COPY_OBJECT_MAX = SINGLE_PUT_LIMIT  # S3's CopyObject limit: bigger objects are copied in parts (UploadPartCopy)
 UPLOAD_READ_STEP = MiB  # small steps: the reader's own buffer stays tiny next to the body buffer
 READ_CHUNK = MiB  # what ``read_object`` hands out at a time (``relay verify``)
 DEFAULT_KEY_TEMPLATE = "{prefix}{resource_type}/day={day}/{resource_type}-{day}.json.gz"
@@ -696,7 +698,7 @@ class S3Sink:
         source = {"Bucket": self.bucket, "Key": old_key}
         etag: str | None = None
         try:
-            if size <= SINGLE_PUT_LIMIT:
+            if size <= COPY_OBJECT_MAX:
                 resp = self.client.copy_object(
                     Bucket=self.bucket, Key=new_key, CopySource=source, MetadataDirective="COPY", **extra
                 )
@@ -705,7 +707,9 @@ class S3Sink:
                 stored = self.head(old_key)
                 meta = stored.metadata if stored else {}
                 extra |= {"Metadata": meta, "ContentType": GZIP_CONTENT_TYPE}
-                self.client.copy(source, self.bucket, new_key, ExtraArgs=extra)
+                part = part_size_for(size)
+                config = TransferConfig(multipart_threshold=part, multipart_chunksize=part)
+                self.client.copy(source, self.bucket, new_key, ExtraArgs=extra, Config=config)
         except (ClientError, BotoCoreError) as exc:
             raise classify_s3_error(exc, "CopyObject", self.bucket, new_key) from exc
         if self.settings.digest_in_tags and sha256:
