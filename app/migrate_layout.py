@@ -31,7 +31,7 @@ from app import clock
 from app.config import ConfigError, check_key_template, key_template_fields
 from app.context import Services
 from app.errors import RequestError
-from app.feed_store import CoverageDay, Feed
+from app.feed_store import CoverageDay, Feed, owner_of
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,9 @@ class Move:
     day: str
     old_key: str
     new_key: str
-    outcome: str = "planned"  # moved, recorded (found copied already), done (recorded before), or a PROBLEM
+    # planned (--dry-run), moved, recorded (the new key held the verified copy already: a killed run), done
+    # (recorded at the new key before), or one of PROBLEMS (not moved)
+    outcome: str = "planned"
     detail: str = ""
     deleted_old: bool = False
 
@@ -118,7 +120,9 @@ def plan(svc: Services, template: str, account_sid: str | None = None) -> list[M
                 str(rec.key),
                 new_key(template, svc.settings.s3_prefix, feed, day, rec),
             )
-            if "job_sid" in key_template_fields(template) and not rec.job_sid:
+            if move.old_key == move.new_key:
+                move = replace(move, outcome="done", detail="recorded at its new key already")
+            elif "job_sid" in key_template_fields(template) and not rec.job_sid:
                 move = replace(move, outcome="failed", detail="no job recorded for the day: {job_sid} cannot be filled")
             moves.append(move)
     return moves
@@ -128,7 +132,7 @@ def migrate(svc: Services, store: LayoutStore, template: str, account_sid: str |
     """Carry out ``plan``: each day copied, verified, recorded (and its old object deleted), one at a time."""
     out = []
     for move in plan(svc, template, account_sid):
-        if move.outcome == "planned":
+        if move.outcome in ("planned", "done"):
             try:
                 move = _move_day(svc, store, move, delete_old)
             except Exception as exc:  # S3 refused or failed: reported, the day stays where it is recorded
@@ -141,13 +145,13 @@ def migrate(svc: Services, store: LayoutStore, template: str, account_sid: str |
 
 
 def _move_day(svc: Services, store: LayoutStore, move: Move, delete_old: bool) -> Move:
-    owner = f"{move.account_sid}:{move.resource_type}"
+    owner = owner_of(move.resource_type, move.account_sid)
     rec = svc.feeds.get_day(owner, move.day)
     if rec is None or rec.state != "copied" or rec.key != move.old_key:
         return replace(move, outcome="failed", detail="the day's record changed meanwhile: run again")
     if move.old_key == move.new_key:
         old = store.day_key(move.resource_type, move.day, rec.job_sid or "", move.account_sid)
-        return _delete_old(store, replace(move, outcome="done", old_key=old), rec, delete_old and old != move.new_key)
+        return _delete_old(store, replace(move, old_key=old), rec, delete_old and old != move.new_key)
     new = store.held(move.new_key)
     if new is None or not _is_copy(rec, new, strict=True):
         src = store.held(move.old_key)
@@ -158,6 +162,7 @@ def _move_day(svc: Services, store: LayoutStore, move: Move, delete_old: bool) -
         store.copy_within(move.old_key, move.new_key, src.size, rec.sha256, rec.records)
         new = store.held(move.new_key)
         if new is None or not _is_copy(rec, new, strict=store.keeps_tags):
+            store.delete(move.new_key)  # not recorded anywhere: nothing unverified stays at the new key
             return replace(move, outcome="unverified", detail="the copy is not the verified object")
         outcome = "moved"
     else:

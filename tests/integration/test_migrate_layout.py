@@ -138,6 +138,7 @@ def test_moved_days_are_all_copied_after_the_switch_and_the_planner_submits_noth
         assert held is not None and held.size == rec.size
         if sink.keeps_tags:
             assert (held.sha256, held.records) == (rec.sha256, rec.records)
+    assert [m.outcome for m in migrate_layout.plan(svc, NEW)] == ["done"] * 3  # what --dry-run shows now
     again = migrate_layout.migrate(svc, sink, NEW, None, delete_old=False)
     assert [m.outcome for m in again] == ["done"] * 3  # idempotent: nothing copied twice
 
