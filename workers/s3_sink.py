@@ -2,8 +2,8 @@
 
 How a day file gets to its final key without ever being visible half-done or unverified
 -------------------------------------------------------------------------------------------
-Every byte is written once, straight to the final key; nothing is staged or copied (except by ``relay
-migrate-layout``, which copies verified day files server-side to another key template: ``copy_within``). Two ways in, by the Day's
+Every byte is written once, straight to the final key; nothing is staged or copied (only ``relay migrate-layout``
+copies verified day files, server-side, to another key template: ``copy_within``). Two ways in, by the Day's
 size, both carrying a SHA-256 computed by us from the bytes the verifying reader handed out, which S3 checks
 against what it received whatever ``AWS_REQUEST_CHECKSUM_CALCULATION`` says (botocore sends a checksum it is
 given instead of computing one):
