@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from app.cli import relay_cli
 from app.feeds_cli import accounts_cmd, copy_day_cmd, coverage_cmd, daily_cli, feed_cli, verify_cmd
+from app.migrate_layout_cli import migrate_layout_cmd
 from app.twilio_lists_cli import twilio_days_cmd, twilio_jobs_cmd
 
 for command in (
@@ -18,6 +19,7 @@ for command in (
     copy_day_cmd,
     accounts_cmd,
     verify_cmd,
+    migrate_layout_cmd,
     twilio_jobs_cmd,
     twilio_days_cmd,
 ):

@@ -248,6 +248,22 @@ def _check_key_template(template: str) -> None:
         raise ConfigError("S3_KEY_TEMPLATE must contain {resource_type} and {day}")
 
 
+def check_key_template(template: str, several_accounts: bool) -> None:
+    """S3_KEY_TEMPLATE's rules for any key template (``relay migrate-layout --to`` too): ConfigError unless valid,
+    and, when several accounts are served, unless it contains {account_sid}."""
+    _check_key_template(template)
+    if several_accounts:
+        _check_account_field(template)
+
+
+def _check_account_field(template: str) -> None:
+    if "account_sid" not in key_template_fields(template):
+        raise ConfigError(
+            "S3_KEY_TEMPLATE must contain {account_sid} when several Twilio accounts are served "
+            "(e.g. {prefix}{resource_type}/account={account_sid}/day={day}/{resource_type}-{day}.json.gz)"
+        )
+
+
 def _base_url(env: Mapping[str, str], name: str, default: str | None = None) -> str:
     """An http(s) base URL; plain http only to this host (tests, the demo): credentials (Twilio's Basic auth)
     and webhook tokens would otherwise cross the network in clear."""
@@ -564,11 +580,8 @@ def load_account_settings(env: Mapping[str, str], key_template: str | None = Non
     discover = _choice(env, "TWILIO_DISCOVER_SUBACCOUNTS", "false", ("false", "true")) == "true"
     primary = _get(env, "TWILIO_ACCOUNT_SID")
     served = {a.sid for a in listed} | ({primary} if primary else set())  # the file's accounts and TWILIO_*'s
-    if (discover or len(served) > 1) and "account_sid" not in key_template_fields(key_template or ""):
-        raise ConfigError(
-            "S3_KEY_TEMPLATE must contain {account_sid} when several Twilio accounts are served "
-            "(e.g. {prefix}{resource_type}/account={account_sid}/day={day}/{resource_type}-{day}.json.gz)"
-        )
+    if discover or len(served) > 1:
+        _check_account_field(key_template or "")
     return AccountSettings(
         listed=listed,
         discover_subaccounts=discover,

@@ -40,6 +40,7 @@ SWEEP_TASK = "workers.tasks.sweep_task"
 RECONCILE_TASK = "workers.tasks.reconcile_task"
 RECOVER_TASK = "workers.tasks.recover_task"
 VERIFY_TASK = "workers.tasks.verify_task"
+MIGRATE_LAYOUT_TASK = "workers.tasks.migrate_layout_task"
 COPY_TASK = "workers.tasks.copy_day_task"
 COPY_FAILED_CALLBACK = "workers.tasks.on_copy_failure"
 EVENT_TASK = "workers.tasks.deliver_event_task"
@@ -48,7 +49,18 @@ JANITOR_TASK = "workers.tasks.janitor_task"  # likewise
 # The only functions a relay worker resolves from a job: a job names its task by dotted path, and RQ would import
 # and call whatever path a job hash written into Redis names (``os.system`` included). See RelayJob.
 RELAY_TASKS = frozenset(
-    {SYNC_TASK, SWEEP_TASK, RECONCILE_TASK, RECOVER_TASK, VERIFY_TASK, COPY_TASK, EVENT_TASK, POLL_TASK, JANITOR_TASK}
+    {
+        SYNC_TASK,
+        SWEEP_TASK,
+        RECONCILE_TASK,
+        RECOVER_TASK,
+        VERIFY_TASK,
+        MIGRATE_LAYOUT_TASK,
+        COPY_TASK,
+        EVENT_TASK,
+        POLL_TASK,
+        JANITOR_TASK,
+    }
 )
 RELAY_CALLBACKS = frozenset({COPY_FAILED_CALLBACK})
 SERIALIZER = JSONSerializer  # also in the Procfile (--serializer) and workers/cron_config.py
@@ -287,6 +299,20 @@ class Enqueuer:
             VERIFY_TASK,
             *args,
             job_id=f"verify-{uuid.uuid4().hex}",
+            result_ttl=3600,
+            failure_ttl=24 * 3600,
+            job_timeout=timeout,
+        )
+
+    def migrate_layout(self, template: str, account_sid: str | None, delete_old: bool, timeout: int) -> Job:
+        """``relay migrate-layout`` on a worker (only the workers may read and copy objects), on the copy queue;
+        its report is the task's result, which the caller waits for."""
+        return self.copy.enqueue(
+            MIGRATE_LAYOUT_TASK,
+            template,
+            account_sid,
+            delete_old,
+            job_id=f"migrate-layout-{uuid.uuid4().hex}",
             result_ttl=3600,
             failure_ttl=24 * 3600,
             job_timeout=timeout,

@@ -2,7 +2,8 @@
 
 How a day file gets to its final key without ever being visible half-done or unverified
 -------------------------------------------------------------------------------------------
-Every byte is written once, straight to the final key; nothing is staged or copied. Two ways in, by the Day's
+Every byte is written once, straight to the final key; nothing is staged or copied (only ``relay migrate-layout``
+copies verified day files, server-side, to another key template: ``copy_within``). Two ways in, by the Day's
 size, both carrying a SHA-256 computed by us from the bytes the verifying reader handed out, which S3 checks
 against what it received whatever ``AWS_REQUEST_CHECKSUM_CALCULATION`` says (botocore sends a checksum it is
 given instead of computing one):
@@ -81,10 +82,12 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
+from boto3.s3.transfer import TransferConfig
 from botocore import exceptions as boto_exc
 from botocore.exceptions import BotoCoreError, ClientError
 
 from app.metrics import STORE_ANOMALIES
+from app.migrate_layout import HeldObject
 from app.recovery import MARKER_KEY
 from app.s3_client import S3Client, sha256_b64
 from app.sync import ManifestRefused
@@ -103,6 +106,7 @@ UPLOAD_BUFFER_BUDGET = 64 * MiB
 # docstring): faster than a multipart upload up to about this size, slower above (bench/README.md).
 SINGLE_PUT_MAX = 16 * MiB
 SINGLE_PUT_LIMIT = 5 * GiB  # S3's own PutObject limit
+COPY_OBJECT_MAX = SINGLE_PUT_LIMIT  # S3's CopyObject limit: bigger objects are copied in parts (UploadPartCopy)
 UPLOAD_READ_STEP = MiB  # small steps: the reader's own buffer stays tiny next to the body buffer
 READ_CHUNK = MiB  # what ``read_object`` hands out at a time (``relay verify``)
 DEFAULT_KEY_TEMPLATE = "{prefix}{resource_type}/day={day}/{resource_type}-{day}.json.gz"
@@ -667,6 +671,68 @@ class S3Sink:
             self.client.put_object_tagging(Bucket=self.bucket, Key=key, Tagging={"TagSet": tag_set})
         except (ClientError, BotoCoreError) as exc:
             raise classify_s3_error(exc, "PutObjectTagging", self.bucket, key) from exc
+
+    # -- layout migration (``app.migrate_layout.LayoutStore``) -----------------------------------------
+
+    @property
+    def keeps_tags(self) -> bool:
+        return self.settings.digest_in_tags
+
+    def held(self, key: str) -> HeldObject | None:
+        """Size, ETag, and sha256 / records from where this store keeps them (as ``stored_day`` reads them)."""
+        stored = self.head(key)
+        if stored is None:
+            return None
+        digest = self.tags(key) if self.settings.digest_in_tags else self._manifest_digest(key, stored)
+        source = digest if digest.get("sha256") else stored.metadata
+        records = source.get("records", "")
+        return HeldObject(
+            stored.size, stored.etag, source.get("sha256") or None, int(records) if records.isdigit() else None
+        )
+
+    def copy_within(self, old_key: str, new_key: str, size: int, sha256: str | None, records: int | None) -> None:
+        """Server-side copy of ``old_key`` to ``new_key`` (metadata kept): one CopyObject up to S3's 5 GiB limit,
+        boto3's managed multipart copy (UploadPartCopy) above it; then the digest tags where the store keeps tags,
+        and the HeadObject check of every write (``_check_published``: the copy deleted and an error if the new key
+        does not hold it)."""
+        extra: dict[str, Any] = {**self._encryption_args(), **self._storage_args()}
+        source = {"Bucket": self.bucket, "Key": old_key}
+        etag: str | None = None
+        try:
+            if size <= COPY_OBJECT_MAX:
+                resp = self.client.copy_object(
+                    Bucket=self.bucket, Key=new_key, CopySource=source, MetadataDirective="COPY", **extra
+                )
+                etag = str(resp.get("CopyObjectResult", {}).get("ETag", "")).strip('"') or None
+            else:
+                stored = self.head(old_key)
+                meta = stored.metadata if stored else {}
+                extra |= {"Metadata": meta, "ContentType": GZIP_CONTENT_TYPE}
+                part = part_size_for(size)
+                config = TransferConfig(multipart_threshold=part, multipart_chunksize=part)
+                self.client.copy(source, self.bucket, new_key, ExtraArgs=extra, Config=config)
+        except (ClientError, BotoCoreError) as exc:
+            raise classify_s3_error(exc, "CopyObject", self.bucket, new_key) from exc
+        if self.settings.digest_in_tags and sha256:
+            tags = {"sha256": sha256} | ({"records": str(records)} if records is not None else {})
+            try:
+                self.client.put_object_tagging(
+                    Bucket=self.bucket,
+                    Key=new_key,
+                    Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]},
+                )
+            except (ClientError, BotoCoreError) as exc:
+                raise classify_s3_error(exc, "PutObjectTagging", self.bucket, new_key) from exc
+        if etag and "-" in etag and not self.settings.multipart_etag_kept:
+            etag = None
+        self._check_published(new_key, "CopyObject", size, etag)
+
+    def delete(self, key: str) -> None:
+        """DeleteObject (S3 errors raise, classified)."""
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise classify_s3_error(exc, "DeleteObject", self.bucket, key) from exc
 
     def _abort_quietly(self, key: str, upload_id: str) -> None:
         """Best effort, never masking the error that led here: what is left is the janitor's (and the lifecycle

@@ -25,6 +25,7 @@ from app import (
     events,
     feed_summary,
     feeds,
+    migrate_layout,
     planner,
     recovery,
     store_probe,
@@ -272,6 +273,16 @@ def verify_task(
     )
     doc = verify.summary(verify.verify(worker_services(), sink(), which, repair=repair))
     log.info("verified the bucket", extra={"resource_type": resource_type, "counts": doc["counts"]})
+    return doc
+
+
+def migrate_layout_task(template: str, account_sid: str | None, delete_old: bool) -> dict[str, Any]:
+    """``relay migrate-layout``: copy every copied day to the template's keys (app/migrate_layout.py); the report
+    is the result."""
+    svc = worker_services()
+    migrate_layout.validate_template(svc, template)
+    doc = migrate_layout.summary(migrate_layout.migrate(svc, sink(), template, account_sid, delete_old))
+    log.info("migrated the key layout", extra={"counts": doc["counts"], "deleted_old": doc["deleted_old"]})
     return doc
 
 

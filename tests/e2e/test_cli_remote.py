@@ -127,6 +127,7 @@ def test_each_failure_is_one_line_with_its_exit_status(both):
     )
     assert "401" in one_line_failure(remote("list", token="not-the-token"), EXIT_UNAUTHORIZED)
     assert "in-process only" in one_line_failure(remote("doctor"), EXIT_USAGE)
+    assert "in-process only" in one_line_failure(remote("migrate-layout", "--to", "{resource_type}/{day}"), EXIT_USAGE)
     no_token = run(BARE_ENV, "--url", "http://127.0.0.1:1", "list")
     assert "RELAY_TOKEN" in one_line_failure(no_token, EXIT_CONFIG)
     clear_text = run(BARE_ENV, "--url", "http://relay.example.com", "--token", ADMIN_TOKEN, "list")
