@@ -966,7 +966,8 @@ S3_CALL_ACTIONS = {
     "head_bucket": {"s3:ListBucket"},  # /health (app/s3_client.probe_bucket)
     "put_object": {"s3:PutObject"},
     "upload_fileobj": {"s3:PutObject", "s3:AbortMultipartUpload"},  # multipart: Create/UploadPart/Complete
-    "copy": {"s3:GetObject", "s3:PutObject"},  # CopyObject / UploadPartCopy from the staging key
+    "copy": {"s3:GetObject", "s3:PutObject"},  # managed copy (UploadPartCopy): relay migrate-layout over 5 GiB
+    "copy_object": {"s3:GetObject", "s3:PutObject"},  # relay migrate-layout: the old key to the new one
     "delete_object": {"s3:DeleteObject"},
     "delete_objects": {"s3:DeleteObject"},
     "abort_multipart_upload": {"s3:AbortMultipartUpload"},
