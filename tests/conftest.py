@@ -31,6 +31,7 @@ from devstack.relay import relay_env
 
 if TYPE_CHECKING:
     from xdist.scheduler import LoadScheduling
+    from xdist.workermanage import WorkerController
 
     from devstack.s3_server import MotoS3Server, S3Server, SeaweedS3Server
     from devstack.sandbox_process import SandboxProcess
@@ -44,7 +45,7 @@ Server = TypeVar("Server", bound=contextlib.AbstractContextManager[Any])
 
 
 @pytest.hookimpl(optionalhook=True)
-def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> LoadScheduling:
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadScheduling:
     """xdist's ``load`` scheduling with ONE_WORKER_MODULES pinned. Not xdist's ``loadgroup``: it tells tests apart
     by node id, and schemathesis gives every operation's test the same one (only the first would run)."""
     from xdist.scheduler import LoadScheduling
@@ -52,19 +53,19 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> LoadSched
     class PinnedLoadScheduling(LoadScheduling):
         pinned_sent = False
 
-        def _send_tests(self, node: object, num: int) -> None:
+        def _send_tests(self, node: WorkerController, num: int) -> None:
             if not self.pinned_sent:  # the first batch of the run: the pinned modules, all of them, to this worker
                 self.pinned_sent = True
                 assert self.collection is not None
                 pinned = [i for i in self.pending if self.collection[i].startswith(ONE_WORKER_MODULES)]
                 if pinned:
                     self.pending[:] = [i for i in self.pending if i not in set(pinned)]
-                    self.node2pending[node].extend(pinned)  # type: ignore[index]
-                    node.send_runtest_some(pinned)  # type: ignore[attr-defined]
+                    self.node2pending[node].extend(pinned)
+                    node.send_runtest_some(pinned)
                     return
-            super()._send_tests(node, num)  # type: ignore[arg-type]
+            super()._send_tests(node, num)
 
-    return PinnedLoadScheduling(config, log)  # type: ignore[arg-type]
+    return PinnedLoadScheduling(config, log)
 
 
 @contextlib.contextmanager
