@@ -227,7 +227,15 @@ def test_dockerfile_shape() -> None:
 
 
 def test_dockerfile_copies_only_runtime_files() -> None:
-    allowed = {"Procfile", "pyproject.toml", "app/", "workers/", "sandbox/", "deploy/gunicorn.conf.py", "deploy/entrypoint.sh"}
+    allowed = {
+        "Procfile",
+        "pyproject.toml",
+        "app/",
+        "workers/",
+        "sandbox/",
+        "deploy/gunicorn.conf.py",
+        "deploy/entrypoint.sh",
+    }
     runtime = max(i for i, (op, _) in enumerate(dockerfile_instructions()) if op == "FROM")
     copied: list[str] = []
     for op, args in dockerfile_instructions()[runtime:]:
