@@ -7,6 +7,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -25,8 +26,52 @@ class NotReady(AssertionError):
     """A process exited or missed its deadline before it was ready (message: why, and its log tail)."""
 
 
+# free_port's ports: below the kernel's ephemeral range, where the OS never picks a port by itself, so neither an
+# outgoing connection nor another process's bind to port 0 takes one between the probe and the server's bind.
+# Parallel pytest-xdist workers (make test) each draw from a slice of their own, so they never pick the same one.
+_PORTS_FROM = 10000
+_port_cursor: list[int] = []  # where the last free_port() of this process was, in its slice
+_PORT_LOCK = threading.Lock()
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def _port_slice() -> range:
+    """This process's ports: all of them, or its worker's share under pytest-xdist (PYTEST_XDIST_WORKER=gwN)."""
+    ports = range(_PORTS_FROM, _ephemeral_start())
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if worker.startswith("gw") and worker[2:].isdigit() and count.isdigit() and int(worker[2:]) < int(count):
+        share = len(ports) // int(count)
+        ports = ports[int(worker[2:]) * share : (int(worker[2:]) + 1) * share]
+    return ports
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def free_port() -> int:
-    """A free TCP port on 127.0.0.1 (the OS picks it; the tiny reuse race is acceptable in tests)."""
+    """A free TCP port on 127.0.0.1, from this process's slice (above), each port in turn so that none is handed
+    out twice while its server may still be starting; the OS's pick when the ephemeral range leaves no room."""
+    ports = _port_slice()
+    with _PORT_LOCK:
+        if len(ports) >= 100:
+            if not _port_cursor:
+                _port_cursor.append(random.randrange(len(ports)))
+            for _ in range(len(ports)):
+                _port_cursor[0] = (_port_cursor[0] + 1) % len(ports)
+                if _bindable(ports[_port_cursor[0]]):
+                    return ports[_port_cursor[0]]
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

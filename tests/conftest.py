@@ -8,28 +8,85 @@
 - ``sandbox``: the project's Twilio BulkExports sandbox, reset per test.
 - ``relay_env``: the environment contract for the service's processes, pointing at all of the above.
 A failing test that started processes prints the tail of each log (see ``stack`` in tests/e2e).
+
+Under pytest-xdist (``make test``: ``-n``), every worker is a session of its own, so each has its own servers on
+free ports; ``pytest_xdist_make_scheduler`` keeps the modules of ONE_WORKER_MODULES whole on one worker.
 """
 
 from __future__ import annotations
 
+import contextlib
+import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
 from devstack.calendar import Calendar
-from devstack.procs import stop_all
+from devstack.procs import NotReady, stop_all
 from devstack.redis_server import RedisServer
 from devstack.relay import relay_env
 
 if TYPE_CHECKING:
+    from xdist.scheduler import LoadScheduling
+    from xdist.workermanage import WorkerController
+
     from devstack.s3_server import MotoS3Server, RcloneS3Server, S3Server, SeaweedS3Server
     from devstack.sandbox_process import SandboxProcess
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+
+# Modules whose tests share state across tests (tests/fuzz counts every test's requests in its last one): under
+# xdist each runs whole, in file order, on the first worker, which gets it before anything else.
+ONE_WORKER_MODULES = ("tests/fuzz/test_fuzz.py::",)
+Server = TypeVar("Server", bound=contextlib.AbstractContextManager[Any])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadScheduling:
+    """xdist's ``load`` scheduling with ONE_WORKER_MODULES pinned. Not xdist's ``loadgroup``: it tells tests apart
+    by node id, and schemathesis gives every operation's test the same one (only the first would run)."""
+    from xdist.scheduler import LoadScheduling
+
+    class PinnedLoadScheduling(LoadScheduling):
+        pinned_sent = False
+
+        def _send_tests(self, node: WorkerController, num: int) -> None:
+            if not self.pinned_sent:  # the first batch of the run: the pinned modules, all of them, to this worker
+                self.pinned_sent = True
+                assert self.collection is not None
+                pinned = [i for i in self.pending if self.collection[i].startswith(ONE_WORKER_MODULES)]
+                if pinned:
+                    self.pending[:] = [i for i in self.pending if i not in set(pinned)]
+                    self.node2pending[node].extend(pinned)
+                    node.send_runtest_some(pinned)
+                    return
+            super()._send_tests(node, num)
+
+    return PinnedLoadScheduling(config, log)
+
+
+@contextlib.contextmanager
+def started(make: Callable[[], Server]) -> Iterator[Server]:
+    """``make()`` started (and stopped on exit), on fresh ports again (3 tries) when another process took one of its
+    ports between the free-port probe and the server's bind: parallel workers start their servers at one moment."""
+    for attempt in range(3):
+        server = make()
+        try:
+            server.__enter__()
+        except NotReady as exc:
+            # "address already in use" (redis, moto, rclone); SeaweedFS: "port N for X ... is not available"
+            if attempt == 2 or not re.search(r"address already in use|is not available", str(exc), re.IGNORECASE):
+                raise
+            continue
+        try:
+            yield server
+        finally:
+            server.__exit__(None, None, None)
+        return
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +96,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def redis_server(run_dir: Path) -> Iterator[RedisServer]:
-    with RedisServer(run_dir / "redis") as server:
+    with started(lambda: RedisServer(run_dir / "redis")) as server:
         yield server
 
 
@@ -53,7 +110,7 @@ def redis_url(redis_server: RedisServer) -> str:
 def moto_s3(run_dir: Path) -> Iterator[MotoS3Server]:
     from devstack.s3_server import MotoS3Server
 
-    with MotoS3Server(tls=True, log_dir=run_dir) as server:
+    with started(lambda: MotoS3Server(tls=True, log_dir=run_dir)) as server:
         yield server
 
 
@@ -66,7 +123,7 @@ def s3(moto_s3: MotoS3Server) -> MotoS3Server:
 def seaweed_s3(run_dir: Path) -> Iterator[SeaweedS3Server]:
     from devstack.s3_server import SeaweedS3Server
 
-    with SeaweedS3Server(run_dir, tls=True) as server:
+    with started(lambda: SeaweedS3Server(run_dir, tls=True)) as server:
         yield server
 
 
@@ -74,7 +131,7 @@ def seaweed_s3(run_dir: Path) -> Iterator[SeaweedS3Server]:
 def rclone_s3(run_dir: Path) -> Iterator[RcloneS3Server]:
     from devstack.s3_server import RcloneS3Server
 
-    with RcloneS3Server(run_dir, tls=True) as server:
+    with started(lambda: RcloneS3Server(run_dir, tls=True)) as server:
         yield server
 
 
