@@ -104,6 +104,8 @@ def _verify_feed(svc: Services, reader: ObjectReader, feed: Feed, which: Selecti
 def _record(svc: Services, feed: Feed, day: str, rec: CoverageDay, outcome: str, detail: str) -> DayCheck:
     """Record what was found (only where the record is still the one read: a copy may have landed meanwhile)."""
     rt, account = feed.resource_type, feed.account
+    if outcome == "ok" and rec.state == "corrupt" and not rec.sha256:
+        outcome, detail = "corrupt", "no sha256 recorded: its bytes cannot prove the verified copy (--repair copies it)"
     if outcome == "corrupt" and rec.state == "copied":
         bad = bucket_check.corrupt(rec, detail)
         if svc.feeds.replace_days(feed.owner, {day: (rec, bad)}):
@@ -111,7 +113,7 @@ def _record(svc: Services, feed: Feed, day: str, rec: CoverageDay, outcome: str,
     elif outcome == "missing":
         if svc.feeds.replace_days(feed.owner, {day: (rec, None)}):
             bucket_check.report_problems("verify", rt, account, {}, [day])
-    elif outcome == "ok" and rec.state == "corrupt":
+    elif outcome == "ok" and rec.state == "corrupt":  # its recorded sha256 matched: the verified bytes again
         restored = replace(rec, state="copied", error=None, updated_at=clock.now())
         if svc.feeds.replace_days(feed.owner, {day: (rec, restored)}):
             outcome, detail = "restored", "was corrupt; the object is the verified copy again"

@@ -114,6 +114,15 @@ def test_a_corrupt_day_whose_object_checks_out_is_copied_again(svc, sink, relay)
     assert rec.state == "copied" and rec.error is None
 
 
+def test_a_corrupt_day_without_a_recorded_sha256_is_never_restored_by_a_read(svc, sink, relay):
+    """Size and gzip alone cannot prove the verified copy: the day stays corrupt and is reported."""
+    copied(svc, sink, day(5), state="corrupt", sha256=None, error="the bucket's object has another size")
+    doc, _ = relay()
+    (problem,) = doc["problems"]
+    assert problem["day"] == day(5) and "no sha256 recorded" in problem["detail"]
+    assert state_of(svc, day(5)).state == "corrupt"
+
+
 def test_repair_says_what_it_cannot_repair_and_the_day_stays_corrupt(svc, sink, client, bucket, relay):
     result = copied(svc, sink, day(5))
     client.put_object(Bucket=bucket, Key=result.key, Body=b"not gzip at all")  # Twilio lists no file for it
