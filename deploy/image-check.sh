@@ -188,7 +188,7 @@ broken_dockerfile() {
     local source=$1 copy status=0
     copy=$(mktemp -d "${TMPDIR:-/tmp}/image-check-broken.XXXXXX")
     # The build context only: what .dockerignore lets in, plus the Dockerfile.
-    tar -C "$source" -cf - Dockerfile .dockerignore requirements.txt Procfile app workers sandbox \
+    tar -C "$source" -cf - Dockerfile .dockerignore requirements.txt Procfile pyproject.toml app workers sandbox \
         deploy/gunicorn.conf.py deploy/entrypoint.sh | tar -C "$copy" -xf -
     sed -i '/^COPY workers\/ workers\/$/d' "$copy/Dockerfile"
     if cmp -s "$source/Dockerfile" "$copy/Dockerfile"; then
