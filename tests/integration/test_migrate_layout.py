@@ -12,7 +12,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,13 @@ NEW = "{prefix}{resource_type}/account={account_sid}/day={day}/{resource_type}-{
 DAYS_AGO = (4, 5, 6)
 
 
+# Days count back from when the module was loaded, not from the relay's clock: the `past` fixture moves that clock
+# 15 minutes back, which near midnight (UTC) would move "today" too, between the feed's window and its days.
+ANCHOR = datetime.now(UTC).date()
+
+
 def day(days_ago: int) -> str:
-    return (clock.utc_today() - timedelta(days=days_ago)).isoformat()
+    return (ANCHOR - timedelta(days=days_ago)).isoformat()
 
 
 @pytest.fixture
