@@ -9,43 +9,44 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, g, jsonify, request
 
 if TYPE_CHECKING:
-    from app.config import Settings
-    from app.context import Services
+    from app.platform.config import Settings
+    from app.services import Services
 
 log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> Flask:
-    # Imported here so that importing a light module of the package (app.logs, from gunicorn's logging config in
+    # Imported here so that importing a light module of the package (app.platform.logs, from gunicorn's logging
+    # config in
     # the master process) does not pull in the whole application.
     from werkzeug.middleware.proxy_fix import ProxyFix
 
-    from app.client_limits import BufferedBodies
-    from app.config import load_settings
-    from app.context import build_services
-    from app.logs import configure_logging
+    from app.platform.config import load_settings
+    from app.platform.logs import configure_logging
+    from app.services import build_services
+    from app.web.client_limits import BufferedBodies
 
     settings = settings or (services.settings if services else load_settings())
     configure_logging(settings.log_level, settings.secrets)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook_max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    # Bodies are read whole, with a deadline, by the address ProxyFix gives (so inside it): app/client_limits.py
+    # Bodies are read whole, with a deadline, by the address ProxyFix gives (so inside it): app/web/client_limits.py
     app.wsgi_app = BufferedBodies(app.wsgi_app, settings)  # type: ignore[method-assign]
     if settings.proxy_fix_hops:
         hops = settings.proxy_fix_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     app.extensions["relay"] = services or build_services(settings)
 
-    from app import api, console, feeds_api, health, intake, twilio_lists_api
-    from app.cli_main import relay_cli
+    from app.cli.main import relay_cli
+    from app.web import api, at_twilio_api, console, feeds_api, health, intake
 
     app.register_blueprint(health.bp)
     app.register_blueprint(intake.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(feeds_api.bp)
-    app.register_blueprint(twilio_lists_api.bp)
-    console.init_app(app)  # the operator console under /console (app/console)
+    app.register_blueprint(at_twilio_api.bp)
+    console.init_app(app)  # the operator console under /console (app/web/console/)
     app.cli.add_command(relay_cli)
     _register_error_handlers(app)
 
@@ -69,8 +70,8 @@ def _register_error_handlers(app: Flask) -> None:
     import redis
     from werkzeug.exceptions import HTTPException
 
-    from app.errors import DomainError
-    from app.twilio_api import TwilioError, TwilioNotFound, TwilioRejected, TwilioUnavailable
+    from app.platform.errors import DomainError
+    from app.twilio.client import TwilioError, TwilioNotFound, TwilioRejected, TwilioUnavailable
 
     @app.errorhandler(DomainError)
     def domain_error(exc: DomainError) -> tuple[Response, int, dict[str, str]]:

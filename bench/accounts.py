@@ -5,17 +5,17 @@
 The real code on a real redis-server (``devstack.redis_server.RedisServer``, AOF ``everysec`` as deployed) and
 the Twilio sandbox (``devstack.sandbox_process.SandboxProcess``) over HTTP. The sandbox's default account is
 the parent; ``add_subaccount`` gives it ``--accounts`` - 1 subaccounts (one family: one daily quota). The relay's
-services are built by ``app.context.build_services`` from ``app.config.load_settings`` with
+services are built by ``app.services.build_services`` from ``app.platform.config.load_settings`` with
 ``TWILIO_DISCOVER_SUBACCOUNTS=true`` (the accounts come from the sandbox's Accounts API, as in production),
 ``S3_KEY_TEMPLATE`` with ``account={account_sid}`` and ``SYNC_FEEDS`` naming the 4 resource types from
 ``--days`` days before today-2: the first poll step makes the 4 x accounts feeds, as a deployment's would.
 
 Each sample is one call of
 
-- ``app.planner.plan`` (``heal`` included): the poll's planning, target <= 1 s CPU;
+- ``app.feeds.planner.plan`` (``heal`` included): the poll's planning, target <= 1 s CPU;
 - ``workers.tasks._keep_feeds_complete``: the poll's continuous-sync step (account list, SYNC_FEEDS applied to
   every account, reconcile and sweep due-checks per feed, then ``plan``), target <= 1 s CPU;
-- ``app.coverage.report``: ``GET /api/coverage``, and each poll's feed summaries (``app.feed_summary.refresh``,
+- ``app.feeds.coverage.report``: ``GET /api/coverage``, and each poll's feed summaries (``app.feeds.summary.refresh``,
   which ``/health``, the ``/metrics`` feed gauges and ``events.feeds_lagging`` read).
 
 Cases: ``covered`` (every day of every feed copied, realistic records), ``missing`` (no day in coverage and the
@@ -46,9 +46,11 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from app import clock, coverage, feeds, planner
-from app.config import load_settings
-from app.context import Services, build_services
+from app.feeds import coverage, planner
+from app.feeds import declared as feeds
+from app.platform import clock
+from app.platform.config import load_settings
+from app.services import Services, build_services
 from bench.common import BenchResult, Figure, workdir
 from bench.planner import CountingConnection, Meter, copied_record, profile_text, sample
 from devstack.redis_server import RedisServer

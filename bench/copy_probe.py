@@ -49,8 +49,8 @@ def child(mode: str, url: str, path: str, bucket: str) -> None:
     """Runs in a fresh interpreter: do one transfer, print seconds and peak RSS as JSON."""
     import zlib
 
-    from app import gzip_check
-    from app.s3_client import make_s3_client
+    from app.bucket import gzip_check
+    from app.platform.s3_client import make_s3_client
     from workers.copy import copy_link_to_s3
     from workers.s3_sink import S3Sink, SinkSettings
 
@@ -175,10 +175,10 @@ def main() -> None:
             assert requests.head(url, timeout=5).status_code == 200
             s3.client().create_bucket(Bucket="bench")
             env = {**s3.env(), "AWS_CONFIG_FILE": str(work / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(work / "none")}
-            # The link is http on loopback: the local-stack download policy (app/url_policy.py).
+            # The link is http on loopback: the local-stack download policy (app/platform/url_policy.py).
             env |= {"DOWNLOAD_ALLOW_LOOPBACK": "true", "DOWNLOAD_HOST_ALLOWLIST": "127.0.0.1"}
             env["TWILIO_BULKEXPORTS_BASE_URL"] = "http://127.0.0.1:9"
-            from app.gzip_check import INFLATE
+            from app.bucket.gzip_check import INFLATE
 
             modes = ["baseline", "copy", "upload_file"] + (["copy-zlib"] if INFLATE.__name__ != "zlib" else [])
             print(f"inflate backend for 'copy': {INFLATE.__name__}; {args.repeat} interleaved runs each")

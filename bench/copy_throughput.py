@@ -9,7 +9,7 @@ stages, so both are measured as baselines next to it (issue 13):
   ``BulkExportsClient.day_link``) and the worker's sink as ``workers.tasks.sink`` builds it (default settings:
   a day over ``S3_SINGLE_PUT_MAX_MIB`` streams into a multipart upload of the final key, SHA-256 per part).
 - ``upload_file`` (a): boto3 ``upload_file`` of the same bytes from local disk to the same SeaweedFS, default
-  TransferConfig, the same client configuration (``app.s3_client.make_s3_client``).
+  TransferConfig, the same client configuration (``app.platform.s3_client.make_s3_client``).
 - ``verify_only`` (b): the same download (``open_link`` + ``body_chunks``) through the same checks
   (``workers.copy.VerifyingReader``: SHA-256, gzip inflate + CRC/length, records), read in part-sized steps
   as the sink reads it, uploading nothing.
@@ -66,7 +66,7 @@ SINGLE_PUT_PROBE_MIB = 16  # the default S3_SINGLE_PUT_MAX_MIB: the biggest day 
 def _child(mode: str, source: str, size: int, key: str) -> None:
     """One transfer in this fresh interpreter; prints JSON: seconds, CPU, RSS, phase times."""
     import workers.tasks  # noqa: F401 - what the rq worker has imported before its first task (RSS)
-    from app.s3_client import make_s3_client
+    from app.platform.s3_client import make_s3_client
 
     client = make_s3_client()
     bucket = os.environ["BENCH_BUCKET"]
@@ -96,7 +96,7 @@ def _child(mode: str, source: str, size: int, key: str) -> None:
 
 def _copy(client: Any, bucket: str, source: str, size: int, key: str, phases: dict[str, float]) -> tuple[str, int]:
     """The relay's copy, with the worker's sink (as workers.tasks.sink builds it from default settings)."""
-    from app.config import load_settings
+    from app.platform.config import load_settings
     from workers.copy import copy_link_to_s3
     from workers.s3_sink import S3Sink, SinkSettings
 
@@ -173,8 +173,8 @@ def day_offset(offset: int) -> str:
 
 def twilio_client(sandbox: SandboxProcess) -> Any:
     """The service's own Twilio client (FetchDay without following the 307), pointed at the sandbox."""
-    from app.config import load_settings
-    from app.twilio_api import BulkExportsClient
+    from app.platform.config import load_settings
+    from app.twilio.client import BulkExportsClient
 
     env = _settings_env(BUCKET) | {
         "TWILIO_ACCOUNT_SID": sandbox.account_sid,

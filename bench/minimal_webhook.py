@@ -5,7 +5,7 @@
 What any correct intake must do at least: read the token from the query string, look its hash up in Redis (one
 GET) and answer 204 when it names something, 404 otherwise. A Flask route served by the same gunicorn
 configuration as the relay's web (deploy/gunicorn.conf.py: worker class, worker count, access log), with a
-capped blocking Redis pool like the relay's (app/context.py), so the two differ only in what the relay's
+capped blocking Redis pool like the relay's (app/services.py), so the two differ only in what the relay's
 handler does beyond this: signature check, delivery accounting, metrics, the sync decision.
 
 The benchmark stores ``TOKEN_PREFIX + sha256(token)`` for the relay job's own token, so both handlers answer

@@ -3,14 +3,14 @@
     .venv/bin/python -m bench.planner [--quick] [--days 1830] [--polls 20] [--profile] [--no-sandbox]
 
 The real code on a real redis-server (``devstack.redis_server.RedisServer``, AOF ``everysec`` as deployed):
-services built by ``app.context.build_services`` from settings loaded by ``app.config.load_settings``, four
+services built by ``app.services.build_services`` from settings loaded by ``app.platform.config.load_settings``, four
 feeds (Messages, Calls, Conferences, Participants) of ``--days`` days each (1,830 = 5 years, ending today-2)
 stored with ``FeedStore``, and each sample is one call of
 
-- ``app.planner.plan`` (which runs ``app.planner.heal`` first): the poll's planning, the target figure;
+- ``app.feeds.planner.plan`` (which runs ``app.feeds.planner.heal`` first): the poll's planning, the target figure;
 - ``workers.tasks._keep_feeds_complete``: the poll's whole continuous-sync step (SYNC_FEEDS applied, the
   reconcile and sweep due-checks per feed, then ``plan``), with the reconcile and the sweep not due;
-- ``app.coverage.report``: what ``GET /api/coverage`` (and ``relay coverage``) computes.
+- ``app.feeds.coverage.report``: what ``GET /api/coverage`` (and ``relay coverage``) computes.
 
 Cases:
 
@@ -51,10 +51,11 @@ from typing import Any
 import psutil
 import redis
 
-from app import clock, coverage, planner
-from app.config import load_settings
-from app.context import Services, build_services
-from app.feed_store import CoverageDay, Feed
+from app.feeds import coverage, planner
+from app.feeds.store import CoverageDay, Feed
+from app.platform import clock
+from app.platform.config import load_settings
+from app.services import Services, build_services
 from bench.common import BenchResult, Figure, workdir
 from devstack.redis_server import RedisServer
 from devstack.sandbox_process import SandboxProcess

@@ -10,7 +10,7 @@ deploy/compose.yaml), with SeaweedFS and the Twilio sandbox behind the relay and
 - the relay (``app.wsgi:app``). One job is submitted through the real API and its webhook is delivered once,
   which queues its sync task; from then on every delivery is the steady state measured: a signed, valid,
   *duplicate* delivery (token lookup, HMAC-SHA1 signature check, delivery accounting, metrics, 204: whatever
-  app/intake.py does for it). The queue is checked to still hold exactly that one sync after the load. The
+  app/web/intake.py does for it). The queue is checked to still hold exactly that one sync after the load. The
   signature is computed once with twilio's ``RequestValidator.compute_signature``.
 - the baseline, the *minimal correct handler* (bench/minimal_webhook.py): a Flask route that reads the token,
   does one Redis GET of its hash and answers 204, for the very same request bytes.
@@ -44,7 +44,7 @@ import requests
 from rq import Queue
 from twilio.request_validator import RequestValidator
 
-from app.queueing import CONTROL_QUEUE
+from app.platform.queueing import CONTROL_QUEUE
 from bench.common import BenchResult, CpuMeter, Figure, child_env, percentile, workdir
 from bench.minimal_webhook import TOKEN_PREFIX
 from bench.profiling import PySpy, summarize

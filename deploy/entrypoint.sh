@@ -32,7 +32,7 @@ case "$role" in
                 # hidden, so make it (gunicorn clears its *.db files at start).
                 mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
             else
-                # Only web serves /metrics (worker and poller counters go to Redis, app/metrics.py) and
+                # Only web serves /metrics (worker and poller counters go to Redis, app/platform/metrics.py) and
                 # nothing scrapes a worker or poller container: keep their client in-process, no files.
                 unset PROMETHEUS_MULTIPROC_DIR
             fi

@@ -15,12 +15,12 @@
 - worker_connections 1000 per worker (``GUNICORN_WORKER_CONNECTIONS``): what an attacker must hold open, per
   worker, to make new connections wait in the listen backlog. The open-files soft limit is raised at start to
   cover it (container runtimes often start processes at 1024). Redis connections do not grow with it: the app's
-  pools are capped (app/context.py), so a burst of requests queues for a connection instead of failing.
+  pools are capped (app/services.py), so a burst of requests queues for a connection instead of failing.
 - A request's head must arrive within ``keepalive`` seconds (gunicorn's async workers time that wait), so idle
   connections and unfinished headers are dropped after 75 s. gunicorn does not time a body: the app reads every
   body whole within ``WEB_BODY_TIMEOUT_SECONDS`` (408 after), and one client address holds at most
   ``WEB_MAX_CONNECTIONS_PER_CLIENT`` connections of a worker (closed at accept beyond; off behind proxies,
-  ``PROXY_FIX_HOPS`` > 0, where the app caps each client's bodies instead): app/client_limits.py, issue 20.
+  ``PROXY_FIX_HOPS`` > 0, where the app caps each client's bodies instead): app/web/client_limits.py, issue 20.
   Before, 1,000 connections dripping a sign-in body filled a worker and /livez timed out. A buffering proxy in
   front (nginx, an ALB) still adds request timeouts and per-client limits.
 - workers: one per usable CPU (``WEB_CONCURRENCY`` overrides). Requests are short and CPU-bound (the webhook does
@@ -46,7 +46,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from app.logs import logging_dict_config
+from app.platform.logs import logging_dict_config
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", len(os.sched_getaffinity(0))))
@@ -55,7 +55,7 @@ workers = int(os.environ.get("WEB_CONCURRENCY", len(os.sched_getaffinity(0))))
 def _gevent_worker() -> type:
     """gunicorn's gevent worker, except that SIGTERM closes connections waiting for a request head at once, that
     a connection yields to the others between two requests, and that one client address may hold at most
-    ``WEB_MAX_CONNECTIONS_PER_CLIENT`` connections (app/client_limits.py).
+    ``WEB_MAX_CONNECTIONS_PER_CLIENT`` connections (app/web/client_limits.py).
 
     gunicorn's gevent worker times each wait for a request head with ``timeout_ctx()`` (``keepalive`` seconds) and,
     on SIGTERM, waits for every connection to finish, idle keep-alive ones included: with a load balancer holding
@@ -69,7 +69,7 @@ def _gevent_worker() -> type:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.waiting: dict[Any, gevent.Timeout] = {}
-            self.connections: Any = None  # app.client_limits.ClientSlots, set in run() once the app is loaded
+            self.connections: Any = None  # app.web.client_limits.ClientSlots, set in run() once the app is loaded
 
         @contextlib.contextmanager
         def timeout_ctx(self) -> Iterator[None]:
@@ -88,14 +88,14 @@ def _gevent_worker() -> type:
                 self.waiting.pop(me, None)
 
         def run(self) -> None:
-            # The app is loaded by now: the cap comes from its validated settings (app/client_limits.py).
-            from app.client_limits import connection_slots
+            # The app is loaded by now: the cap comes from its validated settings (app/web/client_limits.py).
+            from app.web.client_limits import connection_slots
 
             self.connections = connection_slots(self.wsgi.extensions["relay"].settings)
             super().run()
 
         def handle(self, listener: Any, client: Any, addr: Any) -> None:
-            from app.client_limits import serve_capped  # at most WEB_MAX_CONNECTIONS_PER_CLIENT per address
+            from app.web.client_limits import serve_capped  # at most WEB_MAX_CONNECTIONS_PER_CLIENT per address
 
             serve_capped(
                 self.connections, addr, client, lambda: super(RelayGeventWorker, self).handle(listener, client, addr)

@@ -1,6 +1,6 @@
 """The sandbox's simulated calendar and the relay's clock, moved together (e2e tests, ``make demo``).
 
-The Twilio sandbox has a settable "now" (its control API); the relay reads "now" from ``app.clock``, which adds
+The Twilio sandbox has a settable "now" (its control API); the relay reads "now" from ``app.platform.clock``, which adds
 the seconds written in ``RELAY_CLOCK_OFFSET_FILE`` to the real time (loopback deployments only). After every
 move of the sandbox clock, ``Calendar`` writes the sandbox's "now" minus the real time into that file, so both
 agree on "today" (the quota's UTC day, the newest exportable day). The relay re-reads the file within 0.2 s.

@@ -87,7 +87,7 @@ def check_settings(env: dict[str, str], source: str) -> None:
     missing = [f"{name}{alt}" if name == "TWILIO_AUTH_TOKEN" else name for name in missing]
     if missing:
         raise RunError(f"{source} is incomplete: set {', '.join(missing)} (see .env.example)")
-    from app.config import ConfigError, load_settings, require_web_settings
+    from app.platform.config import ConfigError, load_settings, require_web_settings
 
     try:
         require_web_settings(load_settings({**seen, "REDIS_URL": seen.get("REDIS_URL") or "redis://127.0.0.1/0"}))
@@ -124,7 +124,7 @@ def refuse_if_running(workdir: Path) -> None:
 def local_console_cookie(env: dict[str, str], host: str) -> dict[str, str]:
     """The console is on http://127.0.0.1 here: without PUBLIC_BASE_URL (whose http:// would say so) the cookie
     would be Secure, which browsers may drop over plain http. Unless .env or the shell chose otherwise."""
-    from app.config import is_loopback_host
+    from app.platform.config import is_loopback_host
 
     seen = {**os.environ, **env}
     if seen.get("PUBLIC_BASE_URL") or seen.get("CONSOLE_COOKIE_SECURE") or not is_loopback_host(host):
@@ -198,7 +198,8 @@ def banner(relay: Relay, env: dict[str, str], health: dict[str, Any], env_file: 
 
 
 def readable(line: str) -> str:
-    """A JSON log record (app/logs.py) as ``HH:MM:SS.mmm LEVEL logger: msg key=value ...``; other lines as they are."""
+    """A JSON log record (app/platform/logs.py) as ``HH:MM:SS.mmm LEVEL logger: msg key=value ...``; other lines as
+    they are."""
     try:
         record = json.loads(line)
         ts, level, logger, msg = record.pop("ts"), record.pop("level"), record.pop("logger"), record.pop("msg")

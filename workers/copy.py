@@ -32,8 +32,8 @@ import urllib3
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_environ_proxies
 
-from app.gzip_check import GzipCheck
-from app.url_policy import ForbiddenUrl, UrlPolicy, download_policy
+from app.bucket.gzip_check import GzipCheck
+from app.platform.url_policy import ForbiddenUrl, UrlPolicy, download_policy
 from workers.copy_errors import (
     CopyIntegrityError,
     LinkExpiredError,
@@ -185,7 +185,7 @@ def open_link(
 
     Redirects are followed by hand, at most MAX_REDIRECTS, never from https to http, with nothing
     but the URL carried over. Every hop passes ``policy`` (default: the settings' download policy, see
-    app.url_policy) before anything is sent. The caller must close the response.
+    app.platform.url_policy) before anything is sent. The caller must close the response.
     """
     session = (policy or download_policy()).mount(_clean_session())
     try:

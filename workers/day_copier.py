@@ -14,14 +14,15 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from app import coverage, events
-from app.context import Services
-from app.feed_store import owner_of
-from app.metrics import COPY_BYTES, COPY_RETRIES, COPY_SECONDS, DAYS
-from app.registry import DayRecord, DayState, JobState
-from app.sync import day_files
-from app.twilio_api import TwilioNotFound
-from app.twilio_status import EMPTY
+from app.feeds import coverage
+from app.feeds.store import owner_of
+from app.jobs import events
+from app.jobs.lifecycle import day_files
+from app.jobs.registry import DayRecord, DayState, JobState
+from app.platform.metrics import COPY_BYTES, COPY_RETRIES, COPY_SECONDS, DAYS
+from app.services import Services
+from app.twilio.client import TwilioNotFound
+from app.twilio.statuses import EMPTY
 from workers.copy import copy_link_to_s3
 from workers.copy_errors import CopyBusy, DayNotReady
 from workers.s3_sink import S3Sink
@@ -126,7 +127,7 @@ def _copy_locked(svc: Services, sink: S3Sink, task: DayTask, current: DayRecord)
 def _found_corrupt(svc: Services, task: DayTask) -> bool:
     """Whether coverage holds the day as ``corrupt`` (a listing or ``relay verify`` found its object changed):
     then the object's metadata and tags, which may have survived the change, are not taken as proof that it is
-    stored (app/bucket_check.py). Asked only when the object looks stored, so the usual copy pays nothing."""
+    stored (app/bucket/check.py). Asked only when the object looks stored, so the usual copy pays nothing."""
     rec = svc.feeds.get_day(owner_of(task.resource_type, task.account_sid), task.day)
     return rec is not None and rec.state == "corrupt"
 

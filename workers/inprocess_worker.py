@@ -29,7 +29,8 @@ buffers) and released when the task ends.
 
 Only the relay's own tasks run. A job names its function by dotted path and RQ imports whatever that path is, so
 anyone able to write to Redis could otherwise run any importable function here (``os.system``). Every job goes
-through ``app.queueing.RelayJob`` (whatever ``--job-class`` says), and a job it refuses is failed at once with the
+through ``app.platform.queueing.RelayJob`` (whatever ``--job-class`` says), and a job it refuses is failed at once
+with the
 reason, counted (``relay_tasks_refused_total``), never retried, and none of its functions or callbacks imported.
 """
 
@@ -49,8 +50,8 @@ from rq.queue import Queue
 from rq.utils import now
 from rq.worker import BaseWorker, SimpleWorker, WorkerStatus
 
-from app.metrics import TASKS_REFUSED
-from app.queueing import RelayJob
+from app.platform.metrics import TASKS_REFUSED
+from app.platform.queueing import RelayJob
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ botocore's S3 service model, the services and the S3 sink. The Procfile's worker
 overhead per day without this warm-up, 66 ms with it; in process -2 to 10 ms). Nothing is connected yet here: redis-py's
 pools reset themselves in a forked child (they check the pid) and the boto3/requests pools are still empty.
 
-Building the sink probes the S3 store (``app.store_probe``; cached in Redis, so replicas starting together probe
+Building the sink probes the S3 store (``app.bucket.probe``; cached in Redis, so replicas starting together probe
 once): a store that would corrupt what the relay writes stops the worker here, with one line naming the
 capability and the setting (``S3_OBJECT_TAGS``). A probe that cannot run (S3 unreachable) does not stop it: the
 first task that needs the sink probes again.
@@ -16,9 +16,9 @@ first task that needs the sink probes again.
 
 import os
 
-from app import store_probe
-from app.context import worker_services
-from app.logs import logging_dict_config
+from app.bucket import probe as store_probe
+from app.platform.logs import logging_dict_config
+from app.services import worker_services
 from workers import tasks
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -30,7 +30,7 @@ Where each fact lives: one rule for every size, one place per store kind
   ``resource_type``, ``twilio_create_date`` and ``size`` (Twilio's size, which the reader enforces). The
   "already stored?" check (``stored_day``) needs no more to match a file.
 - **sha256 and records**, known only after the last byte, go where the store keeps them safely, decided at
-  start-up by the store probe (``app.store_probe``: ``S3_OBJECT_TAGS=auto|on|off``, ``SinkSettings.digest_in_tags``):
+  start-up by the store probe (``app.bucket.probe``: ``S3_OBJECT_TAGS=auto|on|off``, ``SinkSettings.digest_in_tags``):
 
   * a store whose tags are safe (AWS S3, SeaweedFS, moto): **the object's tags**, whatever the size. The single
     PUT sets them atomically (its ``Tagging`` parameter); a multipart upload gets them with PutObjectTagging right
@@ -86,11 +86,11 @@ from boto3.s3.transfer import TransferConfig
 from botocore import exceptions as boto_exc
 from botocore.exceptions import BotoCoreError, ClientError
 
-from app.metrics import STORE_ANOMALIES
-from app.migrate_layout import HeldObject
-from app.recovery import MARKER_KEY
-from app.s3_client import S3Client, sha256_b64
-from app.sync import ManifestRefused
+from app.bucket.migrate_layout import HeldObject
+from app.jobs.lifecycle import ManifestRefused
+from app.jobs.recovery import MARKER_KEY
+from app.platform.metrics import STORE_ANOMALIES
+from app.platform.s3_client import S3Client, sha256_b64
 from workers.copy_errors import PermanentS3Error, S3Error, TransientS3Error
 
 log = logging.getLogger(__name__)
@@ -190,7 +190,7 @@ class SinkSettings:
     storage_class: str | None = None
     multipart_concurrency: int = 4
     single_put_max: int = SINGLE_PUT_MAX  # bytes; 0 sends every non-empty file through a multipart upload
-    # The store's write path (``app.store_probe.decide``): sha256 and records as object tags, or only in the job
+    # The store's write path (``app.bucket.probe.decide``): sha256 and records as object tags, or only in the job
     # manifests; whether HeadObject keeps CompleteMultipartUpload's ETag (the check after a write compares it).
     digest_in_tags: bool = True
     multipart_etag_kept: bool = True
@@ -340,8 +340,9 @@ class _PartPipeline:
 
 class S3Sink:
     """The only place that writes the relay's objects to S3 (the store probe's own small objects under
-    ``<prefix>_relay/`` are ``app.store_probe``'s; the web's read-only bucket probe is ``app.s3_client.probe_bucket``).
-    Thread-safe as far as the boto3 client is. Implements ``app.sync.ManifestStore`` for the job manifest."""
+    ``<prefix>_relay/`` are ``app.bucket.probe``'s; the web's read-only bucket probe is
+    ``app.platform.s3_client.probe_bucket``).
+    Thread-safe as far as the boto3 client is. Implements ``app.jobs.lifecycle.ManifestStore`` for the job manifest."""
 
     def __init__(self, client: S3Client, settings: SinkSettings) -> None:
         self.client = client
@@ -373,11 +374,11 @@ class S3Sink:
         )
 
     def manifest_key(self, resource_type: str, job_sid: str) -> str:
-        """Where a job's manifest goes (``app.sync.ManifestStore``)."""
+        """Where a job's manifest goes (``app.jobs.lifecycle.ManifestStore``)."""
         return f"{self.settings.prefix}{resource_type}/_manifests/{job_sid}.json"
 
     def read_marker(self) -> dict[str, Any] | None:
-        """The bucket's copy of the registry marker (``app.recovery.MarkerStore``); None if there is none."""
+        """The bucket's copy of the registry marker (``app.jobs.recovery.MarkerStore``); None if there is none."""
         key = f"{self.settings.prefix}{MARKER_KEY}"
         resp = self._unless_missing("GetObject", key, lambda: self.client.get_object(Bucket=self.bucket, Key=key))
         marker = json.loads(resp["Body"].read()) if resp is not None else None
@@ -399,7 +400,7 @@ class S3Sink:
 
     def day_index(self, resource_type: str, account_sid: str = "") -> dict[str, tuple[str, int, str]]:
         """day -> (key, size, ETag) of every day file of ``resource_type`` in the bucket
-        (``app.coverage.BucketIndex``): one paged ListObjectsV2 under the template's fixed prefix, keys matched
+        (``app.feeds.coverage.BucketIndex``): one paged ListObjectsV2 under the template's fixed prefix, keys matched
         against the template. The ETag is "" where the listing gives none."""
         pattern, prefix = _key_pattern(self.settings, resource_type, account_sid)
         found: dict[str, tuple[str, int, str]] = {}
@@ -416,7 +417,7 @@ class S3Sink:
         return found
 
     def holds(self, key: str) -> bool:
-        """``app.coverage.BucketIndex.holds``: a HEAD of ``key`` (S3 errors raise, classified)."""
+        """``app.feeds.coverage.BucketIndex.holds``: a HEAD of ``key`` (S3 errors raise, classified)."""
         return self.head(key) is not None
 
     # -- reads ----------------------------------------------------------------------------------------
@@ -437,7 +438,7 @@ class S3Sink:
         )
 
     def read_object(self, key: str) -> Generator[bytes, None, None] | None:
-        """``app.verify.ObjectReader``: the object's bytes in chunks of READ_CHUNK, None if there is no object at
+        """``app.bucket.verify.ObjectReader``: the object's bytes in chunks of READ_CHUNK, None if there is no object at
         ``key`` (S3 errors raise, classified); closing the generator closes the download."""
         resp = self._unless_missing("GetObject", key, lambda: self.client.get_object(Bucket=self.bucket, Key=key))
         return None if resp is None else self._chunks(resp["Body"], key)
@@ -672,7 +673,7 @@ class S3Sink:
         except (ClientError, BotoCoreError) as exc:
             raise classify_s3_error(exc, "PutObjectTagging", self.bucket, key) from exc
 
-    # -- layout migration (``app.migrate_layout.LayoutStore``) -----------------------------------------
+    # -- layout migration (``app.bucket.migrate_layout.LayoutStore``) -----------------------------------------
 
     @property
     def keeps_tags(self) -> bool:
@@ -745,7 +746,8 @@ class S3Sink:
     def put_json(self, key: str, obj: Any) -> None:
         """Write a small JSON document (the per-job manifest) with the same SSE and storage class.
 
-        A permanent refusal is raised as ``ManifestWriteRefused``, which ``app.sync`` knows as ManifestRefused."""
+        A permanent refusal is raised as ``ManifestWriteRefused``, which ``app.jobs.lifecycle`` knows as
+        ManifestRefused."""
         body = json.dumps(obj, indent=2, sort_keys=True, default=str).encode()
         args = {**self._encryption_args(), **self._storage_args()}
         try:

@@ -1,7 +1,7 @@
 """RQ task functions (``*_task``, plus RQ's failure callback): thin entry points that build the process's services
-once and call the domain core (``app.sync``, ``app.submission``) or the day copier.
+once and call the domain core (``app.jobs.lifecycle``, ``app.jobs.submission``) or the day copier.
 
-Referenced by dotted path from ``app/queueing.py`` (the web never imports this module) and from
+Referenced by dotted path from ``app/platform/queueing.py`` (the web never imports this module) and from
 ``workers/cron_config.py`` (the poller and janitor schedule).
 """
 
@@ -18,25 +18,18 @@ from typing import Any
 from rq import get_current_job
 from rq.job import Job
 
-from app import (
-    clock,
-    coverage,
-    daily_exports,
-    events,
-    feed_summary,
-    feeds,
-    migrate_layout,
-    planner,
-    recovery,
-    store_probe,
-    submission,
-    sync,
-    verify,
-)
-from app.context import Services, worker_services
-from app.metrics import POLLS, RETENTION_WARNINGS
-from app.queueing import copy_timeout
-from app.retention import RETENTION_WARN_S, scan_active_days
+from app.bucket import migrate_layout, verify
+from app.bucket import probe as store_probe
+from app.feeds import coverage, daily_exports, planner
+from app.feeds import declared as feeds
+from app.feeds import summary as feed_summary
+from app.jobs import events, recovery, submission
+from app.jobs import lifecycle as sync
+from app.jobs.retention import RETENTION_WARN_S, scan_active_days
+from app.platform import clock
+from app.platform.metrics import POLLS, RETENTION_WARNINGS
+from app.platform.queueing import copy_timeout
+from app.services import Services, worker_services
 from workers.copy_errors import CopyError, PermanentCopyError
 from workers.day_copier import DayTask, copy_one_day, record_failure
 from workers.s3_sink import MiB, S3Sink, SinkSettings
@@ -51,7 +44,7 @@ _probed: list[store_probe.WritePath] = []  # the store's write path once a probe
 
 
 def store_path() -> store_probe.WritePath:
-    """The write path the store probe decided (``app.store_probe``: probed once across replicas, cached in Redis).
+    """The write path the store probe decided (``app.bucket.probe``: probed once across replicas, cached in Redis).
     Raises StoreRefused for a store that would corrupt what the relay writes. A probe that cannot run (S3 down, a
     missing bucket) is not fatal: until one runs, the path a store like AWS S3 gets under S3_OBJECT_TAGS (every
     write is still checked by a HeadObject), and the next call probes again. The janitor (``janitor_task``, hourly)
@@ -174,7 +167,7 @@ def poll_task() -> dict[str, int]:
 
 
 def _ensure_registry(svc: Services) -> None:
-    """A lost registry is rebuilt before anything else is planned (app/recovery.py)."""
+    """A lost registry is rebuilt before anything else is planned (app/jobs/recovery.py)."""
     try:
         if recovery.ensure_registry(svc, sink()).state_before == recovery.LOST:
             POLLS.labels("registry_recovered").inc()
@@ -220,7 +213,7 @@ def _keep_feeds_complete(svc: Services) -> None:
 
 def _summarise_feeds(svc: Services) -> None:
     """What /health, /metrics and feed.lagging report about feeds, computed here once per poll so that no web request
-    computes coverage (app/feed_summary.py)."""
+    computes coverage (app/feeds/summary.py)."""
     try:
         feed_summary.refresh(svc)
     except Exception:  # the previous summaries stay; the next poll tries again
@@ -246,7 +239,7 @@ def _due(last: float | None, every_seconds: float, owner: str, now: float | None
 def reconcile_task(owner: str) -> int:
     """Reconcile one feed's coverage with the bucket; -1 when S3 could not be listed (the next poll asks again:
     nothing is marked done). Days found corrupt get a sweep at once: it copies them again while Twilio still
-    lists their files (app/bucket_check.py)."""
+    lists their files (app/bucket/check.py)."""
     account_sid, _, resource_type = owner.rpartition(":")
     extra = {"resource_type": resource_type, "account_sid": account_sid}
     svc = worker_services()
@@ -264,7 +257,7 @@ def reconcile_task(owner: str) -> int:
 def verify_task(
     resource_type: str | None, account_sid: str | None, first: str | None, last: str | None, repair: bool
 ) -> dict[str, Any]:
-    """``relay verify``: re-read the selected feeds' copied days (app/verify.py); the report is the result."""
+    """``relay verify``: re-read the selected feeds' copied days (app/bucket/verify.py); the report is the result."""
     which = verify.Selection(
         resource_type,
         account_sid,
@@ -277,7 +270,7 @@ def verify_task(
 
 
 def migrate_layout_task(template: str, account_sid: str | None, delete_old: bool) -> dict[str, Any]:
-    """``relay migrate-layout``: copy every copied day to the template's keys (app/migrate_layout.py); the report
+    """``relay migrate-layout``: copy every copied day to the template's keys (app/bucket/migrate_layout.py); the report
     is the result."""
     svc = worker_services()
     migrate_layout.validate_template(svc, template)
@@ -300,7 +293,7 @@ def _retention_check(svc: Services) -> None:
 
 
 def deliver_event_task(event_id: str, body: str) -> int:
-    """POST one outbound event (app/events.py); a failed attempt raises and RQ retries it, same id and body."""
+    """POST one outbound event (app/jobs/events.py); a failed attempt raises and RQ retries it, same id and body."""
     job = get_current_job()
     return events.deliver(worker_services().settings, event_id, body, final=not (job and job.retries_left))
 

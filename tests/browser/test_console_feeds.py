@@ -55,7 +55,7 @@ def test_feeds_and_daily_exports_are_changed_with_inline_errors(make_stack, cale
     wait_for(browser, lambda d: "since must not be after until" in d.find_element(By.ID, "err-since").text, "error")
     assert feeds(stack) == {}
 
-    save(browser, "Calls", "2007-12-31")  # older than any Twilio record (app.days.EARLIEST_DAY): refused
+    save(browser, "Calls", "2007-12-31")  # older than any Twilio record (app.platform.days.EARLIEST_DAY): refused
     too_old = "since must be 2008-01-01 or later"
     wait_for(browser, lambda d: too_old in d.find_element(By.ID, "err-since").text, "the error next to Since")
     assert feeds(stack) == {}

@@ -15,7 +15,7 @@ import pytest
 import redis
 import requests
 
-from app.guess_limit import CONSOLE_SIGNIN
+from app.platform.guess_limit import CONSOLE_SIGNIN
 from devstack.procs import wait_until
 from tests.conftest import ADMIN_TOKEN
 

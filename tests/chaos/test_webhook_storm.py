@@ -18,7 +18,7 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 
-from app.queueing import QUEUES, sync_job_id
+from app.platform.queueing import QUEUES, sync_job_id
 from devstack.procs import wait_until
 from tests.chaos.conftest import LONG, assert_days_exact, day, signed_webhook, webhook_url
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import pytest
 from rq import Queue, Worker
 
-from app.queueing import CONTROL_QUEUE
+from app.platform.queueing import CONTROL_QUEUE
 from devstack.procs import wait_until
 from tests.chaos.conftest import (
     LONG,
@@ -169,7 +169,7 @@ def test_worker_killed_right_after_dequeue(chaos_stack, sandbox, s3, bucket, red
     """The worker is frozen (SIGSTOP) while it blocks in BLPOP, the webhook queues the sync, Redis hands the
     sync to the frozen worker, and the worker is SIGKILLed: a crash right after dequeuing, made deterministic.
     A new worker and the poller must still get the job synced and copied: the enqueuer recognises the task
-    left 'queued' in no queue as orphaned (app/queueing.py: older than ORPHAN_AFTER_SECONDS and seen so
+    left 'queued' in no queue as orphaned (app/platform/queueing.py: older than ORPHAN_AFTER_SECONDS and seen so
     twice, ORPHAN_CONFIRM_SECONDS apart) and replaces it."""
     sandbox.set_scenario(webhook={"drop": True}, default_day_size=20_000)
     stack = chaos_stack(workers=1)

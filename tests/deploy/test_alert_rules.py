@@ -28,7 +28,7 @@ from tests.deploy.monitoring import (
 )
 
 SEVERITIES = {"warning", "critical"}
-# Counted by the web process that served the request (app/metrics.py, prometheus-client): summed over replicas.
+# Counted by the web process that served the request (app/platform/metrics.py, prometheus-client): summed over replicas.
 PER_REPLICA_COUNTERS = {"relay_webhooks_total", "relay_api_auth_total", "relay_console_signins_total"}
 
 

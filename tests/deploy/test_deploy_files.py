@@ -6,7 +6,7 @@ botocore's own S3 model, the IAM policy with moto's policy validator. ``docker c
 where the compose plugin is installed (it needs no engine); the compose structure is checked regardless.
 
 Drift is caught both ways: every variable of the environment contract (the ``"NAME"`` literals of
-app/config.py) must be documented in deploy/.env.example and present in the Kubernetes ConfigMap or Secret,
+app/platform/config.py) must be documented in deploy/.env.example and present in the Kubernetes ConfigMap or Secret,
 and every variable those files, or compose, set must be a contract name, a knob some process reads
 (``environ.get`` / ``${NAME}`` in the code, gunicorn config or Procfile), or a variable boto3 reads.
 """
@@ -45,7 +45,7 @@ SECRET_NAMES = {
     "CONSOLE_SECRET_KEY",
     "NOTIFY_SECRET",
 }
-# The contract as documented for operators: app/config.py may add names, but must not lose these.
+# The contract as documented for operators: app/platform/config.py may add names, but must not lose these.
 EXPECTED_CONTRACT = SECRET_NAMES | {
     "TWILIO_ACCOUNT_SID",
     "TWILIO_BULKEXPORTS_BASE_URL",
@@ -88,7 +88,7 @@ def _tool(name: str) -> str:
 
 @cache
 def contract_names() -> frozenset[str]:
-    """Every NAME_WITH_UNDERSCORES string literal in app/config.py: the environment contract."""
+    """Every NAME_WITH_UNDERSCORES string literal in app/platform/config.py: the environment contract."""
     return frozenset(re.findall(r'"([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)"', _read(ROOT / "app" / "config.py")))
 
 
@@ -191,7 +191,7 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 
 
 def test_contract_parsed_from_config() -> None:
-    assert not EXPECTED_CONTRACT - contract_names(), "app/config.py lost contract names"
+    assert not EXPECTED_CONTRACT - contract_names(), "app/platform/config.py lost contract names"
 
 
 # -- Dockerfile, .dockerignore, entrypoint -------------------------------------------------------------------
@@ -418,7 +418,7 @@ def test_compose_local_is_one_loopback_stack() -> None:
         assert "ports" not in merged[name], f"{name}: only the namespace's owner (redis) publishes ports"
     assert "network_mode" not in merged["redis"]
     assert all(p.startswith("127.0.0.1:") for p in merged["redis"]["ports"])
-    from app.config import is_loopback_host, load_settings
+    from app.platform.config import is_loopback_host, load_settings
 
     for name in APP_SERVICES:
         env = merged[name]["environment"]
@@ -516,7 +516,7 @@ def test_env_example_documents_every_contract_variable() -> None:
 
 
 def test_env_example_with_each_roles_secrets_is_a_valid_configuration() -> None:
-    from app.config import load_schedule, load_settings, require_web_settings
+    from app.platform.config import load_schedule, load_settings, require_web_settings
 
     shared, _ = parse_env_file(DEPLOY / ".env.example")
     web = load_settings({**shared, **parse_env_file(SECRETS_EXAMPLE / "web.env")[0]})
@@ -786,7 +786,7 @@ def _example_accounts(tmp_path: Path) -> dict[str, Path]:
 def test_the_example_accounts_files_make_valid_configurations(tmp_path: Path) -> None:
     """The k8s ConfigMap and the env example, each with its accounts file and the proposed template: web and
     worker start, every account listed with its family, every credential in the log scrubber's list."""
-    from app.config import ConfigError, load_settings, require_web_settings
+    from app.platform.config import ConfigError, load_settings, require_web_settings
 
     (config,) = k8s_objects("ConfigMap").values()
     shared, _ = parse_env_file(DEPLOY / ".env.example")
@@ -858,7 +858,7 @@ def test_k8s_environment_matches_the_contract() -> None:
 def test_k8s_config_and_each_roles_secret_form_a_valid_configuration() -> None:
     """Each process as it starts: the web needs its admin token, the worker runs without one, the poller reads
     its schedule only."""
-    from app.config import load_schedule, load_settings, require_web_settings
+    from app.platform.config import load_schedule, load_settings, require_web_settings
 
     (config,) = k8s_objects("ConfigMap").values()
     web = load_settings({**config["data"], **_role_secret("web")["stringData"]})
@@ -873,7 +873,7 @@ def test_the_poller_loads_no_credentials() -> None:
     poller = next(line for line in _read(ROOT / "Procfile").splitlines() if line.startswith("poller:"))
     assert "--config workers.cron_settings" in poller
     imported = re.findall(r"^(?:from|import) ([\w.]+)", _read(ROOT / "workers" / "cron_settings.py"), re.MULTILINE)
-    assert set(imported) <= {"os", "app.logs"}, imported
+    assert set(imported) <= {"os", "app.platform.logs"}, imported
     assert "load_settings" not in _read(ROOT / "workers" / "cron_config.py")
 
 
@@ -962,7 +962,7 @@ def test_k8s_network_policy_egress_per_role() -> None:
 # here (and allowed in the policy of each role that makes it).
 S3_CALL_ACTIONS = {
     "head_object": {"s3:GetObject"},  # plus s3:ListBucket, or a missing key is 403 instead of 404
-    "get_object": {"s3:GetObject"},  # the registry marker's copy (app/recovery.py, S3Sink.read_marker)
+    "get_object": {"s3:GetObject"},  # the registry marker's copy (app/jobs/recovery.py, S3Sink.read_marker)
     "head_bucket": {"s3:ListBucket"},  # /health (app/s3_client.probe_bucket)
     "put_object": {"s3:PutObject"},
     "upload_fileobj": {"s3:PutObject", "s3:AbortMultipartUpload"},  # multipart: Create/UploadPart/Complete
@@ -983,8 +983,8 @@ S3_CALL_ACTIONS = {
 # the worker app/ and workers/. The poller runs neither's S3 code (test_the_poller_loads_no_credentials).
 ROLE_SOURCES = {"web": ("app",), "worker": ("app", "workers")}
 # The store probe writes a few objects under <S3_PREFIX>_relay/: workers run it (and `relay doctor`, with their
-# credentials); the web only reads its cached findings from Redis (app/health.py), never calls it.
-WORKER_ONLY = ("app/store_probe.py",)
+# credentials); the web only reads its cached findings from Redis (app/web/health.py), never calls it.
+WORKER_ONLY = ("app/bucket/probe.py",)
 PROBING = ("probe_store(", "store_findings(", "write_path(")
 IAM_ROLES = ("web", "worker")
 KMS_ACTIONS = {"kms:GenerateDataKey", "kms:Decrypt"}
@@ -1060,9 +1060,10 @@ def test_the_web_policy_cannot_write_read_or_delete_objects() -> None:
 
 
 def test_the_web_never_runs_the_store_probe() -> None:
-    """Only workers (tasks.store_path) and `relay doctor` (app/doctor.py, run with the workers' credentials) probe."""
+    """Only workers (tasks.store_path) and `relay doctor` (app/cli/doctor.py, run with the workers' credentials)
+    probe."""
     for path in sorted((ROOT / "app").rglob("*.py")):
-        if str(path.relative_to(ROOT)) not in (*WORKER_ONLY, "app/doctor.py"):
+        if str(path.relative_to(ROOT)) not in (*WORKER_ONLY, "app/cli/doctor.py"):
             assert not any(name in _read(path) for name in PROBING), path
     assert any(name in _read(ROOT / "workers" / "tasks.py") for name in PROBING)
 

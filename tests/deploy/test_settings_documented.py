@@ -4,13 +4,15 @@ The rule:
 - every variable of .env.example has a row in the table and every row's variable is in .env.example, except
   boto3's own variables (credentials, region, endpoint, CA bundle: read by botocore itself, named in the
   paragraph above the table), which .env.example sets for ``make run`` without a row;
-- every variable of the table and of .env.example is read: named by app/config.py (the settings, validated at
+- every variable of the table and of .env.example is read: named by app/platform/config.py (the settings, validated at
   start-up), read by the processes (``os.environ`` in app/, workers/ and deploy/gunicorn.conf.py, ``${NAME}`` in
   the Procfile), or one of botocore's;
-- the other way round: every setting app/config.py names is in the table and in .env.example, and every variable
+- the other way round: every setting app/platform/config.py names is in the table and in .env.example, and every
+variable
   the processes read is named in README.md's Configuration section (gunicorn's tunables within the ``PORT`` row).
 
-deploy/.env.example (the deploy contract) is checked against app/config.py by tests/deploy/test_deploy_files.py.
+deploy/.env.example (the deploy contract) is checked against app/platform/config.py by
+tests/deploy/test_deploy_files.py.
 """
 
 from __future__ import annotations
@@ -84,7 +86,9 @@ def test_every_documented_setting_is_read() -> None:
 
 def test_every_setting_the_code_reads_is_documented() -> None:
     config = named_by_config()
-    assert sorted(config - table()) == [], "app/config.py reads these: add rows to README's Configuration table"
-    assert sorted(config - env_example()) == [], "app/config.py reads these: add them to .env.example"
+    assert sorted(config - table()) == [], (
+        "app/platform/config.py reads these: add rows to README's Configuration table"
+    )
+    assert sorted(config - env_example()) == [], "app/platform/config.py reads these: add them to .env.example"
     section = configuration_section()
     assert sorted(n for n in read_by_processes() if f"`{n}`" not in section) == []

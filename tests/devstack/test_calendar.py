@@ -1,4 +1,5 @@
-"""devstack.calendar: the sandbox's simulated "today" and the relay's (app.clock, read in a fresh process through
+"""devstack.calendar: the sandbox's simulated "today" and the relay's (app.platform.clock, read in a fresh process
+through
 RELAY_CLOCK_OFFSET_FILE, as the relay's processes read it) move together."""
 
 from __future__ import annotations

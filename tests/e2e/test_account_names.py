@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from app import create_app
-from app.config import load_settings
+from app.platform.config import load_settings
 from devstack.procs import wait_until
 from tests.accounts_api_stub import AccountsApiStub
 from tests.browser.pages import console_session

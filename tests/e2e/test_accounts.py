@@ -12,7 +12,7 @@ import requests
 from twilio.request_validator import RequestValidator
 
 from app import create_app
-from app.config import load_settings
+from app.platform.config import load_settings
 from devstack.calendar import Calendar
 from devstack.procs import free_port, wait_until
 from devstack.relay import start_process

@@ -1,4 +1,4 @@
-"""The limit on failed API authentications (app/guess_limit.py ``API_TOKEN``), over plain HTTP against the real
+"""The limit on failed API authentications (app/platform/guess_limit.py ``API_TOKEN``), over plain HTTP against the real
 web tier (Procfile gunicorn, two workers) and Redis: 401 for each wrong bearer token, then 429 with Retry-After
 for that address, the right token included; other addresses unaffected (no shared ceiling); a correct token not
 clearing the count; the counter expiring in Redis; the refusals counted in /metrics and logged without the tokens.
@@ -15,7 +15,7 @@ import pytest
 import redis
 import requests
 
-from app.guess_limit import API_TOKEN
+from app.platform.guess_limit import API_TOKEN
 from devstack.procs import free_port, wait_until
 from tests.conftest import ADMIN_TOKEN
 from tests.e2e.test_observability import metric

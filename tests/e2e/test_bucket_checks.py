@@ -1,4 +1,4 @@
-"""The bucket re-checked, not just listed (app/bucket_check.py), end to end: real gunicorn, rq workers and poller,
+"""The bucket re-checked, not just listed (app/bucket/check.py), end to end: real gunicorn, rq workers and poller,
 Redis, SeaweedFS and the Twilio sandbox, with the sandbox's calendar and the relay's moved in step.
 
 - An object replaced after its copy (what rclone's PutObjectTagging did: the body became the tagging XML) is found
@@ -19,7 +19,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import create_app
-from app.config import load_settings
+from app.platform.config import load_settings
 from devstack.procs import wait_until
 from tests.browser.pages import console_session
 from tests.e2e.test_continuous_sync import RT, coverage_of, days_back, feed_env, states_by_day, submitted_days

@@ -1,7 +1,7 @@
 """The ``relay`` command both ways against the real stack (gunicorn, Redis, S3, the sandbox), as a subprocess:
 in-process with the service's environment, and remote with nothing but ``--url`` and ``--token``. The same command
 prints the same JSON either way; every failure is one line on stderr with its documented exit status
-(``app.cli_client.EXIT_CODES``); and ``pip install .`` into a fresh virtualenv gives a working ``relay``."""
+(``app.cli.client.EXIT_CODES``); and ``pip install .`` into a fresh virtualenv gives a working ``relay``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from app.cli_client import (
+from app.cli.client import (
     EXIT_CONFIG,
     EXIT_NOT_FOUND,
     EXIT_RATE_LIMITED,
@@ -25,8 +25,8 @@ from app.cli_client import (
     EXIT_UNAVAILABLE,
     EXIT_USAGE,
 )
-from app.guess_limit import API_TOKEN
-from app.version import version
+from app.platform.guess_limit import API_TOKEN
+from app.platform.version import version
 from devstack.procs import free_port, wait_until
 from tests.conftest import ADMIN_TOKEN
 
@@ -40,7 +40,7 @@ def day(offset: int) -> str:
 
 
 def run(env: dict[str, str], *args: str, exe: list[str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    command = [*(exe or [sys.executable, "-m", "app.cli_main"]), *args]
+    command = [*(exe or [sys.executable, "-m", "app.cli.main"]), *args]
     return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
 
 

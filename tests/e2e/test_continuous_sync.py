@@ -1,7 +1,7 @@
 """Continuous sync end to end: feeds kept complete by the poller alone, against real gunicorn, rq workers, the
 RQ cron poller, Redis, SeaweedFS and the Twilio sandbox, with the sandbox's calendar and the relay's moved in step.
 
-The relay reads "now" from ``app.clock``; ``RELAY_CLOCK_OFFSET_FILE`` holds the seconds to add, written here
+The relay reads "now" from ``app.platform.clock``; ``RELAY_CLOCK_OFFSET_FILE`` holds the seconds to add, written here
 after every move of the sandbox clock, so both agree on "today" (the quota day, the newest exportable day).
 """
 

@@ -17,7 +17,7 @@ import pytest
 import redis
 import requests
 
-from app.registry import DayRecord, DayState, JobRecord, Registry
+from app.jobs.registry import DayRecord, DayState, JobRecord, Registry
 from devstack.procs import wait_until
 from tests.event_receiver import EventReceiver
 

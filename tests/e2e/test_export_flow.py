@@ -11,7 +11,7 @@ import pytest
 import requests
 from rq import Queue
 
-from app.queueing import CONTROL_QUEUE
+from app.platform.queueing import CONTROL_QUEUE
 from devstack.procs import wait_until
 from devstack.s3_server import RcloneS3Server
 

@@ -21,8 +21,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.days import EARLIEST_DAY
-from app.health import CACHE_SECONDS
+from app.platform.days import EARLIEST_DAY
+from app.web.health import CACHE_SECONDS
 from devstack.calendar import Calendar
 from devstack.procs import wait_until
 from tests.browser.pages import console_session

@@ -18,7 +18,7 @@ from rq import Callback
 from rq.job import Job
 from rq.utils import utcformat
 
-from app.queueing import CONTROL_QUEUE, COPY_QUEUE, QUEUES, JSONQueue
+from app.platform.queueing import CONTROL_QUEUE, COPY_QUEUE, QUEUES, JSONQueue
 from devstack.procs import wait_until
 
 pytestmark = pytest.mark.e2e

@@ -13,7 +13,7 @@ import pytest
 import requests
 from rq.job import Job
 
-from app.queueing import CONTROL_QUEUE, JSONQueue
+from app.platform.queueing import CONTROL_QUEUE, JSONQueue
 from devstack.procs import free_port, wait_until
 from tests.conftest import ADMIN_TOKEN
 

@@ -100,7 +100,7 @@ def test_logs_are_json_with_ids_and_no_secrets(make_stack, sandbox, s3, bucket, 
                 records.append(json.loads(line))  # every line is JSON
     assert links  # the presigned links existed, and none is in the logs (checked via the signature param)
     with_sid = [r for r in records if r.get("job_sid") == sid]
-    assert any(r["logger"] == "app.intake" for r in with_sid)  # webhook log line carries the job
+    assert any(r["logger"] == "app.web.intake" for r in with_sid)  # webhook log line carries the job
     assert any(r.get("day") and r.get("task_id") for r in with_sid)  # copy lines carry day and task id
     access = [r for r in records if r["logger"] == "gunicorn.access"]
     assert access and all("token" not in r["msg"] for r in access)

@@ -1,6 +1,6 @@
 """Numbers in request arguments (issue 20, item 13): ``/console/jobs?page=²`` answered 500 (``isdigit()`` accepts
 "²", ``int()`` does not). Every number the API and the console read from a request goes through one rule
-(``app.validation.bounded_int``); here every kind of bad number is sent to each of them, through the real
+(``app.platform.validation.bounded_int``); here every kind of bad number is sent to each of them, through the real
 gunicorn, and each answers 400 naming the argument."""
 
 from __future__ import annotations

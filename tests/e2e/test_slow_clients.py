@@ -16,7 +16,7 @@ Issue 20 ("slow bodies still pin workers"): with one worker, 1,000 sign-in POSTs
 address plus 200 unfinished heads from another filled ``worker_connections`` and ``/livez`` timed out. Now one
 address holds at most WEB_MAX_CONNECTIONS_PER_CLIENT connections per worker, every body must arrive within
 WEB_BODY_TIMEOUT_SECONDS (408), a body announced too large is refused and its connection closed, and behind a
-proxy the cap counts each forwarded client's bodies (app/client_limits.py). Issue 12's attack is therefore spread
+proxy the cap counts each forwarded client's bodies (app/web/client_limits.py). Issue 12's attack is therefore spread
 over several loopback addresses, each under the cap.
 """
 

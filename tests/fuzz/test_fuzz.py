@@ -1,6 +1,6 @@
 """Fuzzing (>= 10,000 generated requests in all): no 5xx except documented 503s, no enqueue from invalid input.
 
-- schemathesis generates requests for every operation of app/openapi.json (the description kept in the repo)
+- schemathesis generates requests for every operation of app/web/openapi.json (the description kept in the repo)
   and checks each answer against it (status, content type, body schema), in-process through WSGI, with real
   Redis and the Twilio sandbox behind; the suite fails if an operation of the document was never exercised
   (test_every_operation_was_exercised).
@@ -21,13 +21,13 @@ from rq import Queue
 from schemathesis.checks import content_type_conformance, response_schema_conformance
 
 from app import create_app
-from app.config import load_settings
-from app.guess_limit import API_TOKEN
-from app.queueing import CONTROL_QUEUE, COPY_QUEUE
-from app.registry import JobRecord, hash_token
+from app.jobs.registry import JobRecord, hash_token
+from app.platform.config import load_settings
+from app.platform.guess_limit import API_TOKEN
+from app.platform.queueing import CONTROL_QUEUE, COPY_QUEUE
 from tests.conftest import ADMIN_TOKEN, make_env
 
-SPEC = Path(__file__).resolve().parents[2] / "app" / "openapi.json"
+SPEC = Path(__file__).resolve().parents[2] / "app" / "web" / "openapi.json"
 SCHEMATHESIS_EXAMPLES = 500  # per operation (every operation of SPEC: OPERATIONS)
 WEBHOOK_EXAMPLES = 6000
 TOKEN = "fuzz_" + "t" * 40
@@ -205,7 +205,7 @@ def test_ids_with_trailing_newlines_or_junk_are_refused(fuzz_app, sid, suffix, r
 
 
 def test_every_operation_was_exercised(fuzz_app):
-    """Runs after the schemathesis test (file order): each operation of app/openapi.json got generated requests."""
+    """Runs after the schemathesis test (file order): each operation of app/web/openapi.json got generated requests."""
     assert len(OPERATIONS) >= 25
     assert not OPERATIONS - EXERCISED, sorted(OPERATIONS - EXERCISED)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from app.store_probe import WritePath, decide, probe_store
+from app.bucket.probe import WritePath, decide, probe_store
 from devstack.s3_server import S3Server
 
 SERVERS = ["seaweedfs", "moto", "rclone"]
@@ -37,7 +37,7 @@ _PATHS: dict[str, WritePath] = {}
 
 
 def write_path(server: S3Server) -> WritePath:
-    """The write path the relay takes on ``server`` (``app.store_probe``, S3_OBJECT_TAGS=auto), probed once per
+    """The write path the relay takes on ``server`` (``app.bucket.probe``, S3_OBJECT_TAGS=auto), probed once per
     server in a bucket of its own."""
     if server.endpoint_url not in _PATHS:
         client, bucket = server.client(), f"relay-probe-{uuid.uuid4().hex[:12]}"
@@ -67,7 +67,8 @@ def open_uploads(client: Any, bucket: str) -> list[dict[str, Any]]:
 
 
 def publish_manifest(sink: Any, meta: dict[str, str], *results: Any) -> None:
-    """The job manifest of ``meta``'s job, as ``app.sync.finish_if_done`` writes it: where a store without safe tags
+    """The job manifest of ``meta``'s job, as ``app.jobs.lifecycle.finish_if_done`` writes it: where a store without
+    safe tags
     keeps the digest (``S3Sink.stored_day`` reads it there)."""
     days = [{"key": r.key, "size": r.size, "sha256": r.sha256, "records": r.records} for r in results]
     sink.put_json(sink.manifest_key(meta["resource_type"], meta["job_sid"]), {"days": days})

@@ -9,8 +9,8 @@ import pytest
 from rq import Queue
 
 from app import create_app
-from app.config import load_settings
-from app.queueing import CONTROL_QUEUE
+from app.platform.config import load_settings
+from app.platform.queueing import CONTROL_QUEUE
 from tests.conftest import ADMIN_TOKEN, make_env
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -174,7 +174,7 @@ def test_a_lost_create_answer_is_reported_as_uncertain_not_as_retryable(client, 
 def test_a_created_job_that_cannot_be_recorded_is_named_and_adopted_later(client, sandbox, monkeypatch):
     import redis
 
-    from app import submission
+    from app.jobs import submission
 
     def storage_down(record):
         raise redis.ConnectionError("Redis went away")

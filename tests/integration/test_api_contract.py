@@ -1,10 +1,10 @@
-"""app/openapi.json against the code: every route and method of the app, the query parameters each view declares
+"""app/web/openapi.json against the code: every route and method of the app, the query parameters each view declares
 and reads, and the enums the code produces. Any difference fails.
 
 - Routes: every rule of ``create_app()``'s URL map, with its methods (HEAD and OPTIONS are Flask's own), is an
   operation of the document with the same path parameters, and the other way round. Excluded: ``/console/*``
   and ``/static``: the console is HTML for people (a session cookie and CSRF form, tests/browser), not the API.
-- Query parameters: each view declares the ones it reads in one place (``app.validation.query_args``); the
+- Query parameters: each view declares the ones it reads in one place (``app.platform.validation.query_args``); the
   document lists exactly those; every /api view refuses any other (400); and a request carrying all of them
   reads each one and nothing else (so a documented filter cannot be silently ignored again, as
   ``GET /api/jobs?resource_type=`` was).
@@ -26,15 +26,16 @@ from flask import Flask
 from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.utils import cached_property
 
-from app import clock, create_app
-from app.accounts import OK, REFUSED, SUSPENDED
-from app.config import RESOURCE_TYPES, load_settings
-from app.coverage import REPORTED_STATES
-from app.registry import ORIGINS, DayState, JobRecord, JobState, hash_token
+from app import create_app
+from app.feeds.coverage import REPORTED_STATES
+from app.jobs.registry import ORIGINS, DayState, JobRecord, JobState, hash_token
+from app.platform import clock
+from app.platform.config import RESOURCE_TYPES, load_settings
+from app.twilio.accounts import OK, REFUSED, SUSPENDED
 from tests.conftest import ADMIN_TOKEN, make_env
 
 ROOT = Path(__file__).resolve().parents[2]
-DOC = json.loads((ROOT / "app" / "openapi.json").read_text())
+DOC = json.loads((ROOT / "app" / "web" / "openapi.json").read_text())
 SCHEMAS = DOC["components"]["schemas"]
 NOT_THE_API = ("/console", "/static")  # HTML pages for people (tests/browser), not the API
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")
@@ -145,7 +146,9 @@ def test_each_view_declares_exactly_the_documented_query_parameters(app: Flask) 
     ops = operations()
     for key, rule in routes(app).items():
         view = app.view_functions[rule.endpoint]
-        assert hasattr(view, "query_args"), f"{key}: declare its query parameters with app.validation.query_args"
+        assert hasattr(view, "query_args"), (
+            f"{key}: declare its query parameters with app.platform.validation.query_args"
+        )
         assert set(view.query_args) == documented(ops[key], "query"), key
         if key[1].startswith("/api/"):
             assert view.query_args_strict, f"{key}: an /api operation refuses unknown query parameters"

@@ -1,4 +1,5 @@
-"""``relay verify`` and the corrupt-day rule (app/bucket_check.py, app/verify.py) in-process, against real Redis, each
+"""``relay verify`` and the corrupt-day rule (app/bucket/check.py, app/bucket/verify.py) in-process, against real
+Redis, each
 S3 server of the ``server`` fixture (read through the workers' sink, as the verify task reads it) and the Twilio
 sandbox: what is read and reported, what is recorded, what a repair can and cannot do, and how the sweep and a
 failed copy treat a corrupt day. The CLI, its task on a real worker and the repair's copies are
@@ -13,10 +14,13 @@ from typing import Any
 
 import pytest
 
-from app import clock, coverage, create_app, daily_exports, feed_summary, verify
-from app.config import load_settings
-from app.feed_store import CoverageDay, Feed, owner_of
-from app.registry import DayRecord, DayState, JobRecord
+from app import create_app
+from app.bucket import verify
+from app.feeds import coverage, daily_exports, summary
+from app.feeds.store import CoverageDay, Feed, owner_of
+from app.jobs.registry import DayRecord, DayState, JobRecord
+from app.platform import clock
+from app.platform.config import load_settings
 from tests.conftest import make_env
 from tests.integration.s3_calls import path_settings
 from workers.copy import VerifyingReader
@@ -99,7 +103,7 @@ def test_records_that_differ_are_corrupt_and_from_to_bound_the_days_read(app, sv
     assert (problem["day"], problem["detail"]) == (day(5), "5 records, the verified copy had 6")
     assert problem["repair"] is None
     assert state_of(svc, day(5)).state == "corrupt" and state_of(svc, day(9)).state == "copied"  # not read
-    feed_summary.refresh(svc)  # what the next poll does: /health reads its summaries (app/feed_summary.py)
+    summary.refresh(svc)  # what the next poll does: /health reads its summaries (app/summary.py)
     (check,) = app.test_client().get("/health").get_json(force=True)["checks"]["feeds:lagDays"]
     assert check["status"] == "warn" and "1 corrupt day(s)" in check["output"]
 

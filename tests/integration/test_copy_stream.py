@@ -149,7 +149,7 @@ class LinkServer:
 
 @pytest.fixture(autouse=True)
 def loopback_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The link server is plain http on 127.0.0.1: the local-stack download policy (app/url_policy.py)."""
+    """The link server is plain http on 127.0.0.1: the local-stack download policy (app/platform/url_policy.py)."""
     monkeypatch.setenv("TWILIO_BULKEXPORTS_BASE_URL", "http://127.0.0.1:9")  # loopback downloads need a local API
     monkeypatch.setenv("DOWNLOAD_ALLOW_LOOPBACK", "true")
     monkeypatch.setenv("DOWNLOAD_HOST_ALLOWLIST", "127.0.0.1")

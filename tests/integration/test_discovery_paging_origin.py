@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from app import twilio_api
-from app.config import load_settings
-from app.twilio_api import TwilioError, discover_subaccounts
+from app.platform.config import load_settings
+from app.twilio import client as twilio_api
+from app.twilio.client import TwilioError, discover_subaccounts
 from devstack.sandbox_process import SandboxProcess
 from tests.accounts_api_stub import SUB_SID, AccountsApiStub
 from tests.tripwire import Tripwire

@@ -15,14 +15,16 @@ import pytest
 import redis
 from rq.job import Job
 
-from app import clock, events, feed_summary, sync
-from app.config import NotifySettings, load_settings
-from app.context import Services
-from app.feed_store import Feed
-from app.metrics import HASH_KEY
-from app.queueing import CONTROL_QUEUE, EVENT_TASK, SERIALIZER, JSONQueue
-from app.registry import DayRecord, DayState, JobRecord, JobState
-from app.retention import UncopiedDay
+from app.feeds import summary
+from app.feeds.store import Feed
+from app.jobs import events, lifecycle
+from app.jobs.registry import DayRecord, DayState, JobRecord, JobState
+from app.jobs.retention import UncopiedDay
+from app.platform import clock
+from app.platform.config import NotifySettings, load_settings
+from app.platform.metrics import HASH_KEY
+from app.platform.queueing import CONTROL_QUEUE, EVENT_TASK, SERIALIZER, JSONQueue
+from app.services import Services
 from tests.conftest import make_env
 from tests.event_receiver import EventReceiver
 from tests.tripwire import Tripwire
@@ -72,10 +74,10 @@ def counted(svc: Services, event_type: str, outcome: str) -> float:
 
 def test_a_finished_job_queues_one_job_event_with_its_outcome(svc: Services) -> None:
     add_job(svc, {"2026-11-01": DayState.COPIED, "2026-11-02": DayState.EMPTY, "2026-11-03": DayState.FAILED})
-    assert sync.finish(
+    assert lifecycle.finish(
         svc, SID, JobState.FAILED, manifest_key="twilio/Calls/_manifests/x.json", error="1 day(s) failed"
     )
-    assert not sync.finish(svc, SID, JobState.FAILED), "final already: no second event"
+    assert not lifecycle.finish(svc, SID, JobState.FAILED), "final already: no second event"
     ((eid, payload),) = queued_events(svc)
     finalized_at = svc.registry.get_job(SID).finalized_at  # type: ignore[union-attr]
     assert eid == events.event_id("job.failed", SID, repr(finalized_at))
@@ -91,17 +93,17 @@ def test_a_finished_job_queues_one_job_event_with_its_outcome(svc: Services) -> 
 
 def test_a_done_job_has_one_id_however_often_it_is_finished(svc: Services) -> None:
     add_job(svc, {"2026-11-01": DayState.COPIED})
-    assert sync.finish(svc, SID, JobState.DONE)
+    assert lifecycle.finish(svc, SID, JobState.DONE)
     svc.registry.reopen_job(SID)  # a requeue (or a rebuilt registry) finishes it again: the same fact
     svc.registry.r.delete(f"ber:event:{events.event_id('job.done', SID, '')}")  # even once the claim is gone
-    assert sync.finish(svc, SID, JobState.DONE)
+    assert lifecycle.finish(svc, SID, JobState.DONE)
     ((eid, payload),) = queued_events(svc)  # one RQ task per id: the second emission found it queued
     assert eid == events.event_id("job.done", SID, "") and payload["data"]["state"] == "done"
 
 
 def test_a_cancelled_job_is_not_announced(svc: Services) -> None:
     add_job(svc, {"2026-11-01": DayState.PENDING})
-    assert sync.finish(svc, SID, JobState.CANCELLED, error="cancelled on request")
+    assert lifecycle.finish(svc, SID, JobState.CANCELLED, error="cancelled on request")
     assert queued_events(svc) == []
 
 
@@ -120,8 +122,8 @@ def test_a_failed_day_event_carries_its_error_without_secrets(svc: Services) -> 
 
 
 def lagging_after_a_poll(svc: Services) -> None:
-    """What a poll does: summarise the feeds (app/feed_summary.py), then announce the lagging ones from them."""
-    feed_summary.refresh(svc)
+    """What a poll does: summarise the feeds (app/summary.py), then announce the lagging ones from them."""
+    summary.refresh(svc)
     events.feeds_lagging(svc)
 
 
@@ -165,7 +167,7 @@ def test_nothing_is_emitted_without_notify_settings(redis_url, s3, bucket, sandb
     plain = services(redis_url, s3, bucket, sandbox)
     url_only = services(redis_url, s3, bucket, sandbox, NOTIFY_URL="https://hooks.example.com/x")  # the web's case
     add_job(plain, {"2026-11-01": DayState.COPIED})
-    assert sync.finish(plain, SID, JobState.DONE)
+    assert lifecycle.finish(plain, SID, JobState.DONE)
     for svc in (plain, url_only):
         events.retention_at_risk(svc, [UncopiedDay(SID, "2026-11-01", DayState.PENDING, 6 * 86400)])
         events.registry_recovered(svc, [SID])

@@ -1,4 +1,4 @@
-"""Feed summaries (app/feed_summary.py) in-process against real Redis, S3 and the sandbox: anonymous /health and
+"""Feed summaries (app/feeds/summary.py) in-process against real Redis, S3 and the sandbox: anonymous /health and
 /metrics report feeds from the poller's last summary, never from coverage computed on the request, and name no
 account; /health with the admin token names each feed and account; a feed stored before ``since`` was bounded is
 bounded when read (issue 20)."""
@@ -10,10 +10,12 @@ from datetime import timedelta
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app import clock, create_app, feed_summary
-from app.config import load_settings
-from app.days import EARLIEST_DAY
-from app.feed_store import CoverageDay, Feed
+from app import create_app
+from app.feeds import summary as feed_summary
+from app.feeds.store import CoverageDay, Feed
+from app.platform import clock
+from app.platform.config import load_settings
+from app.platform.days import EARLIEST_DAY
 from tests.conftest import ADMIN_TOKEN, make_env
 
 PUBLIC = "https://relay.example.com"

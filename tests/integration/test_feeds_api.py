@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app import create_app
-from app.config import load_settings
-from app.feed_store import CoverageDay, owner_of
-from app.submission import SubmitRequest, submit
+from app.feeds.store import CoverageDay, owner_of
+from app.jobs.submission import SubmitRequest, submit
+from app.platform.config import load_settings
 from tests.conftest import ADMIN_TOKEN, make_env
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -80,7 +80,7 @@ def test_bad_feeds_are_400_naming_the_field_and_store_nothing(client, rt, body, 
 
 
 def test_the_api_cannot_change_a_feed_declared_by_sync_feeds(client, make_app):
-    from app.feeds import apply_env_feeds
+    from app.feeds.declared import apply_env_feeds
 
     env_app = make_app(SYNC_FEEDS=f"Calls:{day(30)}")
     svc = env_app.extensions["relay"]

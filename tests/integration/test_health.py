@@ -7,9 +7,9 @@ import time
 import pytest
 
 from app import create_app
-from app.config import load_settings
-from app.registry import DayRecord, JobRecord
-from app.version import version
+from app.jobs.registry import DayRecord, JobRecord
+from app.platform.config import load_settings
+from app.platform.version import version
 from devstack.redis_server import RedisServer
 from tests.conftest import ADMIN_TOKEN, make_env
 

@@ -19,7 +19,7 @@ from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.timeouts import JobTimeoutException
 
-from app.queueing import RelayJob
+from app.platform.queueing import RelayJob
 from devstack.procs import ManagedProcess, wait_until
 from devstack.redis_server import RedisServer
 from devstack.relay import REPO_ROOT, process_env

@@ -13,9 +13,9 @@ from twilio.request_validator import RequestValidator
 from werkzeug.datastructures import MultiDict
 
 from app import create_app
-from app.config import load_settings
-from app.queueing import CONTROL_QUEUE
-from app.registry import JobRecord, hash_token
+from app.jobs.registry import JobRecord, hash_token
+from app.platform.config import load_settings
+from app.platform.queueing import CONTROL_QUEUE
 
 SID = "JS" + "ab" * 16
 TOKEN = "tok_" + "x" * 40
@@ -206,11 +206,11 @@ def test_unknown_or_missing_token_is_404_and_enqueues_nothing(client, query):
 def test_first_delivery_is_logged_in_full_even_when_a_sync_already_covers_it(client, caplog):
     """How we learn Twilio's undocumented payload: every job's first delivery is on record at INFO."""
     client.svc.enqueuer.sync(SID)  # e.g. the poller got there first
-    caplog.set_level("INFO", logger="app.intake")
+    caplog.set_level("INFO", logger="app.web.intake")
     for status in ("first", "second"):
         form = {"status": status}
         assert post_form(client, hook_url(), form, sign(hook_url(), form)).status_code == 204
-    logged = [r for r in caplog.records if r.name == "app.intake" and r.levelname == "INFO"]
+    logged = [r for r in caplog.records if r.name == "app.web.intake" and r.levelname == "INFO"]
     assert [(r.getMessage(), r.job_sid, r.webhook["body"]) for r in logged] == [
         ("webhook duplicate", SID, "status=first")
     ]

@@ -1,4 +1,5 @@
-"""``relay migrate-layout`` (app/migrate_layout.py) in-process, against real Redis, each S3 server of the ``server``
+"""``relay migrate-layout`` (app/bucket/migrate_layout.py) in-process, against real Redis, each S3 server of the
+``server``
 fixture (copied through the workers' sink, as the migration task copies) and the Twilio sandbox: days copied
 under the default template are moved to an account-partitioned one, then a relay built with that
 S3_KEY_TEMPLATE reconciles every day as copied and plans nothing; run twice; --dry-run changes nothing;
@@ -18,10 +19,13 @@ from typing import Any
 
 import pytest
 
-from app import clock, coverage, create_app, migrate_layout, planner
-from app.config import ConfigError, check_key_template, load_settings
-from app.errors import RequestError
-from app.feed_store import CoverageDay, Feed, owner_of
+from app import create_app
+from app.bucket import migrate_layout
+from app.feeds import coverage, planner
+from app.feeds.store import CoverageDay, Feed, owner_of
+from app.platform import clock
+from app.platform.config import ConfigError, check_key_template, load_settings
+from app.platform.errors import RequestError
 from devstack.s3_server import RcloneS3Server
 from tests.conftest import make_env
 from tests.integration.s3_calls import path_settings
@@ -52,7 +56,8 @@ def bucket(client: Any) -> str:
 
 @pytest.fixture
 def past(monkeypatch, tmp_path: Path) -> Callable[[], None]:
-    """The relay's clock (app/clock.py) 15 minutes back while days are copied and moved; calling it sets the clock
+    """The relay's clock (app/platform/clock.py) 15 minutes back while days are copied and moved; calling it sets the
+    clock
     back to now: the records are then older than the reconcile's listing lag, so it checks every one of them."""
     offset = tmp_path / "clock-offset"
     offset.write_text("-900")

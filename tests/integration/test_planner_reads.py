@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app import create_app, planner
-from app.config import load_settings
-from app.feed_store import CoverageDay, Feed, owner_of
+from app import create_app
+from app.feeds import planner
+from app.feeds.store import CoverageDay, Feed, owner_of
+from app.platform.config import load_settings
 from tests.conftest import make_env
 
 RTS = ("Calls", "Conferences", "Messages", "Participants")

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rq import Queue
 
-from app import store_probe
-from app.context import worker_services
-from app.queueing import CONTROL_QUEUE
-from app.registry import JobRecord, hash_token
+from app.bucket import probe as store_probe
+from app.jobs.registry import JobRecord, hash_token
+from app.platform.queueing import CONTROL_QUEUE
+from app.services import worker_services
 from tests.conftest import make_env
 from workers import tasks
 
@@ -70,7 +70,7 @@ def test_a_poll_that_overran_its_lock_does_not_free_the_next_polls(svc, monkeypa
 
 
 def test_the_janitor_probes_the_store_again_once_its_findings_are_gone(svc):
-    """/health and /readyz read the store probe's cached findings (app/store_probe.py): the hourly janitor keeps
+    """/health and /readyz read the store probe's cached findings (app/bucket/probe.py): the hourly janitor keeps
     them there, whether they expired or were lost with Redis."""
     s = svc.settings
     tasks.janitor_task()

@@ -10,8 +10,8 @@ from rq import Queue
 from rq.job import Job
 from rq.utils import utcformat
 
-from app.queueing import CONTROL_QUEUE, Enqueuer, sync_job_id
-from app.registry import Registry
+from app.jobs.registry import Registry
+from app.platform.queueing import CONTROL_QUEUE, Enqueuer, sync_job_id
 
 SID = "JS" + "ef" * 16
 
@@ -62,7 +62,7 @@ def test_a_task_that_starts_between_sightings_is_left_alone(redis_url):
 def test_a_sighting_outlives_the_longest_gap_between_enqueue_attempts(redis_url):
     """Copy tasks are re-enqueued only by re-syncs, up to MAX_SYNC_DELAY apart: a sighting that expired sooner
     would make every sighting a first one, and the orphan would never be replaced."""
-    from app.sync import MAX_SYNC_DELAY
+    from app.jobs.lifecycle import MAX_SYNC_DELAY
 
     conn = redis.Redis.from_url(redis_url)
     enqueuer = make_enqueuer(redis_url)

@@ -1,7 +1,7 @@
 """Coverage reconciled with the bucket (each test on SeaweedFS and moto: the ``server`` fixture; real Redis): days
 found in S3 are recorded, days gone from S3 are dropped (and planned again), a day the listing does not show but a
 HEAD finds is never dropped, since dropping it would export it again, and a copied day whose object changed (size
-or ETag) is ``corrupt``, never silently ``copied`` (app/bucket_check.py)."""
+or ETag) is ``corrupt``, never silently ``copied`` (app/bucket/check.py)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from app import clock, coverage
-from app.config import load_settings
-from app.context import Services, build_services
-from app.feed_store import CoverageDay, Feed, owner_of
+from app.feeds import coverage
+from app.feeds.store import CoverageDay, Feed, owner_of
+from app.platform import clock
+from app.platform.config import load_settings
+from app.services import Services, build_services
 from tests.conftest import make_env
 from tests.integration.s3_calls import path_settings
 from workers.copy import VerifyingReader

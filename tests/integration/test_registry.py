@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
-from app.registry import DayRecord, DayState, JobRecord, JobState, QuotaExceeded, Registry
+from app.jobs.registry import DayRecord, DayState, JobRecord, JobState, QuotaExceeded, Registry
 
 SID = "JS" + "12" * 16
 

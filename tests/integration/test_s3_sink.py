@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
-from app.s3_client import make_s3_client
+from app.platform.s3_client import make_s3_client
 from devstack.procs import free_port
 from devstack.s3_server import MotoS3Server, RcloneS3Server, S3Server, SeaweedS3Server
 from tests.integration.s3_calls import S3Calls, keeps_tags, open_uploads, path_settings, publish_manifest

@@ -1,4 +1,4 @@
-"""The S3 store probe (app/store_probe.py) on three real servers, its Redis cache, ``relay doctor`` and /health.
+"""The S3 store probe (app/bucket/probe.py) on three real servers, its Redis cache, ``relay doctor`` and /health.
 
 rclone serve s3 is the store of issue 19: its PutObjectTagging replaces the object with the tagging XML. The
 probe must find that (and SeaweedFS, moto as they are), the relay must then keep the digest out of the tags,
@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from app import create_app, store_probe
-from app.config import load_settings
-from app.store_probe import StoreFindings, StoreRefused, decide, probe_store, store_findings
+from app import create_app
+from app.bucket import probe as store_probe
+from app.bucket.probe import StoreFindings, StoreRefused, decide, probe_store, store_findings
+from app.platform.config import load_settings
 from devstack.s3_server import RcloneS3Server, S3Server
 from tests.conftest import ADMIN_TOKEN, make_env
 from tests.integration.s3_calls import S3Calls

@@ -9,12 +9,13 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 import requests
 
-from app import submission, sync
-from app.config import load_settings
-from app.context import build_services
-from app.registry import DayRecord, DayState, JobRecord, JobState, hash_token
-from app.twilio_api import TwilioRejected
-from app.views import job_view
+from app.jobs import lifecycle as sync
+from app.jobs import submission
+from app.jobs.documents import job_view
+from app.jobs.registry import DayRecord, DayState, JobRecord, JobState, hash_token
+from app.platform.config import load_settings
+from app.services import build_services
+from app.twilio.client import TwilioRejected
 from devstack.relay import local_download_env
 from tests.conftest import make_env
 from workers.day_copier import DayTask, copy_one_day

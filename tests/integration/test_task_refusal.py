@@ -12,7 +12,7 @@ from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 from rq.webhook import Webhook
 
-from app.queueing import CONTROL_QUEUE, RELAY_CALLBACKS, RELAY_TASKS, JSONQueue
+from app.platform.queueing import CONTROL_QUEUE, RELAY_CALLBACKS, RELAY_TASKS, JSONQueue
 from tests.tripwire import Tripwire
 from workers import tasks
 from workers.inprocess_worker import InProcessWorker

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app import create_app
-from app.config import load_settings
-from app.feed_store import CoverageDay, owner_of
+from app.feeds.store import CoverageDay, owner_of
+from app.platform.config import load_settings
 from tests.conftest import ADMIN_TOKEN, make_env
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -212,7 +212,7 @@ def test_cli_errors_are_one_line(cli):
         (("status", f"JS{'0' * 32}", "--refresh"), "error: job JS"),
     ):
         r = cli(*args)
-        status = 6 if args[0] == "status" else 1  # not found; invalid request (app.cli_client.EXIT_CODES)
+        status = 6 if args[0] == "status" else 1  # not found; invalid request (app.cli.client.EXIT_CODES)
         assert r.exit_code == status and r.output.startswith(text) and len(r.output.splitlines()) == 1, r.output
 
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from app import twilio_api
-from app.config import load_settings
-from app.twilio_api import BulkExportsClient, TwilioError, origin_of
+from app.platform.config import load_settings
+from app.twilio import client as twilio_api
+from app.twilio.client import BulkExportsClient, TwilioError, origin_of
 from devstack.procs import free_port
 from devstack.sandbox_process import SandboxProcess
 from tests.tripwire import Tripwire

@@ -1,4 +1,4 @@
-"""Which names stand for an account (app/account_labels.py, issue 20 item 3): a SID always resolves to itself; a
+"""Which names stand for an account (app/twilio/labels.py, issue 20 item 3): a SID always resolves to itself; a
 friendly name that looks like a SID (whatever case, spacing or invisible characters), is not plain ASCII, or is
 shared with another account is nobody's label; a TWILIO_ACCOUNTS_FILE label keeps its own. Discovery is a plain
 function here; tests/e2e/test_accounts.py runs the same renames against the sandbox and the real processes."""
@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from app.account_labels import display_text, label_key, looks_like_sid, shown_name
-from app.accounts import AccountDirectory
-from app.config import ConfigError, load_settings
-from app.errors import RequestError
+from app.platform.config import ConfigError, load_settings
+from app.platform.errors import RequestError
+from app.twilio.accounts import AccountDirectory
+from app.twilio.labels import display_text, label_key, looks_like_sid, shown_name
 
 PARENT = "AC" + "a" * 32
 VICTIM, ATTACKER, OTHER = "AC" + "b" * 32, "AC" + "c" * 32, "AC" + "d" * 32
@@ -122,7 +122,7 @@ def test_a_files_label_stays_its_own_when_a_subaccount_takes_the_same_name(tmp_p
 def test_a_refused_name_is_logged_once_by_sid_without_the_name(caplog) -> None:
     found = [sub(VICTIM, "victim"), sub(ATTACKER, VICTIM)]
     accounts = directory(found)
-    with caplog.at_level(logging.WARNING, logger="app.accounts"):
+    with caplog.at_level(logging.WARNING, logger="app.twilio.accounts"):
         accounts.all()
         accounts.refresh(force=True)
     refused = [r.getMessage() for r in caplog.records if "friendly name" in r.getMessage()]

@@ -1,4 +1,5 @@
-"""TWILIO_ACCOUNTS_FILE and the other account settings (app/config.py, issue 14): every bad file or combination is
+"""TWILIO_ACCOUNTS_FILE and the other account settings (app/platform/config.py, issue 14): every bad file or
+combination is
 a ConfigError naming the variable and echoing no secret; the file's credentials reach the log scrubber and never a
 repr; the directory discovers at once but refreshes a stale list in the background. The files are written to a
 temporary folder; discovery is a plain function here."""
@@ -13,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from app.accounts import AccountDirectory
-from app.config import AccountSpec, ConfigError, load_settings
-from app.logs import JsonFormatter
+from app.platform.config import AccountSpec, ConfigError, load_settings
+from app.platform.logs import JsonFormatter
+from app.twilio.accounts import AccountDirectory
 from devstack.procs import wait_until
 
 PARENT = "AC" + "a" * 32

@@ -2,8 +2,8 @@
 
 import pytest
 
-from app.errors import RequestError
-from app.validation import bounded_int
+from app.platform.errors import RequestError
+from app.platform.validation import bounded_int
 
 
 @pytest.mark.parametrize(("raw", "value"), [(None, 7), ("0", 0), ("5", 5), ("007", 7), ("100", 100)])

@@ -1,4 +1,4 @@
-"""app/client_limits.py's pure parts: the per-client counts and the body-buffering middleware around a plain WSGI
+"""app/web/client_limits.py's pure parts: the per-client counts and the body-buffering middleware around a plain WSGI
 app (the deadline itself, which needs gevent's worker, and the connection cap are run against real gunicorn in
 tests/e2e/test_slow_clients.py)."""
 
@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from app.client_limits import BufferedBodies, ClientSlots, connection_slots, peer_address
-from app.config import ConfigError, load_settings
+from app.platform.config import ConfigError, load_settings
+from app.web.client_limits import BufferedBodies, ClientSlots, connection_slots, peer_address
 
 BASE = {
     "TWILIO_ACCOUNT_SID": "AC" + "a" * 32,

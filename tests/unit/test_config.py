@@ -1,6 +1,6 @@
 import pytest
 
-from app.config import ConfigError, load_settings
+from app.platform.config import ConfigError, load_settings
 
 BASE = {
     "TWILIO_ACCOUNT_SID": "AC" + "a" * 32,
@@ -16,7 +16,7 @@ def test_defaults_and_normalisation():
     assert s.public_base_url == "https://relay.example.com"
     assert s.s3_prefix == "exports/"
     assert s.webhook_method == "GET"
-    assert s.webhook_signature == "auto"  # unsigned deliveries only until a signed one has been seen (app.intake)
+    assert s.webhook_signature == "auto"  # unsigned deliveries only until a signed one has been seen (app.web.intake)
     assert s.twilio_base_url == "https://bulkexports.twilio.com"
 
 
@@ -79,7 +79,7 @@ def test_gunicorn_and_rq_logging_take_log_level_as_the_settings_do(monkeypatch, 
     """gunicorn and rq configure logging before settings load; a value the settings accept must work there too."""
     import logging.config
 
-    from app.logs import logging_dict_config
+    from app.platform.logs import logging_dict_config
 
     monkeypatch.setenv("LOG_LEVEL", raw)
     config = logging_dict_config()
@@ -94,7 +94,7 @@ def test_gunicorn_and_rq_logging_take_log_level_as_the_settings_do(monkeypatch, 
 
 
 def test_a_log_level_logging_does_not_know_stops_the_process(monkeypatch):
-    from app.logs import logging_dict_config
+    from app.platform.logs import logging_dict_config
 
     monkeypatch.setenv("LOG_LEVEL", "verbose")
     with pytest.raises(ConfigError, match="LOG_LEVEL"):
@@ -160,7 +160,7 @@ def test_bad_console_settings_are_refused(change):
     "feeds", ["Calls:2007-12-31", "Messages:0001-01-01:2025-01-01", "Calls:2025-01-01,Messages:1999-01-01"]
 )
 def test_sync_feeds_cannot_start_before_the_earliest_day(feeds):
-    """Issue 20: a feed's window is bounded below (app.days.EARLIEST_DAY), SYNC_FEEDS like the API."""
+    """Issue 20: a feed's window is bounded below (app.platform.days.EARLIEST_DAY), SYNC_FEEDS like the API."""
     with pytest.raises(ConfigError, match=r"SYNC_FEEDS: .* starts before 2008-01-01"):
         load_settings(BASE | {"SYNC_FEEDS": feeds})
 

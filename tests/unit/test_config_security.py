@@ -11,7 +11,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from app.config import (
+from app.platform.config import (
     DEFAULT_DOWNLOAD_HOSTS,
     KEY_TEMPLATE_FIELDS,
     RESOURCE_TYPES,
@@ -223,7 +223,7 @@ def test_worker_and_poller_settings_load_without_the_admin_token_but_the_web_ref
 
 def test_sid_patterns_refuse_a_trailing_newline_even_with_match() -> None:
     """``$`` matched before a final newline; the patterns are anchored with \\Z so even ``.match`` is exact."""
-    from app.config import ACCOUNT_SID_RE, API_KEY_SID_RE
+    from app.platform.config import ACCOUNT_SID_RE, API_KEY_SID_RE
 
     for pattern, sid in ((ACCOUNT_SID_RE, "AC" + "a" * 32), (API_KEY_SID_RE, "SK" + "1" * 32)):
         assert pattern.match(sid) and pattern.fullmatch(sid)

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from app.config import ConfigError, load_notify_settings
-from app.events import EVENT_TYPES, body, event_id
+from app.jobs.events import EVENT_TYPES, body, event_id
+from app.platform.config import ConfigError, load_notify_settings
 
 SECRET = "whsec_" + base64.b64encode(bytes(range(32))).decode()
 

@@ -6,7 +6,7 @@ import threading
 import time
 from types import SimpleNamespace
 
-from app.health import _Cached
+from app.web.health import _Cached
 
 
 def test_a_slow_refresh_does_not_block_other_callers_when_an_answer_exists():

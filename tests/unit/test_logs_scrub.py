@@ -18,7 +18,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from app.logs import SECRET_SETTINGS, JsonFormatter, secret_values
+from app.platform.logs import SECRET_SETTINGS, JsonFormatter, secret_values
 
 ROOT = Path(__file__).resolve().parents[2]
 NASTY_SECRETS = [
@@ -84,7 +84,7 @@ def test_logging_dict_config_of_gunicorn_and_rq_scrubs_such_secrets(secret: str)
     in a fresh interpreter, writing to its real stdout."""
     script = (
         "import logging, logging.config, os\n"
-        "from app.logs import logging_dict_config\n"
+        "from app.platform.logs import logging_dict_config\n"
         "logging.config.dictConfig(logging_dict_config())\n"
         "s = os.environ['ADMIN_TOKEN']\n"
         "logging.getLogger('rq.worker').info('admin %s', s, extra={'auth': {'token': s}})\n"
@@ -170,7 +170,7 @@ def test_logging_dict_config_scrubs_every_secret_of_the_environment(name: str, t
     forms = [secret, *_forms_an_attacker_reads("AC" + "3" * 32, secret)]
     script = (
         "import logging, logging.config, sys\n"
-        "from app.logs import logging_dict_config\n"
+        "from app.platform.logs import logging_dict_config\n"
         "logging.config.dictConfig(logging_dict_config())\n"
         "logging.getLogger('gunicorn.error').info('config: %s', sys.argv[1:])\n"
     )

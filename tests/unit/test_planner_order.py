@@ -3,8 +3,8 @@ day, so a quota smaller than the number of feeds serves a different account and 
 
 from __future__ import annotations
 
-from app.feed_store import Feed
-from app.planner import _interleaved
+from app.feeds.planner import _interleaved
+from app.feeds.store import Feed
 
 RTS = ("Calls", "Conferences", "Messages", "Participants")
 

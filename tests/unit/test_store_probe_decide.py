@@ -1,4 +1,4 @@
-"""``app.store_probe.decide``: the write path from the probe's findings and S3_OBJECT_TAGS (pure)."""
+"""``app.bucket.probe.decide``: the write path from the probe's findings and S3_OBJECT_TAGS (pure)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from app.store_probe import AWS_LIKE, StoreFindings, decide
+from app.bucket.probe import AWS_LIKE, StoreFindings, decide
 
 RCLONE = dataclasses.replace(
     AWS_LIKE, tagging_intact=False, put_checksum_enforced=False, part_checksum_enforced=False, multipart_etag_kept=False

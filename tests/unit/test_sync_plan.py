@@ -2,12 +2,12 @@ from datetime import date
 
 import pytest
 
-from app.days import split_range
-from app.errors import RequestError
-from app.registry import JobRecord
-from app.submission import SubmitRequest
-from app.sync import plan_days
-from app.twilio_api import DayDetail, TwilioError, parse_details
+from app.jobs.lifecycle import plan_days
+from app.jobs.registry import JobRecord
+from app.jobs.submission import SubmitRequest
+from app.platform.days import split_range
+from app.platform.errors import RequestError
+from app.twilio.client import DayDetail, TwilioError, parse_details
 
 TODAY = date(2026, 11, 29)
 

@@ -7,7 +7,7 @@ from twilio.base.exceptions import TwilioException
 from twilio.http.response import Response
 from urllib3.response import HTTPResponse
 
-from app.twilio_api import (
+from app.twilio.client import (
     API_PROFILE,
     WORKER_PROFILE,
     TwilioNotFound,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.twilio_lists import paged, queue_position
-from app.views import twilio_view, utc_text
+from app.feeds.at_twilio import paged, queue_position
+from app.jobs.documents import twilio_view, utc_text
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""app.url_policy: which day-file links the relay may fetch (server-side request forgery, issue 12).
+"""app.platform.url_policy: which day-file links the relay may fetch (server-side request forgery, issue 12).
 
 Pure checks with a hosts-style resolver hook (there is no external DNS here), plus real HTTP through a session
 with the policy mounted: loopback servers, and a tripwire on 127.0.0.2 that must never see a connection.
@@ -15,8 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from app.config import DEFAULT_DOWNLOAD_HOSTS
-from app.url_policy import ForbiddenUrl, UrlPolicy, address_problem, download_policy, host_matches
+from app.platform.config import DEFAULT_DOWNLOAD_HOSTS
+from app.platform.url_policy import ForbiddenUrl, UrlPolicy, address_problem, download_policy, host_matches
 from tests.tripwire import Tripwire
 
 S3 = UrlPolicy(DEFAULT_DOWNLOAD_HOSTS)

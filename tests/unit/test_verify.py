@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app import gzip_check
+from app.bucket import gzip_check
 from workers.copy import VerifyingReader
 from workers.copy_errors import CopyIntegrityError, RetryableCopyError
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from app.cli import relay_cli
-from app.metrics import render
-from app.version import version
+from app.cli.commands import relay_cli
+from app.platform.metrics import render
+from app.platform.version import version
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,4 +45,4 @@ def test_the_scrape_carries_the_version_as_a_label() -> None:
 
 
 def test_the_committed_api_document_carries_the_version() -> None:
-    assert json.loads((ROOT / "app" / "openapi.json").read_text())["info"]["version"] == version()
+    assert json.loads((ROOT / "app" / "web" / "openapi.json").read_text())["info"]["version"] == version()

@@ -1,0 +1,1 @@
+"""What the bucket holds: the store probe, the listing checks, verification of stored days and layout migration."""

@@ -1,0 +1,1 @@
+"""The `relay` command: one command set that runs against the HTTP API (--url) or in-process."""

@@ -1,0 +1,64 @@
+"""The one clock the relay reads "now" and "today (UTC)" from.
+
+Everything that depends on the calendar (which days can be exported, the quota's UTC day, Twilio's 7-day
+retention, feed lag) asks this module, never ``time.time()`` or ``datetime.now()`` directly. That is what lets
+the end-to-end tests move the relay's calendar in step with the Twilio sandbox's simulated one: when
+``RELAY_CLOCK_OFFSET_FILE`` names a file, the number of seconds written in it is added to the real time (read at
+most every ``_RECHECK_SECONDS``; a missing or unreadable file counts as 0). It is the only test hook in production
+code, it can only move the calendar (never skip a check), and the settings refuse it outside loopback
+deployments (see ``app.platform.config``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from datetime import UTC, date, datetime
+
+OFFSET_FILE_VAR = "RELAY_CLOCK_OFFSET_FILE"
+_RECHECK_SECONDS = 0.2
+
+
+class _Offset:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._checked = 0.0
+        self._value = 0.0
+
+    def get(self) -> float:
+        path = os.environ.get(OFFSET_FILE_VAR)
+        if not path:
+            return 0.0
+        mono = time.monotonic()
+        if mono - self._checked < _RECHECK_SECONDS:
+            return self._value
+        with self._lock:
+            try:
+                with open(path, encoding="ascii") as fh:
+                    self._value = float(fh.read().strip() or 0)
+            except (OSError, ValueError):
+                self._value = 0.0
+            self._checked = mono
+        return self._value
+
+
+_offset = _Offset()
+
+
+def now() -> float:
+    """Unix time as the relay sees it."""
+    return time.time() + _offset.get()
+
+
+def utc_now() -> datetime:
+    return datetime.fromtimestamp(now(), UTC)
+
+
+def utc_today() -> date:
+    return utc_now().date()
+
+
+def seconds_to_next_utc_day() -> float:
+    """How long until the quota's UTC day changes."""
+    return 86400 - now() % 86400

@@ -1,0 +1,1 @@
+"""Twilio's side: the BulkExports client, its statuses, and the accounts the relay serves (credentials, labels)."""
