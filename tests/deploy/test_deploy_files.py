@@ -89,14 +89,14 @@ def _tool(name: str) -> str:
 @cache
 def contract_names() -> frozenset[str]:
     """Every NAME_WITH_UNDERSCORES string literal in app/platform/config.py: the environment contract."""
-    return frozenset(re.findall(r'"([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)"', _read(ROOT / "app" / "config.py")))
+    return frozenset(re.findall(r'"([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)"', _read(ROOT / "app" / "platform" / "config.py")))
 
 
 @cache
 def process_knobs() -> frozenset[str]:
     """Names a process reads besides the contract: environ.get/env(...) literals and Procfile ${NAME}s."""
     sources = [ROOT / "deploy" / "gunicorn.conf.py", ROOT / "sandbox" / "__main__.py"]
-    sources += sorted((ROOT / "app").glob("*.py")) + sorted((ROOT / "workers").glob("*.py"))
+    sources += sorted((ROOT / "app").rglob("*.py")) + sorted((ROOT / "workers").rglob("*.py"))
     names: set[str] = set()
     for path in sources:
         if path.exists():
@@ -1023,7 +1023,7 @@ def s3_calls(*packages: str, exclude: tuple[str, ...] = ()) -> set[str]:
     other clients' calls (Redis: ``client.register_script(``) do not count."""
     calls: set[str] = set()
     for package in packages:
-        for path in sorted((ROOT / package).glob("*.py")):
+        for path in sorted((ROOT / package).rglob("*.py")):
             if str(path.relative_to(ROOT)) in exclude:
                 continue
             source = _read(path)

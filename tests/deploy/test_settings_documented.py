@@ -45,7 +45,7 @@ def table() -> set[str]:
 
 
 def named_by_config() -> set[str]:
-    tree = ast.parse((ROOT / "app" / "config.py").read_text())
+    tree = ast.parse((ROOT / "app" / "platform" / "config.py").read_text())
     return {
         node.value
         for node in ast.walk(tree)

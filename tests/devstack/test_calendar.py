@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def relay_today(cal: Calendar) -> date:
     env = {**os.environ, **cal.env(), "PYTHONPATH": str(ROOT)}
-    code = "from app import clock; print(clock.utc_today().isoformat())"
+    code = "from app.platform import clock; print(clock.utc_today().isoformat())"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=30)
     return date.fromisoformat(out.stdout.strip())
 
