@@ -29,11 +29,11 @@ so an audit record never equals the pseudonym of the same value in a redacted fi
 from __future__ import annotations
 
 import dataclasses
-import functools
+import hashlib
 import hmac
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -56,6 +56,7 @@ PSEUDONYM_CACHE = 16_384  # distinct values remembered per rule set: a day's fro
 _PHONE_CHARS = re.compile(r"[+0-9() .\-]+\Z")
 _PSEUDONYM_TAG = b"relay-erasure-pseudonym-v1\x00"
 _AUDIT_TAG = b"relay-erasure-audit-v1\x00"
+_SHA256_BLOCK = 64
 
 
 class RuleError(ValueError):
@@ -216,8 +217,8 @@ class Rules:
         object.__setattr__(self, "_drops", drops)
         object.__setattr__(self, "_hashed", hashed)
         if hashed or self.salt is not None:
-            salt = check_salt(self.salt)
-            object.__setattr__(self, "_pseudonym", functools.lru_cache(PSEUDONYM_CACHE)(_keyed(salt)))
+            object.__setattr__(self, "_keyed", KeyedHash(check_salt(self.salt), _PSEUDONYM_TAG))
+            object.__setattr__(self, "_cache", {})
 
     @classmethod
     def build(
@@ -250,10 +251,39 @@ class Rules:
                 value = _canonical(value)
             elif value.startswith(PSEUDONYM_PREFIX):
                 continue  # already a pseudonym: a second rewrite of the same day must not hash the hash
-            record[name] = self._pseudonym(value)  # type: ignore[attr-defined]
+            record[name] = self._pseudonym(value)
             changed += 1
         return changed
 
+    def _pseudonym(self, text: str) -> str:
+        """``pseudonym(text, salt)``, remembered for up to ``PSEUDONYM_CACHE`` values (then forgotten at once:
+        cheaper per lookup than an LRU, and a day's repeated numbers are back in the cache within a few records)."""
+        cache: dict[str, str] = self._cache  # type: ignore[attr-defined]
+        found = cache.get(text)
+        if found is None:
+            if len(cache) >= PSEUDONYM_CACHE:
+                cache.clear()
+            found = cache[text] = PSEUDONYM_PREFIX + self._keyed.hexdigest(text.encode("utf-8"))  # type: ignore[attr-defined]
+        return found
 
-def _keyed(salt: bytes) -> Callable[[str], str]:
-    return lambda text: pseudonym(text, salt)
+
+class KeyedHash:
+    """HMAC-SHA256 (RFC 2104) of ``tag + data`` under ``key``, the key's padded blocks hashed once.
+
+    Equal to ``hmac.digest(key, tag + data, "sha256")`` (the unit tests check it) at ~0.7 µs per value instead of
+    ~1.8: a redaction hashes two values per record, millions of records per day."""
+
+    def __init__(self, key: bytes, tag: bytes) -> None:
+        if len(key) > _SHA256_BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_SHA256_BLOCK, b"\x00")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._inner.update(tag)
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+    def hexdigest(self, data: bytes) -> str:
+        inner = self._inner.copy()
+        inner.update(data)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import re
 
 import pytest
@@ -16,6 +17,7 @@ from app.erasure.rules import (
     InvalidFieldError,
     InvalidSaltError,
     InvalidValueError,
+    KeyedHash,
     RuleError,
     Rules,
     UnknownActionError,
@@ -176,6 +178,16 @@ def test_sha256_replaces_the_value_by_a_keyed_pseudonym() -> None:
     assert isinstance(record["to"], str) and record["to"].startswith(PSEUDONYM_PREFIX)
     assert HEX64.match(record["to"].removeprefix(PSEUDONYM_PREFIX))
     assert "4155550100" not in str(record["to"])
+
+
+@pytest.mark.parametrize("salt", [b"k" * 16, b"k" * 63, b"k" * 64, b"k" * 65, bytes(range(200))])
+def test_the_fast_keyed_hash_is_hmac_sha256(salt: bytes) -> None:
+    for data in (b"", b"+14155550100", "café".encode(), b"x" * 200):
+        assert KeyedHash(salt, b"tag\x00").hexdigest(data) == hmac.new(salt, b"tag\x00" + data, "sha256").hexdigest()
+    rules = Rules.build(transforms={"to": "sha256"}, salt=salt)
+    record = message()
+    rules.transform(record)
+    assert record["to"] == pseudonym(message()["to"], salt)
 
 
 def test_the_salt_changes_every_pseudonym() -> None:
