@@ -12,7 +12,8 @@ Two kinds of rule:
   formatted number: spaces, dashes, dots, parentheses; or 10+ digits without the ``+``) is rejected as an error,
   not accepted as an erasure that silently erases nothing.
 - a **field transform** (``FieldTransform``) per feed, e.g. ``{"body": "drop", "to": "sha256", "from": "sha256"}``:
-  ``drop`` sets the field to ``null`` and ``sha256`` replaces it by a salted pseudonym (``pseudonym``). ``drop``
+  ``drop`` sets the field to ``null``; ``sha256`` replaces it by ``PSEUDONYM_PREFIX`` + the salted HMAC-SHA256 hex
+  digest (``pseudonym``; the prefix tells a reader, and a second rewrite, that it is one already). ``drop``
   keeps the key, with ``null``, rather than removing it: the record keeps Twilio's shape (every key, in order,
   ``null`` where Twilio has no value too), so a consumer's ``record["body"]`` or an inferred table schema keeps
   working across redacted and unredacted days, and the value is gone either way. A field a record does not have
