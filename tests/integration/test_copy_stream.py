@@ -22,6 +22,7 @@ import trustme
 
 from devstack.procs import free_port
 from devstack.s3_server import S3Server
+from tests.integration import s3_calls
 from tests.integration.s3_calls import S3Calls, keeps_tags, open_uploads, path_settings, publish_manifest
 from workers.copy import copy_link_to_s3, open_link
 from workers.copy_errors import (
@@ -33,6 +34,9 @@ from workers.copy_errors import (
     TransientDownloadError,
 )
 from workers.s3_sink import S3Sink, SinkSettings
+
+# Fixtures: a new bucket per test on the module's ``server``, and the workers' sink on it.
+bucket, sink = s3_calls.server_bucket, s3_calls.server_sink
 
 MiB = 1024 * 1024
 SIGNED = "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=s3cr3tsig&X-Amz-Security-Token=t0ken&X-Amz-Expires=240"
@@ -177,18 +181,6 @@ def links() -> Iterator[LinkServer]:
 def tls_links(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LinkServer]:
     with LinkServer(ca_dir=tmp_path_factory.mktemp("link-tls")) as link_server:
         yield link_server
-
-
-@pytest.fixture
-def bucket(client: Any) -> str:
-    name = f"relay-{uuid.uuid4().hex[:12]}"
-    client.create_bucket(Bucket=name)
-    return name
-
-
-@pytest.fixture
-def sink(client: Any, bucket: str) -> S3Sink:
-    return S3Sink(client, SinkSettings(bucket=bucket, prefix="twilio/", **path_settings(client)))
 
 
 def day_file(size: int, seed: int = 7) -> bytes:
