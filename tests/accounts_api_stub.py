@@ -5,10 +5,9 @@ Authorization header) so a test can show the parent's credentials went nowhere e
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.json_stub import JsonStub
 
 SUB_SID = "AC" + "5b" * 16
 SUB_TOKEN = "f" * 32
@@ -20,28 +19,16 @@ class AccountsApiStub:
         self.next_page_uri: str | None = None
         self.next_page_url: str | None = None  # sent as meta.next_page_url when set
         self.pages = 0  # > 0: the page numbered ``pages`` (from 1) is the last, it has no next page link
-        self.requests: list[dict[str, str]] = []
-        self._lock = threading.Lock()
-        stub = self
+        self._server = JsonStub(self._answer, name="accounts-api-stub")
+        self.base = self._server.base
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                with stub._lock:
-                    stub.requests.append({"path": self.path, "authorization": self.headers.get("Authorization", "")})
-                    last = 0 < stub.pages <= len(stub.requests)
-                body = json.dumps(stub.page(last)).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+    @property
+    def requests(self) -> list[dict[str, str]]:
+        """Every request so far: path and Authorization header."""
+        return self._server.requests
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, name="accounts-api-stub", daemon=True).start()
+    def _answer(self, path: str) -> dict[str, Any]:
+        return self.page(last=0 < self.pages <= len(self._server.requests))
 
     def page(self, last: bool = False) -> dict[str, Any]:
         accounts = [self._account(self.parent_sid, self.parent_sid, "Parent"), self._account(SUB_SID, None, "sub")]
@@ -73,9 +60,8 @@ class AccountsApiStub:
 
     @property
     def list_requests(self) -> list[dict[str, str]]:
-        with self._lock:
+        with self._server.lock:
             return [r for r in self.requests if r["path"].startswith("/2010-04-01/Accounts.json")]
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._server.close()

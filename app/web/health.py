@@ -55,11 +55,13 @@ UNPUBLISHED = "unpublished"  # /openapi.json's info.version for anonymous caller
 CACHE_SECONDS = 2.0
 
 
-class _Cached:
-    """Memoise a check for a couple of seconds so probes and scrapers cannot hammer Redis or S3.
+class CachedCheck:
+    """Memoise a check for CACHE_SECONDS so probes and scrapers cannot hammer Redis or S3: every endpoint here
+    answers through one.
 
     One thread refreshes at a time; the others get the previous result at once rather than queue behind a
-    slow dependency (a hung check must not tie up every request thread of the web)."""
+    slow dependency (a hung check must not tie up every request thread of the web). Results live in
+    ``svc.cache`` under the check's function name."""
 
     def __init__(self, func: Callable[[Services], Any]) -> None:
         self.func = func
@@ -155,8 +157,8 @@ def _s3_bucket(svc: Services) -> dict[str, Any]:
     return _check("s3", lambda: probe_bucket(svc.s3_probe_client(), svc.settings.s3_bucket))
 
 
-_ready = _Cached(_readiness)
-_s3 = _Cached(_s3_bucket)
+_ready = CachedCheck(_readiness)
+_s3 = CachedCheck(_s3_bucket)
 
 
 @bp.get("/livez")
@@ -313,7 +315,7 @@ def _feed_checks(svc: Services, names: dict[str, str]) -> list[dict[str, Any]]:
     return checks
 
 
-_health_cached = _Cached(_health)
+_health_cached = CachedCheck(_health)
 
 
 def _health_detail(svc: Services) -> dict[str, Any]:
@@ -327,7 +329,7 @@ def _health_detail(svc: Services) -> dict[str, Any]:
     return doc | {"checks": doc["checks"] | detail}
 
 
-_health_detail_cached = _Cached(_health_detail)
+_health_detail_cached = CachedCheck(_health_detail)
 
 
 def health_document(svc: Services, detail: bool = False) -> dict[str, Any]:
@@ -401,7 +403,7 @@ def _gauges(svc: Services) -> dict[str, Any]:
     }
 
 
-_gauges_cached = _Cached(_gauges)
+_gauges_cached = CachedCheck(_gauges)
 
 
 @bp.get("/metrics")

@@ -20,12 +20,10 @@ from hypothesis import strategies as st
 from rq import Queue
 from schemathesis.checks import content_type_conformance, response_schema_conformance
 
-from app import create_app
-from app.jobs.registry import JobRecord, hash_token
-from app.platform.config import load_settings
 from app.platform.guess_limit import API_TOKEN
 from app.platform.queueing import CONTROL_QUEUE, COPY_QUEUE
-from tests.conftest import ADMIN_TOKEN, make_env
+from tests.api_app import app_tracking_one_job
+from tests.conftest import ADMIN_TOKEN
 
 SPEC = Path(__file__).resolve().parents[2] / "app" / "web" / "openapi.json"
 SCHEMATHESIS_EXAMPLES = 500  # per operation (every operation of SPEC: OPERATIONS)
@@ -47,22 +45,7 @@ EXERCISED: set[tuple[str, str]] = set()  # operations schemathesis reached (not 
 def fuzz_app(redis_server, s3, sandbox_session):
     saved = {name: os.environ.get(name) for name in s3.env()}
     os.environ.update(s3.env())  # /readyz and /health reach the test S3 through boto3's standard variables
-    s3.client().create_bucket(Bucket="fuzz-bucket")
-    redis_server.client().flushall()
-    sandbox_session.reset()
-    env = make_env(redis_server.url, s3, "fuzz-bucket", sandbox_session, "https://relay.example.com")
-    app = create_app(load_settings(env))
-    svc = app.extensions["relay"]
-    svc.registry.add_job(
-        JobRecord(
-            job_sid=SID,
-            resource_type="Calls",
-            start_day="2026-11-01",
-            end_day="2026-11-01",
-            token_hash=hash_token(TOKEN),
-        )
-    )
-    yield app
+    yield app_tracking_one_job(redis_server, s3, sandbox_session, "fuzz-bucket", SID, TOKEN)
     print(f"\nfuzz: {COUNTS['schemathesis']} schemathesis + {COUNTS['webhook']} webhook requests")
     for name, value in saved.items():
         if value is None:

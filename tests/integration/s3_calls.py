@@ -5,6 +5,11 @@ conftest.py's moto-only one) that runs every test of a module on SeaweedFS (a re
 checksums), on moto over TLS and on ``rclone serve s3`` (whose PutObjectTagging replaces the object), the
 session-wide servers of tests/conftest.py; write counts are per bucket, and
 every test gets a fresh bucket.
+
+``server_bucket`` and ``server_sink`` are the ``bucket`` and ``sink`` fixtures of such a module: a new bucket per
+test on the module's ``server``, and the workers' sink writing to it under ``twilio/`` the way the relay writes on
+that server. A module takes them by name (``bucket, sink = s3_calls.server_bucket, s3_calls.server_sink``); its
+``bucket`` then stands for tests/conftest.py's session-wide one.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import pytest
 
 from app.bucket.probe import WritePath, decide, probe_store
 from devstack.s3_server import S3Server
+from workers.s3_sink import S3Sink, SinkSettings
 
 SERVERS = ["seaweedfs", "moto", "rclone"]
 FIXTURES = {"seaweedfs": "seaweed_s3", "moto": "moto_s3", "rclone": "rclone_s3"}
@@ -31,6 +37,18 @@ def s3_server(request: pytest.FixtureRequest) -> S3Server:
     found: S3Server = request.getfixturevalue(FIXTURES[request.param])
     write_path(found)
     return found
+
+
+@pytest.fixture(name="bucket")
+def server_bucket(client: Any) -> str:
+    name = f"relay-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(name="sink")
+def server_sink(client: Any, bucket: str) -> S3Sink:
+    return S3Sink(client, SinkSettings(bucket=bucket, prefix="twilio/", **path_settings(client)))
 
 
 _PATHS: dict[str, WritePath] = {}

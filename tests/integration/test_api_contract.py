@@ -26,13 +26,13 @@ from flask import Flask
 from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.utils import cached_property
 
-from app import create_app
 from app.feeds.coverage import REPORTED_STATES
-from app.jobs.registry import ORIGINS, DayState, JobRecord, JobState, hash_token
+from app.jobs.registry import ORIGINS, DayState, JobState
 from app.platform import clock
-from app.platform.config import RESOURCE_TYPES, load_settings
+from app.platform.config import RESOURCE_TYPES
 from app.twilio.accounts import OK, REFUSED, SUSPENDED
-from tests.conftest import ADMIN_TOKEN, make_env
+from tests.api_app import app_tracking_one_job
+from tests.conftest import ADMIN_TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = json.loads((ROOT / "app" / "web" / "openapi.json").read_text())
@@ -68,11 +68,7 @@ class TrackedArgs(ImmutableMultiDict):  # type: ignore[type-arg]
 
 @pytest.fixture(scope="module")
 def app(redis_server, s3, sandbox_session) -> Flask:
-    s3.client().create_bucket(Bucket="contract-bucket")
-    redis_server.client().flushall()
-    sandbox_session.reset()
-    env = make_env(redis_server.url, s3, "contract-bucket", sandbox_session, "https://relay.example.com")
-    app = create_app(load_settings(env))
+    app = app_tracking_one_job(redis_server, s3, sandbox_session, "contract-bucket", SID, TOKEN)
 
     class TrackingRequest(app.request_class):  # type: ignore[name-defined,misc]
         @cached_property
@@ -80,15 +76,6 @@ def app(redis_server, s3, sandbox_session) -> Flask:
             return TrackedArgs(super().args)
 
     app.request_class = TrackingRequest
-    app.extensions["relay"].registry.add_job(
-        JobRecord(
-            job_sid=SID,
-            resource_type="Calls",
-            start_day="2026-11-01",
-            end_day="2026-11-01",
-            token_hash=hash_token(TOKEN),
-        )
-    )
     return app
 
 

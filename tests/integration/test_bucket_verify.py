@@ -8,8 +8,7 @@ tests/e2e/test_bucket_checks.py."""
 from __future__ import annotations
 
 import gzip
-import uuid
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import pytest
@@ -19,26 +18,18 @@ from app.bucket import verify
 from app.feeds import coverage, daily_exports, summary
 from app.feeds.store import CoverageDay, Feed, owner_of
 from app.jobs.registry import DayRecord, DayState, JobRecord
-from app.platform import clock
 from app.platform.config import load_settings
 from tests.conftest import make_env
-from tests.integration.s3_calls import path_settings
+from tests.days import day
+from tests.integration import s3_calls
 from workers.copy import VerifyingReader
-from workers.s3_sink import S3Sink, SinkSettings, UploadResult
+from workers.s3_sink import S3Sink, UploadResult
+
+# Fixtures: a new bucket per test on the module's ``server``, and the workers' sink on it.
+bucket, sink = s3_calls.server_bucket, s3_calls.server_sink
 
 RT = "Calls"
 LINES = b"".join(b'{"sid": "CA%d"}\n' % i for i in range(5))
-
-
-def day(days_ago: int) -> str:
-    return (clock.utc_today() - timedelta(days=days_ago)).isoformat()
-
-
-@pytest.fixture
-def bucket(client: Any) -> str:
-    name = f"relay-{uuid.uuid4().hex[:12]}"
-    client.create_bucket(Bucket=name)
-    return name
 
 
 @pytest.fixture
@@ -62,11 +53,6 @@ def relay(svc, sink):
         return doc, verify.summary_text(doc).splitlines()
 
     return run
-
-
-@pytest.fixture
-def sink(client, bucket) -> S3Sink:
-    return S3Sink(client, SinkSettings(bucket=bucket, prefix="twilio/", **path_settings(client)))
 
 
 def copied(

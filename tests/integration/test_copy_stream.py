@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import random
+import ssl
 import threading
 import uuid
 from collections.abc import Iterator
@@ -17,9 +18,11 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+import trustme
 
 from devstack.procs import free_port
 from devstack.s3_server import S3Server
+from tests.integration import s3_calls
 from tests.integration.s3_calls import S3Calls, keeps_tags, open_uploads, path_settings, publish_manifest
 from workers.copy import copy_link_to_s3, open_link
 from workers.copy_errors import (
@@ -31,6 +34,9 @@ from workers.copy_errors import (
     TransientDownloadError,
 )
 from workers.s3_sink import S3Sink, SinkSettings
+
+# Fixtures: a new bucket per test on the module's ``server``, and the workers' sink on it.
+bucket, sink = s3_calls.server_bucket, s3_calls.server_sink
 
 MiB = 1024 * 1024
 SIGNED = "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=s3cr3tsig&X-Amz-Security-Token=t0ken&X-Amz-Expires=240"
@@ -61,18 +67,28 @@ class Seen:
 
 
 class LinkServer:
-    """A threaded HTTP server in this process standing in for S3's presigned GET."""
+    """A threaded HTTP server in this process standing in for S3's presigned GET; over TLS when given
+    ``ca_dir`` (its CA's PEM is then ``ca_bundle``, for open_link's ``verify``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, ca_dir: Path | None = None) -> None:
         self.routes: dict[str, Route] = {}
         self.seen: list[Seen] = []
         self.httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), self._handler())
         self.httpd.daemon_threads = True
+        self.ca_bundle: str | None = None
+        if ca_dir is not None:
+            ca = trustme.CA()
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ca.issue_cert("127.0.0.1").configure_cert(context)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+            self.ca_bundle = str(ca_dir / "link-ca.pem")
+            ca.cert_pem.write_to_path(self.ca_bundle)
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="link-server", daemon=True)
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        scheme = "https" if self.ca_bundle else "http"
+        return f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}"
 
     def add(self, route: Route) -> str:
         path = f"/daily/{uuid.uuid4().hex}/part-0.json.gz"
@@ -161,16 +177,10 @@ def links() -> Iterator[LinkServer]:
         yield link_server
 
 
-@pytest.fixture
-def bucket(client: Any) -> str:
-    name = f"relay-{uuid.uuid4().hex[:12]}"
-    client.create_bucket(Bucket=name)
-    return name
-
-
-@pytest.fixture
-def sink(client: Any, bucket: str) -> S3Sink:
-    return S3Sink(client, SinkSettings(bucket=bucket, prefix="twilio/", **path_settings(client)))
+@pytest.fixture(scope="module")
+def tls_links(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LinkServer]:
+    with LinkServer(ca_dir=tmp_path_factory.mktemp("link-tls")) as link_server:
+        yield link_server
 
 
 def day_file(size: int, seed: int = 7) -> bytes:
@@ -425,12 +435,25 @@ def test_unreachable_link_is_transient() -> None:
     assert "s3cr3tsig" not in str(info.value)
 
 
-def test_https_to_http_redirect_is_refused(links: LinkServer) -> None:
-    from workers.copy import _next_hop
+def test_https_to_http_redirect_is_refused(links: LinkServer, tls_links: LinkServer) -> None:
+    target = links.add(Route(body=day_file(1_000)))
+    hop = tls_links.add(Route(status=302, location=target))
+    with pytest.raises(LinkRejectedError, match="refusing redirect") as info:
+        open_link(hop, timeout=5, verify=tls_links.ca_bundle or True)
+    assert "s3cr3tsig" not in str(info.value)
+    assert len(tls_links.hits(hop)) == 1 and links.hits(target) == []  # never followed
 
-    with pytest.raises(LinkRejectedError):
-        _next_hop("https://bucket.s3.amazonaws.com/a?sig=1", "http://evil.example/a")
-    assert _next_hop("https://h/a/b?x=1", "/c?y=2") == "https://h/c?y=2"
+
+def test_a_relative_redirect_is_resolved_against_the_link(links: LinkServer) -> None:
+    data = day_file(1_000)
+    target = links.add(Route(body=data))
+    hop = links.add(Route(status=302, location=target.removeprefix(links.base)))  # "/daily/...?X-Amz-..."
+    resp = open_link(hop, timeout=5)
+    try:
+        assert resp.status_code == 200 and resp.content == data
+    finally:
+        resp.close()
+    assert len(links.hits(target)) == 1
 
 
 def test_too_many_redirects(links: LinkServer) -> None:

@@ -11,9 +11,8 @@ import gzip
 import hashlib
 import os
 import time
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +27,14 @@ from app.platform.config import ConfigError, check_key_template, load_settings
 from app.platform.errors import RequestError
 from devstack.s3_server import RcloneS3Server
 from tests.conftest import make_env
+from tests.days import day
+from tests.integration import s3_calls
 from tests.integration.s3_calls import path_settings
 from workers import s3_sink
 from workers.copy import VerifyingReader
 from workers.s3_sink import S3Sink, SinkSettings
+
+bucket = s3_calls.server_bucket  # fixture: a new bucket per test on the module's ``server``
 
 RT = "Calls"
 NEW = "{prefix}{resource_type}/account={account_sid}/day={day}/{resource_type}-{day}.json.gz"
@@ -41,17 +44,6 @@ DAYS_AGO = (4, 5, 6)
 # Days count back from when the module was loaded, not from the relay's clock: the `past` fixture moves that clock
 # 15 minutes back, which near midnight (UTC) would move "today" too, between the feed's window and its days.
 ANCHOR = datetime.now(UTC).date()
-
-
-def day(days_ago: int) -> str:
-    return (ANCHOR - timedelta(days=days_ago)).isoformat()
-
-
-@pytest.fixture
-def bucket(client: Any) -> str:
-    name = f"relay-{uuid.uuid4().hex[:12]}"
-    client.create_bucket(Bucket=name)
-    return name
 
 
 @pytest.fixture
@@ -86,7 +78,9 @@ def app(redis_url, server, bucket, sandbox):
 @pytest.fixture
 def svc(app):
     svc = app.extensions["relay"]
-    svc.feeds.put_feed(Feed(RT, since=day(max(DAYS_AGO)), until=day(min(DAYS_AGO)), account=svc.accounts.primary.sid))
+    svc.feeds.put_feed(
+        Feed(RT, since=day(max(DAYS_AGO), ANCHOR), until=day(min(DAYS_AGO), ANCHOR), account=svc.accounts.primary.sid)
+    )
     return svc
 
 
@@ -104,7 +98,7 @@ def copy_days(svc: Any, sink: S3Sink) -> dict[str, str]:
     """Days copied as the workers copy them (the object, the job manifest, the coverage record): day -> key."""
     owner, keys, manifest = owner_of(RT, svc.accounts.primary.sid), {}, []
     for n in DAYS_AGO:
-        iso = day(n)
+        iso = day(n, ANCHOR)
         data = gzip.compress(b"".join(b'{"sid": "CA%d"}\n' % i for i in range(n)), mtime=0)
         meta = {"job_sid": "JS1", "day": iso, "resource_type": RT, "twilio_create_date": "2026-01-01T00:00:00Z"}
         key = sink.day_key(RT, iso, "JS1", svc.accounts.primary.sid)
@@ -220,7 +214,7 @@ def test_objects_over_the_copy_object_limit_are_copied_in_parts(svc, sink, clien
     """Above S3's 5 GiB CopyObject limit the sink copies in parts (UploadPartCopy); here with the limit lowered,
     a 9 MiB day (two parts) is copied, tagged and verified as any other."""
     monkeypatch.setattr(s3_sink, "COPY_OBJECT_MAX", 0)
-    iso, data = day(4), gzip.compress(os.urandom(9 * 1024 * 1024), compresslevel=0, mtime=0)
+    iso, data = day(4, ANCHOR), gzip.compress(os.urandom(9 * 1024 * 1024), compresslevel=0, mtime=0)
     meta = {"job_sid": "JS1", "day": iso, "resource_type": RT, "twilio_create_date": "2026-01-01T00:00:00Z"}
     r = sink.upload_verified(VerifyingReader([data], len(data)), sink.day_key(RT, iso, "JS1"), len(data), meta)
     owner = owner_of(RT, svc.accounts.primary.sid)

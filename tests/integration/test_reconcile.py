@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import gzip
 import random
-import uuid
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -19,33 +17,22 @@ from app.platform import clock
 from app.platform.config import load_settings
 from app.services import Services, build_services
 from tests.conftest import make_env
+from tests.days import day
+from tests.integration import s3_calls
 from tests.integration.s3_calls import path_settings
 from workers.copy import VerifyingReader
 from workers.s3_sink import S3Sink, SinkSettings, UploadResult
+
+# Fixtures: a new bucket per test on the module's ``server``, and the workers' sink on it.
+bucket, sink = s3_calls.server_bucket, s3_calls.server_sink
 
 RT = "Calls"
 MiB = 1024 * 1024
 
 
-def day(days_ago: int) -> str:
-    return (clock.utc_today() - timedelta(days=days_ago)).isoformat()
-
-
-@pytest.fixture
-def bucket(client: Any) -> str:
-    name = f"relay-{uuid.uuid4().hex[:12]}"
-    client.create_bucket(Bucket=name)
-    return name
-
-
 @pytest.fixture
 def svc(redis_url, server, bucket, sandbox) -> Services:
     return build_services(load_settings(make_env(redis_url, server, bucket, sandbox, "http://127.0.0.1:9")))
-
-
-@pytest.fixture
-def sink(client, bucket) -> S3Sink:
-    return S3Sink(client, SinkSettings(bucket=bucket, prefix="twilio/", **path_settings(client)))
 
 
 class LaggingListing:

@@ -19,7 +19,10 @@ from app.bucket.probe import StoreFindings, StoreRefused, decide, probe_store, s
 from app.platform.config import load_settings
 from devstack.s3_server import RcloneS3Server, S3Server
 from tests.conftest import ADMIN_TOKEN, make_env
+from tests.integration import s3_calls
 from tests.integration.s3_calls import S3Calls
+
+bucket = s3_calls.server_bucket  # fixture: a new bucket per test on the module's ``server``
 
 # What each server of the local stack does (module docstring of devstack/s3_server.py).
 EXPECTED = {
@@ -27,13 +30,6 @@ EXPECTED = {
     "moto": StoreFindings(True, True, True, False, False, True, True),  # moto checks no request checksum
     "rclone": StoreFindings(True, False, True, False, False, True, False),
 }
-
-
-@pytest.fixture
-def bucket(client: Any) -> str:
-    name = f"relay-{uuid.uuid4().hex[:12]}"
-    client.create_bucket(Bucket=name)
-    return name
 
 
 def server_name(server: S3Server) -> str:

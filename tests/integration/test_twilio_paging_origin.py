@@ -8,11 +8,8 @@ TWILIO_BULKEXPORTS_BASE_URL, and a tiny local API server whose ``next_page_url``
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -22,6 +19,7 @@ from app.twilio import client as twilio_api
 from app.twilio.client import BulkExportsClient, TwilioError, origin_of
 from devstack.procs import free_port
 from devstack.sandbox_process import SandboxProcess
+from tests.json_stub import JsonStub
 from tests.tripwire import Tripwire
 
 
@@ -117,36 +115,18 @@ class _PagingApi:
 
     def __init__(self) -> None:
         self.next_page_url: str | None = None
-        self.requests: list[dict[str, str]] = []
-        api = self
+        self._server = JsonStub(self._answer, name="paging-api")
+        self.base = self._server.base
+        self.requests = self._server.requests
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                api.requests.append({"path": self.path, "authorization": self.headers.get("Authorization", "")})
-                body = json.dumps(
-                    {
-                        "days": [
-                            {"day": _days_ago(10), "size": 10, "create_date": _days_ago(9), "resource_type": "Calls"}
-                        ],
-                        "meta": {"page": 0, "page_size": 1, "key": "days", "next_page_url": api.next_page_url},
-                    }
-                ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+    def _answer(self, path: str) -> dict[str, Any]:
+        return {
+            "days": [{"day": _days_ago(10), "size": 10, "create_date": _days_ago(9), "resource_type": "Calls"}],
+            "meta": {"page": 0, "page_size": 1, "key": "days", "next_page_url": self.next_page_url},
+        }
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._server.close()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import threading
 import time
 from types import SimpleNamespace
 
-from app.web.health import _Cached
+from app.web.health import CachedCheck
 
 
 def test_a_slow_refresh_does_not_block_other_callers_when_an_answer_exists():
@@ -19,7 +19,7 @@ def test_a_slow_refresh_does_not_block_other_callers_when_an_answer_exists():
         release.wait(10)
         return "fresh"
 
-    cached = _Cached(check)
+    cached = CachedCheck(check)
     svc = SimpleNamespace(cache={"check": (time.monotonic() - 60, "stale")})  # expired
     refresher = threading.Thread(target=cached, args=(svc,))
     refresher.start()
@@ -31,5 +31,5 @@ def test_a_slow_refresh_does_not_block_other_callers_when_an_answer_exists():
 
 
 def test_the_first_call_waits_for_a_result():
-    cached = _Cached(lambda svc: "first")
+    cached = CachedCheck(lambda svc: "first")
     assert cached(SimpleNamespace(cache={})) == "first"
