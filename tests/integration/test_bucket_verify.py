@@ -24,7 +24,7 @@ from app.platform.config import load_settings
 from tests.conftest import make_env
 from tests.integration.s3_calls import path_settings
 from workers.copy import VerifyingReader
-from workers.s3_sink import S3Sink, SinkSettings, UploadResult
+from workers.sink import S3Sink, SinkSettings, UploadResult
 
 RT = "Calls"
 LINES = b"".join(b'{"sid": "CA%d"}\n' % i for i in range(5))

@@ -21,7 +21,7 @@ from app.services import Services, build_services
 from tests.conftest import make_env
 from tests.integration.s3_calls import path_settings
 from workers.copy import VerifyingReader
-from workers.s3_sink import S3Sink, SinkSettings, UploadResult
+from workers.sink import S3Sink, SinkSettings, UploadResult
 
 RT = "Calls"
 MiB = 1024 * 1024
