@@ -22,10 +22,10 @@ given instead of computing one):
   ``Tagging`` parameter, the digest tags: atomic, one request instead of four. Against SeaweedFS it measured
   1.2-3x faster than the multipart path up to 8 MiB (most day files), about even at 16 MiB, slower from
   32 MiB, where the multipart path overlaps verifying and sending (bench/README.md, "Single PUT or multipart").
-- Bigger: a multipart upload *of the final key* (``DayWriter._stream_multipart``). CreateMultipartUpload carries what is
-  known before the first byte; parts are read from the reader (``workers.copy.VerifyingReader``, which raises
-  instead of handing out the last bytes if the size, gzip framing, CRC or length are wrong) and uploaded by a
-  few threads while the reader goes on verifying, at most ``parts_in_memory`` parts held at once. Each
+- Bigger: a multipart upload *of the final key* (``writes.DayWriter._stream_multipart``). CreateMultipartUpload
+  carries what is known before the first byte; parts are read from the reader (``workers.copy.VerifyingReader``,
+  which raises instead of handing out the last bytes if the size, gzip framing, CRC or length are wrong) and
+  uploaded by a few threads while the reader goes on verifying, at most ``parts_in_memory`` parts held at once. Each
   UploadPart carries the part's SHA-256 (hashed on the uploading thread) and S3 refuses a part whose body does
   not match. CompleteMultipartUpload (with every part's checksum, which S3 checks again) is sent only after
   ``reader.digest()`` succeeded; any failure (reader, S3, a timeout or interrupt) aborts the upload instead, so
@@ -57,9 +57,9 @@ What the bucket holds is what was verified: after the last request that touches 
 PUT, PutObjectTagging or CompleteMultipartUpload, the manifest's PUT) one HeadObject checks that the key still
 holds the verified object: the same size, and the same ETag as that write answered (the multipart ETag from
 CompleteMultipartUpload, unless the probe found the store answers another one: then the size only). A mismatch
-is an anomaly (``check_published``): ERROR log with bucket, key and operation, ``relay_store_anomalies_total``,
-the object deleted and a TransientS3Error, so the day is not recorded as copied and its retry writes it again
-(``day.failed`` once the retries are spent). Cost: one HeadObject per day file.
+is an anomaly (``writes.check_published``): ERROR log with bucket, key and operation,
+``relay_store_anomalies_total``, the object deleted and a TransientS3Error, so the day is not recorded as copied
+and its retry writes it again (``day.failed`` once the retries are spent). Cost: one HeadObject per day file.
 
 Alternatives rejected: staging + server-side copy (wrote every big file twice, to get the sha256 into the
 metadata); S3's full-object checksums of a multipart upload (FULL_OBJECT) exist for CRCs only, not SHA-256; a
