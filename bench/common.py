@@ -22,10 +22,10 @@ from typing import Any
 
 import psutil
 
+from app.platform.units import GiB
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 WORK_ROOT = REPO_ROOT / ".bench"
-MiB = 1024 * 1024
-GiB = 1024 * MiB
 
 
 @dataclass

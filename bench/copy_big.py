@@ -23,7 +23,8 @@ import json
 import sys
 from typing import Any
 
-from bench.common import BenchResult, Figure, GiB, MiB, workdir
+from app.platform.units import GiB, MiB
+from bench.common import BenchResult, Figure, workdir
 from bench.copy_throughput import (
     BUCKET,
     RESOURCE_TYPE,

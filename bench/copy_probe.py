@@ -28,10 +28,10 @@ from typing import Any
 
 import requests
 
+from app.platform.units import MiB
 from devstack.procs import ManagedProcess, free_port, port_open, python_argv
 from devstack.s3_server import SeaweedS3Server
 
-MiB = 1024 * 1024
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -51,8 +51,9 @@ def child(mode: str, url: str, path: str, bucket: str) -> None:
 
     from app.bucket import gzip_check
     from app.platform.s3_client import make_s3_client
+    from app.platform.url_policy import UrlPolicy
     from workers.copy import copy_link_to_s3
-    from workers.s3_sink import S3Sink, SinkSettings
+    from workers.sink import S3Sink, SinkSettings
 
     if mode == "copy-zlib":
         gzip_check.INFLATE = zlib
@@ -62,10 +63,12 @@ def child(mode: str, url: str, path: str, bucket: str) -> None:
     started = time.monotonic()
     phases: dict[str, float] = {}
     if mode.startswith("copy"):
-        sink = S3Sink(client, SinkSettings(bucket=bucket))
-        _time_phases(sink, phases)
+        sink = S3Sink(client, SinkSettings(bucket=bucket, prefix="twilio/"))
+        _time_phases(sink.writer, phases)
         meta = {"job_sid": "JSbench", "day": "2024-05-01", "resource_type": "Messages", "twilio_create_date": ""}
-        copy_link_to_s3(url, size, sink, "twilio/bench/copy.json.gz", meta)
+        # The link is http on loopback: the local-stack download policy (app/platform/url_policy.py).
+        local = UrlPolicy(("127.0.0.1",), allow_loopback=True)
+        copy_link_to_s3(url, size, sink, "twilio/bench/copy.json.gz", meta, policy=local)
     elif mode == "upload_file":
         client.upload_file(path, bucket, "bench/upload_file.json.gz")
     seconds = time.monotonic() - started
@@ -104,10 +107,10 @@ def serve(directory: str, port: int) -> None:
     ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
 
 
-def _time_phases(sink: Any, phases: dict[str, float]) -> None:
-    """Time the sink's two big steps: the parts streamed while the reader verifies, and the completion."""
+def _time_phases(writer: Any, phases: dict[str, float]) -> None:
+    """Time the sink writer's two big steps: the parts streamed while the reader verifies, and the completion."""
     for name in ("_upload_parts", "_complete"):  # the streamed parts, then CompleteMultipartUpload
-        method = getattr(sink, name)
+        method = getattr(writer, name)
 
         def timed(*args: Any, _method: Any = method, _name: str = name) -> Any:
             started = time.monotonic()
@@ -116,7 +119,7 @@ def _time_phases(sink: Any, phases: dict[str, float]) -> None:
             finally:
                 phases[_name] = time.monotonic() - started
 
-        setattr(sink, name, timed)
+        setattr(writer, name, timed)
 
 
 def measure(mode: str, url: str, path: Path, bucket: str, env: dict[str, str]) -> dict[str, float]:
@@ -175,9 +178,6 @@ def main() -> None:
             assert requests.head(url, timeout=5).status_code == 200
             s3.client().create_bucket(Bucket="bench")
             env = {**s3.env(), "AWS_CONFIG_FILE": str(work / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(work / "none")}
-            # The link is http on loopback: the local-stack download policy (app/platform/url_policy.py).
-            env |= {"DOWNLOAD_ALLOW_LOOPBACK": "true", "DOWNLOAD_HOST_ALLOWLIST": "127.0.0.1"}
-            env["TWILIO_BULKEXPORTS_BASE_URL"] = "http://127.0.0.1:9"
             from app.bucket.gzip_check import INFLATE
 
             modes = ["baseline", "copy", "upload_file"] + (["copy-zlib"] if INFLATE.__name__ != "zlib" else [])

@@ -42,7 +42,8 @@ from typing import Any
 import psutil
 import requests
 
-from bench.common import BenchResult, Figure, GiB, MiB, child_env, run_json_child, workdir
+from app.platform.units import GiB, MiB
+from bench.common import BenchResult, Figure, child_env, run_json_child, workdir
 from bench.pprof import summarize as pprof_summary
 from bench.profiling import py_spy_binary, summarize
 from bench.seaweed import MeteredSeaweedS3Server
@@ -97,32 +98,40 @@ def _child(mode: str, source: str, size: int, key: str) -> None:
 def _copy(client: Any, bucket: str, source: str, size: int, key: str, phases: dict[str, float]) -> tuple[str, int]:
     """The relay's copy, with the worker's sink (as workers.tasks.sink builds it from default settings)."""
     from app.platform.config import load_settings
+    from app.platform.url_policy import download_policy
     from workers.copy import copy_link_to_s3
-    from workers.s3_sink import S3Sink, SinkSettings
+    from workers.sink import S3Sink, SinkSettings
 
-    single_put_max = load_settings(_settings_env(bucket)).s3_single_put_max_mib * MiB
+    relay_settings = load_settings(_relay_settingsenv(bucket))
+    single_put_max = relay_settings.s3_single_put_max_mib * MiB
     settings = SinkSettings(bucket=bucket, prefix="twilio/", single_put_max=single_put_max)
-    sink = _timed_sink(S3Sink, phases)(client, settings)
+    sink = S3Sink(client, settings)
+    sink.writer = _timed_writer(phases)(sink)
     metadata = {"job_sid": "JSbench", "resource_type": RESOURCE_TYPE, "day": key, "twilio_create_date": ""}
-    result = copy_link_to_s3(source, size, sink, sink.day_key(RESOURCE_TYPE, key, "JSbench"), metadata)
+    day_key = sink.day_key(RESOURCE_TYPE, key, "JSbench")
+    result = copy_link_to_s3(source, size, sink, day_key, metadata, policy=download_policy(relay_settings))
     return result.key, result.size
 
 
 def _verify_only(source: str, size: int) -> int:
     """Baseline (b): the copy's download and checks, nothing uploaded; read in the sink's part-sized steps."""
+    from app.platform.config import load_settings
+    from app.platform.url_policy import download_policy
     from workers.copy import VerifyingReader, body_chunks, open_link
-    from workers.s3_sink import part_size_for
+    from workers.sink import part_size_for
 
     step = part_size_for(size)
-    with closing(open_link(source)) as resp:
+    policy = download_policy(load_settings(_relay_settingsenv("bench")))
+    with closing(open_link(source, policy=policy)) as resp:
         reader = VerifyingReader(body_chunks(resp), size)
         while reader.read(step):
             pass
     return reader.digest().size
 
 
-def _settings_env(bucket: str) -> dict[str, str]:
-    """The minimal environment contract plus whatever S3_* the caller set (so the defaults are the shipped ones)."""
+def _relay_settingsenv(bucket: str) -> dict[str, str]:
+    """The minimal environment contract plus whatever S3_* the caller set (so the defaults are the shipped ones) and
+    the download policy's settings (the sandbox's links)."""
     env = {
         "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
         "TWILIO_AUTH_TOKEN": "bench",
@@ -130,7 +139,8 @@ def _settings_env(bucket: str) -> dict[str, str]:
         "S3_BUCKET": bucket,
         "ADMIN_TOKEN": "bench-admin-token-0123456789",
     }
-    return env | {k: v for k, v in os.environ.items() if k.startswith("S3_")}
+    local = ("S3_", "DOWNLOAD_", "TWILIO_BULKEXPORTS_BASE_URL")  # and the sandbox's links: http on loopback
+    return env | {k: v for k, v in os.environ.items() if k.startswith(local)}
 
 
 def _vm_hwm_mib() -> float:
@@ -142,8 +152,9 @@ def _vm_hwm_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: the best there is
 
 
-def _timed_sink(base: Any, phases: dict[str, float]) -> Any:
-    """S3Sink with its S3 phases timed; the code that runs is the sink's own."""
+def _timed_writer(phases: dict[str, float]) -> Any:
+    """The sink's writer (``workers.sink.writes.DayWriter``) with its S3 phases timed; the code that runs is its own."""
+    from workers.sink.writes import DayWriter
 
     def timed(name: str, method: Any) -> Any:
         def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -161,7 +172,7 @@ def _timed_sink(base: Any, phases: dict[str, float]) -> Any:
         "_complete": "complete multipart upload",
         "_tag": "digest tags",
     }
-    return type("TimedS3Sink", (base,), {m: timed(name, getattr(base, m)) for m, name in wrapped.items()})
+    return type("TimedDayWriter", (DayWriter,), {m: timed(name, getattr(DayWriter, m)) for m, name in wrapped.items()})
 
 
 # -- parent side ---------------------------------------------------------------------------------------
@@ -176,7 +187,7 @@ def twilio_client(sandbox: SandboxProcess) -> Any:
     from app.platform.config import load_settings
     from app.twilio.client import BulkExportsClient
 
-    env = _settings_env(BUCKET) | {
+    env = _relay_settingsenv(BUCKET) | {
         "TWILIO_ACCOUNT_SID": sandbox.account_sid,
         "TWILIO_AUTH_TOKEN": sandbox.auth_token,
         "TWILIO_BULKEXPORTS_BASE_URL": sandbox.api_url,

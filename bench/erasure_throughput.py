@@ -36,7 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import BenchResult, Figure, GiB, MiB, child_env, run_json_child, workdir
+from app.platform.units import GiB, MiB
+from bench.common import BenchResult, Figure, child_env, run_json_child, workdir
 from devstack.procs import python_argv
 
 MODES = ("copy", "scan", "erase", "redact")
@@ -96,7 +97,7 @@ def _run_mode(mode: str, path: str, out_path: str, size: int, rules: Any) -> dic
 def _verifying_copy(path: str, out_path: str, size: int) -> dict[str, Any]:
     """Baseline (a): the copy path's checks on the bytes as they pass, the bytes written unchanged."""
     from workers.copy import READ_CHUNK, VerifyingReader
-    from workers.s3_sink import part_size_for
+    from workers.sink import part_size_for
 
     def chunks() -> Any:
         with open(path, "rb") as source:

@@ -22,19 +22,22 @@ from typing import Any
 
 import psutil
 
-from bench.common import MiB, workdir
+from app.platform.units import MiB
+from bench.common import workdir
 from devstack.procs import stop_all
 from devstack.s3_server import SeaweedS3Server
 from sandbox.content import iter_day_file
 from workers.copy import VerifyingReader
-from workers.s3_sink import S3Sink, SinkSettings
+from workers.sink import S3Sink, SinkSettings
 
 META = {"job_sid": "JS0", "day": "2024-05-01", "resource_type": "Messages", "twilio_create_date": "2024-05-03"}
 PATHS = ("single", "multipart")
 
 
 def _once(client: Any, bucket: str, data: bytes, path: str, server: psutil.Process) -> dict[str, float]:
-    sink = S3Sink(client, SinkSettings(bucket=bucket, single_put_max=len(data) if path == "single" else 0))
+    sink = S3Sink(
+        client, SinkSettings(bucket=bucket, prefix="twilio/", single_put_max=len(data) if path == "single" else 0)
+    )
     key = f"twilio/Messages/{uuid.uuid4().hex}.json.gz"
     chunks = (data[i : i + MiB] for i in range(0, len(data), MiB))
     cpu0, srv0, t0 = time.process_time(), sum(server.cpu_times()[:2]), time.perf_counter()

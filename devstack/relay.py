@@ -38,7 +38,7 @@ def relay_env(
 
 def local_download_env(sandbox: Any) -> dict[str, str]:
     """The sandbox serves day files over http on loopback: the download policy allowing that, which only a local
-    stack may use (app/platform/url_policy.py). In-process copies read it from os.environ."""
+    stack may use (app/platform/url_policy.py), read into the Settings by load_settings."""
     return {
         "TWILIO_BULKEXPORTS_BASE_URL": sandbox.api_url,
         "DOWNLOAD_ALLOW_LOOPBACK": "true",

@@ -10,7 +10,7 @@ us store inflated bytes. The URL's query string is a credential: it never appear
 inflates the gzip members as bytes pass, in bounded chunks, and raises ``CopyIntegrityError``
 *before handing over the last bytes* when the body is not exactly the expected, intact gzip file. The
 sink relies on that: it sends parts of a multipart upload while the reader is still reading, and an
-upload whose reader raised is aborted, never completed (``workers.s3_sink``).
+upload whose reader raised is aborted, never completed (``workers.sink``).
 
 Errors: everything raised on purpose is a ``workers.copy_errors`` class: ``RetryableCopyError`` (try again,
 with a fresh link from FetchDay) or ``PermanentCopyError`` (give up and record the day as failed).
@@ -33,7 +33,8 @@ from requests.structures import CaseInsensitiveDict
 from requests.utils import get_environ_proxies
 
 from app.bucket.gzip_check import GzipCheck
-from app.platform.url_policy import ForbiddenUrl, UrlPolicy, download_policy
+from app.platform.units import MiB
+from app.platform.url_policy import ForbiddenUrl, UrlPolicy
 from workers.copy_errors import (
     CopyIntegrityError,
     LinkExpiredError,
@@ -41,11 +42,10 @@ from workers.copy_errors import (
     LinkRejectedError,
     TransientDownloadError,
 )
-from workers.s3_sink import S3Sink, StreamDigest
+from workers.sink import S3Sink, StreamDigest
 
 log = logging.getLogger(__name__)
 
-MiB = 1024 * 1024
 READ_CHUNK = MiB  # bytes pulled from the socket per step
 DEFAULT_TIMEOUT = (10.0, 60.0)  # (connect, read) seconds; read = longest silence between bytes
 MAX_REDIRECTS = 3
@@ -179,15 +179,15 @@ def open_link(
     timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
     *,
     verify: bool | str = True,
-    policy: UrlPolicy | None = None,
+    policy: UrlPolicy,
 ) -> requests.Response:
     """GET the presigned link (streaming) and return the open 200 response, or raise a typed error.
 
     Redirects are followed by hand, at most MAX_REDIRECTS, never from https to http, with nothing
-    but the URL carried over. Every hop passes ``policy`` (default: the settings' download policy, see
-    app.platform.url_policy) before anything is sent. The caller must close the response.
+    but the URL carried over. Every hop passes ``policy`` (the process's, from its Settings:
+    ``app.platform.url_policy.download_policy``) before anything is sent. The caller must close the response.
     """
-    session = (policy or download_policy()).mount(_clean_session())
+    session = policy.mount(_clean_session())
     try:
         for _ in range(MAX_REDIRECTS + 1):
             resp = _get(session, url, timeout, verify)
@@ -302,6 +302,7 @@ def copy_link_to_s3(
     timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
     *,
     verify: bool | str = True,
+    policy: UrlPolicy,
 ) -> CopyResult:
     """Stream the day file at ``url`` into ``key`` via ``sink``, verified, with bounded memory.
 
@@ -309,9 +310,10 @@ def copy_link_to_s3(
     is used instead (and the gzip trailers remain the integrity check). ``metadata`` should hold
     job_sid, day, resource_type and twilio_create_date; the sink adds size, and puts sha256 and records in the
     object's tags (also returned here, for the registry and the manifest). Whether
-    ``key`` already holds the file was decided by the caller (``S3Sink.stored_day``).
+    ``key`` already holds the file was decided by the caller (``S3Sink.stored_day``). ``policy`` decides which
+    hosts the link and its redirects may point at (``open_link``).
     """
-    with closing(open_link(url, timeout, verify=verify)) as resp:
+    with closing(open_link(url, timeout, verify=verify, policy=policy)) as resp:
         size = _resolve_size(resp, expected_size)
         reader = VerifyingReader(body_chunks(resp), size)
         result = sink.upload_verified(reader, key, size, metadata)

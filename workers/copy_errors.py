@@ -56,7 +56,7 @@ class TransientDownloadError(RetryableCopyError):
     """5xx, 429, timeouts, refused or cut connections, redirect trouble: try again later."""
 
 
-# -- S3 (workers.s3_sink) ------------------------------------------------------------------------------------
+# -- S3 (workers.sink) ---------------------------------------------------------------------------------------
 
 
 class S3Error(CopyError):

@@ -20,12 +20,13 @@ from app.jobs import events
 from app.jobs.lifecycle import day_files
 from app.jobs.registry import DayRecord, DayState, JobState
 from app.platform.metrics import COPY_BYTES, COPY_RETRIES, COPY_SECONDS, DAYS
+from app.platform.url_policy import download_policy
 from app.services import Services
 from app.twilio.client import TwilioNotFound
 from app.twilio.statuses import EMPTY
 from workers.copy import copy_link_to_s3
 from workers.copy_errors import CopyBusy, DayNotReady
-from workers.s3_sink import S3Sink
+from workers.sink import S3Sink
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ def _copy_locked(svc: Services, sink: S3Sink, task: DayTask, current: DayRecord)
         "twilio_create_date": task.create_date or "",
     }
     started = time.monotonic()
-    result = copy_link_to_s3(link, task.size, sink, key, metadata)
+    result = copy_link_to_s3(link, task.size, sink, key, metadata, policy=download_policy(svc.settings))
     COPY_SECONDS.observe(time.monotonic() - started)
     COPY_BYTES.inc(result.size)
     current.twilio_create_date = task.create_date or current.twilio_create_date

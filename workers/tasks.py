@@ -29,10 +29,11 @@ from app.jobs.retention import RETENTION_WARN_S, scan_active_days
 from app.platform import clock
 from app.platform.metrics import POLLS, RETENTION_WARNINGS
 from app.platform.queueing import copy_timeout
+from app.platform.units import MiB
 from app.services import Services, worker_services
 from workers.copy_errors import CopyError, PermanentCopyError
 from workers.day_copier import DayTask, copy_one_day, record_failure
-from workers.s3_sink import MiB, S3Sink, SinkSettings
+from workers.sink import S3Sink, SinkSettings
 
 log = logging.getLogger(__name__)
 

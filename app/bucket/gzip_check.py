@@ -13,7 +13,8 @@ import zlib
 from types import ModuleType
 from typing import Any
 
-MiB = 1024 * 1024
+from app.platform.units import MiB
+
 INFLATE_CHUNK = MiB  # max decompressed bytes per zlib call: bounds memory for highly compressible data
 
 

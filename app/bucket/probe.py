@@ -4,7 +4,7 @@ Why: "S3-compatible" stores differ where it hurts. ``rclone serve s3`` takes Put
 replaces the object with the tagging XML (issue 19); some stores accept a body whose ``ChecksumSHA256`` does not
 match; some answer HeadObject with another ETag than CompleteMultipartUpload did. The relay finds out once, with a
 small object under ``<S3_PREFIX>_relay/`` (``probe_store``), and ``decide`` turns the findings and
-``S3_OBJECT_TAGS`` into the write path of ``workers.s3_sink`` (``WritePath``) in a pure function.
+``S3_OBJECT_TAGS`` into the write path of ``workers.sink`` (``WritePath``) in a pure function.
 
 The probe, each step followed by a HeadObject (and a GetObject of the few bytes where a body could change):
 
@@ -94,7 +94,7 @@ class StoreFindings:
 
 @dataclass(frozen=True)
 class WritePath:
-    """How ``workers.s3_sink`` writes to this store: where the digest goes, what the check after a write compares."""
+    """How ``workers.sink`` writes to this store: where the digest goes, what the check after a write compares."""
 
     digest_in_tags: bool  # sha256 and records as object tags; False: only in the job manifest
     multipart_etag_kept: bool  # the HeadObject after a multipart write compares the ETag too

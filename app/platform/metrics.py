@@ -153,7 +153,7 @@ BUCKET_PROBLEMS = ClusterCounter(
 )
 STORE_ANOMALIES = ClusterCounter(
     "relay_store_anomalies",
-    "Writes after which S3 no longer held the verified object (workers.s3_sink): deleted and written again",
+    "Writes after which S3 no longer held the verified object (workers.sink): deleted and written again",
     ["operation", "reason"],  # PutObject, PutObjectTagging, CompleteMultipartUpload; gone, size, etag
 )
 EVENTS = ClusterCounter("relay_events", "Outbound events (app/jobs/events.py) by type and outcome", ["type", "outcome"])

@@ -28,6 +28,7 @@ from rq.serializers import JSONSerializer
 from rq.utils import utcparse
 
 from app.jobs.registry import Registry
+from app.platform.units import MiB
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ _ACTIVE = {s.value.encode() for s in (JobStatus.QUEUED, JobStatus.STARTED, JobSt
 ORPHAN_AFTER_SECONDS = 10  # a live worker marks a dequeued task started within milliseconds
 ORPHAN_CONFIRM_SECONDS = 2  # ... so two sightings this far apart in that state mean its worker is gone
 ENQUEUE_LOCK_SECONDS = 10
-MIN_COPY_BYTES_PER_SECOND = 2 * 1024 * 1024  # job timeout assumes at least this rate, plus a fixed margin
+MIN_COPY_BYTES_PER_SECOND = 2 * MiB  # job timeout assumes at least this rate, plus a fixed margin
 ASSUMED_SIZE_IF_UNKNOWN = 4 * 1024**3  # bigger than any day file seen; see copy_timeout
 
 

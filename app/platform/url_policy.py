@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
-import os
 import socket
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import requests
@@ -38,6 +37,9 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 from urllib3.util import connection as urllib3_connection
+
+if TYPE_CHECKING:
+    from app.platform.config import Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Sequence[str]]
@@ -167,13 +169,10 @@ class UrlPolicy:
         return session
 
 
-def download_policy(env: Mapping[str, str] | None = None) -> UrlPolicy:
-    """The policy the settings describe (DOWNLOAD_HOST_ALLOWLIST, DOWNLOAD_ALLOW_LOOPBACK), validated as at
-    start-up; read from the environment each time (cheap), so every copy uses the process's configuration."""
-    from app.platform.config import download_policy_settings
-
-    hosts, allow_loopback = download_policy_settings(os.environ if env is None else env)
-    return UrlPolicy(hosts, allow_loopback)
+def download_policy(settings: Settings) -> UrlPolicy:
+    """The policy the settings describe (DOWNLOAD_HOST_ALLOWLIST, DOWNLOAD_ALLOW_LOOPBACK, validated by
+    ``load_settings`` when the process started): the copy path takes it from the process's Settings."""
+    return UrlPolicy(settings.download_host_allowlist, settings.download_allow_loopback)
 
 
 # -- transport: the checks in every request, the connection pinned to the checked addresses ----------------------

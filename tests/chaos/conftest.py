@@ -209,7 +209,7 @@ def assert_days_exact(client: Any, bucket: str, sandbox: Any, rt: str, view: dic
 
 def assert_no_leftovers(client: Any, bucket: str) -> int:
     """Run the janitor with no age threshold, then nothing staged or half-uploaded may remain."""
-    from workers.s3_sink import S3Sink, SinkSettings
+    from workers.sink import S3Sink, SinkSettings
 
     removed = S3Sink(client, SinkSettings(bucket=bucket, prefix=PREFIX)).abort_stale_uploads(timedelta(0))
     assert not client.list_multipart_uploads(Bucket=bucket).get("Uploads")

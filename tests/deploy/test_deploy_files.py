@@ -6,7 +6,7 @@ botocore's own S3 model, the IAM policy with moto's policy validator. ``docker c
 where the compose plugin is installed (it needs no engine); the compose structure is checked regardless.
 
 Drift is caught both ways: every variable of the environment contract (the ``"NAME"`` literals of
-app/platform/config.py) must be documented in deploy/.env.example and present in the Kubernetes ConfigMap or Secret,
+app/platform/config/) must be documented in deploy/.env.example and present in the Kubernetes ConfigMap or Secret,
 and every variable those files, or compose, set must be a contract name, a knob some process reads
 (``environ.get`` / ``${NAME}`` in the code, gunicorn config or Procfile), or a variable boto3 reads.
 """
@@ -45,7 +45,7 @@ SECRET_NAMES = {
     "CONSOLE_SECRET_KEY",
     "NOTIFY_SECRET",
 }
-# The contract as documented for operators: app/platform/config.py may add names, but must not lose these.
+# The contract as documented for operators: app/platform/config/ may add names, but must not lose these.
 EXPECTED_CONTRACT = SECRET_NAMES | {
     "TWILIO_ACCOUNT_SID",
     "TWILIO_BULKEXPORTS_BASE_URL",
@@ -88,15 +88,16 @@ def _tool(name: str) -> str:
 
 @cache
 def contract_names() -> frozenset[str]:
-    """Every NAME_WITH_UNDERSCORES string literal in app/platform/config.py: the environment contract."""
-    return frozenset(re.findall(r'"([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)"', _read(ROOT / "app" / "platform" / "config.py")))
+    """Every NAME_WITH_UNDERSCORES string literal in app/platform/config/: the environment contract."""
+    sources = "\n".join(_read(path) for path in sorted((ROOT / "app" / "platform" / "config").glob("[!_]*.py")))
+    return frozenset(re.findall(r'"([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)"', sources))
 
 
 @cache
 def process_knobs() -> frozenset[str]:
     """Names a process reads besides the contract: environ.get/env(...) literals and Procfile ${NAME}s."""
     sources = [ROOT / "deploy" / "gunicorn.conf.py", ROOT / "sandbox" / "__main__.py"]
-    sources += sorted((ROOT / "app").rglob("*.py")) + sorted((ROOT / "workers").rglob("*.py"))
+    sources += sorted((ROOT / "app").glob("*.py")) + sorted((ROOT / "workers").glob("*.py"))
     names: set[str] = set()
     for path in sources:
         if path.exists():
@@ -191,7 +192,7 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 
 
 def test_contract_parsed_from_config() -> None:
-    assert not EXPECTED_CONTRACT - contract_names(), "app/platform/config.py lost contract names"
+    assert not EXPECTED_CONTRACT - contract_names(), "app/platform/config/ lost contract names"
 
 
 # -- Dockerfile, .dockerignore, entrypoint -------------------------------------------------------------------
@@ -1114,5 +1115,5 @@ def test_s3_lifecycle_rules() -> None:
     staging = rules["twilio/_staging/"]
     assert staging["Expiration"] == {"Days": 1}
     assert staging["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1}  # no-op unless versioned
-    staging_dir = re.search(r'STAGING_DIR = "([^"]+)"', _read(ROOT / "workers" / "s3_sink.py"))
+    staging_dir = re.search(r'STAGING_DIR = "([^"]+)"', _read(ROOT / "workers" / "sink" / "settings.py"))
     assert staging_dir and f"twilio/{staging_dir.group(1)}" == "twilio/_staging/"

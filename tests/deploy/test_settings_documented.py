@@ -4,14 +4,14 @@ The rule:
 - every variable of .env.example has a row in the table and every row's variable is in .env.example, except
   boto3's own variables (credentials, region, endpoint, CA bundle: read by botocore itself, named in the
   paragraph above the table), which .env.example sets for ``make run`` without a row;
-- every variable of the table and of .env.example is read: named by app/platform/config.py (the settings, validated at
+- every variable of the table and of .env.example is read: named by app/platform/config/ (the settings, validated at
   start-up), read by the processes (``os.environ`` in app/, workers/ and deploy/gunicorn.conf.py, ``${NAME}`` in
   the Procfile), or one of botocore's;
-- the other way round: every setting app/platform/config.py names is in the table and in .env.example, and every
+- the other way round: every setting app/platform/config/ names is in the table and in .env.example, and every
 variable
   the processes read is named in README.md's Configuration section (gunicorn's tunables within the ``PORT`` row).
 
-deploy/.env.example (the deploy contract) is checked against app/platform/config.py by
+deploy/.env.example (the deploy contract) is checked against app/platform/config/ by
 tests/deploy/test_deploy_files.py.
 """
 
@@ -45,9 +45,10 @@ def table() -> set[str]:
 
 
 def named_by_config() -> set[str]:
-    tree = ast.parse((ROOT / "app" / "platform" / "config.py").read_text())
+    trees = [ast.parse(path.read_text()) for path in sorted((ROOT / "app" / "platform" / "config").glob("[!_]*.py"))]
     return {
         node.value
+        for tree in trees
         for node in ast.walk(tree)
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and SETTING.match(node.value)
     }
@@ -86,9 +87,7 @@ def test_every_documented_setting_is_read() -> None:
 
 def test_every_setting_the_code_reads_is_documented() -> None:
     config = named_by_config()
-    assert sorted(config - table()) == [], (
-        "app/platform/config.py reads these: add rows to README's Configuration table"
-    )
-    assert sorted(config - env_example()) == [], "app/platform/config.py reads these: add them to .env.example"
+    assert sorted(config - table()) == [], "app/platform/config/ reads these: add rows to README's Configuration table"
+    assert sorted(config - env_example()) == [], "app/platform/config/ reads these: add them to .env.example"
     section = configuration_section()
     assert sorted(n for n in read_by_processes() if f"`{n}`" not in section) == []

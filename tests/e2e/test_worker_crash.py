@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from devstack.procs import wait_until
-from workers.s3_sink import S3Sink, SinkSettings
+from workers.sink import S3Sink, SinkSettings
 
 pytestmark = pytest.mark.e2e
 

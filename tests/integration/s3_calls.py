@@ -26,7 +26,7 @@ import pytest
 
 from app.bucket.probe import WritePath, decide, probe_store
 from devstack.s3_server import S3Server
-from workers.s3_sink import S3Sink, SinkSettings
+from workers.sink import S3Sink, SinkSettings
 
 SERVERS = ["seaweedfs", "moto", "rclone"]
 FIXTURES = {"seaweedfs": "seaweed_s3", "moto": "moto_s3", "rclone": "rclone_s3"}

@@ -23,7 +23,7 @@ from tests.conftest import make_env
 from tests.days import day
 from tests.integration import s3_calls
 from workers.copy import VerifyingReader
-from workers.s3_sink import S3Sink, UploadResult
+from workers.sink import S3Sink, UploadResult
 
 # Fixtures: a new bucket per test on the module's ``server``, and the workers' sink on it.
 bucket, sink = s3_calls.server_bucket, s3_calls.server_sink

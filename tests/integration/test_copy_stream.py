@@ -20,6 +20,7 @@ import pytest
 import requests
 import trustme
 
+from app.platform.url_policy import UrlPolicy
 from devstack.procs import free_port
 from devstack.s3_server import S3Server
 from tests.integration import s3_calls
@@ -33,12 +34,14 @@ from workers.copy_errors import (
     RetryableCopyError,
     TransientDownloadError,
 )
-from workers.s3_sink import S3Sink, SinkSettings
+from workers.sink import S3Sink, SinkSettings
 
 # Fixtures: a new bucket per test on the module's ``server``, and the workers' sink on it.
 bucket, sink = s3_calls.server_bucket, s3_calls.server_sink
 
 MiB = 1024 * 1024
+# The link server is plain http on 127.0.0.1: the local-stack download policy (app/platform/url_policy.py).
+LOCAL = UrlPolicy(("127.0.0.1",), allow_loopback=True)
 SIGNED = "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=s3cr3tsig&X-Amz-Security-Token=t0ken&X-Amz-Expires=240"
 META = {
     "job_sid": "JS0123",
@@ -163,14 +166,6 @@ class LinkServer:
 # -- fixtures ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def loopback_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The link server is plain http on 127.0.0.1: the local-stack download policy (app/platform/url_policy.py)."""
-    monkeypatch.setenv("TWILIO_BULKEXPORTS_BASE_URL", "http://127.0.0.1:9")  # loopback downloads need a local API
-    monkeypatch.setenv("DOWNLOAD_ALLOW_LOOPBACK", "true")
-    monkeypatch.setenv("DOWNLOAD_HOST_ALLOWLIST", "127.0.0.1")
-
-
 @pytest.fixture(scope="module")
 def links() -> Iterator[LinkServer]:
     with LinkServer() as link_server:
@@ -232,7 +227,7 @@ def test_small_copy_is_byte_exact_with_metadata_and_tags(
     data = day_file(50_000)
     url = links.add(Route(body=data))
     key = key_for(sink)
-    result = copy_link_to_s3(url, len(data), sink, key, META)
+    result = copy_link_to_s3(url, len(data), sink, key, META, policy=LOCAL)
     # one PutObject straight to the final key, tags included; then one HeadObject: it still holds what was verified
     assert calls.ops() == {"PutObject": 1, "HeadObject": 1}
 
@@ -259,9 +254,9 @@ def test_the_copy_asks_s3_nothing_before_writing_and_one_head_after(
     )
     data = day_file(50_000)
     key = key_for(sink)
-    copy_link_to_s3(links.add(Route(body=data)), len(data), sink, key, META)
+    copy_link_to_s3(links.add(Route(body=data)), len(data), sink, key, META, policy=LOCAL)
     again = day_file(60_000, seed=9)
-    copy_link_to_s3(links.add(Route(body=again)), len(again), sink, key, META)
+    copy_link_to_s3(links.add(Route(body=again)), len(again), sink, key, META, policy=LOCAL)
     assert set(calls.ops()) <= WRITES | {"PutObjectTagging", "HeadObject"}  # no GetObject, tagging read, listing
     assert calls.ops()["HeadObject"] == 2  # one per copy
     assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == again
@@ -278,7 +273,7 @@ def test_large_copy_streams_one_multipart_upload_to_the_final_key(
     )
     url = links.add(Route(body=data))
     key = key_for(sink)
-    result = copy_link_to_s3(url, len(data), sink, key, META)
+    result = copy_link_to_s3(url, len(data), sink, key, META, policy=LOCAL)
 
     ops = calls.ops()
     assert ops["CreateMultipartUpload"] == ops["CompleteMultipartUpload"] == ops["HeadObject"] == 1
@@ -301,14 +296,14 @@ def test_content_encoding_gzip_on_the_link_is_not_inflated(
     data = day_file(10_000)
     url = links.add(Route(body=data, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}))
     key = key_for(sink)
-    copy_link_to_s3(url, len(data), sink, key, META)
+    copy_link_to_s3(url, len(data), sink, key, META, policy=LOCAL)
     obj = client.get_object(Bucket=bucket, Key=key)
     assert obj["Body"].read() == data and "ContentEncoding" not in obj
 
 
 def test_size_unknown_falls_back_to_content_length(client: Any, bucket: str, sink: S3Sink, links: LinkServer) -> None:
     data = day_file(10_000)
-    result = copy_link_to_s3(links.add(Route(body=data)), None, sink, key_for(sink), META)
+    result = copy_link_to_s3(links.add(Route(body=data)), None, sink, key_for(sink), META, policy=LOCAL)
     assert result.size == len(data)
 
 
@@ -316,7 +311,7 @@ def test_redirect_is_followed_without_carrying_anything(sink: S3Sink, links: Lin
     data = day_file(10_000)
     target = links.add(Route(body=data))
     hop = links.add(Route(status=307, location=target))
-    result = copy_link_to_s3(hop, len(data), sink, key_for(sink), META)
+    result = copy_link_to_s3(hop, len(data), sink, key_for(sink), META, policy=LOCAL)
     assert result.size == len(data)
     assert len(links.hits(target)) == 1
 
@@ -332,7 +327,7 @@ def test_a_stored_file_is_found_before_any_download(
     day task itself)."""
     data = day_file(30_000)
     key = key_for(sink)
-    first = copy_link_to_s3(links.add(Route(body=data)), len(data), sink, key, META)
+    first = copy_link_to_s3(links.add(Route(body=data)), len(data), sink, key, META, policy=LOCAL)
     publish_manifest(sink, META, first)  # what the job's end writes: where a store without safe tags keeps it
     second = sink.stored_day(key, len(data), META["twilio_create_date"])
 
@@ -353,7 +348,7 @@ def test_cut_connection_leaves_nothing(
     url = links.add(Route(body=data, cut_at=len(data) * 2 // 3))
     key = key_for(sink)
     with pytest.raises(TransientDownloadError) as info:
-        copy_link_to_s3(url, len(data), sink, key, META)
+        copy_link_to_s3(url, len(data), sink, key, META, policy=LOCAL)
     assert isinstance(info.value, RetryableCopyError)
     assert "s3cr3tsig" not in str(info.value)
     assert_nothing_left(client, bucket, key)
@@ -371,7 +366,7 @@ def test_a_link_cut_before_its_last_byte_leaves_nothing(
     data = day_file(20 * MiB)
     key = key_for(sink)
     with pytest.raises(TransientDownloadError):
-        copy_link_to_s3(links.add(Route(body=data, cut_at=len(data) - 1)), len(data), sink, key, META)
+        copy_link_to_s3(links.add(Route(body=data, cut_at=len(data) - 1)), len(data), sink, key, META, policy=LOCAL)
     ops = calls.ops()
     assert 1 <= ops["UploadPart"] <= 2  # part 3 never handed out; part 2 may have been queued, then cancelled
     assert ops["AbortMultipartUpload"] == 1 and "CompleteMultipartUpload" not in ops
@@ -387,7 +382,7 @@ def test_corrupt_file_leaves_nothing(
     url = links.add(Route(body=bytes(data)))
     key = key_for(sink)
     with pytest.raises(CopyIntegrityError, match="corrupt"):
-        copy_link_to_s3(url, len(data), sink, key, META)
+        copy_link_to_s3(url, len(data), sink, key, META, policy=LOCAL)
     assert_nothing_left(client, bucket, key)
     assert server.writes_by_key(bucket) == {}
 
@@ -397,7 +392,7 @@ def test_size_mismatch_fails_before_uploading(client: Any, bucket: str, sink: S3
     data = day_file(10_000)
     key = key_for(sink)
     with pytest.raises(CopyIntegrityError, match="size"):
-        copy_link_to_s3(links.add(Route(body=data)), len(data) + 1, sink, key, META)
+        copy_link_to_s3(links.add(Route(body=data)), len(data) + 1, sink, key, META, policy=LOCAL)
     assert calls.sent == []  # not one S3 request
     assert_nothing_left(client, bucket, key)
 
@@ -419,19 +414,19 @@ def test_link_statuses_are_classified(
     url = links.add(Route(status=status)) if status != 404 else f"{links.base}/gone{SIGNED}"
     key = key_for(sink)
     with pytest.raises(error) as info:
-        copy_link_to_s3(url, 100, sink, key, META)
+        copy_link_to_s3(url, 100, sink, key, META, policy=LOCAL)
     assert "s3cr3tsig" not in str(info.value) and "t0ken" not in str(info.value)
     assert_nothing_left(client, bucket, key)
 
 
 def test_403_says_expired_and_keeps_the_s3_code(links: LinkServer) -> None:
     with pytest.raises(LinkExpiredError, match="AccessDenied"):
-        open_link(links.add(Route(status=403)), timeout=5)
+        open_link(links.add(Route(status=403)), timeout=5, policy=LOCAL)
 
 
 def test_unreachable_link_is_transient() -> None:
     with pytest.raises(TransientDownloadError, match="unreachable") as info:
-        open_link(f"http://127.0.0.1:{free_port()}/x.json.gz{SIGNED}", timeout=5)
+        open_link(f"http://127.0.0.1:{free_port()}/x.json.gz{SIGNED}", timeout=5, policy=LOCAL)
     assert "s3cr3tsig" not in str(info.value)
 
 
@@ -460,7 +455,7 @@ def test_too_many_redirects(links: LinkServer) -> None:
     loop = links.add(Route())
     links.routes[urlsplit(loop).path] = Route(status=302, location=loop)
     with pytest.raises(TransientDownloadError, match="redirects"):
-        open_link(loop, timeout=5)
+        open_link(loop, timeout=5, policy=LOCAL)
 
 
 # -- nothing but the request goes to the link --------------------------------------------------------
@@ -479,7 +474,7 @@ def test_no_credentials_are_sent_to_the_link(
 
     data = day_file(10_000)
     url = links.add(Route(body=data))
-    copy_link_to_s3(url, len(data), sink, key_for(sink), META)
+    copy_link_to_s3(url, len(data), sink, key_for(sink), META, policy=LOCAL)
     (seen,) = links.hits(url)
     names = {name.lower() for name in seen.headers}
     assert "authorization" not in names and "cookie" not in names

@@ -30,9 +30,9 @@ from tests.conftest import make_env
 from tests.days import day
 from tests.integration import s3_calls
 from tests.integration.s3_calls import path_settings
-from workers import s3_sink
 from workers.copy import VerifyingReader
-from workers.s3_sink import S3Sink, SinkSettings
+from workers.sink import S3Sink, SinkSettings
+from workers.sink import layout as sink_layout
 
 bucket = s3_calls.server_bucket  # fixture: a new bucket per test on the module's ``server``
 
@@ -213,7 +213,7 @@ def test_the_new_template_is_checked_as_s3_key_template_is(svc):
 def test_objects_over_the_copy_object_limit_are_copied_in_parts(svc, sink, client, bucket, server, monkeypatch):
     """Above S3's 5 GiB CopyObject limit the sink copies in parts (UploadPartCopy); here with the limit lowered,
     a 9 MiB day (two parts) is copied, tagged and verified as any other."""
-    monkeypatch.setattr(s3_sink, "COPY_OBJECT_MAX", 0)
+    monkeypatch.setattr(sink_layout, "COPY_OBJECT_MAX", 0)
     iso, data = day(4, ANCHOR), gzip.compress(os.urandom(9 * 1024 * 1024), compresslevel=0, mtime=0)
     meta = {"job_sid": "JS1", "day": iso, "resource_type": RT, "twilio_create_date": "2026-01-01T00:00:00Z"}
     r = sink.upload_verified(VerifyingReader([data], len(data)), sink.day_key(RT, iso, "JS1"), len(data), meta)

@@ -21,7 +21,7 @@ from tests.days import day
 from tests.integration import s3_calls
 from tests.integration.s3_calls import path_settings
 from workers.copy import VerifyingReader
-from workers.s3_sink import S3Sink, SinkSettings, UploadResult
+from workers.sink import S3Sink, SinkSettings, UploadResult
 
 # Fixtures: a new bucket per test on the module's ``server``, and the workers' sink on it.
 bucket, sink = s3_calls.server_bucket, s3_calls.server_sink

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
+from app.platform.config import load_settings
 from app.platform.s3_client import make_s3_client
 from devstack.procs import free_port
 from devstack.s3_server import MotoS3Server, RcloneS3Server, S3Server, SeaweedS3Server
@@ -34,7 +35,7 @@ from workers.copy_errors import (
     RetryableCopyError,
     TransientS3Error,
 )
-from workers.s3_sink import (
+from workers.sink import (
     UPLOAD_BUFFER_BUDGET,
     S3Sink,
     SinkSettings,
@@ -52,6 +53,7 @@ META = {
     "resource_type": "Messages",
     "twilio_create_date": "2024-05-03",
 }
+MINIMAL_ENV = {"TWILIO_ACCOUNT_SID": "AC" + "a" * 32, "TWILIO_AUTH_TOKEN": "t" * 32, "S3_BUCKET": "b-x"}
 SINGLE: dict[str, Any] = {}  # default settings: a small file goes up with one PutObject
 MULTIPART = {"single_put_max": 0}  # every non-empty file through a multipart upload of the final key
 PATHS = pytest.mark.parametrize("settings", [SINGLE, MULTIPART], ids=["single-put", "multipart"])
@@ -69,7 +71,7 @@ def bucket(client: Any) -> str:
 
 
 def make_sink(client: Any, bucket: str, **settings: Any) -> S3Sink:
-    return S3Sink(client, SinkSettings(bucket=bucket, **{**path_settings(client), **settings}))
+    return S3Sink(client, SinkSettings(bucket=bucket, **{"prefix": "twilio/", **path_settings(client), **settings}))
 
 
 def day_file(size: int, seed: int = 1) -> bytes:
@@ -120,8 +122,14 @@ def sha256_b64(data: bytes) -> str:
 
 
 def test_day_key_default_template() -> None:
-    sink = S3Sink(None, SinkSettings(bucket="b-x"))
+    sink = S3Sink(None, SinkSettings(bucket="b-x", prefix="twilio/"))
     assert sink.day_key("Messages", "2024-05-01", "JS1") == "twilio/Messages/day=2024-05-01/Messages-2024-05-01.json.gz"
+
+
+def test_the_default_prefix_is_s3_prefix_default() -> None:
+    """One default for the prefix: S3_PREFIX's (README, Configuration: empty)."""
+    assert SinkSettings(bucket="b-x").prefix == load_settings(MINIMAL_ENV).s3_prefix == ""
+    assert S3Sink(None, SinkSettings(bucket="b-x")).day_key("Calls", "2024-05-01", "JS1").startswith("Calls/day=")
 
 
 def test_day_key_custom_template_and_date() -> None:

@@ -16,10 +16,9 @@ from app.jobs.registry import DayRecord, DayState, JobRecord, JobState, hash_tok
 from app.platform.config import load_settings
 from app.services import build_services
 from app.twilio.client import TwilioRejected
-from devstack.relay import local_download_env
 from tests.conftest import make_env
 from workers.day_copier import DayTask, copy_one_day
-from workers.s3_sink import S3Sink, SinkSettings
+from workers.sink import S3Sink, SinkSettings
 
 PUBLIC = "https://relay.example.com"
 
@@ -131,11 +130,9 @@ def test_a_webhook_before_the_sync_starts_needs_no_second_look(svc, sandbox):
     assert not svc.registry.take_resync_request(job.job_sid)
 
 
-def test_a_refused_listday_still_copies_the_day(svc, sandbox, s3, bucket, monkeypatch):
+def test_a_refused_listday_still_copies_the_day(svc, sandbox, s3, bucket):
     """An account or API key without ListDay: the sync queues the copy without a size and the copy goes ahead
     (it failed every attempt on the refused ListDay before)."""
-    for name, value in local_download_env(sandbox).items():  # the in-process copy reads its download policy here
-        monkeypatch.setenv(name, value)
     sandbox.set_faults(api={"403": 1000, "only": ["ListDay"]})
     req = submission.SubmitRequest("Calls", date.fromisoformat(day(3)), date.fromisoformat(day(3)), "no ListDay", None)
     sid = submission.submit(svc, req).jobs[0].job_sid

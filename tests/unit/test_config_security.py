@@ -16,11 +16,10 @@ from app.platform.config import (
     KEY_TEMPLATE_FIELDS,
     RESOURCE_TYPES,
     ConfigError,
-    download_policy_settings,
     load_settings,
     require_web_settings,
 )
-from workers.s3_sink import DEFAULT_KEY_TEMPLATE, S3Sink, SinkSettings
+from workers.sink import DEFAULT_KEY_TEMPLATE, S3Sink, SinkSettings
 
 BASE = {
     "TWILIO_ACCOUNT_SID": "AC" + "a" * 32,
@@ -200,7 +199,7 @@ def test_download_allow_loopback_is_refused_unless_the_twilio_api_is_loopback() 
         load_settings(BASE | {"DOWNLOAD_ALLOW_LOOPBACK": "true", "PUBLIC_BASE_URL": "http://127.0.0.1:8000"})
     local = BASE | {"DOWNLOAD_ALLOW_LOOPBACK": "TRUE", "TWILIO_BULKEXPORTS_BASE_URL": "http://127.0.0.1:8080"}
     assert load_settings(local).download_allow_loopback is True
-    assert download_policy_settings(local) == (DEFAULT_DOWNLOAD_HOSTS, True)
+    assert load_settings(local).download_host_allowlist == DEFAULT_DOWNLOAD_HOSTS
     with pytest.raises(ConfigError, match="DOWNLOAD_ALLOW_LOOPBACK"):
         load_settings(local | {"DOWNLOAD_ALLOW_LOOPBACK": "yes"})
 

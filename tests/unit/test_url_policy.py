@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from app.platform.config import DEFAULT_DOWNLOAD_HOSTS
+from app.platform.config import DEFAULT_DOWNLOAD_HOSTS, load_settings
 from app.platform.url_policy import ForbiddenUrl, UrlPolicy, address_problem, download_policy, host_matches
 from tests.tripwire import Tripwire
 
@@ -175,9 +175,12 @@ def test_plain_http_even_with_the_switch_reaches_loopback_only() -> None:
 
 
 def test_the_settings_build_the_policy() -> None:
-    env = {"TWILIO_BULKEXPORTS_BASE_URL": "http://127.0.0.1:8080", "DOWNLOAD_ALLOW_LOOPBACK": "true"}
-    assert download_policy(env | {"DOWNLOAD_HOST_ALLOWLIST": "127.0.0.1"}) == UrlPolicy(("127.0.0.1",), True)
-    assert download_policy({}) == S3
+    """The policy comes from the process's Settings (validated once by load_settings), not the environment."""
+    base = {"TWILIO_ACCOUNT_SID": "AC" + "a" * 32, "TWILIO_AUTH_TOKEN": "t" * 32, "S3_BUCKET": "b"}
+    local = base | {"TWILIO_BULKEXPORTS_BASE_URL": "http://127.0.0.1:8080", "DOWNLOAD_ALLOW_LOOPBACK": "true"}
+    settings = load_settings(local | {"DOWNLOAD_HOST_ALLOWLIST": "127.0.0.1"})
+    assert download_policy(settings) == UrlPolicy(("127.0.0.1",), True)
+    assert download_policy(load_settings(base)) == S3
 
 
 # -- real HTTP through a session with the policy mounted ------------------------------------------------------
