@@ -1,0 +1,8 @@
+"""The lake: every verified day file, typed, in an Apache Iceberg table per resource type (issue 23).
+
+``schemas`` says what a table holds and how a Twilio value becomes a typed one, ``convert`` streams a day file into
+bounded Arrow record batches, ``catalog`` builds the Iceberg catalog from settings and the relay's S3 environment,
+``tables`` opens tables and commits one (account, day) partition atomically, ``orphans`` finds and removes data
+files a killed commit left behind. Nothing here is imported by the rest of ``app`` unless the lake is turned on,
+so pyiceberg and pyarrow load only in the processes that use them.
+"""
