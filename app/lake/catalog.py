@@ -14,6 +14,7 @@ URI is unused) and ``rest`` (an Iceberg REST catalog at the URI).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -56,6 +57,26 @@ class LakeSettings:
     def shared_safely(self) -> bool:
         """Whether several machines may commit through this catalog: not with a SQLite file (one machine only)."""
         return not (self.catalog == "sql" and (self.uri or "").startswith("sqlite"))
+
+
+def settings_from_env(environ: Mapping[str, str], bucket: str, prefix: str = "") -> LakeSettings | None:
+    """LakeSettings from LAKE_CATALOG (unset or empty: the lake is off, None), LAKE_CATALOG_URI, LAKE_WAREHOUSE
+    (default ``default_warehouse(bucket, prefix)``), LAKE_NAMESPACE (default ``twilio``) and
+    LAKE_CATALOG_PROPERTIES (optional JSON object of further catalog properties, strings only)."""
+    kind = environ.get("LAKE_CATALOG", "").strip().lower()
+    if not kind:
+        return None
+    raw = environ.get("LAKE_CATALOG_PROPERTIES", "").strip()
+    extra = json.loads(raw) if raw else {}
+    if not isinstance(extra, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in extra.items()):
+        raise ValueError("LAKE_CATALOG_PROPERTIES must be a JSON object of strings")
+    return LakeSettings(
+        catalog=kind,
+        uri=environ.get("LAKE_CATALOG_URI", "").strip() or None,
+        warehouse=environ.get("LAKE_WAREHOUSE", "").strip() or default_warehouse(bucket, prefix),
+        namespace=environ.get("LAKE_NAMESPACE", "").strip() or DEFAULT_NAMESPACE,
+        properties=extra,
+    )
 
 
 _S3_ENVIRONMENT = (
