@@ -1,4 +1,8 @@
-"""Data files under a table's location that no snapshot references: what a killed ``commit_day`` leaves behind.
+"""Data files under a table's location that no snapshot references: what a killed ``commit_day`` leaves behind,
+and the files of replaced days once the snapshots that still reference them are expired.
+
+The janitor's order: ``expire_snapshots`` (forget snapshots older than the time travel you want to keep), then
+``remove_orphans`` (delete the data files no remaining snapshot references).
 
 Why ``older_than``: a commit in flight has written its files but not committed them yet; only files older than any
 commit could take (hours, not seconds) are orphans for sure. The listing is taken before the references are read,
@@ -11,8 +15,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from pyarrow.fs import FileSelector, FileType
+from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.io.pyarrow import PyArrowFileIO
 from pyiceberg.table import Table
+
+from app.lake.tables import DEFAULT_ATTEMPTS, backoff
 
 
 def _data_files_on_storage(table: Table) -> list[tuple[str, datetime]]:
@@ -67,3 +74,31 @@ def remove_orphans(table: Table, older_than: timedelta) -> list[str]:
         table.io.delete(path)
         removed.append(path)
     return removed
+
+
+def expire_snapshots(table: Table, older_than: timedelta, attempts: int = DEFAULT_ATTEMPTS) -> int:
+    """Remove the snapshots older than ``older_than`` from the table's metadata (the current one is always kept);
+    returns how many. Their data files stay until ``remove_orphans`` deletes the ones nothing references any more.
+    Retried on a refreshed table when a load commits meanwhile."""
+    if older_than < timedelta(0):
+        raise ValueError("older_than must not be negative")
+    for attempt in range(1, attempts + 1):
+        table.refresh()
+        cutoff = datetime.now(UTC) - older_than
+        current = table.current_snapshot()
+        expired = [
+            s.snapshot_id
+            for s in table.snapshots()
+            if s.timestamp_ms < cutoff.timestamp() * 1000 and (current is None or s.snapshot_id != current.snapshot_id)
+        ]
+        if not expired:
+            return 0
+        try:
+            table.maintenance.expire_snapshots().by_ids(expired).commit()
+        except CommitFailedException:
+            if attempt == attempts:
+                raise
+            backoff(attempt)
+            continue
+        return len(expired)
+    return 0

@@ -54,11 +54,12 @@ DEFAULT_FILE_ROWS = 1_000_000
 BACKOFF_BASE_SECONDS = 0.05
 BACKOFF_MAX_SECONDS = 5.0
 
-TABLE_PROPERTIES = {
-    "format-version": "2",
-    "commit.retry.num-retries": "0",
-    "write.parquet.compression-codec": "zstd",
+MANAGED_PROPERTIES = {
+    "commit.retry.num-retries": "0",  # every retry goes through commit_day's own loop (see above)
+    "write.metadata.delete-after-commit.enabled": "true",  # keep the last 100 metadata files, not every one
+    "write.metadata.previous-versions-max": "100",
 }
+"""Table properties ``open_table`` sets at creation and ``evolve_table`` brings an existing table to."""
 
 
 class LakeCommitError(RuntimeError):
@@ -107,15 +108,16 @@ def open_table(catalog: Catalog, namespace: str, resource_type: str) -> Table:
         table_identifier(namespace, resource_type),
         schema=iceberg_schema(resource_type),
         partition_spec=partition_spec(resource_type),
-        properties={**TABLE_PROPERTIES, SCHEMA_VERSION_PROPERTY: str(SCHEMA_VERSION)},
+        properties={"format-version": "2", **MANAGED_PROPERTIES, SCHEMA_VERSION_PROPERTY: str(SCHEMA_VERSION)},
     )
     return evolve_table(table, resource_type)
 
 
 def evolve_table(table: Table, resource_type: str) -> Table:
     """Add the columns of the current schema a table lacks (Iceberg schema evolution: ``union_by_name``; old rows
-    read them as null) and record SCHEMA_VERSION; nothing is committed when the table is current. Retried like a
-    day's commit when another worker changes the table meanwhile."""
+    read them as null), set MANAGED_PROPERTIES and record SCHEMA_VERSION, in one commit; nothing is committed when
+    the table is current (or newer: a table evolved by a later release is left alone). Retried like a day's commit
+    when another worker changes the table meanwhile."""
     target = iceberg_schema(resource_type)
     for attempt in range(1, DEFAULT_ATTEMPTS + 1):
         table.refresh()
@@ -128,12 +130,12 @@ def evolve_table(table: Table, resource_type: str) -> Table:
                 if missing:
                     with tx.update_schema() as update:
                         update.union_by_name(target)
-                tx.set_properties({**TABLE_PROPERTIES, SCHEMA_VERSION_PROPERTY: str(SCHEMA_VERSION)})
+                tx.set_properties({**MANAGED_PROPERTIES, SCHEMA_VERSION_PROPERTY: str(SCHEMA_VERSION)})
             return table
         except CommitFailedException:
             if attempt == DEFAULT_ATTEMPTS:
                 raise
-            _backoff(attempt)
+            backoff(attempt)
     return table
 
 
@@ -177,7 +179,7 @@ def commit_day(
             if attempt == attempts:
                 _delete(table, files)
                 raise LakeCommitError(f"{account_sid} {day}: {attempts} commits lost the race ({exc})") from exc
-            _backoff(attempt)
+            backoff(attempt)
             table.refresh()
             continue
         return CommitResult(rows, tuple(files), snapshot_id, attempt, table)
@@ -261,6 +263,6 @@ def _delete(table: Table, files: list[str]) -> None:
             continue
 
 
-def _backoff(attempt: int) -> None:
+def backoff(attempt: int) -> None:
     """Full jitter: a random wait up to base * 2^attempt (capped), so racing workers spread out."""
     time.sleep(random.uniform(0, min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt)))

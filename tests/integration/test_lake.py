@@ -28,7 +28,7 @@ import pytest
 from app.lake.catalog import LakeSettings, default_warehouse, open_catalog
 from app.lake.convert import ConvertStats, DaySource, iter_batches
 from app.lake.load import LoadResult, load_day
-from app.lake.orphans import orphan_files, remove_orphans
+from app.lake.orphans import expire_snapshots, orphan_files, remove_orphans
 from app.lake.schemas import SCHEMA_VERSION, SCHEMA_VERSION_PROPERTY, arrow_schema, iceberg_schema
 from app.lake.tables import (
     RecordCountMismatch,
@@ -264,6 +264,27 @@ def test_orphans_are_found_and_removed_committed_files_never(lake: Lake) -> None
     assert orphan_files(table, timedelta(0)) == []
     assert rows_of(table, DAY).num_rows == result.rows
     assert all(table.io.new_input(path).exists() for path in result.files)
+
+
+def test_replaced_days_files_go_once_their_snapshots_are_expired(lake: Lake) -> None:
+    first = commit(lake, "Calls", DAY)
+    second = commit(lake, "Calls", DAY)
+    table = open_table(lake.catalog(), NAMESPACE, "Calls")
+    assert orphan_files(table, timedelta(0)) == []  # the first load's files: still in an older snapshot
+    assert expire_snapshots(table, timedelta(0)) > 0
+    assert table.current_snapshot() is not None and table.current_snapshot().snapshot_id == second.snapshot_id
+    assert remove_orphans(table, timedelta(0)) == sorted(first.files)
+    assert rows_of(table, DAY).num_rows == second.rows
+    assert expire_snapshots(table, timedelta(0)) == 0
+
+
+def test_an_empty_day_empties_its_partition(lake: Lake) -> None:
+    commit(lake, "Messages", DAY)
+    key = "twilio/empty/Messages/2026-06-01.json.gz"
+    lake.client.put_object(Bucket=lake.bucket, Key=key, Body=gzip.compress(b""))
+    result = load(lake.settings, lake.env, lake.bucket, key, "Messages", DAY, ACCOUNT, "0" * 64, 0)
+    assert (result.rows, result.files) == (0, ())
+    assert rows_of(open_table(lake.catalog(), NAMESPACE, "Messages"), DAY).num_rows == 0
 
 
 # -- several worker processes -------------------------------------------------------------------------------------
