@@ -14,12 +14,15 @@ URI is unused) and ``rest`` (an Iceberg REST catalog at the URI).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pyiceberg.catalog import Catalog, load_catalog
+from pyiceberg.catalog.sql import SqlCatalog
+from sqlalchemy.exc import OperationalError
 
 CATALOG_TYPES = ("sql", "glue", "rest")
 DEFAULT_NAMESPACE = "twilio"
@@ -115,5 +118,16 @@ def catalog_properties(settings: LakeSettings, environ: Mapping[str, str] | None
 
 
 def open_catalog(settings: LakeSettings, environ: Mapping[str, str] | None = None) -> Catalog:
-    """The catalog (a SQL catalog creates its own tables on first use)."""
-    return load_catalog(CATALOG_NAME, **catalog_properties(settings, environ))
+    """The catalog (a SQL catalog creates its own tables on first use; a SQLite file is switched to WAL)."""
+    catalog = load_catalog(CATALOG_NAME, **catalog_properties(settings, environ))
+    if isinstance(catalog, SqlCatalog) and catalog.engine.dialect.name == "sqlite":
+        _sqlite_wal(catalog)
+    return catalog
+
+
+def _sqlite_wal(catalog: SqlCatalog) -> None:
+    """WAL journal: readers (loads opening tables) no longer wait for a writer's commit, and writers for readers.
+    The mode is a property of the file, so the first process that gets it set it for all; a busy file is left
+    as it is (the next open tries again), an in-memory database ignores it."""
+    with contextlib.suppress(OperationalError), catalog.engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA journal_mode=WAL")
