@@ -4,6 +4,5 @@
 bounded Arrow record batches, ``catalog`` builds the Iceberg catalog from settings and the relay's S3 environment,
 ``tables`` opens tables and commits one (account, day) partition atomically, ``load`` is the one call of the task
 that loads a verified day, ``orphans`` expires old snapshots and removes the data files nothing references.
-Nothing here is imported by the rest of ``app`` unless the lake is turned on, so pyiceberg and pyarrow load only
-in the processes that use them.
+Import it only where the lake is used (it pulls in pyiceberg and pyarrow): the rest of ``app`` does not.
 """
