@@ -34,7 +34,7 @@ PACKAGE_ORDER: tuple[tuple[str, ...], ...] = (
     ("app.jobs",),
     ("app.feeds",),
     ("app.bucket",),
-    ("app.erasure",),
+    ("app.erasure", "app.lake"),
     ("app.services",),
     ("app.web", "app.cli"),
     ("app",),
