@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import accounts, copy_big, copy_throughput, fanout, planner, webhook_intake
+from bench import accounts, copy_big, copy_throughput, erasure_throughput, fanout, planner, webhook_intake
 from bench.common import REPO_ROOT, WORK_ROOT, BenchResult, machine_info
 from devstack.procs import stop_all
 
@@ -34,6 +34,7 @@ BENCHES: dict[str, Callable[..., BenchResult]] = {
     "fanout": fanout.run,
     "planner": planner.run,
     "accounts": accounts.run,  # issue 14: 200 accounts x 4 resource types
+    "erasure_throughput": erasure_throughput.run,  # issue 22: scan, erase and redact rewrites beside a copy
 }
 OPTIONAL: dict[str, Callable[..., BenchResult]] = {"copy_5gib": copy_big.run}  # --with-5gib (or --only)
 PROFILED = {"webhook_intake", "copy_throughput", "fanout"}  # the ones with a --profile pass
