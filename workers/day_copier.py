@@ -18,7 +18,7 @@ from app.feeds import coverage
 from app.feeds.store import owner_of
 from app.jobs import events
 from app.jobs.lifecycle import day_files
-from app.jobs.registry import DayRecord, DayState, JobState
+from app.jobs.records import DayRecord, DayState, JobState
 from app.platform.metrics import COPY_BYTES, COPY_RETRIES, COPY_SECONDS, DAYS
 from app.services import Services
 from app.twilio.client import TwilioNotFound

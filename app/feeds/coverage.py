@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, Protocol
 from app.bucket import check
 from app.feeds.declared import feed_view, newest_custom_day
 from app.feeds.store import CoverageDay, Feed, FeedStore, owner_of
-from app.jobs.registry import DayRecord, DayState, JobRecord
+from app.jobs.records import DayRecord, DayState, JobRecord
 from app.platform import clock
 from app.platform.config import SyncSettings
 from app.platform.days import EARLIEST_DAY, compact_ranges, days_between

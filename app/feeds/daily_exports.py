@@ -19,7 +19,7 @@ from app.feeds import coverage
 from app.feeds.store import owner_of
 from app.jobs import ops
 from app.jobs.lifecycle import day_files
-from app.jobs.registry import DayState, JobRecord, JobState, hash_token
+from app.jobs.records import DayState, JobRecord, JobState, hash_token
 from app.jobs.submission import TOKEN_BYTES, webhook_url
 from app.platform import clock
 from app.platform.errors import DomainError, NotFound

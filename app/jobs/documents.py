@@ -6,7 +6,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from app.jobs.registry import DayRecord, JobRecord, Registry
+from app.jobs.records import DayRecord, JobRecord
+from app.jobs.registry import Registry
 
 DAY_FIELDS = ("day", "state", "twilio_status", "key", "size", "sha256", "records", "attempts", "error")
 

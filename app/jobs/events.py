@@ -35,7 +35,7 @@ from typing import Any, ParamSpec
 import requests
 from standardwebhooks import Webhook
 
-from app.jobs.registry import DayRecord, DayState, JobRecord, JobState
+from app.jobs.records import DayRecord, DayState, JobRecord, JobState
 from app.jobs.retention import TWILIO_RETENTION_S, UncopiedDay
 from app.platform import clock
 from app.platform.config import Settings

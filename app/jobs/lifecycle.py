@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from app.feeds import coverage
 from app.jobs import events
 from app.jobs.documents import day_views, iso
-from app.jobs.registry import DayRecord, DayState, JobRecord, JobState
+from app.jobs.records import DayRecord, DayState, JobRecord, JobState
 from app.jobs.retention import TWILIO_RETENTION_S
 from app.platform import clock
 from app.platform.days import job_days

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from app.jobs.lifecycle import fetched, finish
-from app.jobs.registry import DayState, JobRecord, JobState
+from app.jobs.records import DayState, JobRecord, JobState
 from app.platform.config import RESOURCE_TYPES
 from app.platform.errors import Conflict, NotFound, RequestError
 from app.platform.metrics import JOBS

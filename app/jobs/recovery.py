@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from app.jobs import events
-from app.jobs.registry import JobRecord, hash_token
+from app.jobs.records import JobRecord, hash_token
 from app.jobs.submission import webhook_url
 from app.platform import clock
 from app.platform.config import RESOURCE_TYPES

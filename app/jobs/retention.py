@@ -10,7 +10,8 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from app.jobs.registry import DayRecord, DayState, JobRecord, Registry
+from app.jobs.records import DayRecord, DayState, JobRecord
+from app.jobs.registry import Registry
 from app.platform import clock
 from app.twilio.statuses import COPY_STATUSES
 

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from redis.exceptions import RedisError
 
 from app.feeds.store import owner_of
-from app.jobs.registry import JobRecord, hash_token
+from app.jobs.records import JobRecord, hash_token
 from app.platform import clock
 from app.platform.config import RESOURCE_TYPES
 from app.platform.days import days_between, split_range

@@ -27,7 +27,7 @@ from twilio.request_validator import RequestValidator
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.feeds.daily_exports import DAILY_TARGET
-from app.jobs.registry import hash_token
+from app.jobs.records import hash_token
 from app.platform.metrics import WEBHOOKS
 from app.platform.validation import query_args
 from app.services import Services

@@ -17,7 +17,8 @@ import pytest
 import redis
 import requests
 
-from app.jobs.registry import DayRecord, DayState, JobRecord, Registry
+from app.jobs.records import DayRecord, DayState, JobRecord
+from app.jobs.registry import Registry
 from devstack.procs import wait_until
 from tests.event_receiver import EventReceiver
 

@@ -21,7 +21,7 @@ from rq import Queue
 from schemathesis.checks import content_type_conformance, response_schema_conformance
 
 from app import create_app
-from app.jobs.registry import JobRecord, hash_token
+from app.jobs.records import JobRecord, hash_token
 from app.platform.config import load_settings
 from app.platform.guess_limit import API_TOKEN
 from app.platform.queueing import CONTROL_QUEUE, COPY_QUEUE

@@ -28,7 +28,7 @@ from werkzeug.utils import cached_property
 
 from app import create_app
 from app.feeds.coverage import REPORTED_STATES
-from app.jobs.registry import ORIGINS, DayState, JobRecord, JobState, hash_token
+from app.jobs.records import ORIGINS, DayState, JobRecord, JobState, hash_token
 from app.platform import clock
 from app.platform.config import RESOURCE_TYPES, load_settings
 from app.twilio.accounts import OK, REFUSED, SUSPENDED

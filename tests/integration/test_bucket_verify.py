@@ -18,7 +18,7 @@ from app import create_app
 from app.bucket import verify
 from app.feeds import coverage, daily_exports, summary
 from app.feeds.store import CoverageDay, Feed, owner_of
-from app.jobs.registry import DayRecord, DayState, JobRecord
+from app.jobs.records import DayRecord, DayState, JobRecord
 from app.platform import clock
 from app.platform.config import load_settings
 from tests.conftest import make_env

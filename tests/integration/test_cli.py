@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app import create_app
-from app.jobs.registry import DayRecord, DayState
+from app.jobs.records import DayRecord, DayState
 from app.platform.config import load_settings
 from tests.conftest import make_env
 

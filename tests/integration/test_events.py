@@ -18,7 +18,7 @@ from rq.job import Job
 from app.feeds import summary
 from app.feeds.store import Feed
 from app.jobs import events, lifecycle
-from app.jobs.registry import DayRecord, DayState, JobRecord, JobState
+from app.jobs.records import DayRecord, DayState, JobRecord, JobState
 from app.jobs.retention import UncopiedDay
 from app.platform import clock
 from app.platform.config import NotifySettings, load_settings

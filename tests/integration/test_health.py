@@ -7,7 +7,7 @@ import time
 import pytest
 
 from app import create_app
-from app.jobs.registry import DayRecord, JobRecord
+from app.jobs.records import DayRecord, JobRecord
 from app.platform.config import load_settings
 from app.platform.version import version
 from devstack.redis_server import RedisServer

@@ -13,7 +13,7 @@ from twilio.request_validator import RequestValidator
 from werkzeug.datastructures import MultiDict
 
 from app import create_app
-from app.jobs.registry import JobRecord, hash_token
+from app.jobs.records import JobRecord, hash_token
 from app.platform.config import load_settings
 from app.platform.queueing import CONTROL_QUEUE
 

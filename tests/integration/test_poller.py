@@ -9,7 +9,7 @@ import pytest
 from rq import Queue
 
 from app.bucket import probe as store_probe
-from app.jobs.registry import JobRecord, hash_token
+from app.jobs.records import JobRecord, hash_token
 from app.platform.queueing import CONTROL_QUEUE
 from app.services import worker_services
 from tests.conftest import make_env

@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
-from app.jobs.registry import DayRecord, DayState, JobRecord, JobState, QuotaExceeded, Registry
+from app.jobs.records import DayRecord, DayState, JobRecord, JobState
+from app.jobs.registry import QuotaExceeded, Registry
 
 SID = "JS" + "12" * 16
 

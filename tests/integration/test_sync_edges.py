@@ -12,7 +12,7 @@ import requests
 from app.jobs import lifecycle as sync
 from app.jobs import submission
 from app.jobs.documents import job_view
-from app.jobs.registry import DayRecord, DayState, JobRecord, JobState, hash_token
+from app.jobs.records import DayRecord, DayState, JobRecord, JobState, hash_token
 from app.platform.config import load_settings
 from app.services import build_services
 from app.twilio.client import TwilioRejected

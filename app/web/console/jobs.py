@@ -16,7 +16,7 @@ from werkzeug.wrappers import Response
 
 from app.jobs import ops
 from app.jobs.documents import job_view
-from app.jobs.registry import JobRecord
+from app.jobs.records import JobRecord
 from app.platform.days import job_days
 from app.platform.errors import Conflict, DomainError
 from app.platform.validation import bounded_int, parse_day

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from app.feeds import coverage, daily_exports
 from app.feeds.store import Feed
 from app.jobs import ops
-from app.jobs.registry import DayState, JobState
+from app.jobs.records import DayState, JobState
 from app.platform.errors import Conflict, NotFound, RequestError
 from app.services import Services
 from app.twilio.accounts import Account
