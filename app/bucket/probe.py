@@ -23,7 +23,7 @@ findings (its IAM role has no PutObject). The findings are cached in Redis per e
 with ``relay doctor``), under a lock so that replicas starting together probe once: the others wait for
 its result. A probe that could not finish (S3 unreachable) is not cached.
 
-Redis keys (the registry's layout table lists them): ``ber:store:probe:{bucket}:{endpoint hash}`` (JSON findings,
+Redis keys (this module's own, ``ProbeStore``): ``ber:store:probe:{bucket}:{endpoint hash}`` (JSON findings,
 ``CACHE_SECONDS``) and ``ber:lock:store-probe:{bucket}:{endpoint hash}`` (``LOCK_SECONDS``).
 """
 

@@ -241,7 +241,7 @@ def family_of(svc: Services, account_sid: str) -> str:
 
 def quota_view(svc: Services, today: date, family: str) -> dict[str, Any]:
     """Today's quota of one account family (a parent and its subaccounts share Twilio's daily quota)."""
-    used = svc.registry.quota_used(today.isoformat(), family)
+    used = svc.quota.used(today.isoformat(), family)
     limit = svc.settings.daily_day_quota
     return {
         "family": family,

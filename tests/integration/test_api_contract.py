@@ -80,7 +80,7 @@ def app(redis_server, s3, sandbox_session) -> Flask:
             return TrackedArgs(super().args)
 
     app.request_class = TrackingRequest
-    app.extensions["relay"].registry.add_job(
+    app.extensions["relay"].jobs.add_job(
         JobRecord(
             job_sid=SID,
             resource_type="Calls",
@@ -336,4 +336,4 @@ def test_real_answers_match_their_schemas(app: Flask) -> None:
         assert r.status_code == 200, (url, r.get_json())
         doc[path][method].validate_response(r)
     assert {j["origin"] for j in client.get("/api/jobs", headers=AUTH).get_json()["jobs"]} <= set(ORIGINS)
-    assert svc.registry.get_job(sid) is not None
+    assert svc.jobs.get_job(sid) is not None

@@ -83,7 +83,7 @@ def signing_key() -> str:
     key: str | None = g.get("console_signing_key")
     if key is None:
         svc = current_services()
-        key = g.console_signing_key = sessions.signing_key(svc.settings.console.secret_key, svc.registry.r)
+        key = g.console_signing_key = sessions.signing_key(svc.settings.console.secret_key, svc.jobs.r)
     return key
 
 
@@ -134,7 +134,7 @@ def _session_is_current() -> bool:
         return False
     if not hmac.compare_digest(mark, sessions.token_mark(signing_key(), token)):
         return False  # signed in with a token that has been changed since
-    return sessions.is_live(current_services().registry.r, session.get(SESSION_ID))
+    return sessions.is_live(current_services().jobs.r, session.get(SESSION_ID))
 
 
 @bp.before_request
@@ -194,7 +194,7 @@ def sign_in() -> Response | tuple[str, int] | str:
             return redirect(_safe_next(next_url))
         return render_template("console/signin.html", next_url=next_url, error=None)
     svc = current_services()
-    r = svc.registry.r
+    r = svc.jobs.r
     limited = CONSOLE_SIGNIN.reserve(r, request.remote_addr)  # counted before the token is even looked at
     if limited is not None:
         return _refuse_limited(limited, next_url)
@@ -219,7 +219,7 @@ def sign_in() -> Response | tuple[str, int] | str:
 
 @bp.post("/sign-out")
 def sign_out() -> Response:
-    sessions.end(current_services().registry.r, session.get(SESSION_ID))  # copies of the cookie stop working too
+    sessions.end(current_services().jobs.r, session.get(SESSION_ID))  # copies of the cookie stop working too
     session.clear()
     log.info("console: signed out", extra={"remote_addr": request.remote_addr})
     return redirect(url_for("console.sign_in"))

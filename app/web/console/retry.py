@@ -37,10 +37,10 @@ def copy_failed_in_job(svc: Services, job_sid: str | None, day: str) -> bool:
     """True when ``job_sid`` is tracked, not cancelled, and our copy of ``day`` failed there (not Twilio)."""
     if not job_sid:
         return False
-    job = svc.registry.get_job(job_sid)
+    job = svc.jobs.get_job(job_sid)
     if job is None or job.state == JobState.CANCELLED:
         return False
-    rec = svc.registry.get_day(job_sid, day)
+    rec = svc.days.get_day(job_sid, day)
     return rec is not None and rec.state == DayState.FAILED and rec.twilio_status not in FAILED_STATUSES
 
 
