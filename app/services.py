@@ -8,6 +8,7 @@ from typing import Any
 
 import redis
 
+from app.bucket.probe import ProbeStore
 from app.feeds.store import FeedStore
 from app.jobs.days import DayStore
 from app.jobs.marks import MarkStore
@@ -15,6 +16,7 @@ from app.jobs.store import JobStore
 from app.jobs.tokens import TokenStore
 from app.platform import metrics
 from app.platform.config import Settings, load_settings
+from app.platform.guess_limit import FailureCounts
 from app.platform.locks import LockStore
 from app.platform.queueing import Enqueuer
 from app.platform.quota import QuotaStore
@@ -37,6 +39,9 @@ class Services:
     account_states: AccountStateStore  # what may be shown about each account
     marks: MarkStore  # the registry's marker, the last poll
     feeds: FeedStore
+    probes: ProbeStore  # the S3 store probe's cached findings
+    auth_failures: FailureCounts  # failed console sign-ins and API tokens (app/platform/guess_limit.py)
+    console_redis: redis.Redis  # only for the console's SessionStore (app/web/console/sessions.py): the web's
     enqueuer: Enqueuer
     twilio: BulkExportsClient  # TWILIO_ACCOUNT_SID's; twilio_for(sid) for any account served
     rq_connection: redis.Redis
@@ -96,6 +101,9 @@ def build_services(settings: Settings, profile: RetryProfile = API_PROFILE) -> S
         account_states=AccountStateStore(text),
         marks=MarkStore(text),
         feeds=FeedStore(text),
+        probes=ProbeStore(text),
+        auth_failures=FailureCounts(text),
+        console_redis=text,
         enqueuer=Enqueuer(raw, locks, settings.copy_retry_intervals),
         twilio=BulkExportsClient(settings, profile),
         rq_connection=raw,

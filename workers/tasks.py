@@ -55,7 +55,7 @@ def store_path() -> store_probe.WritePath:
     svc = worker_services()
     s = svc.settings
     try:
-        path = store_probe.write_path(svc.jobs.r, svc.s3_client(), s.s3_bucket, s.s3_prefix, s.s3_object_tags)
+        path = svc.probes.write_path(svc.s3_client(), s.s3_bucket, s.s3_prefix, s.s3_object_tags)
     except store_probe.StoreRefused:
         raise
     except Exception as exc:

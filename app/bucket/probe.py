@@ -323,3 +323,19 @@ def write_path(r: redis.Redis, client: S3Client, bucket: str, prefix: str, objec
     for warning in path.warnings:
         log.warning(warning)
     return path
+
+
+class ProbeStore:
+    """The findings cache and the probe's lock in Redis (keys above), for the web, workers and ``relay doctor``."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
+
+    def cached_findings(self, client: S3Client, bucket: str) -> StoreFindings | None:
+        return cached_findings(self.r, client, bucket)
+
+    def store_findings(self, client: S3Client, bucket: str, prefix: str, fresh: bool = False) -> StoreFindings:
+        return store_findings(self.r, client, bucket, prefix, fresh)
+
+    def write_path(self, client: S3Client, bucket: str, prefix: str, object_tags: str) -> WritePath:
+        return write_path(self.r, client, bucket, prefix, object_tags)

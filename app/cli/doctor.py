@@ -68,7 +68,7 @@ def _s3(svc: Services) -> Iterator[Finding]:
         yield Finding("fail", "s3", f"bucket {s.s3_bucket}: {_error(exc)}")
         return
     try:
-        findings = store_probe.store_findings(svc.jobs.r, client, s.s3_bucket, s.s3_prefix, fresh=True)
+        findings = svc.probes.store_findings(client, s.s3_bucket, s.s3_prefix, fresh=True)
     except Exception as exc:
         yield Finding("fail", "store", f"probe under {s.s3_prefix}{store_probe.PROBE_DIR} failed: {_error(exc)}")
         return

@@ -35,7 +35,7 @@ def require_admin_token() -> None:
     attempt is counted before the comparison and a right token gives the count back: two Redis round trips per
     request (one while limited or refused); without Redis, 503 like every API route."""
     svc, client = _svc(), request.remote_addr
-    limited = guess_limit.API_TOKEN.reserve(svc.jobs.r, client)
+    limited = svc.auth_failures.reserve(guess_limit.API_TOKEN, client)
     if limited is not None:
         API_AUTH.labels("limited").inc()
         log.warning("api: refused, too many failed authentications", extra={"remote_addr": client})
@@ -46,7 +46,7 @@ def require_admin_token() -> None:
         API_AUTH.labels("refused").inc()
         log.warning("api: refused, missing or wrong token", extra={"remote_addr": client})  # never the token
         abort(401)
-    guess_limit.API_TOKEN.release(svc.jobs.r, client)
+    svc.auth_failures.release(guess_limit.API_TOKEN, client)
 
 
 def json_body(optional: bool = False) -> Any:

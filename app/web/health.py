@@ -120,7 +120,7 @@ def _store_check(svc: Services) -> dict[str, Any]:
     findings and the write path, for authenticated callers only (see ``health``)."""
     s = svc.settings
     try:
-        findings = store_probe.cached_findings(svc.jobs.r, svc.s3_probe_client(), s.s3_bucket)
+        findings = svc.probes.cached_findings(svc.s3_probe_client(), s.s3_bucket)
     except Exception as exc:
         log.warning("store probe cache unreadable: %s", exc)
         return {"status": "pass", "output": "unknown"}
@@ -408,5 +408,5 @@ _gauges_cached = _Cached(_gauges)
 @query_args(strict=False)
 def metrics() -> Response:
     svc = _svc()
-    body, content_type = render(ClusterCollector(svc.jobs.r, lambda: _gauges_cached(svc)))
+    body, content_type = render(ClusterCollector(lambda: _gauges_cached(svc)))
     return Response(body, content_type=content_type)

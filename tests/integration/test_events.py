@@ -23,7 +23,7 @@ from app.jobs.retention import UncopiedDay
 from app.platform import clock
 from app.platform.config import NotifySettings, load_settings
 from app.platform.locks import event_key
-from app.platform.metrics import HASH_KEY
+from app.platform.metrics import cluster_counts
 from app.platform.queueing import CONTROL_QUEUE, EVENT_TASK, SERIALIZER, JSONQueue
 from app.services import Services
 from tests.conftest import make_env
@@ -69,8 +69,7 @@ def add_job(svc: Services, days: dict[str, DayState], **fields: Any) -> JobRecor
 
 
 def counted(svc: Services, event_type: str, outcome: str) -> float:
-    value = svc.jobs.r.hget(HASH_KEY, f"relay_events|type={event_type},outcome={outcome}")
-    return float(str(value)) if value else 0.0
+    return cluster_counts().get(f"relay_events|type={event_type},outcome={outcome}", 0.0)
 
 
 def test_a_finished_job_queues_one_job_event_with_its_outcome(svc: Services) -> None:

@@ -8,11 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rq import Queue
 
-from app.bucket import probe as store_probe
 from app.jobs.records import JobRecord, hash_token
 from app.jobs.tokens import pending_key
 from app.platform.locks import POLL_LOCK, lock_key
-from app.platform.metrics import HASH_KEY
+from app.platform.metrics import cluster_counts
 from app.platform.queueing import CONTROL_QUEUE
 from app.services import worker_services
 from tests.conftest import make_env
@@ -46,7 +45,7 @@ def test_a_failing_reconcile_does_not_stop_the_poll(svc, sandbox):
     assert Queue(CONTROL_QUEUE, connection=svc.rq_connection).job_ids == ["sync-JS" + "aa" * 16]
     assert svc.marks.last_poll() is not None
     assert svc.locks.holder(POLL_LOCK) is None
-    assert float(svc.jobs.r.hget(HASH_KEY, "relay_polls|outcome=reconcile_failed") or 0) == 1
+    assert cluster_counts().get("relay_polls|outcome=reconcile_failed") == 1
 
 
 def test_a_poll_skips_while_another_runs_and_leaves_its_lock_alone(svc):
@@ -77,7 +76,7 @@ def test_the_janitor_probes_the_store_again_once_its_findings_are_gone(svc):
     them there, whether they expired or were lost with Redis."""
     s = svc.settings
     tasks.janitor_task()
-    assert store_probe.cached_findings(svc.jobs.r, svc.s3_client(), s.s3_bucket) is not None
+    assert svc.probes.cached_findings(svc.s3_client(), s.s3_bucket) is not None
     svc.jobs.r.flushall()  # Redis lost (or the findings expired)
     tasks.janitor_task()
-    assert store_probe.cached_findings(svc.jobs.r, svc.s3_client(), s.s3_bucket) is not None
+    assert svc.probes.cached_findings(svc.s3_client(), s.s3_bucket) is not None
