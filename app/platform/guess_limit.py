@@ -155,7 +155,9 @@ def client_id(remote_addr: str | None) -> str:
 
 
 class FailureCounts:
-    """The counts of every ``FailureLimit`` (keys: its ``key_prefix`` + the client, or EVERYONE)."""
+    """The counts of every ``FailureLimit``: string keys ``{key_prefix}{client}`` (and ``{key_prefix}*``, everyone's),
+    each expiring with its window: ``ber:signin:failures:...`` (CONSOLE_SIGNIN), ``ber:api:auth-failures:...``
+    (API_TOKEN)."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.r = client
