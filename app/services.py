@@ -8,12 +8,20 @@ from typing import Any
 
 import redis
 
+from app.bucket.probe import ProbeStore
 from app.feeds.store import FeedStore
-from app.jobs.registry import Registry
+from app.jobs.days import DayStore
+from app.jobs.marks import MarkStore
+from app.jobs.store import JobStore
+from app.jobs.tokens import TokenStore
 from app.platform import metrics
 from app.platform.config import Settings, load_settings
+from app.platform.guess_limit import FailureCounts
+from app.platform.locks import LockStore
 from app.platform.queueing import Enqueuer
+from app.platform.quota import QuotaStore
 from app.platform.s3_client import make_s3_client
+from app.twilio.account_states import AccountStateStore
 from app.twilio.accounts import Account, AccountDirectory
 from app.twilio.client import API_PROFILE, WORKER_PROFILE, BulkExportsClient, RetryProfile, discover_subaccounts
 
@@ -23,8 +31,17 @@ REDIS_TIMEOUTS = {"socket_connect_timeout": 2.0, "socket_timeout": 5.0, "health_
 @dataclass
 class Services:
     settings: Settings
-    registry: Registry
+    jobs: JobStore  # job records, listing, schedule
+    days: DayStore  # each job's day records
+    tokens: TokenStore  # webhook tokens, pending submissions, the signed-webhook marker
+    quota: QuotaStore  # Twilio's daily quota of requested days
+    locks: LockStore  # locks across processes, once-only event claims, orphaned-task sightings
+    account_states: AccountStateStore  # what may be shown about each account
+    marks: MarkStore  # the registry's marker, the last poll
     feeds: FeedStore
+    probes: ProbeStore  # the S3 store probe's cached findings
+    auth_failures: FailureCounts  # failed console sign-ins and API tokens (app/platform/guess_limit.py)
+    console_redis: redis.Redis  # only for the console's SessionStore (app/web/console/sessions.py): the web's
     enqueuer: Enqueuer
     twilio: BulkExportsClient  # TWILIO_ACCOUNT_SID's; twilio_for(sid) for any account served
     rq_connection: redis.Redis
@@ -69,16 +86,25 @@ def _redis_pool(url: str, **kwargs: Any) -> redis.BlockingConnectionPool:
 
 
 def build_services(settings: Settings, profile: RetryProfile = API_PROFILE) -> Services:
-    # Registry reads text; RQ needs bytes (its job hashes hold compressed data), hence two clients on one URL.
+    # The stores read text; RQ needs bytes (its job hashes hold compressed data), hence two clients on one URL.
     text = redis.Redis(connection_pool=_redis_pool(settings.redis_url, decode_responses=True))
     raw = redis.Redis(connection_pool=_redis_pool(settings.redis_url))
     metrics.bind_redis(text)
-    registry = Registry(text, settings.job_retention_days, settings.daily_day_quota, settings.twilio_account_sid)
+    locks = LockStore(text)
     return Services(
         settings=settings,
-        registry=registry,
+        jobs=JobStore(text, settings.job_retention_days, settings.twilio_account_sid),
+        days=DayStore(text),
+        tokens=TokenStore(text, settings.twilio_account_sid),
+        quota=QuotaStore(text, settings.daily_day_quota, settings.twilio_account_sid),
+        locks=locks,
+        account_states=AccountStateStore(text),
+        marks=MarkStore(text),
         feeds=FeedStore(text),
-        enqueuer=Enqueuer(raw, registry, settings.copy_retry_intervals),
+        probes=ProbeStore(text),
+        auth_failures=FailureCounts(text),
+        console_redis=text,
+        enqueuer=Enqueuer(raw, locks, settings.copy_retry_intervals),
         twilio=BulkExportsClient(settings, profile),
         rq_connection=raw,
         accounts=AccountDirectory(settings, functools.partial(_discover, settings)),

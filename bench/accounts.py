@@ -91,7 +91,7 @@ def relay_env(redis_url: str, sb: SandboxProcess, days: int, accounts_file: Path
 def counted_services(env: dict[str, str]) -> Services:
     """The relay's own services, their Redis connections made by CountingConnection."""
     svc = build_services(load_settings(env))
-    for client in (svc.feeds.r, svc.registry.r, svc.rq_connection):
+    for client in (svc.feeds.r, svc.jobs.r, svc.rq_connection):
         client.connection_pool.connection_class = CountingConnection  # before any connection is made
     return svc
 
@@ -140,13 +140,13 @@ def seed(svc: Services, owners: list[str], days: int, case: str) -> None:
                 p.hset(f"ber:cov:{owner}", mapping={d: copied_record(rt, d).to_json() for d in all_days})
         p.execute()
     if case == "missing":
-        svc.registry.reserve_quota(today.isoformat(), QUOTA, family=svc.accounts.primary.family)
+        svc.quota.reserve(today.isoformat(), QUOTA, family=svc.accounts.primary.family)
 
 
 def clear(svc: Services, owners: list[str]) -> None:
     """Coverage, today's family quota and RQ's keys (queued tasks) back to nothing; feeds and accounts stay."""
     today, family = clock.utc_today().isoformat(), svc.accounts.primary.family
-    svc.registry.release_quota(today, svc.registry.quota_used(today, family), family)
+    svc.quota.release(today, svc.quota.used(today, family), family)
     keys = [*(f"ber:cov:{o}" for o in owners), *svc.rq_connection.scan_iter("rq:*", count=1000)]
     svc.feeds.r.delete(*keys)
 

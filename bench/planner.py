@@ -16,7 +16,7 @@ Cases:
 
 - ``covered``: every day of every feed ``copied`` in coverage (a realistic record: job SID, key, size, sha256,
   records, create date), nothing to do.
-- ``missing``: no day in coverage and today's quota counter used up (``Registry.reserve_quota``): every day is
+- ``missing``: no day in coverage and today's quota counter used up (``QuotaStore.reserve``): every day is
   wanted and chunked, nothing can be submitted.
 - ``backfill`` (needs the sandbox; ``--no-sandbox`` skips it): coverage empty and the quota free; the poll
   submits 366 days (4 jobs of ~92 days, newest first) to the Twilio sandbox over HTTP. Each sample starts from
@@ -99,7 +99,7 @@ def _env(redis_url: str, sandbox: SandboxProcess | None) -> dict[str, str]:
 def counted_services(redis_url: str, sandbox: SandboxProcess | None) -> Services:
     """The relay's own services, their Redis connections made by CountingConnection."""
     svc = build_services(load_settings(_env(redis_url, sandbox)))
-    for client in (svc.feeds.r, svc.registry.r, svc.rq_connection):
+    for client in (svc.feeds.r, svc.jobs.r, svc.rq_connection):
         client.connection_pool.connection_class = CountingConnection  # before any connection is made
     return svc
 
@@ -131,7 +131,7 @@ def seed(svc: Services, days: int, case: str) -> None:
             all_days = [(since + timedelta(days=i)).isoformat() for i in range(days)]
             svc.feeds.put_days(feed.owner, {d: copied_record(rt, d) for d in all_days})
     if case in ("missing", "in_flight"):
-        svc.registry.reserve_quota(today.isoformat(), QUOTA)
+        svc.quota.reserve(today.isoformat(), QUOTA)
 
 
 class Meter:
@@ -215,7 +215,7 @@ def backfill_case(svc: Services, meter: Meter, days: int, polls: int, profile: b
     quota_key_day = clock.utc_today().isoformat()
 
     def fresh() -> None:  # unmeasured: today's quota free again and the previous submission's marks dropped
-        svc.registry.release_quota(quota_key_day, svc.registry.quota_used(quota_key_day))
+        svc.quota.release(quota_key_day, svc.quota.used(quota_key_day))
         for owner in owners:
             svc.feeds.r.delete(f"ber:cov:{owner}")
 

@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask
 
 from app import create_app
-from app.jobs.registry import JobRecord, hash_token
+from app.jobs.records import JobRecord, hash_token
 from app.platform.config import load_settings
 from tests.conftest import make_env
 
@@ -30,5 +30,5 @@ def app_tracking_one_job(redis_server: Any, s3: Any, sandbox: Any, bucket: str, 
         end_day="2026-11-01",
         token_hash=hash_token(token),
     )
-    app.extensions["relay"].registry.add_job(job)
+    app.extensions["relay"].jobs.add_job(job)
     return app

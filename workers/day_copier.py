@@ -18,7 +18,7 @@ from app.feeds import coverage
 from app.feeds.store import owner_of
 from app.jobs import events
 from app.jobs.lifecycle import day_files
-from app.jobs.registry import DayRecord, DayState, JobState
+from app.jobs.records import DayRecord, DayState, JobState
 from app.platform.metrics import COPY_BYTES, COPY_RETRIES, COPY_SECONDS, DAYS
 from app.platform.url_policy import download_policy
 from app.services import Services
@@ -53,29 +53,29 @@ class DayTask:
 
 def copy_one_day(svc: Services, sink: S3Sink, task: DayTask, lock_seconds: int, max_attempts: int) -> DayRecord | None:
     """The day's final record, or None when there was nothing to do (job gone or cancelled, day already done)."""
-    job = svc.registry.get_job(task.job_sid)
+    job = svc.jobs.get_job(task.job_sid)
     if job is None or job.state == JobState.CANCELLED:
         log.info("job cancelled or gone: copy skipped", extra=task.log_extra)
         return None
     task = replace(task, account_sid=job.account_sid)
-    prev = svc.registry.claim_day(task.job_sid, task.day)
+    prev = svc.days.claim_day(task.job_sid, task.day)
     if prev in (DayState.COPIED, DayState.EMPTY):
         log.info("day already done", extra=task.log_extra)
         return None
-    current = svc.registry.get_day(task.job_sid, task.day)
+    current = svc.days.get_day(task.job_sid, task.day)
     if current is not None and current.attempts > max_attempts:
         # RQ's retry budget restarts when a task is re-enqueued (e.g. after its worker was killed without
         # running our failure callback); the attempts counted in the registry do not.
         record_failure(svc, task.job_sid, task.day, f"gave up after {max_attempts} attempts", True, "attempts")
         return None
     scope = f"{task.account_sid}:{task.resource_type}"  # one in-flight copy per S3 object
-    if not svc.registry.acquire_copy_lock(scope, task.day, task.task_id, lock_seconds):
+    if not svc.locks.acquire_copy_lock(scope, task.day, task.task_id, lock_seconds):
         raise CopyBusy(f"{task.resource_type}/{task.day} is being copied by another task")
     try:
         rec = _copy_locked(svc, sink, _fresh(svc, task, current), current or DayRecord(day=task.day))
     finally:
-        svc.registry.release_copy_lock(scope, task.day, task.task_id)
-    svc.registry.put_day(task.job_sid, rec)
+        svc.locks.release_copy_lock(scope, task.day, task.task_id)
+    svc.days.put_day(task.job_sid, rec)
     coverage.record_job_day(svc.feeds, svc.settings.sync, job, rec)  # visible at once, not only when the job ends
     DAYS.labels(rec.state.value).inc()
     log.info("day %s", rec.state.value, extra=task.log_extra | {"key": rec.key, "records": rec.records})
@@ -145,12 +145,12 @@ def _done(rec: DayRecord, key: str, size: int, sha256: str | None, records: int 
 def record_failure(svc: Services, job_sid: str, day: str, error: str, final: bool, reason: str) -> None:
     """Called by RQ's failure callback for every failed attempt; the last one makes the day FAILED."""
     COPY_RETRIES.labels(reason).inc()
-    rec = svc.registry.get_day(job_sid, day) or DayRecord(day=day)
+    rec = svc.days.get_day(job_sid, day) or DayRecord(day=day)
     if rec.state in (DayState.COPIED, DayState.EMPTY):
         return
     rec.error = error[:500]
     rec.state = DayState.FAILED if final else DayState.PENDING
-    svc.registry.put_day(job_sid, rec)
+    svc.days.put_day(job_sid, rec)
     if final:
         DAYS.labels("failed").inc()
         events.day_failed(svc, job_sid, rec)  # queued only, never raises

@@ -56,7 +56,7 @@ def store_path() -> store_probe.WritePath:
     svc = worker_services()
     s = svc.settings
     try:
-        path = store_probe.write_path(svc.registry.r, svc.s3_client(), s.s3_bucket, s.s3_prefix, s.s3_object_tags)
+        path = svc.probes.write_path(svc.s3_client(), s.s3_bucket, s.s3_prefix, s.s3_object_tags)
     except store_probe.StoreRefused:
         raise
     except Exception as exc:
@@ -144,7 +144,7 @@ def poll_task() -> dict[str, int]:
     """Re-sync every due non-final job (missed webhooks, adopted jobs, lost tasks); warn on retention."""
     svc = worker_services()
     owner = uuid.uuid4().hex  # per run: a poll must never "take back" another run's lock
-    if not svc.registry.acquire_lock("poll", owner, POLL_LOCK_SECONDS):
+    if not svc.locks.acquire("poll", owner, POLL_LOCK_SECONDS):
         POLLS.labels("skipped").inc()
         return {"queued": 0}
     try:
@@ -154,17 +154,17 @@ def poll_task() -> dict[str, int]:
         except Exception:  # Twilio down or an odd job list: the due jobs below must still be synced
             POLLS.labels("reconcile_failed").inc()
             log.exception("could not reconcile pending submissions; trying again next poll")
-        queued = sum(svc.enqueuer.sync(sid) for sid in svc.registry.due_jobs())
+        queued = sum(svc.enqueuer.sync(sid) for sid in svc.jobs.due_jobs())
         _keep_feeds_complete(svc)
         _summarise_feeds(svc)
         events.feeds_lagging(svc)  # feed.lagging: once per feed and UTC day, never raises
         _retention_check(svc)
-        svc.registry.prune_jobs()
-        svc.registry.mark_poll()
+        svc.jobs.prune_jobs()
+        svc.marks.mark_poll()
         POLLS.labels("ok").inc()
         return {"queued": queued}
     finally:
-        svc.registry.release_lock("poll", owner)  # only ours: a poll that overran must not free the next one's
+        svc.locks.release("poll", owner)  # only ours: a poll that overran must not free the next one's
 
 
 def _ensure_registry(svc: Services) -> None:
@@ -282,7 +282,7 @@ def migrate_layout_task(template: str, account_sid: str | None, delete_old: bool
 
 def _retention_check(svc: Services) -> None:
     """Warn when a completed day is still not copied and Twilio will delete its file soon."""
-    at_risk = [day for day in scan_active_days(svc.registry).uncopied if day.age_seconds > RETENTION_WARN_S]
+    at_risk = [day for day in scan_active_days(svc.jobs, svc.days).uncopied if day.age_seconds > RETENTION_WARN_S]
     events.retention_at_risk(svc, at_risk)  # retention.at_risk: once per job and UTC day, never raises
     for day in at_risk:
         RETENTION_WARNINGS.inc()

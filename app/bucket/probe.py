@@ -23,7 +23,7 @@ findings (its IAM role has no PutObject). The findings are cached in Redis per e
 with ``relay doctor``), under a lock so that replicas starting together probe once: the others wait for
 its result. A probe that could not finish (S3 unreachable) is not cached.
 
-Redis keys (the registry's layout table lists them): ``ber:store:probe:{bucket}:{endpoint hash}`` (JSON findings,
+Redis keys (this module's own, ``ProbeStore``): ``ber:store:probe:{bucket}:{endpoint hash}`` (JSON findings,
 ``CACHE_SECONDS``) and ``ber:lock:store-probe:{bucket}:{endpoint hash}`` (``LOCK_SECONDS``).
 """
 
@@ -323,3 +323,19 @@ def write_path(r: redis.Redis, client: S3Client, bucket: str, prefix: str, objec
     for warning in path.warnings:
         log.warning(warning)
     return path
+
+
+class ProbeStore:
+    """The findings cache and the probe's lock in Redis (keys above), for the web, workers and ``relay doctor``."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
+
+    def cached_findings(self, client: S3Client, bucket: str) -> StoreFindings | None:
+        return cached_findings(self.r, client, bucket)
+
+    def store_findings(self, client: S3Client, bucket: str, prefix: str, fresh: bool = False) -> StoreFindings:
+        return store_findings(self.r, client, bucket, prefix, fresh)
+
+    def write_path(self, client: S3Client, bucket: str, prefix: str, object_tags: str) -> WritePath:
+        return write_path(self.r, client, bucket, prefix, object_tags)

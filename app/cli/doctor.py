@@ -47,7 +47,7 @@ def check(svc: Services) -> Iterator[Finding]:
         "ok", "config", f"valid (bucket {s.s3_bucket}, prefix {s.s3_prefix!r}, S3_OBJECT_TAGS={s.s3_object_tags})"
     )
     try:
-        svc.registry.ping()
+        svc.jobs.ping()
         yield Finding("ok", "redis", "answers")
     except Exception as exc:
         yield Finding("fail", "redis", _error(exc))
@@ -68,7 +68,7 @@ def _s3(svc: Services) -> Iterator[Finding]:
         yield Finding("fail", "s3", f"bucket {s.s3_bucket}: {_error(exc)}")
         return
     try:
-        findings = store_probe.store_findings(svc.registry.r, client, s.s3_bucket, s.s3_prefix, fresh=True)
+        findings = svc.probes.store_findings(client, s.s3_bucket, s.s3_prefix, fresh=True)
     except Exception as exc:
         yield Finding("fail", "store", f"probe under {s.s3_prefix}{store_probe.PROBE_DIR} failed: {_error(exc)}")
         return

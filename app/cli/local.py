@@ -99,7 +99,7 @@ class LocalClient:
 
     def submit(self, body: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
         result = submission.submit(self.svc, submission.SubmitRequest.from_body(body))
-        views = [job_view(self.svc.registry, j) for j in result.jobs]
+        views = [job_view(self.svc.days, j) for j in result.jobs]
         if result.error is None:
             return views, None
         if isinstance(result.error, redis.RedisError):
@@ -111,27 +111,27 @@ class LocalClient:
         page = bounded_int(args, "page", 0, MAX_PAGE)
         size = bounded_int(args, "page_size", 50, MAX_PAGE_SIZE, low=1)
         sid = self._account(account).sid if account else None
-        jobs, total = self.svc.registry.list_jobs(offset=page * size, limit=size, account_sid=sid)
+        jobs, total = self.svc.jobs.list_jobs(offset=page * size, limit=size, account_sid=sid)
         return {
-            "jobs": [job_view(self.svc.registry, j) | {"days": None} for j in jobs],
+            "jobs": [job_view(self.svc.days, j) | {"days": None} for j in jobs],
             "meta": {"page": page, "page_size": size, "total": total, "has_more": (page + 1) * size < total},
         }
 
     def job(self, job_sid: str, refresh: bool = False) -> dict[str, Any]:
         job = ops.refresh(self.svc, job_sid) if refresh else ops.require_job(self.svc, job_sid)
-        return job_view(self.svc.registry, job)
+        return job_view(self.svc.days, job)
 
     def cancel(self, job_sid: str) -> dict[str, Any]:
-        return job_view(self.svc.registry, ops.cancel(self.svc, job_sid))
+        return job_view(self.svc.days, ops.cancel(self.svc, job_sid))
 
     def track(self, job_sid: str, resource_type: str | None, account: str | None) -> dict[str, Any]:
         if resource_type is not None:
             validate_resource_type(resource_type)
-        return job_view(self.svc.registry, ops.adopt(self.svc, job_sid, resource_type, account))
+        return job_view(self.svc.days, ops.adopt(self.svc, job_sid, resource_type, account))
 
     def requeue(self, job_sid: str, days: list[str] | None) -> dict[str, Any]:
         requeued = ops.requeue(self.svc, job_sid, days)
-        return {"requeued": requeued, "job": job_view(self.svc.registry, ops.require_job(self.svc, job_sid))}
+        return {"requeued": requeued, "job": job_view(self.svc.days, ops.require_job(self.svc, job_sid))}
 
     def list_feeds(self) -> dict[str, Any]:
         return {"feeds": [feeds.feed_view(f) for f in self.svc.feeds.list_feeds()]}
@@ -164,7 +164,7 @@ class LocalClient:
 
     def copy_day(self, resource_type: str, day: str, account: str | None) -> dict[str, Any]:
         job = daily_exports.copy_listed_day(self.svc, resource_type, day, self._account(account))
-        return job_view(self.svc.registry, job)
+        return job_view(self.svc.days, job)
 
     def accounts(self) -> dict[str, Any]:
         return accounts.accounts_view(self.svc)

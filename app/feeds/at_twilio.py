@@ -64,7 +64,7 @@ def twilio_jobs(svc: Services, resource_type: Any, account: Account, page: int, 
     rt = validate_resource_type(resource_type)
     listed = list(svc.twilio_for(account.sid).list_jobs(rt))
     shown, meta = paged(listed, page, page_size)
-    states = svc.registry.job_states([tj.job_sid for tj in shown])
+    states = svc.jobs.job_states([tj.job_sid for tj in shown])
     return {
         "resource_type": rt,
         "account_sid": account.sid,

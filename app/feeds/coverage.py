@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, Protocol
 from app.bucket import check
 from app.feeds.declared import feed_view, newest_custom_day
 from app.feeds.store import CoverageDay, Feed, FeedStore, owner_of
-from app.jobs.registry import DayRecord, DayState, JobRecord
+from app.jobs.records import DayRecord, DayState, JobRecord
 from app.platform import clock
 from app.platform.config import SyncSettings
 from app.platform.days import EARLIEST_DAY, compact_ranges, days_between
@@ -241,7 +241,7 @@ def family_of(svc: Services, account_sid: str) -> str:
 
 def quota_view(svc: Services, today: date, family: str) -> dict[str, Any]:
     """Today's quota of one account family (a parent and its subaccounts share Twilio's daily quota)."""
-    used = svc.registry.quota_used(today.isoformat(), family)
+    used = svc.quota.used(today.isoformat(), family)
     limit = svc.settings.daily_day_quota
     return {
         "family": family,

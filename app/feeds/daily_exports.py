@@ -19,7 +19,7 @@ from app.feeds import coverage
 from app.feeds.store import owner_of
 from app.jobs import ops
 from app.jobs.lifecycle import day_files
-from app.jobs.registry import DayState, JobRecord, JobState, hash_token
+from app.jobs.records import DayState, JobRecord, JobState, hash_token
 from app.jobs.submission import TOKEN_BYTES, webhook_url
 from app.platform import clock
 from app.platform.errors import DomainError, NotFound
@@ -69,9 +69,9 @@ def set_enabled(svc: Services, resource_type: str, enabled: bool, account: Accou
             "need Twilio Editions on the account; the relay's feeds keep working with custom jobs."
         ) from exc
     if enabled and url:
-        svc.registry.set_token(hash_token(token), f"{DAILY_TARGET}{owner}", account.sid, replaces=old_hash)
+        svc.tokens.set_token(hash_token(token), f"{DAILY_TARGET}{owner}", account.sid, replaces=old_hash)
     elif old_hash:
-        svc.registry.drop_token(old_hash)
+        svc.tokens.drop_token(old_hash)
     new_hash = hash_token(token) if enabled and url else ""
     svc.feeds.put_daily(owner, enabled="1" if enabled else "0", token_hash=new_hash)
     log.info("daily export %s", "enabled" if enabled else "disabled", extra={"resource_type": rt})
@@ -111,7 +111,7 @@ def copy_listed_day(svc: Services, resource_type: Any, day: Any, account: Accoun
     if listed is None:
         raise NotFound(f"Twilio lists no {rt} file for {day_text} (files are kept 7 days after they are made)")
     sid = _track_listed(svc, rt, account.sid, day_text, listed)
-    job = svc.registry.get_job(sid)
+    job = svc.jobs.get_job(sid)
     assert job is not None
     return job
 
@@ -135,7 +135,7 @@ def _track_listed(
         account_sid=account_sid,
         twilio={"listed": {"size": size, "create_date": create_date}},
     )
-    if svc.registry.add_job(record):
+    if svc.jobs.add_job(record):
         JOBS.labels("listed").inc()
         svc.feeds.mark_in_flight(owner, sid, [day])
         log.info("tracking a listed day file", extra={"job_sid": sid, "resource_type": resource_type, "day": day})
@@ -151,7 +151,7 @@ def _track_listed(
 def _copied_in(svc: Services, job_sid: str, day: str) -> bool:
     """Whether the job copied the day (a copy in flight or failed there is not started again: the failure is
     visible, and the console's Retry requeues it; nor is a cancelled job's)."""
-    job = svc.registry.get_job(job_sid)
-    rec = svc.registry.get_day(job_sid, day)
+    job = svc.jobs.get_job(job_sid)
+    rec = svc.days.get_day(job_sid, day)
     live = job is not None and job.state != JobState.CANCELLED
     return live and rec is not None and rec.state in (DayState.COPIED, DayState.EMPTY)

@@ -98,7 +98,7 @@ def plan(svc: Services, store: FeedStore, skip: frozenset[str] = frozenset()) ->
     today = clock.utc_today().isoformat()
     for family in sorted({active[f.account].family for f in feeds}):
         members = _interleaved([f for f in feeds if active[f.account].family == family], clock.utc_today().toordinal())
-        report.quota_left = max(0, limit - svc.registry.quota_used(today, family))
+        report.quota_left = max(0, limit - svc.quota.used(today, family))
         family_wants = {f.owner: wants[f.owner] for f in members}
         _allocate(svc, store, {f.owner: f for f in members}, family_wants, limit, report)
         report.quota_left_by_family[family] = report.quota_left
@@ -175,10 +175,10 @@ def _submit(
         report.quota_left = 0  # someone else spent it meanwhile
         return False
     except TwilioError as exc:
-        note_outcome(svc.registry, feed.account, exc)
+        note_outcome(svc.account_states, feed.account, exc)
         log.warning("feed submission refused: %s", exc, extra={"resource_type": feed.resource_type})
         return False
-    note_outcome(svc.registry, feed.account, None)
+    note_outcome(svc.account_states, feed.account, None)
     if result.error is not None:
         log.warning("feed submission incomplete: %s", result.error, extra={"resource_type": feed.resource_type})
     report.submitted.append((feed.resource_type, first.isoformat(), last.isoformat()))
@@ -206,21 +206,21 @@ def _heal_job(svc: Services, store: FeedStore, owner: str, job_ref: str, days: l
     adopted = job_ref.startswith("pending:")
     if adopted:
         token_hash = job_ref.removeprefix("pending:")
-        if svc.registry.pending_exists(token_hash):
+        if svc.tokens.pending_exists(token_hash):
             return False  # the submission's answer is awaited (or the poller will adopt it by token)
-        sid = svc.registry.job_for_token(token_hash)
+        sid = svc.tokens.job_for_token(token_hash)
         if sid is None:
             store.release_days(owner, job_ref, days)  # Twilio never created it: the days are missing again
             return True
         job_ref = sid
         store.mark_in_flight(owner, sid, days)
-    job = svc.registry.get_job(job_ref)
+    job = svc.jobs.get_job(job_ref)
     if job is None:
         store.release_days(owner, job_ref, days)  # expired, or lost with its registry (S3 reconcile keeps what's there)
         return True
     if not job.state.final:
         return adopted  # the marks now name the job
-    records = svc.registry.get_days(job.job_sid)
+    records = svc.days.get_days(job.job_sid)
     unfinished = [d for d in days if d not in records or not records[d].state.final]
     for day in set(days) - set(unfinished):
         coverage.record_job_day(store, svc.settings.sync, job, records[day])

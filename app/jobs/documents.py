@@ -6,7 +6,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from app.jobs.registry import DayRecord, JobRecord, Registry
+from app.jobs.days import DayStore
+from app.jobs.records import DayRecord, JobRecord
 
 DAY_FIELDS = ("day", "state", "twilio_status", "key", "size", "sha256", "records", "attempts", "error")
 
@@ -16,9 +17,9 @@ def day_views(records: dict[str, DayRecord]) -> list[dict[str, Any]]:
     return [{name: getattr(rec, name) for name in DAY_FIELDS} | {"state": rec.state.value} for rec in records.values()]
 
 
-def job_view(registry: Registry, job: JobRecord) -> dict[str, Any]:
+def job_view(store: DayStore, job: JobRecord) -> dict[str, Any]:
     """The status document the API and CLI show: our record, Twilio's last view, per-day copy state."""
-    days = day_views(registry.get_days(job.job_sid))
+    days = day_views(store.get_days(job.job_sid))
     counts: dict[str, int] = {}
     for d in days:
         counts[d["state"]] = counts.get(d["state"], 0) + 1

@@ -10,7 +10,7 @@ Standard Webhooks library.
   a re-occurrence a new event (none for ``job.done``: a job is done once; the moment a job failed or a day
   failed; the UTC date for the daily ``feed.lagging`` / ``retention.at_risk``), so computing the same event twice
   gives the same id, and every retry of a delivery carries it: receivers deduplicate on ``webhook-id``.
-- **Emitted once**: a Redis claim per id (``Registry.claim_event``) keeps the poller from announcing a lagging
+- **Emitted once**: a Redis claim per id (``LockStore.claim_event``) keeps the poller from announcing a lagging
   feed or an at-risk job on every poll; then one RQ task per event (``Enqueuer.event``) delivers it, retried
   with ``NOTIFY_RETRY_INTERVALS``.
 - **Never in the way**: emitting only claims and enqueues (no HTTP), and any error is logged and counted
@@ -35,7 +35,7 @@ from typing import Any, ParamSpec
 import requests
 from standardwebhooks import Webhook
 
-from app.jobs.registry import DayRecord, DayState, JobRecord, JobState
+from app.jobs.records import DayRecord, DayState, JobRecord, JobState
 from app.jobs.retention import TWILIO_RETENTION_S, UncopiedDay
 from app.platform import clock
 from app.platform.config import Settings
@@ -77,12 +77,12 @@ def emit(svc: Services, event_type: str, subject: str, occurrence: str, data: di
     """Claim the event and queue its delivery; the id, or None when it was already emitted (or failed)."""
     assert event_type in EVENT_TYPES, event_type
     eid = event_id(event_type, subject, occurrence)
-    if not svc.registry.claim_event(eid, CLAIM_TTL_SECONDS):
+    if not svc.locks.claim_event(eid, CLAIM_TTL_SECONDS):
         return None
     try:
         svc.enqueuer.event(eid, body(event_type, data, clock.utc_now()), svc.settings.notify.retry_intervals)
     except Exception:
-        svc.registry.release_event(eid)  # not queued: a later emission of the same event may try again
+        svc.locks.release_event(eid)  # not queued: a later emission of the same event may try again
         raise
     EVENTS.labels(event_type, "queued").inc()
     log.info("event queued", extra={"event_type": event_type, "event_id": eid, "subject": subject})
@@ -116,10 +116,10 @@ def _best_effort(event_type: str) -> Callable[[Callable[P, None]], Callable[P, N
 @_best_effort("job")
 def job_finished(svc: Services, job_sid: str, state: JobState) -> None:
     """``job.done`` / ``job.failed`` from ``app.jobs.lifecycle.finish`` (a cancelled job is not announced)."""
-    job = svc.registry.get_job(job_sid)
+    job = svc.jobs.get_job(job_sid)
     if job is None or state not in (JobState.DONE, JobState.FAILED):
         return
-    days = svc.registry.get_days(job_sid).values()
+    days = svc.days.get_days(job_sid).values()
     failed = sorted(d.day for d in days if d.state == DayState.FAILED)
     data = {
         "job_sid": job_sid,
@@ -146,7 +146,7 @@ def job_finished(svc: Services, job_sid: str, state: JobState) -> None:
 @_best_effort("day.failed")
 def day_failed(svc: Services, job_sid: str, rec: DayRecord) -> None:
     """A day's last copy attempt failed (``workers.day_copier.record_failure``); requeue-able."""
-    job = svc.registry.get_job(job_sid)
+    job = svc.jobs.get_job(job_sid)
     data = {
         "job_sid": job_sid,
         "account_sid": _account(svc, job),
@@ -162,7 +162,7 @@ def day_failed(svc: Services, job_sid: str, rec: DayRecord) -> None:
 @_best_effort("registry.recovered")
 def registry_recovered(svc: Services, adopted: list[str]) -> None:
     """Redis had lost the registry and the poller rebuilt it (``app.jobs.recovery.ensure_registry``)."""
-    marker = svc.registry.marker()
+    marker = svc.marks.marker()
     data = {
         "registry_id": marker.get("id", ""),
         "recovered_at": _iso(float(marker.get("recovered_at") or clock.now())),
@@ -181,7 +181,7 @@ def retention_at_risk(svc: Services, days: Iterable[UncopiedDay]) -> None:
     today = clock.utc_today().isoformat()
     now = clock.now()
     for sid, at_risk in sorted(by_job.items()):
-        job = svc.registry.get_job(sid)
+        job = svc.jobs.get_job(sid)
         listed = sorted(at_risk, key=lambda d: d.day)[:MAX_LISTED]
         data = {
             "job_sid": sid,

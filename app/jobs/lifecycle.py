@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from app.feeds import coverage
 from app.jobs import events
 from app.jobs.documents import day_views, iso
-from app.jobs.registry import DayRecord, DayState, JobRecord, JobState
+from app.jobs.records import DayRecord, DayState, JobRecord, JobState
 from app.jobs.retention import TWILIO_RETENTION_S
 from app.platform import clock
 from app.platform.days import job_days
@@ -164,7 +164,7 @@ def sync_job(svc: Services, store: ManifestStore, job_sid: str) -> SyncResult:
     for _ in range(MAX_RESYNCS):
         if result.twilio_final or result.state.final or result.not_found:
             break  # (a 404 again at once would count as a second miss within one sync: leave it to the poller)
-        if not svc.registry.take_resync_request(job_sid):
+        if not svc.jobs.take_resync_request(job_sid):
             break
         log.info("webhook arrived during the sync: syncing again", extra={"job_sid": job_sid})
         result = _sync_once(svc, job_sid)
@@ -179,14 +179,14 @@ def fetched(tj: TwilioJob) -> dict[str, Any]:
 
 
 def _sync_once(svc: Services, job_sid: str) -> SyncResult:
-    job = svc.registry.get_job(job_sid)
+    job = svc.jobs.get_job(job_sid)
     if job is None:
-        svc.registry.deactivate(job_sid)
+        svc.jobs.deactivate(job_sid)
         raise JobNotTracked(f"sync: job {job_sid} is not tracked")
     if job.state.final:
-        svc.registry.deactivate(job_sid)
+        svc.jobs.deactivate(job_sid)
         return SyncResult(job_sid, job.state)
-    svc.registry.count_sync(job_sid)
+    svc.jobs.count_sync(job_sid)
     if job.origin == "listed":
         return _sync_listed(svc, job)
     try:
@@ -194,11 +194,11 @@ def _sync_once(svc: Services, job_sid: str) -> SyncResult:
     except TwilioNotFound:
         return _twilio_lost_job(svc, job)
     except TwilioError as exc:
-        note_outcome(svc.registry, job.account_sid, exc)
+        note_outcome(svc.account_states, job.account_sid, exc)
         _sync_failed(svc, job, exc)
         raise  # RQ retries the sync a few times; the poller takes it up again after the backoff
-    note_outcome(svc.registry, job.account_sid, None)
-    svc.registry.update_job(job_sid, twilio=fetched(tj), not_found=0, last_sync_error="")
+    note_outcome(svc.account_states, job.account_sid, None)
+    svc.jobs.update_job(job_sid, twilio=fetched(tj), not_found=0, last_sync_error="")
     needs_files = any(d.days is None for d in tj.details)
     files = day_files(svc, job.resource_type, job.account_sid) if needs_files or _has_copyable(tj) else {}
     plan = plan_days(job, tj.details, None if files is None else set(files))
@@ -207,10 +207,10 @@ def _sync_once(svc: Services, job_sid: str) -> SyncResult:
         return SyncResult(job_sid, JobState.CANCELLED, finished=True)
     queued = _apply_plan(svc, job, plan, files or {})
     state = JobState.COPYING if plan.twilio_final else JobState.WAITING
-    all_final = plan.twilio_final and svc.registry.all_days_final(job_sid, job_days(job.start_day, job.end_day))
+    all_final = plan.twilio_final and svc.days.all_days_final(job_sid, job_days(job.start_day, job.end_day))
     if not all_final:
         # The poller looks again later: Twilio still working, or copies in flight (in case one is lost).
-        svc.registry.schedule_sync(job_sid, time.time() + _next_sync_delay(svc, job), state)
+        svc.jobs.schedule_sync(job_sid, time.time() + _next_sync_delay(svc, job), state)
     return SyncResult(job_sid, state, queued, ready_to_finish=all_final, twilio_final=plan.twilio_final)
 
 
@@ -227,9 +227,9 @@ def _sync_listed(svc: Services, job: JobRecord) -> SyncResult:
         plan.statuses[day] = "failed"
         plan.failed_reasons[day] = "Twilio no longer lists the file (deleted 7 days after it was made)"
     queued = _apply_plan(svc, job, plan, files)
-    all_final = svc.registry.all_days_final(job.job_sid, [day])
+    all_final = svc.days.all_days_final(job.job_sid, [day])
     if not all_final:
-        svc.registry.schedule_sync(job.job_sid, time.time() + _next_sync_delay(svc, job), JobState.COPYING)
+        svc.jobs.schedule_sync(job.job_sid, time.time() + _next_sync_delay(svc, job), JobState.COPYING)
     return SyncResult(job.job_sid, JobState.COPYING, queued, ready_to_finish=all_final, twilio_final=True)
 
 
@@ -239,8 +239,8 @@ def _sync_failed(svc: Services, job: JobRecord, exc: TwilioError) -> None:
     An answer we cannot read (a new ``details`` shape, a 401/403 after a key change) would otherwise fail the
     sync forever with nothing on the job to show for it."""
     SYNC_FAILURES.labels(type(exc).__name__).inc()
-    svc.registry.update_job(job.job_sid, last_sync_error=str(exc)[:500])
-    svc.registry.schedule_sync(job.job_sid, time.time() + _next_sync_delay(svc, job))
+    svc.jobs.update_job(job.job_sid, last_sync_error=str(exc)[:500])
+    svc.jobs.schedule_sync(job.job_sid, time.time() + _next_sync_delay(svc, job))
     log.warning("sync failed: %s", exc, extra={"job_sid": job.job_sid})
 
 
@@ -259,8 +259,8 @@ def day_files(svc: Services, resource_type: str, account_sid: str) -> dict[str, 
 
 
 def _apply_plan(svc: Services, job: JobRecord, plan: SyncPlan, files: dict[str, tuple[int | None, str | None]]) -> int:
-    svc.registry.ensure_days(job.job_sid, [DayRecord(day=d) for d in plan.statuses])
-    records = svc.registry.get_days(job.job_sid)
+    svc.days.ensure_days(job.job_sid, [DayRecord(day=d) for d in plan.statuses])
+    records = svc.days.get_days(job.job_sid)
     queued = 0
     for day, status in sorted(plan.statuses.items()):
         rec = records[day]
@@ -272,7 +272,7 @@ def _apply_plan(svc: Services, job: JobRecord, plan: SyncPlan, files: dict[str, 
             if status in FAILED_STATUSES:
                 rec.state = DayState.FAILED
                 rec.error = plan.failed_reasons.get(day, "Twilio reported the day as Failed")
-            svc.registry.put_day(job.job_sid, rec)
+            svc.days.put_day(job.job_sid, rec)
         copyable = status in COPY_STATUSES and rec.state in (DayState.PENDING, DayState.COPYING)
         if copyable and svc.enqueuer.copy_day(job.job_sid, job.resource_type, day, size, create_date):
             queued += 1
@@ -287,21 +287,21 @@ def _next_sync_delay(svc: Services, job: JobRecord) -> float:
 def _twilio_lost_job(svc: Services, job: JobRecord) -> SyncResult:
     """Twilio answered 404 for the job. Only after several such answers over time (or past Twilio's 7-day
     retention) is it gone: then days not yet copied fail (copies already in flight may still finish)."""
-    misses = svc.registry.count_not_found(job.job_sid)
+    misses = svc.jobs.count_not_found(job.job_sid)
     retention_over = clock.now() - job.created_at > TWILIO_RETENTION_S
     if misses < LOST_AFTER_NOT_FOUND and not retention_over:
-        svc.registry.schedule_sync(job.job_sid, time.time() + _next_sync_delay(svc, job))
+        svc.jobs.schedule_sync(job.job_sid, time.time() + _next_sync_delay(svc, job))
         return SyncResult(job.job_sid, job.state, not_found=True)
-    records = svc.registry.get_days(job.job_sid)
+    records = svc.days.get_days(job.job_sid)
     for rec in records.values():
         if rec.state == DayState.PENDING:
             rec.state, rec.error = DayState.FAILED, "job no longer exists at Twilio"
-            svc.registry.put_day(job.job_sid, rec)
+            svc.days.put_day(job.job_sid, rec)
     if not records:
         finish(svc, job.job_sid, JobState.FAILED, error="job no longer exists at Twilio")
         return SyncResult(job.job_sid, JobState.FAILED, finished=True)
-    if not all(r.state.final for r in svc.registry.get_days(job.job_sid).values()):
-        svc.registry.schedule_sync(job.job_sid, time.time() + _next_sync_delay(svc, job))
+    if not all(r.state.final for r in svc.days.get_days(job.job_sid).values()):
+        svc.jobs.schedule_sync(job.job_sid, time.time() + _next_sync_delay(svc, job))
         return SyncResult(job.job_sid, JobState.COPYING)
     return SyncResult(job.job_sid, JobState.COPYING, ready_to_finish=True)
 
@@ -312,7 +312,7 @@ def _twilio_lost_job(svc: Services, job: JobRecord) -> SyncResult:
 def finish(svc: Services, job_sid: str, state: JobState, **fields: Any) -> bool:
     """The one way a job becomes final (exactly once); counts and logs it, and settles its days' coverage (done
     days recorded, failed ones scheduled for a retry, unfinished ones missing again). False if it already was."""
-    if not svc.registry.finish_job(job_sid, state, **fields):
+    if not svc.jobs.finish_job(job_sid, state, **fields):
         return False
     settle_coverage(svc, job_sid)
     JOBS.labels(state.value).inc()
@@ -322,10 +322,10 @@ def finish(svc: Services, job_sid: str, state: JobState, **fields: Any) -> bool:
 
 
 def settle_coverage(svc: Services, job_sid: str) -> None:
-    job = svc.registry.get_job(job_sid)
+    job = svc.jobs.get_job(job_sid)
     if job is None:
         return
-    records = svc.registry.get_days(job_sid)
+    records = svc.days.get_days(job_sid)
     for rec in records.values():
         # Copied days were recorded by the day copier (a crash before that is healed by the planner); empty and
         # failed days may have been decided here, from Twilio's answers, without a copy.
@@ -337,12 +337,12 @@ def settle_coverage(svc: Services, job_sid: str) -> None:
 
 def finish_if_done(svc: Services, store: ManifestStore, job_sid: str) -> bool:
     """Write the manifest and mark the job final once Twilio is done and every day is final (exactly once)."""
-    job = svc.registry.get_job(job_sid)
+    job = svc.jobs.get_job(job_sid)
     if job is None or job.state.final or not job.twilio:
         return False
-    if not svc.registry.all_days_final(job_sid, job_days(job.start_day, job.end_day)):
+    if not svc.days.all_days_final(job_sid, job_days(job.start_day, job.end_day)):
         return False  # every day of the range needs a final record, not just the ones seen so far
-    days = day_views(svc.registry.get_days(job_sid))
+    days = day_views(svc.days.get_days(job_sid))
     failed = [d["day"] for d in days if d["state"] == DayState.FAILED]
     state = JobState.FAILED if failed else JobState.DONE
     key = store.manifest_key(job.resource_type, job_sid)

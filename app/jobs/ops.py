@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from app.jobs.lifecycle import fetched, finish
-from app.jobs.registry import DayState, JobRecord, JobState
+from app.jobs.records import DayState, JobRecord, JobState
 from app.platform.config import RESOURCE_TYPES
 from app.platform.errors import Conflict, NotFound, RequestError
 from app.platform.metrics import JOBS
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 def require_job(svc: Services, job_sid: str) -> JobRecord:
     validate_job_sid(job_sid)
-    job = svc.registry.get_job(job_sid)
+    job = svc.jobs.get_job(job_sid)
     if job is None:
         raise NotFound(f"job {job_sid} is not tracked here")
     return job
@@ -37,7 +37,7 @@ def refresh(svc: Services, job_sid: str) -> JobRecord:
     if job.origin == "listed":
         raise Conflict(f"{job_sid} is a day file Twilio listed, not a job at Twilio: there is no job to read")
     tj = svc.twilio_for(job.account_sid).fetch_job(job_sid)
-    svc.registry.update_job(job_sid, twilio=fetched(tj))
+    svc.jobs.update_job(job_sid, twilio=fetched(tj))
     if not job.state.final:
         svc.enqueuer.sync(job_sid)
     return require_job(svc, job_sid)
@@ -47,7 +47,7 @@ def adopt(svc: Services, job_sid: str, resource_type: str | None = None, account
     """Track a job created elsewhere (in ``account``: SID or label); its webhook is not ours, so the poller will
     finish it."""
     validate_job_sid(job_sid)
-    existing = svc.registry.get_job(job_sid)
+    existing = svc.jobs.get_job(job_sid)
     if existing is not None:
         return existing
     owner = svc.accounts.resolve(account)
@@ -67,10 +67,10 @@ def adopt(svc: Services, job_sid: str, resource_type: str | None = None, account
         account_sid=owner.sid,
         twilio=tj.snapshot(),
     )
-    if svc.registry.add_job(record):
+    if svc.jobs.add_job(record):
         JOBS.labels("adopted").inc()
     svc.enqueuer.sync(job_sid)
-    return svc.registry.get_job(job_sid) or record
+    return svc.jobs.get_job(job_sid) or record
 
 
 def cancel(svc: Services, job_sid: str) -> JobRecord:
@@ -90,7 +90,7 @@ def requeue(svc: Services, job_sid: str, days: list[str] | None = None) -> list[
     job = require_job(svc, job_sid)
     if job.state == JobState.CANCELLED:
         raise Conflict(f"job {job_sid} was cancelled")
-    records = svc.registry.get_days(job_sid)
+    records = svc.days.get_days(job_sid)
     wanted = days or [d for d, r in records.items() if r.state == DayState.FAILED]
     for day in wanted:
         if day not in records:
@@ -102,8 +102,8 @@ def requeue(svc: Services, job_sid: str, days: list[str] | None = None) -> list[
         rec.state, rec.error, rec.attempts = DayState.PENDING, None, 0
         if rec.twilio_status == "failed":
             rec.twilio_status = None  # let Twilio's current answer decide again
-        svc.registry.put_day(job_sid, rec)
+        svc.days.put_day(job_sid, rec)
     if job.state.final:
-        svc.registry.reopen_job(job_sid)
+        svc.jobs.reopen_job(job_sid)
     svc.enqueuer.sync(job_sid)
     return wanted

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from app.jobs import events
-from app.jobs.registry import JobRecord, hash_token
+from app.jobs.records import JobRecord, hash_token
 from app.jobs.submission import webhook_url
 from app.platform import clock
 from app.platform.config import RESOURCE_TYPES
@@ -51,7 +51,7 @@ class MarkerStore(Protocol):
 def registry_state(svc: Services, client: Any) -> str:
     """OK, FRESH (no marker anywhere yet) or LOST; ``client`` an S3 client allowed to list the bucket (the web's
     probe): listing is enough, so the web needs no read access to objects."""
-    if svc.registry.marker():
+    if svc.marks.marker():
         return OK
     key = f"{svc.settings.s3_prefix}{MARKER_KEY}"
     listed = client.list_objects_v2(Bucket=svc.settings.s3_bucket, Prefix=key, MaxKeys=1)
@@ -67,7 +67,7 @@ class Recovery:
 def ensure_registry(svc: Services, store: MarkerStore) -> Recovery:
     """Run by every poll (cheap when the marker is there): create the marker on a fresh install, recover a lost
     registry."""
-    marker = svc.registry.marker()
+    marker = svc.marks.marker()
     if marker:
         keep_signed_seen(svc, store, marker)
         return Recovery([], OK)
@@ -75,13 +75,13 @@ def ensure_registry(svc: Services, store: MarkerStore) -> Recovery:
     if bucket is None:
         marker = {"id": uuid.uuid4().hex, "created_at": str(clock.now())}
         store.write_marker(marker)
-        svc.registry.put_marker(marker)
+        svc.marks.put_marker(marker)
         log.info("registry marker created (fresh install)")
         return Recovery([], FRESH)
     if bucket.get(SIGNED_SEEN):  # before any token is mapped again: no unsigned delivery slips in between
-        svc.registry.mark_signed_seen(_seconds(bucket[SIGNED_SEEN]))
+        svc.tokens.mark_signed_seen(_seconds(bucket[SIGNED_SEEN]))
     adopted = recover_jobs(svc)
-    svc.registry.put_marker({**{k: str(v) for k, v in bucket.items()}, "recovered_at": str(clock.now())})
+    svc.marks.put_marker({**{k: str(v) for k, v in bucket.items()}, "recovered_at": str(clock.now())})
     log.warning("registry was lost and has been rebuilt from Twilio and the bucket", extra={"adopted": len(adopted)})
     events.registry_recovered(svc, adopted)  # queued only, never raises
     return Recovery(adopted, LOST)
@@ -91,15 +91,15 @@ def keep_signed_seen(svc: Services, store: MarkerStore, marker: dict[str, str]) 
     """Copy "a validly signed webhook was seen" from Redis into the bucket's marker, once (the registry's marker
     then carries it too, so later polls cost one GET); and set it again from the registry's marker if only the
     flag was lost."""
-    seen = svc.registry.signed_seen()
+    seen = svc.tokens.signed_seen()
     if marker.get(SIGNED_SEEN):
         if seen is None:
-            svc.registry.mark_signed_seen(_seconds(marker[SIGNED_SEEN]))
+            svc.tokens.mark_signed_seen(_seconds(marker[SIGNED_SEEN]))
         return
     if seen is None:
         return
     store.write_marker({**(store.read_marker() or marker), SIGNED_SEEN: str(seen)})
-    svc.registry.put_marker({SIGNED_SEEN: str(seen)})
+    svc.marks.put_marker({SIGNED_SEEN: str(seen)})
     log.info("registry marker in the bucket now remembers that a signed webhook was seen")
 
 
@@ -130,7 +130,7 @@ def _recover_account(svc: Services, account_sid: str, hook_prefix: str) -> list[
             record = _our_job(tj.job_sid, rt, tj, hook_prefix)
             if record is not None:
                 record.account_sid = account_sid
-            if record is not None and svc.registry.add_job(record):
+            if record is not None and svc.jobs.add_job(record):
                 JOBS.labels("recovered").inc()
                 svc.enqueuer.sync(tj.job_sid)
                 adopted.append(tj.job_sid)

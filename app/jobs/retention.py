@@ -10,7 +10,9 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from app.jobs.registry import DayRecord, DayState, JobRecord, Registry
+from app.jobs.days import DayStore
+from app.jobs.records import DayRecord, DayState, JobRecord
+from app.jobs.store import JobStore
 from app.platform import clock
 from app.twilio.statuses import COPY_STATUSES
 
@@ -51,15 +53,15 @@ class ActiveDays:
         return max((d.age_seconds for d in self.uncopied), default=0.0)
 
 
-def scan_active_days(registry: Registry, now: float | None = None) -> ActiveDays:
+def scan_active_days(jobs: JobStore, days: DayStore, now: float | None = None) -> ActiveDays:
     """One walk over the days of every non-final job."""
     now = clock.now() if now is None else now
     result = ActiveDays()
-    for sid in registry.active_jobs():
-        job = registry.get_job(sid)
+    for sid in jobs.active_jobs():
+        job = jobs.get_job(sid)
         if job is None:
             continue
-        for rec in registry.get_days(sid).values():
+        for rec in days.get_days(sid).values():
             if rec.state == DayState.FAILED:
                 result.failed += 1
             elif not rec.state.final and rec.twilio_status in COPY_STATUSES:

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from redis.exceptions import RedisError
 
 from app.feeds.store import owner_of
-from app.jobs.registry import JobRecord, hash_token
+from app.jobs.records import JobRecord, hash_token
 from app.platform import clock
 from app.platform.config import RESOURCE_TYPES
 from app.platform.days import days_between, split_range
@@ -92,7 +92,7 @@ class SubmitResult:
 
 def submit(svc: Services, req: SubmitRequest, quota_limit: int | None = None, origin: str = "api") -> SubmitResult:
     """Create one Twilio job per ≤366-day chunk, after reserving today's quota for all of them (``quota_limit``:
-    a lower ceiling for this caller, see Registry.reserve_quota)."""
+    a lower ceiling for this caller, see QuotaStore.reserve)."""
     chunks = split_range(req.start_day, req.end_day)
     total_days = (req.end_day - req.start_day).days + 1
     quota = svc.settings.daily_day_quota
@@ -105,7 +105,7 @@ def submit(svc: Services, req: SubmitRequest, quota_limit: int | None = None, or
     account = svc.accounts.resolve(req.account)
     req = replace(req, account=account.sid)
     today = clock.utc_today().isoformat()
-    svc.registry.reserve_quota(today, total_days, quota_limit, account.family)  # raises QuotaExceeded
+    svc.quota.reserve(today, total_days, quota_limit, account.family)  # raises QuotaExceeded
     created: list[JobRecord] = []
     for index, (start, end) in enumerate(chunks):
         name = req.friendly_name if len(chunks) == 1 else f"{req.friendly_name} ({index + 1}/{len(chunks)})"
@@ -124,7 +124,7 @@ def submit(svc: Services, req: SubmitRequest, quota_limit: int | None = None, or
 
 def _release_quota(svc: Services, today: str, days: int, family: str) -> None:
     try:
-        svc.registry.release_quota(today, days, family)
+        svc.quota.release(today, days, family)
     except RedisError:  # the quota then errs on the safe side (too little left today), never the other way
         log.warning("could not give back %d days of today's quota (Redis unavailable)", days)
 
@@ -137,7 +137,7 @@ def _submit_chunk(svc: Services, req: SubmitRequest, start: date, end: date, nam
     days = days_between(start, end)
     account_sid = req.account or svc.accounts.primary.sid
     owner = owner_of(req.resource_type, account_sid)
-    svc.registry.add_pending(
+    svc.tokens.add_pending(
         token_hash,
         {
             "resource_type": req.resource_type,
@@ -152,7 +152,7 @@ def _submit_chunk(svc: Services, req: SubmitRequest, start: date, end: date, nam
     except SubmitUncertain:
         raise  # pending and marks stay: the poller adopts the job by its token, or frees the days
     except TwilioError:
-        svc.registry.drop_pending(token_hash)  # Twilio created nothing: the days are free again
+        svc.tokens.drop_pending(token_hash)  # Twilio created nothing: the days are free again
         svc.feeds.release_days(owner, f"pending:{token_hash}", days)
         raise
     # Keep what we sent: Twilio's create answer may echo nulls.
@@ -169,7 +169,7 @@ def _submit_chunk(svc: Services, req: SubmitRequest, start: date, end: date, nam
         twilio=tj.snapshot(),
     )
     try:
-        svc.registry.add_job(record)
+        svc.jobs.add_job(record)
         svc.feeds.mark_in_flight(owner, tj.job_sid, days)
     except RedisError as exc:
         raise SubmitUncertain(
@@ -219,17 +219,17 @@ def reconcile_pending(svc: Services, older_than: float = PENDING_ADOPT_AFTER_S) 
     now = time.time()
     pending = {
         h: req
-        for h, req in svc.registry.pending_submissions().items()
+        for h, req in svc.tokens.pending_submissions().items()
         if now - float(req.get("created_at", now)) > older_than and req.get("resource_type") in RESOURCE_TYPES
     }
     default = svc.accounts.primary.sid
     for account_sid, rt in sorted({(r.get("account_sid") or default, r["resource_type"]) for r in pending.values()}):
         for tj in svc.twilio_for(account_sid).list_jobs(rt):
             token_hash = _submission_of(tj, pending)
-            if token_hash is None or svc.registry.get_job(tj.job_sid) is not None:
+            if token_hash is None or svc.jobs.get_job(tj.job_sid) is not None:
                 continue
             req = pending[token_hash]
-            svc.registry.add_job(
+            svc.jobs.add_job(
                 JobRecord(
                     job_sid=tj.job_sid,
                     resource_type=rt,

@@ -82,39 +82,15 @@ class FailureLimit:
     def key_of(self, client: str) -> str:
         return self.key_prefix + client
 
-    def _counters(self, remote_addr: str | None) -> list[tuple[str, int]]:
+    def counters(self, remote_addr: str | None) -> list[tuple[str, int]]:
         """The keys this client's failures count under, each with its maximum: its own, then everyone's."""
         counters = [(self.key_of(client_id(remote_addr)), self.max_per_client)]
         if self.max_everyone is not None:
             counters.append((self.key_of(EVERYONE), self.max_everyone))
         return counters
 
-    def reserve(self, r: redis.Redis, remote_addr: str | None) -> Limited | None:
-        """Count this attempt as a failure *before* its token is compared, unless the client is limited already:
-        then why and for how long, and nothing is counted. One atomic script, so concurrent attempts cannot all
-        pass a check made before any of them is counted: at most ``max_per_client`` tokens from one client (and
-        ``max_everyone`` from all) are ever compared per window. A right token gives its count back (``release``).
-        """
-        counters = self._counters(remote_addr)
-        keys = [key for key, _ in counters]
-        index, ttl = r.eval(_RESERVE, len(keys), *keys, self.window_seconds, *(m for _, m in counters))
-        if int(index) == 0:
-            return None
-        return Limited(self._seconds_left(ttl), everyone=int(index) > 1, limit=self)
-
-    def _seconds_left(self, ttl: int) -> int:
+    def seconds_left(self, ttl: int) -> int:
         return int(ttl) if int(ttl) > 0 else self.window_seconds  # -1 cannot happen: keys are made with expiry
-
-    def release(self, r: redis.Redis, remote_addr: str | None, forgive: bool = False) -> None:
-        """The reserved attempt's token was right, so it was no failure: its counts go back down (never below 0;
-        a window that ended meanwhile is left alone). ``forgive`` also forgets this client's earlier failures
-        (the shared count stays until it expires)."""
-        keys = [key for key, _ in self._counters(remote_addr)]
-        r.eval(_RELEASE, len(keys), *keys, int(forgive))
-
-    def clear(self, r: redis.Redis, remote_addr: str | None) -> None:
-        """A success that forgives this client's failures (the shared count stays until it expires)."""
-        r.delete(self.key_of(client_id(remote_addr)))
 
 
 EVERYONE = "*"
@@ -176,3 +152,36 @@ def client_id(remote_addr: str | None) -> str:
             return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network((ip, 64), strict=False))
     return str(ip)
+
+
+class FailureCounts:
+    """The counts of every ``FailureLimit``: string keys ``{key_prefix}{client}`` (and ``{key_prefix}*``, everyone's),
+    each expiring with its window: ``ber:signin:failures:...`` (CONSOLE_SIGNIN), ``ber:api:auth-failures:...``
+    (API_TOKEN)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
+
+    def reserve(self, limit: FailureLimit, remote_addr: str | None) -> Limited | None:
+        """Count this attempt as a failure *before* its token is compared, unless the client is limited already:
+        then why and for how long, and nothing is counted. One atomic script, so concurrent attempts cannot all
+        pass a check made before any of them is counted: at most ``max_per_client`` tokens from one client (and
+        ``max_everyone`` from all) are ever compared per window. A right token gives its count back (``release``).
+        """
+        counters = limit.counters(remote_addr)
+        keys = [key for key, _ in counters]
+        index, ttl = self.r.eval(_RESERVE, len(keys), *keys, limit.window_seconds, *(m for _, m in counters))
+        if int(index) == 0:
+            return None
+        return Limited(limit.seconds_left(ttl), everyone=int(index) > 1, limit=limit)
+
+    def release(self, limit: FailureLimit, remote_addr: str | None, forgive: bool = False) -> None:
+        """The reserved attempt's token was right, so it was no failure: its counts go back down (never below 0;
+        a window that ended meanwhile is left alone). ``forgive`` also forgets this client's earlier failures
+        (the shared count stays until it expires)."""
+        keys = [key for key, _ in limit.counters(remote_addr)]
+        self.r.eval(_RELEASE, len(keys), *keys, int(forgive))
+
+    def clear(self, limit: FailureLimit, remote_addr: str | None) -> None:
+        """A success that forgives this client's failures (the shared count stays until it expires)."""
+        self.r.delete(limit.key_of(client_id(remote_addr)))

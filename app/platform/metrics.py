@@ -66,6 +66,15 @@ def bind_redis(client: redis.Redis) -> None:
     _redis = client
 
 
+def cluster_counts() -> dict[str, float]:
+    """Every cluster counter and histogram bucket, by field (``{name}|{label}={value},...``); raises RedisError
+    when Redis does not answer, and is empty before ``bind_redis``."""
+    if _redis is None:
+        return {}
+    raw = _redis.hgetall(HASH_KEY)
+    return {(k.decode() if isinstance(k, bytes) else str(k)): float(v) for k, v in raw.items()}
+
+
 def _field(name: str, labelnames: Sequence[str], values: Sequence[str]) -> str:
     return name + "|" + ",".join(f"{k}={v}" for k, v in zip(labelnames, values, strict=True))
 
@@ -162,21 +171,20 @@ EVENTS = ClusterCounter("relay_events", "Outbound events (app/jobs/events.py) by
 class ClusterCollector:
     """Reads the cluster metrics hash and the live gauges at scrape time."""
 
-    def __init__(self, client: redis.Redis, gauges: Callable[[], dict[str, Any]]) -> None:
-        self.client = client
+    def __init__(self, gauges: Callable[[], dict[str, Any]]) -> None:
         self.gauges = gauges
 
     def collect(self) -> Iterator[Metric]:
         try:
-            raw = self.client.hgetall(HASH_KEY)
+            raw = cluster_counts()
             gauges = self.gauges()
         except redis.RedisError as exc:
             log.warning("cluster metrics unavailable: %s", exc)
             return
         values: dict[str, list[tuple[dict[str, str], float]]] = {}
         for field, value in raw.items():
-            name, labels = _parse_field(field.decode() if isinstance(field, bytes) else str(field))
-            values.setdefault(name, []).append((labels, float(value)))
+            name, labels = _parse_field(field)
+            values.setdefault(name, []).append((labels, value))
         for metric in _CLUSTER:
             yield from _family(metric, values.get(metric.name, []))
         depth = GaugeMetricFamily("relay_queue_depth", "Tasks waiting per RQ queue", labels=["queue"])

@@ -27,7 +27,7 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from rq.utils import utcparse
 
-from app.jobs.registry import Registry
+from app.platform.locks import LockStore
 from app.platform.units import MiB
 
 log = logging.getLogger(__name__)
@@ -165,9 +165,9 @@ class JSONQueue(Queue):
 
 
 class Enqueuer:
-    def __init__(self, connection: redis.Redis, registry: Registry, copy_retry_intervals: Sequence[int]) -> None:
+    def __init__(self, connection: redis.Redis, locks: LockStore, copy_retry_intervals: Sequence[int]) -> None:
         self.connection = connection
-        self.registry = registry  # owns the orphan-sighting and enqueue-lock keys
+        self.locks = locks  # owns the orphan-sighting and enqueue-lock keys
         self.control = JSONQueue(CONTROL_QUEUE, connection=connection)
         self.copy = JSONQueue(COPY_QUEUE, connection=connection)
         self.copy_retry_intervals = list(copy_retry_intervals)
@@ -217,7 +217,7 @@ class Enqueuer:
         if any(self.connection.lpos(key, job_id) is not None for key in (queue.key, intermediate)):
             return False
         now = time.time()
-        first_seen = self.registry.orphan_first_seen(job_id, text, now)
+        first_seen = self.locks.orphan_first_seen(job_id, text, now)
         if first_seen is None or now - first_seen < ORPHAN_CONFIRM_SECONDS:
             return False
         log.warning("task %s is marked queued but is in no queue (worker died after dequeuing): replacing", job_id)
@@ -227,7 +227,7 @@ class Enqueuer:
         """Replace an ended (or orphaned) task under a short lock: two callers must not both delete-and-enqueue
         (the second delete could remove the first one's fresh task and run the same id twice)."""
         lock, owner = f"enqueue:{job_id}", uuid.uuid4().hex
-        if not self.registry.acquire_lock(lock, owner, ENQUEUE_LOCK_SECONDS):
+        if not self.locks.acquire(lock, owner, ENQUEUE_LOCK_SECONDS):
             return False
         try:
             with contextlib.suppress(NoSuchJobError, InvalidJobOperation):
@@ -237,7 +237,7 @@ class Enqueuer:
         except DuplicateJobError:
             return False
         finally:
-            self.registry.release_lock(lock, owner)  # only ours, if it expired and another caller took it
+            self.locks.release(lock, owner)  # only ours, if it expired and another caller took it
 
     @staticmethod
     def sync_key_prefix() -> str:

@@ -1,1 +1,2 @@
-"""Twilio's side: the BulkExports client, its statuses, and the accounts the relay serves (credentials, labels)."""
+"""Twilio's side: the BulkExports client, its statuses, and the accounts the relay serves (credentials, labels, and
+their recorded states)."""

@@ -3,8 +3,8 @@ active subaccounts a parent's credentials discover (Accounts API), refreshed eve
 
 Credentials stay in this process's memory: never in Redis, S3, logs (each is registered with the log scrubber) or
 an API answer. What other processes and people may see (label, family, state: ok / credentials refused /
-suspended, last error) is kept in Redis by ``Registry.put_account_state``. A parent and its subaccounts form one
-*family*, which shares Twilio's daily quota of requested days.
+suspended, last error) is kept in Redis by ``app.twilio.account_states.AccountStateStore``. A parent and its
+subaccounts form one *family*, which shares Twilio's daily quota of requested days.
 
 Naming an account (``account=`` in the API, CLI and console; :meth:`AccountDirectory.resolve`): a SID always
 resolves to that account and is never compared with labels; a label is used only if it is one of the accounts'
@@ -27,6 +27,7 @@ from typing import Any
 from app.platform.config import ACCOUNT_SID_RE, AccountSpec, Settings
 from app.platform.errors import NotFound, RequestError
 from app.platform.logs import add_secrets
+from app.twilio.account_states import AccountStateStore
 from app.twilio.labels import label_key, shown_name
 
 log = logging.getLogger(__name__)
@@ -36,14 +37,14 @@ FORCED_REFRESH_SECONDS = 30
 _noted: dict[str, str] = {}  # this process's last recorded state per account: Redis is written on changes only
 
 
-def note_outcome(registry: Any, sid: str, error: Exception | None) -> None:
+def note_outcome(states: AccountStateStore, sid: str, error: Exception | None) -> None:
     """Record what a call with the account's credentials showed: ok, or refused (401/403 from Twilio), so
     /api/accounts, /health and the metrics show which account is broken while the others keep syncing."""
     status = getattr(error, "status", None)
     state = OK if error is None else REFUSED if status in (401, 403) else None
     if state is None or _noted.get(sid) == state:
         return
-    registry.put_account_state(sid, state=state, error="" if error is None else str(error)[:300])
+    states.put(sid, state=state, error="" if error is None else str(error)[:300])
     _noted[sid] = state
     if state != OK:
         log.warning("Twilio refused the credentials of account %s: %s", sid, error)
@@ -236,8 +237,8 @@ def _discovered(item: dict[str, Any], parent: Account, notes: dict[str, str]) ->
 
 
 def accounts_view(svc: Any) -> dict[str, Any]:
-    """Every account served, with its state as last recorded (``Registry.put_account_state``): no credential."""
-    states = svc.registry.account_states()
+    """Every account served, with its state as last recorded (``AccountStateStore.put``): no credential."""
+    states = svc.account_states.all()
     out = []
     for account in svc.accounts.all():
         recorded = states.get(account.sid, {})

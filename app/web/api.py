@@ -35,7 +35,7 @@ def require_admin_token() -> None:
     attempt is counted before the comparison and a right token gives the count back: two Redis round trips per
     request (one while limited or refused); without Redis, 503 like every API route."""
     svc, client = _svc(), request.remote_addr
-    limited = guess_limit.API_TOKEN.reserve(svc.registry.r, client)
+    limited = svc.auth_failures.reserve(guess_limit.API_TOKEN, client)
     if limited is not None:
         API_AUTH.labels("limited").inc()
         log.warning("api: refused, too many failed authentications", extra={"remote_addr": client})
@@ -46,7 +46,7 @@ def require_admin_token() -> None:
         API_AUTH.labels("refused").inc()
         log.warning("api: refused, missing or wrong token", extra={"remote_addr": client})  # never the token
         abort(401)
-    guess_limit.API_TOKEN.release(svc.registry.r, client)
+    svc.auth_failures.release(guess_limit.API_TOKEN, client)
 
 
 def json_body(optional: bool = False) -> Any:
@@ -68,7 +68,7 @@ def submit_job() -> tuple[Response, int]:
     svc = _svc()
     req = submission.SubmitRequest.from_body(json_body())
     result = submission.submit(svc, req)
-    views = [job_view(svc.registry, j) for j in result.jobs]
+    views = [job_view(svc.days, j) for j in result.jobs]
     if result.error is not None:
         # Some chunks exist at Twilio and are tracked; say so rather than pretend nothing happened.
         detail = "storage unavailable: Redis is not reachable" if isinstance(result.error, RedisError) else None
@@ -88,9 +88,9 @@ def list_jobs() -> Response:
     sid = svc.accounts.resolve(account).sid if account else None
     rt = request.args.get("resource_type")  # that resource type's jobs only
     rt = validate_resource_type(rt) if rt is not None else None
-    jobs, total = svc.registry.list_jobs(offset=page * size, limit=size, account_sid=sid, resource_type=rt)
+    jobs, total = svc.jobs.list_jobs(offset=page * size, limit=size, account_sid=sid, resource_type=rt)
     return jsonify(
-        jobs=[job_view(svc.registry, j) | {"days": None} for j in jobs],
+        jobs=[job_view(svc.days, j) | {"days": None} for j in jobs],
         meta={"page": page, "page_size": size, "total": total, "has_more": (page + 1) * size < total},
     )
 
@@ -99,7 +99,7 @@ def list_jobs() -> Response:
 @query_args()
 def show_job(job_sid: str) -> Response:
     svc = _svc()
-    return jsonify(job_view(svc.registry, ops.require_job(svc, job_sid)))
+    return jsonify(job_view(svc.days, ops.require_job(svc, job_sid)))
 
 
 @bp.delete("/jobs/<job_sid>")
@@ -107,7 +107,7 @@ def show_job(job_sid: str) -> Response:
 def cancel_job(job_sid: str) -> Response:
     svc = _svc()
     job = ops.cancel(svc, job_sid)
-    return jsonify(job_view(svc.registry, job))
+    return jsonify(job_view(svc.days, job))
 
 
 @bp.post("/jobs/track")
@@ -121,7 +121,7 @@ def track_job() -> tuple[Response, int]:
     if rt is not None:
         validate_resource_type(rt)
     job = ops.adopt(svc, validate_job_sid(body.get("job_sid")), rt, body.get("account"))
-    return jsonify(job_view(svc.registry, job)), 201
+    return jsonify(job_view(svc.days, job)), 201
 
 
 @bp.post("/jobs/<job_sid>/refresh")
@@ -129,7 +129,7 @@ def track_job() -> tuple[Response, int]:
 def refresh_job(job_sid: str) -> Response:
     """Read the job from Twilio now (``ops.refresh``): Twilio's answer at once, the days by the sync it queues."""
     svc = _svc()
-    return jsonify(job_view(svc.registry, ops.refresh(svc, job_sid)))
+    return jsonify(job_view(svc.days, ops.refresh(svc, job_sid)))
 
 
 @bp.post("/jobs/<job_sid>/requeue")
@@ -145,4 +145,4 @@ def requeue_job(job_sid: str) -> Response:
     if days is not None and (not isinstance(days, list) or not days or not all(isinstance(d, str) for d in days)):
         raise RequestError("days must be a non-empty list of YYYY-MM-DD strings (omit it for every failed day)")
     requeued = ops.requeue(svc, job_sid, days)
-    return jsonify(requeued=requeued, job=job_view(svc.registry, ops.require_job(svc, job_sid)))
+    return jsonify(requeued=requeued, job=job_view(svc.days, ops.require_job(svc, job_sid)))

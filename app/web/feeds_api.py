@@ -98,4 +98,4 @@ def copy_day(resource_type: str, day: str) -> tuple[Response, int]:
     """Copy one day file Twilio lists (no custom job, no quota), whether or not a feed covers it."""
     svc = _svc()
     job = daily_exports.copy_listed_day(svc, resource_type, day, _account())
-    return jsonify(job_view(svc.registry, job)), 202
+    return jsonify(job_view(svc.days, job)), 202

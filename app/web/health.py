@@ -99,7 +99,7 @@ def _check(name: str, func: Callable[[], Any]) -> dict[str, Any]:
 
 
 def _readiness(svc: Services) -> dict[str, dict[str, Any]]:
-    redis_check = _check("redis", svc.registry.ping)
+    redis_check = _check("redis", svc.jobs.ping)
     up = redis_check["status"] == "pass"
     return {
         "redis": redis_check,
@@ -122,7 +122,7 @@ def _store_check(svc: Services) -> dict[str, Any]:
     findings and the write path, for authenticated callers only (see ``health``)."""
     s = svc.settings
     try:
-        findings = store_probe.cached_findings(svc.registry.r, svc.s3_probe_client(), s.s3_bucket)
+        findings = svc.probes.cached_findings(svc.s3_probe_client(), s.s3_bucket)
     except Exception as exc:
         log.warning("store probe cache unreadable: %s", exc)
         return {"status": "pass", "output": "unknown"}
@@ -188,7 +188,7 @@ def _health(svc: Services) -> dict[str, Any]:
         checks["workers:count"] = [{"status": "pass" if workers else "fail", "observedValue": len(workers)}]
         depths = svc.enqueuer.depths()
         checks["queues:depth"] = [{"componentId": n, "status": "pass", "observedValue": d} for n, d in depths.items()]
-        days = scan_active_days(svc.registry)
+        days = scan_active_days(svc.jobs, svc.days)
         failed, oldest = days.failed, days.oldest_uncopied_age
         checks["days:failed"] = [{"status": "warn" if failed else "pass", "observedValue": failed}]
         age_status = "fail" if oldest > RETENTION_FAIL_S else "warn" if oldest > RETENTION_WARN_S else "pass"
@@ -200,7 +200,7 @@ def _health(svc: Services) -> dict[str, Any]:
                 "output": f"Twilio deletes day files {TWILIO_RETENTION_S // 86400} days after creation",
             }
         ]
-        last = svc.registry.last_poll()
+        last = svc.marks.last_poll()
         stale = last is None or time.time() - last > 3 * svc.settings.poll_interval_seconds + 60
         checks["poller:lastRun"] = [
             {
@@ -254,7 +254,7 @@ def _discovery_check(doc: dict[str, Any]) -> list[dict[str, Any]]:
 def _signature_policy(svc: Services) -> dict[str, Any]:
     """WEBHOOK_SIGNATURE and, under ``auto``, whether unsigned deliveries are refused yet (app.web.intake)."""
     policy = svc.settings.webhook_signature
-    seen = svc.registry.signed_seen()
+    seen = svc.tokens.signed_seen()
     refusing = policy == "required" or (policy == "auto" and seen is not None)
     detail = "unsigned deliveries refused" if refusing else "unsigned deliveries accepted"
     if policy == "auto":
@@ -389,7 +389,7 @@ def openapi() -> Response:
 
 
 def _gauges(svc: Services) -> dict[str, Any]:
-    days = scan_active_days(svc.registry)
+    days = scan_active_days(svc.jobs, svc.days)
     states = Counter(a["state"] for a in accounts_view(svc)["accounts"])
     return {
         "queues": svc.enqueuer.depths(),
@@ -398,7 +398,7 @@ def _gauges(svc: Services) -> dict[str, Any]:
         "failed": days.failed,
         "feeds": feed_summary.by_resource_type(feed_summary.current(svc)),
         "accounts": {state: states.get(state, 0) for state in (OK, REFUSED, SUSPENDED)} | states,
-        "poller_age": time.time() - (svc.registry.last_poll() or float("-inf")),  # +Inf: never polled
+        "poller_age": time.time() - (svc.marks.last_poll() or float("-inf")),  # +Inf: never polled
         "lost": int(_ready(svc)["registry"]["status"] == "fail"),  # recovery.registry_state, /readyz's cache
     }
 
@@ -410,5 +410,5 @@ _gauges_cached = CachedCheck(_gauges)
 @query_args(strict=False)
 def metrics() -> Response:
     svc = _svc()
-    body, content_type = render(ClusterCollector(svc.registry.r, lambda: _gauges_cached(svc)))
+    body, content_type = render(ClusterCollector(lambda: _gauges_cached(svc)))
     return Response(body, content_type=content_type)

@@ -27,7 +27,7 @@ from twilio.request_validator import RequestValidator
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.feeds.daily_exports import DAILY_TARGET
-from app.jobs.registry import hash_token
+from app.jobs.records import hash_token
 from app.platform.metrics import WEBHOOKS
 from app.platform.validation import query_args
 from app.services import Services
@@ -133,7 +133,7 @@ def _handle_delivery(svc: Services) -> Response:
     token = request.args.get("token", "")
     if not TOKEN_RE.fullmatch(token):
         return _reject(404, "rejected_token")
-    found = svc.registry.lookup_token(hash_token(token))
+    found = svc.tokens.lookup_token(hash_token(token))
     if found.target is None and not found.pending:
         return _reject(404, "rejected_token")
     _limit_body()
@@ -151,14 +151,14 @@ def _handle_delivery(svc: Services) -> Response:
         return Response(status=202)
     if found.target.startswith(DAILY_TARGET):
         if signed:
-            svc.registry.mark_signed_seen()
-        if not svc.registry.webhook_rate_ok(found.target, WEBHOOK_SYNC_EVERY_SECONDS):
+            svc.tokens.mark_signed_seen()
+        if not svc.tokens.webhook_rate_ok(found.target, WEBHOOK_SYNC_EVERY_SECONDS):
             WEBHOOKS.labels("throttled").inc()  # the poller sweeps anyway (SWEEP_INTERVAL_SECONDS)
             return Response(status=204)
         # A daily export's file is ready: look at Twilio's day list now (one sweep queued at a time).
         return _answer(svc.enqueuer.sweep(found.target.removeprefix(DAILY_TARGET)), found.target, first=True)
     job_sid = found.target
-    delivery = svc.registry.record_delivery(
+    delivery = svc.jobs.record_delivery(
         job_sid, svc.enqueuer.sync_key_prefix() + job_sid, signed, WEBHOOK_SYNC_EVERY_SECONDS
     )
     if not delivery.may_sync and not svc.enqueuer.is_active(delivery.sync_status):

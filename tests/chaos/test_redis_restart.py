@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from app.jobs.marks import MarkStore
 from devstack.procs import wait_until
 from devstack.redis_server import RedisServer
 from tests.chaos.conftest import LONG, Supervisor, assert_days_exact, day, signed_webhook, webhook_url
@@ -98,7 +99,7 @@ def test_redis_sigkill_under_webhook_load(redis_srv, chaos_stack, sandbox, s3, b
     thread = threading.Thread(target=twilio.run, name="twilio-deliveries", daemon=True)
     thread.start()
     windows: list[tuple[float, float]] = []  # (Redis confirmed dead, restart begins)
-    rconn = redis_srv.client()  # reconnects by itself after a restart
+    marks = MarkStore(redis_srv.client(decode_responses=True))  # reconnects by itself after a restart
     groups = [sids[i :: 2 * outages + 1] for i in range(2 * outages + 1)]
     with contextlib.ExitStack() as running:
         running.callback(thread.join, timeout=30)
@@ -111,8 +112,8 @@ def test_redis_sigkill_under_webhook_load(redis_srv, chaos_stack, sandbox, s3, b
                     for sid in twilio.released:  # the first outage's promise, kept without a poller
                         stack.wait_job(sid, timeout=60)
                     stack.start_poller()  # from here on it re-syncs what a crash abandons or orphans
-                    rconn.delete("ber:poller:last_run")
-                    wait_until(lambda: rconn.get("ber:poller:last_run"), timeout=30, what="the poller to poll")
+                    marks.forget_last_poll()
+                    wait_until(marks.last_poll, timeout=30, what="the poller to poll")
                 twilio.release(groups[2 * n])
             wait_until(twilio.all_acked, timeout=60, what="deliveries before the kill acknowledged")
             redis_srv.kill()  # SIGKILL: whatever was acknowledged must be in the AOF

@@ -12,6 +12,7 @@ import pytest
 import requests
 from twilio.request_validator import RequestValidator
 
+from app.jobs.marks import MarkStore
 from devstack.procs import wait_until
 from tests.chaos.conftest import Supervisor, assert_days_exact, data_key, day
 
@@ -61,7 +62,9 @@ def test_a_lost_registry_is_rebuilt_and_nothing_is_copied_twice(how, chaos_stack
     assert all(writes.get(data_key(RT, d["day"])) == 1 for d in view["days"]), writes
     downloads = Counter(d["day"] for d in sandbox.downloads() if d["status"] == 200 and d.get("completed"))
     assert all(downloads[d] == 1 for d in before), downloads  # nothing already in S3 fetched again
-    assert redis_server.client().hget("ber:registry:marker", "recovered_at")  # rebuilt, not started afresh
+    assert (
+        MarkStore(redis_server.client(decode_responses=True)).marker().get("recovered_at")
+    )  # rebuilt, not started afresh
     assert requests.get(f"{stack.url}/readyz", timeout=10).status_code == 200
 
 

@@ -18,6 +18,7 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 
+from app.jobs.store import JobStore
 from app.platform.queueing import QUEUES, sync_job_id
 from devstack.procs import wait_until
 from tests.chaos.conftest import LONG, assert_days_exact, day, signed_webhook, webhook_url
@@ -63,7 +64,7 @@ def test_concurrent_duplicate_webhooks_copy_each_day_once(chaos_stack, sandbox, 
     for _ in range(storms):
         statuses += storm(url, sandbox.auth_token, DELIVERIES)
     view = stack.wait_job(sid, timeout=120)
-    syncs = int(redis_server.client().hget(f"ber:job:{sid}", "syncs") or 0)
+    syncs = JobStore(redis_server.client(decode_responses=True)).get_job(sid).syncs
 
     assert statuses == {204: DELIVERIES * storms}, statuses
     assert view["state"] == "done", view

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import pytest
 from rq import Queue, Worker
 
+from app.jobs.store import JobStore
 from app.platform.queueing import CONTROL_QUEUE
 from devstack.procs import wait_until
 from tests.chaos.conftest import (
@@ -180,6 +181,7 @@ def test_worker_killed_right_after_dequeue(chaos_stack, sandbox, s3, bucket, red
     sandbox.complete(sid)
     rconn = redis_server.client()
     control = Queue(CONTROL_QUEUE, connection=rconn)
+    jobs = JobStore(redis_server.client(decode_responses=True))
 
     def blocked_in_blpop() -> bool:
         return any(c.get("cmd") == "blpop" for c in rconn.client_list())
@@ -200,7 +202,7 @@ def test_worker_killed_right_after_dequeue(chaos_stack, sandbox, s3, bucket, red
     try:
         view = stack.wait_job(sid, timeout=90)
     except AssertionError as exc:
-        syncs = int(rconn.hget(f"ber:job:{sid}", "syncs") or 0)
+        syncs = jobs.get_job(sid).syncs
         raise AssertionError(
             f"orphaned RQ task {task} is still {rconn.hget(f'rq:job:{task}', 'status')!r} in no queue; "
             f"{syncs} sync(s) ran despite the poller and a redelivered webhook: {exc}"
@@ -209,5 +211,5 @@ def test_worker_killed_right_after_dequeue(chaos_stack, sandbox, s3, bucket, red
     assert_days_exact(s3.client(), bucket, sandbox, RT, view)
     print(
         f"\nchaos: worker SIGKILLed between dequeue and start -> orphaned task {task} replaced, "
-        f"job done after {int(rconn.hget(f'ber:job:{sid}', 'syncs') or 0)} sync(s), day byte-exact"
+        f"job done after {jobs.get_job(sid).syncs} sync(s), day byte-exact"
     )

@@ -17,7 +17,9 @@ import pytest
 import redis
 import requests
 
-from app.jobs.registry import DayRecord, DayState, JobRecord, Registry
+from app.jobs.days import DayStore
+from app.jobs.records import DayRecord, DayState, JobRecord
+from app.jobs.store import JobStore
 from devstack.procs import wait_until
 from tests.event_receiver import EventReceiver
 
@@ -43,13 +45,14 @@ def submit(stack: Any, offset: int) -> str:
 def seed_day_near_deletion(redis_url: str) -> None:
     """A job whose day Twilio made 6 days ago and that is still being copied: what the poller's retention check is
     for. Its next sync is an hour away, so only the retention check looks at it."""
-    registry = Registry(redis.Redis.from_url(redis_url, decode_responses=True))
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    jobs, days = JobStore(client), DayStore(client)
     made = (datetime.now(UTC) - timedelta(days=6)).isoformat().replace("+00:00", "Z")
     job = JobRecord(job_sid=AT_RISK_SID, resource_type="Conferences", start_day=day(8), end_day=day(8))
-    assert registry.add_job(job)
+    assert jobs.add_job(job)
     rec = DayRecord(day=day(8), state=DayState.COPYING, twilio_status="completed", twilio_create_date=made)
-    registry.put_day(AT_RISK_SID, rec)
-    registry.schedule_sync(AT_RISK_SID, time.time() + 3600)
+    days.put_day(AT_RISK_SID, rec)
+    jobs.schedule_sync(AT_RISK_SID, time.time() + 3600)
 
 
 def events_by(receiver: EventReceiver) -> dict[tuple[str, str], list[str]]:

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
+from app.jobs.marks import MarkStore
 from devstack.procs import wait_until
 from tests.conftest import ADMIN_TOKEN
 
@@ -72,10 +73,10 @@ def test_logs_are_json_with_ids_and_no_secrets(make_stack, sandbox, s3, bucket, 
     sid = r.json()["job_sid"]
     view = stack.wait_job(sid)
     assert view["state"] == "done"
-    rconn = redis_server.client()
-    rconn.delete("ber:poller:last_run")
+    marks = MarkStore(redis_server.client(decode_responses=True))
+    marks.forget_last_poll()
     stack.start_poller()  # its log is scanned too
-    wait_until(lambda: rconn.get("ber:poller:last_run"), timeout=30, what="the poller to poll")
+    wait_until(marks.last_poll, timeout=30, what="the poller to poll")
     (remote,) = [j for j in sandbox.jobs() if j["job_sid"] == sid]
     token = parse_qs(urlsplit(remote["webhook_url"]).query)["token"][0]
     signatures = [w["headers"].get("X-Twilio-Signature") for w in sandbox.webhooks() if w.get("headers")]

@@ -73,7 +73,7 @@ def wsgi_app(fuzz_app):
 def test_api_conforms_and_never_errors(case, fuzz_app):
     # Generated cases with a bad Authorization header count against this client's address: forgive them, so the
     # fuzz keeps reaching the handlers (the limit itself: tests/e2e/test_api_token_limit.py; 429 is documented).
-    API_TOKEN.clear(fuzz_app.extensions["relay"].registry.r, "127.0.0.1")
+    fuzz_app.extensions["relay"].auth_failures.clear(API_TOKEN, "127.0.0.1")
     response = case.call(app=fuzz_app, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     COUNTS["schemathesis"] += 1
     assert response.status_code < 500 or response.status_code == 503, (case.method, case.path, response.text)
@@ -160,7 +160,7 @@ def test_unsigned_deliveries_with_a_real_token_are_refused_once_signatures_are_s
 ):
     """WEBHOOK_SIGNATURE=auto after a signed delivery: an unsigned one carrying a real job's token (read from a
     load balancer log, say) is refused whatever else it carries, and never queues a sync."""
-    fuzz_app.extensions["relay"].registry.mark_signed_seen()
+    fuzz_app.extensions["relay"].tokens.mark_signed_seen()
     query = {"token": TOKEN, **{k: v for k, v in extra_query.items() if k != "token"}}
     response = fuzz_app.test_client().open(
         "/hooks/bulkexport", method=method, query_string=query, data=body, headers={"Content-Type": content_type}

@@ -9,6 +9,7 @@ import pytest
 from rq import Queue
 
 from app import create_app
+from app.jobs.tokens import token_key
 from app.platform.config import load_settings
 from app.platform.queueing import CONTROL_QUEUE
 from tests.conftest import ADMIN_TOKEN, make_env
@@ -56,8 +57,8 @@ def test_submit_creates_job_at_twilio_with_our_webhook(client, sandbox):
     assert (remote["start_day"], remote["end_day"]) == (day(5), day(3))
     # the token is stored only as a hash
     assert not any(
-        token in k or token in str(client.svc.registry.r.get(k) or "")
-        for k in client.svc.registry.r.scan_iter("ber:token:*")
+        token in k or token in str(client.svc.tokens.r.get(k) or "")
+        for k in client.svc.tokens.r.scan_iter(token_key("*"))
     )
 
 
@@ -155,8 +156,8 @@ def test_twilio_refusing_with_429_gives_503_and_gives_the_quota_back(client, san
     assert r.status_code == 503 and r.get_json()["error"].startswith("Twilio unavailable")
     sandbox.set_faults()
     assert len(sandbox.jobs()) == 0
-    assert client.svc.registry.quota_used(datetime.now(UTC).date().isoformat()) == 0
-    assert client.svc.registry.pending_submissions() == {}  # Twilio processed nothing: nothing to reconcile
+    assert client.svc.quota.used(datetime.now(UTC).date().isoformat()) == 0
+    assert client.svc.tokens.pending_submissions() == {}  # Twilio processed nothing: nothing to reconcile
 
 
 def test_a_lost_create_answer_is_reported_as_uncertain_not_as_retryable(client, sandbox):
@@ -167,8 +168,8 @@ def test_a_lost_create_answer_is_reported_as_uncertain_not_as_retryable(client, 
     assert "Check the job list before submitting again" in r.get_json()["detail"]
     sandbox.set_faults()
     assert len(sandbox.jobs()) == 0  # (this sandbox answered before creating; the relay cannot know that)
-    assert client.svc.registry.quota_used(datetime.now(UTC).date().isoformat()) == 3  # Twilio may count it
-    assert len(client.svc.registry.pending_submissions()) == 1  # the poller looks for it by its token
+    assert client.svc.quota.used(datetime.now(UTC).date().isoformat()) == 3  # Twilio may count it
+    assert len(client.svc.tokens.pending_submissions()) == 1  # the poller looks for it by its token
 
 
 def test_a_created_job_that_cannot_be_recorded_is_named_and_adopted_later(client, sandbox, monkeypatch):
@@ -180,7 +181,7 @@ def test_a_created_job_that_cannot_be_recorded_is_named_and_adopted_later(client
         raise redis.ConnectionError("Redis went away")
 
     with monkeypatch.context() as m:
-        m.setattr(client.svc.registry, "add_job", storage_down)  # Redis fails right after Twilio created it
+        m.setattr(client.svc.jobs, "add_job", storage_down)  # Redis fails right after Twilio created it
         r = submit(client)
     (created,) = sandbox.jobs()
     assert r.status_code == 502 and r.get_json()["error"] == "submission outcome unknown"
@@ -192,12 +193,12 @@ def test_a_range_over_the_daily_quota_is_a_400_not_a_429(client, sandbox):
     r = submit(client, start_day=day(402), end_day=day(3))  # 400 days, quota 366: no retry can ever succeed
     assert r.status_code == 400 and "at most 366 days per request" in r.get_json()["detail"]
     assert len(sandbox.jobs()) == 0
-    assert client.svc.registry.quota_used(datetime.now(UTC).date().isoformat()) == 0
+    assert client.svc.quota.used(datetime.now(UTC).date().isoformat()) == 0
 
 
 def test_track_adopts_a_job_created_elsewhere(client, sandbox, redis_url):
     other = submit(client).get_json()["job_sid"]
-    client.svc.registry.r.flushall()  # forget it: as if another tool created it
+    client.svc.jobs.r.flushall()  # forget it: as if another tool created it
     r = client.post("/api/jobs/track", json={"job_sid": other}, headers=AUTH)
     assert r.status_code == 201 and r.get_json()["origin"] == "adopted"
     assert Queue(CONTROL_QUEUE, connection=client.svc.rq_connection).job_ids == [f"sync-{other}"]

@@ -27,7 +27,7 @@ from werkzeug.datastructures import ImmutableMultiDict
 from werkzeug.utils import cached_property
 
 from app.feeds.coverage import REPORTED_STATES
-from app.jobs.registry import ORIGINS, DayState, JobState
+from app.jobs.records import ORIGINS, DayState, JobState
 from app.platform import clock
 from app.platform.config import RESOURCE_TYPES
 from app.twilio.accounts import OK, REFUSED, SUSPENDED
@@ -323,4 +323,4 @@ def test_real_answers_match_their_schemas(app: Flask) -> None:
         assert r.status_code == 200, (url, r.get_json())
         doc[path][method].validate_response(r)
     assert {j["origin"] for j in client.get("/api/jobs", headers=AUTH).get_json()["jobs"]} <= set(ORIGINS)
-    assert svc.registry.get_job(sid) is not None
+    assert svc.jobs.get_job(sid) is not None

@@ -17,7 +17,7 @@ from app import create_app
 from app.bucket import verify
 from app.feeds import coverage, daily_exports, summary
 from app.feeds.store import CoverageDay, Feed, owner_of
-from app.jobs.registry import DayRecord, DayState, JobRecord
+from app.jobs.records import DayRecord, DayState, JobRecord
 from app.platform.config import load_settings
 from tests.conftest import make_env
 from tests.days import day
@@ -132,7 +132,7 @@ def listed_day(svc: Any, sandbox: Any, iso: str) -> str:
     job = svc.twilio_for(svc.accounts.primary.sid).create_job(RT, iso, iso, "elsewhere", None, "POST")
     sandbox.complete(job.job_sid)
     sid = daily_exports.copy_listed_day(svc, RT, iso, svc.accounts.primary).job_sid
-    svc.registry.put_day(sid, DayRecord(day=iso, state=DayState.COPIED, twilio_status="completed"))
+    svc.days.put_day(sid, DayRecord(day=iso, state=DayState.COPIED, twilio_status="completed"))
     return sid
 
 
@@ -140,7 +140,7 @@ def test_the_sweep_copies_a_corrupt_day_again_through_the_job_that_copied_it(svc
     sid = listed_day(svc, sandbox, day(5))
     copied(svc, sink, day(5), job_sid=sid, state="corrupt", error="the bucket's object is 240 bytes")
     assert daily_exports.sweep(svc, RT, svc.accounts.primary.sid) == [sid]
-    assert svc.registry.get_day(sid, day(5)).state == DayState.PENDING  # requeued: its copy is queued again
+    assert svc.days.get_day(sid, day(5)).state == DayState.PENDING  # requeued: its copy is queued again
     assert state_of(svc, day(5)).state == "corrupt"  # until a copy replaces the object (not "in flight")
 
 
@@ -150,16 +150,16 @@ def test_a_vanished_day_is_copied_again_through_its_listed_job_and_held_in_fligh
     sid = listed_day(svc, sandbox, day(5))
     svc.feeds.drop_days(owner_of(RT, svc.accounts.primary.sid), [day(5)])
     assert daily_exports.sweep(svc, RT, svc.accounts.primary.sid) == [sid]
-    assert svc.registry.get_day(sid, day(5)).state == DayState.PENDING
+    assert svc.days.get_day(sid, day(5)).state == DayState.PENDING
     assert state_of(svc, day(5)).state == "in_flight" and state_of(svc, day(5)).job_sid == sid
 
 
 def test_a_failed_copy_of_a_corrupt_day_is_not_started_again_by_each_sweep(svc, sink, sandbox):
     sid = listed_day(svc, sandbox, day(5))
-    svc.registry.put_day(sid, DayRecord(day=day(5), state=DayState.FAILED, error="gone"))
+    svc.days.put_day(sid, DayRecord(day=day(5), state=DayState.FAILED, error="gone"))
     copied(svc, sink, day(5), job_sid=sid, state="corrupt", error="the bucket's object is 240 bytes")
     daily_exports.sweep(svc, RT, svc.accounts.primary.sid)
-    assert svc.registry.get_day(sid, day(5)).state == DayState.FAILED  # visible; the console's Retry requeues it
+    assert svc.days.get_day(sid, day(5)).state == DayState.FAILED  # visible; the console's Retry requeues it
 
 
 def test_a_corrupt_day_whose_copy_failed_stays_corrupt_and_says_why(svc, sink):

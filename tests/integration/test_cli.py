@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app import create_app
-from app.jobs.registry import DayRecord, DayState
+from app.jobs.records import DayRecord, DayState
 from app.platform.config import load_settings
 from tests.conftest import make_env
 
@@ -57,11 +57,11 @@ def test_errors_are_one_line_with_their_exit_status(cli):
 
 def test_track_and_requeue(cli, sandbox):
     sid = json.loads(cli("submit", "Messages", day(3), day(3), "--json").output)[0]["job_sid"]
-    cli.svc.registry.r.flushall()
+    cli.svc.jobs.r.flushall()
     r = cli("track", sid, "--json")
     assert r.exit_code == 0 and json.loads(r.output)["origin"] == "adopted"
-    cli.svc.registry.put_day(sid, DayRecord(day=day(3), state=DayState.FAILED, error="boom"))
+    cli.svc.days.put_day(sid, DayRecord(day=day(3), state=DayState.FAILED, error="boom"))
     r = cli("requeue", sid)
     assert r.exit_code == 0 and f"requeued 1 day(s): {day(3)}" in r.output
-    assert cli.svc.registry.get_day(sid, day(3)).state == DayState.PENDING
+    assert cli.svc.days.get_day(sid, day(3)).state == DayState.PENDING
     assert cli("requeue", sid).output.strip() == "nothing to requeue"

@@ -18,11 +18,12 @@ from rq.job import Job
 from app.feeds import summary
 from app.feeds.store import Feed
 from app.jobs import events, lifecycle
-from app.jobs.registry import DayRecord, DayState, JobRecord, JobState
+from app.jobs.records import DayRecord, DayState, JobRecord, JobState
 from app.jobs.retention import UncopiedDay
 from app.platform import clock
 from app.platform.config import NotifySettings, load_settings
-from app.platform.metrics import HASH_KEY
+from app.platform.locks import event_key
+from app.platform.metrics import cluster_counts
 from app.platform.queueing import CONTROL_QUEUE, EVENT_TASK, SERIALIZER, JSONQueue
 from app.services import Services
 from tests.conftest import make_env
@@ -61,15 +62,14 @@ def queued_events(svc: Services) -> list[tuple[str, dict[str, Any]]]:
 def add_job(svc: Services, days: dict[str, DayState], **fields: Any) -> JobRecord:
     first, last = min(days), max(days)
     job = JobRecord(job_sid=SID, resource_type="Calls", start_day=first, end_day=last, **fields)
-    assert svc.registry.add_job(job)
+    assert svc.jobs.add_job(job)
     for day, state in days.items():
-        svc.registry.put_day(SID, DayRecord(day=day, state=state, twilio_status="completed"))
+        svc.days.put_day(SID, DayRecord(day=day, state=state, twilio_status="completed"))
     return job
 
 
 def counted(svc: Services, event_type: str, outcome: str) -> float:
-    value = svc.registry.r.hget(HASH_KEY, f"relay_events|type={event_type},outcome={outcome}")
-    return float(str(value)) if value else 0.0
+    return cluster_counts().get(f"relay_events|type={event_type},outcome={outcome}", 0.0)
 
 
 def test_a_finished_job_queues_one_job_event_with_its_outcome(svc: Services) -> None:
@@ -79,7 +79,7 @@ def test_a_finished_job_queues_one_job_event_with_its_outcome(svc: Services) -> 
     )
     assert not lifecycle.finish(svc, SID, JobState.FAILED), "final already: no second event"
     ((eid, payload),) = queued_events(svc)
-    finalized_at = svc.registry.get_job(SID).finalized_at  # type: ignore[union-attr]
+    finalized_at = svc.jobs.get_job(SID).finalized_at  # type: ignore[union-attr]
     assert eid == events.event_id("job.failed", SID, repr(finalized_at))
     assert payload["type"] == "job.failed" and payload["timestamp"].endswith("Z")
     data = payload["data"]
@@ -94,8 +94,8 @@ def test_a_finished_job_queues_one_job_event_with_its_outcome(svc: Services) -> 
 def test_a_done_job_has_one_id_however_often_it_is_finished(svc: Services) -> None:
     add_job(svc, {"2026-11-01": DayState.COPIED})
     assert lifecycle.finish(svc, SID, JobState.DONE)
-    svc.registry.reopen_job(SID)  # a requeue (or a rebuilt registry) finishes it again: the same fact
-    svc.registry.r.delete(f"ber:event:{events.event_id('job.done', SID, '')}")  # even once the claim is gone
+    svc.jobs.reopen_job(SID)  # a requeue (or a rebuilt registry) finishes it again: the same fact
+    svc.locks.release_event(events.event_id("job.done", SID, ""))  # even once the claim is gone
     assert lifecycle.finish(svc, SID, JobState.DONE)
     ((eid, payload),) = queued_events(svc)  # one RQ task per id: the second emission found it queued
     assert eid == events.event_id("job.done", SID, "") and payload["data"]["state"] == "done"
@@ -111,7 +111,7 @@ def test_a_failed_day_event_carries_its_error_without_secrets(svc: Services) -> 
     add_job(svc, {"2026-11-05": DayState.PENDING})
     leaked = "GET https://bucket.s3.amazonaws.com/f.gz?X-Amz-Signature=abcdef0123 failed; token " + SECRET
     rec = DayRecord(day="2026-11-05", state=DayState.FAILED, attempts=3, error=leaked)
-    svc.registry.put_day(SID, rec)
+    svc.days.put_day(SID, rec)
     events.day_failed(svc, SID, rec)
     events.day_failed(svc, SID, rec)  # the same failure reported twice: one event
     ((eid, payload),) = queued_events(svc)
@@ -171,7 +171,7 @@ def test_nothing_is_emitted_without_notify_settings(redis_url, s3, bucket, sandb
     for svc in (plain, url_only):
         events.retention_at_risk(svc, [UncopiedDay(SID, "2026-11-01", DayState.PENDING, 6 * 86400)])
         events.registry_recovered(svc, [SID])
-    assert queued_events(plain) == [] and not plain.registry.r.keys("ber:event:*")
+    assert queued_events(plain) == [] and not plain.locks.r.keys(event_key("*"))
 
 
 def test_an_emitter_never_raises_and_a_failed_enqueue_can_be_retried(svc: Services, monkeypatch) -> None:
@@ -190,7 +190,7 @@ def test_an_emitter_never_raises_and_a_failed_enqueue_can_be_retried(svc: Servic
 
 
 def test_registry_recovered_names_the_marker_and_the_adopted_jobs(svc: Services) -> None:
-    svc.registry.put_marker({"id": "m" * 32, "created_at": "1", "recovered_at": "1764500000.5"})
+    svc.marks.put_marker({"id": "m" * 32, "created_at": "1", "recovered_at": "1764500000.5"})
     events.registry_recovered(svc, [SID, "JS" + "f" * 32])
     ((eid, payload),) = queued_events(svc)
     assert eid == events.event_id("registry.recovered", "m" * 32, "1764500000.5")

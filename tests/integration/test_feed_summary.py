@@ -79,7 +79,7 @@ def test_the_admin_token_names_feeds_and_accounts_and_a_wrong_one_is_refused(mak
     client = make_client()
     svc, account = client.svc, client.svc.accounts.primary.sid
     svc.feeds.put_feed(Feed("Messages", (clock.utc_today() - timedelta(days=5)).isoformat(), account=account))
-    svc.registry.put_account_state(account, state="credentials refused", error="HTTP 401: Authenticate (20003)")
+    svc.account_states.put(account, state="credentials refused", error="HTTP 401: Authenticate (20003)")
     feed_summary.refresh(svc)
     anonymous = client.get("/health")
     assert "Authorization" in anonymous.headers["Vary"]

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from app import create_app
-from app.jobs.registry import DayRecord, JobRecord
+from app.jobs.records import DayRecord, JobRecord
 from app.platform.config import load_settings
 from app.platform.version import version
 from devstack.redis_server import RedisServer
@@ -76,14 +76,14 @@ def _track_uncopied_day(client, age_days: float) -> None:
         end_day="2026-11-01",
         created_at=time.time() - age_days * 86400,
     )
-    client.svc.registry.add_job(job)
-    client.svc.registry.ensure_days(SID, [DayRecord(day="2026-11-01", twilio_status="completed")])
-    client.svc.registry.mark_poll()
+    client.svc.jobs.add_job(job)
+    client.svc.days.ensure_days(SID, [DayRecord(day="2026-11-01", twilio_status="completed")])
+    client.svc.marks.mark_poll()
 
 
 def test_health_document_shape_and_no_workers_fails(make_client):
     client = make_client()
-    client.svc.registry.mark_poll()
+    client.svc.marks.mark_poll()
     r = client.get("/health")
     assert r.content_type == "application/health+json"
     doc = r.get_json(force=True)

@@ -13,7 +13,7 @@ from twilio.request_validator import RequestValidator
 from werkzeug.datastructures import MultiDict
 
 from app import create_app
-from app.jobs.registry import JobRecord, hash_token
+from app.jobs.records import JobRecord, hash_token
 from app.platform.config import load_settings
 from app.platform.queueing import CONTROL_QUEUE
 
@@ -42,7 +42,7 @@ def tracked_app(redis_url: str, **env: str):
     job = JobRecord(
         job_sid=SID, resource_type="Calls", start_day="2026-11-01", end_day="2026-11-01", token_hash=hash_token(TOKEN)
     )
-    app.extensions["relay"].registry.add_job(job)
+    app.extensions["relay"].jobs.add_job(job)
     return app
 
 
@@ -93,7 +93,7 @@ def test_duplicate_deliveries_queue_one_sync(client):
     for _ in range(4):
         assert post_form(client, hook_url(), form, sign(hook_url(), form)).status_code == 204
     assert queued_syncs(client) == [f"sync-{SID}"]
-    assert client.svc.registry.get_job(SID).webhooks_received == 4
+    assert client.svc.jobs.get_job(SID).webhooks_received == 4
 
 
 def test_signature_with_explicit_port_in_public_url(make_client):
@@ -146,7 +146,7 @@ def test_tampered_param_is_rejected(client):
     sig = sign(hook_url(), {"status": "completed"})
     assert post_form(client, hook_url(), {"status": "failed"}, sig).status_code == 403
     assert queued_syncs(client) == []
-    assert client.svc.registry.get_job(SID).webhooks_received == 0  # only authentic deliveries are counted
+    assert client.svc.jobs.get_job(SID).webhooks_received == 0  # only authentic deliveries are counted
 
 
 def test_unknown_token_is_404_even_with_a_bad_signature(client):
@@ -223,13 +223,13 @@ def test_a_delivery_during_a_running_sync_asks_it_to_look_again(client, sync_sta
 
     The job is also made due for the poller at once, in case the running sync had already made its last check."""
     client.svc.rq_connection.hset(client.svc.enqueuer.sync_key_prefix() + SID, "status", sync_status)
-    client.svc.registry.schedule_sync(SID, time.time() + 3600)  # backed off: not due for an hour
+    client.svc.jobs.schedule_sync(SID, time.time() + 3600)  # backed off: not due for an hour
     form = {"status": "completed"}
     assert post_form(client, hook_url(), form, sign(hook_url(), form)).status_code == 204
-    assert client.svc.registry.take_resync_request(SID) is resync
-    assert (SID in client.svc.registry.due_jobs()) is resync
+    assert client.svc.jobs.take_resync_request(SID) is resync
+    assert (SID in client.svc.jobs.due_jobs()) is resync
     unsigned = client.post(hook_url().removeprefix(PUBLIC), data=form, headers={"X-Twilio-Signature": "bad"})
-    assert unsigned.status_code == 403 and not client.svc.registry.take_resync_request(SID)
+    assert unsigned.status_code == 403 and not client.svc.jobs.take_resync_request(SID)
 
 
 def test_methods_and_size_limits(client):
@@ -279,7 +279,7 @@ def test_raw_body_without_body_sha256_is_not_signed(client):
 def test_callback_before_twilio_answered_is_accepted_without_enqueue(client):
     """Twilio may call back before our create request got its answer: 202, and the poller syncs the job later."""
     early = "early_" + "e" * 40
-    client.svc.registry.add_pending(hash_token(early), {"resource_type": "Calls"})
+    client.svc.tokens.add_pending(hash_token(early), {"resource_type": "Calls"})
     r = client.post(f"/hooks/bulkexport?token={early}", data={"status": "completed"})
     assert r.status_code == 202
     forged = client.post(

@@ -8,8 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rq import Queue
 
-from app.bucket import probe as store_probe
-from app.jobs.registry import JobRecord, hash_token
+from app.jobs.records import JobRecord, hash_token
+from app.jobs.tokens import pending_key
+from app.platform.locks import POLL_LOCK, lock_key
+from app.platform.metrics import cluster_counts
 from app.platform.queueing import CONTROL_QUEUE
 from app.services import worker_services
 from tests.conftest import make_env
@@ -30,43 +32,43 @@ def svc(redis_url, s3, bucket, sandbox, monkeypatch):
 
 
 def track_due_job(svc, sid: str) -> None:
-    svc.registry.add_job(JobRecord(job_sid=sid, resource_type="Calls", start_day=day(3), end_day=day(3)))
+    svc.jobs.add_job(JobRecord(job_sid=sid, resource_type="Calls", start_day=day(3), end_day=day(3)))
 
 
 def test_a_failing_reconcile_does_not_stop_the_poll(svc, sandbox):
     """Twilio failing to list jobs (needed only for ambiguous submissions) must not starve every due job."""
-    svc.registry.add_pending(hash_token("tok_" + "p" * 40), {"resource_type": "Calls"})
-    svc.registry.r.hset(f"ber:pending:{hash_token('tok_' + 'p' * 40)}", "created_at", str(time.time() - 3600))
+    svc.tokens.add_pending(hash_token("tok_" + "p" * 40), {"resource_type": "Calls"})
+    svc.tokens.r.hset(pending_key(hash_token("tok_" + "p" * 40)), "created_at", str(time.time() - 3600))
     track_due_job(svc, "JS" + "aa" * 16)
     sandbox.set_faults(api={"403": 1000, "only": ["ListExportCustomJob"]})
     assert tasks.poll_task() == {"queued": 1}
     assert Queue(CONTROL_QUEUE, connection=svc.rq_connection).job_ids == ["sync-JS" + "aa" * 16]
-    assert svc.registry.last_poll() is not None
-    assert not svc.registry.r.exists("ber:lock:poll")
-    assert float(svc.registry.r.hget("ber:metrics", "relay_polls|outcome=reconcile_failed") or 0) == 1
+    assert svc.marks.last_poll() is not None
+    assert svc.locks.holder(POLL_LOCK) is None
+    assert cluster_counts().get("relay_polls|outcome=reconcile_failed") == 1
 
 
 def test_a_poll_skips_while_another_runs_and_leaves_its_lock_alone(svc):
     track_due_job(svc, "JS" + "bb" * 16)
-    assert svc.registry.acquire_lock("poll", "another-poll", 300)
+    assert svc.locks.acquire("poll", "another-poll", 300)
     assert tasks.poll_task() == {"queued": 0}
-    assert svc.registry.r.get("ber:lock:poll") == "another-poll"  # not deleted by the poll that skipped
-    svc.registry.release_lock("poll", "another-poll")
+    assert svc.locks.holder(POLL_LOCK) == "another-poll"  # not deleted by the poll that skipped
+    svc.locks.release("poll", "another-poll")
     assert tasks.poll_task() == {"queued": 1}
 
 
 def test_a_poll_that_overran_its_lock_does_not_free_the_next_polls(svc, monkeypatch):
     """The lock expired mid-poll and another poll took it: finishing must not delete that poll's lock."""
     track_due_job(svc, "JS" + "cc" * 16)
-    prune = svc.registry.prune_jobs
+    prune = svc.jobs.prune_jobs
 
     def lock_expires_and_is_retaken(*args, **kwargs):
-        svc.registry.r.set("ber:lock:poll", "the-next-poll", ex=300)
+        svc.locks.r.set(lock_key(POLL_LOCK), "the-next-poll", ex=300)  # expired, and taken
         return prune(*args, **kwargs)
 
-    monkeypatch.setattr(svc.registry, "prune_jobs", lock_expires_and_is_retaken)
+    monkeypatch.setattr(svc.jobs, "prune_jobs", lock_expires_and_is_retaken)
     assert tasks.poll_task() == {"queued": 1}
-    assert svc.registry.r.get("ber:lock:poll") == "the-next-poll"
+    assert svc.locks.holder(POLL_LOCK) == "the-next-poll"
 
 
 def test_the_janitor_probes_the_store_again_once_its_findings_are_gone(svc):
@@ -74,7 +76,7 @@ def test_the_janitor_probes_the_store_again_once_its_findings_are_gone(svc):
     them there, whether they expired or were lost with Redis."""
     s = svc.settings
     tasks.janitor_task()
-    assert store_probe.cached_findings(svc.registry.r, svc.s3_client(), s.s3_bucket) is not None
-    svc.registry.r.flushall()  # Redis lost (or the findings expired)
+    assert svc.probes.cached_findings(svc.s3_client(), s.s3_bucket) is not None
+    svc.jobs.r.flushall()  # Redis lost (or the findings expired)
     tasks.janitor_task()
-    assert store_probe.cached_findings(svc.registry.r, svc.s3_client(), s.s3_bucket) is not None
+    assert svc.probes.cached_findings(svc.s3_client(), s.s3_bucket) is not None

@@ -10,16 +10,16 @@ from rq import Queue
 from rq.job import Job
 from rq.utils import utcformat
 
-from app.jobs.registry import Registry
+from app.platform.locks import LockStore, orphan_key
 from app.platform.queueing import CONTROL_QUEUE, Enqueuer, sync_job_id
 
 SID = "JS" + "ef" * 16
 
 
 def make_enqueuer(redis_url: str) -> Enqueuer:
-    """As build_services makes it: RQ on a bytes client, the registry (orphan sightings, locks) on a text one."""
+    """As build_services makes it: RQ on a bytes client, the locks (orphan sightings, locks) on a text one."""
     conn = redis.Redis.from_url(redis_url)
-    return Enqueuer(conn, Registry(redis.Redis.from_url(redis_url, decode_responses=True)), [1])
+    return Enqueuer(conn, LockStore(redis.Redis.from_url(redis_url, decode_responses=True)), [1])
 
 
 def popped_long_ago(conn: redis.Redis) -> None:
@@ -40,7 +40,7 @@ def test_a_popped_task_is_replaced_only_once_seen_so_twice_apart(redis_url):
     assert not enqueuer.sync(SID)  # first sighting: only recorded
     assert not enqueuer.sync(SID)  # too soon to confirm
     assert Queue(CONTROL_QUEUE, connection=conn).job_ids == []
-    (sighting,) = conn.keys("ber:orphan:*")
+    (sighting,) = conn.keys(orphan_key("*", "*"))
     conn.set(sighting, str(time.time() - 60))  # as if first seen a minute ago
     assert enqueuer.sync(SID)  # confirmed: replaced
     assert Queue(CONTROL_QUEUE, connection=conn).job_ids == [sync_job_id(SID)]
@@ -53,7 +53,7 @@ def test_a_task_that_starts_between_sightings_is_left_alone(redis_url):
     popped_long_ago(conn)
     assert not enqueuer.sync(SID)
     conn.hset(Job.key_for(sync_job_id(SID)), "status", "started")  # the worker was alive after all
-    (sighting,) = conn.keys("ber:orphan:*")
+    (sighting,) = conn.keys(orphan_key("*", "*"))
     conn.set(sighting, str(time.time() - 60))
     assert not enqueuer.sync(SID)
     assert Queue(CONTROL_QUEUE, connection=conn).job_ids == []
@@ -69,5 +69,5 @@ def test_a_sighting_outlives_the_longest_gap_between_enqueue_attempts(redis_url)
     assert enqueuer.sync(SID)
     popped_long_ago(conn)
     assert not enqueuer.sync(SID)
-    (sighting,) = conn.keys("ber:orphan:*")
+    (sighting,) = conn.keys(orphan_key("*", "*"))
     assert conn.ttl(sighting) > 4 * MAX_SYNC_DELAY

@@ -12,7 +12,8 @@ import requests
 from app.jobs import lifecycle as sync
 from app.jobs import submission
 from app.jobs.documents import job_view
-from app.jobs.registry import DayRecord, DayState, JobRecord, JobState, hash_token
+from app.jobs.records import DayRecord, DayState, JobRecord, JobState, hash_token
+from app.jobs.store import job_key
 from app.platform.config import load_settings
 from app.services import build_services
 from app.twilio.client import TwilioRejected
@@ -38,21 +39,21 @@ def svc(redis_url, s3, bucket, sandbox):
 
 def test_sync_never_resurrects_a_cancelled_job(svc):
     sid = "JS" + "34" * 16
-    svc.registry.add_job(JobRecord(job_sid=sid, resource_type="Calls", start_day=day(3), end_day=day(3)))
-    svc.registry.finish_job(sid, JobState.CANCELLED)
-    assert not svc.registry.schedule_sync(sid, time.time(), JobState.COPYING)  # a sync that raced the cancel
-    assert svc.registry.get_job(sid).state == JobState.CANCELLED
-    assert sid not in svc.registry.active_jobs()
+    svc.jobs.add_job(JobRecord(job_sid=sid, resource_type="Calls", start_day=day(3), end_day=day(3)))
+    svc.jobs.finish_job(sid, JobState.CANCELLED)
+    assert not svc.jobs.schedule_sync(sid, time.time(), JobState.COPYING)  # a sync that raced the cancel
+    assert svc.jobs.get_job(sid).state == JobState.CANCELLED
+    assert sid not in svc.jobs.active_jobs()
 
 
 def test_attempts_cap_fails_the_day_without_copying(svc, s3, bucket, sandbox):
     sid = "JS" + "56" * 16
-    svc.registry.add_job(JobRecord(job_sid=sid, resource_type="Calls", start_day=day(3), end_day=day(3)))
-    svc.registry.put_day(sid, DayRecord(day=day(3), state=DayState.COPYING, attempts=6, twilio_status="completed"))
+    svc.jobs.add_job(JobRecord(job_sid=sid, resource_type="Calls", start_day=day(3), end_day=day(3)))
+    svc.days.put_day(sid, DayRecord(day=day(3), state=DayState.COPYING, attempts=6, twilio_status="completed"))
     sink = S3Sink(s3.client(), SinkSettings(bucket=bucket, prefix="twilio/"))
     task = DayTask(sid, "Calls", day(3), 10, None, "t1")
     assert copy_one_day(svc, sink, task, lock_seconds=60, max_attempts=6) is None
-    rec = svc.registry.get_day(sid, day(3))
+    rec = svc.days.get_day(sid, day(3))
     assert rec.state == DayState.FAILED and "gave up after 6 attempts" in rec.error
     assert not [r for r in sandbox.requests() if "/Days/" in r["path"]]  # no download was even attempted
 
@@ -60,7 +61,7 @@ def test_attempts_cap_fails_the_day_without_copying(svc, s3, bucket, sandbox):
 def test_ambiguous_create_is_reconciled_by_token(svc, sandbox):
     """Twilio created the job but our create call got no usable answer: the poller adopts it by its token."""
     token = "tok_" + "r" * 40
-    svc.registry.add_pending(hash_token(token), {"resource_type": "Messages", "start_day": day(4), "end_day": day(3)})
+    svc.tokens.add_pending(hash_token(token), {"resource_type": "Messages", "start_day": day(4), "end_day": day(3)})
     r = requests.post(
         f"{sandbox.api_url}/v1/Exports/Messages/Jobs",
         auth=(sandbox.account_sid, sandbox.auth_token),
@@ -75,20 +76,20 @@ def test_ambiguous_create_is_reconciled_by_token(svc, sandbox):
     )
     sid = r.json()["job_sid"]
     assert submission.reconcile_pending(svc, older_than=0) == [sid]
-    job = svc.registry.get_job(sid)
+    job = svc.jobs.get_job(sid)
     assert job.origin == "api" and job.token_hash == hash_token(token)
-    assert svc.registry.lookup_token(hash_token(token)).target == sid  # its webhook is recognised from now on
+    assert svc.tokens.lookup_token(hash_token(token)).target == sid  # its webhook is recognised from now on
     assert submission.reconcile_pending(svc, older_than=0) == []
 
 
 def test_twilio_404_needs_repeated_answers(svc):
     sid = "JS" + "78" * 16  # unknown to the sandbox
-    svc.registry.add_job(JobRecord(job_sid=sid, resource_type="Calls", start_day=day(3), end_day=day(3)))
+    svc.jobs.add_job(JobRecord(job_sid=sid, resource_type="Calls", start_day=day(3), end_day=day(3)))
     for _ in range(sync.LOST_AFTER_NOT_FOUND - 1):
         assert sync.sync_job(svc, _sink(svc), sid).state == JobState.WAITING
-        assert svc.registry.get_job(sid).state == JobState.WAITING
+        assert svc.jobs.get_job(sid).state == JobState.WAITING
     assert sync.sync_job(svc, _sink(svc), sid).state == JobState.FAILED
-    assert svc.registry.get_job(sid).error == "job no longer exists at Twilio"
+    assert svc.jobs.get_job(sid).error == "job no longer exists at Twilio"
 
 
 def test_a_webhook_arriving_while_the_sync_runs_makes_it_look_again(svc, sandbox, monkeypatch):
@@ -106,8 +107,8 @@ def test_a_webhook_arriving_while_the_sync_runs_makes_it_look_again(svc, sandbox
         fetched.append(all(d.status == "Completed" for d in answer.details))
         if len(fetched) == 1:  # Twilio completes the job and calls back while the sync is still running
             sandbox.complete(job_sid)
-            assert svc.registry.lookup_token(job.token_hash).target == job_sid
-            found = svc.registry.record_delivery(job_sid, svc.enqueuer.sync_key_prefix() + job_sid, True, 60)
+            assert svc.tokens.lookup_token(job.token_hash).target == job_sid
+            found = svc.jobs.record_delivery(job_sid, svc.enqueuer.sync_key_prefix() + job_sid, True, 60)
             assert found.sync_status == "started"
         return answer
 
@@ -115,19 +116,19 @@ def test_a_webhook_arriving_while_the_sync_runs_makes_it_look_again(svc, sandbox
     result = sync.sync_job(svc, _sink(svc), job.job_sid)
     assert fetched == [False, True]
     assert result.twilio_final and result.queued_copies == 2
-    assert not svc.registry.take_resync_request(job.job_sid)  # consumed
+    assert not svc.jobs.take_resync_request(job.job_sid)  # consumed
 
 
 def test_a_webhook_before_the_sync_starts_needs_no_second_look(svc, sandbox):
     req = submission.SubmitRequest("Calls", date.fromisoformat(day(3)), date.fromisoformat(day(3)), "queued", None)
     job = submission.submit(svc, req).jobs[0]
     svc.rq_connection.hset(svc.enqueuer.sync_key_prefix() + job.job_sid, "status", "queued")
-    svc.registry.record_delivery(job.job_sid, svc.enqueuer.sync_key_prefix() + job.job_sid, True, 60)
-    assert not svc.registry.take_resync_request(job.job_sid)  # the queued sync will read Twilio afterwards
+    svc.jobs.record_delivery(job.job_sid, svc.enqueuer.sync_key_prefix() + job.job_sid, True, 60)
+    assert not svc.jobs.take_resync_request(job.job_sid)  # the queued sync will read Twilio afterwards
     svc.rq_connection.hset(svc.enqueuer.sync_key_prefix() + job.job_sid, "status", "started")
-    svc.registry.record_delivery(job.job_sid, svc.enqueuer.sync_key_prefix() + job.job_sid, True, 60)
-    svc.registry.count_sync(job.job_sid)  # a sync starting reads Twilio after that delivery: request cleared
-    assert not svc.registry.take_resync_request(job.job_sid)
+    svc.jobs.record_delivery(job.job_sid, svc.enqueuer.sync_key_prefix() + job.job_sid, True, 60)
+    svc.jobs.count_sync(job.job_sid)  # a sync starting reads Twilio after that delivery: request cleared
+    assert not svc.jobs.take_resync_request(job.job_sid)
 
 
 def test_a_refused_listday_still_copies_the_day(svc, sandbox, s3, bucket):
@@ -153,23 +154,23 @@ def test_a_sync_twilio_refuses_is_visible_on_the_job_and_backs_off(svc, sandbox)
     sandbox.set_faults(api={"403": 1, "only": ["FetchJob"]})
     with pytest.raises(TwilioRejected):
         sync.sync_job(svc, _sink(svc), sid)
-    view = job_view(svc.registry, svc.registry.get_job(sid))
+    view = job_view(svc.days, svc.jobs.get_job(sid))
     assert "403" in view["last_sync_error"] and view["state"] == "waiting"
-    assert sid not in svc.registry.due_jobs()  # backed off: the poller does not hammer a refusing Twilio
+    assert sid not in svc.jobs.due_jobs()  # backed off: the poller does not hammer a refusing Twilio
     sync.sync_job(svc, _sink(svc), sid)  # the fault is spent: Twilio answers again
-    assert job_view(svc.registry, svc.registry.get_job(sid))["last_sync_error"] is None
+    assert job_view(svc.days, svc.jobs.get_job(sid))["last_sync_error"] is None
 
 
 def test_a_404_is_never_counted_twice_in_one_sync(svc, monkeypatch):
     """The re-sync for a webhook that arrived meanwhile must not turn one sync into several 404 strikes."""
     sid = "JS" + "9a" * 16  # unknown to the sandbox: 404
-    svc.registry.add_job(JobRecord(job_sid=sid, resource_type="Calls", start_day=day(3), end_day=day(3)))
+    svc.jobs.add_job(JobRecord(job_sid=sid, resource_type="Calls", start_day=day(3), end_day=day(3)))
     real_fetch = svc.twilio.fetch_job
 
     def webhook_meanwhile(job_sid: str):
-        svc.registry.r.hset(svc.registry.job_key(job_sid), "resync", "1")
+        svc.jobs.r.hset(job_key(job_sid), "resync", "1")  # as a webhook would (JobStore.record_delivery)
         return real_fetch(job_sid)
 
     monkeypatch.setattr(svc.twilio, "fetch_job", webhook_meanwhile)
     assert sync.sync_job(svc, _sink(svc), sid).state == JobState.WAITING
-    assert int(svc.registry.r.hget(svc.registry.job_key(sid), "not_found")) == 1
+    assert svc.jobs.get_job(sid).not_found == 1

@@ -42,15 +42,6 @@ PACKAGE_ORDER: tuple[tuple[str, ...], ...] = (
 RANK = {package: rank for rank, peers in enumerate(PACKAGE_ORDER) for package in peers}
 TYPE_ONLY_ANYWHERE = ("app.services",)  # the composition root's type, for annotations (under TYPE_CHECKING)
 
-# Today's offenders, being split by other branches of issue "One package per concept": the lead empties these
-# lists as the splits land (a module or class that is no longer too big may stay listed until then).
-LONG_MODULES_BEING_SPLIT = {
-    "app/jobs/registry.py",
-}
-BIG_CLASSES_BEING_SPLIT = {
-    "app/jobs/registry.py::Registry",
-}
-
 
 @dataclass(frozen=True)
 class Import:
@@ -229,9 +220,7 @@ def test_modules_stay_small() -> None:
         for path in python_files(*PRODUCTION)
         if (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES
     }
-    assert {path: lines for path, lines in long.items() if path not in LONG_MODULES_BEING_SPLIT} == {}, (
-        f"modules over {MAX_MODULE_LINES} lines"
-    )
+    assert long == {}, f"modules over {MAX_MODULE_LINES} lines"
 
 
 def test_classes_stay_small() -> None:
@@ -242,6 +231,4 @@ def test_classes_stay_small() -> None:
                 methods = sum(isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef) for item in node.body)
                 if methods > MAX_CLASS_METHODS:
                     big[f"{path.relative_to(ROOT)}::{node.name}"] = methods
-    assert {name: n for name, n in big.items() if name not in BIG_CLASSES_BEING_SPLIT} == {}, (
-        f"classes over {MAX_CLASS_METHODS} methods"
-    )
+    assert big == {}, f"classes over {MAX_CLASS_METHODS} methods"

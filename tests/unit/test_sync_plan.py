@@ -3,7 +3,7 @@ from datetime import date
 import pytest
 
 from app.jobs.lifecycle import plan_days
-from app.jobs.registry import JobRecord
+from app.jobs.records import JobRecord
 from app.jobs.submission import SubmitRequest
 from app.platform.days import split_range
 from app.platform.errors import RequestError

@@ -24,7 +24,7 @@ from datetime import timedelta
 from typing import Any
 
 import redis
-from flask import Flask, Request, abort, g, redirect, render_template, request, session, url_for
+from flask import Flask, Request, abort, current_app, g, redirect, render_template, request, session, url_for
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 from itsdangerous import URLSafeTimedSerializer
 from werkzeug.wrappers import Response
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 COOKIE_NAME = "relay_console"
 CSRF_FIELD = "csrf_token"
+SESSIONS = "relay_console_sessions"  # the app's extension holding the SessionStore
 SESSION_ID = "sid"  # the server-side session's id, in the signed cookie (app.web.console.sessions)
 MARK_FIELD = "tm"  # which token signed the session in (sessions.token_mark): a new token signs everyone out
 PUBLIC_ENDPOINTS = {"console.sign_in", "console.static"}
@@ -78,12 +79,18 @@ class ConsoleSessionInterface(SecureCookieSessionInterface):
         return bool(app.extensions["relay"].settings.console.cookie_secure)
 
 
+def session_store() -> sessions.SessionStore:
+    """The console's sessions (built by ``configure_sessions`` on Services' ``console_redis``)."""
+    store: sessions.SessionStore = current_app.extensions[SESSIONS]
+    return store
+
+
 def signing_key() -> str:
     """The cookies' signing key, read once per request (opening and saving the session share it)."""
     key: str | None = g.get("console_signing_key")
     if key is None:
         svc = current_services()
-        key = g.console_signing_key = sessions.signing_key(svc.settings.console.secret_key, svc.registry.r)
+        key = g.console_signing_key = session_store().signing_key(svc.settings.console.secret_key)
     return key
 
 
@@ -94,6 +101,7 @@ def console_token() -> str | None:
 
 def configure_sessions(app: Flask) -> None:
     settings = app.extensions["relay"].settings
+    app.extensions[SESSIONS] = sessions.SessionStore(app.extensions["relay"].console_redis)
     app.session_interface = ConsoleSessionInterface()
     app.config.update(
         SESSION_COOKIE_NAME=COOKIE_NAME,
@@ -134,7 +142,7 @@ def _session_is_current() -> bool:
         return False
     if not hmac.compare_digest(mark, sessions.token_mark(signing_key(), token)):
         return False  # signed in with a token that has been changed since
-    return sessions.is_live(current_services().registry.r, session.get(SESSION_ID))
+    return session_store().is_live(session.get(SESSION_ID))
 
 
 @bp.before_request
@@ -194,8 +202,8 @@ def sign_in() -> Response | tuple[str, int] | str:
             return redirect(_safe_next(next_url))
         return render_template("console/signin.html", next_url=next_url, error=None)
     svc = current_services()
-    r = svc.registry.r
-    limited = CONSOLE_SIGNIN.reserve(r, request.remote_addr)  # counted before the token is even looked at
+    # counted before the token is even looked at
+    limited = svc.auth_failures.reserve(CONSOLE_SIGNIN, request.remote_addr)
     if limited is not None:
         return _refuse_limited(limited, next_url)
     expected = console_token()
@@ -205,12 +213,12 @@ def sign_in() -> Response | tuple[str, int] | str:
         log.warning("console: sign-in refused (wrong token)", extra={"remote_addr": request.remote_addr})
         error = "That token is not the console token." if expected else "The console is off: no token is set."
         return render_template("console/signin.html", next_url=next_url, error=error), 401
-    CONSOLE_SIGNIN.release(r, request.remote_addr, forgive=True)
+    svc.auth_failures.release(CONSOLE_SIGNIN, request.remote_addr, forgive=True)
     CONSOLE_SIGNINS.labels("ok").inc()
-    sessions.end(r, session.get(SESSION_ID))  # a session this browser had before: a fresh id, not that one
+    session_store().end(session.get(SESSION_ID))  # a session this browser had before: a fresh id, not that one
     session.clear()
     session.permanent = True
-    session[SESSION_ID] = sessions.start(r, svc.settings.console.session_hours)
+    session[SESSION_ID] = session_store().start(svc.settings.console.session_hours)
     session[MARK_FIELD] = sessions.token_mark(signing_key(), expected)
     session[CSRF_FIELD] = secrets.token_urlsafe(32)
     log.info("console: signed in", extra={"remote_addr": request.remote_addr})
@@ -219,7 +227,7 @@ def sign_in() -> Response | tuple[str, int] | str:
 
 @bp.post("/sign-out")
 def sign_out() -> Response:
-    sessions.end(current_services().registry.r, session.get(SESSION_ID))  # copies of the cookie stop working too
+    session_store().end(session.get(SESSION_ID))  # copies of the cookie stop working too
     session.clear()
     log.info("console: signed out", extra={"remote_addr": request.remote_addr})
     return redirect(url_for("console.sign_in"))

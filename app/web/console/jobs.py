@@ -4,7 +4,7 @@ state and error, Twilio's last snapshot, and the two actions (requeue failed day
 Accounts: the list shows the selected account's jobs (the header says which), or every account's with ``?all=1``;
 with more than one account each row names its account. A job's pages show the job's own account (``pin_account``)
 and its actions act on that account only: a form naming another account (``?account=``) is refused, nothing done.
-The filtered list is ``Registry.list_jobs(account_sid=...)``, as for the API and the CLI."""
+The filtered list is ``JobStore.list_jobs(account_sid=...)``, as for the API and the CLI."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from werkzeug.wrappers import Response
 
 from app.jobs import ops
 from app.jobs.documents import job_view
-from app.jobs.registry import JobRecord
+from app.jobs.records import JobRecord
 from app.platform.days import job_days
 from app.platform.errors import Conflict, DomainError
 from app.platform.validation import bounded_int, parse_day
@@ -74,12 +74,12 @@ def jobs() -> tuple[str, int]:
     several = len(svc.accounts.all()) > 1
     every = not several or request.args.get("all") == "1"
     if every:
-        records, total = svc.registry.list_jobs(offset=page * PAGE_SIZE, limit=PAGE_SIZE)
+        records, total = svc.jobs.list_jobs(offset=page * PAGE_SIZE, limit=PAGE_SIZE)
     else:
-        records, total = svc.registry.list_jobs(page * PAGE_SIZE, PAGE_SIZE, account_sid=shown.sid)
+        records, total = svc.jobs.list_jobs(page * PAGE_SIZE, PAGE_SIZE, account_sid=shown.sid)
     rows: list[dict[str, Any]] = []
     for job in records:
-        view = job_view(svc.registry, job)
+        view = job_view(svc.days, job)
         rows.append({"job": job, "view": view, "progress": progress(job, view)})
     busy = any(not r["job"].state.final for r in rows)
     return render(
@@ -110,7 +110,7 @@ def job(job_sid: str) -> tuple[str, int]:
     svc = current_services()
     record = ops.require_job(svc, job_sid)
     pin_account(record.account_sid)  # whichever account the link came from: the job's own
-    view = job_view(svc.registry, record)
+    view = job_view(svc.days, record)
     view["days"] = every_day(record, view["days"])
     prog = progress(record, view)
     busy = not record.state.final  # a requeue reopens the job

@@ -123,7 +123,7 @@ def overview_model(svc: Services) -> dict[str, Any]:
 
 
 def _registry_model(svc: Services) -> dict[str, Any]:
-    active = scan_active_days(svc.registry)
+    active = scan_active_days(svc.jobs, svc.days)
     oldest = max(active.uncopied, key=lambda d: d.age_seconds, default=None)
     account = selected_account()
     every = coverage.report(svc)["feeds"]  # every account's: the answers are for the whole relay

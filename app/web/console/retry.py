@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from app.feeds import coverage, daily_exports
 from app.feeds.store import Feed
 from app.jobs import ops
-from app.jobs.registry import DayState, JobState
+from app.jobs.records import DayState, JobState
 from app.platform.errors import Conflict, NotFound, RequestError
 from app.services import Services
 from app.twilio.accounts import Account
@@ -37,10 +37,10 @@ def copy_failed_in_job(svc: Services, job_sid: str | None, day: str) -> bool:
     """True when ``job_sid`` is tracked, not cancelled, and our copy of ``day`` failed there (not Twilio)."""
     if not job_sid:
         return False
-    job = svc.registry.get_job(job_sid)
+    job = svc.jobs.get_job(job_sid)
     if job is None or job.state == JobState.CANCELLED:
         return False
-    rec = svc.registry.get_day(job_sid, day)
+    rec = svc.days.get_day(job_sid, day)
     return rec is not None and rec.state == DayState.FAILED and rec.twilio_status not in FAILED_STATUSES
 
 

@@ -41,20 +41,6 @@ SESSION_PREFIX = "ber:console:session:"
 SESSION_ID_BYTES = 32
 
 
-def signing_key(configured: str | None, r: redis.Redis) -> str:
-    """CONSOLE_SECRET_KEY, or the key kept in Redis (made now, once for every process, if there is none)."""
-    if configured:
-        return configured
-    for _ in range(3):  # a key deleted between our two calls (an operator rotating it) is simply made again
-        key = r.get(SIGNING_KEY_REDIS)
-        if key is not None:
-            return key.decode() if isinstance(key, bytes) else str(key)
-        made = secrets.token_hex(32)
-        if r.set(SIGNING_KEY_REDIS, made, nx=True):  # the first writer wins; everyone else reads its key
-            return made
-    raise redis.RedisError("the console's signing key keeps vanishing from Redis")
-
-
 def token_mark(key: str, token: str) -> str:
     """Which console token a session was signed in with, as only a holder of the signing key can compute it (an
     HMAC, kept in the signed cookie of signed-in sessions only): a new CONSOLE_TOKEN or ADMIN_TOKEN signs everyone
@@ -66,26 +52,43 @@ def _key(session_id: str) -> str:
     return SESSION_PREFIX + hashlib.sha256(session_id.encode()).hexdigest()
 
 
-def start(r: redis.Redis, hours: int) -> str:
-    """A new signed-in session that ends ``hours`` from now; its id (for the cookie only)."""
-    session_id = secrets.token_urlsafe(SESSION_ID_BYTES)
-    seconds = hours * 3600
-    r.set(_key(session_id), f"{clock.now() + seconds:.3f}", ex=seconds)
-    return session_id
+class SessionStore:
+    """The signing key kept in Redis (when none is configured) and the signed-in sessions."""
 
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
 
-def is_live(r: redis.Redis, session_id: object) -> bool:
-    """The id names a session that was started here, not ended, and not past its end."""
-    if not isinstance(session_id, str) or not session_id:
-        return False
-    ends = r.get(_key(session_id))
-    try:
-        return ends is not None and float(ends) > clock.now()
-    except ValueError:
-        return False
+    def signing_key(self, configured: str | None) -> str:
+        """CONSOLE_SECRET_KEY, or the key kept in Redis (made now, once for every process, if there is none)."""
+        if configured:
+            return configured
+        for _ in range(3):  # a key deleted between our two calls (an operator rotating it) is simply made again
+            key = self.r.get(SIGNING_KEY_REDIS)
+            if key is not None:
+                return key.decode() if isinstance(key, bytes) else str(key)
+            made = secrets.token_hex(32)
+            if self.r.set(SIGNING_KEY_REDIS, made, nx=True):  # the first writer wins; everyone else reads its key
+                return made
+        raise redis.RedisError("the console's signing key keeps vanishing from Redis")
 
+    def start(self, hours: int) -> str:
+        """A new signed-in session that ends ``hours`` from now; its id (for the cookie only)."""
+        session_id = secrets.token_urlsafe(SESSION_ID_BYTES)
+        seconds = hours * 3600
+        self.r.set(_key(session_id), f"{clock.now() + seconds:.3f}", ex=seconds)
+        return session_id
 
-def end(r: redis.Redis, session_id: object) -> None:
-    """Sign-out: the id stops working everywhere, whoever holds a copy of the cookie."""
-    if isinstance(session_id, str) and session_id:
-        r.delete(_key(session_id))
+    def is_live(self, session_id: object) -> bool:
+        """The id names a session that was started here, not ended, and not past its end."""
+        if not isinstance(session_id, str) or not session_id:
+            return False
+        ends = self.r.get(_key(session_id))
+        try:
+            return ends is not None and float(ends) > clock.now()
+        except ValueError:
+            return False
+
+    def end(self, session_id: object) -> None:
+        """Sign-out: the id stops working everywhere, whoever holds a copy of the cookie."""
+        if isinstance(session_id, str) and session_id:
+            self.r.delete(_key(session_id))
