@@ -160,7 +160,7 @@ def poll_task() -> dict[str, int]:
         events.feeds_lagging(svc)  # feed.lagging: once per feed and UTC day, never raises
         _retention_check(svc)
         svc.jobs.prune_jobs()
-        svc.marks.mark_poll()
+        svc.marks.mark_poll(clock.now())  # /health compares it with clock.now()
         POLLS.labels("ok").inc()
         return {"queued": queued}
     finally:

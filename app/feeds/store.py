@@ -23,7 +23,6 @@ read a few numbers per feed instead of computing coverage (issue 20).
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -50,8 +49,8 @@ class Feed:
     enabled: bool = True
     managed_by: str = "api"  # "env": declared in SYNC_FEEDS, which wins (the API refuses to change it)
     account: str = ""  # the account SID
-    created_at: float = field(default_factory=time.time)
-    updated_at: float = field(default_factory=time.time)
+    created_at: float = field(default_factory=clock.now)
+    updated_at: float = field(default_factory=clock.now)
 
     @property
     def owner(self) -> str:
@@ -204,7 +203,7 @@ class FeedStore:
 
     # -- feeds --------------------------------------------------------------------------------------------
     def put_feed(self, feed: Feed) -> None:
-        feed.updated_at = time.time()
+        feed.updated_at = clock.now()
         with self.r.pipeline() as p:
             p.hset(f"{PREFIX}feed:{feed.owner}", mapping=feed.to_redis())
             p.sadd(f"{PREFIX}feeds", feed.owner)
@@ -299,7 +298,7 @@ class FeedStore:
 
     # -- daily exports ------------------------------------------------------------------------------------
     def put_daily(self, owner: str, **fields: Any) -> None:
-        mapping: dict[Any, Any] = {k: str(v) for k, v in fields.items()} | {"updated_at": str(time.time())}
+        mapping: dict[Any, Any] = {k: str(v) for k, v in fields.items()} | {"updated_at": str(clock.now())}
         self.r.hset(f"{PREFIX}daily:{owner}", mapping=mapping)
 
     def get_daily(self, owner: str) -> dict[str, str]:

@@ -256,7 +256,7 @@ def deliver(settings: Settings, eid: str, payload: str, final: bool) -> int:
         log.error("event not delivered: NOTIFY_URL and NOTIFY_SECRET must both be set", extra={"event_id": eid})
         return 0
     assert settings.notify.url and settings.notify.secret
-    now = datetime.now(UTC)
+    now = clock.system_utc_now()  # receivers check the signature's age against their own clock
     headers = {
         "content-type": "application/json",
         "user-agent": "bulkexport-relay",

@@ -11,7 +11,6 @@ or lost, or when it is cancelled here.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -210,7 +209,7 @@ def _sync_once(svc: Services, job_sid: str) -> SyncResult:
     all_final = plan.twilio_final and svc.days.all_days_final(job_sid, job_days(job.start_day, job.end_day))
     if not all_final:
         # The poller looks again later: Twilio still working, or copies in flight (in case one is lost).
-        svc.jobs.schedule_sync(job_sid, time.time() + _next_sync_delay(svc, job), state)
+        svc.jobs.schedule_sync(job_sid, clock.now() + _next_sync_delay(svc, job), state)
     return SyncResult(job_sid, state, queued, ready_to_finish=all_final, twilio_final=plan.twilio_final)
 
 
@@ -229,7 +228,7 @@ def _sync_listed(svc: Services, job: JobRecord) -> SyncResult:
     queued = _apply_plan(svc, job, plan, files)
     all_final = svc.days.all_days_final(job.job_sid, [day])
     if not all_final:
-        svc.jobs.schedule_sync(job.job_sid, time.time() + _next_sync_delay(svc, job), JobState.COPYING)
+        svc.jobs.schedule_sync(job.job_sid, clock.now() + _next_sync_delay(svc, job), JobState.COPYING)
     return SyncResult(job.job_sid, JobState.COPYING, queued, ready_to_finish=all_final, twilio_final=True)
 
 
@@ -240,7 +239,7 @@ def _sync_failed(svc: Services, job: JobRecord, exc: TwilioError) -> None:
     sync forever with nothing on the job to show for it."""
     SYNC_FAILURES.labels(type(exc).__name__).inc()
     svc.jobs.update_job(job.job_sid, last_sync_error=str(exc)[:500])
-    svc.jobs.schedule_sync(job.job_sid, time.time() + _next_sync_delay(svc, job))
+    svc.jobs.schedule_sync(job.job_sid, clock.now() + _next_sync_delay(svc, job))
     log.warning("sync failed: %s", exc, extra={"job_sid": job.job_sid})
 
 
@@ -290,7 +289,7 @@ def _twilio_lost_job(svc: Services, job: JobRecord) -> SyncResult:
     misses = svc.jobs.count_not_found(job.job_sid)
     retention_over = clock.now() - job.created_at > TWILIO_RETENTION_S
     if misses < LOST_AFTER_NOT_FOUND and not retention_over:
-        svc.jobs.schedule_sync(job.job_sid, time.time() + _next_sync_delay(svc, job))
+        svc.jobs.schedule_sync(job.job_sid, clock.now() + _next_sync_delay(svc, job))
         return SyncResult(job.job_sid, job.state, not_found=True)
     records = svc.days.get_days(job.job_sid)
     for rec in records.values():
@@ -301,7 +300,7 @@ def _twilio_lost_job(svc: Services, job: JobRecord) -> SyncResult:
         finish(svc, job.job_sid, JobState.FAILED, error="job no longer exists at Twilio")
         return SyncResult(job.job_sid, JobState.FAILED, finished=True)
     if not all(r.state.final for r in svc.days.get_days(job.job_sid).values()):
-        svc.jobs.schedule_sync(job.job_sid, time.time() + _next_sync_delay(svc, job))
+        svc.jobs.schedule_sync(job.job_sid, clock.now() + _next_sync_delay(svc, job))
         return SyncResult(job.job_sid, JobState.COPYING)
     return SyncResult(job.job_sid, JobState.COPYING, ready_to_finish=True)
 

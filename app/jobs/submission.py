@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Any
@@ -216,7 +215,7 @@ def _create_at_twilio(
 def reconcile_pending(svc: Services, older_than: float = PENDING_ADOPT_AFTER_S) -> list[str]:
     """Adopt jobs whose create call failed ambiguously but that Twilio did create (found by our token)."""
     adopted: list[str] = []
-    now = time.time()
+    now = clock.system_now()  # the registry stamps pending submissions with the system time
     pending = {
         h: req
         for h, req in svc.tokens.pending_submissions().items()

@@ -55,6 +55,16 @@ def utc_now() -> datetime:
     return datetime.fromtimestamp(now(), UTC)
 
 
+def system_now() -> float:
+    """The host's Unix time, never moved by the offset: for timestamps another clock than the relay's stamps and
+    checks (RQ's ``enqueued_at``, a webhook receiver checking a signature's age, S3's upload dates)."""
+    return time.time()
+
+
+def system_utc_now() -> datetime:
+    return datetime.fromtimestamp(system_now(), UTC)
+
+
 def utc_today() -> date:
     return utc_now().date()
 

@@ -13,10 +13,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import time
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 import redis
@@ -27,6 +26,7 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from rq.utils import utcparse
 
+from app.platform import clock
 from app.platform.locks import LockStore
 from app.platform.units import MiB
 
@@ -210,13 +210,13 @@ class Enqueuer:
         if not raw:
             return False
         text = raw.decode() if isinstance(raw, bytes) else str(raw)
-        age = (datetime.now(UTC) - utcparse(text).replace(tzinfo=UTC)).total_seconds()
+        age = (clock.system_utc_now() - utcparse(text).replace(tzinfo=UTC)).total_seconds()
         if age < ORPHAN_AFTER_SECONDS:
             return False
         intermediate = IntermediateQueue.get_intermediate_queue_key(queue.key)
         if any(self.connection.lpos(key, job_id) is not None for key in (queue.key, intermediate)):
             return False
-        now = time.time()
+        now = clock.now()
         first_seen = self.locks.orphan_first_seen(job_id, text, now)
         if first_seen is None or now - first_seen < ORPHAN_CONFIRM_SECONDS:
             return False

@@ -39,6 +39,7 @@ from app.bucket import probe as store_probe
 from app.feeds import summary as feed_summary
 from app.jobs import recovery
 from app.jobs.retention import RETENTION_FAIL_S, RETENTION_WARN_S, TWILIO_RETENTION_S, scan_active_days
+from app.platform import clock
 from app.platform.metrics import ClusterCollector, render
 from app.platform.s3_client import probe_bucket
 from app.platform.validation import query_args
@@ -201,11 +202,11 @@ def _health(svc: Services) -> dict[str, Any]:
             }
         ]
         last = svc.marks.last_poll()
-        stale = last is None or time.time() - last > 3 * svc.settings.poll_interval_seconds + 60
+        stale = last is None or clock.now() - last > 3 * svc.settings.poll_interval_seconds + 60
         checks["poller:lastRun"] = [
             {
                 "status": "warn" if stale else "pass",
-                "observedValue": None if last is None else round(time.time() - last),
+                "observedValue": None if last is None else round(clock.now() - last),
                 "observedUnit": "s",
             }
         ]
@@ -398,7 +399,7 @@ def _gauges(svc: Services) -> dict[str, Any]:
         "failed": days.failed,
         "feeds": feed_summary.by_resource_type(feed_summary.current(svc)),
         "accounts": {state: states.get(state, 0) for state in (OK, REFUSED, SUSPENDED)} | states,
-        "poller_age": time.time() - (svc.marks.last_poll() or float("-inf")),  # +Inf: never polled
+        "poller_age": clock.now() - (svc.marks.last_poll() or float("-inf")),  # +Inf: never polled
         "lost": int(_ready(svc)["registry"]["status"] == "fail"),  # recovery.registry_state, /readyz's cache
     }
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from app.platform import clock
 from workers.sink.errors import classify_s3_error, is_no_such_upload
 from workers.sink.objects import SinkObjects
 from workers.sink.settings import key_pattern
@@ -33,7 +34,7 @@ class Janitor:
         writers' uploads are not ours to abort: then only keys the key template can produce (and the old
         staging prefix) are (leave the rest to a lifecycle rule).
         """
-        cutoff = datetime.now(UTC) - older_than
+        cutoff = clock.system_utc_now() - older_than  # S3 dates the uploads
         return self._abort_stale_multipart(cutoff) + self._delete_stale_staging(cutoff)
 
     def _abort_stale_multipart(self, cutoff: datetime) -> int:

@@ -4,7 +4,6 @@ HTML error pages (the app's own handlers answer JSON, meant for the API)."""
 from __future__ import annotations
 
 import logging
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +11,7 @@ import redis
 from flask import flash, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
+from app.platform import clock
 from app.platform.errors import DomainError, NotFound
 from app.services import current_services
 from app.twilio.accounts import Account, accounts_view
@@ -136,7 +136,7 @@ def fmt_seconds(seconds: float | None) -> str:
 
 
 def fmt_age(ts: float | None) -> str:
-    return NONE if not ts else f"{fmt_seconds(time.time() - ts)} ago"
+    return NONE if not ts else f"{fmt_seconds(clock.now() - ts)} ago"
 
 
 def fmt_time(ts: float | None) -> str:
