@@ -157,7 +157,7 @@ def poll_task() -> dict[str, int]:
         queued = sum(svc.enqueuer.sync(sid) for sid in svc.jobs.due_jobs())
         _keep_feeds_complete(svc)
         _summarise_feeds(svc)
-        events.feeds_lagging(svc)  # feed.lagging: once per feed and UTC day, never raises
+        feed_summary.feeds_lagging(svc)  # feed.lagging: once per feed and UTC day, never raises
         _retention_check(svc)
         svc.jobs.prune_jobs()
         svc.marks.mark_poll(clock.now())  # /health compares it with clock.now()

@@ -20,12 +20,12 @@ from datetime import date, timedelta
 from typing import Any, NamedTuple, Protocol
 
 from app.bucket import check
-from app.feeds.declared import feed_view, newest_custom_day
+from app.feeds.declared import feed_view
 from app.feeds.store import CoverageDay, Feed, FeedStore, owner_of
 from app.jobs.records import DayRecord, DayState, JobRecord
 from app.platform import clock
 from app.platform.config import SyncSettings
-from app.platform.days import EARLIEST_DAY, compact_ranges, days_between
+from app.platform.days import EARLIEST_DAY, compact_ranges, days_between, newest_exportable_day
 from app.services import Services
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def feed_window(feed: Feed, daily_enabled: bool, today: date | None = None) -> W
 
     A feed stored before ``since`` was bounded (issue 20) starts at EARLIEST_DAY: its cost stays bounded too."""
     today = today or clock.utc_today()
-    newest = today - timedelta(days=1) if daily_enabled else newest_custom_day(today)
+    newest = newest_exportable_day(today, daily_enabled)
     last = min(date.fromisoformat(feed.until), newest) if feed.until else newest
     return Window(max(date.fromisoformat(feed.since), EARLIEST_DAY), last)
 

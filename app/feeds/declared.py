@@ -9,25 +9,18 @@ stays). Feeds made through the API are ``managed_by: api``.
 from __future__ import annotations
 
 import logging
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from app.feeds.store import Feed, FeedStore, owner_of
-from app.jobs.submission import EXPORTABLE_LAG_DAYS
-from app.platform import clock
 from app.platform.config import SyncSettings
-from app.platform.days import EARLIEST_DAY
+from app.platform.days import EARLIEST_DAY, newest_exportable_day
 from app.platform.errors import Conflict, NotFound, RequestError
 from app.platform.validation import parse_day, validate_resource_type
 
 log = logging.getLogger(__name__)
 
 FEED_FIELDS = {"since", "until", "enabled"}
-
-
-def newest_custom_day(today: date | None = None) -> date:
-    """The newest day a custom job may ask for: today-2 (UTC)."""
-    return (today or clock.utc_today()) - timedelta(days=EXPORTABLE_LAG_DAYS)
 
 
 def feed_from_body(resource_type: Any, body: Any, account_sid: str, today: date | None = None) -> Feed:
@@ -48,7 +41,7 @@ def feed_from_body(resource_type: Any, body: Any, account_sid: str, today: date 
         raise RequestError("since must not be after until")
     if since < EARLIEST_DAY:
         raise RequestError(f"since must be {EARLIEST_DAY} or later (Twilio has no records that old)")
-    latest = newest_custom_day(today)
+    latest = newest_exportable_day(today)
     if since > latest:
         raise RequestError(f"since must be at most {latest.isoformat()} (two days before today, UTC)")
     return Feed(rt, since.isoformat(), until.isoformat() if until else None, enabled, account=account_sid)

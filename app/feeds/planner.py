@@ -17,11 +17,10 @@ from datetime import date, timedelta
 from typing import TypeVar
 
 from app.feeds import coverage
-from app.feeds.declared import newest_custom_day
 from app.feeds.store import CoverageDay, Feed, FeedStore
 from app.jobs.submission import SubmitRequest, submit
 from app.platform import clock
-from app.platform.days import MAX_DAYS_PER_JOB, compact_ranges
+from app.platform.days import MAX_DAYS_PER_JOB, compact_ranges, newest_exportable_day
 from app.platform.errors import QuotaExceeded
 from app.services import Services
 from app.twilio.accounts import note_outcome
@@ -45,7 +44,7 @@ def wanted_days(feed: Feed, cov: dict[str, CoverageDay], daily: bool, svc: Servi
     """Days of the feed a custom job should be asked for now: missing, or failed once and due for a retry."""
     settings = svc.settings.sync
     today = clock.utc_today()
-    newest = newest_custom_day(today)
+    newest = newest_exportable_day(today)  # the planner asks custom jobs
     if now % 86400 < settings.submit_delay_hours * 3600:
         newest -= timedelta(days=1)  # data may still arrive late at Twilio for the day that just became exportable
     window = coverage.feed_window(feed, daily, today)

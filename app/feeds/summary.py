@@ -9,20 +9,37 @@ appears at the next poll, one deleted since is left out at once. The detailed vi
 ``relay coverage``, the console) still compute coverage, on request, for an authenticated caller.
 
 ``by_resource_type`` is what anonymous callers get: counts and states per resource type, no account named.
+``feeds_lagging`` announces, from the same summaries, the feeds lagging more than FEED_LAG_DAYS (``feed.lagging``).
 """
 
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.feeds import coverage
 from app.feeds.store import owner_of
+from app.jobs import events
 from app.platform import clock
-from app.services import Services
+from app.platform.days import newest_exportable_day
+
+if TYPE_CHECKING:
+    from app.services import Services
 
 # What a summary keeps of a feed's coverage report: a few numbers, never the days or their ranges.
-SUMMARY_FIELDS = ("resource_type", "account", "enabled", "window", "counts", "waiting_for_quota", "last_reconciled_at")
+SUMMARY_FIELDS = (
+    "resource_type",
+    "account",
+    "enabled",
+    "daily_export",
+    "window",
+    "counts",
+    "waiting_for_quota",
+    "last_reconciled_at",
+)
+# A feed lags when more than this many days separate the newest day that can exist from its newest copied or empty
+# day: feed.lagging, /health's warning and the RelayFeedLagging alert (deploy/prometheus/) all use this threshold.
+FEED_LAG_DAYS = 2
 
 
 def summary(feed: dict[str, Any], computed_at: float) -> dict[str, Any]:
@@ -59,3 +76,27 @@ def by_resource_type(feeds: list[dict[str, Any]]) -> list[dict[str, Any]]:
         agg["lag"] = max(agg["lag"], feed["lag"])
         agg["waiting_for_quota"] += feed["waiting_for_quota"]
     return [out[rt] for rt in sorted(out)]
+
+
+@events.best_effort("feed.lagging")
+def feeds_lagging(svc: Services) -> None:
+    """Each feed lagging more than FEED_LAG_DAYS behind the newest day that can exist: once per feed and UTC date,
+    and only once the feed has been reconciled with the bucket (before that its days in S3 are not known, and the
+    event, sent once a day, would carry a lag and a quota wait that the first plan has not measured). The lag is
+    the one /health and /metrics report: from the summaries the same poll refreshed just before."""
+    today = clock.utc_today()
+    for feed in current(svc):
+        if feed["lag"] <= FEED_LAG_DAYS or feed["last_reconciled_at"] is None:
+            continue  # not lagging, or its coverage is not known yet (never compared with the bucket nor planned)
+        newest = newest_exportable_day(today, bool(feed.get("daily_export")))  # absent in older summaries
+        data = {
+            "resource_type": feed["resource_type"],
+            "account": feed["account"],
+            "lag_days": feed["lag"],
+            "threshold_days": FEED_LAG_DAYS,
+            "window": feed["window"],
+            "newest_possible_day": newest.isoformat(),
+            "counts": feed["counts"],
+            "waiting_for_quota": feed["waiting_for_quota"],
+        }
+        events.emit(svc, "feed.lagging", owner_of(feed["resource_type"], feed["account"]), today.isoformat(), data)

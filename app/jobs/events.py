@@ -29,7 +29,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, ParamSpec
 
 import requests
@@ -46,7 +46,6 @@ from app.services import Services
 log = logging.getLogger(__name__)
 
 EVENT_TYPES = ("job.done", "job.failed", "day.failed", "feed.lagging", "retention.at_risk", "registry.recovered")
-FEED_LAG_DAYS = 2  # feed.lagging above this (the RelayFeedLagging alert and /health's warning use the same)
 CLAIM_TTL_SECONDS = 8 * 86400  # an event is emitted once within this (longer than Twilio's 7 days)
 TIMEOUT = (5, 10)  # connect, read: a slow receiver costs one control-queue task slot, never a copy
 MAX_LISTED = 100  # job sids / days listed in one payload at most (the counts are always complete)
@@ -89,14 +88,13 @@ def emit(svc: Services, event_type: str, subject: str, occurrence: str, data: di
     return eid
 
 
-def _best_effort(event_type: str) -> Callable[[Callable[P, None]], Callable[P, None]]:
+def best_effort(event_type: str) -> Callable[[Callable[P, None]], Callable[P, None]]:
     """Run an emitter only where events are configured, and never let it raise into the caller's work."""
 
     def wrap(func: Callable[P, None]) -> Callable[P, None]:
         @functools.wraps(func)
         def run(*args: P.args, **kwargs: P.kwargs) -> None:
-            svc = args[0]
-            assert isinstance(svc, Services)
+            svc: Any = args[0]  # every emitter's first argument is the Services
             if not enabled(svc.settings):
                 return
             try:
@@ -113,7 +111,7 @@ def _best_effort(event_type: str) -> Callable[[Callable[P, None]], Callable[P, N
 # -- the events -----------------------------------------------------------------------------------------------
 
 
-@_best_effort("job")
+@best_effort("job")
 def job_finished(svc: Services, job_sid: str, state: JobState) -> None:
     """``job.done`` / ``job.failed`` from ``app.jobs.lifecycle.finish`` (a cancelled job is not announced)."""
     job = svc.jobs.get_job(job_sid)
@@ -143,7 +141,7 @@ def job_finished(svc: Services, job_sid: str, state: JobState) -> None:
     emit(svc, f"job.{state.value}", job_sid, occurrence, data)
 
 
-@_best_effort("day.failed")
+@best_effort("day.failed")
 def day_failed(svc: Services, job_sid: str, rec: DayRecord) -> None:
     """A day's last copy attempt failed (``workers.day_copier.record_failure``); requeue-able."""
     job = svc.jobs.get_job(job_sid)
@@ -159,7 +157,7 @@ def day_failed(svc: Services, job_sid: str, rec: DayRecord) -> None:
     emit(svc, "day.failed", f"{job_sid}/{rec.day}", repr(rec.updated_at), data)
 
 
-@_best_effort("registry.recovered")
+@best_effort("registry.recovered")
 def registry_recovered(svc: Services, adopted: list[str]) -> None:
     """Redis had lost the registry and the poller rebuilt it (``app.jobs.recovery.ensure_registry``)."""
     marker = svc.marks.marker()
@@ -172,7 +170,7 @@ def registry_recovered(svc: Services, adopted: list[str]) -> None:
     emit(svc, "registry.recovered", marker.get("id", ""), marker.get("recovered_at", ""), data)
 
 
-@_best_effort("retention.at_risk")
+@best_effort("retention.at_risk")
 def retention_at_risk(svc: Services, days: Iterable[UncopiedDay]) -> None:
     """Days done at Twilio, still not copied 5 days after Twilio made them: one event per job and UTC date."""
     by_job: dict[str, list[UncopiedDay]] = {}
@@ -200,31 +198,6 @@ def _at_risk_view(d: UncopiedDay, now: float) -> dict[str, Any]:
         "age_seconds": round(d.age_seconds),
         "deleted_at": _iso(now - d.age_seconds + TWILIO_RETENTION_S),
     }
-
-
-@_best_effort("feed.lagging")
-def feeds_lagging(svc: Services) -> None:
-    """Each feed lagging more than FEED_LAG_DAYS behind the newest day that can exist: once per feed and UTC date,
-    and only once the feed has been reconciled with the bucket (before that its days in S3 are not known, and the
-    event, sent once a day, would carry a lag and a quota wait that the first plan has not measured)."""
-    from app.feeds import summary  # the lag exactly as /health and /metrics report it (imports us, indirectly)
-
-    today = clock.utc_today()
-    for feed in summary.current(svc):  # the poll that sends this refreshed them just before
-        if feed["lag"] <= FEED_LAG_DAYS or feed["last_reconciled_at"] is None:
-            continue  # not lagging, or its coverage is not known yet (never compared with the bucket nor planned)
-        owner = f"{feed['account']}:{feed['resource_type']}"
-        data = {
-            "resource_type": feed["resource_type"],
-            "account": feed["account"],
-            "lag_days": feed["lag"],
-            "threshold_days": FEED_LAG_DAYS,
-            "window": feed["window"],
-            "newest_possible_day": (today - timedelta(days=2)).isoformat(),
-            "counts": feed["counts"],
-            "waiting_for_quota": feed["waiting_for_quota"],
-        }
-        emit(svc, "feed.lagging", owner, today.isoformat(), data)
 
 
 def _account(svc: Services, job: JobRecord | None) -> str | None:

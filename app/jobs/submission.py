@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass, replace
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -20,7 +20,7 @@ from app.feeds.store import owner_of
 from app.jobs.records import JobRecord, hash_token
 from app.platform import clock
 from app.platform.config import RESOURCE_TYPES
-from app.platform.days import days_between, split_range
+from app.platform.days import days_between, newest_exportable_day, split_range
 from app.platform.errors import RequestError, SubmitUncertain
 from app.platform.metrics import JOBS
 from app.platform.validation import parse_day, validate_resource_type
@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 
 TOKEN_BYTES = 32  # 256 bits in every webhook URL
 PENDING_ADOPT_AFTER_S = 60.0  # a pending submission older than this is looked for at Twilio by its token
-EXPORTABLE_LAG_DAYS = 2  # a custom job's EndDay must be at least two days before today (UTC)
 
 
 @dataclass(frozen=True)
@@ -55,7 +54,7 @@ class SubmitRequest:
         end = parse_day(body.get("end_day"), "end_day")
         if start > end:
             raise RequestError("start_day must not be after end_day")
-        latest = (today or clock.utc_today()) - timedelta(days=EXPORTABLE_LAG_DAYS)
+        latest = newest_exportable_day(today)
         if end > latest:
             raise RequestError(f"end_day must be at most {latest.isoformat()} (two days before today, UTC)")
         name = body.get("friendly_name")

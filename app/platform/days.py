@@ -5,11 +5,22 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date, timedelta
 
+from app.platform import clock
+
 MAX_DAYS_PER_JOB = 366  # Twilio's limit for one custom job
 # The oldest day a feed may start from. Twilio was founded in 2008 and opened its API that year: no account, so no
 # record and no BulkExport day file, is older. Every feed window (API, CLI, console, SYNC_FEEDS) starts here at the
 # earliest, so a feed's cost (coverage, planning) is bounded: about 365 days a year since 2008, not since year 1.
 EARLIEST_DAY = date(2008, 1, 1)
+CUSTOM_JOB_LAG_DAYS = 2  # a custom job's EndDay must be at least two days before today (UTC)
+DAILY_EXPORT_LAG_DAYS = 1  # Twilio's daily export makes day D's file once D has ended
+
+
+def newest_exportable_day(today: date | None = None, daily_export: bool = False) -> date:
+    """The newest day whose file can exist: today-2 (UTC) for a custom job, today-1 for an account whose daily
+    export is on. Every check of "how recent" (submissions, feed windows, planning, lag) asks this."""
+    lag = DAILY_EXPORT_LAG_DAYS if daily_export else CUSTOM_JOB_LAG_DAYS
+    return (today or clock.utc_today()) - timedelta(days=lag)
 
 
 def days_between(start: date, end: date) -> list[str]:

@@ -263,9 +263,6 @@ def _signature_policy(svc: Services) -> dict[str, Any]:
     return {"status": "pass", "observedValue": policy, "output": detail}
 
 
-FEED_LAG_WARN_DAYS = 2
-
-
 def _feed_notes(counts: dict[str, int], waiting: int) -> list[str]:
     failed, corrupt = counts.get("failed", 0), counts.get("corrupt", 0)
     notes = [f"{failed} failed day(s): requeue them"] if failed else []
@@ -274,9 +271,9 @@ def _feed_notes(counts: dict[str, int], waiting: int) -> list[str]:
 
 
 def _feed_status(lag: int, counts: dict[str, int]) -> str:
-    """warn when the feed lags more than two days behind the newest day that can exist, or has failed or corrupt
-    days"""
-    troubled = lag > FEED_LAG_WARN_DAYS or counts.get("failed", 0) or counts.get("corrupt", 0)
+    """warn when the feed lags more than FEED_LAG_DAYS behind the newest day that can exist, or has failed or
+    corrupt days"""
+    troubled = lag > feed_summary.FEED_LAG_DAYS or counts.get("failed", 0) or counts.get("corrupt", 0)
     return "warn" if troubled else "pass"
 
 

@@ -124,7 +124,7 @@ def test_a_failed_day_event_carries_its_error_without_secrets(svc: Services) -> 
 def lagging_after_a_poll(svc: Services) -> None:
     """What a poll does: summarise the feeds (app/summary.py), then announce the lagging ones from them."""
     summary.refresh(svc)
-    events.feeds_lagging(svc)
+    summary.feeds_lagging(svc)
 
 
 def test_lagging_feeds_once_reconciled_and_at_risk_jobs_are_announced_once_per_utc_day(svc: Services) -> None:
@@ -146,7 +146,7 @@ def test_lagging_feeds_once_reconciled_and_at_risk_jobs_are_announced_once_per_u
     assert sorted(by_type) == ["feed.lagging", "retention.at_risk"] and len(queued_events(svc)) == 2
     eid, lag = by_type["feed.lagging"]
     assert eid == events.event_id("feed.lagging", f"{account}:Messages", clock.utc_today().isoformat())
-    assert lag["resource_type"] == "Messages" and lag["lag_days"] > events.FEED_LAG_DAYS
+    assert lag["resource_type"] == "Messages" and lag["lag_days"] > summary.FEED_LAG_DAYS
     assert lag["counts"]["missing"] == lag["lag_days"] and lag["threshold_days"] == 2
     eid, risk = by_type["retention.at_risk"]
     assert eid == events.event_id("retention.at_risk", SID, clock.utc_today().isoformat())
