@@ -9,8 +9,10 @@ from typing import Any
 import redis
 
 from app.bucket.probe import ProbeStore
+from app.feeds.coverage import CoverageKeeper
 from app.feeds.store import FeedStore
 from app.jobs.days import DayStore
+from app.jobs.lifecycle import JobOutcomes
 from app.jobs.marks import MarkStore
 from app.jobs.store import JobStore
 from app.jobs.tokens import TokenStore
@@ -46,6 +48,7 @@ class Services:
     twilio: BulkExportsClient  # TWILIO_ACCOUNT_SID's; twilio_for(sid) for any account served
     rq_connection: redis.Redis
     accounts: AccountDirectory
+    job_outcomes: JobOutcomes  # where a final job's day outcomes go: the feeds' coverage
     profile: RetryProfile = API_PROFILE
     _clients: dict[str, BulkExportsClient] = field(default_factory=dict, repr=False)
     _s3: Any = field(default=None, repr=False)
@@ -91,6 +94,7 @@ def build_services(settings: Settings, profile: RetryProfile = API_PROFILE) -> S
     raw = redis.Redis(connection_pool=_redis_pool(settings.redis_url))
     metrics.bind_redis(text)
     locks = LockStore(text)
+    feeds = FeedStore(text)
     return Services(
         settings=settings,
         jobs=JobStore(text, settings.job_retention_days, settings.twilio_account_sid),
@@ -100,7 +104,7 @@ def build_services(settings: Settings, profile: RetryProfile = API_PROFILE) -> S
         locks=locks,
         account_states=AccountStateStore(text),
         marks=MarkStore(text),
-        feeds=FeedStore(text),
+        feeds=feeds,
         probes=ProbeStore(text),
         auth_failures=FailureCounts(text),
         console_redis=text,
@@ -108,6 +112,7 @@ def build_services(settings: Settings, profile: RetryProfile = API_PROFILE) -> S
         twilio=BulkExportsClient(settings, profile),
         rq_connection=raw,
         accounts=AccountDirectory(settings, functools.partial(_discover, settings)),
+        job_outcomes=CoverageKeeper(feeds, settings.sync),
         profile=profile,
     )
 

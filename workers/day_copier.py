@@ -15,13 +15,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from app.feeds import coverage
-from app.feeds.store import owner_of
 from app.jobs import events
 from app.jobs.lifecycle import day_files
 from app.jobs.records import DayRecord, DayState, JobState
 from app.platform.metrics import COPY_BYTES, COPY_RETRIES, COPY_SECONDS, DAYS
 from app.platform.url_policy import download_policy
 from app.services import Services
+from app.twilio.accounts import owner_of
 from app.twilio.client import TwilioNotFound
 from app.twilio.statuses import EMPTY
 from workers.copy import copy_link_to_s3

@@ -20,7 +20,8 @@ from rq.job import Job
 
 from app.bucket import migrate_layout, verify
 from app.bucket import probe as store_probe
-from app.feeds import coverage, daily_exports, planner
+from app.bucket import reconcile as bucket_reconcile
+from app.feeds import daily_exports, planner
 from app.feeds import declared as feeds
 from app.feeds import summary as feed_summary
 from app.jobs import events, recovery, submission
@@ -245,7 +246,7 @@ def reconcile_task(owner: str) -> int:
     extra = {"resource_type": resource_type, "account_sid": account_sid}
     svc = worker_services()
     try:
-        result = coverage.reconcile(svc.feeds, sink(), resource_type, account_sid)
+        result = bucket_reconcile.reconcile(svc.feeds, sink(), resource_type, account_sid)
     except CopyError as exc:  # S3 unavailable or refusing
         log.warning("could not reconcile coverage with the bucket: %s", exc, extra=extra)
         return -1

@@ -3,7 +3,7 @@
 What the relay records when it copies a day (coverage, ``app.feeds.store.CoverageDay``): the object's key, size,
 ETag (as S3 gave it for the verified upload), sha256 and record count. Two checks compare the bucket with that:
 
-- every reconciliation (``app.feeds.coverage.reconcile``, at least daily per feed) compares each copied day's listed
+- every reconciliation (``app.bucket.reconcile.reconcile``, at least daily per feed) compares each copied day's listed
   ``Size``, and its ``ETag`` where both the listing and the record have one (``changed_objects``): cheap, one
   listing, catches an object replaced or truncated;
 - ``relay verify`` (``app.bucket.verify``) re-reads the objects and checks sha256 and record count: catches what a

@@ -11,7 +11,7 @@ from Twilio, no quota) to the key the new template gives it, then verified and r
    have the recorded size, and on a store that keeps tags the recorded sha256 (the copy is tagged with it);
 3. the coverage record gets the new key and ETag (``FeedStore.replace_days``: only if the record is still the
    one read). A reconciliation before the switch still finds the day (a recorded key absent from the listing
-   is HEADed, ``app.feeds.coverage.reconcile``); after it, the listing of the new template finds it at its key.
+   is HEADed, ``app.bucket.reconcile.reconcile``); after it, the listing of the new template finds it at its key.
 4. ``--delete-old`` deletes the old object only after 3.
 
 Idempotent and resumable: a day already recorded at its new key is done (with ``--delete-old``, an old object
@@ -25,13 +25,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from app.feeds.store import CoverageDay, Feed, owner_of
+from app.feeds.store import CoverageDay, Feed
 from app.platform import clock
 from app.platform.config import ConfigError, check_key_template, key_template_fields
 from app.platform.errors import RequestError
-from app.services import Services
+from app.twilio.accounts import owner_of
+
+if TYPE_CHECKING:
+    from app.services import Services
 
 log = logging.getLogger(__name__)
 

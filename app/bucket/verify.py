@@ -1,6 +1,6 @@
 """``relay verify``: re-read what the bucket holds of each copied day and check it against what was recorded.
 
-A listing (``app.feeds.coverage.reconcile``) sees sizes and ETags; this reads the bytes: the object streamed in bounded
+A listing (``app.bucket.reconcile``) sees sizes and ETags; this reads the bytes: the object streamed in bounded
 chunks through SHA-256 and the copy's own gzip check (``app.bucket.gzip_check``: framing, CRC-32, length trailers,
 record count), then compared with the day's record (size, sha256, records). It runs on a worker
 (``workers.tasks.verify_task``, queued by the CLI, which waits for its report): only the workers' role may read
@@ -24,7 +24,7 @@ import logging
 from collections.abc import Generator
 from dataclasses import dataclass, replace
 from datetime import date
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from app.bucket import check as bucket_check
 from app.bucket.gzip_check import GzipCheck, GzipCorrupt
@@ -32,8 +32,10 @@ from app.feeds import daily_exports
 from app.feeds.store import CoverageDay, Feed
 from app.platform import clock
 from app.platform.errors import DomainError, NotFound
-from app.services import Services
 from app.twilio.client import TwilioError
+
+if TYPE_CHECKING:
+    from app.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -14,15 +14,16 @@ follows every job's days as they are copied, and the reconcile makes it agree wi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.feeds.coverage import reported_state
-from app.feeds.store import owner_of
 from app.jobs.documents import utc_text
 from app.platform.validation import validate_resource_type
-from app.services import Services
-from app.twilio.accounts import Account
+from app.twilio.accounts import Account, owner_of
 from app.twilio.client import DayFile, TwilioJob
+
+if TYPE_CHECKING:
+    from app.services import Services
 
 MAX_PAGE_SIZE = 200
 MAX_PAGE = 1_000_000

@@ -1,13 +1,11 @@
-"""Coverage: the state of every day of every feed, and its reconciliation with the bucket.
+"""Coverage: the state of every day of every feed.
 
 A day of a feed's window is ``copied`` or ``empty`` (done), ``in_flight`` (a tracked job covers it and is not
 final), ``failed`` (given up after FEED_MAX_ATTEMPTS failed jobs: requeue it), ``corrupt`` (copied, but the
-bucket's object is no longer the verified copy: app/check.py), or ``missing`` (nothing covers it, or a
+bucket's object is no longer the verified copy: app/bucket/check.py), or ``missing`` (nothing covers it, or a
 failed attempt waits for its retry). The record is kept per (account, resource type) in ``ber:cov`` and updated
-as jobs finish days (``record_job_day``); the bucket is the final word on ``copied``: ``reconcile`` adds every day
-found in an S3 listing, forgets every ``copied`` day the listing lacks (so a lost or hand-edited registry never
-makes the relay export a stored day again, and a day deleted from S3 is fetched again), and marks ``corrupt``
-every copied day whose listed size or ETag is not the recorded copy's.
+as jobs finish days (``record_job_day``, ``CoverageKeeper``); the bucket is the final word on ``copied``
+(``app.bucket.reconcile``).
 """
 
 from __future__ import annotations
@@ -17,33 +15,22 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any
 
-from app.bucket import check
 from app.feeds.declared import feed_view
-from app.feeds.store import CoverageDay, Feed, FeedStore, owner_of
+from app.feeds.store import CoverageDay, Feed, FeedStore
 from app.jobs.records import DayRecord, DayState, JobRecord
 from app.platform import clock
 from app.platform.config import SyncSettings
-from app.platform.days import EARLIEST_DAY, compact_ranges, days_between, newest_exportable_day
-from app.services import Services
+from app.platform.days import EARLIEST_DAY, compact_ranges, days_between, job_days, newest_exportable_day
+from app.twilio.accounts import owner_of
+
+if TYPE_CHECKING:
+    from app.services import Services
 
 log = logging.getLogger(__name__)
 
-LISTING_LAG_SECONDS = 600
 REPORTED_STATES = ("copied", "empty", "in_flight", "failed", "corrupt", "missing")
-
-
-class BucketIndex(Protocol):
-    """What the bucket holds for a resource type (the workers' S3 sink implements it)."""
-
-    def day_index(self, resource_type: str, account_sid: str = "") -> dict[str, tuple[str, int, str]]:
-        """day -> (key, size, ETag or "") of every stored day file of the account's resource type."""
-        ...
-
-    def holds(self, key: str) -> bool:
-        """Whether the object ``key`` exists now (a HEAD: read-after-write consistent, unlike some listings)."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -139,45 +126,22 @@ def release_job(store: FeedStore, job: JobRecord, days: Iterable[str]) -> None:
     store.release_days(owner_of(job.resource_type, job.account_sid), job.job_sid, list(days))
 
 
-class Reconciled(NamedTuple):
-    found: int  # days found in S3 but not recorded
-    lost: int  # copied (or corrupt) days S3 no longer has: missing again
-    corrupt: int  # copied days whose object is no longer the recorded copy (size or ETag)
+@dataclass(frozen=True)
+class CoverageKeeper:
+    """What a job's end means for coverage (``app.jobs.lifecycle.JobOutcomes``, wired in by ``app.services``)."""
 
+    store: FeedStore
+    settings: SyncSettings
 
-def reconcile(store: FeedStore, index: BucketIndex, resource_type: str, account_sid: str) -> Reconciled:
-    """Make coverage agree with the bucket."""
-    owner = owner_of(resource_type, account_sid)
-    listed_at = clock.now()
-    stored = index.day_index(resource_type, account_sid)
-    cov = store.coverage([owner])[owner]
-    found = {
-        day: CoverageDay("copied", cov[day].job_sid if day in cov else None, key, size, etag=etag or None)
-        for day, (key, size, etag) in stored.items()
-        if day not in cov or cov[day].state not in check.CHECKED_STATES
-    }
-    # A day copied while the listing ran, or just before (some S3 servers list new objects late), may be absent
-    # from it, or listed with the object it replaced: only days recorded well before the listing are checked,
-    # and a day is "lost" only once a HEAD of its key confirms it (rare: someone deleted it). Dropping a day
-    # that is there would export it again. Records changed meanwhile are left alone (``replace_days``).
-    settled = listed_at - LISTING_LAG_SECONDS
-    cov_settled = {d: rec for d, rec in cov.items() if rec.updated_at < settled}
-    checked = check.CHECKED_STATES
-    absent = [d for d, rec in cov_settled.items() if rec.state in checked and d not in stored]
-    lost = [d for d in absent if not _still_there(index, cov[d].key)]
-    changed = check.changed_objects(cov_settled, stored)
-    store.put_days(owner, found)
-    dropped = store.replace_days(owner, {d: (cov[d], None) for d in lost})
-    corrupt = store.replace_days(owner, {d: (cov[d], new) for d, new in changed.items()})
-    store.mark_run("reconcile", owner, clock.now())
-    check.report_problems("reconcile", resource_type, account_sid, {d: changed[d] for d in corrupt}, dropped)
-    if found:
-        log.warning("coverage reconciled: %d day(s) found in S3", len(found), extra={"resource_type": resource_type})
-    return Reconciled(len(found), len(dropped), len(corrupt))
-
-
-def _still_there(index: BucketIndex, key: str | None) -> bool:
-    return bool(key) and index.holds(str(key))
+    def job_settled(self, job: JobRecord, days: dict[str, DayRecord]) -> None:
+        """Done days recorded, failed ones scheduled for a retry, unfinished ones missing again. Copied days were
+        recorded by the day copier (a crash before that is healed by the planner); empty and failed days may have
+        been decided by the sync, from Twilio's answers, without a copy."""
+        for rec in days.values():
+            if rec.state.final and rec.state != DayState.COPIED:
+                record_job_day(self.store, self.settings, job, rec)
+        unfinished = [d for d in job_days(job.start_day, job.end_day) if d not in days or not days[d].state.final]
+        release_job(self.store, job, unfinished)
 
 
 # -- the report (API, CLI, /health, metrics) ----------------------------------------------------------------

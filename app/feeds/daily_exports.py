@@ -13,10 +13,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.feeds import coverage
-from app.feeds.store import owner_of
 from app.jobs import ops
 from app.jobs.lifecycle import day_files
 from app.jobs.records import DayState, JobRecord, JobState, hash_token
@@ -25,9 +24,11 @@ from app.platform import clock
 from app.platform.errors import DomainError, NotFound
 from app.platform.metrics import JOBS
 from app.platform.validation import parse_day, validate_resource_type
-from app.services import Services
-from app.twilio.accounts import Account
+from app.twilio.accounts import Account, owner_of
 from app.twilio.client import TwilioRejected
+
+if TYPE_CHECKING:
+    from app.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,12 @@ import logging
 from datetime import date
 from typing import Any
 
-from app.feeds.store import Feed, FeedStore, owner_of
+from app.feeds.store import Feed, FeedStore
 from app.platform.config import SyncSettings
 from app.platform.days import EARLIEST_DAY, newest_exportable_day
 from app.platform.errors import Conflict, NotFound, RequestError
 from app.platform.validation import parse_day, validate_resource_type
+from app.twilio.accounts import owner_of
 
 log = logging.getLogger(__name__)
 

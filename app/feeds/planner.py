@@ -14,7 +14,7 @@ import logging
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from app.feeds import coverage
 from app.feeds.store import CoverageDay, Feed, FeedStore
@@ -22,9 +22,11 @@ from app.jobs.submission import SubmitRequest, submit
 from app.platform import clock
 from app.platform.days import MAX_DAYS_PER_JOB, compact_ranges, newest_exportable_day
 from app.platform.errors import QuotaExceeded
-from app.services import Services
 from app.twilio.accounts import note_outcome
 from app.twilio.client import TwilioError
+
+if TYPE_CHECKING:
+    from app.services import Services
 
 log = logging.getLogger(__name__)
 

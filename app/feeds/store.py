@@ -14,7 +14,7 @@ ber:feedsum                      hash    owner -> JSON summary of the feed (coun
 ===============================  ======  =================================================================
 
 None of these expire: they describe what the bucket should hold, for as long as the feed exists. A day absent
-from ``ber:cov`` is *missing*. The bucket stays the final word on ``copied`` (``app.feeds.coverage.reconcile``).
+from ``ber:cov`` is *missing*. The bucket stays the final word on ``copied`` (``app.bucket.reconcile.reconcile``).
 
 ``ber:feedsum`` is derived: the poller rewrites it whole every poll (``app.feeds.summary``), so /health and /metrics
 read a few numbers per feed instead of computing coverage (issue 20).
@@ -30,15 +30,11 @@ from typing import Any
 import redis
 
 from app.platform import clock
+from app.twilio.accounts import owner_of
 
 PREFIX = "ber:"
 SUMMARY_KEY = f"{PREFIX}feedsum"
 COVERAGE_STATES = ("copied", "empty", "in_flight", "failed", "retry", "corrupt")
-
-
-def owner_of(resource_type: str, account_sid: str) -> str:
-    """What coverage, feeds and daily exports are kept per: one account's resource type."""
-    return f"{account_sid}:{resource_type}"
 
 
 @dataclass

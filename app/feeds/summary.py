@@ -18,10 +18,10 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from app.feeds import coverage
-from app.feeds.store import owner_of
 from app.jobs import events
 from app.platform import clock
 from app.platform.days import newest_exportable_day
+from app.twilio.accounts import owner_of
 
 if TYPE_CHECKING:
     from app.services import Services

@@ -30,7 +30,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any, ParamSpec
+from typing import TYPE_CHECKING, Any, ParamSpec
 
 import requests
 from standardwebhooks import Webhook
@@ -41,7 +41,9 @@ from app.platform import clock
 from app.platform.config import Settings
 from app.platform.logs import scrub
 from app.platform.metrics import EVENTS
-from app.services import Services
+
+if TYPE_CHECKING:
+    from app.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,8 @@
 Twilio is the source of truth for a job's state; the webhook and the poller only say *when* to look.
 ``sync_job`` reads the job from Twilio (FetchJob, plus ListDay for sizes), maps every day of its range to a
 status (``plan_days``, pure), records the plan and queues one unique copy task per completed day. A job becomes
-final only through ``finish`` (exactly once, atomically in the registry): when every day is final
+final only through ``finish`` (exactly once, atomically in the registry; its days' outcomes then go to the
+``JobOutcomes`` the composition root wired in, the feeds' coverage): when every day is final
 (``finish_if_done``, which first writes the manifest through a ``ManifestStore``), when Twilio reports it deleted
 or lost, or when it is cancelled here.
 """
@@ -12,9 +13,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from app.feeds import coverage
 from app.jobs import events
 from app.jobs.documents import day_views, iso
 from app.jobs.records import DayRecord, DayState, JobRecord, JobState
@@ -22,7 +22,6 @@ from app.jobs.retention import TWILIO_RETENTION_S
 from app.platform import clock
 from app.platform.days import job_days
 from app.platform.metrics import JOBS, SYNC_FAILURES
-from app.services import Services
 from app.twilio.accounts import note_outcome
 from app.twilio.client import DayDetail, TwilioError, TwilioJob, TwilioNotFound, TwilioRejected
 from app.twilio.statuses import (
@@ -33,6 +32,9 @@ from app.twilio.statuses import (
     WAITING_STATUSES,
     normalise,
 )
+
+if TYPE_CHECKING:
+    from app.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,15 @@ class ManifestStore(Protocol):
 
     def put_json(self, key: str, obj: Any) -> None:
         """Raise ManifestRefused if retrying cannot help; any other error is retried by the caller."""
+        ...
+
+
+class JobOutcomes(Protocol):
+    """Who learns how a final job's days ended (the feeds' coverage, ``app.feeds.coverage.CoverageKeeper``, wired
+    in by ``app.services``: the jobs package knows no feeds)."""
+
+    def job_settled(self, job: JobRecord, days: dict[str, DayRecord]) -> None:
+        """``job`` became final with these day records (days of its range without one never started)."""
         ...
 
 
@@ -313,25 +324,17 @@ def finish(svc: Services, job_sid: str, state: JobState, **fields: Any) -> bool:
     days recorded, failed ones scheduled for a retry, unfinished ones missing again). False if it already was."""
     if not svc.jobs.finish_job(job_sid, state, **fields):
         return False
-    settle_coverage(svc, job_sid)
+    _settle(svc, job_sid)
     JOBS.labels(state.value).inc()
     events.job_finished(svc, job_sid, state)  # job.done / job.failed: queued only, never raises
     log.info("job %s", state.value, extra={"job_sid": job_sid, "manifest": fields.get("manifest_key", "")})
     return True
 
 
-def settle_coverage(svc: Services, job_sid: str) -> None:
+def _settle(svc: Services, job_sid: str) -> None:
     job = svc.jobs.get_job(job_sid)
-    if job is None:
-        return
-    records = svc.days.get_days(job_sid)
-    for rec in records.values():
-        # Copied days were recorded by the day copier (a crash before that is healed by the planner); empty and
-        # failed days may have been decided here, from Twilio's answers, without a copy.
-        if rec.state.final and rec.state != DayState.COPIED:
-            coverage.record_job_day(svc.feeds, svc.settings.sync, job, rec)
-    unfinished = [d for d in job_days(job.start_day, job.end_day) if d not in records or not records[d].state.final]
-    coverage.release_job(svc.feeds, job, unfinished)
+    if job is not None:
+        svc.job_outcomes.job_settled(job, svc.days.get_days(job_sid))
 
 
 def finish_if_done(svc: Services, store: ManifestStore, job_sid: str) -> bool:

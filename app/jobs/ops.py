@@ -4,15 +4,18 @@ failed days."""
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from app.jobs.lifecycle import fetched, finish
 from app.jobs.records import DayState, JobRecord, JobState
 from app.platform.config import RESOURCE_TYPES
 from app.platform.errors import Conflict, NotFound, RequestError
 from app.platform.metrics import JOBS
-from app.platform.validation import validate_job_sid
-from app.services import Services
-from app.twilio.client import DAY_RE, TwilioError, TwilioNotFound
+from app.platform.validation import DAY_RE, validate_job_sid
+from app.twilio.client import TwilioError, TwilioNotFound
+
+if TYPE_CHECKING:
+    from app.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from app.jobs import events
@@ -30,8 +30,10 @@ from app.jobs.submission import webhook_url
 from app.platform import clock
 from app.platform.config import RESOURCE_TYPES
 from app.platform.metrics import JOBS
-from app.services import Services
 from app.twilio.client import TwilioError
+
+if TYPE_CHECKING:
+    from app.services import Services
 
 log = logging.getLogger(__name__)
 

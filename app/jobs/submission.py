@@ -11,12 +11,11 @@ import logging
 import secrets
 from dataclasses import dataclass, replace
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from redis.exceptions import RedisError
 
-from app.feeds.store import owner_of
 from app.jobs.records import JobRecord, hash_token
 from app.platform import clock
 from app.platform.config import RESOURCE_TYPES
@@ -24,8 +23,11 @@ from app.platform.days import days_between, newest_exportable_day, split_range
 from app.platform.errors import RequestError, SubmitUncertain
 from app.platform.metrics import JOBS
 from app.platform.validation import parse_day, validate_resource_type
-from app.services import Services
+from app.twilio.accounts import owner_of
 from app.twilio.client import TwilioError, TwilioJob, TwilioNotFound, TwilioUnavailable
+
+if TYPE_CHECKING:
+    from app.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import math
 import uuid
 from collections.abc import Sequence
 from datetime import UTC
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 from rq import Callback, Queue, Retry
@@ -162,6 +162,16 @@ class JSONQueue(Queue):
     def __init__(self, name: str = "default", *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("serializer", SERIALIZER)
         super().__init__(name, *args, **kwargs)
+
+
+class EnqueueLocks(Protocol):
+    """The keys the enqueuer needs beside RQ's (the jobs' registry keeps them): short locks and orphan sightings."""
+
+    def acquire_lock(self, name: str, owner: str, ttl_seconds: int) -> bool: ...
+
+    def release_lock(self, name: str, owner: str) -> None: ...
+
+    def orphan_first_seen(self, rq_job_id: str, enqueued_at: str, now: float) -> float | None: ...
 
 
 class Enqueuer:

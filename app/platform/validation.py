@@ -12,7 +12,10 @@ from flask import request
 
 from app.platform.config import RESOURCE_TYPES
 from app.platform.errors import RequestError
-from app.twilio.client import DAY_RE, JOB_SID_RE
+
+# \A...\Z, not ^...$ ("$" also matches before a trailing newline), so even a caller's .match() is exact.
+DAY_RE = re.compile(r"\A\d{4}-\d{2}-\d{2}\Z")
+JOB_SID_RE = re.compile(r"\AJS[0-9a-fA-F]{32}\Z")
 
 
 def parse_day(value: Any, name: str) -> date:

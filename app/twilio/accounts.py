@@ -8,7 +8,7 @@ subaccounts form one *family*, which shares Twilio's daily quota of requested da
 
 Naming an account (``account=`` in the API, CLI and console; :meth:`AccountDirectory.resolve`): a SID always
 resolves to that account and is never compared with labels; a label is used only if it is one of the accounts'
-labels exactly. Labels are safe by construction (``app.twilio.labels``): a discovered subaccount's friendly name,
+labels exactly. Labels are safe by construction (``app.platform.labels``): a discovered subaccount's friendly name,
 which that subaccount's holder can change to anything, becomes its label only if it is plain printable ASCII,
 does not look like a SID (spacing, case and invisible characters ignored) and no other account has the same label
 key; otherwise that account is reached by SID only (and a SID-looking name is not even shown).
@@ -26,15 +26,21 @@ from typing import Any
 
 from app.platform.config import ACCOUNT_SID_RE, AccountSpec, Settings
 from app.platform.errors import NotFound, RequestError
+from app.platform.labels import label_key, shown_name
 from app.platform.logs import add_secrets
 from app.twilio.account_states import AccountStateStore
-from app.twilio.labels import label_key, shown_name
 
 log = logging.getLogger(__name__)
 
 OK, REFUSED, SUSPENDED = "ok", "credentials refused", "suspended"
 FORCED_REFRESH_SECONDS = 30
 _noted: dict[str, str] = {}  # this process's last recorded state per account: Redis is written on changes only
+
+
+def owner_of(resource_type: str, account_sid: str) -> str:
+    """One account's resource type, as a key: what feeds, coverage and daily exports are kept per, and what a
+    submission marks its days in flight under."""
+    return f"{account_sid}:{resource_type}"
 
 
 def note_outcome(states: AccountStateStore, sid: str, error: Exception | None) -> None:
@@ -61,7 +67,7 @@ class Account:
     auth_token_secondary: str | None = field(default=None, repr=False)
     api_key_sid: str | None = None
     api_key_secret: str | None = field(default=None, repr=False)
-    friendly_name: str = ""  # Twilio's, sanitised, shown only (app.twilio.labels.shown_name); never resolved
+    friendly_name: str = ""  # Twilio's, sanitised, shown only (app.platform.labels.shown_name); never resolved
 
     @property
     def name(self) -> str:
@@ -189,7 +195,7 @@ class AccountDirectory:
             self._lock.release()
 
     def _unique_labels(self, discovered: list[Account]) -> list[Account]:
-        """Discovered accounts, their label dropped where it is not unique (rule 4 of ``app.twilio.labels``); each
+        """Discovered accounts, their label dropped where it is not unique (rule 4 of ``app.platform.labels``); each
         refused name is logged once per process (by SID: the name is the customer's)."""
         kept = unique_labels(discovered, self._static.values())
         for before, after in zip(discovered, kept, strict=True):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
@@ -29,15 +28,13 @@ from urllib3.util.retry import Retry
 
 from app.platform.config import Settings
 from app.platform.metrics import TWILIO_CALLS
+from app.platform.validation import DAY_RE, JOB_SID_RE
 
 log = logging.getLogger(__name__)
 # twilio-python logs response headers at INFO, including the presigned Location of FetchDay: keep it quiet.
 logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
 
 T = TypeVar("T")
-# \A...\Z, not ^...$ ("$" also matches before a trailing newline), so even a caller's .match() is exact.
-DAY_RE = re.compile(r"\A\d{4}-\d{2}-\d{2}\Z")
-JOB_SID_RE = re.compile(r"\AJS[0-9a-fA-F]{32}\Z")
 LIST_DAYS_PAGE_SIZE = 400  # the spec's maximum since July 2025
 LIST_JOBS_PAGE_SIZE = 1000
 ACCOUNTS_PAGE_SIZE = 100

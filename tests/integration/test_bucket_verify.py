@@ -16,9 +16,10 @@ import pytest
 from app import create_app
 from app.bucket import verify
 from app.feeds import coverage, daily_exports, summary
-from app.feeds.store import CoverageDay, Feed, owner_of
+from app.feeds.store import CoverageDay, Feed
 from app.jobs.records import DayRecord, DayState, JobRecord
 from app.platform.config import load_settings
+from app.twilio.accounts import owner_of
 from tests.conftest import make_env
 from tests.days import day
 from tests.integration import s3_calls

@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app import create_app
-from app.feeds.store import CoverageDay, owner_of
+from app.feeds.store import CoverageDay
 from app.jobs.submission import SubmitRequest, submit
 from app.platform.config import load_settings
+from app.twilio.accounts import owner_of
 from tests.conftest import ADMIN_TOKEN, make_env
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

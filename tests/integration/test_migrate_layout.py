@@ -20,11 +20,13 @@ import pytest
 
 from app import create_app
 from app.bucket import migrate_layout
-from app.feeds import coverage, planner
-from app.feeds.store import CoverageDay, Feed, owner_of
+from app.bucket import reconcile as bucket_reconcile
+from app.feeds import planner
+from app.feeds.store import CoverageDay, Feed
 from app.platform import clock
 from app.platform.config import ConfigError, check_key_template, load_settings
 from app.platform.errors import RequestError
+from app.twilio.accounts import owner_of
 from devstack.s3_server import RcloneS3Server
 from tests.conftest import make_env
 from tests.days import day
@@ -148,7 +150,7 @@ def test_moved_days_are_all_copied_after_the_switch_and_the_planner_submits_noth
 
     past()  # now: the records are older than the listing lag, every one is checked
     svc2, new_sink = switch_to_new_template(redis_url, server, bucket, sandbox, client)
-    result = coverage.reconcile(svc2.feeds, new_sink, RT, svc2.accounts.primary.sid)
+    result = bucket_reconcile.reconcile(svc2.feeds, new_sink, RT, svc2.accounts.primary.sid)
     assert (result.found, result.lost, result.corrupt) == (0, 0, 0)
     assert {d: (r.state, r.key) for d, r in coverage_of(svc2).items()} == {
         d: ("copied", k) for d, k in new_keys.items()

@@ -10,8 +10,9 @@ import pytest
 
 from app import create_app
 from app.feeds import planner
-from app.feeds.store import CoverageDay, Feed, owner_of
+from app.feeds.store import CoverageDay, Feed
 from app.platform.config import load_settings
+from app.twilio.accounts import owner_of
 from tests.conftest import make_env
 
 RTS = ("Calls", "Conferences", "Messages", "Participants")

@@ -11,11 +11,13 @@ from typing import Any
 
 import pytest
 
+from app.bucket import reconcile as bucket_reconcile
 from app.feeds import coverage
-from app.feeds.store import CoverageDay, Feed, owner_of
+from app.feeds.store import CoverageDay, Feed
 from app.platform import clock
 from app.platform.config import load_settings
 from app.services import Services, build_services
+from app.twilio.accounts import owner_of
 from tests.conftest import make_env
 from tests.days import day
 from tests.integration import s3_calls
@@ -76,11 +78,11 @@ def recorded(result: UploadResult, **changes: Any) -> CoverageDay:
 
 
 def long_ago() -> float:
-    return clock.now() - coverage.LISTING_LAG_SECONDS - 60
+    return clock.now() - bucket_reconcile.LISTING_LAG_SECONDS - 60
 
 
-def reconcile(svc: Services, index: Any) -> coverage.Reconciled:
-    return coverage.reconcile(svc.feeds, index, RT, svc.accounts.primary.sid)
+def reconcile(svc: Services, index: Any) -> bucket_reconcile.Reconciled:
+    return bucket_reconcile.reconcile(svc.feeds, index, RT, svc.accounts.primary.sid)
 
 
 def cov_of(svc: Services) -> dict[str, CoverageDay]:

@@ -1,4 +1,4 @@
-"""Which names stand for an account (app/twilio/labels.py, issue 20 item 3): a SID always resolves to itself; a
+"""Which names stand for an account (app/platform/labels.py, issue 20 item 3): a SID always resolves to itself; a
 friendly name that looks like a SID (whatever case, spacing or invisible characters), is not plain ASCII, or is
 shared with another account is nobody's label; a TWILIO_ACCOUNTS_FILE label keeps its own. Discovery is a plain
 function here; tests/e2e/test_accounts.py runs the same renames against the sandbox and the real processes."""
@@ -13,8 +13,8 @@ import pytest
 
 from app.platform.config import ConfigError, load_settings
 from app.platform.errors import RequestError
+from app.platform.labels import display_text, label_key, looks_like_sid, shown_name
 from app.twilio.accounts import AccountDirectory
-from app.twilio.labels import display_text, label_key, looks_like_sid, shown_name
 
 PARENT = "AC" + "a" * 32
 VICTIM, ATTACKER, OTHER = "AC" + "b" * 32, "AC" + "c" * 32, "AC" + "d" * 32

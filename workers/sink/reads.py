@@ -87,7 +87,7 @@ def _manifest_digest(objects: SinkObjects, key: str, stored: StoredObject) -> di
 
 def day_index(objects: SinkObjects, resource_type: str, account_sid: str = "") -> dict[str, tuple[str, int, str]]:
     """day -> (key, size, ETag) of every day file of ``resource_type`` in the bucket
-    (``app.feeds.coverage.BucketIndex``): one paged ListObjectsV2 under the template's fixed prefix, keys matched
+    (``app.bucket.reconcile.BucketIndex``): one paged ListObjectsV2 under the template's fixed prefix, keys matched
     against the template. The ETag is "" where the listing gives none."""
     pattern, prefix = key_pattern(objects.settings, resource_type, account_sid)
     found: dict[str, tuple[str, int, str]] = {}

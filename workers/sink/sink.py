@@ -23,7 +23,7 @@ class S3Sink(SinkObjects):
     ``app.platform.s3_client.probe_bucket``). Thread-safe as far as the boto3 client is.
 
     Implements ``app.jobs.lifecycle.ManifestStore`` (the job manifest), ``app.jobs.recovery.MarkerStore``,
-    ``app.feeds.coverage.BucketIndex``, ``app.bucket.verify.ObjectReader`` (``read_object``, from
+    ``app.bucket.reconcile.BucketIndex``, ``app.bucket.verify.ObjectReader`` (``read_object``, from
     ``SinkObjects``) and ``app.bucket.migrate_layout.LayoutStore``."""
 
     def __init__(self, client: S3Client, settings: SinkSettings) -> None:
@@ -74,11 +74,11 @@ class S3Sink(SinkObjects):
         return reads.stored_day(self, key, expected_size, twilio_create_date)
 
     def day_index(self, resource_type: str, account_sid: str = "") -> dict[str, tuple[str, int, str]]:
-        """day -> (key, size, ETag) of the feed's day files (``app.feeds.coverage.BucketIndex``)."""
+        """day -> (key, size, ETag) of the feed's day files (``app.bucket.reconcile.BucketIndex``)."""
         return reads.day_index(self, resource_type, account_sid)
 
     def holds(self, key: str) -> bool:
-        """``app.feeds.coverage.BucketIndex.holds``: a HEAD of ``key`` (S3 errors raise, classified)."""
+        """``app.bucket.reconcile.BucketIndex.holds``: a HEAD of ``key`` (S3 errors raise, classified)."""
         return self.head(key) is not None
 
     # -- layout migration (``app.bucket.migrate_layout.LayoutStore``) ----------------------------------------

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from app.platform.config.env import env_base_url, env_choice, env_int, env_str
 from app.platform.config.s3 import check_account_field
 from app.platform.config.settings import ACCOUNT_SID_RE, API_KEY_SID_RE, AccountSettings, AccountSpec, ConfigError
-from app.twilio.labels import label_key, looks_like_sid
+from app.platform.labels import label_key, looks_like_sid
 
 
 def bulkexports_base_url(env: Mapping[str, str]) -> str:

@@ -12,10 +12,10 @@ from werkzeug.wrappers import Response
 
 from app.feeds import coverage, daily_exports
 from app.feeds import declared as feed_ops
-from app.feeds.store import owner_of
 from app.platform.config import RESOURCE_TYPES
 from app.platform.errors import DomainError, RequestError
 from app.services import Services, current_services
+from app.twilio.accounts import owner_of
 from app.twilio.client import TwilioError
 from app.web.console import bp, selected_account
 from app.web.console.web import ok, render
