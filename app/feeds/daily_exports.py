@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 from app.feeds import coverage
 from app.jobs import ops
 from app.jobs.lifecycle import day_files
+from app.jobs.ownership import webhook_url
 from app.jobs.records import DayState, JobRecord, JobState, hash_token
-from app.jobs.submission import TOKEN_BYTES, webhook_url
+from app.jobs.submission import TOKEN_BYTES
 from app.platform import clock
 from app.platform.errors import DomainError, NotFound
 from app.platform.metrics import JOBS

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from app.feeds import coverage
 from app.feeds.store import CoverageDay, Feed, FeedStore
+from app.jobs.ownership import FEED_NAME_PREFIX
 from app.jobs.submission import SubmitRequest, submit
 from app.platform import clock
 from app.platform.days import MAX_DAYS_PER_JOB, compact_ranges, newest_exportable_day
@@ -168,7 +169,7 @@ def _allocate(
 def _submit(
     svc: Services, store: FeedStore, feed: Feed, first: date, last: date, limit: int, report: PlanReport
 ) -> bool:
-    name = f"bulkexport-relay feed {feed.resource_type} {first}..{last}"
+    name = f"{FEED_NAME_PREFIX}{feed.resource_type} {first}..{last}"
     req = SubmitRequest(feed.resource_type, first, last, name, None, feed.account)
     try:
         result = submit(svc, req, quota_limit=limit, origin="feed")

@@ -7,6 +7,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from app.jobs.lifecycle import fetched, finish
+from app.jobs.ownership import record_of
 from app.jobs.records import DayState, JobRecord, JobState
 from app.platform.config import RESOURCE_TYPES
 from app.platform.errors import Conflict, NotFound, RequestError
@@ -60,16 +61,7 @@ def adopt(svc: Services, job_sid: str, resource_type: str | None = None, account
         raise RequestError("Twilio did not say the job's resource_type; pass resource_type")
     if not (tj.start_day and tj.end_day and DAY_RE.fullmatch(tj.start_day) and DAY_RE.fullmatch(tj.end_day)):
         raise TwilioError(f"Twilio's job {job_sid} has no valid start_day/end_day")
-    record = JobRecord(
-        job_sid=job_sid,
-        resource_type=str(rt),
-        start_day=tj.start_day,
-        end_day=tj.end_day,
-        friendly_name=tj.friendly_name or "",
-        origin="adopted",
-        account_sid=owner.sid,
-        twilio=tj.snapshot(),
-    )
+    record = record_of(tj, str(rt), owner.sid, "adopted")
     if svc.jobs.add_job(record):
         JOBS.labels("adopted").inc()
     svc.enqueuer.sync(job_sid)

@@ -4,9 +4,9 @@ The registry carries a marker (``ber:registry:marker``) and the bucket a copy of
 written by the workers). Redis without the marker while the bucket has it means the registry was lost, not a fresh
 install: /readyz and /health say so, and the poller rebuilds it at once (``relay recover`` asks for it too):
 
-- jobs: Twilio lists every job of the last 7 days per resource type; those whose ``webhook_url`` starts with this
-  deployment's PUBLIC_BASE_URL webhook are ours (the token in the URL rebuilds the token mapping, hashed) and are
-  tracked again and synced; jobs made without a webhook are found by the reference in their friendly name;
+- jobs: Twilio lists every job of the last 7 days per resource type; those the marks of our submissions show to
+  be ours (``app.jobs.ownership``: this deployment's webhook URL, whose token rebuilds the token mapping, hashed;
+  without a webhook, the reference at the end of the friendly name) are tracked again and synced;
 - copied days: coverage is reconciled with an S3 listing before any feed is planned again, and each day copy first
   asks S3 whether the file is already there (``S3Sink.stored_day``), so nothing in the bucket is fetched again;
 - "a validly signed webhook was seen" (WEBHOOK_SIGNATURE=auto refuses unsigned deliveries from then on,
@@ -22,11 +22,9 @@ import logging
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import parse_qs, urlsplit
 
 from app.jobs import events
-from app.jobs.records import JobRecord, hash_token
-from app.jobs.submission import webhook_url
+from app.jobs.ownership import hook_prefix, mark_of, origin_of, record_of
 from app.platform import clock
 from app.platform.config import RESOURCE_TYPES
 from app.platform.metrics import JOBS
@@ -116,47 +114,25 @@ def _seconds(raw: Any) -> float | None:
 def recover_jobs(svc: Services) -> list[str]:
     """Track again every job of ours that Twilio still lists (it keeps them 7 days after they finish)."""
     adopted = []
-    hook_prefix = (webhook_url(svc, "") or "").removesuffix("token=")
+    prefix = hook_prefix(svc)
     for account in svc.accounts.all():
         try:
-            adopted += _recover_account(svc, account.sid, hook_prefix)
+            adopted += _recover_account(svc, account.sid, prefix)
         except TwilioError as exc:  # one account's refused credentials must not stop the others' recovery
             log.warning("could not list %s's jobs for recovery: %s", account.name, exc)
     return adopted
 
 
-def _recover_account(svc: Services, account_sid: str, hook_prefix: str) -> list[str]:
+def _recover_account(svc: Services, account_sid: str, prefix: str) -> list[str]:
     adopted = []
     for rt in RESOURCE_TYPES:
         for tj in svc.twilio_for(account_sid).list_jobs(rt):
-            record = _our_job(tj.job_sid, rt, tj, hook_prefix)
-            if record is not None:
-                record.account_sid = account_sid
-            if record is not None and svc.jobs.add_job(record):
+            mark = mark_of(tj, prefix)
+            if mark is None or not (tj.start_day and tj.end_day):
+                continue  # not ours (another tool's job, or another deployment's), or no range to track
+            record = record_of(tj, rt, account_sid, origin_of(tj.friendly_name or ""), mark.token_hash)
+            if svc.jobs.add_job(record):
                 JOBS.labels("recovered").inc()
                 svc.enqueuer.sync(tj.job_sid)
                 adopted.append(tj.job_sid)
     return adopted
-
-
-def _our_job(sid: str, rt: str, tj: Any, hook_prefix: str) -> JobRecord | None:
-    url = tj.webhook_url or ""
-    if hook_prefix and url.startswith(hook_prefix):
-        token = parse_qs(urlsplit(url).query).get("token", [""])[0]
-        token_hash = hash_token(token) if token else ""
-    elif "ref:" in (tj.friendly_name or "") and (tj.friendly_name or "").startswith("bulkexport-relay"):
-        token_hash = ""  # made without a webhook: nothing to map
-    else:
-        return None  # not ours (another tool's job, or another deployment's)
-    if not (tj.start_day and tj.end_day):
-        return None
-    return JobRecord(
-        job_sid=sid,
-        resource_type=rt,
-        start_day=tj.start_day,
-        end_day=tj.end_day,
-        friendly_name=tj.friendly_name or "",
-        origin="feed" if "feed" in (tj.friendly_name or "") else "api",
-        token_hash=token_hash,
-        twilio=tj.snapshot(),
-    )

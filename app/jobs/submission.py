@@ -12,10 +12,10 @@ import secrets
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlencode, urlsplit
 
 from redis.exceptions import RedisError
 
+from app.jobs.ownership import hook_prefix, mark_of, origin_of, record_of, token_ref, webhook_url
 from app.jobs.records import JobRecord, hash_token
 from app.platform import clock
 from app.platform.config import RESOURCE_TYPES
@@ -24,7 +24,7 @@ from app.platform.errors import RequestError, SubmitUncertain
 from app.platform.metrics import JOBS
 from app.platform.validation import parse_day, validate_resource_type
 from app.twilio.accounts import owner_of
-from app.twilio.client import TwilioError, TwilioJob, TwilioNotFound, TwilioUnavailable
+from app.twilio.client import BulkExportsClient, TwilioError, TwilioJob, TwilioNotFound, TwilioUnavailable
 
 if TYPE_CHECKING:
     from app.services import Services
@@ -70,18 +70,6 @@ class SubmitRequest:
         if account is not None and not isinstance(account, str):
             raise RequestError("account must be an account SID or label")
         return cls(rt, start, end, name, email, account)
-
-
-def webhook_url(svc: Services, token: str) -> str | None:
-    """Our webhook for a job (None without PUBLIC_BASE_URL: then the poller alone follows the job)."""
-    base = svc.settings.public_base_url
-    return f"{base}/hooks/bulkexport?{urlencode({'token': token})}" if base else None
-
-
-def token_ref(token_hash: str) -> str:
-    """What a job's friendly name carries when it has no webhook URL, so an ambiguous create can still be found
-    by its submission (a prefix of the token's hash, which reveals nothing of the token)."""
-    return f"ref:{token_hash[:20]}"
 
 
 @dataclass
@@ -144,6 +132,7 @@ def _submit_chunk(svc: Services, req: SubmitRequest, start: date, end: date, nam
             "start_day": start.isoformat(),
             "end_day": end.isoformat(),
             "account_sid": account_sid,
+            "origin": origin,
         },
     )
     svc.feeds.mark_in_flight(owner, f"pending:{token_hash}", days)
@@ -155,19 +144,8 @@ def _submit_chunk(svc: Services, req: SubmitRequest, start: date, end: date, nam
         svc.tokens.drop_pending(token_hash)  # Twilio created nothing: the days are free again
         svc.feeds.release_days(owner, f"pending:{token_hash}", days)
         raise
-    # Keep what we sent: Twilio's create answer may echo nulls.
-    record = JobRecord(
-        job_sid=tj.job_sid,
-        resource_type=req.resource_type,
-        start_day=start.isoformat(),
-        end_day=end.isoformat(),
-        friendly_name=name,
-        email=req.email or "",
-        origin=origin,
-        account_sid=account_sid,
-        token_hash=token_hash,
-        twilio=tj.snapshot(),
-    )
+    sent = (start.isoformat(), end.isoformat(), name)
+    record = record_of(tj, req.resource_type, account_sid, origin, token_hash, sent, req.email or "")
     try:
         svc.jobs.add_job(record)
         svc.feeds.mark_in_flight(owner, tj.job_sid, days)
@@ -186,21 +164,24 @@ def _create_at_twilio(
 ) -> TwilioJob:
     """The create call, its failures sorted: SubmitUncertain when the job may exist, TwilioError when it does not."""
     url = webhook_url(svc, token)
-    marker = token if url else token_ref(token_hash)
+    client = svc.twilio_for(req.account or "")
     try:
-        return svc.twilio_for(req.account or "").create_job(
+        return client.create_job(
             req.resource_type,
             start.isoformat(),
             end.isoformat(),
-            name if url else f"{name} {marker}",
+            name if url else f"{name} {token_ref(token_hash)}",
             url,
             svc.settings.webhook_method,
             req.email,
-            token=marker,
         )
     except TwilioUnavailable as exc:
         if exc.status == 429:
             raise  # Twilio never processed it
+        found = _created_despite(svc, client, req.resource_type, token_hash)
+        if found is not None:
+            log.warning("create answered %s but the job exists: %s", exc.status, found.job_sid)
+            return found
         # Ambiguous (5xx or no answer after sending): the job may exist. The pending record stays so the
         # poller can find it by its token (reconcile_pending) instead of leaving an untracked job at Twilio.
         raise SubmitUncertain(
@@ -213,6 +194,19 @@ def _create_at_twilio(
         raise TwilioError(f"Twilio answered 404 to creating a job ({exc})", exc.status, exc.code) from exc
 
 
+def _created_despite(svc: Services, client: BulkExportsClient, resource_type: str, token_hash: str) -> TwilioJob | None:
+    """The job a create whose answer was lost made after all, found by its mark; None if none (or unlisted)."""
+    prefix = hook_prefix(svc)
+    try:
+        for tj in client.list_jobs(resource_type):
+            mark = mark_of(tj, prefix)
+            if mark is not None and mark.is_of(token_hash):
+                return tj
+    except TwilioError:
+        return None
+    return None
+
+
 def reconcile_pending(svc: Services, older_than: float = PENDING_ADOPT_AFTER_S) -> list[str]:
     """Adopt jobs whose create call failed ambiguously but that Twilio did create (found by our token)."""
     adopted: list[str] = []
@@ -223,34 +217,17 @@ def reconcile_pending(svc: Services, older_than: float = PENDING_ADOPT_AFTER_S) 
         if now - float(req.get("created_at", now)) > older_than and req.get("resource_type") in RESOURCE_TYPES
     }
     default = svc.accounts.primary.sid
+    prefix = hook_prefix(svc)
     for account_sid, rt in sorted({(r.get("account_sid") or default, r["resource_type"]) for r in pending.values()}):
         for tj in svc.twilio_for(account_sid).list_jobs(rt):
-            token_hash = _submission_of(tj, pending)
+            mark = mark_of(tj, prefix)
+            token_hash = next((h for h in pending if mark.is_of(h)), None) if mark else None
             if token_hash is None or svc.jobs.get_job(tj.job_sid) is not None:
                 continue
             req = pending[token_hash]
-            svc.jobs.add_job(
-                JobRecord(
-                    job_sid=tj.job_sid,
-                    resource_type=rt,
-                    start_day=req["start_day"],
-                    end_day=req["end_day"],
-                    friendly_name=tj.friendly_name or "",
-                    origin="api",
-                    account_sid=account_sid,
-                    token_hash=token_hash,
-                    twilio=tj.snapshot(),
-                )
-            )
+            origin = req.get("origin") or origin_of(tj.friendly_name or "")  # older pending records lack it
+            sent = (req["start_day"], req["end_day"], tj.friendly_name or "")
+            svc.jobs.add_job(record_of(tj, rt, account_sid, origin, token_hash, sent))
             log.warning("recovered a job created despite an error answer", extra={"job_sid": tj.job_sid})
             adopted.append(tj.job_sid)
     return adopted
-
-
-def _submission_of(tj: TwilioJob, pending: dict[str, dict[str, str]]) -> str | None:
-    """The pending submission a Twilio job came from: by the token in its webhook URL, or by the reference in its
-    friendly name (jobs made without a webhook)."""
-    token = parse_qs(urlsplit(tj.webhook_url or "").query).get("token", [""])[0]
-    if token and hash_token(token) in pending:
-        return hash_token(token)
-    return next((h for h in pending if token_ref(h) in (tj.friendly_name or "")), None)

@@ -399,39 +399,19 @@ class BulkExportsClient:
         webhook_url: str | None,
         webhook_method: str,
         email: str | None = None,
-        token: str | None = None,
     ) -> TwilioJob:
-        """Create an ExportCustomJob (without a webhook when ``webhook_url`` is None: the poller finishes it); on
-        an ambiguous failure, find it by ``token`` (in its webhook URL or its friendly name) instead of creating
-        twice."""
+        """Create an ExportCustomJob (without a webhook when ``webhook_url`` is None: the poller finishes it). An
+        ambiguous failure raises: the caller looks for the job by its mark (``app.jobs.submission``)."""
         jobs = self._v1.exports(resource_type).export_custom_jobs
         kwargs: dict[str, Any] = {"webhook_url": webhook_url, "webhook_method": webhook_method} if webhook_url else {}
         if email:
             kwargs["email"] = email
-        try:
-            instance = _call(
-                "create_job",
-                f"create {resource_type} job",
-                lambda: jobs.create(start_day=start_day, end_day=end_day, friendly_name=friendly_name, **kwargs),
-            )
-        except TwilioUnavailable as err:
-            if err.status != 429 and token:
-                found = self.find_job_by_token(resource_type, token)
-                if found is not None:
-                    log.warning("create answered %s but the job exists: %s", err.status, found.job_sid)
-                    return found
-            raise
+        instance = _call(
+            "create_job",
+            f"create {resource_type} job",
+            lambda: jobs.create(start_day=start_day, end_day=end_day, friendly_name=friendly_name, **kwargs),
+        )
         return _job_from_payload(_fields(instance))
-
-    def find_job_by_token(self, resource_type: str, token: str) -> TwilioJob | None:
-        """A job whose webhook URL carries our token (used to recover from ambiguous create failures)."""
-        try:
-            for job in self.list_jobs(resource_type):
-                if token in (job.webhook_url or "") or token in (job.friendly_name or ""):
-                    return job
-        except TwilioError:
-            return None
-        return None
 
     def list_jobs(self, resource_type: str) -> Iterator[TwilioJob]:
         resource = self._v1.exports(resource_type).export_custom_jobs

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from app.jobs import lifecycle as sync
-from app.jobs import submission
+from app.jobs import ownership, submission
 from app.jobs.documents import job_view
 from app.jobs.records import DayRecord, DayState, JobRecord, JobState, hash_token
 from app.jobs.store import job_key
@@ -69,7 +69,7 @@ def test_ambiguous_create_is_reconciled_by_token(svc, sandbox):
             "StartDay": day(4),
             "EndDay": day(3),
             "FriendlyName": "x",
-            "WebhookUrl": submission.webhook_url(svc, token),
+            "WebhookUrl": ownership.webhook_url(svc, token),
             "WebhookMethod": "POST",
         },
         timeout=10,
