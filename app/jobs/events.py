@@ -114,12 +114,13 @@ def best_effort(event_type: str) -> Callable[[Callable[P, None]], Callable[P, No
 
 
 @best_effort("job")
-def job_finished(svc: Services, job_sid: str, state: JobState) -> None:
-    """``job.done`` / ``job.failed`` from ``app.jobs.lifecycle.finish`` (a cancelled job is not announced)."""
-    job = svc.jobs.get_job(job_sid)
-    if job is None or state not in (JobState.DONE, JobState.FAILED):
+def job_finished(svc: Services, job: JobRecord, records: dict[str, DayRecord], state: JobState) -> None:
+    """``job.done`` / ``job.failed`` from ``app.jobs.lifecycle.finish``, with the job's final record and its days
+    (a cancelled job is not announced)."""
+    if state not in (JobState.DONE, JobState.FAILED):
         return
-    days = svc.days.get_days(job_sid).values()
+    job_sid = job.job_sid
+    days = records.values()
     failed = sorted(d.day for d in days if d.state == DayState.FAILED)
     data = {
         "job_sid": job_sid,

@@ -170,17 +170,28 @@ def sync_job(svc: Services, store: ManifestStore, job_sid: str) -> SyncResult:
     taken) but flags the job: if Twilio was not final when we looked, we look again at once rather than leave
     the job to the poller's backoff (up to 15 minutes).
     """
-    result = _sync_once(svc, job_sid)
+    job = _tracked(svc, job_sid)
+    result = _sync_once(svc, job)
     for _ in range(MAX_RESYNCS):
         if result.twilio_final or result.state.final or result.not_found:
             break  # (a 404 again at once would count as a second miss within one sync: leave it to the poller)
         if not svc.jobs.take_resync_request(job_sid):
             break
         log.info("webhook arrived during the sync: syncing again", extra={"job_sid": job_sid})
-        result = _sync_once(svc, job_sid)
+        job = _tracked(svc, job_sid)  # a new look: what changed meanwhile (a cancel, the sync count) counts
+        result = _sync_once(svc, job)
     if result.ready_to_finish:
-        result.finished = finish_if_done(svc, store, job_sid)
+        result.finished = finish_if_done(svc, store, job_sid, job)
     return result
+
+
+def _tracked(svc: Services, job_sid: str) -> JobRecord:
+    """The job's record, read once per sync and passed down (the sync keeps its copy up to date as it writes)."""
+    job = svc.jobs.get_job(job_sid)
+    if job is None:
+        svc.jobs.deactivate(job_sid)
+        raise JobNotTracked(f"sync: job {job_sid} is not tracked")
+    return job
 
 
 def fetched(tj: TwilioJob) -> dict[str, Any]:
@@ -188,11 +199,10 @@ def fetched(tj: TwilioJob) -> dict[str, Any]:
     return tj.snapshot() | {"fetched_at": iso(clock.now())}
 
 
-def _sync_once(svc: Services, job_sid: str) -> SyncResult:
-    job = svc.jobs.get_job(job_sid)
-    if job is None:
-        svc.jobs.deactivate(job_sid)
-        raise JobNotTracked(f"sync: job {job_sid} is not tracked")
+def _sync_once(svc: Services, job: JobRecord) -> SyncResult:
+    """One look at Twilio for ``job`` (its record as read by this task, kept up to date with what this sync
+    writes)."""
+    job_sid = job.job_sid
     if job.state.final:
         svc.jobs.deactivate(job_sid)
         return SyncResult(job_sid, job.state)
@@ -208,15 +218,18 @@ def _sync_once(svc: Services, job_sid: str) -> SyncResult:
         _sync_failed(svc, job, exc)
         raise  # RQ retries the sync a few times; the poller takes it up again after the backoff
     note_outcome(svc.account_states, job.account_sid, None)
-    svc.jobs.update_job(job_sid, twilio=fetched(tj), not_found=0, last_sync_error="")
+    job.twilio, job.not_found, job.last_sync_error = fetched(tj), 0, ""
+    svc.jobs.update_job(job_sid, twilio=job.twilio, not_found=0, last_sync_error="")
     needs_files = any(d.days is None for d in tj.details)
     files = day_files(svc, job.resource_type, job.account_sid) if needs_files or _has_copyable(tj) else {}
     plan = plan_days(job, tj.details, None if files is None else set(files))
     if plan.cancelled:
         finish(svc, job_sid, JobState.CANCELLED, error="deleted at Twilio")
+        job.state = JobState.CANCELLED
         return SyncResult(job_sid, JobState.CANCELLED, finished=True)
     queued = _apply_plan(svc, job, plan, files or {})
     state = JobState.COPYING if plan.twilio_final else JobState.WAITING
+    job.state = state
     all_final = plan.twilio_final and svc.days.all_days_final(job_sid, job_days(job.start_day, job.end_day))
     if not all_final:
         # The poller looks again later: Twilio still working, or copies in flight (in case one is lost).
@@ -324,27 +337,26 @@ def finish(svc: Services, job_sid: str, state: JobState, **fields: Any) -> bool:
     days recorded, failed ones scheduled for a retry, unfinished ones missing again). False if it already was."""
     if not svc.jobs.finish_job(job_sid, state, **fields):
         return False
-    _settle(svc, job_sid)
+    job = svc.jobs.get_job(job_sid)  # the final record (its finalized_at, manifest and error), read once
+    records = svc.days.get_days(job_sid)
+    if job is not None:
+        svc.job_outcomes.job_settled(job, records)
+        events.job_finished(svc, job, records, state)  # job.done / job.failed: queued only, never raises
     JOBS.labels(state.value).inc()
-    events.job_finished(svc, job_sid, state)  # job.done / job.failed: queued only, never raises
     log.info("job %s", state.value, extra={"job_sid": job_sid, "manifest": fields.get("manifest_key", "")})
     return True
 
 
-def _settle(svc: Services, job_sid: str) -> None:
-    job = svc.jobs.get_job(job_sid)
-    if job is not None:
-        svc.job_outcomes.job_settled(job, svc.days.get_days(job_sid))
-
-
-def finish_if_done(svc: Services, store: ManifestStore, job_sid: str) -> bool:
-    """Write the manifest and mark the job final once Twilio is done and every day is final (exactly once)."""
-    job = svc.jobs.get_job(job_sid)
+def finish_if_done(svc: Services, store: ManifestStore, job_sid: str, job: JobRecord | None = None) -> bool:
+    """Write the manifest and mark the job final once Twilio is done and every day is final (exactly once);
+    ``job``: its record if the caller has read it."""
+    job = job or svc.jobs.get_job(job_sid)
     if job is None or job.state.final or not job.twilio:
         return False
-    if not svc.days.all_days_final(job_sid, job_days(job.start_day, job.end_day)):
+    records = svc.days.get_days(job_sid)
+    if not all(d in records and records[d].state.final for d in job_days(job.start_day, job.end_day)):
         return False  # every day of the range needs a final record, not just the ones seen so far
-    days = day_views(svc.days.get_days(job_sid))
+    days = day_views(records)
     failed = [d["day"] for d in days if d["state"] == DayState.FAILED]
     state = JobState.FAILED if failed else JobState.DONE
     key = store.manifest_key(job.resource_type, job_sid)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from app.jobs.records import hash_token
-
 from app.jobs.ownership import Mark, mark_of, origin_of, record_of, token_ref
+from app.jobs.records import hash_token
 from app.twilio.client import TwilioJob
 
 PREFIX = "https://relay.example.com/hooks/bulkexport?"
