@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import logging
 import uuid
 from datetime import date, timedelta
@@ -21,7 +20,7 @@ from rq.job import Job
 from app.bucket import migrate_layout, verify
 from app.bucket import probe as store_probe
 from app.bucket import reconcile as bucket_reconcile
-from app.feeds import daily_exports, planner
+from app.feeds import daily_exports, planner, schedule
 from app.feeds import declared as feeds
 from app.feeds import summary as feed_summary
 from app.jobs import events, recovery, submission
@@ -200,12 +199,13 @@ def _keep_feeds_complete(svc: Services) -> None:
         never_reconciled: set[str] = set()
         listed = svc.feeds.list_feeds()
         last = svc.feeds.last_runs(("reconcile", "sweep"), [f.owner for f in listed])  # one round trip for all
+        s, now = svc.settings.sync, clock.now()
         for feed in listed:
-            if _due(last[("reconcile", feed.owner)], svc.settings.sync.reconcile_hours * 3600, feed.owner):
+            if schedule.due(last[("reconcile", feed.owner)], s.reconcile_hours * 3600, feed.owner, now):
                 svc.enqueuer.reconcile(feed.owner)
             if last[("reconcile", feed.owner)] is None:
                 never_reconciled.add(feed.owner)
-            elif feed.enabled and _due(last[("sweep", feed.owner)], svc.settings.sync.sweep_seconds, feed.owner):
+            elif feed.enabled and schedule.due(last[("sweep", feed.owner)], s.sweep_seconds, feed.owner, now):
                 svc.enqueuer.sweep(feed.owner)
         planner.plan(svc, svc.feeds, skip=frozenset(never_reconciled))
     except Exception:  # the jobs' own syncs (above) must not depend on the planner
@@ -221,21 +221,6 @@ def _summarise_feeds(svc: Services) -> None:
     except Exception:  # the previous summaries stay; the next poll tries again
         POLLS.labels("summary_failed").inc()
         log.exception("could not summarise the feeds; /health and /metrics keep the previous summary")
-
-
-def _due(last: float | None, every_seconds: float, owner: str, now: float | None = None) -> bool:
-    """Due at the feed's own phase of the interval (after a first run at once): hundreds of feeds created together
-    are then reconciled and swept spread over the interval, not all in the same poll, interval after interval.
-
-    Runs are always between half an interval and one interval apart ("at least daily" stays true for the
-    reconcile): the next phase slot when it is at least half an interval away, else half an interval (which
-    puts the following run on the phase)."""
-    if last is None:
-        return True
-    every = max(1, int(every_seconds))
-    phase = int.from_bytes(hashlib.sha256(owner.encode()).digest()[:4], "big") % every
-    to_slot = (phase - last) % every or every
-    return (clock.now() if now is None else now) >= last + max(every / 2, to_slot)
 
 
 def reconcile_task(owner: str) -> int:

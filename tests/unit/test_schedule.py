@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 
-from workers.tasks import _due
+from app.feeds.schedule import due
 
 EVERY = 300
 
@@ -15,14 +15,14 @@ def slots(owner: str, start: float, polls: int, poll_every: float = 60) -> list[
     last, ran = None, []
     for i in range(polls):
         now = start + i * poll_every
-        if _due(last, EVERY, owner, now):
+        if due(last, EVERY, owner, now):
             last = now
             ran.append(now)
     return ran
 
 
 def test_a_feed_never_run_is_due_at_once():
-    assert _due(None, EVERY, "AC1:Calls", now=0)
+    assert due(None, EVERY, "AC1:Calls", now=0)
 
 
 def test_after_its_first_run_a_feed_reaches_its_phase_then_runs_once_per_interval():
@@ -44,5 +44,5 @@ def test_feeds_created_together_spread_over_the_interval():
 def test_runs_are_between_half_an_interval_and_one_interval_apart():
     for owner in (f"AC{i}:Messages" for i in range(50)):
         for last in (1000.0, 1234.5, 99_999.0):
-            assert not _due(last, EVERY, owner, now=last + EVERY / 2 - 1)
-            assert _due(last, EVERY, owner, now=last + EVERY)  # a daily reconcile stays at least daily
+            assert not due(last, EVERY, owner, now=last + EVERY / 2 - 1)
+            assert due(last, EVERY, owner, now=last + EVERY)  # a daily reconcile stays at least daily
