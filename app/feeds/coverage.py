@@ -21,7 +21,7 @@ from app.feeds.declared import feed_view
 from app.feeds.store import CoverageDay, Feed, FeedStore
 from app.jobs.records import DayRecord, DayState, JobRecord
 from app.platform import clock
-from app.platform.config import SyncSettings
+from app.platform.config import FeedSettings
 from app.platform.days import EARLIEST_DAY, compact_ranges, days_between, job_days, newest_exportable_day
 from app.twilio.accounts import owner_of
 
@@ -88,7 +88,7 @@ def lag_days(states: dict[str, str], newest: date) -> int | None:
 # -- keeping it up to date ------------------------------------------------------------------------------------
 
 
-def record_job_day(store: FeedStore, settings: SyncSettings, job: JobRecord, rec: DayRecord) -> None:
+def record_job_day(store: FeedStore, settings: FeedSettings, job: JobRecord, rec: DayRecord) -> None:
     """A job finished one of its days: copied and empty days are done; a failed one is retried with backoff as a
     new job until FEED_MAX_ATTEMPTS, then ``failed``."""
     owner = owner_of(job.resource_type, job.account_sid)
@@ -131,7 +131,7 @@ class CoverageKeeper:
     """What a job's end means for coverage (``app.jobs.lifecycle.JobOutcomes``, wired in by ``app.services``)."""
 
     store: FeedStore
-    settings: SyncSettings
+    settings: FeedSettings
 
     def job_settled(self, job: JobRecord, days: dict[str, DayRecord]) -> None:
         """Done days recorded, failed ones scheduled for a retry, unfinished ones missing again. Copied days were

@@ -13,7 +13,7 @@ from datetime import date
 from typing import Any
 
 from app.feeds.store import Feed, FeedStore
-from app.platform.config import SyncSettings
+from app.platform.config import FeedSettings
 from app.platform.days import EARLIEST_DAY, newest_exportable_day
 from app.platform.errors import Conflict, NotFound, RequestError
 from app.platform.validation import parse_day, validate_resource_type
@@ -78,7 +78,7 @@ def _refuse_env_managed(feed: Feed | None) -> None:
         raise Conflict(f"the {feed.resource_type} feed is declared by SYNC_FEEDS: change it there (the setting wins)")
 
 
-def apply_env_feeds(store: FeedStore, settings: SyncSettings, account_sids: list[str]) -> None:
+def apply_env_feeds(store: FeedStore, settings: FeedSettings, account_sids: list[str]) -> None:
     """Make the stored feeds match SYNC_FEEDS, for every account served (idempotent; run by every poll)."""
     declared = {(owner_of(spec.resource_type, sid), sid): spec for spec in settings.feeds for sid in account_sids}
     owners = {owner for owner, _ in declared}

@@ -26,7 +26,7 @@ from app.feeds.store import CoverageDay, Feed, FeedStore
 from app.jobs.ownership import FEED_NAME_PREFIX
 from app.jobs.submission import SubmitRequest, submit
 from app.platform import clock
-from app.platform.config import SyncSettings
+from app.platform.config import FeedSettings
 from app.platform.days import MAX_DAYS_PER_JOB, compact_ranges, newest_exportable_day
 from app.platform.errors import QuotaExceeded
 from app.twilio.accounts import note_outcome
@@ -110,7 +110,7 @@ class Plan:
         return {o: sum((e - s).days + 1 for s, e in w) for o, w in self.wants.items() if w}
 
 
-def wanted_days(feed: Feed, cov: dict[str, CoverageDay], daily: bool, settings: SyncSettings, now: float) -> list[str]:
+def wanted_days(feed: Feed, cov: dict[str, CoverageDay], daily: bool, settings: FeedSettings, now: float) -> list[str]:
     """Days of the feed a custom job should be asked for now: missing, or failed once and due for a retry."""
     today = datetime.fromtimestamp(now, UTC).date()
     newest = newest_exportable_day(today)  # the planner asks custom jobs
@@ -157,7 +157,7 @@ class PlanInputs:
     quota_used: dict[str, int]
 
 
-def make_plan(inputs: PlanInputs, settings: SyncSettings, daily_quota: int, now: float) -> Plan:
+def make_plan(inputs: PlanInputs, settings: FeedSettings, daily_quota: int, now: float) -> Plan:
     """The poll's plan, a pure function of what was read: the feeds' wanted days, in chunks newest first, and,
     per account family (each spends its own daily quota; sorted), the feeds in turn order: accounts alternate,
     and where the order starts rotates with the UTC day, so no account starves while another backfills years."""

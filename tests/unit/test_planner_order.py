@@ -10,7 +10,7 @@ import pytest
 
 from app.feeds.planner import PlanInputs, Submission, make_plan
 from app.feeds.store import Feed
-from app.platform.config import SyncSettings
+from app.platform.config import FeedSettings
 
 RTS = ("Calls", "Conferences", "Messages", "Participants")
 NOON = datetime(2026, 11, 10, 12, tzinfo=UTC).timestamp()
@@ -28,7 +28,7 @@ def inputs(feeds: list[Feed], family_of: dict[str, str] | None = None, used: int
 
 
 def order(feeds: list[Feed], days_later: int = 0) -> list[tuple[str, str]]:
-    (family,) = make_plan(inputs(feeds), SyncSettings(), 1000, NOON + days_later * 86400).families
+    (family,) = make_plan(inputs(feeds), FeedSettings(), 1000, NOON + days_later * 86400).families
     return [(f.account, f.resource_type) for f in family.feeds.values()]
 
 
@@ -51,12 +51,12 @@ def test_each_account_goes_first_on_one_of_three_consecutive_days():
 
 
 def test_no_feeds_no_families():
-    assert make_plan(inputs([]), SyncSettings(), 1000, NOON).families == []
+    assert make_plan(inputs([]), FeedSettings(), 1000, NOON).families == []
 
 
 def test_each_family_spends_its_own_quota_in_equal_shares_newest_first():
     feeds = [Feed(rt, "2026-01-01", account=acct) for acct in ("AC1", "AC2") for rt in ("Calls", "Messages")]
-    plan = make_plan(inputs(feeds, {"AC1": "AC1", "AC2": "AC2"}, used=800), SyncSettings(), 1000, NOON)
+    plan = make_plan(inputs(feeds, {"AC1": "AC1", "AC2": "AC2"}, used=800), FeedSettings(), 1000, NOON)
     newest = date(2026, 11, 8)
     for family in plan.families:
         steps = family.submissions()
@@ -68,7 +68,7 @@ def test_each_family_spends_its_own_quota_in_equal_shares_newest_first():
 
 def test_a_refused_feed_sits_out_and_a_spent_quota_stops_the_family():
     feeds = [Feed(rt, "2026-11-01", account="AC1") for rt in ("Calls", "Messages")]
-    (family,) = make_plan(inputs(feeds), SyncSettings(), 1000, NOON).families
+    (family,) = make_plan(inputs(feeds), FeedSettings(), 1000, NOON).families
     steps = family.submissions()
     first = next(steps)
     second = steps.send(False)  # refused: the other feed's turn, the quota untouched

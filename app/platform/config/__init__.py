@@ -28,10 +28,10 @@ from app.platform.config.settings import (
     AccountSpec,
     ConfigError,
     ConsoleSettings,
+    FeedSettings,
     FeedSpec,
     NotifySettings,
     Settings,
-    SyncSettings,
 )
 
 __all__ = [
@@ -47,10 +47,10 @@ __all__ = [
     "AccountSpec",
     "ConfigError",
     "ConsoleSettings",
+    "FeedSettings",
     "FeedSpec",
     "NotifySettings",
     "Settings",
-    "SyncSettings",
     "check_key_template",
     "is_loopback_host",
     "key_template_fields",

@@ -16,9 +16,9 @@ from app.platform.config.settings import (
     RESOURCE_TYPES,
     ConfigError,
     ConsoleSettings,
+    FeedSettings,
     FeedSpec,
     NotifySettings,
-    SyncSettings,
 )
 from app.platform.days import EARLIEST_DAY
 
@@ -84,14 +84,14 @@ def _real_day(value: str) -> bool:
     return True
 
 
-def load_sync_settings(env: Mapping[str, str], twilio_base_url: str = "") -> SyncSettings:
+def load_sync_settings(env: Mapping[str, str], twilio_base_url: str = "") -> FeedSettings:
     if env_str(env, "RELAY_CLOCK_OFFSET_FILE") and not is_loopback_host(urlsplit(twilio_base_url).hostname):
         # app/platform/clock.py: the tests' way to move the relay's calendar with the sandbox's; never against real
         # Twilio
         raise ConfigError(
             "RELAY_CLOCK_OFFSET_FILE is for local stacks only: TWILIO_BULKEXPORTS_BASE_URL must be loopback"
         )
-    return SyncSettings(
+    return FeedSettings(
         feeds=_feed_specs(env),
         quota_reserve_days=env_int(env, "FEED_QUOTA_RESERVE_DAYS", 0),
         submit_delay_hours=env_int(env, "FEED_SUBMIT_DELAY_HOURS", 0),

@@ -39,7 +39,7 @@ class FeedSpec:
 
 
 @dataclass(frozen=True)
-class SyncSettings:
+class FeedSettings:
     """Continuous sync (app/feeds/declared.py, app/feeds/planner.py): declared feeds and how the planner spends the
     quota."""
 
@@ -134,7 +134,7 @@ class Settings:
     copy_retry_intervals: tuple[int, ...] = (30, 120, 600, 1800, 3600)
     download_host_allowlist: tuple[str, ...] = DEFAULT_DOWNLOAD_HOSTS
     download_allow_loopback: bool = False
-    sync: SyncSettings = field(default_factory=lambda: SyncSettings())
+    sync: FeedSettings = field(default_factory=lambda: FeedSettings())
     accounts: AccountSettings = field(default_factory=lambda: AccountSettings())
     notify: NotifySettings = field(default_factory=lambda: NotifySettings())  # outbound events (app/jobs/events.py)
     console: ConsoleSettings = field(default_factory=lambda: ConsoleSettings())  # sessions of /console
