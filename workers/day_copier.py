@@ -127,8 +127,9 @@ def _copy_locked(svc: Services, sink: S3Sink, task: DayTask, current: DayRecord)
 
 def _found_corrupt(svc: Services, task: DayTask) -> bool:
     """Whether coverage holds the day as ``corrupt`` (a listing or ``relay verify`` found its object changed):
-    then the object's metadata and tags, which may have survived the change, are not taken as proof that it is
-    stored (app/bucket/check.py). Asked only when the object looks stored, so the usual copy pays nothing."""
+    then what ``S3Sink.stored_day`` read (metadata, tags or manifest, which may have survived the change) is not
+    taken as proof that it is stored (app/bucket/check.py). Asked only when ``stored_day`` found this very Twilio
+    file, so a first copy pays nothing (one Redis read otherwise)."""
     rec = svc.feeds.get_day(owner_of(task.resource_type, task.account_sid), task.day)
     return rec is not None and rec.state == "corrupt"
 
@@ -143,7 +144,8 @@ def _done(rec: DayRecord, key: str, size: int, sha256: str | None, records: int 
 
 
 def record_failure(svc: Services, job_sid: str, day: str, error: str, final: bool, reason: str) -> None:
-    """Called by RQ's failure callback for every failed attempt; the last one makes the day FAILED."""
+    """A failed attempt (RQ's failure callback, ``workers.tasks.on_copy_failure``) or the attempts cap reached
+    (``copy_one_day``); ``final`` makes the day FAILED, else it goes back to PENDING for the next attempt."""
     COPY_RETRIES.labels(reason).inc()
     rec = svc.days.get_day(job_sid, day) or DayRecord(day=day)
     if rec.state in (DayState.COPIED, DayState.EMPTY):

@@ -6,13 +6,18 @@ a *hint*: it identifies the job through our own unguessable token, never through
 it does is queue one sync task (deduplicated). No Twilio or S3 I/O happens here, and no URL it carries is ever
 fetched.
 
-Answers, in order of precedence: a token that names no tracked job -> 404 (a token whose submission is still
-waiting for Twilio's answer -> 202, the poller takes the job); ``X-Twilio-Signature`` does not validate with
+Answers, in the order they are checked: a token that names neither a tracked job nor a submission still waiting
+for Twilio's answer (or whose account is no longer served) -> 404; ``X-Twilio-Signature`` does not validate with
 twilio's ``RequestValidator`` against the URL Twilio called (rebuilt from ``PUBLIC_BASE_URL`` + path + raw
 query) with the owning account's primary or secondary auth token -> 403 (a missing signature is a 403 only when
-``WEBHOOK_SIGNATURE=required``); else the delivery is counted, a sync is queued unless one already queued or
-running covers it, -> 204. Redis down -> 503, so a retrying sender retries. The signature is computed before
-the token lookup (it needs no I/O), so the lookup, the count and the sync status are one Redis round trip.
+``WEBHOOK_SIGNATURE=required``, or under ``auto`` once a signed delivery was seen); a submission still waiting
+for Twilio's answer -> 202 (the poller takes the job); a daily export's token -> a sweep of Twilio's day list is
+queued (at most one per WEBHOOK_SYNC_EVERY_SECONDS) -> 204; else the delivery is counted and a sync is queued
+unless one already queued or running covers it or the job's deliveries are throttled -> 204. Redis down -> 503,
+so a retrying sender retries. The token is looked up first, in one Redis round trip (``lookup_token``): an
+unknown token costs nothing more (no body parsed, no HMAC); the signature needs the owning account's auth tokens,
+so it is checked next, and the count, the rate limit and the sync task's status are one more round trip
+(``record_delivery``) before the sync is queued.
 """
 
 from __future__ import annotations
