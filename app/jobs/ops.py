@@ -61,7 +61,7 @@ def adopt(svc: Services, job_sid: str, resource_type: str | None = None, account
         raise RequestError("Twilio did not say the job's resource_type; pass resource_type")
     if not (tj.start_day and tj.end_day and DAY_RE.fullmatch(tj.start_day) and DAY_RE.fullmatch(tj.end_day)):
         raise TwilioError(f"Twilio's job {job_sid} has no valid start_day/end_day")
-    record = record_of(tj, str(rt), owner.sid, "adopted")
+    record = record_of(tj, str(rt), owner.sid, origin="adopted")
     if svc.jobs.add_job(record):
         JOBS.labels("adopted").inc()
     svc.enqueuer.sync(job_sid)
