@@ -29,13 +29,12 @@ from app.cli.client import (
 from app.feeds import at_twilio, coverage, daily_exports
 from app.feeds import declared as feeds
 from app.jobs import ops, submission
-from app.jobs.documents import job_view
+from app.jobs.documents import MAX_PAGE, MAX_PAGE_SIZE, job_view
 from app.platform.config import ConfigError
 from app.platform.errors import DomainError
 from app.platform.validation import bounded_int, parse_day, validate_resource_type
 from app.twilio import accounts
 from app.twilio.client import TwilioError, TwilioNotFound, TwilioUnavailable
-from app.web.api import MAX_PAGE, MAX_PAGE_SIZE
 
 if TYPE_CHECKING:
     from app.services import Services

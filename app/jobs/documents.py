@@ -9,6 +9,9 @@ from typing import Any
 from app.jobs.days import DayStore
 from app.jobs.records import DayRecord, JobRecord
 
+# The job list's pages (GET /api/jobs, ``relay jobs``)
+MAX_PAGE_SIZE = 200
+MAX_PAGE = 1_000_000  # keeps page * page_size inside Redis' 64-bit range
 DAY_FIELDS = ("day", "state", "twilio_status", "key", "size", "sha256", "records", "attempts", "error")
 
 

@@ -169,7 +169,7 @@ QUIET_LOGGERS = {
 def logging_dict_config(extra_loggers: dict[str, Any] | None = None) -> dict[str, Any]:
     """dictConfig for processes configured before our settings load (gunicorn, rq): JSON to stdout, every secret
     of the environment scrubbed (``secret_values``)."""
-    from app.platform.config import log_level
+    from app.platform.config.env import log_level
 
     return {
         "version": 1,

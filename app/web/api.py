@@ -15,7 +15,7 @@ from flask import Blueprint, Response, abort, jsonify, request
 from redis.exceptions import RedisError
 
 from app.jobs import ops, submission
-from app.jobs.documents import job_view
+from app.jobs.documents import MAX_PAGE, MAX_PAGE_SIZE, job_view
 from app.platform import guess_limit
 from app.platform.errors import RequestError, TooManyAttempts
 from app.platform.metrics import API_AUTH
@@ -24,8 +24,6 @@ from app.services import current_services as _svc
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api")
-MAX_PAGE_SIZE = 200
-MAX_PAGE = 1_000_000  # keeps page * page_size inside Redis' 64-bit range
 
 
 @bp.before_request

@@ -111,11 +111,6 @@ def test_the_package_order_lists_every_package_of_app() -> None:
     assert {f"app.{name}" for name in packages | modules} == set(RANK) - {"app"}
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 'One package per concept': platform imports twilio and jobs, jobs imports feeds, feeds imports "
-    "bucket, jobs/feeds/bucket import app.services outside TYPE_CHECKING, cli imports web; being removed",
-)
 def test_packages_import_only_those_below_them() -> None:
     offenders = []
     for path in python_files("app"):
@@ -179,11 +174,6 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 'One package per concept': in-function imports close two cycles today: platform.config <-> "
-    "platform.logs, and app.web.console's __init__ <-> its page modules",
-)
 def test_the_core_has_no_import_cycles() -> None:
     modules = {module_name(p): p for p in python_files("app")}
     graph = {

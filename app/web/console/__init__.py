@@ -26,96 +26,16 @@ own account (``pin_account``), wherever the link came from.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from flask import Blueprint, Flask
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from app.twilio.accounts import Account
-
-bp = Blueprint(
-    "console",
-    __name__,
-    url_prefix="/console",
-    template_folder="templates",
-    static_folder="static",
-    static_url_path="/static",
-)
-
-
-ACCOUNT_ARG = "account"
-
-
-def selected_account() -> Account:
-    """The account the console shows: ``?account=`` (SID or label) resolved through ``svc.accounts``, else
-    TWILIO_ACCOUNT_SID's. Cached for the request; an account not served is NotFound (a 404 page).
-
-    Without a session ``?account=`` is never resolved (the sign-in and error pages show no account anyway):
-    answering with its SID, or differently for a label that does not exist, would tell an anonymous visitor
-    which accounts the relay serves."""
-    from flask import g, request
-
-    from app.platform.errors import NotFound, RequestError
-    from app.services import current_services
-    from app.web.console.auth import signed_in
-
-    cached: Account | None = g.get("console_account")
-    if cached is not None:
-        return cached
-    accounts = current_services().accounts
-    raw = request.args.get(ACCOUNT_ARG, "").strip()
-    if not raw or not signed_in():
-        account = accounts.primary
-    else:
-        try:
-            if len(raw) > 64:
-                raise RequestError("too long for an account SID or label")
-            account = accounts.resolve(raw)
-        except RequestError:
-            raise NotFound(
-                f"the account {raw[:64]!r} is not served by this relay: choose one in the account selector"
-            ) from None
-    g.console_account = account
-    return account
-
-
-def pin_account(account_sid: str) -> None:
-    """Show ``account_sid`` whatever ``?account=`` said (a job's pages show the job's own account); an account
-    no longer served leaves the selection as it was."""
-    from flask import g
-
-    from app.platform.errors import NotFound
-    from app.services import current_services
-
-    try:
-        g.console_account = current_services().accounts.get(account_sid)
-    except NotFound:
-        return
-    g.console_account_pinned = True
-
-
-@bp.url_defaults
-def keep_account(endpoint: str, values: dict[str, Any]) -> None:
-    """Every console URL carries the account chosen with ``?account=`` (or pinned by a job page); never one made
-    for an anonymous visitor (the sign-in redirect and page carry only the raw ``next`` path they were given)."""
-    from flask import g, has_request_context, request
-
-    from app.platform.errors import NotFound
-    from app.web.console.auth import signed_in
-
-    if endpoint == "console.static" or ACCOUNT_ARG in values or not has_request_context() or not signed_in():
-        return
-    if not (request.args.get(ACCOUNT_ARG) or g.get("console_account_pinned")):
-        return
-    try:
-        values[ACCOUNT_ARG] = selected_account().sid
-    except NotFound:
-        return  # the 404 page itself links to the default account
+    from flask import Flask
 
 
 def init_app(app: Flask) -> None:
     """Register the console on the relay's Flask app (called by ``app.create_app``)."""
-    from app.web.console import auth, calendar, feeds, jobs, overview, twilio, web  # noqa: F401 - routes register on bp
+    from app.web.console import account, auth, calendar, feeds, jobs, overview, twilio, web  # noqa: F401 - routes
+    from app.web.console.blueprint import bp
 
     auth.configure_sessions(app)
     app.register_blueprint(bp)

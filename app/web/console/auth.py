@@ -29,10 +29,11 @@ from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, Se
 from itsdangerous import URLSafeTimedSerializer
 from werkzeug.wrappers import Response
 
+import app.web.console.sessions as sessions
 from app.platform.guess_limit import CONSOLE_SIGNIN, Limited
 from app.platform.metrics import CONSOLE_SIGNINS
 from app.services import current_services
-from app.web.console import bp, sessions
+from app.web.console.blueprint import bp
 
 log = logging.getLogger(__name__)
 

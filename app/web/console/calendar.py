@@ -20,7 +20,8 @@ from app.platform.errors import DomainError, RequestError
 from app.platform.validation import bounded_int, parse_day
 from app.services import Services, current_services
 from app.twilio.client import TwilioError
-from app.web.console import bp, selected_account
+from app.web.console.account import selected_account
+from app.web.console.blueprint import bp
 from app.web.console.retry import copy_failed_in_job, retry_day
 from app.web.console.web import STATE_LABELS, STATE_LETTERS, fail, ok, render
 

@@ -17,7 +17,8 @@ from app.platform.errors import DomainError, RequestError
 from app.services import Services, current_services
 from app.twilio.accounts import owner_of
 from app.twilio.client import TwilioError
-from app.web.console import bp, selected_account
+from app.web.console.account import selected_account
+from app.web.console.blueprint import bp
 from app.web.console.web import ok, render
 
 FIELDS = ("resource_type", "since", "until", "enabled")

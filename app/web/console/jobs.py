@@ -22,7 +22,8 @@ from app.platform.errors import Conflict, DomainError
 from app.platform.validation import bounded_int, parse_day
 from app.services import current_services
 from app.twilio.client import TwilioError
-from app.web.console import ACCOUNT_ARG, bp, pin_account, selected_account
+from app.web.console.account import ACCOUNT_ARG, pin_account, selected_account
+from app.web.console.blueprint import bp
 from app.web.console.web import fail, ok, render
 
 PAGE_SIZE = 50

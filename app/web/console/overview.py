@@ -16,7 +16,8 @@ from app.platform import clock
 from app.services import Services, current_services
 from app.twilio.accounts import accounts_view
 from app.web import health
-from app.web.console import bp, selected_account
+from app.web.console.account import selected_account
+from app.web.console.blueprint import bp
 from app.web.console.web import render
 
 STATUS_WORDS = {"pass": "OK", "warn": "Warning", "fail": "Failing"}

@@ -22,7 +22,8 @@ from app.platform.errors import DomainError, RequestError
 from app.platform.validation import bounded_int, validate_resource_type
 from app.services import Services, current_services
 from app.twilio.client import TwilioError
-from app.web.console import bp, selected_account
+from app.web.console.account import selected_account
+from app.web.console.blueprint import bp
 from app.web.console.web import fail, ok, render
 
 PAGE_SIZE = 50

@@ -16,8 +16,9 @@ from app.platform.errors import DomainError, NotFound
 from app.services import current_services
 from app.twilio.accounts import Account, accounts_view
 from app.twilio.client import TwilioError, TwilioUnavailable
-from app.web.console import bp, selected_account
+from app.web.console.account import selected_account
 from app.web.console.auth import csrf_token, signed_in
+from app.web.console.blueprint import bp
 
 log = logging.getLogger(__name__)
 
