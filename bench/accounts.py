@@ -46,8 +46,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from app.feeds import coverage, planner
-from app.feeds import declared as feeds
+from app.feeds import coverage, declared, planner
 from app.platform import clock
 from app.platform.config import load_settings
 from app.services import Services, build_services
@@ -119,7 +118,7 @@ def poll_step(svc: Services) -> Callable[[], object]:
 
 def make_feeds(svc: Services) -> list[str]:
     """What a poll step does first (unmeasured): discovery, then SYNC_FEEDS applied to every account served."""
-    feeds.apply_env_feeds(svc.feeds, svc.settings.sync, [a.sid for a in svc.accounts.all()])
+    declared.apply_env_feeds(svc.feeds, svc.settings.sync, [a.sid for a in svc.accounts.all()])
     return [f.owner for f in svc.feeds.list_feeds()]
 
 

@@ -20,11 +20,9 @@ from rq.job import Job
 from app.bucket import migrate_layout, verify
 from app.bucket import probe as store_probe
 from app.bucket import reconcile as bucket_reconcile
-from app.feeds import daily_exports, planner, schedule
-from app.feeds import declared as feeds
+from app.feeds import daily_exports, declared, planner, schedule
 from app.feeds import summary as feed_summary
-from app.jobs import events, recovery, submission
-from app.jobs import lifecycle as sync
+from app.jobs import events, lifecycle, recovery, submission
 from app.jobs.retention import RETENTION_WARN_S, scan_active_days
 from app.platform import clock
 from app.platform.metrics import POLLS, RETENTION_WARNINGS
@@ -97,7 +95,7 @@ def _task_id() -> str:
 
 
 def sync_job_task(job_sid: str) -> dict[str, Any]:
-    result = sync.sync_job(worker_services(), sink(), job_sid)
+    result = lifecycle.sync_job(worker_services(), sink(), job_sid)
     summary = {"state": result.state.value, "queued_copies": result.queued_copies, "finished": result.finished}
     log.info("synced", extra={"job_sid": job_sid, "task_id": _task_id(), **summary})
     return summary
@@ -108,7 +106,7 @@ def copy_day_task(job_sid: str, resource_type: str, day: str, size: int | None, 
     task = DayTask(job_sid, resource_type, day, size, create_date, _task_id())
     max_attempts = len(svc.settings.copy_retry_intervals) + 1
     rec = copy_one_day(svc, sink(), task, lock_seconds=copy_timeout(size) + 60, max_attempts=max_attempts)
-    sync.finish_if_done(svc, sink(), job_sid)
+    lifecycle.finish_if_done(svc, sink(), job_sid)
     return rec.state.value if rec else "already-done"
 
 
@@ -127,7 +125,7 @@ def on_copy_failure(job: Job, connection: Any, exc_type: type, exc: BaseExceptio
     record_failure(svc, job_sid, day, f"{exc_type.__name__}: {exc}", final, exc_type.__name__)
     if final:
         try:
-            sync.finish_if_done(svc, sink(), job_sid)
+            lifecycle.finish_if_done(svc, sink(), job_sid)
         except Exception:  # never replace the copy's own error; the poller's next sync finishes the job
             log.exception("could not finish the job after a failed day", extra={"job_sid": job_sid})
 
@@ -195,7 +193,7 @@ def _keep_feeds_complete(svc: Services) -> None:
     A feed whose coverage was never reconciled (a fresh install, or a Redis that lost its data) is not planned
     until its reconcile task has run: planning it blind could export again days that are already in S3."""
     try:
-        feeds.apply_env_feeds(svc.feeds, svc.settings.sync, [a.sid for a in svc.accounts.all()])
+        declared.apply_env_feeds(svc.feeds, svc.settings.sync, [a.sid for a in svc.accounts.all()])
         never_reconciled: set[str] = set()
         listed = svc.feeds.list_feeds()
         last = svc.feeds.last_runs(("reconcile", "sweep"), [f.owner for f in listed])  # one round trip for all

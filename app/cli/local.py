@@ -26,8 +26,7 @@ from app.cli.client import (
     exit_code_for,
     with_retry_after,
 )
-from app.feeds import at_twilio, coverage, daily_exports
-from app.feeds import declared as feeds
+from app.feeds import at_twilio, coverage, daily_exports, declared
 from app.jobs import ops, submission
 from app.jobs.documents import MAX_PAGE, MAX_PAGE_SIZE, job_view
 from app.platform.config import ConfigError
@@ -133,17 +132,17 @@ class LocalClient:
         return {"requeued": requeued, "job": job_view(self.svc.days, ops.require_job(self.svc, job_sid))}
 
     def list_feeds(self) -> dict[str, Any]:
-        return {"feeds": [feeds.feed_view(f) for f in self.svc.feeds.list_feeds()]}
+        return {"feeds": [declared.feed_view(f) for f in self.svc.feeds.list_feeds()]}
 
     def feed(self, resource_type: str, account: str | None) -> dict[str, Any]:
-        return feeds.feed_view(feeds.require_feed(self.svc.feeds, resource_type, self._account(account).sid))
+        return declared.feed_view(declared.require_feed(self.svc.feeds, resource_type, self._account(account).sid))
 
     def put_feed(self, resource_type: str, account: str | None, body: dict[str, Any]) -> dict[str, Any]:
-        feed = feeds.feed_from_body(resource_type, body, self._account(account).sid)
-        return feeds.feed_view(feeds.put_feed(self.svc.feeds, feed))
+        feed = declared.feed_from_body(resource_type, body, self._account(account).sid)
+        return declared.feed_view(declared.put_feed(self.svc.feeds, feed))
 
     def delete_feed(self, resource_type: str, account: str | None) -> dict[str, Any]:
-        return feeds.feed_view(feeds.delete_feed(self.svc.feeds, resource_type, self._account(account).sid))
+        return declared.feed_view(declared.delete_feed(self.svc.feeds, resource_type, self._account(account).sid))
 
     def coverage(self, query: dict[str, str]) -> dict[str, Any]:
         rt, first, last, account = (query.get(k) for k in ("resource_type", "from", "to", "account"))

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from app.feeds import coverage, daily_exports
-from app.feeds import declared as feeds
+from app.feeds import coverage, daily_exports, declared
 from app.jobs.documents import job_view
 from app.platform.errors import RequestError
 from app.platform.validation import parse_day, query_args, validate_resource_type
@@ -39,26 +38,26 @@ def list_accounts() -> Response:
 @query_args("account")
 def list_feeds() -> Response:
     only = _account_filter()
-    return jsonify(feeds=[feeds.feed_view(f) for f in _svc().feeds.list_feeds() if only in (None, f.account)])
+    return jsonify(feeds=[declared.feed_view(f) for f in _svc().feeds.list_feeds() if only in (None, f.account)])
 
 
 @bp.get("/feeds/<resource_type>")
 @query_args("account")
 def show_feed(resource_type: str) -> Response:
-    return jsonify(feeds.feed_view(feeds.require_feed(_svc().feeds, resource_type, _account().sid)))
+    return jsonify(declared.feed_view(declared.require_feed(_svc().feeds, resource_type, _account().sid)))
 
 
 @bp.put("/feeds/<resource_type>")
 @query_args("account")
 def put_feed(resource_type: str) -> Response:
-    feed = feeds.put_feed(_svc().feeds, feeds.feed_from_body(resource_type, json_body(), _account().sid))
-    return jsonify(feeds.feed_view(feed))
+    feed = declared.put_feed(_svc().feeds, declared.feed_from_body(resource_type, json_body(), _account().sid))
+    return jsonify(declared.feed_view(feed))
 
 
 @bp.delete("/feeds/<resource_type>")
 @query_args("account")
 def delete_feed(resource_type: str) -> Response:
-    return jsonify(feeds.feed_view(feeds.delete_feed(_svc().feeds, resource_type, _account().sid)))
+    return jsonify(declared.feed_view(declared.delete_feed(_svc().feeds, resource_type, _account().sid)))
 
 
 @bp.get("/coverage")

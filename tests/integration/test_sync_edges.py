@@ -9,8 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 import requests
 
-from app.jobs import lifecycle as sync
-from app.jobs import ownership, submission
+from app.jobs import lifecycle, ownership, submission
 from app.jobs.documents import job_view
 from app.jobs.records import DayRecord, DayState, JobRecord, JobState, hash_token
 from app.jobs.store import job_key
@@ -85,10 +84,10 @@ def test_ambiguous_create_is_reconciled_by_token(svc, sandbox):
 def test_twilio_404_needs_repeated_answers(svc):
     sid = "JS" + "78" * 16  # unknown to the sandbox
     svc.jobs.add_job(JobRecord(job_sid=sid, resource_type="Calls", start_day=day(3), end_day=day(3)))
-    for _ in range(sync.LOST_AFTER_NOT_FOUND - 1):
-        assert sync.sync_job(svc, _sink(svc), sid).state == JobState.WAITING
+    for _ in range(lifecycle.LOST_AFTER_NOT_FOUND - 1):
+        assert lifecycle.sync_job(svc, _sink(svc), sid).state == JobState.WAITING
         assert svc.jobs.get_job(sid).state == JobState.WAITING
-    assert sync.sync_job(svc, _sink(svc), sid).state == JobState.FAILED
+    assert lifecycle.sync_job(svc, _sink(svc), sid).state == JobState.FAILED
     assert svc.jobs.get_job(sid).error == "job no longer exists at Twilio"
 
 
@@ -113,7 +112,7 @@ def test_a_webhook_arriving_while_the_sync_runs_makes_it_look_again(svc, sandbox
         return answer
 
     monkeypatch.setattr(svc.twilio, "fetch_job", fetch_then_complete)
-    result = sync.sync_job(svc, _sink(svc), job.job_sid)
+    result = lifecycle.sync_job(svc, _sink(svc), job.job_sid)
     assert fetched == [False, True]
     assert result.twilio_final and result.queued_copies == 2
     assert not svc.jobs.take_resync_request(job.job_sid)  # consumed
@@ -138,7 +137,7 @@ def test_a_refused_listday_still_copies_the_day(svc, sandbox, s3, bucket):
     req = submission.SubmitRequest("Calls", date.fromisoformat(day(3)), date.fromisoformat(day(3)), "no ListDay", None)
     sid = submission.submit(svc, req).jobs[0].job_sid
     sandbox.complete(sid)
-    assert sync.sync_job(svc, _sink(svc), sid).queued_copies == 1
+    assert lifecycle.sync_job(svc, _sink(svc), sid).queued_copies == 1
     sink = S3Sink(s3.client(), SinkSettings(bucket=bucket, prefix="twilio/"))
     rec = copy_one_day(svc, sink, DayTask(sid, "Calls", day(3), None, None, "t1"), lock_seconds=60, max_attempts=6)
     assert rec is not None and rec.state == DayState.COPIED
@@ -153,11 +152,11 @@ def test_a_sync_twilio_refuses_is_visible_on_the_job_and_backs_off(svc, sandbox)
     sid = submission.submit(svc, req).jobs[0].job_sid
     sandbox.set_faults(api={"403": 1, "only": ["FetchJob"]})
     with pytest.raises(TwilioRejected):
-        sync.sync_job(svc, _sink(svc), sid)
+        lifecycle.sync_job(svc, _sink(svc), sid)
     view = job_view(svc.days, svc.jobs.get_job(sid))
     assert "403" in view["last_sync_error"] and view["state"] == "waiting"
     assert sid not in svc.jobs.due_jobs()  # backed off: the poller does not hammer a refusing Twilio
-    sync.sync_job(svc, _sink(svc), sid)  # the fault is spent: Twilio answers again
+    lifecycle.sync_job(svc, _sink(svc), sid)  # the fault is spent: Twilio answers again
     assert job_view(svc.days, svc.jobs.get_job(sid))["last_sync_error"] is None
 
 
@@ -172,5 +171,5 @@ def test_a_404_is_never_counted_twice_in_one_sync(svc, monkeypatch):
         return real_fetch(job_sid)
 
     monkeypatch.setattr(svc.twilio, "fetch_job", webhook_meanwhile)
-    assert sync.sync_job(svc, _sink(svc), sid).state == JobState.WAITING
+    assert lifecycle.sync_job(svc, _sink(svc), sid).state == JobState.WAITING
     assert svc.jobs.get_job(sid).not_found == 1

@@ -12,8 +12,7 @@ from typing import Any
 from flask import redirect, request, url_for
 from werkzeug.wrappers import Response
 
-from app.feeds import coverage
-from app.feeds import declared as feeds
+from app.feeds import coverage, declared
 from app.feeds.store import CoverageDay, Feed
 from app.platform import clock
 from app.platform.errors import DomainError, RequestError
@@ -109,7 +108,7 @@ def _work_in_flight(svc: Services, feed: Feed, states: dict[str, str]) -> bool:
 @bp.get("/feeds/<resource_type>/calendar")
 def feed_calendar(resource_type: str) -> tuple[str, int]:
     svc = current_services()
-    feed = feeds.require_feed(svc.feeds, resource_type, selected_account().sid)
+    feed = declared.require_feed(svc.feeds, resource_type, selected_account().sid)
     daily = svc.feeds.daily_enabled([feed.owner])[feed.owner]
     window = coverage.feed_window(feed, daily)
     cov = svc.feeds.coverage([feed.owner])[feed.owner]
@@ -136,7 +135,7 @@ def feed_calendar(resource_type: str) -> tuple[str, int]:
 @bp.post("/feeds/<resource_type>/days/<day>/retry")
 def retry(resource_type: str, day: str) -> Response:
     svc = current_services()
-    feed = feeds.require_feed(svc.feeds, resource_type, selected_account().sid)
+    feed = declared.require_feed(svc.feeds, resource_type, selected_account().sid)
     iso = parse_day(day, "day").isoformat()
     try:
         ok(retry_day(svc, feed, iso, selected_account()).message)

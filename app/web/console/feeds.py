@@ -10,8 +10,7 @@ from typing import Any
 from flask import redirect, request, url_for
 from werkzeug.wrappers import Response
 
-from app.feeds import coverage, daily_exports
-from app.feeds import declared as feed_ops
+from app.feeds import coverage, daily_exports, declared
 from app.platform.config import RESOURCE_TYPES
 from app.platform.errors import DomainError, RequestError
 from app.services import Services, current_services
@@ -92,8 +91,8 @@ def save_feed() -> Response | tuple[str, int]:
     if values["until"]:
         body["until"] = values["until"]
     try:
-        feed = feed_ops.feed_from_body(values["resource_type"], body, selected_account().sid)
-        feed_ops.put_feed(current_services().feeds, feed)
+        feed = declared.feed_from_body(values["resource_type"], body, selected_account().sid)
+        declared.put_feed(current_services().feeds, feed)
     except DomainError as exc:
         return _page(exc.status if exc.status < 500 else 400, values=values, errors={_field_of(str(exc)): str(exc)})
     ok(f"The {feed.resource_type} feed is saved: from {feed.since}" + (f" to {feed.until}." if feed.until else "."))
@@ -103,7 +102,7 @@ def save_feed() -> Response | tuple[str, int]:
 @bp.post("/feeds/<resource_type>/delete")
 def delete_feed(resource_type: str) -> Response | tuple[str, int]:
     try:
-        feed = feed_ops.delete_feed(current_services().feeds, resource_type, selected_account().sid)
+        feed = declared.delete_feed(current_services().feeds, resource_type, selected_account().sid)
     except DomainError as exc:
         return _page(exc.status if exc.status < 500 else 400, errors={"list": str(exc)})
     ok(f"The {feed.resource_type} feed is stopped; what was copied stays in the bucket.")
