@@ -14,12 +14,12 @@ the job final, and stops again when it reopens it; a day record itself never exp
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
 
 import redis
 
 from app.jobs.records import DayRecord, DayState
+from app.platform import clock
 
 PREFIX = "ber:"
 
@@ -85,13 +85,13 @@ class DayStore:
             p.execute()
 
     def put_day(self, sid: str, rec: DayRecord) -> None:
-        rec.updated_at = time.time()
+        rec.updated_at = clock.now()
         self.r.hset(days_key(sid), rec.day, rec.to_json())
 
     def claim_day(self, sid: str, day: str) -> DayState | None:
         """Atomically mark a day COPYING unless it is already copied/empty. Returns the previous state."""
         template = DayRecord(day=day).to_json()
-        prev = self._claim(keys=[days_key(sid)], args=[day, template, time.time()])
+        prev = self._claim(keys=[days_key(sid)], args=[day, template, clock.now()])
         return DayState(str(prev)) if prev else None
 
     def days_ttl(self, sid: str) -> int:

@@ -14,10 +14,11 @@ ber:poller:last_run   string  unix time of the last completed poll              
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import redis
+
+from app.platform import clock
 
 PREFIX = "ber:"
 REGISTRY_MARKER = f"{PREFIX}registry:marker"
@@ -36,7 +37,7 @@ class MarkStore:
         self.r.hset(REGISTRY_MARKER, mapping=mapping)
 
     def mark_poll(self, at: float | None = None) -> None:
-        self.r.set(LAST_POLL, str(time.time() if at is None else at))
+        self.r.set(LAST_POLL, str(clock.now() if at is None else at))
 
     def last_poll(self) -> float | None:
         value = self.r.get(LAST_POLL)

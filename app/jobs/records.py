@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from app.platform import clock
 
 # A job's ``origin``: "api" (we created it, webhook is ours), "feed" (the planner created it), "adopted" (found
 # only by the poller, or tracked on request), "listed" (a day file Twilio listed that nobody submitted here: copied
@@ -53,7 +54,7 @@ class DayRecord:
     twilio_status: str | None = None
     twilio_create_date: str | None = None  # when Twilio made the file: it deletes it 7 days later
     etag: str | None = None  # the ETag S3 gave the copy (coverage compares listings with it: app/bucket/check.py)
-    updated_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=clock.now)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -81,8 +82,8 @@ class JobRecord:
     twilio: dict[str, Any] | None = None
     error: str = ""
     manifest_key: str = ""
-    created_at: float = field(default_factory=time.time)
-    updated_at: float = field(default_factory=time.time)
+    created_at: float = field(default_factory=clock.now)
+    updated_at: float = field(default_factory=clock.now)
     webhooks_received: int = 0
     syncs: int = 0
     last_sync_error: str = ""  # why the last sync could not read Twilio's answer ("" once one succeeds)

@@ -21,7 +21,6 @@ is counted, rate limited and marks "signed seen" in one script: both name the to
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -30,6 +29,7 @@ import redis
 from app.jobs.days import days_key
 from app.jobs.records import JobRecord, JobState
 from app.jobs.tokens import SIGNED_MARKER, hookrate_key, pending_key, token_key, token_value
+from app.platform import clock
 
 PREFIX = "ber:"
 JOBS_KEY = f"{PREFIX}jobs"
@@ -132,7 +132,7 @@ class JobStore:
             keys += [token_key(job.token_hash), pending_key(job.token_hash)]
         fields = [item for pair in job.to_redis().items() for item in pair]
         value = token_value(job.account_sid, job.job_sid)
-        return bool(self._add_job(keys=keys, args=[job.job_sid, job.created_at, time.time(), value, *fields]))
+        return bool(self._add_job(keys=keys, args=[job.job_sid, job.created_at, clock.now(), value, *fields]))
 
     def get_job(self, sid: str) -> JobRecord | None:
         data = self.r.hgetall(job_key(sid))
@@ -144,7 +144,7 @@ class JobStore:
 
     def update_job(self, sid: str, **fields: Any) -> None:
         mapping: dict[Any, Any] = {k: (json.dumps(v) if k == "twilio" else str(v)) for k, v in fields.items()}
-        mapping["updated_at"] = str(time.time())
+        mapping["updated_at"] = str(clock.now())
         self.r.hset(job_key(sid), mapping=mapping)
 
     def job_ttl(self, sid: str) -> int:
@@ -173,7 +173,7 @@ class JobStore:
         RQ's hash of the job's sync task, from the caller, so this module need not know RQ's key layout."""
         keys = [job_key(sid), ACTIVE_KEY, sync_task_key, hookrate_key(sid), SIGNED_MARKER]
         number, status, allowed = self._record_delivery(
-            keys=keys, args=[sid, time.time(), "1" if signed else "0", rate_seconds]
+            keys=keys, args=[sid, clock.now(), "1" if signed else "0", rate_seconds]
         )
         return Delivery(int(number), str(status), bool(int(allowed)))
 
@@ -223,7 +223,7 @@ class JobStore:
         return bool(
             self._schedule(
                 keys=[job_key(sid), ACTIVE_KEY],
-                args=[sid, at, state.value if state else "", time.time()],
+                args=[sid, at, state.value if state else "", clock.now()],
             )
         )
 
@@ -232,7 +232,7 @@ class JobStore:
         self.r.zrem(ACTIVE_KEY, sid)
 
     def due_jobs(self, now: float | None = None, limit: int = 1000) -> list[str]:
-        now = time.time() if now is None else now
+        now = clock.now() if now is None else now
         return [str(s) for s in self.r.zrangebyscore(ACTIVE_KEY, "-inf", now, start=0, num=limit)]
 
     def active_jobs(self) -> list[str]:
@@ -248,23 +248,23 @@ class JobStore:
         keys = [job_key(sid), days_key(sid), ACTIVE_KEY]
         if job.token_hash:
             keys.append(token_key(job.token_hash))
-        mapping = {"state": state.value, "updated_at": str(time.time()), **{k: str(v) for k, v in fields.items()}}
+        mapping = {"state": state.value, "updated_at": str(clock.now()), **{k: str(v) for k, v in fields.items()}}
         flat = [item for pair in mapping.items() for item in pair]
-        return bool(self._finish_job(keys=keys, args=[sid, time.time(), self.retention, *flat]))
+        return bool(self._finish_job(keys=keys, args=[sid, clock.now(), self.retention, *flat]))
 
     def reopen_job(self, sid: str) -> None:
         """Undo finality so a requeued day can complete the job again."""
         with self.r.pipeline() as p:
             p.hdel(job_key(sid), "finalized_at")
-            p.hset(job_key(sid), mapping={"state": JobState.COPYING.value, "updated_at": str(time.time())})
+            p.hset(job_key(sid), mapping={"state": JobState.COPYING.value, "updated_at": str(clock.now())})
             p.persist(job_key(sid))
             p.persist(days_key(sid))
-            p.zadd(ACTIVE_KEY, {sid: time.time()})
+            p.zadd(ACTIVE_KEY, {sid: clock.now()})
             p.execute()
 
     def prune_jobs(self, now: float | None = None) -> int:
         """Drop listing entries whose job records have expired (the records expire by TTL)."""
-        now = time.time() if now is None else now
+        now = clock.now() if now is None else now
         old = self.r.zrangebyscore(JOBS_KEY, "-inf", now - self.retention)
         gone: list[Any] = [s for s in old if not self.r.exists(job_key(str(s)))]
         if gone:

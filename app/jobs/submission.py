@@ -210,7 +210,7 @@ def _created_despite(svc: Services, client: BulkExportsClient, resource_type: st
 def reconcile_pending(svc: Services, older_than: float = PENDING_ADOPT_AFTER_S) -> list[str]:
     """Adopt jobs whose create call failed ambiguously but that Twilio did create (found by our token)."""
     adopted: list[str] = []
-    now = clock.system_now()  # the registry stamps pending submissions with the system time
+    now = clock.now()  # the token store stamps pending submissions with the relay's clock too
     pending = {
         h: req
         for h, req in svc.tokens.pending_submissions().items()

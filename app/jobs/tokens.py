@@ -22,10 +22,11 @@ submission; a delivery sets the rate key and the signed marker), naming them wit
 
 from __future__ import annotations
 
-import time
 from typing import Any, NamedTuple
 
 import redis
+
+from app.platform import clock
 
 PREFIX = "ber:"
 PENDING_TTL = 24 * 3600
@@ -84,7 +85,7 @@ class TokenStore:
         """Record the token before Twilio is called, so an early webhook is recognised, never refused."""
         key = pending_key(token_hash)
         with self.r.pipeline() as p:
-            p.hset(key, mapping={**request, "created_at": str(time.time())})
+            p.hset(key, mapping={**request, "created_at": str(clock.now())})
             p.expire(key, PENDING_TTL)
             p.execute()
 
@@ -135,12 +136,12 @@ class TokenStore:
     # -- deliveries ---------------------------------------------------------------------------------------
     def webhook_rate_ok(self, target: str, rate_seconds: int) -> bool:
         """At most one webhook-triggered action per target and ``rate_seconds`` (daily-export sweeps)."""
-        return bool(self.r.set(hookrate_key(target), str(time.time()), nx=True, ex=rate_seconds))
+        return bool(self.r.set(hookrate_key(target), str(clock.now()), nx=True, ex=rate_seconds))
 
     def mark_signed_seen(self, at: float | None = None) -> None:
         """Remember that a validly signed delivery was seen (``at``: when, restored by app/jobs/recovery.py; else
         now)."""
-        self.r.set(SIGNED_MARKER, str(time.time() if at is None else at), nx=True)
+        self.r.set(SIGNED_MARKER, str(clock.now() if at is None else at), nx=True)
 
     def signed_seen(self) -> float | None:
         value = self.r.get(SIGNED_MARKER)

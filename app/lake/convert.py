@@ -23,12 +23,13 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import IO, Any
 
 import pyarrow as pa
 
 from app.lake.schemas import EXTRA_COLUMN, InvalidValue, arrow_schema, columns
+from app.platform import clock
 
 DEFAULT_BATCH_ROWS = 50_000
 
@@ -46,7 +47,7 @@ class DaySource:
     day: date
     source_key: str
     source_sha256: str
-    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    loaded_at: datetime = field(default_factory=clock.utc_now)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from pyiceberg.io.pyarrow import PyArrowFileIO
 from pyiceberg.table import Table
 
 from app.lake.tables import DEFAULT_ATTEMPTS, backoff
+from app.platform import clock
 
 
 def _data_files_on_storage(table: Table) -> list[tuple[str, datetime]]:
@@ -36,7 +37,7 @@ def _data_files_on_storage(table: Table) -> list[tuple[str, datetime]]:
     for info in infos:
         if info.type != FileType.File or not info.path.startswith(path):
             continue
-        mtime = info.mtime if info.mtime is not None else datetime.now(UTC)
+        mtime = info.mtime if info.mtime is not None else clock.system_utc_now()
         found.append((root + info.path[len(path.rstrip("/")) :], mtime.astimezone(UTC)))
     return found
 
@@ -61,7 +62,7 @@ def orphan_files(table: Table, older_than: timedelta) -> list[str]:
     references; sorted."""
     if older_than < timedelta(0):
         raise ValueError("older_than must not be negative")
-    cutoff = datetime.now(UTC) - older_than
+    cutoff = clock.system_utc_now() - older_than
     on_storage = [(path, mtime) for path, mtime in _data_files_on_storage(table) if mtime <= cutoff]
     referenced = referenced_files(table)
     return sorted(path for path, _ in on_storage if path not in referenced)
@@ -84,7 +85,7 @@ def expire_snapshots(table: Table, older_than: timedelta, attempts: int = DEFAUL
         raise ValueError("older_than must not be negative")
     for attempt in range(1, attempts + 1):
         table.refresh()
-        cutoff = datetime.now(UTC) - older_than
+        cutoff = clock.system_utc_now() - older_than
         current = table.current_snapshot()
         expired = [
             s.snapshot_id

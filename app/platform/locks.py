@@ -20,9 +20,9 @@ The store probe's lock (``ber:lock:store-probe:...``) is app/bucket/probe.py's o
 
 from __future__ import annotations
 
-import time
-
 import redis
+
+from app.platform import clock
 
 PREFIX = "ber:"
 ORPHAN_SIGHTING_TTL = 86400  # far longer than any gap between two enqueue attempts (re-syncs: <= 15 min)
@@ -103,7 +103,7 @@ class LockStore:
     def claim_event(self, event_id: str, ttl_seconds: int) -> bool:
         """True for the first emission of this event within ``ttl_seconds`` (a poll finding a lagging feed again
         must not announce it again)."""
-        return bool(self.r.set(event_key(event_id), str(time.time()), nx=True, ex=ttl_seconds))
+        return bool(self.r.set(event_key(event_id), str(clock.now()), nx=True, ex=ttl_seconds))
 
     def release_event(self, event_id: str) -> None:
         """The event could not be queued: let a later emission try again."""

@@ -14,10 +14,11 @@ ber:accounts        set     SIDs with a ber:account hash                        
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import redis
+
+from app.platform import clock
 
 PREFIX = "ber:"
 ACCOUNTS_KEY = f"{PREFIX}accounts"
@@ -29,7 +30,7 @@ class AccountStateStore:
 
     def put(self, sid: str, **fields: str) -> None:
         """Merge ``fields`` into the account's state (stamped ``checked_at`` now)."""
-        mapping: dict[Any, Any] = {k: str(v) for k, v in fields.items()} | {"checked_at": str(time.time())}
+        mapping: dict[Any, Any] = {k: str(v) for k, v in fields.items()} | {"checked_at": str(clock.now())}
         with self.r.pipeline() as p:
             p.hset(f"{PREFIX}account:{sid}", mapping=mapping)
             p.sadd(ACCOUNTS_KEY, sid)
