@@ -89,7 +89,10 @@ API_PROFILE = RetryProfile(attempts=3, read_timeout=6, backoff_factor=0.5, max_r
 WORKER_PROFILE = RetryProfile(attempts=5, read_timeout=20, backoff_factor=1, max_retry_after=30)
 
 
-def _http_client(profile: RetryProfile) -> TwilioHttpClient:
+def retrying_http_client(profile: RetryProfile) -> TwilioHttpClient:
+    """twilio-python's HTTP client with the profile's retries: 429 and 5xx retried with jittered backoff, Twilio's
+    Retry-After honoured up to the profile's cap on every retry, POST repeated only after a 429 (a create that
+    may have happened is never sent twice)."""
     http = TwilioHttpClient(timeout=profile.read_timeout)
     retry = _Retry(
         total=profile.attempts - 1,
@@ -247,7 +250,8 @@ def _str_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _translate(exc: Exception, what: str) -> TwilioError:
+def classify_error(exc: Exception, what: str) -> TwilioError:
+    """What the SDK raised, as the relay's TwilioError kinds (rejected, not found, unavailable), by Twilio's answer."""
     if isinstance(exc, TwilioRestException):
         return _by_status(int(exc.status or 0), exc.code, exc.msg, what)
     page_answer = exc.args[1] if isinstance(exc, TwilioException) and len(exc.args) > 1 else None
@@ -288,7 +292,7 @@ def _call(op: str, what: str, func: Callable[[], T]) -> T:
     try:
         result = func()
     except _NETWORK_ERRORS as exc:
-        err = _translate(exc, what)
+        err = classify_error(exc, what)
         TWILIO_CALLS.labels(op, str(err.status or "error")).inc()
         raise err from exc
     TWILIO_CALLS.labels(op, "ok").inc()
@@ -353,7 +357,7 @@ def discover_subaccounts(settings: Settings, sid: str, username: str, password: 
     """The parent's subaccounts from the Accounts API (/2010-04-01/Accounts.json), each with its auth token and
     status; the parent itself is left out. Paged like BulkExports: next pages on TWILIO_API_BASE_URL's origin and
     the list's path only, or TwilioError (the parent's Basic auth never leaves that host)."""
-    client = Client(username, password, account_sid=sid, http_client=_http_client(API_PROFILE))
+    client = Client(username, password, account_sid=sid, http_client=retrying_http_client(API_PROFILE))
     client.api.base_url = settings.accounts.api_base_url
     path = urlsplit(client.api.absolute_url(ACCOUNTS_LIST_PATH)).path
     scope = PagingScope(origin_of(settings.accounts.api_base_url), "TWILIO_API_BASE_URL", path)
@@ -385,7 +389,7 @@ class BulkExportsClient:
             settings.twilio_api_key_secret or settings.twilio_auth_token,
         )
         self.account_sid = account_sid
-        self._client = Client(username, password, account_sid=account_sid, http_client=_http_client(profile))
+        self._client = Client(username, password, account_sid=account_sid, http_client=retrying_http_client(profile))
         self._client.bulkexports.base_url = settings.twilio_base_url
         self._v1 = self._client.bulkexports.v1
         self._scope = PagingScope(origin_of(settings.twilio_base_url), "TWILIO_BULKEXPORTS_BASE_URL")

@@ -13,6 +13,7 @@ Imports inside functions count like those at the top of a module: they are still
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,3 +223,47 @@ def test_classes_stay_small() -> None:
                 if methods > MAX_CLASS_METHODS:
                     big[f"{path.relative_to(ROOT)}::{node.name}"] = methods
     assert big == {}, f"classes over {MAX_CLASS_METHODS} methods"
+
+
+# The modules that hold a Redis client: each owns the keys its docstring lists (docs/architecture.md); everything
+# else goes through their methods. app/services.py builds the clients; queueing.py hands RQ its connection.
+REDIS_OWNERS = {
+    "app/platform/guess_limit.py",
+    "app/platform/locks.py",
+    "app/platform/metrics.py",
+    "app/platform/queueing.py",
+    "app/platform/quota.py",
+    "app/twilio/account_states.py",
+    "app/jobs/days.py",
+    "app/jobs/marks.py",
+    "app/jobs/store.py",
+    "app/jobs/tokens.py",
+    "app/feeds/store.py",
+    "app/bucket/probe.py",
+    "app/services.py",
+    "app/web/console/sessions.py",
+}
+REDIS_USE = re.compile(
+    r"redis\.Redis\(|redis\.\w*ConnectionPool|\.register_script\(|\.pipeline\(|\bself\.r\b|"
+    r"\.(?:hset|hget|hgetall|hmget|hdel|hincrby|zadd|zrange|zrangebyscore|zrem|zscore|zcard|sadd|srem|smembers|"
+    r"sismember|expire|ttl|incr|incrby|evalsha|scan_iter|flushall|mget)\("
+)
+KEY_LITERAL = re.compile(r"""["']ber:[a-z]""")  # the relay's keys (RQ's own are RQ's business)
+
+
+def test_only_the_stores_touch_redis() -> None:
+    users = {str(p.relative_to(ROOT)) for p in python_files("app") if REDIS_USE.search(p.read_text())}
+    assert users - REDIS_OWNERS == set(), "Redis commands outside the stores: add a method to the owning store"
+
+
+def test_tests_use_public_names_and_no_redis_keys() -> None:
+    private, keys = [], []
+    for path in python_files("tests"):
+        source = path.read_text()
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in ("app", "workers"):
+                private += [f"{path.relative_to(ROOT)}: {a.name}" for a in node.names if a.name.startswith("_")]
+        if path.name != "test_architecture.py":
+            keys += [f"{path.relative_to(ROOT)}: {m.group()}" for m in KEY_LITERAL.finditer(source)]
+    assert private == [], "tests import private names: test through the public interface"
+    assert keys == [], "tests spell Redis keys: use the owning store's methods or key functions"

@@ -13,15 +13,15 @@ from app.twilio.client import (
     TwilioNotFound,
     TwilioRejected,
     TwilioUnavailable,
-    _http_client,
-    _translate,
+    classify_error,
+    retrying_http_client,
 )
 
 
 @pytest.mark.parametrize("profile", [API_PROFILE, WORKER_PROFILE])
 def test_retry_after_cap_holds_on_every_retry_not_only_the_first(profile):
     """urllib3 copies the Retry object at each retry; the cap must survive the copies (it did not, once)."""
-    retry = _http_client(profile).session.get_adapter("https://bulkexports.twilio.com").max_retries
+    retry = retrying_http_client(profile).session.get_adapter("https://bulkexports.twilio.com").max_retries
     busy = HTTPResponse(status=429, headers={"Retry-After": "3600"})
     for _ in range(profile.attempts - 1):
         assert retry.get_retry_after(busy) == profile.max_retry_after
@@ -29,7 +29,7 @@ def test_retry_after_cap_holds_on_every_retry_not_only_the_first(profile):
 
 
 def test_post_is_repeated_only_after_a_429():
-    retry = _http_client(API_PROFILE).session.get_adapter("https://bulkexports.twilio.com").max_retries
+    retry = retrying_http_client(API_PROFILE).session.get_adapter("https://bulkexports.twilio.com").max_retries
     assert retry.is_retry("POST", 429, has_retry_after=True)
     assert not retry.is_retry("POST", 503)
     assert retry.is_retry("GET", 503)
@@ -47,5 +47,5 @@ def test_post_is_repeated_only_after_a_429():
 def test_a_failed_page_fetch_is_classified_by_its_answer(status, body, kind, code):
     """twilio-python's paging raises a bare TwilioException carrying the response, not a TwilioRestException."""
     answer = Response(status, body)
-    err = _translate(TwilioException("Unable to fetch page", answer), "list Calls days")
+    err = classify_error(TwilioException("Unable to fetch page", answer), "list Calls days")
     assert type(err) is kind and err.status == status and err.code == code
