@@ -103,7 +103,7 @@ def record_job_day(store: FeedStore, settings: FeedSettings, job: JobRecord, rec
             return  # another job already brought the day in
         if previous is not None and previous.state == "corrupt":
             # The bucket still holds the bad object: the day stays corrupt (and visible), with why it was not
-            # replaced; the planner does not export it again by itself (app/check.py).
+            # replaced; the planner does not export it again by itself (app/bucket/check.py).
             store.put_days(owner, {rec.day: replace(previous, error=f"not copied again: {rec.error}"[:500])})
             return
         if previous is not None and previous.state in ("retry", "failed") and previous.job_sid == job.job_sid:

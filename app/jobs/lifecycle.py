@@ -349,7 +349,10 @@ def finish(svc: Services, job_sid: str, state: JobState, **fields: Any) -> bool:
 
 def finish_if_done(svc: Services, store: ManifestStore, job_sid: str, job: JobRecord | None = None) -> bool:
     """Write the manifest and mark the job final once Twilio is done and every day is final (exactly once);
-    ``job``: its record if the caller has read it."""
+    ``job``: its record if the caller has read it (its state is read again: a cancel or the last copy's own
+    finish may have made the job final since, and a final job's manifest must not be rewritten)."""
+    if job is not None and svc.jobs.job_states([job_sid]).get(job_sid) != job.state.value:
+        job = None  # changed since the caller read it: read it again
     job = job or svc.jobs.get_job(job_sid)
     if job is None or job.state.final or not job.twilio:
         return False

@@ -242,12 +242,12 @@ class JobStore:
     def finish_job(self, sid: str, state: JobState, **fields: Any) -> bool:
         """Mark a job final exactly once (``finalized_at`` set only if absent) and start its retention clock, in
         one atomic script: a failure between steps can never leave a final job that still looks active."""
-        job = self.get_job(sid)
-        if job is None:
+        found, token_hash = self.r.hmget(job_key(sid), ["job_sid", "token_hash"])  # two fields, not the record
+        if not found:
             return False
         keys = [job_key(sid), days_key(sid), ACTIVE_KEY]
-        if job.token_hash:
-            keys.append(token_key(job.token_hash))
+        if token_hash:
+            keys.append(token_key(str(token_hash)))
         mapping = {"state": state.value, "updated_at": str(clock.now()), **{k: str(v) for k, v in fields.items()}}
         flat = [item for pair in mapping.items() for item in pair]
         return bool(self._finish_job(keys=keys, args=[sid, clock.now(), self.retention, *flat]))

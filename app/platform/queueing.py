@@ -16,7 +16,7 @@ import math
 import uuid
 from collections.abc import Sequence
 from datetime import UTC
-from typing import Any, Protocol
+from typing import Any
 
 import redis
 from rq import Callback, Queue, Retry
@@ -164,16 +164,6 @@ class JSONQueue(Queue):
         super().__init__(name, *args, **kwargs)
 
 
-class EnqueueLocks(Protocol):
-    """The keys the enqueuer needs beside RQ's (the jobs' registry keeps them): short locks and orphan sightings."""
-
-    def acquire_lock(self, name: str, owner: str, ttl_seconds: int) -> bool: ...
-
-    def release_lock(self, name: str, owner: str) -> None: ...
-
-    def orphan_first_seen(self, rq_job_id: str, enqueued_at: str, now: float) -> float | None: ...
-
-
 class Enqueuer:
     def __init__(self, connection: redis.Redis, locks: LockStore, copy_retry_intervals: Sequence[int]) -> None:
         self.connection = connection
@@ -226,7 +216,7 @@ class Enqueuer:
         intermediate = IntermediateQueue.get_intermediate_queue_key(queue.key)
         if any(self.connection.lpos(key, job_id) is not None for key in (queue.key, intermediate)):
             return False
-        now = clock.now()
+        now = clock.system_now()  # RQ's bookkeeping runs on the host's clock (enqueued_at above), never moved
         first_seen = self.locks.orphan_first_seen(job_id, text, now)
         if first_seen is None or now - first_seen < ORPHAN_CONFIRM_SECONDS:
             return False

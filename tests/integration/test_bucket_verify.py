@@ -90,7 +90,7 @@ def test_records_that_differ_are_corrupt_and_from_to_bound_the_days_read(app, sv
     assert (problem["day"], problem["detail"]) == (day(5), "5 records, the verified copy had 6")
     assert problem["repair"] is None
     assert state_of(svc, day(5)).state == "corrupt" and state_of(svc, day(9)).state == "copied"  # not read
-    summary.refresh(svc)  # what the next poll does: /health reads its summaries (app/summary.py)
+    summary.refresh(svc)  # what the next poll does: /health reads its summaries (app/feeds/summary.py)
     (check,) = app.test_client().get("/health").get_json(force=True)["checks"]["feeds:lagDays"]
     assert check["status"] == "warn" and "1 corrupt day(s)" in check["output"]
 

@@ -122,7 +122,7 @@ def test_a_failed_day_event_carries_its_error_without_secrets(svc: Services) -> 
 
 
 def lagging_after_a_poll(svc: Services) -> None:
-    """What a poll does: summarise the feeds (app/summary.py), then announce the lagging ones from them."""
+    """What a poll does: summarise the feeds (app/feeds/summary.py), then announce the lagging ones from them."""
     summary.refresh(svc)
     summary.feeds_lagging(svc)
 

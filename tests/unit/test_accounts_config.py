@@ -1,4 +1,4 @@
-"""TWILIO_ACCOUNTS_FILE and the other account settings (app/platform/config.py, issue 14): every bad file or
+"""TWILIO_ACCOUNTS_FILE and the other account settings (app/platform/config/, issue 14): every bad file or
 combination is
 a ConfigError naming the variable and echoing no secret; the file's credentials reach the log scrubber and never a
 repr; the directory discovers at once but refreshes a stale list in the background. The files are written to a
