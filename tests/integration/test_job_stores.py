@@ -167,5 +167,5 @@ def test_add_job_and_finish_job_are_one_atomic_round_trip_each(redis_url):
     assert client.sent == ["EVALSHA"]
     client.sent.clear()
     assert reg.finish_job(SID, JobState.DONE)
-    assert client.sent == ["HGETALL", "EVALSHA"]  # read the token's key name, then one atomic script
+    assert client.sent == ["HMGET", "EVALSHA"]  # read the token's key name (two fields), then one atomic script
     assert reg.get_job(SID).state == JobState.DONE and SID not in reg.active_jobs()
