@@ -77,6 +77,8 @@ def copy_one_day(svc: Services, sink: S3Sink, task: DayTask, lock_seconds: int, 
         svc.locks.release_copy_lock(scope, task.day, task.task_id)
     svc.days.put_day(task.job_sid, rec)
     coverage.record_job_day(svc.feeds, svc.settings.sync, job, rec)  # visible at once, not only when the job ends
+    if svc.settings.lake is not None and rec.state == DayState.COPIED and rec.sha256 and rec.records:
+        svc.enqueuer.lake_day(task.account_sid, task.resource_type, task.day, rec.key or "", rec.sha256, rec.records)
     DAYS.labels(rec.state.value).inc()
     log.info("day %s", rec.state.value, extra=task.log_extra | {"key": rec.key, "records": rec.records})
     return rec

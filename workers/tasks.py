@@ -130,6 +130,16 @@ def on_copy_failure(job: Job, connection: Any, exc_type: type, exc: BaseExceptio
             log.exception("could not finish the job after a failed day", extra={"job_sid": job_sid})
 
 
+def lake_day_task(account_sid: str, resource_type: str, day: str, key: str, sha256: str, records: int) -> str:
+    """Load a verified copy of a day into the lake (workers/lake_loader.py); RQ retries a failed attempt. Imported
+    here, not at the top: the lake's libraries (pyiceberg, pyarrow) load only in a worker that has a lake task."""
+    from workers.lake_loader import LakeDay, load_copied_day
+
+    job = get_current_job()
+    lake_day = LakeDay(account_sid, resource_type, day, key, sha256, records)
+    return load_copied_day(worker_services(), sink(), lake_day, final=not (job and job.retries_left))
+
+
 def sweep_task(owner: str) -> int:
     """Copy the day files Twilio lists for a feed that nobody submitted here (daily exports, Console jobs)."""
     account_sid, _, resource_type = owner.rpartition(":")
@@ -285,8 +295,16 @@ def deliver_event_task(event_id: str, body: str) -> int:
 
 def janitor_task() -> int:
     """Take the store's write path again (``store_path``), then abort multipart uploads and staging objects left
-    by killed workers."""
+    by killed workers; with a lake, expire its old snapshots and remove the data files nothing references."""
     _probed.clear()
     count = sink().abort_stale_uploads(STALE_UPLOAD_AGE)
     log.info("janitor removed %d stale upload(s)", count)
+    lake = worker_services().settings.lake
+    if lake is not None:
+        from workers.lake_loader import maintain
+
+        try:
+            log.info("janitor maintained the lake", extra=maintain(lake))
+        except Exception:  # the catalog or S3 away: the next run tries again; the uploads above are done
+            log.exception("could not maintain the lake; trying again at the next janitor run")
     return count

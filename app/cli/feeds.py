@@ -100,6 +100,10 @@ def _calendar_text(doc: dict[str, Any]) -> str:
         lines += ["", f"{feed['resource_type']}  {feed['shown'][0]}..{feed['shown'][1]}  {counts}  ({lag})"]
         if feed["waiting_for_quota"]:
             lines.append(f"  {feed['waiting_for_quota']} missing day(s) wait for quota (resets {quota['resets_at']})")
+        if "lake" in feed:  # with a lake (docs/lake.md): copied days loaded into its table
+            lake = feed["lake"]
+            lines.append(f"  lake: loaded {lake['loaded']}, failed {lake['failed']}, waiting {lake['waiting']}")
+            lines += [f"    {day} lake failed: {why}" for day, why in lake["failed_days"].items()]
         lines += _months(feed)
     return "\n".join(lines)
 

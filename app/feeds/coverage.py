@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
+from app.feeds import lake_view
 from app.feeds.declared import feed_view
 from app.feeds.store import CoverageDay, Feed, FeedStore
 from app.jobs.records import DayRecord, DayState, JobRecord
@@ -167,6 +168,7 @@ def report(
     plan = svc.feeds.last_plan()
     reconciled = svc.feeds.last_runs(("reconcile",), owners)
     today = clock.utc_today()
+    lakes = lake_view.lake_days(svc.feeds, owners) if svc.settings.lake is not None else None
     out = []
     for feed in feeds:
         window = feed_window(feed, daily[feed.owner], today)
@@ -186,6 +188,8 @@ def report(
                 "family": family_of(svc, feed.account),
             }
         )
+        if lakes is not None:  # with a lake: its state of the shown copied days (app/feeds/lake_view.py)
+            out[-1]["lake"] = lake_view.lake_summary(lakes[feed.owner], shown.first, shown.last)
     families = sorted({f["family"] for f in out} | {svc.accounts.primary.family})
     return {
         "today": today.isoformat(),

@@ -88,6 +88,10 @@ class CoverageDay:
     next_try: float = 0.0
     error: str | None = None
     updated_at: float = field(default_factory=clock.now)  # the relay's clock: compared with listings and retries
+    # The lake (issue 23, workers/lake_loader.py): "loaded" or "failed" once a lake task ran for this copy (None: no
+    # lake, or not loaded yet); lake_error: why it failed. A new copy of the day writes a new record without them.
+    lake: str | None = None
+    lake_error: str | None = None
 
     def to_json(self) -> str:
         return json.dumps({k: v for k, v in asdict(self).items() if v not in (None, 0, 0.0) or k == "state"})

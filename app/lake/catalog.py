@@ -1,5 +1,5 @@
-"""The Iceberg catalog of the lake, built with pyiceberg's ``load_catalog`` from the lake's settings and the relay's
-own S3 environment.
+"""The Iceberg catalog of the lake, built with pyiceberg's ``load_catalog`` from the lake's settings (``Settings.lake``,
+read and validated at start-up: app/platform/config/lake.py) and the relay's own S3 environment.
 
 Why the relay's environment: the lake's data files live in the relay's bucket (warehouse
 ``s3://<bucket>/<prefix>lake`` by default), so they are written with the same endpoint and credentials as the day
@@ -15,71 +15,16 @@ URI is unused) and ``rest`` (an Iceberg REST catalog at the URI).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from pyiceberg.catalog import Catalog, load_catalog
 from pyiceberg.catalog.sql import SqlCatalog
 from sqlalchemy.exc import OperationalError
 
-CATALOG_TYPES = ("sql", "glue", "rest")
-DEFAULT_NAMESPACE = "twilio"
+from app.platform.config import LakeSettings
+
 CATALOG_NAME = "relay"
-
-
-def default_warehouse(bucket: str, prefix: str = "") -> str:
-    """``s3://<bucket>/<prefix>lake``: the lake next to the day files (``prefix`` as the relay spells it, e.g.
-    ``twilio/``, or empty)."""
-    return f"s3://{bucket}/{prefix}lake"
-
-
-@dataclass(frozen=True)
-class LakeSettings:
-    """LAKE_CATALOG, LAKE_CATALOG_URI, LAKE_WAREHOUSE, LAKE_NAMESPACE; ``properties``: any further catalog
-    properties (pyiceberg's names, e.g. ``glue.region`` or ``credential``), applied last."""
-
-    catalog: str
-    warehouse: str
-    uri: str | None = None
-    namespace: str = DEFAULT_NAMESPACE
-    properties: Mapping[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.catalog not in CATALOG_TYPES:
-            raise ValueError(f"LAKE_CATALOG must be one of {CATALOG_TYPES}, not {self.catalog!r}")
-        if self.catalog in ("sql", "rest") and not self.uri:
-            raise ValueError(f"LAKE_CATALOG={self.catalog} needs LAKE_CATALOG_URI")
-        if not self.warehouse:
-            raise ValueError("LAKE_WAREHOUSE must not be empty")
-        if not self.namespace:
-            raise ValueError("LAKE_NAMESPACE must not be empty")
-
-    @property
-    def shared_safely(self) -> bool:
-        """Whether several machines may commit through this catalog: not with a SQLite file (one machine only)."""
-        return not (self.catalog == "sql" and (self.uri or "").startswith("sqlite"))
-
-
-def settings_from_env(environ: Mapping[str, str], bucket: str, prefix: str = "") -> LakeSettings | None:
-    """LakeSettings from LAKE_CATALOG (unset or empty: the lake is off, None), LAKE_CATALOG_URI, LAKE_WAREHOUSE
-    (default ``default_warehouse(bucket, prefix)``), LAKE_NAMESPACE (default ``twilio``) and
-    LAKE_CATALOG_PROPERTIES (optional JSON object of further catalog properties, strings only)."""
-    kind = environ.get("LAKE_CATALOG", "").strip().lower()
-    if not kind:
-        return None
-    raw = environ.get("LAKE_CATALOG_PROPERTIES", "").strip()
-    extra = json.loads(raw) if raw else {}
-    if not isinstance(extra, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in extra.items()):
-        raise ValueError("LAKE_CATALOG_PROPERTIES must be a JSON object of strings")
-    return LakeSettings(
-        catalog=kind,
-        uri=environ.get("LAKE_CATALOG_URI", "").strip() or None,
-        warehouse=environ.get("LAKE_WAREHOUSE", "").strip() or default_warehouse(bucket, prefix),
-        namespace=environ.get("LAKE_NAMESPACE", "").strip() or DEFAULT_NAMESPACE,
-        properties=extra,
-    )
 
 
 _S3_ENVIRONMENT = (

@@ -165,6 +165,7 @@ STORE_ANOMALIES = ClusterCounter(
     "Writes after which S3 no longer held the verified object (workers.sink): deleted and written again",
     ["operation", "reason"],  # PutObject, PutObjectTagging, CompleteMultipartUpload; gone, size, etag
 )
+LAKE_DAYS = ClusterCounter("relay_lake_days", "Copied days loaded into the lake (issue 23), by result", ["result"])
 EVENTS = ClusterCounter("relay_events", "Outbound events (app/jobs/events.py) by type and outcome", ["type", "outcome"])
 
 

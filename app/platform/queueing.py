@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 
 CONTROL_QUEUE = "relay-control"  # syncs and polls: small, latency matters
 COPY_QUEUE = "relay-copy"  # day copies: long, bandwidth bound
-QUEUES = (CONTROL_QUEUE, COPY_QUEUE)
+LAKE_QUEUE = "relay-lake"  # loads of copied days into the lake (issue 23): after copies, never before them
+QUEUES = (CONTROL_QUEUE, COPY_QUEUE, LAKE_QUEUE)
 
 SYNC_TASK = "workers.tasks.sync_job_task"
 SWEEP_TASK = "workers.tasks.sweep_task"
@@ -45,6 +46,7 @@ MIGRATE_LAYOUT_TASK = "workers.tasks.migrate_layout_task"
 COPY_TASK = "workers.tasks.copy_day_task"
 COPY_FAILED_CALLBACK = "workers.tasks.on_copy_failure"
 EVENT_TASK = "workers.tasks.deliver_event_task"
+LAKE_TASK = "workers.tasks.lake_day_task"
 POLL_TASK = "workers.tasks.poll_task"  # registered by the cron poller (workers/cron_config.py)
 JANITOR_TASK = "workers.tasks.janitor_task"  # likewise
 # The only functions a relay worker resolves from a job: a job names its task by dotted path, and RQ would import
@@ -59,6 +61,7 @@ RELAY_TASKS = frozenset(
         MIGRATE_LAYOUT_TASK,
         COPY_TASK,
         EVENT_TASK,
+        LAKE_TASK,
         POLL_TASK,
         JANITOR_TASK,
     }
@@ -72,6 +75,8 @@ ORPHAN_CONFIRM_SECONDS = 2  # ... so two sightings this far apart in that state 
 ENQUEUE_LOCK_SECONDS = 10
 MIN_COPY_BYTES_PER_SECOND = 2 * MiB  # job timeout assumes at least this rate, plus a fixed margin
 ASSUMED_SIZE_IF_UNKNOWN = 4 * 1024**3  # bigger than any day file seen; see copy_timeout
+LAKE_RETRY_INTERVALS = (30, 120, 600, 1800)  # a load lost to S3 or the catalog being away is tried again
+LAKE_TIMEOUT_SECONDS = 3600  # a day file read, converted and committed; far more than the largest takes
 
 
 def sync_job_id(job_sid: str) -> str:
@@ -80,6 +85,11 @@ def sync_job_id(job_sid: str) -> str:
 
 def copy_job_id(job_sid: str, resource_type: str, day: str) -> str:
     return f"copy-{job_sid}-{resource_type}-{day}"
+
+
+def lake_job_id(account_sid: str, resource_type: str, day: str, sha256: str) -> str:
+    """One load per copy of a day: the same file copied again collapses into the queued load."""
+    return f"lake-{account_sid}-{resource_type}-{day}-{sha256}"
 
 
 def copy_timeout(size: int | None) -> int:
@@ -170,6 +180,7 @@ class Enqueuer:
         self.locks = locks  # owns the orphan-sighting and enqueue-lock keys
         self.control = JSONQueue(CONTROL_QUEUE, connection=connection)
         self.copy = JSONQueue(COPY_QUEUE, connection=connection)
+        self.lake = JSONQueue(LAKE_QUEUE, connection=connection)
         self.copy_retry_intervals = list(copy_retry_intervals)
 
     def _enqueue_unique(self, queue: Queue, func: str, args: tuple[Any, ...], job_id: str, **opts: Any) -> bool:
@@ -346,5 +357,18 @@ class Enqueuer:
             retry=Retry(max=len(retry_intervals), interval=list(retry_intervals)),
         )
 
+    def lake_day(self, account_sid: str, resource_type: str, day: str, key: str, sha256: str, records: int) -> bool:
+        """Load a verified copy of a day into the lake (``workers.tasks.lake_day_task``), on the lake's own queue."""
+        return self._enqueue_unique(
+            self.lake,
+            LAKE_TASK,
+            (account_sid, resource_type, day, key, sha256, records),
+            lake_job_id(account_sid, resource_type, day, sha256),
+            result_ttl=24 * 3600,
+            failure_ttl=7 * 24 * 3600,
+            job_timeout=LAKE_TIMEOUT_SECONDS,
+            retry=Retry(max=len(LAKE_RETRY_INTERVALS), interval=list(LAKE_RETRY_INTERVALS)),
+        )
+
     def depths(self) -> dict[str, int]:
-        return {q.name: q.count for q in (self.control, self.copy)}
+        return {q.name: q.count for q in (self.control, self.copy, self.lake)}

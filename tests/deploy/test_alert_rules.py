@@ -94,6 +94,7 @@ def test_every_alert_says_what_how_bad_and_where_the_runbook_is() -> None:
         "RelayAuthGuessing",
         "RelayStoreAnomalies",
         "RelayTasksRefused",
+        "RelayLakeDaysFailed",
     }
     for rule in alerts:
         assert rule["labels"]["severity"] in SEVERITIES, rule["alert"]

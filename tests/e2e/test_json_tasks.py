@@ -18,7 +18,7 @@ from rq import Callback
 from rq.job import Job
 from rq.utils import utcformat
 
-from app.platform.queueing import CONTROL_QUEUE, COPY_QUEUE, QUEUES, JSONQueue
+from app.platform.queueing import CONTROL_QUEUE, COPY_QUEUE, LAKE_QUEUE, QUEUES, JSONQueue
 from devstack.procs import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -134,14 +134,14 @@ def test_a_job_naming_any_other_function_is_refused_on_every_queue(make_stack, r
         assert job.get_status() == "failed", f"forged job {job_id} ran"
         exc = job.latest_result().exc_string or ""
         assert exc.startswith("task refused: ") and reason in exc, exc
-    assert refused_counts(stack.url) == {CONTROL_QUEUE: 3, COPY_QUEUE: 2}
+    assert refused_counts(stack.url) == {CONTROL_QUEUE: 3, COPY_QUEUE: 2, LAKE_QUEUE: 2}
     r = stack.api(
         "POST", "/api/jobs", json={"resource_type": "Calls", "start_day": "2026-01-01", "end_day": "2026-01-01"}
     )
     assert r.status_code == 201, r.text
     assert stack.wait_job(r.json()["job_sid"])["state"] == "done"  # a sync and its day copy: both relay tasks
     wait_until(lambda: counts(stack.url, "relay_polls_total", "outcome").get("ok"), timeout=30, what="a poll to run")
-    assert refused_counts(stack.url) == {CONTROL_QUEUE: 3, COPY_QUEUE: 2}  # none of them refused
+    assert refused_counts(stack.url) == {CONTROL_QUEUE: 3, COPY_QUEUE: 2, LAKE_QUEUE: 2}  # none of them refused
     assert not any(m.exists() for m in markers), "a forged job ran"
     assert "task refused: 'os.system'" in stack.procs["worker1"].tail(200)
     assert stack.procs["worker1"].alive()

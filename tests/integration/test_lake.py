@@ -25,7 +25,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from app.lake.catalog import LakeSettings, default_warehouse, open_catalog
+from app.lake.catalog import open_catalog
 from app.lake.convert import ConvertStats, DaySource, iter_batches
 from app.lake.load import LoadResult, load_day
 from app.lake.orphans import expire_snapshots, orphan_files, remove_orphans
@@ -37,6 +37,7 @@ from app.lake.tables import (
     partition_spec,
     table_identifier,
 )
+from app.platform.config import LakeSettings, default_warehouse
 from devstack.s3_server import SeaweedS3Server
 from sandbox.content import describe_day_file, iter_day_file
 from tests.conftest import started

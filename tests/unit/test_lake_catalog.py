@@ -1,10 +1,12 @@
-"""The lake's catalog settings (app/lake/catalog.py): what the environment turns into, what load_catalog gets."""
+"""The lake's settings (app/platform/config/lake.py) and catalog (app/lake/catalog.py): what the environment turns
+into, what load_catalog gets, what start-up refuses."""
 
 from __future__ import annotations
 
 import pytest
 
-from app.lake.catalog import LakeSettings, catalog_properties, default_warehouse, s3_properties, settings_from_env
+from app.lake.catalog import catalog_properties, s3_properties
+from app.platform.config import ConfigError, LakeSettings, default_warehouse, load_lake_settings
 
 RELAY_S3 = {
     "AWS_ENDPOINT_URL_S3": "https://s3.example:9000",
@@ -15,12 +17,12 @@ RELAY_S3 = {
 
 
 def test_the_lake_is_off_without_lake_catalog() -> None:
-    assert settings_from_env({}, "bucket") is None
-    assert settings_from_env({"LAKE_CATALOG": " "}, "bucket") is None
+    assert load_lake_settings({}, "bucket") is None
+    assert load_lake_settings({"LAKE_CATALOG": " "}, "bucket") is None
 
 
 def test_defaults_put_the_lake_next_to_the_day_files() -> None:
-    settings = settings_from_env({"LAKE_CATALOG": "sql", "LAKE_CATALOG_URI": "sqlite:////var/lake.db"}, "b", "twilio/")
+    settings = load_lake_settings({"LAKE_CATALOG": "sql", "LAKE_CATALOG_URI": "sqlite:////var/lake.db"}, "b", "twilio/")
     assert settings == LakeSettings(catalog="sql", uri="sqlite:////var/lake.db", warehouse="s3://b/twilio/lake")
     assert settings.namespace == "twilio"
     assert default_warehouse("b") == "s3://b/lake"
@@ -34,7 +36,7 @@ def test_every_setting_is_read() -> None:
         "LAKE_NAMESPACE": "telephony",
         "LAKE_CATALOG_PROPERTIES": '{"credential": "id:secret"}',
     }
-    settings = settings_from_env(env, "b")
+    settings = load_lake_settings(env, "b")
     assert settings is not None
     assert (settings.catalog, settings.uri, settings.warehouse, settings.namespace) == (
         "rest",
@@ -55,8 +57,8 @@ def test_every_setting_is_read() -> None:
     ],
 )
 def test_bad_settings_are_refused(env: dict[str, str], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        settings_from_env(env, "b")
+    with pytest.raises(ConfigError, match=message):
+        load_lake_settings(env, "b")
 
 
 def test_sqlite_is_for_one_machine_only() -> None:

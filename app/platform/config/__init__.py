@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from app.platform.config.accounts import load_account_settings
 from app.platform.config.env import is_loopback_host, log_level
+from app.platform.config.lake import LakeSettings, default_warehouse, load_lake_settings
 from app.platform.config.load import load_schedule, load_settings, require_web_settings
 from app.platform.config.s3 import KEY_TEMPLATE_FIELDS, S3_ADDRESSING_STYLES, check_key_template, key_template_fields
 from app.platform.config.sections import load_console_settings, load_notify_settings, load_sync_settings
@@ -49,13 +50,16 @@ __all__ = [
     "ConsoleSettings",
     "FeedSettings",
     "FeedSpec",
+    "LakeSettings",
     "NotifySettings",
     "Settings",
     "check_key_template",
+    "default_warehouse",
     "is_loopback_host",
     "key_template_fields",
     "load_account_settings",
     "load_console_settings",
+    "load_lake_settings",
     "load_notify_settings",
     "load_schedule",
     "load_settings",

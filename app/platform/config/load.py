@@ -14,6 +14,7 @@ from app.platform.config.accounts import (
 )
 from app.platform.config.download import download_allow_loopback, download_hosts
 from app.platform.config.env import env_base_url, env_choice, env_int, env_intervals, env_str, log_level
+from app.platform.config.lake import load_lake_settings
 from app.platform.config.s3 import s3_settings
 from app.platform.config.sections import load_console_settings, load_notify_settings, load_sync_settings, web_tokens
 from app.platform.config.settings import ConfigError, Settings
@@ -37,6 +38,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     console = load_console_settings(env, public_base_url)
     tokens_and_keys = (*tokens.values(), notify.secret, console.secret_key, *account_secrets(accounts))
     secrets = (auth_token, secondary, key_secret, *tokens_and_keys)
+    lake = load_lake_settings(env, s3["s3_bucket"], s3["s3_prefix"])
+    secrets += lake.secrets if lake else ()
     secrets += secret_values(env)  # the environment's other secrets (AWS, REDIS_URL's password): app/platform/logs.py
     return Settings(
         redis_url=env_str(env, "REDIS_URL", "redis://127.0.0.1:6379/0") or "",
@@ -68,6 +71,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         notify=notify,
         console=console,
         secrets=tuple(dict.fromkeys(s for s in secrets if s)),
+        lake=lake,
     )
 
 

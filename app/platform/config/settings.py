@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # app/platform/config/lake.py imports ConfigError from here
+    from app.platform.config.lake import LakeSettings
 
 # \A...\Z, not ^...$: "$" also matches before a trailing newline.
 ACCOUNT_SID_RE = re.compile(r"\AAC[0-9a-fA-F]{32}\Z")
@@ -139,6 +143,7 @@ class Settings:
     notify: NotifySettings = field(default_factory=lambda: NotifySettings())  # outbound events (app/jobs/events.py)
     console: ConsoleSettings = field(default_factory=lambda: ConsoleSettings())  # sessions of /console
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    lake: LakeSettings | None = None  # LAKE_*: the Iceberg tables of issue 23 (app/lake/); None: no lake
 
     @property
     def auth_tokens(self) -> tuple[str, ...]:
