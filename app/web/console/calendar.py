@@ -113,7 +113,7 @@ def feed_calendar(resource_type: str) -> tuple[str, int]:
     window = coverage.feed_window(feed, daily)
     cov = svc.feeds.coverage([feed.owner])[feed.owner]
     states = coverage.feed_states(window, cov)
-    year = _year_arg(window.first, window.last)
+    year = _year_arg(window.expired_since or window.first, window.last)
     in_year = {d: s for d, s in states.items() if d.startswith(f"{year}-")}
     return render(
         "calendar.html",
@@ -123,7 +123,7 @@ def feed_calendar(resource_type: str) -> tuple[str, int]:
         daily=daily,
         window=window,
         year=year,
-        years=list(range(window.first.year, window.last.year + 1)),
+        years=list(range((window.expired_since or window.first).year, window.last.year + 1)),
         months=year_months(year, states, cov),
         all_counts=coverage.summarise(states)["counts"],
         year_counts=coverage.summarise(in_year)["counts"],
