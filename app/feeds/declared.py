@@ -94,7 +94,8 @@ def apply_env_feeds(store: FeedStore, settings: FeedSettings, account_sids: list
             log.info("feed no longer in SYNC_FEEDS: stopped", extra={"resource_type": feed.resource_type})
     for (owner, sid), spec in declared.items():
         current = stored.get(owner)
-        wanted = Feed(spec.resource_type, spec.since, spec.until, True, "env", sid, retain_days=spec.retain_days)
+        wanted = Feed(spec.resource_type, spec.since, spec.until, managed_by="env", account=sid)
+        wanted.retain_days = spec.retain_days
         same = current is not None and _same_declaration(current, wanted)
         if not same:
             if current is not None:
