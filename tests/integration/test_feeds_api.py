@@ -47,7 +47,7 @@ def test_a_feed_is_set_shown_listed_and_deleted(client):
     expected = {"resource_type": "Messages", "account": client.svc.accounts.primary.sid, "since": day(40)} | {
         "until": day(10)
     }
-    assert r.get_json() == expected | {"enabled": True, "managed_by": "api"}
+    assert r.get_json() == expected | {"enabled": True, "managed_by": "api", "retain_days": None}
     assert client.get("/api/feeds/Messages", headers=AUTH).get_json()["since"] == day(40)
     assert [f["resource_type"] for f in client.get("/api/feeds", headers=AUTH).get_json()["feeds"]] == ["Messages"]
     assert client.delete("/api/feeds/Messages", headers=AUTH).status_code == 200

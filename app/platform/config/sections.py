@@ -55,7 +55,7 @@ def load_console_settings(env: Mapping[str, str], public_base_url: str | None) -
 
 
 def _feed_specs(env: Mapping[str, str]) -> tuple[FeedSpec, ...]:
-    """SYNC_FEEDS=Messages:2025-01-01,Calls:2025-06-01:2025-12-31,Events:2025-01-01::90 (resource type, since,
+    """SYNC_FEEDS=Messages:2025-01-01,Calls:2025-06-01:2025-12-31,Conferences:2025-01-01::90 (resource type, since,
     optional until, optional retain_days: a fourth part, after an empty or given until)."""
     raw = env_str(env, "SYNC_FEEDS") or ""
     specs: dict[str, FeedSpec] = {}
