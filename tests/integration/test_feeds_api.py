@@ -128,7 +128,10 @@ def test_coverage_counts_states_and_folds_days_into_ranges(client):
     doc = client.get("/api/coverage?resource_type=Calls", headers=AUTH).get_json()
     feed = doc["feeds"][0]
     assert feed["window"] == [day(12), day(3)]
-    assert feed["counts"] == {"copied": 2, "empty": 1, "in_flight": 2, "failed": 1, "corrupt": 0, "missing": 4}
+    assert feed["counts"] == {"copied": 2, "empty": 1, "in_flight": 2, "failed": 1, "corrupt": 0, "missing": 4} | {
+        "deleted": 0,
+        "expired": 0,
+    }
     assert feed["ranges"]["copied"] == [[day(12), day(11)]]
     assert feed["ranges"]["missing"] == [[day(8), day(6)], [day(3), day(3)]]  # a retry waits: missing
     assert feed["lag_days"] == 7  # the window's last day (until: today-3) vs the newest copied or empty day

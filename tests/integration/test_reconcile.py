@@ -105,7 +105,7 @@ def test_a_day_the_listing_does_not_show_yet_is_kept_when_its_object_is_there(sv
     owner = owner_of(RT, svc.accounts.primary.sid)
     key = put_day(client, bucket, sink, day(5))
     svc.feeds.put_days(owner, {day(5): CoverageDay("copied", "JS1", key, 1, updated_at=long_ago())})
-    assert reconcile(svc, LaggingListing(sink, {day(5)})) == (0, 0, 0)
+    assert reconcile(svc, LaggingListing(sink, {day(5)}))[:3] == (0, 0, 0)
     assert cov_of(svc)[day(5)].state == "copied"
 
 
