@@ -17,7 +17,7 @@ from typing import Any
 from rq import get_current_job
 from rq.job import Job
 
-from app.bucket import migrate_layout, verify
+from app.bucket import erase_day, migrate_layout, verify
 from app.bucket import probe as store_probe
 from app.bucket import reconcile as bucket_reconcile
 from app.feeds import daily_exports, declared, planner, schedule
@@ -239,7 +239,9 @@ def reconcile_task(owner: str) -> int:
     extra = {"resource_type": resource_type, "account_sid": account_sid}
     svc = worker_services()
     try:
-        result = bucket_reconcile.reconcile(svc.feeds, sink(), resource_type, account_sid)
+        result = bucket_reconcile.reconcile(
+            svc.feeds, sink(), resource_type, account_sid, svc.settings.sync.refetch_vanished
+        )
     except CopyError as exc:  # S3 unavailable or refusing
         log.warning("could not reconcile coverage with the bucket: %s", exc, extra=extra)
         return -1
@@ -247,6 +249,11 @@ def reconcile_task(owner: str) -> int:
         svc.enqueuer.sweep(owner)
     log.info("coverage reconciled with the bucket", extra=extra | result._asdict())
     return result.found + result.lost + result.corrupt
+
+
+def erase_day_task(owner: str, day: str) -> dict[str, Any]:
+    """A deleted day's objects removed from S3 and checked gone (app/bucket/erase_day.py)."""
+    return erase_day.erase_day(worker_services().feeds, sink(), owner, day)
 
 
 def verify_task(

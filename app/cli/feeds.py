@@ -15,7 +15,16 @@ from app.cli.client import EXIT_ERROR, CliFailure
 from app.cli.commands import ACCOUNT_HELP, client, emit, errors_to_exit, fail, local_only
 from app.platform.days import days_between
 
-SYMBOLS = {"copied": "#", "empty": ".", "in_flight": "~", "failed": "!", "corrupt": "x", "missing": "_"}
+SYMBOLS = {
+    "copied": "#",
+    "empty": ".",
+    "in_flight": "~",
+    "failed": "!",
+    "corrupt": "x",
+    "missing": "_",
+    "deleted": "-",
+    "expired": "'",
+}
 LEGEND = "  ".join(f"{mark} {state}" for state, mark in SYMBOLS.items()) + "  (blank: outside the feed)"
 
 
@@ -27,7 +36,11 @@ def feed_cli() -> None:
 def _feed_line(v: dict[str, Any]) -> str:
     until = v["until"] or "(ongoing)"
     state = "enabled" if v["enabled"] else "disabled"
-    return f"{v['resource_type']:<12} since {v['since']} until {until:<10}  {state:<8} managed by {v['managed_by']}"
+    retain = f"  retain {v['retain_days']} days" if v.get("retain_days") else ""
+    return (
+        f"{v['resource_type']:<12} since {v['since']} until {until:<10}  {state:<8} managed by {v['managed_by']}"
+        + retain
+    )
 
 
 @feed_cli.command("set")
@@ -36,12 +49,19 @@ def _feed_line(v: dict[str, Any]) -> str:
 @click.option("--since", required=True, help="First day to keep (YYYY-MM-DD)")
 @click.option("--until", default=None, help="Last day, for a bounded backfill")
 @click.option("--disabled", is_flag=True, help="Keep the feed but stop planning it")
+@click.option("--retain-days", type=int, default=None, help="Keep only the last N days (older days: expired)")
 @click.option("--json", "as_json", is_flag=True)
 @errors_to_exit
 def set_feed(
-    resource_type: str, account: str | None, since: str, until: str | None, disabled: bool, as_json: bool
+    resource_type: str,
+    account: str | None,
+    since: str,
+    until: str | None,
+    disabled: bool,
+    retain_days: int | None,
+    as_json: bool,
 ) -> None:
-    body = {"since": since, "until": until, "enabled": not disabled}
+    body = {"since": since, "until": until, "enabled": not disabled, "retain_days": retain_days}
     emit(client().put_feed(resource_type, account, body), as_json, _feed_line)
 
 

@@ -26,7 +26,8 @@ from app.cli.client import (
     exit_code_for,
     with_retry_after,
 )
-from app.feeds import at_twilio, coverage, daily_exports, declared
+from app.feeds import at_twilio, coverage, daily_exports, declared, tombstones
+from app.feeds.lifecycle_rule import lifecycle_rule_doc
 from app.jobs import ops, submission
 from app.jobs.documents import MAX_PAGE, MAX_PAGE_SIZE, job_view
 from app.platform.config import ConfigError
@@ -161,8 +162,17 @@ class LocalClient:
         return daily_exports.set_enabled(self.svc, resource_type, enabled, self._account(account))
 
     def copy_day(self, resource_type: str, day: str, account: str | None) -> dict[str, Any]:
-        job = daily_exports.copy_listed_day(self.svc, resource_type, day, self._account(account))
+        job = tombstones.copy_day(self.svc, resource_type, day, self._account(account))
         return job_view(self.svc.days, job)
+
+    def delete_day(self, resource_type: str, day: str, account: str | None, reason: str | None) -> dict[str, Any]:
+        return tombstones.delete_day(self.svc, resource_type, day, self._account(account), "cli", reason)
+
+    def restore_day(self, resource_type: str, day: str, account: str | None) -> dict[str, Any]:
+        return tombstones.restore_day(self.svc, resource_type, day, self._account(account))
+
+    def lifecycle_rule(self) -> dict[str, Any]:
+        return lifecycle_rule_doc(self.svc.settings, self.svc.feeds.list_feeds())
 
     def accounts(self) -> dict[str, Any]:
         return accounts.accounts_view(self.svc)

@@ -11,12 +11,16 @@ from app.cli.at_twilio import twilio_days_cmd, twilio_jobs_cmd
 from app.cli.commands import relay_cli
 from app.cli.feeds import accounts_cmd, copy_day_cmd, coverage_cmd, daily_cli, feed_cli, verify_cmd
 from app.cli.migrate_layout import migrate_layout_cmd
+from app.cli.retention import delete_day_cmd, lifecycle_rule_cmd, restore_day_cmd
 
 for command in (
     feed_cli,
     coverage_cmd,
     daily_cli,
     copy_day_cmd,
+    delete_day_cmd,
+    restore_day_cmd,
+    lifecycle_rule_cmd,
     accounts_cmd,
     verify_cmd,
     migrate_layout_cmd,

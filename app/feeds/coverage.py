@@ -2,10 +2,12 @@
 
 A day of a feed's window is ``copied`` or ``empty`` (done), ``in_flight`` (a tracked job covers it and is not
 final), ``failed`` (given up after FEED_MAX_ATTEMPTS failed jobs: requeue it), ``corrupt`` (copied, but the
-bucket's object is no longer the verified copy: app/bucket/check.py), or ``missing`` (nothing covers it, or a
-failed attempt waits for its retry). The record is kept per (account, resource type) in ``ber:cov`` and updated
-as jobs finish days (``record_job_day``, ``CoverageKeeper``); the bucket is the final word on ``copied``
-(``app.bucket.reconcile``).
+bucket's object is no longer the verified copy: app/bucket/check.py), ``deleted`` (deleted on purpose: a
+tombstone, app/feeds/tombstones.py), or ``missing`` (nothing covers it, a failed attempt waits for its retry, or
+it vanished from S3 with REFETCH_VANISHED=never). A day of a feed with ``retain_days`` older than today -
+retain_days is ``expired``: outside the window, never planned nor fetched again. The record is kept per (account,
+resource type) in ``ber:cov`` and updated as jobs finish days (``record_job_day``, ``CoverageKeeper``); the bucket
+is the final word on ``copied`` (``app.bucket.reconcile``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.feeds import lake_view
 from app.feeds.declared import feed_view
-from app.feeds.store import CoverageDay, Feed, FeedStore
+from app.feeds.store import KEPT_GONE_STATES, CoverageDay, Feed, FeedStore
 from app.jobs.records import DayRecord, DayState, JobRecord
 from app.platform import clock
 from app.platform.config import FeedSettings
@@ -31,13 +33,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-REPORTED_STATES = ("copied", "empty", "in_flight", "failed", "corrupt", "missing")
+REPORTED_STATES = ("copied", "empty", "in_flight", "failed", "corrupt", "missing", "deleted", "expired")
 
 
 @dataclass(frozen=True)
 class Window:
+    """The days a feed keeps complete (``days``); ``expired_since``: the feed's since when retain_days moved the
+    first day later (the days between are ``expired``)."""
+
     first: date
     last: date
+    expired_since: date | None = None
+
+    def expired_days(self) -> list[str]:
+        if self.expired_since is None:
+            return []
+        return list(_window_days(self.expired_since, min(self.first - timedelta(days=1), self.last)))
 
     def days(self) -> list[str]:
         return list(_window_days(self.first, self.last))
@@ -52,21 +63,32 @@ def _window_days(first: date, last: date) -> tuple[str, ...]:
 def feed_window(feed: Feed, daily_enabled: bool, today: date | None = None) -> Window:
     """since .. min(until, the newest day that can exist): today-2 for custom jobs, today-1 with daily exports.
 
-    A feed stored before ``since`` was bounded (issue 20) starts at EARLIEST_DAY: its cost stays bounded too."""
+    A feed stored before ``since`` was bounded (issue 20) starts at EARLIEST_DAY: its cost stays bounded too. With
+    ``retain_days`` it starts no earlier than today - retain_days."""
     today = today or clock.utc_today()
     newest = newest_exportable_day(today, daily_enabled)
     last = min(date.fromisoformat(feed.until), newest) if feed.until else newest
-    return Window(max(date.fromisoformat(feed.since), EARLIEST_DAY), last)
+    since = max(date.fromisoformat(feed.since), EARLIEST_DAY)
+    kept_from = today - timedelta(days=feed.retain_days) if feed.retain_days else since
+    return Window(max(since, kept_from), last, since if kept_from > since else None)
+
+
+def shown_window(window: Window, first: date | None, last: date | None) -> Window:
+    """The part of a feed's days (expired ones included) between ``first`` and ``last``."""
+    start = window.expired_since or window.first
+    shown_first, shown_last = max(start, first or start), min(window.last, last or window.last)
+    return Window(max(window.first, shown_first), shown_last, shown_first if shown_first < window.first else None)
 
 
 def reported_state(rec: CoverageDay | None) -> str:
-    if rec is None or rec.state == "retry":
+    if rec is None or rec.state in ("retry", "vanished"):
         return "missing"
     return rec.state
 
 
 def feed_states(window: Window, cov: dict[str, CoverageDay]) -> dict[str, str]:
-    return {day: reported_state(cov.get(day)) for day in window.days()}
+    expired = dict.fromkeys(window.expired_days(), "expired")
+    return expired | {day: reported_state(cov.get(day)) for day in window.days()}
 
 
 def summarise(states: dict[str, str]) -> dict[str, Any]:
@@ -100,8 +122,8 @@ def record_job_day(store: FeedStore, settings: FeedSettings, job: JobRecord, rec
         store.put_days(owner, {rec.day: done})
     elif rec.state == DayState.FAILED:
         previous = store.get_day(owner, rec.day)
-        if previous is not None and previous.state in ("copied", "empty"):
-            return  # another job already brought the day in
+        if previous is not None and previous.state in ("copied", "empty", *KEPT_GONE_STATES):
+            return  # another job already brought the day in, or it is kept gone (a retry would fetch it again)
         if previous is not None and previous.state == "corrupt":
             # The bucket still holds the bad object: the day stays corrupt (and visible), with why it was not
             # replaced; the planner does not export it again by itself (app/bucket/check.py).
@@ -172,7 +194,7 @@ def report(
     out = []
     for feed in feeds:
         window = feed_window(feed, daily[feed.owner], today)
-        shown = Window(max(window.first, first or window.first), min(window.last, last or window.last))
+        shown = shown_window(window, first, last)
         every = feed_states(window, covs[feed.owner])
         states = every if shown == window else feed_states(shown, covs[feed.owner])
         out.append(
@@ -180,7 +202,7 @@ def report(
                 **feed_view(feed),
                 "daily_export": daily[feed.owner],
                 "window": [window.first.isoformat(), window.last.isoformat()],
-                "shown": [shown.first.isoformat(), shown.last.isoformat()],
+                "shown": [(shown.expired_since or shown.first).isoformat(), shown.last.isoformat()],
                 **summarise(states),
                 "lag_days": lag_days(every, window.last),
                 "waiting_for_quota": int(plan.get("waiting_for_quota", {}).get(feed.owner, 0)),

@@ -21,7 +21,7 @@ from app.twilio.accounts import owner_of
 
 log = logging.getLogger(__name__)
 
-FEED_FIELDS = {"since", "until", "enabled"}
+FEED_FIELDS = {"since", "until", "enabled", "retain_days"}
 
 
 def feed_from_body(resource_type: Any, body: Any, account_sid: str, today: date | None = None) -> Feed:
@@ -38,6 +38,9 @@ def feed_from_body(resource_type: Any, body: Any, account_sid: str, today: date 
     enabled = body.get("enabled", True)
     if not isinstance(enabled, bool):
         raise RequestError("enabled must be true or false")
+    retain = body.get("retain_days")
+    if retain is not None and (isinstance(retain, bool) or not isinstance(retain, int) or retain < 1):
+        raise RequestError("retain_days must be a whole number of days >= 1 (or null: keep every day)")
     if until is not None and since > until:
         raise RequestError("since must not be after until")
     if since < EARLIEST_DAY:
@@ -45,7 +48,9 @@ def feed_from_body(resource_type: Any, body: Any, account_sid: str, today: date 
     latest = newest_exportable_day(today)
     if since > latest:
         raise RequestError(f"since must be at most {latest.isoformat()} (two days before today, UTC)")
-    return Feed(rt, since.isoformat(), until.isoformat() if until else None, enabled, account=account_sid)
+    return Feed(
+        rt, since.isoformat(), until.isoformat() if until else None, enabled, account=account_sid, retain_days=retain
+    )
 
 
 def put_feed(store: FeedStore, feed: Feed) -> Feed:
@@ -89,18 +94,24 @@ def apply_env_feeds(store: FeedStore, settings: FeedSettings, account_sids: list
             log.info("feed no longer in SYNC_FEEDS: stopped", extra={"resource_type": feed.resource_type})
     for (owner, sid), spec in declared.items():
         current = stored.get(owner)
-        wanted = Feed(spec.resource_type, spec.since, spec.until, True, managed_by="env", account=sid)
-        same = current is not None and (current.since, current.until, current.enabled, current.managed_by) == (
-            wanted.since,
-            wanted.until,
-            wanted.enabled,
-            wanted.managed_by,
-        )
+        wanted = Feed(spec.resource_type, spec.since, spec.until, managed_by="env", account=sid)
+        wanted.retain_days = spec.retain_days
+        same = current is not None and _same_declaration(current, wanted)
         if not same:
             if current is not None:
                 wanted.created_at = current.created_at
             store.put_feed(wanted)
             log.info("feed set from SYNC_FEEDS", extra={"resource_type": spec.resource_type, "since": spec.since})
+
+
+def _same_declaration(a: Feed, b: Feed) -> bool:
+    return (a.since, a.until, a.enabled, a.managed_by, a.retain_days) == (
+        b.since,
+        b.until,
+        b.enabled,
+        b.managed_by,
+        b.retain_days,
+    )
 
 
 def feed_view(feed: Feed) -> dict[str, Any]:
@@ -111,4 +122,5 @@ def feed_view(feed: Feed) -> dict[str, Any]:
         "until": feed.until,
         "enabled": feed.enabled,
         "managed_by": feed.managed_by,
+        "retain_days": feed.retain_days,
     }

@@ -7,7 +7,8 @@ key                              type    content
 ===============================  ======  =================================================================
 ber:feeds                        set     every feed's owner
 ber:feed:{owner}                 hash    the feed: since, until, enabled, managed_by (api|env), timestamps
-ber:cov:{owner}                  hash    day -> JSON CoverageDay (copied, empty, in_flight, failed, retry, corrupt)
+ber:cov:{owner}                  hash    day -> JSON CoverageDay (copied, empty, in_flight, failed, retry, corrupt,
+                                         deleted: a tombstone, vanished: gone from S3 and left missing)
 ber:daily:{owner}                hash    daily export: enabled, token_hash, method, updated_at
 ber:syncstate                    hash    "{what}:{owner}" -> unix time of the last reconcile / sweep
 ber:feedsum                      hash    owner -> JSON summary of the feed (counts per state, lag; the poller's)
@@ -34,7 +35,10 @@ from app.twilio.accounts import owner_of
 
 PREFIX = "ber:"
 SUMMARY_KEY = f"{PREFIX}feedsum"
-COVERAGE_STATES = ("copied", "empty", "in_flight", "failed", "retry", "corrupt")
+COVERAGE_STATES = ("copied", "empty", "in_flight", "failed", "retry", "corrupt", "deleted", "vanished")
+# Days the relay must not bring back by itself (the planner and the sweep skip every recorded day but "retry"):
+# "deleted" on purpose (app/feeds/tombstones.py), "vanished" from S3 with REFETCH_VANISHED=never.
+KEPT_GONE_STATES = ("deleted", "vanished")
 
 
 @dataclass
@@ -47,6 +51,7 @@ class Feed:
     account: str = ""  # the account SID
     created_at: float = field(default_factory=clock.now)
     updated_at: float = field(default_factory=clock.now)
+    retain_days: int | None = None  # days older than today - retain_days are outside the feed (``expired``)
 
     @property
     def owner(self) -> str:
@@ -56,6 +61,7 @@ class Feed:
         data = asdict(self)
         data["until"] = self.until or ""
         data["enabled"] = "1" if self.enabled else "0"
+        data["retain_days"] = self.retain_days or ""
         return {k: str(v) for k, v in data.items()}
 
     @classmethod
@@ -69,6 +75,7 @@ class Feed:
             account=data.get("account", ""),
             created_at=float(data.get("created_at", 0)),
             updated_at=float(data.get("updated_at", 0)),
+            retain_days=int(data["retain_days"]) if data.get("retain_days") else None,
         )
 
 
@@ -92,6 +99,9 @@ class CoverageDay:
     # lake, or not loaded yet); lake_error: why it failed. A new copy of the day writes a new record without them.
     lake: str | None = None
     lake_error: str | None = None
+    deleted_by: str | None = None  # deleted: who asked ("api", "cli", "console"); ``updated_at``: when
+    reason: str | None = None  # deleted: why (the asker's text)
+    erased: bool | None = None  # deleted: the worker confirmed the objects are gone (None: not yet)
 
     def to_json(self) -> str:
         return json.dumps({k: v for k, v in asdict(self).items() if v not in (None, 0, 0.0) or k == "state"})
@@ -132,14 +142,16 @@ return out
 
 
 # Mark days in flight for a job unless they are already copied or empty, or corrupt (the bucket holds a bad
-# object until a copy replaces it: app/bucket/check.py). KEYS[1]: coverage hash. ARGV: job_sid, now, day, day, ...
+# object until a copy replaces it: app/bucket/check.py), or kept gone (KEPT_GONE_STATES: a job's end must not turn
+# them missing). KEYS[1]: coverage hash. ARGV: job_sid, now, day, day, ...
 _IN_FLIGHT_LUA = """
+local kept = {copied = true, empty = true, corrupt = true, deleted = true, vanished = true}
 local marked = 0
 for i = 3, #ARGV do
   local raw = redis.call('HGET', KEYS[1], ARGV[i])
   local rec = {}
   if raw then rec = cjson.decode(raw) end
-  if rec['state'] ~= 'copied' and rec['state'] ~= 'empty' and rec['state'] ~= 'corrupt' then
+  if not kept[rec['state'] or ''] then
     rec['state'] = 'in_flight'
     rec['job_sid'] = ARGV[1]
     rec['updated_at'] = tonumber(ARGV[2])

@@ -49,6 +49,7 @@ EVENT_TASK = "workers.tasks.deliver_event_task"
 LAKE_TASK = "workers.tasks.lake_day_task"
 POLL_TASK = "workers.tasks.poll_task"  # registered by the cron poller (workers/cron_config.py)
 JANITOR_TASK = "workers.tasks.janitor_task"  # likewise
+ERASE_DAY_TASK = "workers.tasks.erase_day_task"  # a deleted day's objects (the web may not delete: IAM)
 # The only functions a relay worker resolves from a job: a job names its task by dotted path, and RQ would import
 # and call whatever path a job hash written into Redis names (``os.system`` included). See RelayJob.
 RELAY_TASKS = frozenset(
@@ -64,6 +65,7 @@ RELAY_TASKS = frozenset(
         LAKE_TASK,
         POLL_TASK,
         JANITOR_TASK,
+        ERASE_DAY_TASK,
     }
 )
 RELAY_CALLBACKS = frozenset({COPY_FAILED_CALLBACK})
@@ -295,6 +297,19 @@ class Enqueuer:
             result_ttl=0,
             failure_ttl=24 * 3600,
             job_timeout=600,
+        )
+
+    def erase_day(self, owner: str, day: str) -> bool:
+        """Delete a day's objects and check they are gone (``DELETE /api/days/...``: app/feeds/tombstones.py)."""
+        return self._enqueue_unique(
+            self.control,
+            ERASE_DAY_TASK,
+            (owner, day),
+            f"erase-day-{owner.replace(':', '-')}-{day}",
+            result_ttl=24 * 3600,
+            failure_ttl=7 * 24 * 3600,
+            job_timeout=300,
+            retry=Retry(max=3, interval=[5, 30, 120]),
         )
 
     def recover(self) -> bool:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from app.feeds import coverage, daily_exports, declared
+from app.feeds import coverage, daily_exports, declared, tombstones
+from app.feeds.lifecycle_rule import lifecycle_rule_doc
 from app.jobs.documents import job_view
 from app.platform.errors import RequestError
 from app.platform.validation import parse_day, query_args, validate_resource_type
@@ -94,7 +95,38 @@ def set_daily(resource_type: str) -> Response:
 @bp.post("/days/<resource_type>/<day>/copy")
 @query_args("account")
 def copy_day(resource_type: str, day: str) -> tuple[Response, int]:
-    """Copy one day file Twilio lists (no custom job, no quota), whether or not a feed covers it."""
+    """Copy one day file Twilio lists (no custom job, no quota), whether or not a feed covers it; lifts the day's
+    tombstone."""
     svc = _svc()
-    job = daily_exports.copy_listed_day(svc, resource_type, day, _account())
+    job = tombstones.copy_day(svc, resource_type, day, _account())
     return jsonify(job_view(svc.days, job)), 202
+
+
+@bp.delete("/days/<resource_type>/<day>")
+@query_args("account")
+def delete_day(resource_type: str, day: str) -> tuple[Response, int]:
+    """Delete the day's objects (on a worker) and keep it deleted: body ``{"reason": "..."}`` optional; ``by``
+    ("cli", "console") names the asker, "api" when left out."""
+    body = json_body(optional=True) or {}
+    if not isinstance(body, dict) or set(body) - {"reason", "by"}:
+        raise RequestError('body must be {"reason": "...", "by": "api|cli|console"} (both optional)')
+    who = body.get("by", "api")
+    if who not in tombstones.ASKERS:
+        raise RequestError(f"by must be one of {', '.join(tombstones.ASKERS)}")
+    doc = tombstones.delete_day(_svc(), resource_type, day, _account(), who, body.get("reason"))
+    return jsonify(doc), 202
+
+
+@bp.post("/days/<resource_type>/<day>/restore")
+@query_args("account")
+def restore_day(resource_type: str, day: str) -> Response:
+    """Lift the day's tombstone: missing again, so the planner fetches it inside the feed's window."""
+    return jsonify(tombstones.restore_day(_svc(), resource_type, day, _account()))
+
+
+@bp.get("/lifecycle-rule")
+@query_args()
+def lifecycle_rule() -> Response:
+    """The S3 lifecycle configuration equivalent to the feeds' retain_days (app/feeds/lifecycle_rule.py)."""
+    svc = _svc()
+    return jsonify(lifecycle_rule_doc(svc.settings, svc.feeds.list_feeds()))

@@ -273,7 +273,8 @@ def full_bodies(app: Flask) -> dict[tuple[str, str], dict[str, Any]]:
         },
         ("POST", "/api/jobs/track"): {"job_sid": SID, "resource_type": "Calls", "account": primary},
         ("POST", "/api/jobs/{job_sid}/requeue"): {"days": ["2026-11-01"]},
-        ("PUT", "/api/feeds/{resource_type}"): {"since": day, "until": day, "enabled": False},
+        ("PUT", "/api/feeds/{resource_type}"): {"since": day, "until": day, "enabled": False, "retain_days": 30},
+        ("DELETE", "/api/days/{resource_type}/{day}"): {"reason": "contract", "by": "api"},
         ("PUT", "/api/daily/{resource_type}"): {"enabled": False},
     }
 

@@ -47,7 +47,7 @@ def test_a_feed_is_set_shown_listed_and_deleted(client):
     expected = {"resource_type": "Messages", "account": client.svc.accounts.primary.sid, "since": day(40)} | {
         "until": day(10)
     }
-    assert r.get_json() == expected | {"enabled": True, "managed_by": "api"}
+    assert r.get_json() == expected | {"enabled": True, "managed_by": "api", "retain_days": None}
     assert client.get("/api/feeds/Messages", headers=AUTH).get_json()["since"] == day(40)
     assert [f["resource_type"] for f in client.get("/api/feeds", headers=AUTH).get_json()["feeds"]] == ["Messages"]
     assert client.delete("/api/feeds/Messages", headers=AUTH).status_code == 200
@@ -128,7 +128,10 @@ def test_coverage_counts_states_and_folds_days_into_ranges(client):
     doc = client.get("/api/coverage?resource_type=Calls", headers=AUTH).get_json()
     feed = doc["feeds"][0]
     assert feed["window"] == [day(12), day(3)]
-    assert feed["counts"] == {"copied": 2, "empty": 1, "in_flight": 2, "failed": 1, "corrupt": 0, "missing": 4}
+    assert feed["counts"] == {"copied": 2, "empty": 1, "in_flight": 2, "failed": 1, "corrupt": 0, "missing": 4} | {
+        "deleted": 0,
+        "expired": 0,
+    }
     assert feed["ranges"]["copied"] == [[day(12), day(11)]]
     assert feed["ranges"]["missing"] == [[day(8), day(6)], [day(3), day(3)]]  # a retry waits: missing
     assert feed["lag_days"] == 7  # the window's last day (until: today-3) vs the newest copied or empty day

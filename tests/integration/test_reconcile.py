@@ -94,7 +94,7 @@ def test_days_in_s3_are_found_and_days_gone_from_s3_are_dropped(svc, client, buc
     key = put_day(client, bucket, sink, day(5))
     gone = CoverageDay("copied", "JS1", sink.day_key(RT, day(6), "JS1"), 1, updated_at=long_ago())
     svc.feeds.put_days(owner, {day(6): gone})
-    assert reconcile(svc, sink) == (1, 1, 0)
+    assert reconcile(svc, sink)[:3] == (1, 1, 0)
     cov = cov_of(svc)
     assert cov[day(5)].state == "copied" and cov[day(5)].key == key and cov[day(5)].size == 1
     assert cov[day(5)].etag  # the listing's, so a later change is seen
@@ -105,7 +105,7 @@ def test_a_day_the_listing_does_not_show_yet_is_kept_when_its_object_is_there(sv
     owner = owner_of(RT, svc.accounts.primary.sid)
     key = put_day(client, bucket, sink, day(5))
     svc.feeds.put_days(owner, {day(5): CoverageDay("copied", "JS1", key, 1, updated_at=long_ago())})
-    assert reconcile(svc, LaggingListing(sink, {day(5)})) == (0, 0, 0)
+    assert reconcile(svc, LaggingListing(sink, {day(5)}))[:3] == (0, 0, 0)
     assert cov_of(svc)[day(5)].state == "copied"
 
 
@@ -113,7 +113,7 @@ def test_a_recently_copied_day_is_not_dropped_even_when_absent(svc, sink):
     owner = owner_of(RT, svc.accounts.primary.sid)
     recent = CoverageDay("copied", "JS1", sink.day_key(RT, day(7), "JS1"), 1)  # recorded now
     svc.feeds.put_days(owner, {day(7): recent})
-    assert reconcile(svc, sink) == (0, 0, 0)
+    assert reconcile(svc, sink)[:3] == (0, 0, 0)
     assert cov_of(svc)[day(7)].state == "copied"
 
 
@@ -129,7 +129,7 @@ def test_a_verified_copy_stays_copied_whatever_the_write_path(svc, client, bucke
     result = copy_day(sink, day(5), day_file(9 * MiB if single_put_max == 0 else 4096))
     assert result.etag
     svc.feeds.put_days(owner_of(RT, svc.accounts.primary.sid), {day(5): recorded(result)})
-    assert reconcile(svc, sink) == (0, 0, 0)
+    assert reconcile(svc, sink)[:3] == (0, 0, 0)
     assert cov_of(svc)[day(5)].state == "copied"
 
 
@@ -140,7 +140,7 @@ def test_an_object_replaced_by_one_of_another_size_is_corrupt_and_stays_visible(
     tagging_xml = b'<Tagging xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><TagSet></TagSet></Tagging>'
     client.put_object(Bucket=bucket, Key=result.key, Body=tagging_xml)  # what rclone's PutObjectTagging did
 
-    assert reconcile(svc, sink) == (0, 0, 1)
+    assert reconcile(svc, sink)[:3] == (0, 0, 1)
     rec = cov_of(svc)[day(5)]
     assert rec.state == "corrupt"
     assert rec.error == f"the bucket's object is {len(tagging_xml)} bytes, the verified copy was {result.size}"
@@ -150,7 +150,7 @@ def test_an_object_replaced_by_one_of_another_size_is_corrupt_and_stays_visible(
     assert feed["counts"]["corrupt"] == 1 and feed["ranges"]["corrupt"] == [[day(5), day(5)]]
 
     # Reconciled again: still corrupt (a listing alone never makes it copied), not counted twice.
-    assert reconcile(svc, sink) == (0, 0, 0)
+    assert reconcile(svc, sink)[:3] == (0, 0, 0)
     assert cov_of(svc)[day(5)].state == "corrupt"
 
 
@@ -162,7 +162,7 @@ def test_an_object_rewritten_with_the_same_size_is_corrupt_by_its_etag(svc, clie
     tampered = data[:100] + bytes([data[100] ^ 0xFF]) + data[101:]
     client.put_object(Bucket=bucket, Key=result.key, Body=tampered)
 
-    assert reconcile(svc, sink) == (0, 0, 1)
+    assert reconcile(svc, sink)[:3] == (0, 0, 1)
     rec = cov_of(svc)[day(5)]
     assert rec.state == "corrupt" and rec.error.startswith("the bucket's object has ETag ")
     assert rec.error.endswith(f"the verified copy had {result.etag}")
@@ -174,7 +174,7 @@ def test_a_multipart_etag_is_not_compared_with_a_listed_md5(svc, client, bucket,
     owner = owner_of(RT, svc.accounts.primary.sid)
     result = copy_day(sink, day(5), day_file(4096))
     svc.feeds.put_days(owner, {day(5): recorded(result, etag="0" * 32 + "-2")})
-    assert reconcile(svc, sink) == (0, 0, 0)
+    assert reconcile(svc, sink)[:3] == (0, 0, 0)
     assert cov_of(svc)[day(5)].state == "copied"
 
 
@@ -184,7 +184,7 @@ def test_a_corrupt_day_whose_object_then_vanished_is_missing(svc, client, bucket
     bad = recorded(result, state="corrupt", error="the bucket's object is 240 bytes, the verified copy was 4")
     svc.feeds.put_days(owner, {day(5): bad})
     client.delete_object(Bucket=bucket, Key=result.key)
-    assert reconcile(svc, sink) == (0, 1, 0)
+    assert reconcile(svc, sink)[:3] == (0, 1, 0)
     assert day(5) not in cov_of(svc)  # missing: planned again
 
 
@@ -194,10 +194,10 @@ def test_days_recorded_without_a_size_or_etag_are_checked_as_far_as_they_can_be(
     no_etag, no_size = copy_day(sink, day(5), day_file(4096, 1)), copy_day(sink, day(6), day_file(4096, 2))
     svc.feeds.put_days(owner, {day(5): recorded(no_etag, etag=None), day(6): recorded(no_size, size=None, etag=None)})
     client.put_object(Bucket=bucket, Key=no_size.key, Body=b"replaced")  # another size: unseen without a size
-    assert reconcile(svc, sink) == (0, 0, 0)
+    assert reconcile(svc, sink)[:3] == (0, 0, 0)
     assert {d: r.state for d, r in cov_of(svc).items()} == {day(5): "copied", day(6): "copied"}
     client.put_object(Bucket=bucket, Key=no_etag.key, Body=b"replaced")  # the size recorded is enough for this
-    assert reconcile(svc, sink) == (0, 0, 1)
+    assert reconcile(svc, sink)[:3] == (0, 0, 1)
     assert cov_of(svc)[day(5)].state == "corrupt"
 
 
@@ -217,5 +217,5 @@ def test_a_copy_recorded_while_the_listing_ran_is_not_marked_corrupt(svc, client
 
     new = copy_day(sink, day(5), day_file(8192, 2))
     svc.feeds.put_days(owner, {day(5): recorded(new, updated_at=clock.now())})
-    assert reconcile(svc, ListedBeforeTheCopy()) == (0, 0, 0)
+    assert reconcile(svc, ListedBeforeTheCopy())[:3] == (0, 0, 0)
     assert cov_of(svc)[day(5)].state == "copied" and cov_of(svc)[day(5)].size == new.size

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from datetime import date
 
 from app.platform.config import DEFAULT_S3_PREFIX, DEFAULT_SINGLE_PUT_MAX_MIB
+from app.platform.config.settings import DEFAULT_KEY_TEMPLATE
 from app.platform.units import GiB, MiB
 
 # Day files up to this size are held in memory, verified, and written with one PutObject (see the package
 # docstring): faster than a multipart upload up to about this size, slower above (bench/README.md).
 SINGLE_PUT_MAX = DEFAULT_SINGLE_PUT_MAX_MIB * MiB
 SINGLE_PUT_LIMIT = 5 * GiB  # S3's own PutObject limit
-DEFAULT_KEY_TEMPLATE = "{prefix}{resource_type}/day={day}/{resource_type}-{day}.json.gz"
 # Versions before the streaming multipart path staged big files here. Nothing writes there any more; the
 # janitor still deletes what they left (and the lifecycle rule expires it) for one release: remove after that.
 STAGING_DIR = "_staging/"

@@ -55,12 +55,14 @@ def load_console_settings(env: Mapping[str, str], public_base_url: str | None) -
 
 
 def _feed_specs(env: Mapping[str, str]) -> tuple[FeedSpec, ...]:
-    """SYNC_FEEDS=Messages:2025-01-01,Calls:2025-06-01:2025-12-31 (resource type, since, optional until)."""
+    """SYNC_FEEDS=Messages:2025-01-01,Calls:2025-06-01:2025-12-31,Conferences:2025-01-01::90 (resource type, since,
+    optional until, optional retain_days: a fourth part, after an empty or given until)."""
     raw = env_str(env, "SYNC_FEEDS") or ""
     specs: dict[str, FeedSpec] = {}
     for item in filter(None, (part.strip() for part in raw.split(","))):
         rt, _, dates = item.partition(":")
         since, _, until = dates.partition(":")
+        until, _, retain = until.partition(":")
         if rt not in RESOURCE_TYPES:
             raise ConfigError(f"SYNC_FEEDS: unknown resource type {rt!r} (one of {', '.join(RESOURCE_TYPES)})")
         if rt in specs:
@@ -72,7 +74,9 @@ def _feed_specs(env: Mapping[str, str]) -> tuple[FeedSpec, ...]:
             raise ConfigError(f"SYNC_FEEDS: {rt} needs since[:until] with since <= until (got {dates!r})")
         if since < EARLIEST_DAY.isoformat():
             raise ConfigError(f"SYNC_FEEDS: {rt} starts before {EARLIEST_DAY} (Twilio has no records that old)")
-        specs[rt] = FeedSpec(rt, since, until or None)
+        if retain and (not retain.isdigit() or int(retain) < 1):
+            raise ConfigError(f"SYNC_FEEDS: {rt} has an invalid retain_days {retain!r} (a whole number of days >= 1)")
+        specs[rt] = FeedSpec(rt, since, until or None, int(retain) if retain else None)
     return tuple(specs.values())
 
 
@@ -100,6 +104,7 @@ def load_sync_settings(env: Mapping[str, str], twilio_base_url: str = "") -> Fee
         daily_grace_hours=env_int(env, "DAILY_EXPORT_GRACE_HOURS", 6),
         reconcile_hours=env_int(env, "RECONCILE_INTERVAL_HOURS", 24, minimum=1),
         sweep_seconds=env_int(env, "SWEEP_INTERVAL_SECONDS", 300, minimum=1),
+        refetch_vanished=env_choice(env, "REFETCH_VANISHED", "auto", ("auto", "never")),
     )
 
 

@@ -17,6 +17,9 @@ RESOURCE_TYPES = ("Messages", "Calls", "Conferences", "Participants")
 # S3_PREFIX unset: keys start at the bucket's root (README, Configuration). workers.sink.SinkSettings defaults to
 # it too: one default.
 DEFAULT_S3_PREFIX = ""
+# Where day files go unless S3_KEY_TEMPLATE says otherwise (workers/sink/settings.py writes them; the lifecycle
+# rule, app/feeds/lifecycle_rule.py, derives its prefixes from it)
+DEFAULT_KEY_TEMPLATE = "{prefix}{resource_type}/day={day}/{resource_type}-{day}.json.gz"
 DEFAULT_SINGLE_PUT_MAX_MIB = 16  # S3_SINGLE_PUT_MAX_MIB; measured: bench/README.md, "Single PUT or multipart"
 
 # Where Twilio's presigned day-file links point: S3 (virtual-hosted and path style, regional, legacy dash-region
@@ -40,6 +43,7 @@ class FeedSpec:
     resource_type: str
     since: str
     until: str | None = None
+    retain_days: int | None = None  # days older than today - retain_days are outside the feed (``expired``)
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,9 @@ class FeedSettings:
     daily_grace_hours: int = 6  # with daily exports on, wait this long for Twilio's own file
     reconcile_hours: int = 24  # coverage is checked against an S3 listing at start and this often
     sweep_seconds: int = 300  # ListDay is swept for days nobody submitted here this often
+    # A copied day gone from S3 without a tombstone: "auto" fetches it again, "never" leaves it missing (owners
+    # whose own lifecycle rules delete inside a feed's window: app/bucket/reconcile.py)
+    refetch_vanished: str = "auto"
 
 
 @dataclass(frozen=True)

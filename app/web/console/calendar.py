@@ -12,7 +12,7 @@ from typing import Any
 from flask import redirect, request, url_for
 from werkzeug.wrappers import Response
 
-from app.feeds import coverage, declared
+from app.feeds import coverage, declared, tombstones
 from app.feeds.store import CoverageDay, Feed
 from app.platform import clock
 from app.platform.errors import DomainError, RequestError
@@ -113,7 +113,7 @@ def feed_calendar(resource_type: str) -> tuple[str, int]:
     window = coverage.feed_window(feed, daily)
     cov = svc.feeds.coverage([feed.owner])[feed.owner]
     states = coverage.feed_states(window, cov)
-    year = _year_arg(window.first, window.last)
+    year = _year_arg(window.expired_since or window.first, window.last)
     in_year = {d: s for d, s in states.items() if d.startswith(f"{year}-")}
     return render(
         "calendar.html",
@@ -123,7 +123,7 @@ def feed_calendar(resource_type: str) -> tuple[str, int]:
         daily=daily,
         window=window,
         year=year,
-        years=list(range(window.first.year, window.last.year + 1)),
+        years=list(range((window.expired_since or window.first).year, window.last.year + 1)),
         months=year_months(year, states, cov),
         all_counts=coverage.summarise(states)["counts"],
         year_counts=coverage.summarise(in_year)["counts"],
@@ -141,5 +141,44 @@ def retry(resource_type: str, day: str) -> Response:
         ok(retry_day(svc, feed, iso, selected_account()).message)
     except (DomainError, TwilioError) as exc:
         fail(f"{iso} was not retried: {exc}")
+    target = url_for("console.feed_calendar", resource_type=feed.resource_type, year=iso[:4], day=iso)
+    return redirect(f"{target}#detail")
+
+
+@bp.post("/feeds/<resource_type>/days/<day>/delete")
+def delete_day(resource_type: str, day: str) -> Response:
+    """The calendar's Delete button: confirmed by a ticked box, then as ``DELETE /api/days/...`` (who: console)."""
+    svc = current_services()
+    feed = declared.require_feed(svc.feeds, resource_type, selected_account().sid)
+    iso = parse_day(day, "day").isoformat()
+    if request.form.get("confirm") != "yes":
+        fail(f"{iso} was not deleted: tick the box to confirm.")
+    else:
+        try:
+            tombstones.delete_day(svc, feed.resource_type, iso, selected_account(), "console", _reason())
+            ok(f"{iso} deleted: a worker deletes its object(s); the relay never fetches it again until restored.")
+        except DomainError as exc:
+            fail(f"{iso} was not deleted: {exc}")
+    return _back_to(feed, iso)
+
+
+@bp.post("/feeds/<resource_type>/days/<day>/restore")
+def restore_day(resource_type: str, day: str) -> Response:
+    svc = current_services()
+    feed = declared.require_feed(svc.feeds, resource_type, selected_account().sid)
+    iso = parse_day(day, "day").isoformat()
+    try:
+        tombstones.restore_day(svc, feed.resource_type, iso, selected_account())
+        ok(f"{iso} restored: missing again, the planner fetches it.")
+    except DomainError as exc:
+        fail(f"{iso} was not restored: {exc}")
+    return _back_to(feed, iso)
+
+
+def _reason() -> str | None:
+    return (request.form.get("reason") or "").strip()[: tombstones.MAX_REASON] or None
+
+
+def _back_to(feed: Feed, iso: str) -> Response:
     target = url_for("console.feed_calendar", resource_type=feed.resource_type, year=iso[:4], day=iso)
     return redirect(f"{target}#detail")

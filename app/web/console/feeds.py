@@ -20,7 +20,7 @@ from app.web.console.account import selected_account
 from app.web.console.blueprint import bp
 from app.web.console.web import ok, render
 
-FIELDS = ("resource_type", "since", "until", "enabled")
+FIELDS = ("resource_type", "since", "until", "enabled", "retain_days")
 
 
 def feeds_model(svc: Services) -> dict[str, Any]:
@@ -62,6 +62,7 @@ def _values_of(feed: dict[str, Any]) -> dict[str, Any]:
         "since": feed["since"],
         "until": feed["until"] or "",
         "enabled": feed["enabled"],
+        "retain_days": feed.get("retain_days") or "",
     }
 
 
@@ -86,10 +87,14 @@ def save_feed() -> Response | tuple[str, int]:
         "since": form.get("since", "").strip(),
         "until": form.get("until", "").strip(),
         "enabled": form.get("enabled") == "on",
+        "retain_days": form.get("retain_days", "").strip(),
     }
     body: dict[str, Any] = {"since": values["since"] or None, "enabled": values["enabled"]}
     if values["until"]:
         body["until"] = values["until"]
+    retain = str(values["retain_days"])
+    if retain:
+        body["retain_days"] = int(retain) if retain.isdigit() else retain  # not a number: the 400 names the field
     try:
         feed = declared.feed_from_body(values["resource_type"], body, selected_account().sid)
         declared.put_feed(current_services().feeds, feed)
