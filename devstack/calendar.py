@@ -8,6 +8,7 @@ agree on "today" (the quota's UTC day, the newest exportable day). The relay re-
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import date, datetime
 from pathlib import Path
@@ -38,7 +39,9 @@ class Calendar:
 
     def _follow(self, clock: dict[str, Any]) -> None:
         now = datetime.fromisoformat(clock["now"].replace("Z", "+00:00")).timestamp()
-        self.offset_file.write_text(f"{now - time.time():.3f}")
+        staged = self.offset_file.with_name(self.offset_file.name + ".new")
+        staged.write_text(f"{now - time.time():.3f}")
+        os.replace(staged, self.offset_file)  # whole: the relay's processes read it again on their next clock call
 
     @property
     def today(self) -> date:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from app.feeds import coverage
+from app.feeds.store import KEPT_GONE_STATES
 from app.jobs import events
 from app.jobs.lifecycle import day_files
 from app.jobs.records import DayRecord, DayState, JobState
@@ -72,6 +73,9 @@ def copy_one_day(svc: Services, sink: S3Sink, task: DayTask, lock_seconds: int, 
     if not svc.locks.acquire_copy_lock(scope, task.day, task.task_id, lock_seconds):
         raise CopyBusy(f"{task.resource_type}/{task.day} is being copied by another task")
     try:
+        kept_gone = svc.feeds.get_day(owner_of(task.resource_type, task.account_sid), task.day)
+        if kept_gone is not None and kept_gone.state in KEPT_GONE_STATES:
+            return _not_copied_kept_gone(svc, task, current, kept_gone.state)
         rec = _copy_locked(svc, sink, _fresh(svc, task, current), current or DayRecord(day=task.day))
     finally:
         svc.locks.release_copy_lock(scope, task.day, task.task_id)
@@ -81,6 +85,16 @@ def copy_one_day(svc: Services, sink: S3Sink, task: DayTask, lock_seconds: int, 
         svc.enqueuer.lake_day(task.account_sid, task.resource_type, task.day, rec.key or "", rec.sha256, rec.records)
     DAYS.labels(rec.state.value).inc()
     log.info("day %s", rec.state.value, extra=task.log_extra | {"key": rec.key, "records": rec.records})
+    return rec
+
+
+def _not_copied_kept_gone(svc: Services, task: DayTask, current: DayRecord | None, state: str) -> DayRecord:
+    """A job's day the owner deleted (or, with REFETCH_VANISHED=never, let vanish) after the job was submitted or
+    whose range spans it: never copied back by a job (only ``restore-day`` or ``copy-day`` lift a tombstone). The
+    job's day is final, failed with the reason; coverage keeps the tombstone (app/feeds/coverage.py)."""
+    rec = replace(current or DayRecord(day=task.day), state=DayState.FAILED, error=f"not copied: the day is {state}")
+    svc.days.put_day(task.job_sid, rec)
+    log.info("day kept %s: not copied", state, extra=task.log_extra)
     return rec
 
 

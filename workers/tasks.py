@@ -29,7 +29,7 @@ from app.platform.metrics import POLLS, RETENTION_WARNINGS
 from app.platform.queueing import copy_timeout
 from app.platform.units import MiB
 from app.services import Services, worker_services
-from workers.copy_errors import CopyError, PermanentCopyError
+from workers.copy_errors import CopyBusy, CopyError, PermanentCopyError
 from workers.day_copier import DayTask, copy_one_day, record_failure
 from workers.sink import S3Sink, SinkSettings
 
@@ -252,8 +252,18 @@ def reconcile_task(owner: str) -> int:
 
 
 def erase_day_task(owner: str, day: str) -> dict[str, Any]:
-    """A deleted day's objects removed from S3 and checked gone (app/bucket/erase_day.py)."""
-    return erase_day.erase_day(worker_services().feeds, sink(), owner, day)
+    """A deleted day's objects removed from S3 and checked gone (app/bucket/erase_day.py), under the day's copy
+    lock: a copy of the day running now finishes first (and then finds the tombstone: workers/day_copier.py), so no
+    write lands after the erase checked the objects gone. Busy: RQ retries (Enqueuer.erase_day)."""
+    svc, owner_id = worker_services(), str(uuid.uuid4())
+    account_sid, _, resource_type = owner.rpartition(":")
+    scope = f"{account_sid}:{resource_type}"
+    if not svc.locks.acquire_copy_lock(scope, day, owner_id, 300):
+        raise CopyBusy(f"{resource_type}/{day} is being copied: the erase waits for it")
+    try:
+        return erase_day.erase_day(svc.feeds, sink(), owner, day)
+    finally:
+        svc.locks.release_copy_lock(scope, day, owner_id)
 
 
 def verify_task(

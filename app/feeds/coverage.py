@@ -119,7 +119,18 @@ def record_job_day(store: FeedStore, settings: FeedSettings, job: JobRecord, rec
         done = CoverageDay(
             rec.state.value, job.job_sid, rec.key, rec.size, rec.sha256, rec.records, rec.twilio_create_date, rec.etag
         )
-        store.put_days(owner, {rec.day: done})
+        for _ in range(3):  # compare-and-set: a tombstone written meanwhile is never overwritten
+            previous = store.get_day(owner, rec.day)
+            if previous is not None and previous.state in KEPT_GONE_STATES:
+                return  # deleted (or let vanish) on purpose: the tombstone stays (only restore or copy-day lift it)
+            if previous is None:
+                store.put_days(owner, {rec.day: done})
+                return
+            if store.replace_days(owner, {rec.day: (previous, done)}):
+                return
+        log.warning(
+            "coverage of %s %s changed three times while recording a copy: the reconcile settles it", owner, rec.day
+        )
     elif rec.state == DayState.FAILED:
         previous = store.get_day(owner, rec.day)
         if previous is not None and previous.state in ("copied", "empty", *KEPT_GONE_STATES):

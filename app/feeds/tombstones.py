@@ -47,7 +47,10 @@ def delete_day(svc: Services, resource_type: Any, day: Any, account: Account, wh
         deleted_by=who,
         reason=reason or None,
     )
-    svc.feeds.put_days(owner, {day_text: tomb})
+    if previous is None:
+        svc.feeds.put_days(owner, {day_text: tomb})
+    elif not svc.feeds.replace_days(owner, {day_text: (previous, tomb)}):  # e.g. a job took it in flight since
+        raise Conflict(f"{rt} {day_text} changed meanwhile: ask again")
     svc.enqueuer.erase_day(owner, day_text)
     log.warning(
         "day deleted on request: %s %s",

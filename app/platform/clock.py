@@ -3,8 +3,8 @@
 Everything that depends on the calendar (which days can be exported, the quota's UTC day, Twilio's 7-day
 retention, feed lag) asks this module, never ``time.time()`` or ``datetime.now()`` directly. That is what lets
 the end-to-end tests move the relay's calendar in step with the Twilio sandbox's simulated one: when
-``RELAY_CLOCK_OFFSET_FILE`` names a file, the number of seconds written in it is added to the real time (read at
-most every ``_RECHECK_SECONDS``; a missing or unreadable file counts as 0). It is the only test hook in production
+``RELAY_CLOCK_OFFSET_FILE`` names a file, the number of seconds written in it is added to the real time (read again
+as soon as the file is replaced; a missing or unreadable file counts as 0). It is the only test hook in production
 code, it can only move the calendar (never skip a check), and the settings refuse it outside loopback
 deployments (see ``app.platform.config``).
 """
@@ -17,21 +17,26 @@ import time
 from datetime import UTC, date, datetime
 
 OFFSET_FILE_VAR = "RELAY_CLOCK_OFFSET_FILE"
-_RECHECK_SECONDS = 0.2
 
 
 class _Offset:
+    """The offset file's number, read again whenever the file is replaced (one stat per call: tests only)."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._checked = 0.0
+        self._seen: tuple[int, int, int] | None = None
         self._value = 0.0
 
     def get(self) -> float:
         path = os.environ.get(OFFSET_FILE_VAR)
         if not path:
             return 0.0
-        mono = time.monotonic()
-        if mono - self._checked < _RECHECK_SECONDS:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return 0.0
+        seen = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if seen == self._seen:
             return self._value
         with self._lock:
             try:
@@ -39,7 +44,7 @@ class _Offset:
                     self._value = float(fh.read().strip() or 0)
             except (OSError, ValueError):
                 self._value = 0.0
-            self._checked = mono
+            self._seen = seen
         return self._value
 
 

@@ -146,7 +146,8 @@ def test_daily_exports_arrive_without_custom_jobs_even_when_webhooks_are_lost(
     calendar.advance_days(3)  # Twilio makes T0, T0+1 (webhook lost) and T0+2 by itself
     made = [(T0 + timedelta(days=i)).isoformat() for i in range(3)]
     assert [e["day"] for e in sandbox.daily_exports()] == made
-    assert stack.api("PUT", f"/api/feeds/{RT}", json={"since": made[0]}).status_code == 200
+    r = stack.api("PUT", f"/api/feeds/{RT}", json={"since": made[0]})
+    assert r.status_code == 200, r.text
     wait_until(
         lambda: all(states_by_day(coverage_of(stack)).get(d) == "copied" for d in made),
         timeout=60,

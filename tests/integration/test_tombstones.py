@@ -17,6 +17,7 @@ from app.bucket import erase_day
 from app.bucket import reconcile as bucket_reconcile
 from app.feeds import planner
 from app.feeds.store import CoverageDay
+from app.jobs.records import DayState, JobRecord
 from app.platform import clock
 from app.platform.config import load_settings
 from app.platform.queueing import CONTROL_QUEUE, ERASE_DAY_TASK, SERIALIZER
@@ -25,6 +26,7 @@ from app.twilio.accounts import owner_of
 from tests.conftest import ADMIN_TOKEN, make_env
 from tests.days import day
 from tests.integration import s3_calls
+from workers.day_copier import DayTask, copy_one_day
 
 bucket, sink = s3_calls.server_bucket, s3_calls.server_sink
 
@@ -209,3 +211,21 @@ def test_no_lifecycle_rule_when_the_template_gives_no_prefix_per_feed(make_app):
     doc = app.test_client().get("/api/lifecycle-rule", headers=AUTH).get_json()
     assert doc["lifecycle_configuration"]["Rules"] == []
     assert [u["resource_type"] for u in doc["underivable"]] == [RT]
+
+
+def test_a_copy_queued_before_the_delete_neither_writes_nor_lifts_the_tombstone(app, client, bucket, sink):
+    """A job's copy task that runs after the day was deleted (queued before, or a job whose range spans the day)
+    finds the tombstone under the day's copy lock: nothing is written to S3, the job's day fails with the reason,
+    and coverage still says deleted (only restore-day or copy-day bring a deleted day back)."""
+    svc, web = services(app), app.test_client()
+    assert web.put(f"/api/feeds/{RT}", headers=AUTH, json={"since": day(10)}).status_code == 200
+    key = stored_copy(svc, client, bucket, sink, day(5))
+    assert web.delete(f"/api/days/{RT}/{day(5)}", headers=AUTH).status_code == 202
+    assert erase_day.erase_day(svc.feeds, sink, owner(svc), day(5))["erased"] is True
+    sid = "JS" + "78" * 16
+    svc.jobs.add_job(JobRecord(job_sid=sid, resource_type=RT, start_day=day(5), end_day=day(5)))
+    rec = copy_one_day(svc, sink, DayTask(sid, RT, day(5), 10, None, "t-late"), lock_seconds=60, max_attempts=6)
+    assert rec is not None and rec.state == DayState.FAILED and "deleted" in (rec.error or "")
+    assert not sink.holds(key) and not sink.holds(sink.day_key(RT, day(5), sid))
+    assert svc.feeds.get_day(owner(svc), day(5)).state == "deleted"  # type: ignore[union-attr]
+    assert svc.days.get_day(sid, day(5)).state == DayState.FAILED  # type: ignore[union-attr]
