@@ -20,7 +20,7 @@ pytestmark = pytest.mark.e2e
 
 T0 = SIM_TODAY  # the simulated "today" (the calendar fixture sets it)
 RT = "Messages"
-STATES = ("copied", "empty", "in_flight", "failed", "corrupt", "missing")
+STATES = ("copied", "empty", "in_flight", "failed", "corrupt", "missing", "deleted", "expired")
 
 
 def day(n: int) -> str:
@@ -49,12 +49,30 @@ def test_the_calendar_shows_every_state(make_stack, calendar, sandbox, browser, 
     env = {"TWILIO_DAILY_DAY_QUOTA": "40", "FEED_QUOTA_RESERVE_DAYS": "5", "FEED_MAX_ATTEMPTS": "1"}
     stack = make_stack(workers=2, poller=True, **env, **calendar.env())
     assert stack.api("PUT", f"/api/feeds/{RT}", json={"since": day(60)}).status_code == 200
-    settled = {"copied": 32, "empty": 2, "in_flight": 0, "failed": 1, "corrupt": 0, "missing": 24}
+    settled = {
+        "copied": 32,
+        "empty": 2,
+        "in_flight": 0,
+        "failed": 1,
+        "corrupt": 0,
+        "missing": 24,
+        "deleted": 0,
+        "expired": 0,
+    }
     wait_until(lambda: counts(stack) == settled, timeout=90, interval=0.3, what=f"coverage {settled}")
     sandbox.update_scenario(step_seconds=100000)
     r = stack.api("POST", "/api/jobs", json={"resource_type": RT, "start_day": day(44), "end_day": day(40)})
     assert r.status_code == 201, r.text
-    every = {"copied": 32, "empty": 2, "in_flight": 5, "failed": 1, "corrupt": 0, "missing": 19}
+    every = {
+        "copied": 32,
+        "empty": 2,
+        "in_flight": 5,
+        "failed": 1,
+        "corrupt": 0,
+        "missing": 19,
+        "deleted": 0,
+        "expired": 0,
+    }
     wait_until(lambda: counts(stack) == every, timeout=30, interval=0.3, what=f"coverage {every}")
 
     sign_in(browser, stack.url)

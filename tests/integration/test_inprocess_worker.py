@@ -130,8 +130,8 @@ def test_a_task_running_past_timeout_and_grace_ends_the_worker(
     Queue(QUEUE, connection=conn).enqueue(report_pid_and_wait, redis_url, True, job_timeout=1)
     worker = start_worker(redis_url, tmp_path, f"{__name__}.QuickGraceWorker")
     try:
-        wait_until(lambda: conn.get("task:swallowed"), timeout=30, what="the task to swallow its timeout")
-        wait_until(lambda: not worker.alive(), timeout=30, what="the worker to end itself")
+        wait_until(lambda: conn.get("task:swallowed"), timeout=60, what="the task to swallow its timeout")
+        wait_until(lambda: not worker.alive(), timeout=60, what="the worker to end itself")
         assert worker.proc is not None and worker.proc.returncode == 1
         assert not conn.exists("task:release")  # it was ended, not released
         assert "still running 1 s after its 1 s timeout" in worker.tail()
