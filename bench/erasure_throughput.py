@@ -33,12 +33,14 @@ import random
 import resource
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from app.platform.units import GiB, MiB
 from bench.common import BenchResult, Figure, child_env, run_json_child, workdir
 from devstack.procs import python_argv
+from sandbox.content import record
 
 MODES = ("copy", "scan", "erase", "redact")
 TARGET = "+12125550100"
@@ -46,6 +48,7 @@ SALT = b"bench-salt-not-a-secret-0123456789"
 REDACT = {"body": "drop", "to": "sha256", "from": "sha256"}
 POOL_RECORDS = 40_000  # records of one member; the file repeats it (deflate's window is 32 KiB: no cross-member gain)
 MATCH_EVERY = 1000  # one record in MATCH_EVERY is to TARGET: ~0.1 %
+BASE = datetime(2026, 1, 1, tzinfo=UTC)  # the day the generated records are dated
 TARGET_RSS_MIB = 150.0
 
 
@@ -122,33 +125,12 @@ def _vm_hwm_mib() -> float:
 # -- parent side ---------------------------------------------------------------------------------------
 
 
-def _phone(rng: random.Random) -> str:
-    return f"+1{rng.randrange(200, 999)}{rng.randrange(200, 999)}{rng.randrange(10000):04d}"
-
-
 def _message(rng: random.Random, i: int) -> dict[str, object]:
-    """A Message record shaped like the sandbox's (sandbox/content.py) and Twilio's BulkExport lines."""
-    t = rng.randrange(86_400)
-    status = rng.choice(("delivered", "delivered", "delivered", "sent", "undelivered", "failed", "received"))
-    ts = f"2026-01-01T{t // 3600:02d}:{t // 60 % 60:02d}:{t % 60:02d}Z"
-    return {
-        "sid": f"SM{rng.getrandbits(128):032x}",
-        "account_sid": "AC" + "0" * 32,
-        "messaging_service_sid": f"MG{rng.getrandbits(128):032x}" if rng.random() < 0.5 else None,
-        "from": _phone(rng),
-        "to": TARGET if i % MATCH_EVERY == 0 else _phone(rng),
-        "body": rng.choice(("Your code is ", "Reminder: appointment at ", "Order shipped #", "Hi! ref "))
-        + str(rng.randrange(10**6)),
-        "status": status,
-        "direction": "inbound" if status == "received" else "outbound-api",
-        "num_segments": str(rng.randrange(1, 4)),
-        "num_media": "0",
-        "price": None if rng.random() < 0.2 else f"-0.00{rng.randrange(750, 830)}",
-        "error_code": 30003 if status in ("undelivered", "failed") else None,
-        "date_created": ts,
-        "date_sent": ts,
-        "date_updated": ts,
-    }
+    """The sandbox's Message record (sandbox/content.py), every MATCH_EVERY-th one sent to TARGET."""
+    rec = record("Messages", rng, "AC" + "0" * 32, BASE)
+    if i % MATCH_EVERY == 0:
+        rec["to"] = TARGET
+    return rec
 
 
 def make_day_file(path: Path, size: int) -> dict[str, int]:

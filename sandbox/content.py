@@ -169,6 +169,11 @@ _RECORDS: dict[str, Callable[[random.Random, str, datetime], dict[str, object]]]
 }
 
 
+def record(resource_type: str, rng: random.Random, account_sid: str, base: datetime) -> dict[str, object]:
+    """One record of ``resource_type`` as the sandbox's day files hold it (also what the benches generate)."""
+    return _RECORDS[resource_type](rng, account_sid, base)
+
+
 class _Lines:
     """Record lines of one member, generated on demand and remembered (a trial batch may be retried)."""
 
